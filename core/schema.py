@@ -1,0 +1,64 @@
+"""Constants of the data contract (../shared/spec/definitions.md), in one place."""
+
+from __future__ import annotations
+
+EVENT_TYPES: tuple[str, ...] = ("view", "addtocart", "transaction")
+RAW_EVENT_COLUMNS: tuple[str, ...] = ("timestamp", "visitorid", "event", "itemid", "transactionid")
+EVENT_COLUMNS: tuple[str, ...] = RAW_EVENT_COLUMNS + ("categoryid",)
+ITEM_PROPERTY_COLUMNS: tuple[str, ...] = ("timestamp", "itemid", "property", "value")
+CATEGORY_TREE_COLUMNS: tuple[str, ...] = ("categoryid", "parentid")
+ITEM_PROPERTY_FILES: tuple[str, ...] = ("item_properties_part1.csv", "item_properties_part2.csv")
+
+UNKNOWN_CATEGORY = -1
+MS_PER_MINUTE = 60_000
+WINDOW_MS = 24 * 3600 * 1000
+LOOKBACK = 100
+MIN_LABEL_COUNT = 5
+TEST_SIZE = 0.2
+DEFAULT_SEED = 42
+DEFAULT_SHARE = 0.04
+SHORT_GAP_S = 5.0
+SESSION_GAP_S = 1800.0
+NIGHT_HOURS = (0, 6)
+
+CANDIDATE_FEATURES: tuple[str, ...] = (
+    "cnt",
+    "share",
+    "is_last",
+    "last_gap_min",
+    "pos_from_end",
+    "tail_streak_if_last",
+    "n_views",
+)
+MARKOV_FEATURE = "markov_prob"
+
+USER_FEATURES: tuple[str, ...] = (
+    "events",
+    "view",
+    "addtocart",
+    "transaction",
+    "uniq_items",
+    "uniq_cats",
+    "cat_entropy",
+    "events_per_active_day",
+    "add_to_view_rate",
+    "txn_to_cart_rate",
+    "night_share",
+    "p95_gap_s",
+    "short_gap_share",
+    "n_sessions",
+    "sessions_per_day",
+    "uniq_item_ratio",
+)
+# Features that are counts: non-negative and heavy-tailed, so the detector sees log1p of them.
+COUNT_FEATURES: tuple[str, ...] = (
+    "events",
+    "view",
+    "addtocart",
+    "transaction",
+    "uniq_items",
+    "uniq_cats",
+    "n_sessions",
+)
+# Every user feature is non-negative by definition; negative values are a data error.
+NON_NEGATIVE_FEATURES: tuple[str, ...] = USER_FEATURES
