@@ -1,0 +1,184 @@
+"""One way to find, verify and load the build's artifacts, shared by the dashboard and the API.
+
+Every file the build writes is listed in ``manifest.json`` with its sha256 and size. A joblib
+file is only unpickled after its hash matches the manifest, because unpickling runs code: a
+tampered or foreign model file is refused, never loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import pandas as pd
+
+from core.errors import ArtifactError
+
+log = logging.getLogger(__name__)
+
+ARTIFACT_DIR = Path(__file__).resolve().parent.parent / "recsys_artifacts"
+
+MANIFEST = "manifest.json"
+RANKING_MODEL_PREFIX = "task1_ranking_best_"
+RANKING_DATASET = "task1_ranking_dataset.parquet"
+RANKING_METRICS_JSON = "task1_metrics.json"
+RANKING_METRICS_CSV = "task1_metrics.csv"
+DETECTOR = "task2_isolation_forest.joblib"
+OPERATING_POINT = "task2_operating_point.json"
+USER_FEATURES = "task2_user_features.parquet"
+SCORED_USERS = "task2_scored_users.parquet"
+AUDIT_CSV = "task2_audit.csv"
+DETECTOR_QUALITY_JSON = "task2_detector_quality.json"
+CLEAN_EVENTS = "events_clean_q04.parquet"
+BEFORE_AFTER_CSV = "task1_before_after_cleaning.csv"
+BEFORE_AFTER_JSON = "task1_before_after_cleaning.json"
+DATASET_SUMMARY = "dataset_summary.json"
+DAILY_ACTIVITY = "daily_activity.csv"
+EVALUATION_JSON = "task1_honest_evaluation.json"
+
+REBUILD_HINT = "Rebuild them with `python -m core build` (about a minute at demo scale)."
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_entry(path: Path) -> dict[str, Any]:
+    """The manifest entry of one file: its sha256 and size in bytes."""
+    return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
+@dataclass
+class Artifacts:
+    """What was found in an artifact directory, and whether it can be trusted."""
+
+    path: Path
+    manifest: dict[str, Any] | None = None
+    status: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    ranking_model: Any = None
+    detector: Any = None
+    operating_point: dict[str, Any] | None = None
+
+    @property
+    def manifest_ok(self) -> bool:
+        """True when a manifest exists and every file it lists matches its hash."""
+        return self.manifest is not None and not any(
+            s.startswith("tampered") or s.startswith("missing") for s in self.status.values()
+        )
+
+    @property
+    def ranking_model_name(self) -> str | None:
+        """Name of the loaded ranking model, or None."""
+        return getattr(self.ranking_model, "name", None)
+
+    def verified_path(self, name: str) -> Path | None:
+        """Path of a file whose hash matched the manifest, else None."""
+        return self.path / name if self.status.get(name) == "ok" else None
+
+    def read_json(self, name: str) -> dict[str, Any] | None:
+        """A verified JSON artifact, or None when it is missing or refused."""
+        path = self.verified_path(name)
+        return json.loads(path.read_text()) if path else None
+
+    def read_table(self, name: str) -> pd.DataFrame | None:
+        """A verified CSV or parquet artifact, or None when it is missing or refused."""
+        path = self.verified_path(name)
+        if path is None:
+            return None
+        return pd.read_parquet(path) if name.endswith(".parquet") else pd.read_csv(path)
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-safe description for /health, /version and the dashboard sidebar."""
+        manifest = self.manifest or {}
+        return {
+            "artifact_dir": str(self.path),
+            "manifest_ok": self.manifest_ok,
+            "ranking_model": self.ranking_model_name,
+            "detector_loaded": self.detector is not None,
+            "built_at": manifest.get("built_at"),
+            "data": manifest.get("data"),
+            "seed": manifest.get("seed"),
+            "problems": list(self.problems),
+        }
+
+
+def _check_files(arts: Artifacts) -> None:
+    """Compare every manifest entry with the file on disk."""
+    files = arts.manifest.get("files", {}) if arts.manifest else {}
+    for name, entry in sorted(files.items()):
+        path = arts.path / name
+        if not path.exists():
+            arts.status[name] = "missing"
+            arts.problems.append(f"{name} is listed in the manifest but missing. {REBUILD_HINT}")
+        elif sha256_file(path) != entry.get("sha256"):
+            arts.status[name] = "tampered: sha256 differs from the manifest"
+            arts.problems.append(
+                f"{name} does not match its sha256 in {MANIFEST} (changed after the build); "
+                f"it was refused. {REBUILD_HINT}"
+            )
+        else:
+            arts.status[name] = "ok"
+
+
+def _load_pickle(arts: Artifacts, name: str, expected: str) -> Any:
+    """Unpickle a verified joblib file and check it holds the expected class."""
+    path = arts.verified_path(name)
+    if path is None:
+        return None
+    try:
+        obj = joblib.load(path)
+    except Exception as exc:  # a verified file that still fails to load: say so, keep going
+        arts.status[name] = f"unreadable: {type(exc).__name__}"
+        arts.problems.append(f"{name} could not be loaded ({exc}). {REBUILD_HINT}")
+        return None
+    if type(obj).__name__ != expected:
+        arts.status[name] = f"wrong type: {type(obj).__name__}"
+        arts.problems.append(f"{name} holds a {type(obj).__name__}, expected {expected}.")
+        return None
+    return obj
+
+
+def load_artifacts(path: str | Path | None = None) -> Artifacts:
+    """Verify the artifact directory against its manifest and load the models it holds."""
+    arts = Artifacts(path=Path(path) if path is not None else ARTIFACT_DIR)
+    manifest_path = arts.path / MANIFEST
+    if not manifest_path.exists():
+        arts.problems.append(
+            f"No {MANIFEST} in {arts.path}: no model can be verified, so none is loaded. "
+            + REBUILD_HINT
+        )
+        return arts
+    try:
+        arts.manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as exc:
+        arts.problems.append(f"{MANIFEST} is not valid JSON ({exc}). {REBUILD_HINT}")
+        return arts
+    _check_files(arts)
+    model_files = sorted(n for n in arts.status if n.startswith(RANKING_MODEL_PREFIX))
+    if model_files:
+        arts.ranking_model = _load_pickle(arts, model_files[0], "RankingModel")
+    else:
+        arts.problems.append(f"No {RANKING_MODEL_PREFIX}<model>.joblib in the manifest.")
+    arts.detector = _load_pickle(arts, DETECTOR, "Detector")
+    arts.operating_point = arts.read_json(OPERATING_POINT)
+    for problem in arts.problems:
+        log.warning(problem)
+    return arts
+
+
+def require(obj: Any, what: str) -> Any:
+    """Return obj, or raise ArtifactError naming what is missing and how to rebuild it."""
+    if obj is None:
+        raise ArtifactError(f"The {what} is not available. {REBUILD_HINT}")
+    return obj
