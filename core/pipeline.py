@@ -1,0 +1,354 @@
+"""The build: events in, every artifact out (``python -m core build``), and its benchmark."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import resource
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, Iterator
+
+import joblib
+import numpy as np
+import pandas as pd
+
+import core
+from core import anomaly, artifacts, data, demo, ranking
+from core.schema import DEFAULT_SEED, DEFAULT_SHARE, EVENT_TYPES, UNKNOWN_CATEGORY
+
+log = logging.getLogger(__name__)
+
+# Committed artifacts must stay a few MB: above this many events the cleaned table is sampled.
+CLEAN_EVENTS_COMMIT_LIMIT = 400_000
+LIBRARIES = ("numpy", "pandas", "scikit-learn", "pyarrow", "joblib", "streamlit", "fastapi")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass
+class StageTimer:
+    """Logs each stage with its number, duration and peak RSS, and keeps the timings."""
+
+    total: int
+    timings: list[dict[str, Any]] = field(default_factory=list)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time one stage of the build."""
+        number = len(self.timings) + 1
+        log.info("[%d/%d] %s ...", number, self.total, name)
+        start = time.perf_counter()
+        yield
+        seconds = time.perf_counter() - start
+        self.timings.append({"stage": name, "seconds": round(seconds, 2), "peak_rss_mb": round(peak_rss_mb())})
+        log.info("[%d/%d] %s done in %.1f s (peak RSS %.0f MB)", number, self.total, name, seconds, peak_rss_mb())
+
+
+def write_json(obj: Any, path: Path) -> None:
+    """Deterministic JSON: sorted keys, so the same build gives byte-identical files."""
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return None if not np.isfinite(obj) else float(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, (pd.Timestamp, datetime)):
+        return obj.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """DataFrame rows as JSON-ready dicts (NaN becomes null)."""
+    return json.loads(frame.to_json(orient="records", double_precision=10))
+
+
+def dataset_summary(events: pd.DataFrame, source: str) -> dict[str, Any]:
+    """Headline facts about an event table for the overview page."""
+    ts = pd.to_datetime(events["timestamp"], unit="ms", utc=True)
+    mix = events["event"].astype(str).value_counts(normalize=True)
+    return {
+        "source": source,
+        "events": int(len(events)),
+        "visitors": int(events["visitorid"].nunique()),
+        "items": int(events["itemid"].nunique()),
+        "categories": int(events.loc[events["categoryid"] != UNKNOWN_CATEGORY, "categoryid"].nunique()),
+        "unknown_category_events": int((events["categoryid"] == UNKNOWN_CATEGORY).sum()),
+        "event_mix": {e: round(float(mix.get(e, 0.0)), 6) for e in EVENT_TYPES},
+        "date_min": ts.min().isoformat() if len(ts) else None,
+        "date_max": ts.max().isoformat() if len(ts) else None,
+    }
+
+
+def daily_activity(events: pd.DataFrame) -> pd.DataFrame:
+    """Events per UTC day and event type, for the overview chart."""
+    day = pd.to_datetime(events["timestamp"], unit="ms", utc=True).dt.strftime("%Y-%m-%d")
+    counts = pd.DataFrame({"date": day, "event": events["event"].astype(str)}).value_counts()
+    return counts.rename("events").reset_index().sort_values(["date", "event"], ignore_index=True)
+
+
+@dataclass
+class Inputs:
+    """The events to build from, with their provenance and any ground-truth labels."""
+
+    events: pd.DataFrame
+    source: str
+    labels: pd.DataFrame | None
+    load_report: dict[str, Any] | None
+
+
+def load_inputs(raw_dir: str | None, events_file: str | None, n_events: int, seed: int) -> Inputs:
+    """Read real RetailRocket files, a prepared parquet, or generate the demo data."""
+    if raw_dir:
+        events, report = data.load_raw_with_report(raw_dir)
+        return Inputs(events, f"RetailRocket files in {raw_dir}", None, report.as_dict())
+    if events_file:
+        return Inputs(data.read_events(events_file), f"prepared events {events_file}", None, None)
+    ds = demo.generate(n_events=n_events, seed=seed)
+    # Round-trip through the real CSV layout so the demo exercises the same loader as real data.
+    with tempfile.TemporaryDirectory() as tmp:
+        demo.write_raw(ds, tmp)
+        events, report = data.load_raw_with_report(tmp)
+    return Inputs(events, f"demo generator ({n_events:,} events, seed {seed})", ds.labels, report.as_dict())
+
+
+def detect_and_clean(
+    events: pd.DataFrame, labels: pd.DataFrame | None, seed: int, share: float, fingerprint: str
+) -> dict[str, Any]:
+    """Task 2: user features, detector, audit table, frozen operating point and cleaning."""
+    features = anomaly.user_features(events)
+    detector = anomaly.fit_detector(features, share=share, seed=seed)
+    detector.fingerprint = fingerprint
+    scores = detector.score_samples(features)
+    flags = scores >= detector.threshold
+    if labels is not None:
+        truth = features["visitorid"].isin(labels["visitorid"]).to_numpy()
+        label_source = "ground truth (demo generator labels)"
+    else:
+        truth = anomaly.proxy_labels(features)
+        label_source = "proxy rule (anomaly.proxy_labels)"
+    audit = anomaly.audit_table(scores, truth, features["events"].to_numpy())
+    audit["label_source"] = label_source
+    flagged_ids = features.loc[flags, "visitorid"].to_numpy()
+    clean = anomaly.clean_events(events, flagged_ids)
+    scored = pd.DataFrame(
+        {"visitorid": features["visitorid"].to_numpy(), "anomaly_score": scores, "is_anomaly": flags}
+    )
+    return {
+        "features": features,
+        "detector": detector,
+        "scored": scored,
+        "audit": audit,
+        "clean": clean,
+        "cleaning": anomaly.cleaning_report(events, clean),
+        "label_source": label_source,
+    }
+
+
+def _metric_rows(result: Any, run: str, population: str) -> pd.DataFrame:
+    """Test-split metrics of every ranker of one Task 1 run, labelled with their population."""
+    table = result.metrics
+    test = table[table["split"] == "test"].copy()
+    test.insert(0, "population", population)
+    test.insert(0, "run", run)
+    return test.reset_index(drop=True)
+
+
+def build(
+    out: str | Path = artifacts.ARTIFACT_DIR,
+    *,
+    raw_dir: str | None = None,
+    events_file: str | None = None,
+    scale: str = "demo",
+    n_events: int | None = None,
+    seed: int = DEFAULT_SEED,
+    share: float = DEFAULT_SHARE,
+) -> dict[str, Any]:
+    """Run every stage and write every artifact into ``out``; returns the stage timings."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    n_events = n_events or demo.SCALES[scale]
+    timer = StageTimer(total=8)
+
+    with timer.stage("load events"):
+        inputs = load_inputs(raw_dir, events_file, n_events, seed)
+        events = inputs.events
+        fp = data.fingerprint(events)
+        write_json(dataset_summary(events, inputs.source), out / artifacts.DATASET_SUMMARY)
+        daily_activity(events).to_csv(out / artifacts.DAILY_ACTIVITY, index=False)
+
+    with timer.stage("user features, detector and cleaning"):
+        t2 = detect_and_clean(events, inputs.labels, seed, share, fp)
+        detector = t2["detector"]
+        t2["features"].to_parquet(out / artifacts.USER_FEATURES, index=False, compression="zstd")
+        t2["scored"].to_parquet(out / artifacts.SCORED_USERS, index=False, compression="zstd")
+        t2["audit"].to_csv(out / artifacts.AUDIT_CSV, index=False, float_format="%.6f")
+        write_json(detector.operating_point(), out / artifacts.OPERATING_POINT)
+        joblib.dump(detector, out / artifacts.DETECTOR, compress=3)
+        clean = t2["clean"]
+        committed = _commit_sample(clean, seed)
+        data.write_events(committed, out / artifacts.CLEAN_EVENTS)
+
+    with timer.stage("task 1 on raw events"):
+        raw_run = ranking.train_and_evaluate(events, seed=seed)
+
+    with timer.stage("task 1 on cleaned events"):
+        clean_run = ranking.train_and_evaluate(clean, seed=seed)
+
+    with timer.stage("write task 1 artifacts"):
+        for old in out.glob(f"{artifacts.RANKING_MODEL_PREFIX}*.joblib"):
+            old.unlink()
+        best = clean_run.best_model
+        joblib.dump(best, out / f"{artifacts.RANKING_MODEL_PREFIX}{best.name}.joblib", compress=3)
+        clean_run.dataset_sample.to_parquet(out / artifacts.RANKING_DATASET, index=False, compression="zstd")
+        metrics = clean_run.metrics
+        metrics.to_csv(out / artifacts.RANKING_METRICS_CSV, index=False, float_format="%.6f")
+        write_json(
+            {
+                "population": "test visitors (20% by visitor, GroupShuffleSplit) of the cleaned events",
+                "best": best.name,
+                "selected_on": "validation split carved out of train (by visitor), metric top1_all",
+                "rankers": records(metrics),
+                **clean_run.info,
+            },
+            out / artifacts.RANKING_METRICS_JSON,
+        )
+        before_after = pd.concat(
+            [
+                _metric_rows(raw_run, "raw", "test visitors of the raw events (all visitors)"),
+                _metric_rows(clean_run, "cleaned", "test visitors of the cleaned events (flagged users removed)"),
+            ],
+            ignore_index=True,
+        )
+        before_after.to_csv(out / artifacts.BEFORE_AFTER_CSV, index=False, float_format="%.6f")
+        write_json(
+            {
+                "note": (
+                    "The raw and cleaned runs are evaluated on different test populations "
+                    "(each run splits its own events by visitor); this is not a same-population "
+                    "gain. See task1_honest_evaluation.json for the same-population comparison."
+                ),
+                "cleaning": t2["cleaning"],
+                "runs": records(before_after),
+                "raw": raw_run.info,
+                "cleaned": clean_run.info,
+            },
+            out / artifacts.BEFORE_AFTER_JSON,
+        )
+
+    with timer.stage("honest evaluation"):
+        _honest_evaluation(events, inputs.labels, seed, share, out)
+
+    with timer.stage("manifest"):
+        write_manifest(out, seed=seed, source=inputs.source, scale=scale, fingerprint=fp, events=events,
+                       load_report=inputs.load_report, sampled_clean=len(committed) < len(clean))
+    log.info("build finished: %s", ", ".join(f"{t['stage']} {t['seconds']}s" for t in timer.timings))
+    return {"timings": timer.timings, "peak_rss_mb": round(peak_rss_mb()), "cleaning": t2["cleaning"]}
+
+
+def _honest_evaluation(events: pd.DataFrame, labels: pd.DataFrame | None, seed: int, share: float, out: Path) -> None:
+    """Issue 5's same-population evaluation, when core.evaluation is available."""
+    try:
+        from core import evaluation
+    except ImportError:
+        log.info("core.evaluation not present: skipping the same-population evaluation")
+        return
+    evaluation.write_all(events, labels, seed=seed, share=share, out=out)
+
+
+def _commit_sample(clean: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """The cleaned events to commit: all of them when small, else whole visitors sampled."""
+    if len(clean) <= CLEAN_EVENTS_COMMIT_LIMIT:
+        return clean
+    visitors = clean["visitorid"].unique()
+    rng = np.random.default_rng(seed)
+    keep = rng.choice(visitors, size=int(len(visitors) * CLEAN_EVENTS_COMMIT_LIMIT / len(clean)), replace=False)
+    return clean[clean["visitorid"].isin(keep)]
+
+
+def write_manifest(out: Path, *, seed: int, source: str, scale: str, fingerprint: str,
+                   events: pd.DataFrame, load_report: dict[str, Any] | None, sampled_clean: bool) -> None:
+    """List every artifact with its sha256 and size, plus versions, seed and data fingerprint."""
+    files = {
+        p.name: artifacts.file_entry(p)
+        for p in sorted(out.iterdir())
+        if p.is_file() and p.name != artifacts.MANIFEST
+    }
+    manifest = {
+        "core_version": core.__version__,
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seed": seed,
+        "data": {
+            "source": source,
+            "scale": scale,
+            "fingerprint": fingerprint,
+            "events": int(len(events)),
+            "visitors": int(events["visitorid"].nunique()),
+            "load_report": load_report,
+            "events_clean_q04_is_sample": sampled_clean,
+        },
+        "versions": {"python": platform.python_version(), **{lib: _version(lib) for lib in LIBRARIES}},
+        "files": files,
+    }
+    write_json(manifest, out / artifacts.MANIFEST)
+
+
+def _version(lib: str) -> str | None:
+    try:
+        return version(lib)
+    except Exception:
+        return None
+
+
+def bench(seed: int = DEFAULT_SEED, n_events: int | None = None) -> list[dict[str, Any]]:
+    """Time each stage at RetailRocket scale, with peak RSS; returns the rows it prints."""
+    n_events = n_events or demo.SCALES["retailrocket"]
+    rows: list[dict[str, Any]] = []
+
+    def timed(name: str, fn):
+        start = time.perf_counter()
+        result = fn()
+        rows.append({"stage": name, "seconds": round(time.perf_counter() - start, 2), "peak_rss_mb": round(peak_rss_mb())})
+        log.info("%-32s %7.2f s  peak RSS %6.0f MB", name, rows[-1]["seconds"], rows[-1]["peak_rss_mb"])
+        return result
+
+    ds = timed("generate (not part of build)", lambda: demo.generate(n_events=n_events, seed=seed))
+    tmp = Path(tempfile.mkdtemp(prefix="core-bench-"))
+    try:
+        timed("write raw CSVs (not part of build)", lambda: demo.write_raw(ds, tmp / "raw"))
+        labels = ds.labels
+        del ds
+        build_start = time.perf_counter()
+        events = timed("load (load_raw)", lambda: data.load_raw(tmp / "raw"))
+        features = timed("user features", lambda: anomaly.user_features(events))
+        detector = timed("IsolationForest fit", lambda: anomaly.fit_detector(features, seed=seed))
+        scores = timed(f"scoring {len(features):,} users", lambda: detector.score_samples(features))
+        flagged = features.loc[scores >= detector.threshold, "visitorid"].to_numpy()
+        clean = anomaly.clean_events(events, flagged)
+        cands = timed("candidates", lambda: ranking.build_candidates(events))
+        rows.append({"stage": "candidate rows", "seconds": None, "peak_rss_mb": None, "value": int(len(cands))})
+        del cands
+        timed("task 1 rankers on raw (train_and_evaluate)", lambda: ranking.train_and_evaluate(events, seed=seed))
+        timed("task 1 rankers on cleaned (before/after)", lambda: ranking.train_and_evaluate(clean, seed=seed))
+        timed("whole build (python -m core build)", lambda: build(tmp / "artifacts", events_file=None,
+                                                                 raw_dir=str(tmp / "raw"), seed=seed, scale="retailrocket"))
+        rows.append({"stage": "bench wall time after generation", "seconds": round(time.perf_counter() - build_start, 2),
+                     "peak_rss_mb": round(peak_rss_mb())})
+        del labels
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rows
