@@ -481,9 +481,6 @@ def create_app(artifact_dir: str | Path | None = None) -> FastAPI:
         features = pd.DataFrame.from_records(
             [u.model_dump() for u in body.users], columns=["visitorid", *USER_FEATURES]
         )
-        check = anomaly.validate_features(features)
-        if not check.ok:
-            raise DataError("; ".join(check.messages()))
         scored = anomaly.score(features, share=body.share, detector=detector)
         flags = scored["is_anomaly"].to_numpy(dtype=bool)
         users = [

@@ -1,0 +1,140 @@
+"""Write the API's example request bodies (examples/*.json) from real demo visitors.
+
+Reads the verified build artifacts (``core.artifacts.load_artifacts``; ``RECSYS_ARTIFACT_DIR``
+or ``--artifact-dir`` picks the directory): a visitor's recent views from
+``events_clean_q04.parquet`` for /rank, and users' features from ``task2_user_features.parquet``
+with their flags from ``task2_scored_users.parquet`` for /anomaly. Deterministic for a given
+build. Run from the repository root: ``python scripts/make_examples.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app import EXAMPLES_DIR, resolve_artifact_dir  # noqa: E402  (one place reads the env var)
+from core.artifacts import (  # noqa: E402
+    CLEAN_EVENTS,
+    SCORED_USERS,
+    USER_FEATURES as USER_FEATURES_FILE,
+    Artifacts,
+    load_artifacts,
+)
+from core.errors import ArtifactError  # noqa: E402
+from core.schema import UNKNOWN_CATEGORY, USER_FEATURES as FEATURES, WINDOW_MS  # noqa: E402
+
+SEED = 42
+RANK_MIN_VIEWS, RANK_MAX_VIEWS, RANK_MIN_CATS = 8, 20, 3
+N_NORMAL_USERS = 4
+N_BATCH_USERS = 50
+BATCH_SHARE = 0.1
+
+
+def _table(arts: Artifacts, name: str) -> pd.DataFrame:
+    """A verified artifact table, or ArtifactError saying why it is not usable."""
+    table = arts.read_table(name)
+    if table is None:
+        raise ArtifactError(f"{name} is {arts.status.get(name, 'not in the manifest')} in {arts.path}.")
+    return table
+
+
+def recent_views(events: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The first visitor (by id) whose last 24 h of views before their final view are a good example.
+
+    Returns those history views and the category the visitor actually viewed next.
+    """
+    views = events.loc[
+        (events["event"].astype(str) == "view") & (events["categoryid"] != UNKNOWN_CATEGORY),
+        ["visitorid", "timestamp", "itemid", "categoryid"],
+    ]
+    views = views.sort_values(["visitorid", "timestamp"], kind="stable")
+    last = views.groupby("visitorid")["timestamp"].transform("max")
+    is_next = views["timestamp"].eq(last) & ~views.duplicated("visitorid", keep="last")
+    history = views[~is_next & (views["timestamp"] >= last - WINDOW_MS)]
+    stats = history.groupby("visitorid").agg(n=("categoryid", "size"), cats=("categoryid", "nunique"))
+    good = stats.index[
+        stats["n"].between(RANK_MIN_VIEWS, RANK_MAX_VIEWS) & (stats["cats"] >= RANK_MIN_CATS)
+    ]
+    if len(good) == 0:
+        raise ArtifactError("No demo visitor has a suitable recent view history.")
+    visitor = good.min()
+    next_cat = int(views.loc[is_next & views["visitorid"].eq(visitor), "categoryid"].iloc[0])
+    return history[history["visitorid"] == visitor], next_cat
+
+
+def user_rows(features: pd.DataFrame) -> list[dict[str, Any]]:
+    """Feature rows as JSON objects: counts as ints, the rest as floats (exact round-trip)."""
+    rows = features.loc[:, ["visitorid", *FEATURES]].to_dict(orient="records")
+    ints = {"visitorid"} | {f for f in FEATURES if pd.api.types.is_integer_dtype(features[f])}
+    return [{k: int(v) if k in ints else float(v) for k, v in row.items()} for row in rows]
+
+
+def build_examples(arts: Artifacts) -> dict[str, Any]:
+    """The three example bodies, plus notes on what they contain."""
+    events = _table(arts, CLEAN_EVENTS)
+    history, next_cat = recent_views(events)
+    rank_body = {
+        "views": [
+            {"timestamp": int(t), "categoryid": int(c), "itemid": int(i)}
+            for t, c, i in zip(history["timestamp"], history["categoryid"], history["itemid"])
+        ],
+        "top_k": 3,
+    }
+
+    features = _table(arts, USER_FEATURES_FILE)
+    scored = _table(arts, SCORED_USERS)[["visitorid", "anomaly_score", "is_anomaly"]]
+    users = features.merge(scored, on="visitorid", how="inner", validate="one_to_one")
+    flagged = users[users["is_anomaly"]].sort_values("anomaly_score", ascending=False)
+    normal = users[~users["is_anomaly"]]
+    if flagged.empty or len(normal) < N_NORMAL_USERS:
+        raise ArtifactError("The scored users need at least one flagged and a few normal users.")
+    few = pd.concat([normal.sample(N_NORMAL_USERS, random_state=SEED), flagged.head(1)])
+    few = few.sort_values("visitorid")
+    batch = users.sample(min(N_BATCH_USERS, len(users)), random_state=SEED)
+    if not batch["is_anomaly"].any():  # keep at least one flagged user in the batch
+        batch = pd.concat([batch.iloc[1:], flagged.head(1)])
+    return {
+        "rank_request.json": rank_body,
+        "anomaly_request.json": {"users": user_rows(few)},
+        "anomaly_batch_share_request.json": {"users": user_rows(batch), "share": BATCH_SHARE},
+        "_notes": {
+            "rank_visitor": int(history["visitorid"].iloc[0]),
+            "rank_next_category": next_cat,
+            "flagged_visitor": int(flagged["visitorid"].iloc[0]),
+            "batch_flagged_at_build": int(batch["is_anomaly"].sum()),
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write examples/*.json and print what they hold."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--artifact-dir", default=None, help="default: $RECSYS_ARTIFACT_DIR or recsys_artifacts/")
+    parser.add_argument("--out", default=str(EXAMPLES_DIR))
+    args = parser.parse_args(argv)
+    arts = load_artifacts(resolve_artifact_dir(args.artifact_dir))
+    try:
+        examples = build_examples(arts)
+    except ArtifactError as exc:
+        print(f"error: {exc} Run `python -m core build` first.", file=sys.stderr)
+        return 2
+    notes = examples.pop("_notes")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, body in examples.items():
+        (out / name).write_text(json.dumps(body, indent=2) + "\n")
+        print(f"wrote {out / name}")
+    print(json.dumps(notes, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,473 @@
+"""Tests of the HTTP API (app.py) in-process, with its lifespan running.
+
+The artifacts are the committed build (or $RECSYS_ARTIFACT_DIR); the fallback and 503 cases
+work on a copy in tmp_path with the model file tampered with or removed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+import app as api
+from core import anomaly, ranking
+from core.artifacts import (
+    ARTIFACT_DIR,
+    DETECTOR,
+    MANIFEST,
+    RANKING_MODEL_PREFIX,
+    SCORED_USERS,
+    load_artifacts,
+)
+from core.errors import DataError
+from core.schema import USER_FEATURES
+
+EXAMPLES = Path(api.__file__).resolve().parent / "examples"
+
+
+def _artifact_dir() -> Path:
+    """The artifacts the API serves by default."""
+    return api.resolve_artifact_dir() or ARTIFACT_DIR
+
+
+needs_artifacts = pytest.mark.skipif(
+    not (_artifact_dir() / MANIFEST).exists(),
+    reason=f"no built artifacts in {_artifact_dir()}: run `python -m core build`",
+)
+
+
+def example(name: str) -> dict[str, Any]:
+    """A committed example body (a fresh copy each time)."""
+    return json.loads((EXAMPLES / name).read_text())
+
+
+@pytest.fixture(scope="module")
+def client():
+    """One app over the default artifacts, lifespan running."""
+    with TestClient(api.create_app(_artifact_dir())) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def arts():
+    """The same artifacts, loaded directly for the core-vs-API comparisons."""
+    return load_artifacts(_artifact_dir())
+
+
+@pytest.fixture
+def artifact_copy(tmp_path: Path) -> Path:
+    """A private copy of the artifact directory, safe to tamper with."""
+    target = tmp_path / "artifacts"
+    shutil.copytree(_artifact_dir(), target)
+    return target
+
+
+def model_file(directory: Path) -> Path:
+    """The ranking model joblib of an artifact directory."""
+    (path,) = sorted(directory.glob(f"{RANKING_MODEL_PREFIX}*.joblib"))
+    return path
+
+
+def error_locs(response) -> list[list[Any]]:
+    """The `loc` of every error of a 422 response."""
+    return [err["loc"] for err in response.json()["detail"]]
+
+
+# ------------------------------------------------------------------------------ happy paths
+
+
+@needs_artifacts
+def test_health_reports_loaded_artifacts(client):
+    body = client.get("/health").json()
+    assert body["status"] == "ok"
+    assert body["manifest_ok"] is True
+    assert body["ranking"] == "model" and body["ranking_model"]
+    assert body["anomaly"] == "available" and body["detector_loaded"] is True
+    assert body["problems"] == []
+
+
+@needs_artifacts
+def test_version_is_the_manifest(client):
+    body = client.get("/version").json()
+    manifest = json.loads((_artifact_dir() / MANIFEST).read_text())
+    assert body["manifest"] == manifest
+    assert body["manifest_ok"] is True
+    assert all(len(entry["sha256"]) == 64 for entry in body["manifest"]["files"].values())
+    assert "fastapi" in body["manifest"]["versions"]
+
+
+@needs_artifacts
+def test_rank_example_uses_the_model(client, arts):
+    body = example("rank_request.json")
+    r = client.post("/rank", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["ranker"] == arts.ranking_model_name
+    assert out["fallback_reason"] is None
+    assert out["n_history_views"] == len(body["views"])
+    ranks = [row["rank"] for row in out["ranking"]]
+    assert ranks == list(range(1, len(ranks) + 1)) and 1 <= len(ranks) <= body["top_k"]
+    scores = [row["score"] for row in out["ranking"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+@needs_artifacts
+@pytest.mark.parametrize("top_k", [1, 3, 50])
+def test_rank_matches_core(client, arts, top_k):
+    body = example("rank_request.json")
+    body["top_k"] = top_k
+    out = client.post("/rank", json=body).json()
+    direct = ranking.rank(body["views"], model=arts.ranking_model, top_k=top_k)
+    assert out["ranker"] == direct.ranker
+    assert [r["categoryid"] for r in out["ranking"]] == direct.ranking["categoryid"].tolist()
+    assert [r["score"] for r in out["ranking"]] == direct.ranking["score"].tolist()
+    assert out["n_history_views"] == direct.n_history_views
+
+
+@needs_artifacts
+def test_rank_without_itemid_and_unsorted(client, arts):
+    views = [{"timestamp": v["timestamp"], "categoryid": v["categoryid"]}
+             for v in example("rank_request.json")["views"]][::-1]
+    out = client.post("/rank", json={"views": views}).json()
+    direct = ranking.rank(views, model=arts.ranking_model, top_k=3)
+    assert [r["categoryid"] for r in out["ranking"]] == direct.ranking["categoryid"].tolist()
+
+
+@needs_artifacts
+def test_anomaly_frozen_matches_core_and_build(client, arts):
+    body = example("anomaly_request.json")
+    r = client.post("/anomaly", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["mode"] == "frozen"
+    assert out["share"] == arts.detector.share
+    assert out["threshold"] == arts.detector.threshold
+    assert [u["visitorid"] for u in out["users"]] == [u["visitorid"] for u in body["users"]]
+    features = pd.DataFrame(body["users"])
+    direct = anomaly.score(features, detector=arts.detector)
+    assert [u["anomaly_score"] for u in out["users"]] == direct["anomaly_score"].tolist()
+    assert [u["is_anomaly"] for u in out["users"]] == direct["is_anomaly"].tolist()
+    # The same users, scored by the build: the example holds at least one flagged user.
+    built = arts.read_table(SCORED_USERS).set_index("visitorid").loc[features["visitorid"]]
+    np.testing.assert_allclose([u["anomaly_score"] for u in out["users"]], built["anomaly_score"])
+    assert [u["is_anomaly"] for u in out["users"]] == built["is_anomaly"].tolist()
+    assert out["n_flagged"] >= 1
+
+
+@needs_artifacts
+def test_anomaly_batch_share_matches_core(client, arts):
+    body = example("anomaly_batch_share_request.json")
+    out = client.post("/anomaly", json=body).json()
+    assert out["mode"] == "batch share" and out["share"] == body["share"]
+    direct = anomaly.score(pd.DataFrame(body["users"]), share=body["share"], detector=arts.detector)
+    assert out["threshold"] == direct["threshold"].iloc[0]
+    assert [u["anomaly_score"] for u in out["users"]] == direct["anomaly_score"].tolist()
+    assert [u["is_anomaly"] for u in out["users"]] == direct["is_anomaly"].tolist()
+    assert out["n_flagged"] == int(direct["is_anomaly"].sum()) >= 1
+
+
+@needs_artifacts
+def test_anomaly_keeps_input_order(client):
+    body = example("anomaly_batch_share_request.json")
+    body.pop("share")
+    forward = client.post("/anomaly", json=body).json()["users"]
+    body["users"].reverse()
+    backward = client.post("/anomaly", json=body).json()["users"]
+    assert backward == forward[::-1]
+
+
+@needs_artifacts
+def test_anomaly_accepts_the_maximum_batch(client):
+    user = example("anomaly_request.json")["users"][0]
+    users = [{**user, "visitorid": i} for i in range(api.MAX_USERS)]
+    r = client.post("/anomaly", json={"users": users})
+    assert r.status_code == 200, r.text
+    scores = {u["anomaly_score"] for u in r.json()["users"]}
+    assert len(scores) == 1 and r.json()["n_users"] == api.MAX_USERS
+
+
+@needs_artifacts
+def test_openapi_has_examples(client):
+    spec = client.get("/openapi.json").json()
+    for path in ("/rank", "/anomaly"):
+        examples = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"][
+            "examples"
+        ]
+        assert examples and all("(inline)" not in e["summary"] for e in examples.values())
+    rank_example = spec["paths"]["/rank"]["post"]["requestBody"]["content"]["application/json"]
+    assert rank_example["examples"]["demo_visitor"]["value"] == example("rank_request.json")
+
+
+# ------------------------------------------------------------------------------ 422s
+
+VIEW = {"timestamp": 1_442_004_589_439, "categoryid": 1051, "itemid": 285930}
+USER = {
+    "visitorid": 7, "events": 3, "view": 3, "addtocart": 0, "transaction": 0, "uniq_items": 3,
+    "uniq_cats": 2, "cat_entropy": 0.9, "events_per_active_day": 3.0, "add_to_view_rate": 0.0,
+    "txn_to_cart_rate": 0.0, "night_share": 0.0, "p95_gap_s": 160.0, "short_gap_share": 0.0,
+    "n_sessions": 1, "sessions_per_day": 1.0, "uniq_item_ratio": 1.0,
+}
+
+
+def rank_body(**view_changes: Any) -> dict[str, Any]:
+    return {"views": [{**VIEW, **view_changes}], "top_k": 3}
+
+
+def users_body(**user_changes: Any) -> dict[str, Any]:
+    return {"users": [{**USER, **user_changes}]}
+
+
+BAD_RANK = {
+    "extra top-level field": ({**rank_body(), "user": 1}, ["body", "user"]),
+    "extra view field": (rank_body(color="red"), ["body", "views", 0, "color"]),
+    "top_k 0": ({**rank_body(), "top_k": 0}, ["body", "top_k"]),
+    "top_k 51": ({**rank_body(), "top_k": 51}, ["body", "top_k"]),
+    "top_k as string": ({**rank_body(), "top_k": "3"}, ["body", "top_k"]),
+    "no views": ({"views": []}, ["body", "views"]),
+    "views missing": ({"top_k": 3}, ["body", "views"]),
+    "too many views": ({"views": [VIEW] * (api.MAX_VIEWS + 1)}, ["body", "views"]),
+    "negative timestamp": (rank_body(timestamp=-1), ["body", "views", 0, "timestamp"]),
+    "timestamp after 2100": (
+        rank_body(timestamp=api.MAX_TIMESTAMP_MS + 1), ["body", "views", 0, "timestamp"]
+    ),
+    "timestamp in seconds as float": (rank_body(timestamp=1.5), ["body", "views", 0, "timestamp"]),
+    "timestamp as ISO string": (
+        rank_body(timestamp="2015-09-11T20:49:49Z"), ["body", "views", 0, "timestamp"]
+    ),
+    "categoryid missing": ({"views": [{"timestamp": 1}]}, ["body", "views", 0, "categoryid"]),
+    "categoryid -2": (rank_body(categoryid=-2), ["body", "views", 0, "categoryid"]),
+    "categoryid bool": (rank_body(categoryid=True), ["body", "views", 0, "categoryid"]),
+    "itemid beyond int64": (rank_body(itemid=2**63), ["body", "views", 0, "itemid"]),
+    "views not a list": ({"views": VIEW}, ["body", "views"]),
+}
+
+BAD_ANOMALY = {
+    "no users": ({"users": []}, ["body", "users"]),
+    "too many users": ({"users": [USER] * (api.MAX_USERS + 1)}, ["body", "users"]),
+    "negative count": (users_body(events=-1), ["body", "users", 0, "events"]),
+    "fractional count": (users_body(view=2.5), ["body", "users", 0, "view"]),
+    "negative rate": (users_body(add_to_view_rate=-0.1), ["body", "users", 0, "add_to_view_rate"]),
+    "share above 1": (users_body(night_share=1.5), ["body", "users", 0, "night_share"]),
+    "NaN as string": (users_body(p95_gap_s="NaN"), ["body", "users", 0, "p95_gap_s"]),
+    "inf as string": (users_body(cat_entropy="Infinity"), ["body", "users", 0, "cat_entropy"]),
+    "missing feature": (
+        {"users": [{k: v for k, v in USER.items() if k != "n_sessions"}]},
+        ["body", "users", 0, "n_sessions"],
+    ),
+    "extra feature": (users_body(is_bot=True), ["body", "users", 0, "is_bot"]),
+    "negative visitorid": (users_body(visitorid=-5), ["body", "users", 0, "visitorid"]),
+    "share 0": ({**users_body(), "share": 0}, ["body", "share"]),
+    "share 0.6": ({**users_body(), "share": 0.6}, ["body", "share"]),
+    "share NaN string": ({**users_body(), "share": "NaN"}, ["body", "share"]),
+    "extra top-level field": ({**users_body(), "threshold": 0.5}, ["body", "threshold"]),
+}
+
+
+@pytest.mark.parametrize("body, loc", BAD_RANK.values(), ids=BAD_RANK.keys())
+def test_rank_rejects_bad_bodies_naming_the_field(client, body, loc):
+    r = client.post("/rank", json=body)
+    assert r.status_code == 422, r.text
+    assert loc in error_locs(r)
+
+
+@pytest.mark.parametrize("body, loc", BAD_ANOMALY.values(), ids=BAD_ANOMALY.keys())
+def test_anomaly_rejects_bad_bodies_naming_the_field(client, body, loc):
+    r = client.post("/anomaly", json=body)
+    assert r.status_code == 422, r.text
+    assert loc in error_locs(r)
+
+
+def test_unknown_category_is_refused_with_a_reason(client):
+    r = client.post("/rank", json=rank_body(categoryid=-1))
+    assert r.status_code == 422
+    (err,) = r.json()["detail"]
+    assert err["loc"] == ["body", "views", 0, "categoryid"]
+    assert "unknown category" in err["msg"]
+
+
+@pytest.mark.parametrize(
+    "raw, loc",
+    [
+        # Python's json module accepts these non-standard literals; they must not reach a 500.
+        (b'{"users": [%s], "share": NaN}' % json.dumps(USER).encode(), ["body", "share"]),
+        (b'{"views": [{"timestamp": 1, "categoryid": Infinity}]}', ["body", "views", 0, "categoryid"]),
+        (b'{"views": [{"timestamp": 1e999, "categoryid": 1}]}', ["body", "views", 0, "timestamp"]),
+    ],
+)
+def test_non_finite_json_literals_are_422(client, raw, loc):
+    path = "/anomaly" if b"users" in raw else "/rank"
+    r = client.post(path, content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert loc in error_locs(r)
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b"[]", b"null", b'"views"', b"\xff\xfe", b"[" * 50_000])
+def test_malformed_bodies_are_4xx(client, raw):
+    for path in ("/rank", "/anomaly"):
+        r = client.post(path, content=raw, headers={"content-type": "application/json"})
+        assert 400 <= r.status_code < 500, (raw[:20], r.status_code, r.text)
+        assert "detail" in r.json()
+
+
+def test_wrong_method_and_path(client):
+    assert client.get("/rank").status_code == 405
+    assert client.post("/nope", json={}).status_code == 404
+
+
+# ------------------------------------------------------------------------------ 413
+
+
+def test_big_body_is_413_by_content_length(client):
+    padding = " " * (api.MAX_BODY_BYTES + 1)
+    raw = ('{"views": [%s]%s}' % (json.dumps(VIEW), padding)).encode()
+    r = client.post("/rank", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert "larger than" in r.json()["detail"]
+
+
+def test_big_streamed_body_is_413_without_content_length(client):
+    def chunks():
+        yield b'{"views": ['
+        for _ in range(api.MAX_BODY_BYTES // 60_000 + 2):
+            yield (json.dumps(VIEW) + ",").encode() * 1000  # ~60 kB per chunk
+        yield b"]}"
+
+    r = client.post("/anomaly", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert "larger than" in r.json()["detail"]
+
+
+def test_body_just_under_the_limit_is_read(client):
+    raw = json.dumps({"views": [VIEW], "top_k": 3}).encode()
+    raw = raw[:-1] + b" " * (api.MAX_BODY_BYTES - len(raw)) + b"}"
+    assert len(raw) == api.MAX_BODY_BYTES
+    r = client.post("/rank", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code != 413
+
+
+# ------------------------------------------------------------------------------ degraded artifacts
+
+
+@needs_artifacts
+def test_tampered_model_falls_back_to_rule_with_reason(artifact_copy, monkeypatch):
+    path = model_file(artifact_copy)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    monkeypatch.setenv(api.ARTIFACT_DIR_ENV, str(artifact_copy))  # create_app() reads it
+    with TestClient(api.create_app()) as c:
+        body = example("rank_request.json")
+        out = c.post("/rank", json=body).json()
+        assert out["ranker"] == "rule"
+        assert out["fallback_reason"] == (
+            f"model artifact refused: {path.name} sha256 differs from manifest"
+        )
+        direct = ranking.rank(body["views"], model=None, top_k=body["top_k"])
+        assert [r["categoryid"] for r in out["ranking"]] == direct.ranking["categoryid"].tolist()
+        health = c.get("/health").json()
+        assert health["status"] == "degraded" and health["ranking"] == "rule fallback"
+        assert health["artifact_dir"] == str(artifact_copy)
+        assert any(path.name in p for p in health["problems"])
+        # The detector is untouched and still serves.
+        assert c.post("/anomaly", json=example("anomaly_request.json")).status_code == 200
+
+
+@needs_artifacts
+def test_missing_model_falls_back_to_rule_with_reason(artifact_copy):
+    path = model_file(artifact_copy)
+    path.unlink()
+    with TestClient(api.create_app(artifact_copy)) as c:
+        out = c.post("/rank", json=example("rank_request.json")).json()
+    assert out["ranker"] == "rule"
+    assert out["fallback_reason"] == f"model artifact missing: {path.name}"
+
+
+@needs_artifacts
+def test_anomaly_without_detector_is_503(artifact_copy):
+    (artifact_copy / DETECTOR).unlink()
+    with TestClient(api.create_app(artifact_copy)) as c:
+        r = c.post("/anomaly", json=example("anomaly_request.json"))
+        assert r.status_code == 503
+        assert "anomaly detector artifact is not available" in r.json()["detail"]
+        assert DETECTOR in r.json()["detail"]
+        assert c.get("/health").json()["anomaly"] == "unavailable"
+        assert c.post("/rank", json=example("rank_request.json")).status_code == 200
+
+
+def test_empty_artifact_dir_degrades_without_5xx_except_503(tmp_path):
+    with TestClient(api.create_app(tmp_path)) as c:
+        health = c.get("/health")
+        assert health.status_code == 200 and health.json()["status"] == "degraded"
+        version = c.get("/version").json()
+        assert version["manifest"] is None and version["manifest_ok"] is False
+        out = c.post("/rank", json=rank_body()).json()
+        assert out["ranker"] == "rule"
+        assert out["fallback_reason"].startswith("model artifact not loaded: no valid manifest.json")
+        assert out["ranking"] == [{"categoryid": VIEW["categoryid"], "score": out["ranking"][0]["score"], "rank": 1}]
+        r = c.post("/anomaly", json=users_body())
+        assert r.status_code == 503 and "python -m core build" in r.json()["detail"]
+
+
+def test_artifacts_are_loaded_once_per_app(tmp_path, monkeypatch):
+    calls = []
+    real = api.load_artifacts
+    monkeypatch.setattr(api, "load_artifacts", lambda path: calls.append(path) or real(path))
+    application = api.create_app(tmp_path)
+    for _ in range(3):  # e.g. a test client per request: each runs the lifespan again
+        with TestClient(application) as c:
+            c.get("/health")
+    assert calls == [tmp_path]
+
+
+def test_env_var_is_read_in_one_place(tmp_path, monkeypatch):
+    monkeypatch.setenv(api.ARTIFACT_DIR_ENV, str(tmp_path))
+    assert api.resolve_artifact_dir() == tmp_path
+    assert api.resolve_artifact_dir("elsewhere") == Path("elsewhere")  # explicit argument wins
+    monkeypatch.setenv(api.ARTIFACT_DIR_ENV, "")
+    assert api.resolve_artifact_dir() is None  # core.artifacts.ARTIFACT_DIR
+
+
+# ------------------------------------------------------------------------------ error mapping
+
+
+def test_core_data_error_is_422_with_its_message(client, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise DataError("views: row 0 is odd")
+
+    monkeypatch.setattr(api.ranking, "rank", refuse)
+    r = client.post("/rank", json=rank_body())
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["msg"] == "views: row 0 is odd"
+
+
+def test_unexpected_error_still_answers_json(tmp_path, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(api.ranking, "rank", boom)
+    with TestClient(api.create_app(tmp_path), raise_server_exceptions=False) as c:
+        r = c.post("/rank", json=rank_body())
+    assert r.status_code == 500
+    assert r.json() == {"detail": "Internal error (RuntimeError)."}
+
+
+def test_non_finite_core_scores_become_null():
+    assert api._finite(np.float64("nan")) is None and api._finite(math.inf) is None
+    assert api._finite(np.float32(0.5)) == 0.5
+
+
+def test_request_model_lists_exactly_the_spec_features():
+    fields = [f for f in api.UserFeatures.model_fields if f != "visitorid"]
+    assert tuple(fields) == USER_FEATURES
+    schema = api.UserFeatures.model_json_schema()
+    assert set(schema["required"]) == {"visitorid", *USER_FEATURES}
+    assert copy.deepcopy(schema)["additionalProperties"] is False
