@@ -1,0 +1,194 @@
+"""Anomalous users: upload user features, check them, score them, download the scored rows."""
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core import anomaly
+from core import artifacts as A
+from core.errors import DataError
+from core.export import (
+    SCORE_CHUNK_ROWS,
+    batch_threshold,
+    csv_bytes,
+    flag,
+    parquet_bytes,
+    read_table_upload,
+    score_in_chunks,
+    with_scores,
+)
+from core.schema import USER_FEATURES
+from pages._shared import artifacts, count, pct
+
+MAX_FLAGGED_SHOWN = 1_000
+
+
+def load_input(name: str, data: bytes, token: str) -> None:
+    """Parse and validate a features file once; keep the table or the error in the session."""
+    st.session_state.anomaly_input = {"name": name, "token": token}
+    st.session_state.pop("anomaly_scores", None)
+    st.session_state.pop("anomaly_downloads", None)
+    try:
+        df = read_table_upload(name, data)
+        st.session_state.anomaly_input |= {"df": df, "validation": anomaly.validate_features(df)}
+    except DataError as exc:
+        st.session_state.anomaly_input["error"] = str(exc)
+
+
+def histogram(scores: np.ndarray, threshold: float) -> alt.LayerChart:
+    """Binned scores (binned here, so a million rows stay a few dozen bars) and the threshold."""
+    finite = scores[np.isfinite(scores)]
+    counts, edges = np.histogram(finite, bins=60)
+    bins = pd.DataFrame({"start": edges[:-1], "end": edges[1:], "users": counts})
+    bins["side"] = np.where(bins["end"] > threshold, "at or above threshold", "below threshold")
+    bars = (
+        alt.Chart(bins)
+        .mark_bar()
+        .encode(
+            x=alt.X("start:Q", title="Anomaly score (higher = more anomalous)", bin="binned"),
+            x2="end:Q",
+            y=alt.Y("users:Q", title="Users", scale=alt.Scale(type="symlog")),
+            color=alt.Color("side:N", title=None, scale=alt.Scale(range=["#dc2626", "#94a3b8"])),
+            tooltip=[alt.Tooltip("start:Q", format=".3f"), alt.Tooltip("end:Q", format=".3f"), "users:Q"],
+        )
+    )
+    rule = alt.Chart(pd.DataFrame({"threshold": [threshold]})).mark_rule(color="black", strokeDash=[6, 3]).encode(
+        x="threshold:Q", tooltip=[alt.Tooltip("threshold:Q", format=".4f")]
+    )
+    return (bars + rule).properties(height=280)
+
+
+st.title("Anomalous users")
+st.caption(
+    "Score users with the Isolation Forest of task 2. Upload one row per visitor with the 16 "
+    f"features of spec §3 ({', '.join(USER_FEATURES)}) plus `visitorid`."
+)
+arts = artifacts()
+detector = arts.detector
+if detector is None:
+    st.warning(
+        "No verified anomaly detector is loaded: files are checked but cannot be scored. "
+        + " ".join(arts.problems[:2]),
+        icon="⚠️",
+    )
+
+# --- 1. Features -------------------------------------------------------------------------
+st.header("1 · Features")
+uploaded = st.file_uploader("User features as parquet or CSV", type=["parquet", "csv"], key="features_file")
+use_demo = st.button("Use the demo features", key="use_demo", help=f"`{A.USER_FEATURES}` of the current build")
+current = st.session_state.get("anomaly_input", {})
+if uploaded is not None and current.get("token") != f"upload:{uploaded.file_id}":
+    load_input(uploaded.name, uploaded.getvalue(), f"upload:{uploaded.file_id}")
+elif uploaded is None and str(current.get("token", "")).startswith("upload"):
+    st.session_state.pop("anomaly_input", None)  # the user removed the file
+if use_demo:
+    demo_path = arts.verified_path(A.USER_FEATURES)
+    if demo_path is None:
+        st.error(f"The demo features (`{A.USER_FEATURES}`) are not built or were refused. {A.REBUILD_HINT}")
+    else:
+        load_input(A.USER_FEATURES, demo_path.read_bytes(), f"demo:{arts.manifest.get('built_at')}")
+if "anomaly_test_upload" in st.session_state:  # AppTest 1.51 cannot drive file_uploader: same path
+    name, data = st.session_state.pop("anomaly_test_upload")
+    load_input(name, data, f"test:{name}:{len(data)}:{hash(data)}")
+
+source = st.session_state.get("anomaly_input")
+if source is None:
+    st.info("Upload a features file or use the demo features to begin.", icon="⬆️")
+    st.stop()
+if "error" in source:
+    st.error(source["error"], icon="🚫")
+    st.stop()
+df, validation = source["df"], source["validation"]
+
+# --- 2. Validation -------------------------------------------------------------------------
+st.header("2 · Validation")
+st.markdown(
+    f"`{source['name']}`: **{count(len(df))}** rows, **{count(validation.n_scorable)}** can be scored."
+)
+if validation.ok:
+    st.success("Every row has all 16 features, numeric, finite and non-negative, with unique visitorids.")
+for message in validation.messages():
+    (st.error if validation.missing_columns else st.warning)(message)
+if len(validation.row_problems):
+    with st.expander(f"Rows with problems ({count(len(validation.row_problems))} listed)", expanded=True):
+        st.dataframe(validation.row_problems, hide_index=True, key="row_problems")
+        st.caption("Row numbers are 0-based positions in the file. Unscorable rows stay in the downloads with an empty score.")
+if validation.missing_columns or detector is None:
+    st.stop()
+
+# --- 3. Operating point ----------------------------------------------------------------------
+st.header("3 · Operating point")
+mode = st.radio(
+    "Flag users by",
+    ["the frozen operating point", "a share of this batch"],
+    horizontal=True,
+    key="anomaly_mode",
+    help="Frozen: the threshold fixed on the training users. Share: this batch's own quantile.",
+)
+share = None
+if mode == "a share of this batch":
+    share = st.slider("Share of scorable users to flag (%)", 1, 20, round(100 * detector.share), key="share_pct") / 100
+else:
+    st.caption(f"Threshold {detector.threshold:.4f}: the score of the top {pct(detector.share)} of the {detector.n_users:,} training users.")
+
+# --- 4. Scores -------------------------------------------------------------------------------
+if st.session_state.get("anomaly_scores", (None,))[0] != source["token"]:
+    bar = st.progress(0.0, text="Scoring…")
+    scores = score_in_chunks(
+        df,
+        lambda chunk: anomaly.score(chunk, detector=detector)["anomaly_score"],
+        chunk_rows=SCORE_CHUNK_ROWS,
+        on_progress=lambda done: bar.progress(done, text=f"Scoring… {done:.0%} of {len(df):,} rows"),
+    )
+    bar.empty()
+    st.session_state.anomaly_scores = (source["token"], scores)
+scores = st.session_state.anomaly_scores[1]
+threshold = batch_threshold(scores, share, detector.threshold)
+flags = flag(scores, threshold)
+
+st.header("4 · Results")
+c = st.columns(4)
+c[0].metric("Rows", count(len(df)))
+c[1].metric("Scored", count(np.isfinite(scores).sum()))
+c[2].metric("Flagged", count(flags["is_anomaly"].sum()), help="Users with score ≥ threshold.")
+c[3].metric("Threshold", f"{threshold:.4f}")
+st.altair_chart(histogram(scores, threshold), width="stretch")
+st.caption(f"{count(flags['is_anomaly'].sum())} users at or above the dashed threshold are flagged.")
+
+flagged_rows = np.flatnonzero(flags["is_anomaly"].to_numpy())
+top = flagged_rows[np.argsort(-scores[flagged_rows], kind="stable")][:MAX_FLAGGED_SHOWN]
+flagged = df.iloc[top].reset_index(drop=True)
+table = pd.DataFrame(
+    {
+        "row": top,
+        "visitorid": flagged["visitorid"],
+        "anomaly_score": scores[top],
+        "why": anomaly.explain(flagged, detector).to_numpy() if len(flagged) else [],
+    }
+)
+st.subheader("Flagged users, most anomalous first")
+st.dataframe(pd.concat([table, flagged[list(USER_FEATURES)]], axis=1), hide_index=True, key="flagged_table")
+st.caption(
+    "“Why” lists the features furthest from the training users, as robust z-scores (σ) on the "
+    f"detector's scale. Showing {len(top):,} of {len(flagged_rows):,} flagged users; the downloads hold every row."
+)
+
+# --- 5. Downloads ----------------------------------------------------------------------------
+download_key = (source["token"], threshold)
+if st.session_state.get("anomaly_downloads", (None,))[0] != download_key:
+    with st.spinner("Preparing the downloads…"):
+        out = with_scores(df, flags)
+        st.session_state.anomaly_downloads = (download_key, csv_bytes(out), parquet_bytes(out))
+_, csv_data, parquet_data = st.session_state.anomaly_downloads
+stem = source["name"].rsplit(".", 1)[0]
+c = st.columns(2)
+c[0].download_button("⬇️ Scored rows as CSV", csv_data, f"{stem}_scored.csv", "text/csv", key="dl_csv", on_click="ignore")
+c[1].download_button(
+    "⬇️ Scored rows as parquet", parquet_data, f"{stem}_scored.parquet", "application/octet-stream", key="dl_parquet", on_click="ignore"
+)
+st.caption(
+    "Both hold every uploaded row in the original order plus `anomaly_score` (empty when the row "
+    "cannot be scored) and `is_anomaly`. In the CSV, text cells starting with = + - @ are prefixed "
+    "with ' so spreadsheets do not run them as formulas."
+)

@@ -1,0 +1,50 @@
+"""RecSys analytics dashboard: entry point, navigation and the artifact status sidebar.
+
+Run with ``streamlit run streamlit_app.py``. Artifacts come from ``recsys_artifacts/`` (or
+``$RECSYS_ARTIFACT_DIR``), verified against their manifest by ``core.artifacts.load_artifacts``.
+"""
+
+import streamlit as st
+
+from core import __version__
+from core.artifacts import REBUILD_HINT
+from pages._shared import artifacts
+
+st.set_page_config(page_title="RecSys analytics", page_icon="🛒", layout="wide")
+
+page = st.navigation(
+    [
+        st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+        st.Page("pages/ranking.py", title="Next-category ranking", icon=":material/format_list_numbered:"),
+        st.Page("pages/anomaly.py", title="Anomalous users", icon=":material/person_alert:"),
+        st.Page("pages/cleaning_kpis.py", title="Cleaning KPIs", icon=":material/insights:"),
+    ]
+)
+
+with st.sidebar:
+    arts = artifacts()
+    info = arts.summary()
+    st.subheader("Artifacts")
+    if info["manifest_ok"]:
+        st.success("Manifest check passed", icon=":material/verified:")
+    elif arts.manifest is None:
+        st.warning("No build found", icon=":material/warning:")
+    else:
+        st.error("Manifest check failed", icon=":material/gpp_bad:")
+    data = info.get("data") or {}
+    st.markdown(
+        f"- **Ranking model:** {info['ranking_model'] or 'none (rule fallback)'}\n"
+        f"- **Detector:** {'loaded' if info['detector_loaded'] else 'not loaded'}\n"
+        f"- **Built:** {info['built_at'] or '–'}\n"
+        f"- **Data:** {data.get('source', '–')}"
+        + (f" ({data['scale']} scale)" if data.get("scale") else "")
+        + (f", {data['events']:,} events" if isinstance(data.get("events"), int) else "")
+        + f"\n- **Seed:** {info['seed'] if info['seed'] is not None else '–'}"
+    )
+    if info["problems"]:
+        with st.expander(f"{len(info['problems'])} problem(s)"):
+            for problem in info["problems"]:
+                st.markdown(f"- {problem}")
+    st.caption(f"{REBUILD_HINT} Artifact folder: `{info['artifact_dir']}` · core {__version__}")
+
+page.run()
