@@ -10,6 +10,7 @@ import importlib.util
 import io
 import json
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -53,7 +54,7 @@ def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
         if isinstance(series.dtype, pd.CategoricalDtype):
             series = series.astype(object)
         # .str on an object column gives NaN for non-strings: those cells are left alone.
-        mask = series.str.startswith(FORMULA_PREFIXES).fillna(False).astype(bool)
+        mask = series.str.startswith(FORMULA_PREFIXES).eq(True)
         if mask.any():
             series = series.astype(object).copy()
             series[mask] = "'" + series[mask].astype(str)
@@ -110,10 +111,13 @@ def read_table_upload(name: str, data: bytes) -> pd.DataFrame:
             ) from exc
     else:
         try:
-            df = pd.read_csv(io.BytesIO(data), low_memory=False)
+            with warnings.catch_warnings():
+                # more fields than header names would silently become an index or be cut off
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                df = pd.read_csv(io.BytesIO(data), low_memory=False, index_col=False)
         except pd.errors.EmptyDataError as exc:
             raise DataError(f"{name!r} has no header and no rows; upload a CSV with a header.") from exc
-        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        except (pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError, ValueError) as exc:
             raise DataError(
                 f"{name!r} could not be parsed as CSV ({exc}). Save it as UTF-8 CSV with a header "
                 "row and comma separators."

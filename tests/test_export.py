@@ -1,0 +1,244 @@
+"""Unit tests of core.export: safe CSV, parquet, uploads, views tables, sampler, HTML report."""
+
+from __future__ import annotations
+
+import io
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import pytest
+
+from core import export as E
+from core.errors import DataError
+
+
+# --------------------------------------------------------------------------- formula injection
+
+
+@pytest.mark.parametrize("cell", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "=HYPERLINK(\"x\")"])
+def test_text_cells_starting_with_a_formula_prefix_are_quoted(cell):
+    out = E.neutralise_formulas(pd.DataFrame({"name": [cell, "plain"]}))
+    assert out["name"].tolist() == ["'" + cell, "plain"]
+
+
+def test_numbers_and_non_text_columns_are_untouched():
+    df = pd.DataFrame({"x": [-1.5, 2.0], "n": [-3, 4], "b": [True, False], "t": pd.to_datetime(["2015-01-01", None])})
+    pd.testing.assert_frame_equal(E.neutralise_formulas(df), df)
+
+
+def test_object_column_with_mixed_types_only_touches_strings():
+    out = E.neutralise_formulas(pd.DataFrame({"m": ["-x", -1, None, "ok"]}))
+    assert out["m"].tolist()[:2] == ["'-x", -1] and out["m"].tolist()[3] == "ok"
+
+
+def test_string_and_categorical_dtypes_are_neutralised():
+    df = pd.DataFrame({"s": pd.array(["=a", "b"], dtype="string"), "c": pd.Categorical(["@c", "d"])})
+    out = E.neutralise_formulas(df)
+    assert list(out["s"]) == ["'=a", "b"] and list(out["c"]) == ["'@c", "d"]
+
+
+def test_neutralise_does_not_modify_the_input():
+    df = pd.DataFrame({"name": ["=1"]})
+    E.neutralise_formulas(df)
+    assert df["name"].iloc[0] == "=1"
+
+
+def test_csv_bytes_round_trip_keeps_every_row_and_value():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"visitorid": np.arange(1000), "x": rng.random(1000), "flag": rng.random(1000) > 0.5})
+    df.loc[3, "x"] = np.nan
+    back = pd.read_csv(io.BytesIO(E.csv_bytes(df)), float_precision="round_trip")
+    assert back["visitorid"].tolist() == df["visitorid"].tolist()
+    np.testing.assert_array_equal(back["x"].to_numpy(), df["x"].to_numpy())  # exact float round trip
+    assert back["flag"].astype(str).str.lower().tolist() == df["flag"].astype(str).str.lower().tolist()
+
+
+def test_csv_bytes_are_injection_safe():
+    text = E.csv_bytes(pd.DataFrame({"a": ["=cmd|' /C calc'!A0", "ok"]})).decode()
+    assert "'=cmd" in text and "\n=cmd" not in text and ",=cmd" not in text
+
+
+def test_parquet_bytes_round_trip():
+    df = pd.DataFrame({"visitorid": [5, 1], "anomaly_score": [0.1, np.nan]}, index=[10, 11])
+    back = pd.read_parquet(io.BytesIO(E.parquet_bytes(df)))
+    pd.testing.assert_frame_equal(back, df.reset_index(drop=True))
+
+
+def test_with_scores_keeps_all_rows_in_order():
+    feats = pd.DataFrame({"visitorid": [9, 3, 7]}, index=[5, 6, 7])
+    scored = pd.DataFrame({"anomaly_score": [0.2, np.nan, 0.9], "is_anomaly": [False, False, True]})
+    out = E.with_scores(feats, scored)
+    assert out["visitorid"].tolist() == [9, 3, 7] and out["is_anomaly"].tolist() == [False, False, True]
+
+
+# --------------------------------------------------------------------------- uploads
+
+
+def test_read_csv_and_parquet_uploads():
+    df = pd.DataFrame({"visitorid": [1, 2], "events": [3, 4]})
+    pd.testing.assert_frame_equal(E.read_table_upload("f.csv", df.to_csv(index=False).encode()), df)
+    pd.testing.assert_frame_equal(E.read_table_upload("F.PARQUET", E.parquet_bytes(df)), df)
+
+
+@pytest.mark.parametrize(
+    "name, data, words",
+    [
+        ("f.xlsx", b"abc", "extension"),
+        ("features", b"abc", "extension"),
+        ("f.csv", b"", "empty"),
+        ("f.parquet", b"", "empty"),
+        ("f.parquet", b"PAR1 this is not parquet", "not a readable parquet"),
+        ("f.csv", b"visitorid,events\n", "no rows"),
+        ("f.csv", b"\n\n", "no header"),
+        ("f.csv", b"a,b\n1,2,3,4\n", "could not be parsed"),
+        ("f.csv", b"a,b\n1,2\n1,2,3,4\n", "could not be parsed"),
+        ("f.csv", b"\xff\xfe\x00bad", "could not be parsed"),
+    ],
+)
+def test_bad_uploads_raise_a_data_error_that_says_what_is_wrong(name, data, words):
+    with pytest.raises(DataError, match=words):
+        E.read_table_upload(name, data)
+
+
+def test_truncated_parquet_is_refused():
+    data = E.parquet_bytes(pd.DataFrame({"visitorid": range(100)}))
+    with pytest.raises(DataError, match="parquet"):
+        E.read_table_upload("f.parquet", data[: len(data) // 2])
+
+
+# --------------------------------------------------------------------------- scoring helpers
+
+
+def test_chunked_scores_equal_one_shot_scores_and_report_progress():
+    df = pd.DataFrame({"x": np.arange(10.0)})
+    seen: list[float] = []
+    scores = E.score_in_chunks(df, lambda c: c["x"] * 2, chunk_rows=3, on_progress=seen.append)
+    np.testing.assert_array_equal(scores, np.arange(10.0) * 2)
+    assert seen == pytest.approx([0.3, 0.6, 0.9, 1.0])
+
+
+def test_batch_threshold_and_flags():
+    scores = np.array([0.1, 0.2, np.nan, 0.4, 0.9])
+    assert E.batch_threshold(scores, None, 0.5) == 0.5
+    assert E.batch_threshold(scores, 0.25, 0.5) == pytest.approx(np.quantile([0.1, 0.2, 0.4, 0.9], 0.75))
+    flags = E.flag(scores, 0.4)
+    assert flags["is_anomaly"].tolist() == [False, False, False, True, True]
+    assert np.isnan(E.batch_threshold(np.array([np.nan]), 0.1, 0.5))
+
+
+# --------------------------------------------------------------------------- views
+
+
+def test_datetimes_to_ms_and_back():
+    ms = E.datetimes_to_ms(pd.Series(pd.to_datetime(["2015-06-01 10:00:00.123", None])))
+    assert ms.tolist() == [1433152800123, None]
+    assert E.ms_to_datetimes([1433152800123]).iloc[0] == pd.Timestamp("2015-06-01 10:00:00.123")
+
+
+def test_tz_aware_datetimes_are_converted_to_utc_ms():
+    ts = pd.Series(pd.to_datetime(["2015-06-01 12:00"]).tz_localize("Europe/Paris"))
+    assert E.datetimes_to_ms(ts).tolist() == [1433152800000]
+
+
+def test_views_from_editor_datetime_and_ms_modes():
+    table = pd.DataFrame(
+        {"timestamp": pd.to_datetime(["2015-06-01 10:00", None]), "categoryid": [1.0, None], "itemid": [None, None]}
+    )
+    views = E.views_from_editor(table, timestamps_in_ms=False)
+    assert views.to_dict("records") == [{"timestamp": 1433152800000, "categoryid": 1}, {"timestamp": None, "categoryid": None}]
+    table = pd.DataFrame({"timestamp": [1433152800000, 5], "categoryid": [3, -2], "itemid": [7, None]})
+    views = E.views_from_editor(table, timestamps_in_ms=True)
+    assert views.to_dict("records")[1] == {"timestamp": 5, "categoryid": -2, "itemid": None}
+
+
+def test_views_from_csv_text_accepts_ms_and_dates_and_keeps_bad_cells():
+    views = E.views_from_csv_text("timestamp,categoryid,itemid\n2015-06-01 10:00,12,\n1433152800123,abc,5\n,3.5,4")
+    assert views["timestamp"].tolist() == [1433152800000, 1433152800123, None]
+    assert views["categoryid"].tolist() == [12, "abc", 3.5]
+    assert views["itemid"].tolist() == [None, 5, 4]
+
+
+@pytest.mark.parametrize("text, words", [("", "empty"), ("a,b\n1,2", "no column")])
+def test_views_from_csv_text_errors(text, words):
+    with pytest.raises(DataError, match=words):
+        E.views_from_csv_text(text)
+
+
+def test_views_feed_core_ranking_with_row_named_errors():
+    ranking = pytest.importorskip("core.ranking")
+    good = E.views_from_csv_text("timestamp,categoryid\n1433152800000,12\n1433152860000,13\n1433152920000,12")
+    assert ranking.rank(good, None, 2).ranking["categoryid"].tolist() == [12, 13]
+    bad = E.views_from_csv_text("timestamp,categoryid\n1433152800000,12\n1433152860000,abc")
+    with pytest.raises(DataError, match="row 1"):
+        ranking.rank(bad, None, 2)
+
+
+# --------------------------------------------------------------------------- sampler
+
+
+def _events():
+    return pd.DataFrame(
+        {
+            "timestamp": [0, 1000, 2000, 10**9, 5, 6],
+            "visitorid": [1, 1, 1, 1, 2, 3],
+            "event": ["view", "view", "addtocart", "view", "view", "view"],
+            "itemid": [1, 2, 3, 4, 5, 6],
+            "categoryid": [10, 11, 11, 12, 10, -1],
+        }
+    )
+
+
+def test_view_sequences_mark_ranking_cases():
+    seqs = E.view_sequences(_events())
+    assert seqs["visitorid"].tolist() == [1, 1, 1, 2]  # addtocart and unknown categories dropped
+    assert seqs["has_history"].tolist() == [False, True, False, False]  # 10**9 ms is > 24 h later
+
+
+def test_sample_visitor_is_deterministic_and_eligible():
+    seqs = E.view_sequences(_events())
+    assert E.sample_visitor(seqs, 1) == E.sample_visitor(seqs, 1) == 1
+    assert E.sample_visitor(seqs.iloc[3:], 1) is None
+
+
+def test_history_before_applies_window_and_lookback():
+    views = pd.DataFrame({"timestamp": [0, 10, 20, 30], "categoryid": [1, 2, 3, 4]})
+    assert E.history_before(views, 3, window_ms=20, lookback=100)["categoryid"].tolist() == [2, 3]
+    assert E.history_before(views, 3, window_ms=100, lookback=1)["categoryid"].tolist() == [3]
+
+
+# --------------------------------------------------------------------------- JSON tables and report
+
+
+def test_json_tables_find_records_and_scalars():
+    tables = dict(E.json_tables({"best": "hgb", "rankers": [{"ranker": "a", "top1": 0.5}], "ci": {"lo": 0.1}}))
+    assert tables["summary"]["key"].tolist() == ["best"]
+    assert tables["rankers"]["top1"].tolist() == [0.5]
+    assert tables["ci"]["value"].tolist() == ["0.1"]
+
+
+def _blocks():
+    chart = alt.Chart(pd.DataFrame({"a": ["x", "y"], "b": [1, 2]})).mark_bar().encode(x="a:N", y="b:Q")
+    return [
+        E.ReportBlock("heading", "Section <1>"),
+        E.ReportBlock("chart", chart, "a caption"),
+        E.ReportBlock("table", pd.DataFrame({"v": [0.123456, 2]})),
+        E.ReportBlock("note", "note & more"),
+    ]
+
+
+def test_html_report_without_svg_renderer_embeds_specs_and_says_charts_need_a_cdn():
+    page = E.html_report("T", _blocks(), inline_svg=False)
+    assert "vegaEmbed(" in page and "cdn.jsdelivr.net" in page and "need an internet connection" in page
+    assert "Section &lt;1&gt;" in page and "0.1235" in page and "note &amp; more" in page
+
+
+def test_html_report_with_svg_renderer_is_self_contained():
+    pytest.importorskip("vl_convert")
+    page = E.html_report("T", _blocks(), inline_svg=True)
+    assert "<svg" in page and "<script" not in page and "http" not in page.replace("http://www.w3.org", "")
+
+
+def test_unknown_report_block_is_an_error():
+    with pytest.raises(ValueError):
+        E.html_report("T", [E.ReportBlock("video", 1)], inline_svg=False)
