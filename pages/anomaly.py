@@ -77,11 +77,13 @@ if detector is None:
 st.header("1 · Features")
 uploaded = st.file_uploader("User features as parquet or CSV", type=["parquet", "csv"], key="features_file")
 use_demo = st.button("Use the demo features", key="use_demo", help=f"`{A.USER_FEATURES}` of the current build")
-current = st.session_state.get("anomaly_input", {})
-if uploaded is not None and current.get("token") != f"upload:{uploaded.file_id}":
-    load_input(uploaded.name, uploaded.getvalue(), f"upload:{uploaded.file_id}")
-elif uploaded is None and str(current.get("token", "")).startswith("upload"):
-    st.session_state.pop("anomaly_input", None)  # the user removed the file
+upload_id = f"upload:{uploaded.file_id}" if uploaded is not None else None
+if upload_id != st.session_state.get("last_upload_id"):  # a new file, or the file was removed
+    st.session_state.last_upload_id = upload_id
+    if uploaded is not None:
+        load_input(uploaded.name, uploaded.getvalue(), upload_id)
+    elif str(st.session_state.get("anomaly_input", {}).get("token", "")).startswith("upload:"):
+        st.session_state.pop("anomaly_input", None)
 if use_demo:
     demo_path = arts.verified_path(A.USER_FEATURES)
     if demo_path is None:
@@ -133,7 +135,8 @@ else:
     st.caption(f"Threshold {detector.threshold:.4f}: the score of the top {pct(detector.share)} of the {detector.n_users:,} training users.")
 
 # --- 4. Scores -------------------------------------------------------------------------------
-if st.session_state.get("anomaly_scores", (None,))[0] != source["token"]:
+score_key = (source["token"], detector.threshold, detector.fingerprint)  # a rebuild rescores
+if st.session_state.get("anomaly_scores", (None,))[0] != score_key:
     bar = st.progress(0.0, text="Scoring…")
     scores = score_in_chunks(
         df,
@@ -142,7 +145,7 @@ if st.session_state.get("anomaly_scores", (None,))[0] != source["token"]:
         on_progress=lambda done: bar.progress(done, text=f"Scoring… {done:.0%} of {len(df):,} rows"),
     )
     bar.empty()
-    st.session_state.anomaly_scores = (source["token"], scores)
+    st.session_state.anomaly_scores = (score_key, scores)
 scores = st.session_state.anomaly_scores[1]
 threshold = batch_threshold(scores, share, detector.threshold)
 flags = flag(scores, threshold)
@@ -175,7 +178,7 @@ st.caption(
 )
 
 # --- 5. Downloads ----------------------------------------------------------------------------
-download_key = (source["token"], threshold)
+download_key = (score_key, threshold)
 if st.session_state.get("anomaly_downloads", (None,))[0] != download_key:
     with st.spinner("Preparing the downloads…"):
         out = with_scores(df, flags)

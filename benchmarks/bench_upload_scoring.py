@@ -1,0 +1,105 @@
+"""Benchmark of the anomaly page's upload path on a RetailRocket-sized features file.
+
+    python benchmarks/bench_upload_scoring.py [--rows 1400000] [--artifacts DIR] [--file PATH]
+
+Makes a features parquet of --rows users (the build's task2_user_features.parquet resampled
+with fresh visitorids, in a child process so its memory is not counted), then measures, in this
+process, what the dashboard does with an upload: read the bytes, validate, score in chunks,
+threshold once, explain the shown flagged users, and build the CSV and parquet downloads.
+Prints seconds per stage and the peak RSS (resource.getrusage). Targets: <= 15 s, <= 1.5 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from core import anomaly, export  # noqa: E402
+from core import artifacts as A  # noqa: E402
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_file(artifact_dir: Path, rows: int, path: Path, seed: int = 0) -> None:
+    """Resample the build's user features to `rows` users with unique visitorids."""
+    base = pd.read_parquet(artifact_dir / A.USER_FEATURES)
+    pick = np.random.default_rng(seed).integers(0, len(base), rows)
+    big = base.iloc[pick].reset_index(drop=True)
+    big["visitorid"] = np.arange(rows, dtype=np.int64)
+    big.to_parquet(path, index=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_400_000)
+    parser.add_argument("--artifacts", type=Path, default=Path(os.environ.get("RECSYS_ARTIFACT_DIR") or A.ARTIFACT_DIR))
+    parser.add_argument("--file", type=Path, default=ROOT / "build-output" / "bench_features_1.4M.parquet")
+    parser.add_argument("--make-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.make_only:
+        make_file(args.artifacts, args.rows, args.file)
+        return
+    if not args.file.exists() or len(pd.read_parquet(args.file, columns=["visitorid"])) != args.rows:
+        args.file.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, __file__, "--make-only", "--rows", str(args.rows),
+                        "--artifacts", str(args.artifacts), "--file", str(args.file)], check=True)
+
+    arts = A.load_artifacts(args.artifacts)
+    detector = A.require(arts.detector, "anomaly detector")
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal start
+        now = time.perf_counter()
+        timings[stage] = now - start
+        start = now
+
+    data = args.file.read_bytes()  # what st.file_uploader hands the page
+    df = export.read_table_upload(args.file.name, data)
+    lap("read upload")
+    validation = anomaly.validate_features(df)
+    lap("validate")
+    scores = export.score_in_chunks(df, lambda chunk: anomaly.score(chunk, detector=detector)["anomaly_score"])
+    threshold = export.batch_threshold(scores, 0.04, detector.threshold)
+    flags = export.flag(scores, threshold)
+    lap("score (chunks of 200k) + threshold")
+    flagged = np.flatnonzero(flags["is_anomaly"].to_numpy())
+    top = flagged[np.argsort(-scores[flagged], kind="stable")][:1_000]
+    anomaly.explain(df.iloc[top], detector)
+    lap("explain 1,000 shown users")
+    out = export.with_scores(df, flags)
+    csv_data = export.csv_bytes(out)
+    lap("CSV download")
+    parquet_data = export.parquet_bytes(out)
+    lap("parquet download")
+
+    total = sum(timings.values())
+    print(f"{len(df):,} rows ({len(data) / 1e6:.0f} MB parquet), {validation.n_scorable:,} scorable, "
+          f"{int(flags['is_anomaly'].sum()):,} flagged at share 4%")
+    for stage, seconds in timings.items():
+        print(f"  {stage:<38} {seconds:6.2f} s")
+    print(f"  {'total':<38} {total:6.2f} s")
+    print(f"downloads: CSV {len(csv_data) / 1e6:.0f} MB, parquet {len(parquet_data) / 1e6:.0f} MB")
+    print(f"peak RSS {peak_rss_mb():.0f} MB on {os.cpu_count()} cores")
+    ok = total <= 15 and peak_rss_mb() <= 1536
+    print("within targets (<= 15 s, <= 1.5 GB)" if ok else "OVER TARGET (15 s, 1.5 GB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""The dashboard in a real browser: `streamlit run` + headless Debian Chromium via Playwright.
+
+Opens every page, checks no exception is shown, uploads a features file through the real
+file_uploader, moves the share slider with the keyboard, downloads the scored CSV and checks its
+rows, and saves a screenshot of each page under test-output/screenshots/.
+Skipped outside CI when /usr/bin/chromium is missing; with CI=true it fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from core import artifacts as A
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = ROOT / "test-output" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+PAGES = {"overview": "", "ranking": "ranking", "anomaly": "anomaly", "cleaning_kpis": "cleaning_kpis"}
+IN_CI = os.environ.get("CI") == "true"
+
+
+def _skip_or_fail(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser_artifact_dir() -> Path:
+    """A built artifact directory: $RECSYS_ARTIFACT_DIR if set, else the committed one."""
+    path = Path(os.environ.get("RECSYS_ARTIFACT_DIR") or A.ARTIFACT_DIR)
+    if not A.load_artifacts(path).manifest_ok:
+        _skip_or_fail(f"no verified artifacts in {path}; run `python -m core build`")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(browser_artifact_dir, tmp_path_factory):
+    """A `streamlit run` of the dashboard on a free local port, healthy before the tests start."""
+    if not CHROMIUM.exists():
+        _skip_or_fail(f"{CHROMIUM} is missing (apt-get install chromium)")
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("streamlit") / "streamlit.log").open("w")
+    env = dict(os.environ, RECSYS_ARTIFACT_DIR=str(browser_artifact_dir))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+         "--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
+                if resp.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"streamlit did not become healthy; see {log.name}")
+        time.sleep(0.5)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def page(dashboard_url):
+    """One headless Chromium page (Debian's binary; Playwright never downloads a browser)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1800}, accept_downloads=True)
+        pg = context.new_page()
+        pg.set_default_timeout(60_000)
+        yield pg
+        context.close()
+        browser.close()
+
+
+def settle(pg) -> None:
+    """Wait for the script run an interaction started (if any) to finish."""
+    app = pg.locator('[data-testid="stApp"]')
+    try:
+        app.and_(pg.locator('[data-test-script-state="running"]')).wait_for(timeout=1_500)
+    except Exception:  # the run may already be over, or never needed
+        pass
+    pg.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=90_000)
+    pg.wait_for_timeout(300)  # let charts draw
+
+
+def open_page(pg, base: str, name: str) -> None:
+    pg.goto(f"{base}/{PAGES[name]}")
+    pg.locator("h1").first.wait_for()
+    settle(pg)
+
+
+def assert_no_exception(pg) -> None:
+    assert pg.locator('[data-testid="stException"]').count() == 0, pg.locator('[data-testid="stException"]').first.inner_text()
+
+
+@pytest.mark.parametrize("name", ["overview", "ranking", "cleaning_kpis"])
+def test_page_renders_without_exception(page, dashboard_url, name):
+    open_page(page, dashboard_url, name)
+    assert_no_exception(page)
+    assert page.locator('[data-testid="stSidebar"]').get_by_text("Manifest check passed").is_visible()
+    if name != "ranking":
+        assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 1
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_ranking_sampler_in_the_browser(page, dashboard_url):
+    open_page(page, dashboard_url, "ranking")
+    page.get_by_role("button", name="Sample a visitor").click()
+    settle(page)
+    assert_no_exception(page)
+    assert page.get_by_text("the actual next category").first.is_visible()
+    page.screenshot(path=str(SHOTS / "ranking_sampled.png"), full_page=True)
+
+
+def test_upload_slider_and_scored_csv_download(page, dashboard_url, browser_artifact_dir, tmp_path):
+    features = pd.read_parquet(browser_artifact_dir / A.USER_FEATURES).head(3_000)
+    upload = tmp_path / "my_features.csv"
+    features.to_csv(upload, index=False)
+
+    open_page(page, dashboard_url, "anomaly")
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(upload))
+    page.get_by_text("Flagged users, most anomalous first").wait_for()
+    settle(page)
+    assert_no_exception(page)
+
+    page.get_by_text("a share of this batch").click()
+    settle(page)
+    thumb = page.locator('[data-testid="stSlider"] [role="slider"]').first
+    before = int(thumb.get_attribute("aria-valuenow"))
+    thumb.focus()
+    for _ in range(6):
+        thumb.press("ArrowRight")
+    settle(page)
+    after = int(page.locator('[data-testid="stSlider"] [role="slider"]').first.get_attribute("aria-valuenow"))
+    assert after == min(before + 6, 20)
+    flagged = page.locator('[data-testid="stMetric"]').filter(has_text="Flagged").locator('[data-testid="stMetricValue"]')
+    n_flagged = int(flagged.inner_text().replace(",", ""))
+    assert abs(n_flagged - after / 100 * len(features)) <= 0.01 * len(features) + 2
+    assert_no_exception(page)
+    page.screenshot(path=str(SHOTS / "anomaly.png"), full_page=True)
+
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Scored rows as CSV").click()
+    saved = tmp_path / "scored.csv"
+    info.value.save_as(saved)
+    scored = pd.read_csv(saved, float_precision="round_trip")
+    assert len(scored) == len(features)
+    pd.testing.assert_frame_equal(scored[features.columns], features, check_dtype=False)
+    assert int(scored["is_anomaly"].sum()) == n_flagged
