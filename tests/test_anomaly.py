@@ -1,0 +1,480 @@
+"""Task 2: user features (spec §3) by hand, detector, scoring, validation, audits and cleaning."""
+
+from __future__ import annotations
+
+import json
+import math
+import types
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+
+from core import anomaly
+from core.errors import ArtifactError, DataError
+from core.schema import USER_FEATURES
+
+D0 = 1_431_216_000_000  # 2015-05-10 00:00:00 UTC, a midnight
+S = 1000  # ms per second
+
+
+def ev(t_s: float, vis: int, event: str, item: int, cat: int) -> dict:
+    """One prepared event, t_s seconds after D0."""
+    return {
+        "timestamp": D0 + int(round(t_s * S)),
+        "visitorid": vis,
+        "event": event,
+        "itemid": item,
+        "transactionid": 1.0 if event == "transaction" else np.nan,
+        "categoryid": cat,
+    }
+
+
+def hand_events() -> pd.DataFrame:
+    """Three visitors whose 16 features are worked out by hand below, rows shuffled."""
+    rows = [
+        # visitor 10: midnight crossing, same timestamps, gaps of exactly 5 s and 1800 s,
+        # an unknown category, and the 05:59:59 / 06:00:00 night boundary.
+        ev(23 * 3600 + 59 * 60, 10, "view", 1, 5),  # 23:59:00 day 0
+        ev(23 * 3600 + 59 * 60, 10, "view", 2, 5),  # same timestamp -> gap 0
+        ev(23 * 3600 + 59 * 60 + 5, 10, "addtocart", 2, 5),  # gap exactly 5 s: not short
+        ev(23 * 3600 + 59 * 60 + 5 + 1800, 10, "view", 3, 7),  # gap exactly 1800: same session; 00:29 day 1
+        ev(23 * 3600 + 59 * 60 + 5 + 1800 + 1801, 10, "transaction", 2, 5),  # 1801: new session; 00:59
+        ev(86400 + 5 * 3600 + 59 * 60 + 59, 10, "view", 4, -1),  # 05:59:59 night, unknown category
+        ev(86400 + 6 * 3600, 10, "view", 1, 5),  # 06:00:00 is not night; gap 1 s
+        # visitor 3: a single event
+        ev(12 * 3600, 3, "view", 9, -1),
+        # visitor 7: 6 events at 02:00 + [0, 10, 10, 40, 100, 1000] s -> gaps 10, 0, 30, 60, 900
+        ev(2 * 3600 + 0, 7, "view", 1, 5),
+        ev(2 * 3600 + 10, 7, "view", 1, 6),
+        ev(2 * 3600 + 10, 7, "addtocart", 2, 6),
+        ev(2 * 3600 + 40, 7, "addtocart", 2, 7),
+        ev(2 * 3600 + 100, 7, "addtocart", 3, 7),
+        ev(2 * 3600 + 1000, 7, "view", 3, 7),
+    ]
+    df = pd.DataFrame(rows)
+    # Rows come unsorted, as in the real file.
+    return df.iloc[[5, 12, 0, 7, 9, 3, 13, 1, 10, 6, 2, 11, 4, 8]].reset_index(drop=True)
+
+
+def entropy_bits(*counts: int) -> float:
+    p = np.array(counts, float) / sum(counts)
+    return float(-(p * np.log2(p)).sum())
+
+
+EXPECTED = {
+    3: dict(
+        events=1, view=1, addtocart=0, transaction=0, uniq_items=1, uniq_cats=0, cat_entropy=0.0,
+        events_per_active_day=1.0, add_to_view_rate=0.0, txn_to_cart_rate=0.0, night_share=0.0,
+        p95_gap_s=0.0, short_gap_share=0.0, n_sessions=1, sessions_per_day=1.0, uniq_item_ratio=1.0,
+    ),
+    7: dict(
+        events=6, view=3, addtocart=3, transaction=0, uniq_items=3, uniq_cats=3,
+        cat_entropy=entropy_bits(1, 2, 3), events_per_active_day=6.0, add_to_view_rate=1.0,
+        txn_to_cart_rate=0.0, night_share=1.0,
+        p95_gap_s=60 + 0.8 * (900 - 60),  # sorted gaps 0,10,30,60,900; index 4*0.95 = 3.8
+        short_gap_share=1 / 5, n_sessions=1, sessions_per_day=1.0, uniq_item_ratio=0.5,
+    ),
+    10: dict(
+        events=7, view=5, addtocart=1, transaction=1, uniq_items=4, uniq_cats=2,
+        cat_entropy=entropy_bits(5, 1),  # 6 known-category events: cat 5 x5, cat 7 x1
+        events_per_active_day=3.5, add_to_view_rate=0.2, txn_to_cart_rate=1.0,
+        night_share=3 / 7,  # 00:29, 00:59, 05:59:59 (not 23:59 nor 06:00)
+        p95_gap_s=1801 + 0.75 * (18053 - 1801),  # sorted gaps 0,1,5,1800,1801,18053; 5*0.95=4.75
+        short_gap_share=2 / 6,  # gaps 0 and 1 (5 is not short)
+        n_sessions=3,  # gaps 1801 and 18053 (1800 is not a new session)
+        sessions_per_day=1.5, uniq_item_ratio=4 / 7,
+    ),
+}
+
+
+# --------------------------------------------------------------------------- features
+
+
+def test_every_feature_by_hand():
+    f = anomaly.user_features(hand_events())
+    assert list(f.columns) == ["visitorid", *USER_FEATURES]
+    assert f["visitorid"].tolist() == [3, 7, 10]
+    for vid, expected in EXPECTED.items():
+        row = f.loc[f["visitorid"] == vid].iloc[0]
+        for name in USER_FEATURES:
+            assert row[name] == pytest.approx(expected[name], rel=1e-12, abs=1e-12), (vid, name)
+
+
+def test_p95_matches_numpy_percentile():
+    f = anomaly.user_features(hand_events()).set_index("visitorid")
+    assert f.loc[7, "p95_gap_s"] == np.percentile([10, 0, 30, 60, 900], 95)
+    assert f.loc[10, "p95_gap_s"] == np.percentile([0, 5, 1800, 1801, 18053, 1], 95)
+
+
+def test_feature_dtypes_and_row_order_independence():
+    events = hand_events()
+    f1 = anomaly.user_features(events)
+    f2 = anomaly.user_features(events.iloc[::-1].reset_index(drop=True))
+    pd.testing.assert_frame_equal(f1, f2)
+    for name in USER_FEATURES:
+        want = np.int64 if name in anomaly.COUNT_FEATURES else np.float64
+        assert f1[name].dtype == want, name
+
+
+def test_event_column_may_be_categorical():
+    events = hand_events()
+    events["event"] = pd.Categorical(events["event"], categories=["view", "addtocart", "transaction"])
+    pd.testing.assert_frame_equal(anomaly.user_features(events), anomaly.user_features(hand_events()))
+
+
+def random_events(n: int, n_vis: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    ts = D0 + rng.integers(0, 3 * 86400, n) * S
+    ts[:: 5] = ts[0]  # many exact timestamp ties
+    return pd.DataFrame(
+        {
+            "timestamp": ts,
+            "visitorid": rng.integers(0, n_vis, n) * 1000 + 7,
+            "event": rng.choice(["view", "addtocart", "transaction"], n, p=[0.8, 0.15, 0.05]),
+            "itemid": rng.integers(0, 40, n),
+            "transactionid": np.nan,
+            "categoryid": rng.integers(-1, 6, n),
+        }
+    )
+
+
+def loop_reference(events: pd.DataFrame) -> pd.DataFrame:
+    """The spec read literally, one visitor at a time (slow; for checking only)."""
+    rows = []
+    for vid, g in events.groupby("visitorid", sort=True):
+        g = g.sort_values("timestamp", kind="stable")
+        t = g["timestamp"].to_numpy()
+        gaps = np.diff(t) / 1000.0
+        n = len(g)
+        days = len(np.unique(t // 86_400_000))
+        cats = g["categoryid"][g["categoryid"] != -1]
+        p = cats.value_counts(normalize=True).to_numpy()
+        view = int((g["event"] == "view").sum())
+        atc = int((g["event"] == "addtocart").sum())
+        txn = int((g["event"] == "transaction").sum())
+        sessions = 1 + int((gaps > 1800).sum())
+        rows.append(
+            {
+                "visitorid": vid, "events": n, "view": view, "addtocart": atc, "transaction": txn,
+                "uniq_items": g["itemid"].nunique(), "uniq_cats": cats.nunique(),
+                "cat_entropy": float(-(p * np.log2(p)).sum()) if len(p) else 0.0,
+                "events_per_active_day": n / days, "add_to_view_rate": atc / max(view, 1),
+                "txn_to_cart_rate": txn / max(atc, 1),
+                "night_share": float((((t // 3_600_000) % 24) < 6).mean()),
+                "p95_gap_s": float(np.percentile(gaps, 95)) if n > 1 else 0.0,
+                "short_gap_share": float((gaps < 5).mean()) if n > 1 else 0.0,
+                "n_sessions": sessions, "sessions_per_day": sessions / days,
+                "uniq_item_ratio": g["itemid"].nunique() / n,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_features_match_loop_reference_on_random_events():
+    events = random_events(6000, 400, seed=3)
+    got = anomaly.user_features(events)
+    want = loop_reference(events)
+    assert got["visitorid"].tolist() == want["visitorid"].tolist()
+    for name in USER_FEATURES:
+        np.testing.assert_allclose(got[name].to_numpy(float), want[name].to_numpy(float),
+                                   rtol=1e-12, atol=1e-12, err_msg=name)
+    # The percentile is reproduced bit for bit.
+    assert np.array_equal(got["p95_gap_s"].to_numpy(), want["p95_gap_s"].to_numpy())
+
+
+def test_huge_ids_do_not_overflow_the_sort_keys():
+    events = random_events(2000, 100, seed=4)
+    big = events.assign(visitorid=events["visitorid"] * 10**12, itemid=events["itemid"] * 10**15)
+    a = anomaly.user_features(events)
+    b = anomaly.user_features(big)
+    pd.testing.assert_frame_equal(a.drop(columns="visitorid"), b.drop(columns="visitorid"))
+
+
+def test_empty_events_and_missing_columns():
+    empty = anomaly.user_features(hand_events().iloc[:0])
+    assert list(empty.columns) == ["visitorid", *USER_FEATURES] and len(empty) == 0
+    with pytest.raises(DataError, match="categoryid"):
+        anomaly.user_features(hand_events().drop(columns="categoryid"))
+
+
+# --------------------------------------------------------------------------- detector
+
+
+@pytest.fixture(scope="module")
+def train_features() -> pd.DataFrame:
+    return anomaly.user_features(random_events(30_000, 3000, seed=11))
+
+
+@pytest.fixture(scope="module")
+def detector(train_features) -> anomaly.Detector:
+    return anomaly.fit_detector(train_features, share=0.05, seed=7, n_estimators=60)
+
+
+def test_fit_freezes_the_train_quantile(detector, train_features):
+    scores = detector.score_samples(train_features)
+    assert detector.threshold == pytest.approx(np.quantile(scores, 0.95))
+    assert detector.n_users == len(train_features)
+    assert detector.features == tuple(USER_FEATURES)
+    assert detector.medians.shape == detector.scales.shape == (16,)
+    assert (detector.scales > 0).all()
+    # score = -IsolationForest.score_samples on the log1p-preprocessed matrix
+    X = train_features[list(USER_FEATURES)].to_numpy(float)
+    assert np.allclose(scores, -detector.pipeline.score_samples(X))
+
+
+def test_scores_are_deterministic(train_features, detector):
+    again = anomaly.fit_detector(train_features, share=0.05, seed=7, n_estimators=60)
+    a = detector.score_samples(train_features)
+    assert np.array_equal(a, again.score_samples(train_features))
+    assert again.threshold == detector.threshold
+    # Row-block threading never changes a score.
+    big = pd.concat([train_features] * 8, ignore_index=True)
+    assert np.array_equal(detector.score_samples(big, n_jobs=1), detector.score_samples(big, n_jobs=2))
+
+
+def test_operating_point_is_json(detector):
+    detector.fingerprint = "abc123"
+    op = detector.operating_point()
+    json.dumps(op)
+    assert op["share"] == 0.05 and op["threshold"] == detector.threshold
+    assert op["features"] == list(USER_FEATURES) and op["n_users"] == detector.n_users
+    assert op["data_fingerprint"] == "abc123" and op["version"]
+    assert "score_samples" in op["score_definition"]
+
+
+def test_detector_pickles(tmp_path, detector, train_features):
+    path = tmp_path / "d.joblib"
+    joblib.dump(detector, path)
+    back = joblib.load(path)
+    assert np.array_equal(back.score_samples(train_features), detector.score_samples(train_features))
+
+
+def test_fit_rejects_bad_input(train_features):
+    bad = train_features.copy()
+    bad.loc[0, "events"] = -1
+    with pytest.raises(DataError, match="negative"):
+        anomaly.fit_detector(bad)
+    with pytest.raises(DataError, match="share"):
+        anomaly.fit_detector(train_features, share=1.5)
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def messy_table(train_features: pd.DataFrame) -> pd.DataFrame:
+    """12 real rows with a shuffled index, an extra column and four unscorable rows."""
+    t = train_features.iloc[:12].copy()
+    t.index = [50, 3, 99, 7, 1, 0, 42, 8, 13, 77, 5, 2]
+    t = t.astype({"events": object, "view": float})
+    t.loc[99, "events"] = "abc"
+    t.loc[7, "view"] = np.nan
+    t.loc[1, "night_share"] = -0.5
+    t.loc[13, "p95_gap_s"] = np.inf
+    t["note"] = "x"
+    return t
+
+
+def test_score_keeps_every_row_in_order(detector, train_features):
+    t = messy_table(train_features)
+    out = anomaly.score(t, detector=detector)
+    assert list(out.index) == list(t.index)
+    assert list(out.columns) == ["anomaly_score", "is_anomaly", "threshold"]
+    bad = [99, 7, 1, 13]
+    assert out.loc[bad, "anomaly_score"].isna().all()
+    assert not out.loc[bad, "is_anomaly"].any()
+    good = [i for i in t.index if i not in bad]
+    want = detector.score_samples(train_features.iloc[:12].set_axis(t.index).loc[good])
+    assert np.array_equal(out.loc[good, "anomaly_score"].to_numpy(), want)
+    assert out["is_anomaly"].dtype == bool
+
+
+def test_frozen_mode_uses_detector_threshold(detector, train_features):
+    out = anomaly.score(train_features, detector=detector)
+    assert (out["threshold"] == detector.threshold).all()
+    assert (out["is_anomaly"] == (out["anomaly_score"] >= detector.threshold)).all()
+    assert abs(out["is_anomaly"].mean() - 0.05) < 0.002  # same users as in training
+
+
+def test_batch_share_mode_flags_about_share(detector, train_features):
+    batch = train_features.iloc[:1000]
+    out = anomaly.score(batch, share=0.1, detector=detector)
+    assert out["threshold"].iloc[0] == np.quantile(out["anomaly_score"], 0.9)
+    assert abs(int(out["is_anomaly"].sum()) - 100) <= 2
+    # with unscorable rows the quantile is over the scorable rows only
+    t = messy_table(train_features)
+    out = anomaly.score(t, share=0.25, detector=detector)
+    ok = out["anomaly_score"].notna()
+    assert out["threshold"].iloc[0] == np.quantile(out.loc[ok, "anomaly_score"], 0.75)
+    assert out.loc[ok, "is_anomaly"].sum() == 2  # 8 scorable rows x 25 %
+
+
+@pytest.mark.parametrize("share", [0, 1, -0.1, 1.5, float("nan"), True, "0.1"])
+def test_bad_share_is_a_data_error(detector, train_features, share):
+    with pytest.raises(DataError, match="share"):
+        anomaly.score(train_features.iloc[:5], share=share, detector=detector)
+
+
+def test_missing_detector_is_an_artifact_error(monkeypatch, train_features):
+    import core.artifacts
+
+    fake = types.SimpleNamespace(detector=None, problems=["No manifest.json."])
+    monkeypatch.setattr(core.artifacts, "load_artifacts", lambda *a, **k: fake)
+    with pytest.raises(ArtifactError, match="python -m core build"):
+        anomaly.score(train_features.iloc[:5])
+
+
+def test_score_table_keeps_input_columns(detector, train_features):
+    t = messy_table(train_features)
+    out, val = anomaly.score_table(t, detector=detector)
+    assert list(out.columns) == [*t.columns, "anomaly_score", "is_anomaly", "threshold"]
+    assert list(out.index) == list(t.index) and (out["note"] == "x").all()
+    assert val.extra_columns == ["note"] and val.n_scorable == 8
+    assert "anomaly_score" not in t.columns  # input untouched
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def test_validate_features_reports_each_problem(train_features):
+    t = train_features.iloc[:6].reset_index(drop=True).copy()
+    t = t.astype({"events": object})
+    t.loc[1, "events"] = "abc"
+    t.loc[2, "p95_gap_s"] = np.inf
+    t.loc[3, "view"] = -3
+    t.loc[4, "cat_entropy"] = np.nan
+    t.loc[5, "visitorid"] = t.loc[2, "visitorid"]
+    t = t.drop(columns="uniq_cats").assign(extra_col=1)
+    val = anomaly.validate_features(t)
+    assert val.missing_columns == ["uniq_cats"]
+    assert val.extra_columns == ["extra_col"]
+    assert not val.ok and not val.scorable.any()  # a required column is missing
+    probs = val.row_problems.set_index(["row", "column"])["problem"]
+    assert probs[(1, "events")] == "not a number: 'abc'"
+    assert probs[(2, "p95_gap_s")] == "inf"
+    assert probs[(3, "view")] == "negative count -3"
+    assert probs[(4, "cat_entropy")] == "NaN"
+    vid = int(t.loc[2, "visitorid"])
+    assert probs[(5, "visitorid")] == f"duplicate visitorid {vid} (also row 2)"
+    text = " ".join(val.messages())
+    for needle in ("uniq_cats", "extra_col", "'events'", "not numbers", "infinite", "negative",
+                   "NaN", "repeat a visitorid", "row 1"):
+        assert needle in text, needle
+
+
+def test_validate_scorable_mask_and_ok(train_features):
+    t = train_features.iloc[:5].reset_index(drop=True).copy()
+    assert anomaly.validate_features(t).ok
+    assert anomaly.validate_features(t).messages() == []
+    t.loc[0, "txn_to_cart_rate"] = -0.1
+    t.loc[1, "visitorid"] = t.loc[3, "visitorid"]  # duplicates stay scorable
+    val = anomaly.validate_features(t)
+    assert val.scorable.tolist() == [False, True, True, True, True]
+    assert probs_of(val) == {(0, "txn_to_cart_rate"): "negative value -0.1",
+                             (3, "visitorid"): f"duplicate visitorid {t.loc[1, 'visitorid']} (also row 1)"}
+
+
+def probs_of(val) -> dict:
+    return {(r, c): p for r, c, p in val.row_problems[["row", "column", "problem"]].itertuples(index=False)}
+
+
+def test_missing_visitorid_means_nothing_scorable(train_features):
+    val = anomaly.validate_features(train_features.drop(columns="visitorid").iloc[:4])
+    assert val.missing_columns == ["visitorid"] and not val.scorable.any()
+    assert any("visitorid" in m and "Nothing can be scored" in m for m in val.messages())
+
+
+# --------------------------------------------------------------------------- explain / proxy
+
+
+def test_explain_names_the_obvious_outlier(detector, train_features):
+    t = train_features.iloc[:3].astype({"night_share": object})
+    t.iloc[1, t.columns.get_loc("short_gap_share")] = 1.0
+    t.iloc[1, t.columns.get_loc("events")] = 5000
+    t.iloc[1, t.columns.get_loc("view")] = 5000
+    t.loc[t.index[2], "night_share"] = "oops"
+    why = anomaly.explain(t, detector, top_n=2)
+    assert list(why.index) == list(t.index)
+    parts = why.iloc[1].split(", ")
+    assert len(parts) == 2
+    assert {p.split(" ")[0] for p in parts} == {"events", "view"}
+    assert all(p.endswith("σ high") for p in parts)
+    assert why.iloc[2] == ""
+    one = anomaly.explain(t.iloc[[1]].assign(events=1, view=1), detector, top_n=1).iloc[0]
+    assert one.startswith("short_gap_share ") and one.endswith("high")
+
+
+def test_proxy_labels_rules():
+    base = {f: 0.0 for f in USER_FEATURES}
+    rows = [
+        {**base, "events": 60, "short_gap_share": 0.5, "events_per_active_day": 1},  # burst
+        {**base, "events": 40, "short_gap_share": 0.5, "events_per_active_day": 1},  # too few
+        {**base, "events": 25, "addtocart": 20, "transaction": 0, "events_per_active_day": 1},
+        {**base, "events": 25, "addtocart": 20, "transaction": 1, "events_per_active_day": 1},
+        {**base, "events": 30, "night_share": 0.8, "events_per_active_day": 1},  # night
+        {**base, "events": 10, "night_share": 1.0, "events_per_active_day": 1},
+    ] + [{**base, "events": 2, "events_per_active_day": 2}] * 300 + [
+        {**base, "events": 500, "events_per_active_day": 500},  # volume
+    ]
+    got = anomaly.proxy_labels(pd.DataFrame(rows))
+    assert got[:6].tolist() == [True, False, True, False, True, False]
+    assert got[-1] and not got[6:-1].any()
+
+
+# --------------------------------------------------------------------------- audit / cleaning
+
+
+def test_audit_table_by_hand():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0])
+    labels = np.array([1, 0, 1, 0, 0, 0, 0, 1, 0, 0], bool)
+    events = np.array([100, 10, 50, 1, 1, 1, 1, 30, 3, 3])
+    a = anomaly.audit_table(scores, labels, events, shares=np.array([0.1, 0.2, 0.3, 0.5]))
+    assert a["n_flagged"].tolist() == [1, 2, 3, 5]
+    np.testing.assert_allclose(a["precision"], [1.0, 0.5, 2 / 3, 2 / 5])
+    np.testing.assert_allclose(a["recall"], [1 / 3, 1 / 3, 2 / 3, 2 / 3])
+    assert a["events_removed"].tolist() == [100, 110, 160, 162]
+    np.testing.assert_allclose(a["events_removed_share"], np.array([100, 110, 160, 162]) / 200)
+    np.testing.assert_allclose(a["users_removed_share"], [0.1, 0.2, 0.3, 0.5])
+    np.testing.assert_allclose(a["threshold"], np.quantile(scores, [0.9, 0.8, 0.7, 0.5]))
+    assert list(a.columns) == ["share", "threshold", "n_flagged", "precision", "recall",
+                               "events_removed", "events_removed_share", "users_removed_share"]
+
+
+def test_audit_table_flags_scores_equal_to_the_threshold():
+    scores = np.arange(11) / 10  # the 0.9 quantile is exactly the score 0.9
+    labels = np.zeros(11, bool)
+    labels[9] = True
+    a = anomaly.audit_table(scores, labels, np.ones(11), shares=np.array([0.1]))
+    assert a["threshold"].iloc[0] == 0.9
+    assert a["n_flagged"].iloc[0] == 2 and a["recall"].iloc[0] == 1.0
+    # NaN scores (unscorable users) are left out
+    a = anomaly.audit_table(np.append(scores, np.nan), np.append(labels, True), np.ones(12),
+                            shares=np.array([0.1]))
+    assert a["n_flagged"].iloc[0] == 2 and a["recall"].iloc[0] == 1.0
+
+
+def test_audit_table_monotone_and_default_shares():
+    rng = np.random.default_rng(0)
+    scores = rng.random(5000)
+    labels = rng.random(5000) < scores * 0.2
+    a = anomaly.audit_table(scores, labels, rng.integers(1, 50, 5000))
+    assert a["share"].tolist() == [round(0.01 * k, 2) for k in range(1, 21)]
+    assert (np.diff(a["recall"]) >= 0).all() and (np.diff(a["n_flagged"]) > 0).all()
+    assert (np.diff(a["events_removed"]) >= 0).all()
+    none = anomaly.audit_table(scores, None, np.ones(5000))
+    assert none["precision"].isna().all() and (none["n_flagged"] == a["n_flagged"]).all()
+
+
+def test_clean_events_removes_exactly_flagged_users():
+    events = hand_events()
+    clean = anomaly.clean_events(events, np.array([10, 999]))
+    assert sorted(clean["visitorid"].unique()) == [3, 7]
+    assert len(clean) == len(events) - 7
+    kept = events[events["visitorid"] != 10].reset_index(drop=True)
+    pd.testing.assert_frame_equal(clean, kept)
+    rep = anomaly.cleaning_report(events, clean)
+    assert rep["events_before"] == 14 and rep["events_after"] == 7 and rep["events_removed"] == 7
+    assert rep["users_before"] == 3 and rep["users_after"] == 2 and rep["users_removed"] == 1
+    assert math.isclose(rep["events_removed_share"], 0.5)
+    assert math.isclose(rep["users_removed_share"], 1 / 3)
