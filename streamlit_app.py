@@ -10,7 +10,7 @@ from core import __version__
 from core.artifacts import REBUILD_HINT
 from pages._shared import artifacts
 
-st.set_page_config(page_title="RecSys analytics", page_icon="🛒", layout="wide")
+st.set_page_config(page_title="RecSys analytics", page_icon=":material/shopping_cart:", layout="wide")
 
 page = st.navigation(
     [

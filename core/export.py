@@ -10,8 +10,10 @@ import importlib.util
 import io
 import json
 import logging
+import os
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
 UPLOAD_EXTENSIONS: tuple[str, ...] = (".parquet", ".pq", ".csv")
 SCORE_CHUNK_ROWS = 200_000
+CSV_ROWS_PER_THREAD = 100_000
 VIEW_COLUMNS: tuple[str, ...] = ("timestamp", "categoryid", "itemid")
 
 
@@ -62,21 +65,32 @@ def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def csv_bytes(df: pd.DataFrame) -> bytes:
+def csv_bytes(df: pd.DataFrame, threads: int | None = None) -> bytes:
     """UTF-8 CSV of df (no index), safe against spreadsheet formula injection.
 
-    Written with pyarrow's C++ writer: 10x faster than DataFrame.to_csv on millions of rows.
+    pyarrow's C++ writer (exact shortest float repr, 10x faster than DataFrame.to_csv), run on
+    row slices in threads — it releases the GIL — and joined: the same bytes as one pass.
     """
     table = pa.Table.from_pandas(neutralise_formulas(df), preserve_index=False)
-    sink = io.BytesIO()
-    pa_csv.write_csv(table, sink, pa_csv.WriteOptions(quoting_style="needed"))
-    return sink.getvalue()
+    n_parts = max(1, min(threads or os.cpu_count() or 1, table.num_rows // CSV_ROWS_PER_THREAD))
+    bounds = np.linspace(0, table.num_rows, n_parts + 1).astype(int)
+
+    def part(i: int) -> bytes:
+        sink = io.BytesIO()
+        options = pa_csv.WriteOptions(include_header=i == 0, quoting_style="needed")
+        pa_csv.write_csv(table.slice(bounds[i], bounds[i + 1] - bounds[i]), sink, options)
+        return sink.getvalue()
+
+    if n_parts == 1:
+        return part(0)
+    with ThreadPoolExecutor(max_workers=n_parts) as pool:
+        return b"".join(pool.map(part, range(n_parts)))
 
 
 def parquet_bytes(df: pd.DataFrame) -> bytes:
-    """Parquet (zstd) of df, without the pandas index."""
+    """Parquet (snappy: pandas' default, and twice as fast to write as zstd) of df, no index."""
     sink = io.BytesIO()
-    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), sink, compression="zstd")
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), sink, compression="snappy")
     return sink.getvalue()
 
 

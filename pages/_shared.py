@@ -66,7 +66,7 @@ def read_json(name: str) -> dict[str, Any] | None:
 def missing(what: str, name: str) -> None:
     """Say that an artifact is not available, why, and how to get it."""
     status = artifacts().status.get(name, "not built yet")
-    st.info(f"**{what}** is not available (`{name}`: {status}). {A.REBUILD_HINT}", icon="ℹ️")
+    st.info(f"**{what}** is not available (`{name}`: {status}). {A.REBUILD_HINT}", icon=":material/info:")
 
 
 def pct(x: float | None, digits: int = 1) -> str:

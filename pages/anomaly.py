@@ -70,7 +70,7 @@ if detector is None:
     st.warning(
         "No verified anomaly detector is loaded: files are checked but cannot be scored. "
         + " ".join(arts.problems[:2]),
-        icon="⚠️",
+        icon=":material/warning:",
     )
 
 # --- 1. Features -------------------------------------------------------------------------
@@ -96,10 +96,10 @@ if "anomaly_test_upload" in st.session_state:  # AppTest 1.51 cannot drive file_
 
 source = st.session_state.get("anomaly_input")
 if source is None:
-    st.info("Upload a features file or use the demo features to begin.", icon="⬆️")
+    st.info("Upload a features file or use the demo features to begin.", icon=":material/upload:")
     st.stop()
 if "error" in source:
-    st.error(source["error"], icon="🚫")
+    st.error(source["error"], icon=":material/block:")
     st.stop()
 df, validation = source["df"], source["validation"]
 
@@ -110,11 +110,11 @@ st.markdown(
 )
 if validation.ok:
     st.success("Every row has all 16 features, numeric, finite and non-negative, with unique visitorids.")
-for message in validation.messages():
-    (st.error if validation.missing_columns else st.warning)(message)
+for i, message in enumerate(validation.messages()):  # messages() puts missing columns first
+    (st.error if i == 0 and validation.missing_columns else st.warning)(message)
 if len(validation.row_problems):
     with st.expander(f"Rows with problems ({count(len(validation.row_problems))} listed)", expanded=True):
-        st.dataframe(validation.row_problems, hide_index=True, key="row_problems")
+        st.dataframe(validation.row_problems, hide_index=True)
         st.caption("Row numbers are 0-based positions in the file. Unscorable rows stay in the downloads with an empty score.")
 if validation.missing_columns or detector is None:
     st.stop()
@@ -171,7 +171,7 @@ table = pd.DataFrame(
     }
 )
 st.subheader("Flagged users, most anomalous first")
-st.dataframe(pd.concat([table, flagged[list(USER_FEATURES)]], axis=1), hide_index=True, key="flagged_table")
+st.dataframe(pd.concat([table, flagged[list(USER_FEATURES)]], axis=1), hide_index=True)
 st.caption(
     "“Why” lists the features furthest from the training users, as robust z-scores (σ) on the "
     f"detector's scale. Showing {len(top):,} of {len(flagged_rows):,} flagged users; the downloads hold every row."
@@ -186,9 +186,10 @@ if st.session_state.get("anomaly_downloads", (None,))[0] != download_key:
 _, csv_data, parquet_data = st.session_state.anomaly_downloads
 stem = source["name"].rsplit(".", 1)[0]
 c = st.columns(2)
-c[0].download_button("⬇️ Scored rows as CSV", csv_data, f"{stem}_scored.csv", "text/csv", key="dl_csv", on_click="ignore")
+c[0].download_button("Scored rows as CSV", csv_data, f"{stem}_scored.csv", "text/csv", key="dl_csv", on_click="ignore", icon=":material/download:")
 c[1].download_button(
-    "⬇️ Scored rows as parquet", parquet_data, f"{stem}_scored.parquet", "application/octet-stream", key="dl_parquet", on_click="ignore"
+    "Scored rows as parquet", parquet_data, f"{stem}_scored.parquet", "application/octet-stream", key="dl_parquet",
+    on_click="ignore", icon=":material/download:"
 )
 st.caption(
     "Both hold every uploaded row in the original order plus `anomaly_score` (empty when the row "

@@ -71,7 +71,7 @@ def before_after() -> list[ReportBlock]:
     st.warning(
         "Raw and cleaned bars come from **different test populations**: cleaning also removes the "
         "abnormal users' test cases. Read the gap as 'the task got easier', not as a model gain.",
-        icon="⚖️",
+        icon=":material/balance:",
     )
     with st.expander("All rankers"):
         st.dataframe(rows, hide_index=True)
@@ -155,12 +155,13 @@ report = html_report(
 )
 with report_slot:
     st.download_button(
-        "⬇️ Download this page as an HTML report",
+        "Download this page as an HTML report",
         report,
         "cleaning_kpis_report.html",
         "text/html",
         key="dl_report",
         on_click="ignore",
+        icon=":material/download:",
         help="Charts inline as SVG, tables as HTML: one file, no internet needed."
         if svg_renderer_available()
         else "Tables as HTML; charts drawn by vega-embed from a CDN (needs internet).",

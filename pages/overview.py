@@ -7,7 +7,7 @@ import streamlit as st
 from core import artifacts as A
 from pages._shared import count, missing, pct, read_json, table
 
-st.title("🛒 E-commerce recommendation analytics")
+st.title("E-commerce recommendation analytics")
 st.caption(
     "Two tasks on RetailRocket-style events: rank the category a visitor views next (task 1) "
     "and find abnormal users whose events distort the training data (task 2)."
@@ -98,14 +98,16 @@ else:
     daily["date"] = pd.to_datetime(daily["date"])
     chart = (
         alt.Chart(daily)
-        .mark_line(point=False)
+        .mark_line()
         .encode(
             x=alt.X("date:T", title="Day (UTC)"),
-            y=alt.Y("events:Q", title="Events", scale=alt.Scale(type="symlog")),
-            color=alt.Color("event:N", title="Event", sort=["view", "addtocart", "transaction"]),
+            y=alt.Y("events:Q", title="Events per day"),
+            color=alt.Color("event:N", legend=None, sort=["view", "addtocart", "transaction"]),
             tooltip=["date:T", "event:N", alt.Tooltip("events:Q", format=",")],
         )
-        .properties(height=300)
+        .properties(height=110, width=780)
+        .facet(row=alt.Row("event:N", title=None, sort=["view", "addtocart", "transaction"]))
+        .resolve_scale(y="independent")
     )
     st.altair_chart(chart, width="stretch")
-    st.caption("Events per day and type; symmetric-log scale so add-to-cart and transactions stay visible next to views.")
+    st.caption("Events per day, one panel per event type, each on its own scale.")

@@ -30,7 +30,7 @@ def example_views() -> pd.DataFrame:
     return history_before(views, target).tail(12)[["timestamp", "categoryid", "itemid"]].reset_index(drop=True)
 
 
-def show_ranking(result, key: str) -> None:
+def show_ranking(result) -> None:
     """Which ranker ranked, the bar chart and table of scores, and each candidate's features."""
     if result.fallback_reason is None:
         st.success(f"Ranked by the model **{result.ranker}** from {result.n_history_views} history view(s).")
@@ -48,7 +48,7 @@ def show_ranking(result, key: str) -> None:
         .properties(height=34 * len(ranking) + 30)
     )
     st.altair_chart(bars, width="stretch")
-    st.dataframe(ranking[["rank", "categoryid", "score"]], hide_index=True, key=f"{key}_table")
+    st.dataframe(ranking[["rank", "categoryid", "score"]], hide_index=True)
     with st.expander("Candidate features (spec §2)"):
         st.dataframe(ranking.drop(columns="category"), hide_index=True)
 
@@ -73,7 +73,7 @@ if model is None:
     st.warning(
         "No verified ranking model is loaded, so the count + recency rule ranks instead. "
         + " ".join(reasons[:2]),
-        icon="⚠️",
+        icon=":material/warning:",
     )
 top_k = st.slider("Categories to show (top k)", min_value=1, max_value=20, value=5, key="top_k")
 
@@ -126,18 +126,18 @@ else:
 try:
     if problem:
         raise DataError(problem)
-    show_ranking(rank(views, model, top_k), key="typed")
+    show_ranking(rank(views, model, top_k))
 except DataError as exc:
-    st.error(f"These views cannot be ranked: {exc}", icon="🚫")
+    st.error(f"These views cannot be ranked: {exc}", icon=":material/block:")
 
 # --- Sample a real visitor ------------------------------------------------------------------
 st.header("Sample a visitor from the cleaned events")
 seqs = sequences()
 if seqs is None:
-    st.info(f"The cleaned demo events (`{A.CLEAN_EVENTS}`) are not built yet. {A.REBUILD_HINT}", icon="ℹ️")
+    st.info(f"The cleaned demo events (`{A.CLEAN_EVENTS}`) are not built yet. {A.REBUILD_HINT}", icon=":material/info:")
 else:
-    if st.button("🎲 Sample a visitor", key="sample"):
-        st.session_state.sample_seed = st.session_state.get("sample_seed", 0) + 1
+    if st.button("Sample a visitor", key="sample", icon=":material/casino:"):
+        st.session_state.sample_seed = st.session_state.get("sample_seed", 1) + 1
     seed = st.session_state.get("sample_seed", 1)
     visitor = sample_visitor(seqs, seed)
     if visitor is None:
@@ -154,16 +154,13 @@ else:
             role=["history" if i < target else ("next view (hidden)" if i == target else "later") for i in views_v.index],
         )
         st.markdown(f"Visitor **{visitor}** · seed {seed} · {len(views_v)} views with a known category")
-        st.dataframe(
-            shown.loc[max(0, target - 15): target + 2, ["time", "categoryid", "itemid", "role"]],
-            key="sample_views",
-        )
+        st.dataframe(shown.loc[max(0, target - 15): target + 2, ["time", "categoryid", "itemid", "role"]])
         history = history_before(views_v, target)
         result = rank(history[["timestamp", "categoryid", "itemid"]], model, top_k)
         actual = int(views_v["categoryid"].iloc[target])
         ranked = result.ranking["categoryid"].tolist()
         if actual in ranked:
-            st.success(f"✅ Hit: the actual next category **{actual}** is ranked #{ranked.index(actual) + 1} of the top {top_k}.")
+            st.success(f"Hit: the actual next category **{actual}** is ranked #{ranked.index(actual) + 1} of the top {top_k}.", icon=":material/check_circle:")
         else:
-            st.warning(f"❌ Miss: the actual next category **{actual}** is not in the top {top_k}.")
-        show_ranking(result, key="sampled")
+            st.warning(f"Miss: the actual next category **{actual}** is not in the top {top_k}.", icon=":material/cancel:")
+        show_ranking(result)

@@ -63,6 +63,14 @@ def no_exception(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
 
+def frame(at: AppTest, *columns: str) -> pd.DataFrame:
+    """The first st.dataframe shown that has these columns."""
+    for element in at.dataframe:
+        if set(columns) <= set(element.value.columns):
+            return element.value
+    raise AssertionError(f"no dataframe with columns {columns}")
+
+
 def texts(elements) -> str:
     return "\n".join(str(e.value) for e in elements)
 
@@ -160,7 +168,7 @@ def test_ranking_uses_the_model_on_the_real_example(dashboard_built):
     no_exception(at)
     name = A.load_artifacts(dashboard_built).ranking_model_name
     assert f"Ranked by the model **{name}**" in texts(at.success)
-    table = at.dataframe(key="typed_table").value
+    table = frame(at, "rank", "categoryid", "score")
     assert list(table.columns) == ["rank", "categoryid", "score"] and len(table) <= 5
     assert table["score"].is_monotonic_decreasing
 
@@ -171,9 +179,9 @@ def test_top_k_slider_changes_the_number_of_categories(dashboard_built):
         {"timestamp": [1_000 * i for i in range(6)], "categoryid": [1, 2, 3, 4, 5, 6], "itemid": [pd.NA] * 6}
     )
     at.slider(key="top_k").set_value(2).run()
-    assert len(at.dataframe(key="typed_table").value) == 2
+    assert len(frame(at, "rank", "categoryid", "score")) == 2
     at.slider(key="top_k").set_value(6).run()
-    assert len(at.dataframe(key="typed_table").value) == 6
+    assert len(frame(at, "rank", "categoryid", "score")) == 6
 
 
 @pytest.mark.parametrize(
@@ -208,7 +216,7 @@ def test_pasted_csv_accepts_dates_and_names_non_numeric_rows(dashboard_built):
     at.text_area(key="views_csv").input("timestamp,categoryid\n2015-06-01 10:00,12\n2015-06-01 10:05,13\n").run()
     no_exception(at)
     assert not at.error
-    assert set(at.dataframe(key="typed_table").value["categoryid"]) == {12, 13}
+    assert set(frame(at, "rank", "categoryid", "score")["categoryid"]) == {12, 13}
     at.text_area(key="views_csv").input("timestamp,categoryid\n1433152800000,12\n1433152800001,twelve\n").run()
     assert "row 1: categoryid is not a number" in texts(at.error)
     at.text_area(key="views_csv").input("").run()
@@ -233,7 +241,7 @@ def test_sampler_draws_a_real_visitor_and_reports_hit_or_miss(dashboard_built):
     assert at.session_state["sample_seed"] == 2
     outcome = texts(at.success) + texts(at.warning)
     assert "Hit: the actual next category" in outcome or "Miss: the actual next category" in outcome
-    views = at.dataframe(key="sample_views").value
+    views = frame(at, "role")
     assert "next view (hidden)" in set(views["role"])
     assert texts(at.markdown) != first  # another visitor (or at least another seed)
     # moving the target view re-ranks the earlier history
@@ -256,7 +264,7 @@ def test_demo_features_are_scored_with_the_frozen_operating_point(dashboard_buil
     assert labels["Rows"] == f"{len(features):,}"
     scored = pd.read_parquet(dashboard_built / A.SCORED_USERS)
     assert labels["Flagged"] == f"{int(scored['is_anomaly'].sum()):,}"
-    flagged = at.dataframe(key="flagged_table").value
+    flagged = frame(at, "why")
     assert flagged["anomaly_score"].is_monotonic_decreasing
     assert flagged["why"].str.contains("σ").all()
     _, csv_data, parquet_data = at.session_state["anomaly_downloads"]
@@ -292,7 +300,7 @@ def test_uploaded_csv_with_bad_rows_lists_them_and_keeps_every_row(dashboard_bui
     at = open_page("pages/anomaly.py")
     at = upload(at, "features.csv", features.to_csv(index=False).encode())
     no_exception(at)
-    problems = at.dataframe(key="row_problems").value
+    problems = frame(at, "row", "problem")
     assert {3, 5, 7, 9} <= set(problems["row"])
     messages = texts(at.warning)
     assert "not numbers" in messages and "negative" in messages and "infinite" in messages

@@ -54,6 +54,12 @@ def test_csv_bytes_round_trip_keeps_every_row_and_value():
     assert back["flag"].astype(str).str.lower().tolist() == df["flag"].astype(str).str.lower().tolist()
 
 
+def test_threaded_csv_bytes_equal_one_pass():
+    df = pd.DataFrame({"visitorid": np.arange(250_000), "x": np.linspace(0, 1, 250_000), "t": "=a"})
+    assert E.csv_bytes(df, threads=3) == E.csv_bytes(df, threads=1)
+    assert E.csv_bytes(df, threads=3).count(b"visitorid") == 1
+
+
 def test_csv_bytes_are_injection_safe():
     text = E.csv_bytes(pd.DataFrame({"a": ["=cmd|' /C calc'!A0", "ok"]})).decode()
     assert "'=cmd" in text and "\n=cmd" not in text and ",=cmd" not in text
