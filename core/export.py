@@ -302,7 +302,8 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:11
 padding:0 1em;color:#1f2430}
 h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0 1em}
-td,th{border:1px solid #ccc;padding:.25em .5em;text-align:right}th{background:#f3f4f6}
+td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left}th{background:#f3f4f6}
+h3{font-size:1em;margin:1.2em 0 .2em}
 .note{background:#fff7e0;border-left:4px solid #f0b429;padding:.5em 1em}
 .caption{color:#555;font-size:.9em}figure{margin:1em 0}
 """
@@ -312,7 +313,7 @@ td,th{border:1px solid #ccc;padding:.25em .5em;text-align:right}th{background:#f
 class ReportBlock:
     """One piece of a report: a heading, a paragraph, a chart or a table."""
 
-    kind: str  # "heading" | "text" | "note" | "chart" | "table"
+    kind: str  # "heading" | "subheading" | "text" | "note" | "chart" | "table"
     content: Any
     caption: str = ""
 
@@ -360,6 +361,8 @@ def html_report(title: str, blocks: Sequence[ReportBlock], inline_svg: bool | No
     for i, block in enumerate(blocks):
         if block.kind == "heading":
             body.append(f"<h2>{html.escape(str(block.content))}</h2>")
+        elif block.kind == "subheading":
+            body.append(f"<h3>{html.escape(str(block.content))}</h3>")
         elif block.kind == "text":
             body.append(f"<p>{html.escape(str(block.content))}</p>")
         elif block.kind == "note":

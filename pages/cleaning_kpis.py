@@ -27,7 +27,7 @@ def show_json_tables(name: str, title: str) -> list[ReportBlock]:
     for caption, frame in json_tables(data):
         st.markdown(f"**{caption}**")
         st.dataframe(frame, hide_index=True)
-        blocks.append(ReportBlock("table", frame, caption))
+        blocks += [ReportBlock("subheading", caption), ReportBlock("table", frame)]
     return blocks
 
 
@@ -49,7 +49,7 @@ def before_after() -> list[ReportBlock]:
         alt.Chart(long)
         .mark_bar()
         .encode(
-            x=alt.X("metric:N", sort=METRICS, title=None),
+            x=alt.X("metric:N", sort=METRICS, title=None, axis=alt.Axis(labelAngle=0)),
             xOffset=alt.XOffset("run:N", sort=["raw", "cleaned"]),
             y=alt.Y("value:Q", title="Share of test cases", axis=alt.Axis(format="%")),
             color=alt.Color("run:N", sort=["raw", "cleaned"], scale=alt.Scale(range=["#94a3b8", "#2563eb"])),
@@ -149,7 +149,7 @@ for section in SECTIONS:
     blocks += section()
 
 report = html_report(
-    f"Cleaning KPIs · built {(read_json(A.DATASET_SUMMARY) or {}).get('source', '')} · "
+    f"Cleaning KPIs · data: {(read_json(A.DATASET_SUMMARY) or {}).get('source', 'not built')} · "
     f"exported {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
     blocks,
 )

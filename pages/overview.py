@@ -101,7 +101,7 @@ else:
         .mark_line()
         .encode(
             x=alt.X("date:T", title="Day (UTC)"),
-            y=alt.Y("events:Q", title="Events per day"),
+            y=alt.Y("events:Q", title=None),
             color=alt.Color("event:N", legend=None, sort=["view", "addtocart", "transaction"]),
             tooltip=["date:T", "event:N", alt.Tooltip("events:Q", format=",")],
         )

@@ -20,11 +20,13 @@ FALLBACK_EXAMPLE = pd.DataFrame(
 
 
 def example_views() -> pd.DataFrame:
-    """The history before the last case of the first sampled demo visitor, else a fixed example."""
+    """A real history from the cleaned events (a visitor with many categories), else a fixed one."""
     seqs = sequences()
-    visitor = sample_visitor(seqs, seed=0) if seqs is not None else None
-    if visitor is None:
+    if seqs is None or not seqs["has_history"].any():
         return FALLBACK_EXAMPLE.copy()
+    eligible = seqs[seqs["visitorid"].isin(seqs.loc[seqs["has_history"], "visitorid"])]
+    spread = eligible.groupby("visitorid", sort=True)["categoryid"].nunique()
+    visitor = spread.index[spread.to_numpy().argmax()]  # the first visitor with the most categories
     views = seqs[seqs["visitorid"] == visitor].reset_index(drop=True)
     target = int(views.index[views["has_history"]][-1])
     return history_before(views, target).tail(12)[["timestamp", "categoryid", "itemid"]].reset_index(drop=True)
@@ -45,7 +47,7 @@ def show_ranking(result) -> None:
             y=alt.Y("category:N", sort=alt.EncodingSortField("rank"), title="Category"),
             tooltip=["rank", "categoryid", alt.Tooltip("score:Q", format=".4f"), "cnt", "is_last", "last_gap_min"],
         )
-        .properties(height=34 * len(ranking) + 30)
+        .properties(height=max(120, 36 * len(ranking) + 50))
     )
     st.altair_chart(bars, width="stretch")
     st.dataframe(ranking[["rank", "categoryid", "score"]], hide_index=True)
@@ -105,7 +107,7 @@ if mode == "Table":
         },
         column_order=["timestamp", "categoryid", "itemid"],
     )
-    st.caption("Rows are numbered from 0 in error messages. Add rows at the bottom, delete them by selecting their left edge.")
+    st.caption("Error messages count rows from 0 (the first row is row 0). Add rows at the bottom; delete rows by selecting them at their left edge.")
     views = views_from_editor(edited, timestamps_in_ms=in_ms)
     if st.button("Reset to the example", key="reset_views"):
         set_views(example_views())
@@ -145,13 +147,15 @@ else:
     else:
         views_v = seqs[seqs["visitorid"] == visitor].reset_index(drop=True)
         cases = [int(i) for i in views_v.index[views_v["has_history"]]]
-        target = st.select_slider(
-            "Predict the view number", options=cases, value=cases[-1], key=f"target_{visitor}",
-            help="Only views with an earlier view within 24 h are cases.",
-        )
+        target = cases[-1]
+        if len(cases) > 1:
+            target = st.select_slider(
+                "Predict the view number", options=cases, value=cases[-1], key=f"target_{visitor}",
+                help="Only views with an earlier view within 24 h are cases.",
+            )
         shown = views_v.assign(
             time=ms_to_datetimes(views_v["timestamp"]),
-            role=["history" if i < target else ("next view (hidden)" if i == target else "later") for i in views_v.index],
+            role=["history" if i < target else ("next view (to predict)" if i == target else "later") for i in views_v.index],
         )
         st.markdown(f"Visitor **{visitor}** · seed {seed} · {len(views_v)} views with a known category")
         st.dataframe(shown.loc[max(0, target - 15): target + 2, ["time", "categoryid", "itemid", "role"]])

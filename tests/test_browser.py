@@ -140,6 +140,21 @@ def test_page_renders_without_exception(page, dashboard_url, name):
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
+def test_cleaning_report_download_is_one_html_file(page, dashboard_url, tmp_path):
+    open_page(page, dashboard_url, "cleaning_kpis")
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download this page as an HTML report").click()
+    saved = tmp_path / "report.html"
+    info.value.save_as(saved)
+    html = saved.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "Ranking before and after cleaning" in html
+    assert "<svg" in html or "vegaEmbed(" in html
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    (SHOTS.parent / "cleaning_kpis_report.html").write_text(html)
+    page.goto(saved.as_uri())
+    page.screenshot(path=str(SHOTS / "cleaning_kpis_report.png"), full_page=True)
+
+
 def test_ranking_sampler_in_the_browser(page, dashboard_url):
     open_page(page, dashboard_url, "ranking")
     page.get_by_role("button", name="Sample a visitor").click()
