@@ -22,7 +22,7 @@ from fastapi import Body, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException
 
 import core
@@ -41,7 +41,9 @@ MAX_VIEWS = 1000
 MAX_USERS = 10_000
 MAX_TOP_K = 50
 MAX_TIMESTAMP_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
-MAX_ID = 2**63 - 1  # ids are int64 in the core
+# Ids are int64 in the core; capped at 2**53 - 1, the largest integer a JSON client (and the
+# float-valued OpenAPI maximum) represents exactly.
+MAX_ID = 2**53 - 1
 MAX_COUNT = 10**9
 MAX_RATE = 1e9
 
@@ -55,10 +57,27 @@ def resolve_artifact_dir(artifact_dir: str | Path | None = None) -> Path | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Request and response models. Strict types: "12" is not an id and 1.5 is not a count.
+# Request and response models. Strict types as JSON Schema means them: "12" and true are not
+# integers, 1.5 is not a count, but 12.0 is the integer 12.
 # ---------------------------------------------------------------------------------------------
 
-Count = Annotated[int, Field(ge=0, le=MAX_COUNT, strict=True)]
+
+def _integral_float_to_int(value: Any) -> Any:
+    """12.0 -> 12 (an integer in JSON Schema); anything else is left for strict validation."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+def _json_int(ge: int, le: int) -> Any:
+    """A bounded integer type; the bounds come first so the OpenAPI schema shows them."""
+    return Annotated[int, Field(ge=ge, le=le), BeforeValidator(_integral_float_to_int)]
+
+
+Count = _json_int(0, MAX_COUNT)
+Id = _json_int(0, MAX_ID)
+Timestamp = _json_int(0, MAX_TIMESTAMP_MS)
+TopK = _json_int(1, MAX_TOP_K)
 
 
 def _rate(description: str, le: float = MAX_RATE) -> Any:
@@ -71,17 +90,15 @@ class View(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    timestamp: int = Field(
-        ge=0, le=MAX_TIMESTAMP_MS, description="Unix time in milliseconds (UTC), at most 2100."
-    )
-    categoryid: int = Field(ge=0, le=MAX_ID, description="Category of the viewed item.")
-    itemid: int | None = Field(default=None, ge=0, le=MAX_ID, description="Viewed item.")
+    timestamp: Timestamp = Field(description="Unix time in milliseconds (UTC), at most 2100.")
+    categoryid: Id = Field(description="Category of the viewed item.")
+    itemid: Id | None = Field(default=None, description="Viewed item (optional, not used to rank).")
 
     @field_validator("categoryid", mode="before")
     @classmethod
     def _known_category(cls, value: Any) -> Any:
         """Say why -1 is refused instead of a bare 'greater than or equal to 0'."""
-        if type(value) is int and value == UNKNOWN_CATEGORY:
+        if type(value) in (int, float) and value == UNKNOWN_CATEGORY:
             raise ValueError(
                 "categoryid -1 means 'unknown category' and cannot be ranked; "
                 "leave views of items without a category out of the request"
@@ -95,7 +112,7 @@ class RankRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     views: list[View] = Field(min_length=1, max_length=MAX_VIEWS)
-    top_k: int = Field(default=3, ge=1, le=MAX_TOP_K)
+    top_k: TopK = 3
 
 
 class RankedCategory(BaseModel):
@@ -118,7 +135,7 @@ class UserFeatures(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    visitorid: int = Field(ge=0, le=MAX_ID)
+    visitorid: Id
     events: Count
     view: Count
     addtocart: Count
@@ -443,7 +460,10 @@ def create_app(artifact_dir: str | Path | None = None) -> FastAPI:
     ) -> RankResponse:
         """Rank the categories of the visitor's recent views: the most likely next one first."""
         arts = get_artifacts(request.app)
-        views = [v.model_dump(exclude_none=True) for v in body.views]
+        # itemid is optional per view, but core.ranking refuses a partly empty itemid column; it
+        # does not rank on items, so it gets them only when every view has one.
+        with_items = all(v.itemid is not None for v in body.views)
+        views = [v.model_dump(exclude=None if with_items else {"itemid"}) for v in body.views]
         result = ranking.rank(views, model=arts.ranking_model, top_k=body.top_k)
         reason = model_fallback_reason(arts) or result.fallback_reason
         table = result.ranking

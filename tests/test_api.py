@@ -247,6 +247,7 @@ BAD_RANK = {
     "categoryid -2": (rank_body(categoryid=-2), ["body", "views", 0, "categoryid"]),
     "categoryid bool": (rank_body(categoryid=True), ["body", "views", 0, "categoryid"]),
     "itemid beyond int64": (rank_body(itemid=2**63), ["body", "views", 0, "itemid"]),
+    "itemid beyond 2**53": (rank_body(itemid=2**53), ["body", "views", 0, "itemid"]),
     "views not a list": ({"views": VIEW}, ["body", "views"]),
 }
 
@@ -471,3 +472,12 @@ def test_request_model_lists_exactly_the_spec_features():
     schema = api.UserFeatures.model_json_schema()
     assert set(schema["required"]) == {"visitorid", *USER_FEATURES}
     assert copy.deepcopy(schema)["additionalProperties"] is False
+
+
+def test_itemid_may_be_given_for_some_views_only(client):
+    views = [{**VIEW, "timestamp": VIEW["timestamp"] + i} for i in range(3)]
+    del views[1]["itemid"]
+    views[2]["itemid"] = None
+    r = client.post("/rank", json={"views": views})
+    assert r.status_code == 200, r.text
+    assert r.json()["n_history_views"] == 3

@@ -1,0 +1,178 @@
+"""Fuzzing: no request body makes the API answer 5xx.
+
+1. schemathesis generates valid and invalid requests from the app's own OpenAPI schema and checks
+   every answer (no server error, documented status and schema, invalid data rejected, valid
+   data accepted).
+2. hypothesis sends arbitrary JSON documents, and the committed example bodies with one value
+   swapped for arbitrary JSON, straight to the endpoints.
+
+Bounded (max_examples 50 per operation, no deadline) so the module runs in well under a minute.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    positive_data_acceptance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+import app as api
+from core.artifacts import ARTIFACT_DIR, MANIFEST
+
+ARTIFACTS = api.resolve_artifact_dir() or ARTIFACT_DIR
+EXAMPLES = Path(api.__file__).resolve().parent / "examples"
+MAX_EXAMPLES = 50
+FUZZ_SETTINGS = settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                           HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
+    derandomize=True,  # the same cases on every run: a CI failure reproduces locally
+)
+
+pytestmark = pytest.mark.skipif(
+    not (ARTIFACTS / MANIFEST).exists(),
+    reason=f"no built artifacts in {ARTIFACTS} (without a detector /anomaly is a documented 503)",
+)
+
+# One app for the module: the artifacts are loaded once and reused by every case.
+APP = api.create_app(ARTIFACTS)
+schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
+schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+    positive_data_acceptance,
+]
+
+
+OPENAPI = APP.openapi()
+
+
+def _body_validator(path: str) -> Draft202012Validator:
+    """A JSON Schema validator of an operation's request body, refs resolved in the document."""
+    ref = OPENAPI["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    return Draft202012Validator({**ref, "components": OPENAPI["components"]})
+
+
+BODY_VALIDATORS = {path: _body_validator(path) for path in ("/rank", "/anomaly")}
+
+
+def _checks_for(case) -> list:
+    """The checks, minus positive_data_acceptance when the 'valid' body is not valid.
+
+    schemathesis 4.3's coverage phase sometimes labels a value outside the bounds as valid
+    (e.g. share = 1.0 as the "minimum" of exclusiveMinimum 0 / maximum 0.5; fixed upstream in
+    later releases). Such a body is checked against the schema here, independently of the app.
+    """
+    validator = BODY_VALIDATORS.get(case.path)
+    mode = case.meta.generation.mode if case.meta else None
+    if validator and mode == GenerationMode.POSITIVE and not validator.is_valid(case.body):
+        return [c for c in CHECKS if c is not positive_data_acceptance]
+    return CHECKS
+
+
+@schema.parametrize()
+@FUZZ_SETTINGS
+def test_schema_fuzz_never_5xx(case):
+    response = case.call_and_validate(checks=_checks_for(case))
+    assert response.status_code < 500
+
+
+# ------------------------------------------------------------------------------ raw JSON bodies
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=5)
+    | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    max_leaves=30,
+)
+
+
+def _raw(value: Any) -> bytes:
+    """JSON as Python's json module writes it: NaN/Infinity literals included on purpose."""
+    return json.dumps(value, allow_nan=True).encode()
+
+
+def _paths(doc: Any, prefix: tuple = ()) -> list[tuple]:
+    """Every path to a value inside a JSON document."""
+    out = [prefix]
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            out += _paths(value, prefix + (key,))
+    elif isinstance(doc, list):
+        for i, value in enumerate(doc):
+            out += _paths(value, prefix + (i,))
+    return out
+
+
+def _replace(doc: Any, path: tuple, value: Any) -> Any:
+    """A copy of doc with the value at path replaced."""
+    if not path:
+        return value
+    doc = json.loads(json.dumps(doc))
+    target = doc
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    return doc
+
+
+def _example(name: str) -> Any:
+    return json.loads((EXAMPLES / name).read_text())
+
+
+BODIES = {
+    "/rank": _example("rank_request.json"),
+    "/anomaly": _example("anomaly_request.json"),
+}
+
+
+@pytest.fixture(scope="module")
+def client():
+    with TestClient(APP) as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize("path", ["/rank", "/anomaly"])
+@FUZZ_SETTINGS
+@given(body=json_values)
+def test_arbitrary_json_never_5xx(client, path, body):
+    r = client.post(path, content=_raw(body), headers={"content-type": "application/json"})
+    assert r.status_code in (200, 422), (r.status_code, r.text)
+    r.json()  # always a JSON answer
+
+
+@pytest.mark.parametrize("path", ["/rank", "/anomaly"])
+@FUZZ_SETTINGS
+@given(data=st.data(), value=json_values)
+def test_mutated_examples_never_5xx(client, path, data, value):
+    body = BODIES[path]
+    where = data.draw(st.sampled_from(_paths(body)))
+    mutated = _replace(body, where, value)
+    r = client.post(path, content=_raw(mutated), headers={"content-type": "application/json"})
+    assert r.status_code in (200, 422), (where, r.status_code, r.text)
+    r.json()
