@@ -15,7 +15,7 @@ from core.export import (
     flag,
     parquet_bytes,
     read_table_upload,
-    score_in_chunks,
+    score_unique_in_chunks,
     with_scores,
 )
 from core.schema import USER_FEATURES
@@ -138,11 +138,12 @@ else:
 score_key = (source["token"], detector.threshold, detector.fingerprint)  # a rebuild rescores
 if st.session_state.get("anomaly_scores", (None,))[0] != score_key:
     bar = st.progress(0.0, text="Scoring…")
-    scores = score_in_chunks(
+    scores = score_unique_in_chunks(  # identical feature rows are scored once
         df,
+        USER_FEATURES,
         lambda chunk: anomaly.score(chunk, detector=detector)["anomaly_score"],
         chunk_rows=SCORE_CHUNK_ROWS,
-        on_progress=lambda done: bar.progress(done, text=f"Scoring… {done:.0%} of {len(df):,} rows"),
+        on_progress=lambda done: bar.progress(done, text=f"Scoring… {done:.0%} of the distinct feature rows"),
     )
     bar.empty()
     st.session_state.anomaly_scores = (score_key, scores)

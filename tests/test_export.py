@@ -124,6 +124,35 @@ def test_chunked_scores_equal_one_shot_scores_and_report_progress():
     assert seen == pytest.approx([0.3, 0.6, 0.9, 1.0])
 
 
+def test_unique_rows_group_identical_feature_rows_only():
+    df = pd.DataFrame({"visitorid": [1, 2, 3, 4, 5], "a": [1.0, 1.0, np.nan, np.nan, 2.0], "b": ["x", "x", "y", "y", "x"]})
+    first, codes = E.unique_rows(df, ["a", "b"])
+    assert first.tolist() == [0, 2, 4] and codes.tolist() == [0, 0, 1, 1, 2]
+    first, codes = E.unique_rows(df, ["visitorid", "a"])
+    assert first.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_unique_rows_survive_a_hash_collision(monkeypatch):
+    df = pd.DataFrame({"a": [1.0, 2.0, 1.0]})
+    monkeypatch.setattr(pd.util, "hash_pandas_object", lambda frame, index: pd.Series([7, 7, 7], dtype="uint64"))
+    first, codes = E.unique_rows(df, ["a"])
+    assert first.tolist() == [0, 1, 2] and codes.tolist() == [0, 1, 2]
+
+
+def test_scores_of_unique_rows_equal_scores_of_every_row():
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"visitorid": np.arange(3000), "a": rng.integers(0, 5, 3000).astype(float), "b": rng.integers(0, 3, 3000)})
+    calls: list[int] = []
+
+    def score(chunk):
+        calls.append(len(chunk))
+        return chunk["a"] * 10 + chunk["b"]
+
+    scores = E.score_unique_in_chunks(df, ["a", "b"], score, chunk_rows=4)
+    np.testing.assert_array_equal(scores, (df["a"] * 10 + df["b"]).to_numpy())
+    assert sum(calls) == 15  # 5 x 3 distinct rows scored, not 3000
+
+
 def test_batch_threshold_and_flags():
     scores = np.array([0.1, 0.2, np.nan, 0.4, 0.9])
     assert E.batch_threshold(scores, None, 0.5) == 0.5
