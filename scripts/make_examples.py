@@ -77,6 +77,20 @@ def user_rows(features: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: int(v) if k in ints else float(v) for k, v in row.items()} for row in rows]
 
 
+def to_json(body: dict[str, Any]) -> str:
+    """Readable JSON: one view or user per line."""
+    parts = []
+    for key, value in body.items():
+        if isinstance(value, list):
+            rows = ",\n".join("    " + json.dumps(row) for row in value)
+            parts.append(f'  "{key}": [\n{rows}\n  ]')
+        else:
+            parts.append(f"  {json.dumps(key)}: {json.dumps(value)}")
+    text = "{\n" + ",\n".join(parts) + "\n}\n"
+    assert json.loads(text) == body
+    return text
+
+
 def build_examples(arts: Artifacts) -> dict[str, Any]:
     """The three example bodies, plus notes on what they contain."""
     events = _table(arts, CLEAN_EVENTS)
@@ -130,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name, body in examples.items():
-        (out / name).write_text(json.dumps(body, indent=2) + "\n")
+        (out / name).write_text(to_json(body))
         print(f"wrote {out / name}")
     print(json.dumps(notes, indent=2))
     return 0
