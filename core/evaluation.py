@@ -61,7 +61,10 @@ TRAIN_ROW_CAP = 100_000
 # processes made a HistGradientBoosting fit ~5x slower than one thread.
 EVAL_THREADS = 1
 # Extra Markov candidates per case: N = 5 and 10 on the group split, N = 5 on the temporal one.
+# Above MARKOV_TOP10_MAX_EVENTS the group split also keeps N = 5 only (each N costs a fit and
+# scoring ~2-3M candidate rows at RetailRocket scale; at demo scale top-10 adds ~0.5 pp coverage).
 MARKOV_TOP_NS: dict[str, tuple[int, ...]] = {"group": (5, 10), "temporal": (5,)}
+MARKOV_TOP10_MAX_EVENTS = 1_000_000
 MARKOV_FOLDS = 5
 STABILITY_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
 # IsolationForest stability is measured on at most this many users (a fixed random sample).
@@ -330,6 +333,75 @@ def bootstrap_ci(
     return out
 
 
+def _point_estimates(h: np.ndarray, c: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-case and per-visitor point estimates of every column of per-visitor sums (V, m)."""
+    has = c > 0
+    rate = np.where(has, np.nan_to_num(_ratio(h, c)), 0.0)
+    return {
+        "per case": _ratio(h.sum(axis=0), c.sum(axis=0)),
+        "per visitor": _ratio(rate.sum(axis=0), has.sum(axis=0).astype(np.float64)),
+    }
+
+
+def metric_rows_multi(
+    arms: dict[str, pd.DataFrame],
+    n_boot: int = N_BOOT,
+    seed: int = DEFAULT_SEED,
+    metrics: Sequence[str] = METRICS,
+    level: float = CI_LEVEL,
+    diffs: Sequence[tuple[str, str]] = (),
+) -> dict[str, list[dict[str, Any]]]:
+    """metric_rows for several rankers on the SAME cases, with one shared bootstrap draw.
+
+    Sharing the resampled visitors makes the CIs paired: for every (a, b) in diffs, rows keyed
+    "a - b" give the difference a - b with its own paired bootstrap CI.
+    """
+    names = list(arms)
+    ref = arms[names[0]]
+    for name in names[1:]:
+        if not np.array_equal(arms[name]["case_id"].to_numpy(), ref["case_id"].to_numpy()):
+            raise DataError(f"metric_rows_multi: {name!r} is not on the same cases as {names[0]!r}")
+    num_cols = [METRIC_PARTS[m][0] for m in metrics]
+    den_cols = [METRIC_PARTS[m][1] for m in metrics]
+    cols = sorted(set(num_cols + den_cols))
+    values = np.column_stack([arms[a][cols].to_numpy(np.float64) for a in names]) if len(ref) else (
+        np.zeros((0, len(cols) * len(names)))
+    )
+    sums, _ = _visitor_sums(ref["visitorid"].to_numpy(), values)
+    k = len(cols)
+    h = np.column_stack([sums[:, i * k + cols.index(col)] for i in range(len(names)) for col in num_cols])
+    c = np.column_stack([sums[:, i * k + cols.index(col)] for i in range(len(names)) for col in den_cols])
+    h, c = h.reshape(len(sums), -1), c.reshape(len(sums), -1)
+    reps = dict(zip(AVERAGES, bootstrap_replicates(h, c, n_boot, seed)))
+    point = _point_estimates(h, c)
+    m = len(metrics)
+
+    def rows_for(j0: int, value: dict[str, np.ndarray], rep: dict[str, np.ndarray],
+                 counts_from: int) -> list[dict[str, Any]]:
+        out = []
+        for j, metric in enumerate(metrics):
+            for avg in AVERAGES:
+                lo, hi = _percentile_ci(rep[avg][:, [j]], level)
+                den = c[:, counts_from + j]
+                out.append({
+                    "metric": metric, "average": avg, "value": float(value[avg][j0 + j]),
+                    "ci_low": float(lo[0]), "ci_high": float(hi[0]),
+                    "n_cases": int(round(den.sum())), "n_visitors": int((den > 0).sum()),
+                })
+        return out
+
+    result: dict[str, list[dict[str, Any]]] = {}
+    for i, name in enumerate(names):
+        result[name] = rows_for(i * m, point, {a: reps[a][:, i * m:(i + 1) * m] for a in AVERAGES},
+                                i * m)
+    for a_name, b_name in diffs:
+        ia, ib = names.index(a_name) * m, names.index(b_name) * m
+        value = {avg: point[avg][ia:ia + m] - point[avg][ib:ib + m] for avg in AVERAGES}
+        rep = {avg: reps[avg][:, ia:ia + m] - reps[avg][:, ib:ib + m] for avg in AVERAGES}
+        result[f"{a_name} - {b_name}"] = rows_for(0, value, rep, ia)
+    return result
+
+
 def metric_rows(
     outcomes: pd.DataFrame,
     n_boot: int = N_BOOT,
@@ -338,38 +410,7 @@ def metric_rows(
     level: float = CI_LEVEL,
 ) -> list[dict[str, Any]]:
     """Every metric x average of a per-case outcome table, with CI, n_cases and n_visitors."""
-    num_cols = [METRIC_PARTS[m][0] for m in metrics]
-    den_cols = [METRIC_PARTS[m][1] for m in metrics]
-    cols = sorted(set(num_cols + den_cols))
-    sums, _ = _visitor_sums(
-        outcomes["visitorid"].to_numpy(), outcomes[cols].to_numpy(np.float64)
-    ) if len(outcomes) else (np.zeros((0, len(cols))), None)
-    h = sums[:, [cols.index(c) for c in num_cols]]
-    c = sums[:, [cols.index(c) for c in den_cols]]
-    rep_case, rep_vis = bootstrap_replicates(h, c, n_boot, seed)
-    ci = {"per case": _percentile_ci(rep_case, level), "per visitor": _percentile_ci(rep_vis, level)}
-    point = {
-        "per case": _ratio(h.sum(axis=0), c.sum(axis=0)),
-        "per visitor": np.array(
-            [np.mean(_ratio(h[:, j], c[:, j])[c[:, j] > 0]) if (c[:, j] > 0).any() else np.nan
-             for j in range(len(metrics))]
-        ),
-    }
-    rows = []
-    for j, metric in enumerate(metrics):
-        for avg in AVERAGES:
-            rows.append(
-                {
-                    "metric": metric,
-                    "average": avg,
-                    "value": float(point[avg][j]),
-                    "ci_low": float(ci[avg][0][j]),
-                    "ci_high": float(ci[avg][1][j]),
-                    "n_cases": int(round(c[:, j].sum())),
-                    "n_visitors": int((c[:, j] > 0).sum()),
-                }
-            )
-    return rows
+    return metric_rows_multi({"x": outcomes}, n_boot, seed, metrics, level)["x"]
 
 
 def headline(outcomes: pd.DataFrame) -> dict[str, Any]:
@@ -582,26 +623,25 @@ def evaluate_split(
     pops = _population_masks(outcomes["raw"], flagged_test)
     captions = _population_captions(spec, share)
     table, long = [], []
-    for r in RANKERS:  # three rankers x three populations
-        for key in POPULATION_KEYS:
-            sub = outcomes[r].loc[pops[key]]
-            table.append({"ranker": r, "population_key": key, "population": captions[key],
-                          **headline(sub)})
-            for row in metric_rows(sub, n_boot, seed):
-                long.append({"split": spec.name, "ranker": r, "population_key": key,
-                             "population": captions[key], **row})
+    arms_diffs = [("clean", "raw")]
+    for key in POPULATION_KEYS:  # three populations, the three rankers bootstrapped together
+        arms = {r: outcomes[r].loc[pops[key]] for r in RANKERS}
+        for r, rows in metric_rows_multi(arms, n_boot, seed, diffs=arms_diffs).items():
+            long.extend({"split": spec.name, "ranker": r, "population_key": key,
+                         "population": captions[key], **row} for row in rows)
+        table.extend({"ranker": r, "population_key": key, "population": captions[key],
+                      **headline(arms[r])} for r in RANKERS)
     switch_mask = outcomes["raw"]["switch"].to_numpy()
     sw_caption = captions["switch"]
-    sw_table, sw_long = [], []
-    for r in RANKERS:
-        sub = outcomes[r].loc[switch_mask]
-        sw_table.append({"ranker": r, "population_key": "switch", "population": sw_caption,
-                         **headline(sub)})
-        for row in metric_rows(sub, n_boot, seed):
-            sw_long.append({"split": spec.name, "ranker": r, "population_key": "switch",
-                            "population": sw_caption, **row})
+    sw_arms = {r: outcomes[r].loc[switch_mask] for r in RANKERS}
+    sw_table = [{"ranker": r, "population_key": "switch", "population": sw_caption,
+                 **headline(sw_arms[r])} for r in RANKERS]
+    sw_long = [{"split": spec.name, "ranker": r, "population_key": "switch",
+                "population": sw_caption, **row}
+               for r, rows in metric_rows_multi(sw_arms, n_boot, seed, diffs=arms_diffs).items()
+               for row in rows]
     log.info("evaluation %s: tables %.1fs", spec.name, time.perf_counter() - t0)
-    top_ns = MARKOV_TOP_NS.get(spec.name, (5,)) if markov_top_ns is None else markov_top_ns
+    top_ns = MARKOV_TOP_NS.get(spec.name, (5,)) if markov_top_ns is None else tuple(markov_top_ns)
     markov = markov_candidates(spec, outcomes["raw"], seed, n_boot, top_ns)
     log.info("evaluation %s: markov %.1fs", spec.name, time.perf_counter() - t0)
     n_test = len(outcomes["raw"])
@@ -658,37 +698,38 @@ def markov_candidates(
     markov = ranking.fit_markov(train_pairs[["prev_cat", "y"]])
     test_cases = case_table(spec.test)
     caption = f"all {spec.caption}; the same case ids for every candidate set"
-    rows: list[dict[str, Any]] = []
-
-    def add(cset: str, ranker_desc: str, outcomes: pd.DataFrame) -> None:
-        if not np.array_equal(outcomes["case_id"].to_numpy(), history_outcomes["case_id"].to_numpy()):
-            raise DataError(f"candidate set {cset!r} is not evaluated on the same test cases")
-        stats = {(r["metric"], r["average"]): r for r in metric_rows(outcomes, n_boot, seed)}
-        row = {"split": spec.name, "candidate_set": cset, "ranker": ranker_desc,
-               "population": caption, **headline(outcomes)}
-        for m in ("coverage", "top1_all", "top3_all"):
-            row[f"{m}_ci_low"] = stats[(m, "per case")]["ci_low"]
-            row[f"{m}_ci_high"] = stats[(m, "per case")]["ci_high"]
-        rows.append(row)
-
-    add("history", f"{LEARNER} on the 7 spec features (the 'raw' ranker)", history_outcomes)
+    arms: dict[str, pd.DataFrame] = {"history": history_outcomes}
+    rankers = {"history": f"{LEARNER} on the 7 spec features (the 'raw' ranker)"}
     sample = train_sample(spec.train, seed)
     feats = CANDIDATE_FEATURES + (MARKOV_FEATURE,)
-    for n in top_ns:  # N = 5 and 10
+    for n in top_ns:  # N = 5 (and 10)
         train_aug = cross_fitted_markov(train_pairs, sample, n, seed)
         model = fit_learned(train_aug, seed, feats, markov, n,
                             source=f"{spec.name} split, raw training cases + Markov top-{n}")
         test_aug = ranking.add_markov(spec.test, markov, n)
-        add(f"history + markov top{n}", f"{LEARNER} on 7 features + markov_prob",
-            case_outcomes(test_aug, model_scores(model, test_aug)))
-    add("markov only (all categories)", "P(next | last category), learned on training cases",
-        markov_only_outcomes(test_cases, markov))
-    hist = rows[0]
+        arms[f"history + markov top{n}"] = case_outcomes(test_aug, model_scores(model, test_aug))
+        rankers[f"history + markov top{n}"] = f"{LEARNER} on 7 features + markov_prob"
+        del test_aug
+    arms["markov only (all categories)"] = markov_only_outcomes(test_cases, markov)
+    rankers["markov only (all categories)"] = "P(next | last category), learned on training cases"
+    shown = ("coverage", "top1_all", "top3_all")
+    # One shared bootstrap: CIs of every set and paired CIs of each gain over history
+    # (metric_rows_multi also checks that every set is on the same case ids).
+    others = [a for a in arms if a != "history"]
+    stats = metric_rows_multi(arms, n_boot, seed, metrics=shown,
+                              diffs=[(a, "history") for a in others])
+    rows: list[dict[str, Any]] = []
+    for cset, outcomes in arms.items():
+        row = {"split": spec.name, "candidate_set": cset, "ranker": rankers[cset],
+               "population": caption, **headline(outcomes)}
+        for r in stats[cset]:
+            if r["average"] == "per case":
+                row[f"{r['metric']}_ci_low"], row[f"{r['metric']}_ci_high"] = r["ci_low"], r["ci_high"]
+        rows.append(row)
     gains = {
-        r["candidate_set"]: {
-            m: r[m] - hist[m] for m in ("coverage", "top1_all", "top3_all")
-        }
-        for r in rows[1:]
+        a: {r["metric"]: {"value": r["value"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]}
+            for r in stats[f"{a} - history"] if r["average"] == "per case"}
+        for a in others
     }
     return {
         "population": caption,
@@ -697,12 +738,21 @@ def markov_candidates(
                    "test_cases_last_category_unseen": int((markov._codes(test_cases["last_cat"].to_numpy()) < 0).sum())},
         "rows": rows,
         "gain_vs_history": gains,
+        "gain_note": "candidate set minus history on the same test cases, per case, with a "
+                     "paired visitor-bootstrap 95% CI",
     }
 
 
 # ----------------------------------------------------------------------------------------------
 # The two splits
 # ----------------------------------------------------------------------------------------------
+
+
+def markov_top_ns_for(n_events: int) -> dict[str, tuple[int, ...]]:
+    """The Markov N values per split: MARKOV_TOP_NS, without N = 10 above MARKOV_TOP10_MAX_EVENTS."""
+    if n_events <= MARKOV_TOP10_MAX_EVENTS:
+        return dict(MARKOV_TOP_NS)
+    return {k: tuple(n for n in v if n <= 5) or (5,) for k, v in MARKOV_TOP_NS.items()}
 
 
 def prepared_cases(events: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -966,10 +1016,12 @@ def honest_evaluation(
     if features is None:
         features = anomaly.user_features(events)
     log.info("honest evaluation: candidates and user features %.1fs", time.perf_counter() - t0)
+    top_ns = markov_top_ns_for(len(events))
     splits = {
-        "group": evaluate_split(group_split_spec(cands, features, seed), share, seed, labels, n_boot),
+        "group": evaluate_split(group_split_spec(cands, features, seed), share, seed, labels, n_boot,
+                                top_ns["group"]),
         "temporal": evaluate_split(temporal_split_spec(events, cands, features, test_days), share,
-                                   seed, labels, n_boot),
+                                   seed, labels, n_boot, top_ns["temporal"]),
     }
     return {
         "title": "Task 1: same-population evaluation of rankers trained on raw vs cleaned events",
@@ -980,7 +1032,7 @@ def honest_evaluation(
             "test_size": TEST_SIZE, "test_days": test_days, "learner": LEARNER,
             "learner_note": "ranking.make_estimator('hgb') = HistGradientBoostingClassifier; the "
                             "same learner for the raw, clean and Markov rankers",
-            "train_row_cap": TRAIN_ROW_CAP, "threads": EVAL_THREADS, "markov_top_ns": {k: list(v) for k, v in MARKOV_TOP_NS.items()},
+            "train_row_cap": TRAIN_ROW_CAP, "threads": EVAL_THREADS, "markov_top_ns": {k: list(v) for k, v in top_ns.items()},
             "detector_fit_cap": DETECTOR_FIT_CAP, "stability_user_cap": STABILITY_USER_CAP,
             "lookback": LOOKBACK, "window_ms": WINDOW_MS,
         },

@@ -113,6 +113,30 @@ def test_metric_rows_hand_computed_with_covered_denominators():
     assert rows[("top1_all", "per case")]["n_visitors"] == 2
 
 
+def _outcomes(hit1: list[float], vis: list[int]) -> pd.DataFrame:
+    n = len(hit1)
+    return pd.DataFrame({"case_id": np.arange(n), "visitorid": vis, "one": 1.0, "covered": 1.0,
+                         "hit1": hit1, "hit3": 1.0})
+
+
+def test_metric_rows_multi_paired_difference():
+    vis = [1, 1, 2, 3, 3, 3, 4, 5]
+    a = _outcomes([1, 1, 0, 1, 1, 0, 1, 1], vis)
+    b = _outcomes([1, 0, 0, 1, 0, 0, 1, 0], vis)
+    res = ev.metric_rows_multi({"a": a, "b": b}, n_boot=200, seed=1, diffs=[("a", "b")])
+    key = lambda rows: {(r["metric"], r["average"]): r for r in rows}  # noqa: E731
+    ra, rb, d = key(res["a"]), key(res["b"]), key(res["a - b"])
+    assert ra == key(ev.metric_rows(a, n_boot=200, seed=1))  # same as one arm alone
+    assert d[("top1_all", "per case")]["value"] == pytest.approx(6 / 8 - 3 / 8)
+    assert d[("top1_all", "per visitor")]["value"] == pytest.approx(
+        np.mean([1, 0, 2 / 3, 1, 1]) - np.mean([1 / 2, 0, 1 / 3, 1, 0]))
+    # a >= b on every case: every paired replicate difference is >= 0, so the CI is too.
+    assert d[("top1_all", "per case")]["ci_low"] >= 0
+    assert d[("coverage", "per case")]["value"] == 0 and d[("coverage", "per case")]["ci_high"] == 0
+    with pytest.raises(Exception, match="same cases"):
+        ev.metric_rows_multi({"a": a, "b": b.iloc[1:]})
+
+
 def test_bootstrap_weights_resample_every_visitor_count():
     w = ev.bootstrap_weights(7, 11, np.random.default_rng(0))
     assert w.shape == (11, 7)
@@ -324,7 +348,8 @@ def test_group_split_table_has_2x3_populations_and_counts_add_up(world):
         assert t.loc["all", "n_cases"] == spec.test["case_id"].nunique()  # one fixed test set
     assert (table.loc[table["population_key"] == "flagged", "n_cases"] > 0).all()
     long = pd.DataFrame(res["metrics"])
-    assert len(long) == len(ev.RANKERS) * 3 * len(ev.METRICS) * 2
+    assert set(long["ranker"]) == set(ev.RANKERS) | {"clean - raw"}
+    assert len(long) == (len(ev.RANKERS) + 1) * 3 * len(ev.METRICS) * 2
     assert set(long["average"]) == {"per case", "per visitor"}
     finite = long.dropna(subset=["value", "ci_low", "ci_high"])
     assert ((finite["ci_low"] <= finite["value"] + 1e-12) & (finite["value"] <= finite["ci_high"] + 1e-12)).mean() > 0.9
