@@ -32,14 +32,15 @@ with st.sidebar:
     else:
         st.error("Manifest check failed", icon=":material/gpp_bad:")
     data = info.get("data") or {}
+    events = data.get("events")
     st.markdown(
         f"- **Ranking model:** {info['ranking_model'] or 'none (rule fallback)'}\n"
         f"- **Detector:** {'loaded' if info['detector_loaded'] else 'not loaded'}\n"
         f"- **Built:** {info['built_at'] or '–'}\n"
-        f"- **Data:** {data.get('source', '–')}"
-        + (f" ({data['scale']} scale)" if data.get("scale") else "")
-        + (f", {data['events']:,} events" if isinstance(data.get("events"), int) else "")
-        + f"\n- **Seed:** {info['seed'] if info['seed'] is not None else '–'}"
+        f"- **Data:** {data.get('source', '–')}\n"
+        + (f"- **Events:** {events:,}" + (f" ({data['scale']} scale)" if data.get("scale") else "") + "\n"
+           if isinstance(events, int) else "")
+        + f"- **Seed:** {info['seed'] if info['seed'] is not None else '–'}"
     )
     if info["problems"]:
         with st.expander(f"{len(info['problems'])} problem(s)"):

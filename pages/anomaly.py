@@ -56,7 +56,7 @@ def histogram(scores: np.ndarray, threshold: float) -> alt.LayerChart:
     rule = alt.Chart(pd.DataFrame({"threshold": [threshold]})).mark_rule(color="black", strokeDash=[6, 3]).encode(
         x="threshold:Q", tooltip=[alt.Tooltip("threshold:Q", format=".4f")]
     )
-    return (bars + rule).properties(height=280)
+    return (bars + rule).properties(height=280, padding={"bottom": 20})
 
 
 st.title("Anomalous users")

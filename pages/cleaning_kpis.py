@@ -17,18 +17,43 @@ from pages._shared import count, missing, pct, read_json, table
 METRICS = ["coverage", "top1", "top3", "top1_all", "top3_all"]
 
 
-def show_json_tables(name: str, title: str) -> list[ReportBlock]:
-    """Every table of a metrics JSON, whatever its layout; 'not built yet' when absent."""
-    blocks = [ReportBlock("heading", title)]
+def json_details(name: str) -> list[ReportBlock]:
+    """Every table of a metrics JSON, whatever its layout, in a collapsed expander."""
     data = read_json(name)
     if data is None:
-        missing(title, name)
-        return blocks + [ReportBlock("note", f"{name} is not built yet.")]
-    for caption, frame in json_tables(data):
-        st.markdown(f"**{caption}**")
-        st.dataframe(frame, hide_index=True)
-        blocks += [ReportBlock("subheading", caption), ReportBlock("table", frame)]
+        return []
+    blocks = []
+    tables = json_tables(data)
+    with st.expander(f"Everything in `{name}` ({len(tables)} tables)"):
+        for caption, frame in tables:
+            st.markdown(f"**{caption}**")
+            st.dataframe(frame, hide_index=True)
+            blocks += [ReportBlock("subheading", caption), ReportBlock("table", frame)]
     return blocks
+
+
+def filtered(rows: pd.DataFrame, key: str) -> pd.DataFrame:
+    """rows narrowed by a select box for each of split, population and average, when present."""
+    present = [c for c in ("split", "population", "average") if c in rows.columns]
+    for col, box in zip(present, st.columns(max(len(present), 1))):
+        value = box.selectbox(col.capitalize(), list(dict.fromkeys(rows[col])), key=f"{key}_{col}")
+        rows = rows[rows[col] == value]
+    return rows
+
+
+def estimates_chart(rows: pd.DataFrame, group: str, title: str) -> alt.LayerChart:
+    """value per metric and group, with the ci_low..ci_high interval as an error bar."""
+    base = alt.Chart(rows).encode(
+        x=alt.X("metric:N", title=None, axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset(f"{group}:N"),
+        color=alt.Color(f"{group}:N"),
+    )
+    bars = base.mark_bar().encode(
+        y=alt.Y("value:Q", title="Estimate", axis=alt.Axis(format="%"), stack=None),
+        tooltip=[group, "metric", alt.Tooltip("value:Q", format=".2%"), alt.Tooltip("ci_low:Q", format=".2%"),
+                 alt.Tooltip("ci_high:Q", format=".2%")] + [c for c in ("n_cases", "n_visitors", "population") if c in rows],
+    )
+    return (bars + base.mark_errorbar(color="black").encode(y=alt.Y("ci_low:Q", title="Estimate"), y2="ci_high:Q")).properties(height=300, title=title)
 
 
 def before_after() -> list[ReportBlock]:
@@ -80,8 +105,25 @@ def before_after() -> list[ReportBlock]:
 
 def same_population() -> list[ReportBlock]:
     """The honest evaluation (same population, bootstrap CIs, temporal split), when built."""
-    st.header("Same-population evaluation")
-    return show_json_tables(A.EVALUATION_JSON, "Same-population evaluation")
+    title = "Same-population evaluation"
+    st.header(title)
+    blocks = [ReportBlock("heading", title)]
+    rows = table(A.EVALUATION_JSON.replace(".json", ".csv"))
+    if rows is None or read_json(A.EVALUATION_JSON) is None:
+        missing(title, A.EVALUATION_JSON)
+        return blocks + [ReportBlock("note", f"{A.EVALUATION_JSON} is not built yet.")]
+    rows = filtered(rows, "honest")
+    if {"metric", "value", "ci_low", "ci_high", "ranker"} <= set(rows.columns):
+        chart = estimates_chart(rows, "ranker", "Rankers on the same test cases, with 95% bootstrap intervals")
+        st.altair_chart(chart, width="stretch")
+        blocks.append(ReportBlock("chart", chart))
+    caption = (
+        "Population: " + "; ".join(map(str, dict.fromkeys(rows.get("population", [])))) + ". Every ranker "
+        "is scored on the same test cases, so these differences are like for like."
+    )
+    st.caption(caption)
+    st.dataframe(rows, hide_index=True)
+    return blocks + [ReportBlock("table", rows, caption)] + json_details(A.EVALUATION_JSON)
 
 
 def audit() -> list[ReportBlock]:
@@ -110,18 +152,17 @@ def audit() -> list[ReportBlock]:
                 tooltip=["share:Q", "measure:N", alt.Tooltip("value:Q", format=".2%")],
             )
         )
-        return (line + marker).properties(height=260, title=title)
+        return (line + marker).properties(height=260, title=title, padding={"bottom": 20})
 
     pr = lines(["precision", "recall"], f"Precision and recall against the {label_source}", "Precision / recall")
     removed = lines(["events_removed_share", "users_removed_share"], "What cleaning removes", "Share removed")
-    left, right = st.columns(2)
-    left.altair_chart(pr, width="stretch")
-    right.altair_chart(removed, width="stretch")
+    st.altair_chart(pr, width="stretch")
+    st.altair_chart(removed, width="stretch")
     note = (
         f"Labels: {label_source}. "
         + (
             "These are the generator's known abnormal visitors, so precision and recall are real."
-            if label_source == "ground truth"
+            if label_source.startswith("ground truth")
             else "No ground truth exists for this data; the labels are the documented proxy rule "
             "(core.anomaly.proxy_labels), so the curve measures agreement with that rule."
         )
@@ -135,11 +176,37 @@ def audit() -> list[ReportBlock]:
 
 def detector_quality() -> list[ReportBlock]:
     """Detector quality against known labels and baselines (PR-AUC, Jaccard, stability), when built."""
-    st.header("Detector quality")
-    return show_json_tables(A.DETECTOR_QUALITY_JSON, "Detector quality")
+    title = "Detector quality"
+    st.header(title)
+    blocks = [ReportBlock("heading", title)]
+    rows = table(A.DETECTOR_QUALITY_JSON.replace(".json", ".csv"))
+    if rows is None or read_json(A.DETECTOR_QUALITY_JSON) is None:
+        missing(title, A.DETECTOR_QUALITY_JSON)
+        return blocks + [ReportBlock("note", f"{A.DETECTOR_QUALITY_JSON} is not built yet.")]
+    measures = [c for c in ("precision", "recall", "pr_auc") if c in rows.columns]
+    if "method" in rows.columns and measures:
+        long = rows.melt(id_vars=["method"], value_vars=measures, var_name="measure")
+        chart = (
+            alt.Chart(long)
+            .mark_bar()
+            .encode(
+                x=alt.X("measure:N", title=None, axis=alt.Axis(labelAngle=0)),
+                xOffset="method:N",
+                y=alt.Y("value:Q", title="Against the known labels", axis=alt.Axis(format="%")),
+                color="method:N",
+                tooltip=["method", "measure", alt.Tooltip("value:Q", format=".3f")],
+            )
+            .properties(height=280, title="The detector against simple baselines at the same flagged share")
+        )
+        st.altair_chart(chart, width="stretch")
+        blocks.append(ReportBlock("chart", chart))
+    caption = "Populations: " + "; ".join(map(str, dict.fromkeys(rows.get("population", [])))) + "."
+    st.caption(caption)
+    st.dataframe(rows, hide_index=True)
+    return blocks + [ReportBlock("table", rows, caption)] + json_details(A.DETECTOR_QUALITY_JSON)
 
 
-SECTIONS = [before_after, same_population, audit, detector_quality]
+SECTIONS = [before_after, same_population, audit, detector_quality]  # top to bottom
 
 st.title("Cleaning KPIs")
 st.caption("What removing the flagged users' events does to the ranking task, and what it costs.")

@@ -349,11 +349,18 @@ def test_missing_and_extra_columns_are_reported(dashboard_built):
 def test_cleaning_kpis_page_shows_charts_captions_and_report(dashboard_built):
     at = open_page("pages/cleaning_kpis.py")
     no_exception(at)
-    assert len(at.get("arrow_vega_lite_chart")) >= 3
+    charts = len(at.get("arrow_vega_lite_chart"))
+    assert charts >= 3
+    arts = A.load_artifacts(dashboard_built)
+    if arts.status.get(A.EVALUATION_JSON) == "ok" and arts.status.get(A.DETECTOR_QUALITY_JSON) == "ok":
+        assert charts == 5 and "like for like" in texts(at.caption)
     assert "different test populations" in texts(at.warning)
     assert "test cases" in texts(at.caption)
     assert "Labels:" in texts(at.caption)
     rankers = at.selectbox(key="ba_ranker").options
     at.selectbox(key="ba_ranker").set_value(rankers[-1]).run()
     no_exception(at)
+    for box in at.selectbox:  # every filter of the same-population table
+        box.set_value(box.options[-1]).run()
+        no_exception(at)
     assert at.get("download_button")
