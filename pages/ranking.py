@@ -57,7 +57,7 @@ def show_ranking(result) -> None:
 
 def set_views(views: pd.DataFrame) -> None:
     """Replace the editor's table (a new editor key drops the old edits)."""
-    st.session_state.views_base = views.reset_index(drop=True)
+    st.session_state.views_base = views.reset_index(drop=True).apply(pd.to_numeric, errors="coerce")
     st.session_state.views_version = st.session_state.get("views_version", 0) + 1
 
 
@@ -87,7 +87,10 @@ if "views_base" not in st.session_state:
 mode = st.radio("Enter the views as", ["Table", "Pasted CSV"], horizontal=True, key="views_mode")
 views, problem = None, None
 if mode == "Table":
-    in_ms = st.toggle("Timestamps in Unix milliseconds", key="views_in_ms")
+    in_ms = st.toggle(  # switching keeps the edits: the last edited table becomes the new base
+        "Timestamps in Unix milliseconds", key="views_in_ms",
+        on_change=lambda: set_views(st.session_state.get("views_edited", st.session_state.views_base)),
+    )
     base = st.session_state.views_base.copy()
     if not in_ms:
         base["timestamp"] = ms_to_datetimes(pd.to_numeric(base["timestamp"], errors="coerce"))
@@ -109,6 +112,7 @@ if mode == "Table":
     )
     st.caption("Error messages count rows from 0 (the first row is row 0). Add rows at the bottom; delete rows by selecting them at their left edge.")
     views = views_from_editor(edited, timestamps_in_ms=in_ms)
+    st.session_state.views_edited = views.reindex(columns=["timestamp", "categoryid", "itemid"])
     if st.button("Reset to the example", key="reset_views"):
         set_views(example_views())
         st.rerun()

@@ -97,7 +97,10 @@ def dashboard_url(browser_artifact_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def page(dashboard_url):
     """One headless Chromium page (Debian's binary; Playwright never downloads a browser)."""
-    sync_api = pytest.importorskip("playwright.sync_api")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        _skip_or_fail("the playwright package is not installed (pip install -r requirements-dev.txt)")
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)

@@ -196,10 +196,24 @@ def test_top_k_slider_changes_the_number_of_categories(dashboard_built):
 )
 def test_editor_validation_errors_name_the_row(dashboard_built, table, words):
     at = open_page("pages/ranking.py")
-    at.session_state["views_base"] = pd.DataFrame(table)
     at.toggle(key="views_in_ms").set_value(True).run()
+    at.session_state["views_base"] = pd.DataFrame(table)  # what the editor shows and returns
+    at.run()
     no_exception(at)
     assert words in texts(at.error)
+
+
+def test_switching_timestamp_mode_keeps_the_table(dashboard_built):
+    at = open_page("pages/ranking.py")
+    at.session_state["views_base"] = pd.DataFrame({"timestamp": [1433152800000, 1433152860000], "categoryid": [7, 8]})
+    at.run()
+    before = frame(at, "rank", "categoryid", "score")
+    at.toggle(key="views_in_ms").set_value(True).run()
+    no_exception(at)
+    assert at.session_state["views_base"]["timestamp"].tolist() == [1433152800000, 1433152860000]
+    pd.testing.assert_frame_equal(frame(at, "rank", "categoryid", "score"), before)
+    at.toggle(key="views_in_ms").set_value(False).run()
+    pd.testing.assert_frame_equal(frame(at, "rank", "categoryid", "score"), before)
 
 
 def test_datetime_mode_validation_error(dashboard_built):
@@ -225,8 +239,9 @@ def test_pasted_csv_accepts_dates_and_names_non_numeric_rows(dashboard_built):
 
 def test_reset_restores_the_example(dashboard_built):
     at = open_page("pages/ranking.py")
-    at.session_state["views_base"] = pd.DataFrame({"timestamp": [0, 1], "categoryid": [3, -5]})
     at.toggle(key="views_in_ms").set_value(True).run()
+    at.session_state["views_base"] = pd.DataFrame({"timestamp": [0, 1], "categoryid": [3, -5]})
+    at.run()
     assert at.error
     at.button(key="reset_views").click().run()
     no_exception(at)
