@@ -32,7 +32,7 @@ from core.errors import ArtifactError  # noqa: E402
 from core.schema import UNKNOWN_CATEGORY, USER_FEATURES as FEATURES, WINDOW_MS  # noqa: E402
 
 SEED = 42
-RANK_MIN_VIEWS, RANK_MAX_VIEWS, RANK_MIN_CATS = 8, 20, 3
+RANK_MAX_VIEWS, RANK_MIN_CATS = 20, 2
 N_NORMAL_USERS = 4
 N_BATCH_USERS = 50
 BATCH_SHARE = 0.1
@@ -47,25 +47,24 @@ def _table(arts: Artifacts, name: str) -> pd.DataFrame:
 
 
 def recent_views(events: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """The first visitor (by id) whose last 24 h of views before their final view are a good example.
+    """The demo visitor with the longest recent history (at most 20 views, 2+ categories).
 
-    Returns those history views and the category the visitor actually viewed next.
+    History = the visitor's views in the 24 h before their final view (ties: smallest visitorid).
+    Returns those views and the category the visitor actually viewed next.
     """
     views = events.loc[
         (events["event"].astype(str) == "view") & (events["categoryid"] != UNKNOWN_CATEGORY),
         ["visitorid", "timestamp", "itemid", "categoryid"],
     ]
     views = views.sort_values(["visitorid", "timestamp"], kind="stable")
-    last = views.groupby("visitorid")["timestamp"].transform("max")
-    is_next = views["timestamp"].eq(last) & ~views.duplicated("visitorid", keep="last")
+    is_next = ~views.duplicated("visitorid", keep="last")  # each visitor's final view
+    last = views["timestamp"].where(is_next).groupby(views["visitorid"]).transform("max")
     history = views[~is_next & (views["timestamp"] >= last - WINDOW_MS)]
     stats = history.groupby("visitorid").agg(n=("categoryid", "size"), cats=("categoryid", "nunique"))
-    good = stats.index[
-        stats["n"].between(RANK_MIN_VIEWS, RANK_MAX_VIEWS) & (stats["cats"] >= RANK_MIN_CATS)
-    ]
-    if len(good) == 0:
-        raise ArtifactError("No demo visitor has a suitable recent view history.")
-    visitor = good.min()
+    good = stats[(stats["n"] <= RANK_MAX_VIEWS) & (stats["cats"] >= RANK_MIN_CATS)]
+    if good.empty:
+        raise ArtifactError("No demo visitor has a recent view history with several categories.")
+    visitor = good.sort_values("n", ascending=False, kind="stable").index[0]
     next_cat = int(views.loc[is_next & views["visitorid"].eq(visitor), "categoryid"].iloc[0])
     return history[history["visitorid"] == visitor], next_cat
 
@@ -110,7 +109,10 @@ def build_examples(arts: Artifacts) -> dict[str, Any]:
     normal = users[~users["is_anomaly"]]
     if flagged.empty or len(normal) < N_NORMAL_USERS:
         raise ArtifactError("The scored users need at least one flagged and a few normal users.")
-    few = pd.concat([normal.sample(N_NORMAL_USERS, random_state=SEED), flagged.head(1)])
+    # Normal users with a few events make a more telling example than the many one-view visitors.
+    active = normal[normal["events"] >= 3]
+    active = active if len(active) >= N_NORMAL_USERS else normal
+    few = pd.concat([active.sample(N_NORMAL_USERS, random_state=SEED), flagged.head(1)])
     few = few.sort_values("visitorid")
     batch = users.sample(min(N_BATCH_USERS, len(users)), random_state=SEED)
     if not batch["is_anomaly"].any():  # keep at least one flagged user in the batch

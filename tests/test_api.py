@@ -129,7 +129,11 @@ def test_rank_matches_core(client, arts, top_k):
     direct = ranking.rank(body["views"], model=arts.ranking_model, top_k=top_k)
     assert out["ranker"] == direct.ranker
     assert [r["categoryid"] for r in out["ranking"]] == direct.ranking["categoryid"].tolist()
-    assert [r["score"] for r in out["ranking"]] == direct.ranking["score"].tolist()
+    # Not bit-exact: a forest predicting with n_jobs=-1 sums its trees in thread order, so two
+    # identical core calls can already differ in the last bit (reported to core).
+    assert [r["score"] for r in out["ranking"]] == pytest.approx(
+        direct.ranking["score"].tolist(), rel=1e-12, abs=1e-15
+    )
     assert out["n_history_views"] == direct.n_history_views
 
 
