@@ -109,9 +109,8 @@ ROUND = 6
 
 def jaccard(a: Iterable[Any], b: Iterable[Any]) -> float:
     """|A ∩ B| / |A ∪ B| of two id collections (1.0 when both are empty)."""
-    a, b = np.unique(np.asarray(list(a) if not isinstance(a, np.ndarray) else a)), np.unique(
-        np.asarray(list(b) if not isinstance(b, np.ndarray) else b)
-    )
+    a = np.unique(np.asarray(a if isinstance(a, np.ndarray) else list(a)))
+    b = np.unique(np.asarray(b if isinstance(b, np.ndarray) else list(b)))
     union = np.union1d(a, b).size
     return 1.0 if union == 0 else np.intersect1d(a, b).size / union
 
@@ -445,7 +444,8 @@ def markov_only_outcomes(cases: pd.DataFrame, markov: ranking.MarkovModel) -> pd
     covered = markov.prob(last, y) > 0 if len(cases) else np.zeros(0, dtype=bool)
     q, cat, _ = markov.top(last, 3)
     hit = cat == y[q]
-    rank = ranking._rank_in_groups(q)
+    starts = np.flatnonzero(np.r_[True, q[1:] != q[:-1]]) if q.size else np.zeros(0, np.int64)
+    rank = np.arange(q.size) - np.repeat(starts, np.diff(np.r_[starts, q.size]))  # 0 = best
     n = len(cases)
     hit1 = np.bincount(q[hit & (rank == 0)], minlength=n) > 0
     hit3 = np.bincount(q[hit], minlength=n) > 0
@@ -735,7 +735,7 @@ def markov_candidates(
         "population": caption,
         "markov": {"fitted_on": f"{markov.n_cases} training cases' (last category of H -> y) "
                                 "transitions", "categories": int(len(markov.categories)),
-                   "test_cases_last_category_unseen": int((markov._codes(test_cases["last_cat"].to_numpy()) < 0).sum())},
+                   "test_cases_last_category_unseen": int((~np.isin(test_cases["last_cat"].to_numpy(), markov.categories)).sum())},
         "rows": rows,
         "gain_vs_history": gains,
         "gain_note": "candidate set minus history on the same test cases, per case, with a "
