@@ -309,6 +309,8 @@ def test_rank_fallback_and_model():
     res = R.rank(views, model=model, top_k=1)
     assert res.ranker == "markov" and res.fallback_reason is None
     assert res.ranking["categoryid"].tolist() == [9] and res.n_history_views == 4
+    with pytest.raises(DataError, match="top_k"):
+        R.rank(views, top_k=0)
     broken = R.RankingModel("logreg", object(), ("no_such_feature",))
     res = R.rank(views, model=broken)
     assert res.ranker == "rule" and "no_such_feature" in res.fallback_reason
@@ -336,10 +338,13 @@ def test_validate_views_errors_name_the_row(views, needle):
     assert needle in str(err.value)
 
 
-def test_validate_views_accepts_numeric_input():
+def test_validate_views_accepts_numeric_input_and_optional_itemid():
     out = R.validate_views([{"timestamp": 2.0, "categoryid": "7"}, {"timestamp": 1, "categoryid": 8}])
     assert out.dtypes.tolist() == [np.int64, np.int64]
     assert out["categoryid"].tolist() == [7, 8]
+    out = R.validate_views([{"timestamp": 2, "categoryid": 7, "itemid": 5},
+                            {"timestamp": 1, "categoryid": 8, "itemid": None}])
+    assert out["itemid"].isna().tolist() == [False, True]
 
 
 # ------------------------------------------------------------------------------ pipeline
@@ -365,6 +370,9 @@ def test_train_and_evaluate_is_deterministic_and_reports_every_ranker(one_thread
     np.testing.assert_allclose(test["top1_all"], test["top1"] * test["coverage"])
     chosen = a.metrics[a.metrics["split"] == "validation"].set_index("ranker")["top1_all"]
     assert chosen[a.chosen_ranker] == chosen.max()
+    fit_on = test.set_index("ranker")["fit_on"]
+    assert fit_on[a.chosen_ranker] == "train" and (fit_on.drop(a.chosen_ranker) != "train").all()
+    assert a.metrics[["ranker", "split"]].values.tolist()[:2] == [["rule", "validation"], ["rule", "test"]]
     assert a.leakage["disjoint"] and a.leakage["validation_disjoint_from_test"]
     assert a.best_model.name == a.chosen_ranker and "train cases" in a.best_model.trained_on
     assert a.dataset_sample["case_id"].nunique() > 0 and not a.dataset_is_sample
