@@ -2,22 +2,26 @@
 
 Run with ``streamlit run streamlit_app.py``. Artifacts come from ``recsys_artifacts/`` (or
 ``$RECSYS_ARTIFACT_DIR``), verified against their manifest by ``core.artifacts.load_artifacts``.
+
+The page scripts live in ``app_pages/``, not ``pages/``: with a ``pages/`` folder Streamlit falls
+back to its legacy multipage mode until a first session has called ``st.navigation``, so a
+first visitor's deep link (``/anomaly``) would run the page without this entry point.
 """
 
 import streamlit as st
 
 from core import __version__
 from core.artifacts import REBUILD_HINT
-from pages._shared import artifacts
+from app_pages._shared import artifacts
 
 st.set_page_config(page_title="RecSys analytics", page_icon=":material/shopping_cart:", layout="wide")
 
 page = st.navigation(
     [
-        st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
-        st.Page("pages/ranking.py", title="Next-category ranking", icon=":material/format_list_numbered:"),
-        st.Page("pages/anomaly.py", title="Anomalous users", icon=":material/person_alert:"),
-        st.Page("pages/cleaning_kpis.py", title="Cleaning KPIs", icon=":material/insights:"),
+        st.Page("app_pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+        st.Page("app_pages/ranking.py", title="Next-category ranking", icon=":material/format_list_numbered:"),
+        st.Page("app_pages/anomaly.py", title="Anomalous users", icon=":material/person_alert:"),
+        st.Page("app_pages/cleaning_kpis.py", title="Cleaning KPIs", icon=":material/insights:"),
     ]
 )
 

@@ -19,7 +19,7 @@ from core.export import (
     with_scores,
 )
 from core.schema import USER_FEATURES
-from pages._shared import artifacts, count, pct
+from app_pages._shared import artifacts, count, pct
 
 MAX_FLAGGED_SHOWN = 1_000
 

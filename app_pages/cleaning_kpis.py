@@ -12,7 +12,7 @@ import streamlit as st
 
 from core import artifacts as A
 from core.export import ReportBlock, html_report, json_tables, svg_renderer_available
-from pages._shared import count, missing, pct, read_json, table
+from app_pages._shared import count, missing, pct, read_json, table
 
 METRICS = ["coverage", "top1", "top3", "top1_all", "top3_all"]
 

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from core import artifacts as A
-from pages._shared import count, missing, pct, read_json, table
+from app_pages._shared import count, missing, pct, read_json, table
 
 st.title("E-commerce recommendation analytics")
 st.caption(

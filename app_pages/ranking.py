@@ -8,7 +8,7 @@ from core import artifacts as A
 from core.errors import DataError
 from core.export import history_before, ms_to_datetimes, sample_visitor, views_from_csv_text, views_from_editor
 from core.ranking import rank
-from pages._shared import artifacts, sequences
+from app_pages._shared import artifacts, sequences
 
 FALLBACK_EXAMPLE = pd.DataFrame(
     {  # used only when the cleaned demo events are not built: 5 views within 40 minutes

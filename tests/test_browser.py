@@ -133,7 +133,8 @@ def assert_no_exception(pg) -> None:
     assert pg.locator('[data-testid="stException"]').count() == 0, pg.locator('[data-testid="stException"]').first.inner_text()
 
 
-@pytest.mark.parametrize("name", ["overview", "ranking", "cleaning_kpis"])
+# a deep link first: a fresh server must still run the entry point (sidebar, navigation)
+@pytest.mark.parametrize("name", ["ranking", "overview", "cleaning_kpis"])
 def test_page_renders_without_exception(page, dashboard_url, name):
     open_page(page, dashboard_url, name)
     assert_no_exception(page)

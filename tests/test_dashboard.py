@@ -22,7 +22,7 @@ from core.export import parquet_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "streamlit_app.py")
-PAGES = ["pages/overview.py", "pages/ranking.py", "pages/anomaly.py", "pages/cleaning_kpis.py"]
+PAGES = ["app_pages/overview.py", "app_pages/ranking.py", "app_pages/anomaly.py", "app_pages/cleaning_kpis.py"]
 TIMEOUT = 60
 
 
@@ -104,7 +104,7 @@ def test_sidebar_without_artifacts_says_no_build(dashboard_empty):
 
 
 def test_ranking_without_model_falls_back_to_rule_and_says_why(dashboard_empty):
-    at = open_page("pages/ranking.py")
+    at = open_page("app_pages/ranking.py")
     warnings = texts(at.warning)
     assert "No verified ranking model" in warnings and "manifest.json" in warnings
     assert "count + recency rule" in warnings and "no model given" in warnings
@@ -112,7 +112,7 @@ def test_ranking_without_model_falls_back_to_rule_and_says_why(dashboard_empty):
 
 
 def test_anomaly_without_detector_still_validates(dashboard_empty):
-    at = open_page("pages/anomaly.py")
+    at = open_page("app_pages/anomaly.py")
     assert "No verified anomaly detector" in texts(at.warning)
     at = upload(at, "f.csv", b"visitorid,events\n1,2\n")
     no_exception(at)
@@ -148,7 +148,7 @@ def test_sidebar_shows_the_verified_build(dashboard_built):
 
 
 def test_overview_shows_dataset_and_headline_kpis(dashboard_built):
-    at = open_page("pages/overview.py")
+    at = open_page("app_pages/overview.py")
     no_exception(at)
     labels = {m.label: m.value for m in at.metric}
     for label in ["Events", "Visitors", "Items", "Categories", "Top-1 (covered)", "Top-3 (covered)",
@@ -164,7 +164,7 @@ def test_overview_shows_dataset_and_headline_kpis(dashboard_built):
 
 
 def test_ranking_uses_the_model_on_the_real_example(dashboard_built):
-    at = open_page("pages/ranking.py")
+    at = open_page("app_pages/ranking.py")
     no_exception(at)
     name = A.load_artifacts(dashboard_built).ranking_model_name
     assert f"Ranked by the model **{name}**" in texts(at.success)
@@ -174,7 +174,7 @@ def test_ranking_uses_the_model_on_the_real_example(dashboard_built):
 
 
 def test_top_k_slider_changes_the_number_of_categories(dashboard_built):
-    at = open_page("pages/ranking.py")
+    at = open_page("app_pages/ranking.py")
     at.session_state["views_base"] = pd.DataFrame(
         {"timestamp": [1_000 * i for i in range(6)], "categoryid": [1, 2, 3, 4, 5, 6], "itemid": [pd.NA] * 6}
     )
@@ -195,7 +195,7 @@ def test_top_k_slider_changes_the_number_of_categories(dashboard_built):
     ],
 )
 def test_editor_validation_errors_name_the_row(dashboard_built, table, words):
-    at = open_page("pages/ranking.py")
+    at = open_page("app_pages/ranking.py")
     at.toggle(key="views_in_ms").set_value(True).run()
     at.session_state["views_base"] = pd.DataFrame(table)  # what the editor shows and returns
     at.run()
@@ -204,7 +204,7 @@ def test_editor_validation_errors_name_the_row(dashboard_built, table, words):
 
 
 def test_switching_timestamp_mode_keeps_the_table(dashboard_built):
-    at = open_page("pages/ranking.py")
+    at = open_page("app_pages/ranking.py")
     at.session_state["views_base"] = pd.DataFrame({"timestamp": [1433152800000, 1433152860000], "categoryid": [7, 8]})
     at.run()
     before = frame(at, "rank", "categoryid", "score")
@@ -217,7 +217,7 @@ def test_switching_timestamp_mode_keeps_the_table(dashboard_built):
 
 
 def test_datetime_mode_validation_error(dashboard_built):
-    at = open_page("pages/ranking.py")
+    at = open_page("app_pages/ranking.py")
     at.session_state["views_base"] = pd.DataFrame({"timestamp": [1433152800000, None], "categoryid": [3, 4]})
     at.run()
     no_exception(at)
@@ -225,7 +225,7 @@ def test_datetime_mode_validation_error(dashboard_built):
 
 
 def test_pasted_csv_accepts_dates_and_names_non_numeric_rows(dashboard_built):
-    at = open_page("pages/ranking.py")
+    at = open_page("app_pages/ranking.py")
     at.radio(key="views_mode").set_value("Pasted CSV").run()
     at.text_area(key="views_csv").input("timestamp,categoryid\n2015-06-01 10:00,12\n2015-06-01 10:05,13\n").run()
     no_exception(at)
@@ -238,7 +238,7 @@ def test_pasted_csv_accepts_dates_and_names_non_numeric_rows(dashboard_built):
 
 
 def test_reset_restores_the_example(dashboard_built):
-    at = open_page("pages/ranking.py")
+    at = open_page("app_pages/ranking.py")
     at.toggle(key="views_in_ms").set_value(True).run()
     at.session_state["views_base"] = pd.DataFrame({"timestamp": [0, 1], "categoryid": [3, -5]})
     at.run()
@@ -249,7 +249,7 @@ def test_reset_restores_the_example(dashboard_built):
 
 
 def test_sampler_draws_a_real_visitor_and_reports_hit_or_miss(dashboard_built):
-    at = open_page("pages/ranking.py")
+    at = open_page("app_pages/ranking.py")
     first = texts(at.markdown)
     at.button(key="sample").click().run()
     no_exception(at)
@@ -274,7 +274,7 @@ def test_sampler_draws_a_real_visitor_and_reports_hit_or_miss(dashboard_built):
 
 
 def test_demo_features_are_scored_with_the_frozen_operating_point(dashboard_built):
-    at = open_page("pages/anomaly.py")
+    at = open_page("app_pages/anomaly.py")
     at.button(key="use_demo").click().run()
     no_exception(at)
     features = demo_features(dashboard_built)
@@ -295,7 +295,7 @@ def test_demo_features_are_scored_with_the_frozen_operating_point(dashboard_buil
 
 
 def test_share_slider_flags_that_share_of_the_batch(dashboard_built):
-    at = open_page("pages/anomaly.py")
+    at = open_page("app_pages/anomaly.py")
     at.button(key="use_demo").click().run()
     at.radio(key="anomaly_mode").set_value("a share of this batch").run()
     at.slider(key="share_pct").set_value(10).run()
@@ -315,7 +315,7 @@ def test_uploaded_csv_with_bad_rows_lists_them_and_keeps_every_row(dashboard_bui
     features.loc[7, "night_share"] = np.inf
     features.loc[9, "visitorid"] = features.loc[8, "visitorid"]
     features["note"] = "=HYPERLINK(\"http://x\")"
-    at = open_page("pages/anomaly.py")
+    at = open_page("app_pages/anomaly.py")
     at = upload(at, "features.csv", features.to_csv(index=False).encode())
     no_exception(at)
     problems = frame(at, "row", "problem")
@@ -340,7 +340,7 @@ def test_uploaded_csv_with_bad_rows_lists_them_and_keeps_every_row(dashboard_bui
     ],
 )
 def test_bad_files_get_a_clear_error(dashboard_built, name, data, words):
-    at = open_page("pages/anomaly.py")
+    at = open_page("app_pages/anomaly.py")
     at = upload(at, name, data)
     no_exception(at)
     assert words in texts(at.error)
@@ -350,7 +350,7 @@ def test_bad_files_get_a_clear_error(dashboard_built, name, data, words):
 def test_missing_and_extra_columns_are_reported(dashboard_built):
     features = demo_features(dashboard_built).head(50).drop(columns=["night_share", "p95_gap_s"])
     features["colour"] = "red"
-    at = open_page("pages/anomaly.py")
+    at = open_page("app_pages/anomaly.py")
     at = upload(at, "f.parquet", parquet_bytes(features))
     no_exception(at)
     assert "night_share" in texts(at.error) and "p95_gap_s" in texts(at.error)
@@ -362,7 +362,7 @@ def test_missing_and_extra_columns_are_reported(dashboard_built):
 
 
 def test_cleaning_kpis_page_shows_charts_captions_and_report(dashboard_built):
-    at = open_page("pages/cleaning_kpis.py")
+    at = open_page("app_pages/cleaning_kpis.py")
     no_exception(at)
     charts = len(at.get("arrow_vega_lite_chart"))
     assert charts >= 3
