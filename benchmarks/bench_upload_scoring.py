@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_400_000)
     parser.add_argument("--artifacts", type=Path, default=Path(os.environ.get("RECSYS_ARTIFACT_DIR") or A.ARTIFACT_DIR))
     parser.add_argument("--file", type=Path, default=ROOT / "build-output" / "bench_features_1.4M.parquet")
+    parser.add_argument("--every-row", action="store_true", help="score every row (no de-duplication), for comparison")
     parser.add_argument("--make-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -84,12 +85,14 @@ def main() -> None:
     lap("read upload")
     validation = anomaly.validate_features(df)
     lap("validate")
-    scores = export.score_unique_in_chunks(
-        df, USER_FEATURES, lambda chunk: anomaly.score(chunk, detector=detector)["anomaly_score"]
-    )
+    score_chunk = lambda chunk: anomaly.score(chunk, detector=detector)["anomaly_score"]  # noqa: E731
+    if args.every_row:
+        scores = export.score_in_chunks(df, score_chunk)
+    else:
+        scores = export.score_unique_in_chunks(df, USER_FEATURES, score_chunk)
     threshold = export.batch_threshold(scores, 0.04, detector.threshold)
     flags = export.flag(scores, threshold)
-    lap("score distinct rows (chunks of 200k)")
+    lap("score every row (chunks of 200k)" if args.every_row else "score distinct rows (chunks of 200k)")
     flagged = np.flatnonzero(flags["is_anomaly"].to_numpy())
     top = flagged[np.argsort(-scores[flagged], kind="stable")][:1_000]
     anomaly.explain(df.iloc[top], detector)
