@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import pandas as pd
 from fastapi import Body, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -489,7 +490,7 @@ def create_app(artifact_dir: str | Path | None = None) -> FastAPI:
     def score_anomaly(
         request: Request,
         body: Annotated[AnomalyRequest, Body(openapi_examples=ANOMALY_EXAMPLES)],
-    ) -> AnomalyResponse:
+    ) -> JSONResponse:
         """Anomaly score and flag per user, in input order."""
         arts = get_artifacts(request.app)
         detector = arts.detector
@@ -498,24 +499,31 @@ def create_app(artifact_dir: str | Path | None = None) -> FastAPI:
                 "The anomaly detector artifact is not available, so users cannot be scored. "
                 + " ".join(arts.problems)
             )
-        features = pd.DataFrame.from_records(
-            [u.model_dump() for u in body.users], columns=["visitorid", *USER_FEATURES]
-        )
+        # Column-wise from the validated models: cheaper than a dict per user.
+        columns = ("visitorid", *USER_FEATURES)
+        features = pd.DataFrame({c: [getattr(u, c) for u in body.users] for c in columns})
         scored = anomaly.score(features, share=body.share, detector=detector)
+        scores = scored["anomaly_score"].to_numpy(dtype=np.float64)
         flags = scored["is_anomaly"].to_numpy(dtype=bool)
+        finite = np.isfinite(scores)
         users = [
-            UserScore(visitorid=int(v), anomaly_score=_finite(s), is_anomaly=bool(f))
-            for v, s, f in zip(features["visitorid"], scored["anomaly_score"], flags)
+            {"visitorid": v, "anomaly_score": s if ok else None, "is_anomaly": f}
+            for v, s, ok, f in zip(
+                features["visitorid"].tolist(), scores.tolist(), finite.tolist(), flags.tolist()
+            )
         ]
         threshold = float(scored["threshold"].iloc[0]) if len(scored) else math.nan
-        return AnomalyResponse(
-            mode="frozen" if body.share is None else "batch share",
-            share=float(detector.share if body.share is None else body.share),
-            threshold=_finite(threshold),
-            n_users=len(users),
-            n_flagged=int(flags.sum()),
-            users=users,
-        )
+        content = {
+            "mode": "frozen" if body.share is None else "batch share",
+            "share": float(detector.share if body.share is None else body.share),
+            "threshold": _finite(threshold),
+            "n_users": len(users),
+            "n_flagged": int(flags.sum()),
+            "users": users,
+        }
+        # Built from plain Python types that match AnomalyResponse, so it skips FastAPI's
+        # re-validation of 10,000 rows; the schema (and the fuzz tests' response check) still holds.
+        return JSONResponse(content)
 
     return app
 
