@@ -30,6 +30,7 @@ import core
 from core import anomaly, ranking
 from core.artifacts import RANKING_MODEL_PREFIX, Artifacts, load_artifacts
 from core.errors import ArtifactError, DataError
+from core.ranking import MAX_VIEWS  # the core's own limit, so the two never disagree
 from core.schema import UNKNOWN_CATEGORY, USER_FEATURES
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,6 @@ ARTIFACT_DIR_ENV = "RECSYS_ARTIFACT_DIR"
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
-MAX_VIEWS = 1000
 MAX_USERS = 10_000
 MAX_TOP_K = 50
 MAX_TIMESTAMP_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
