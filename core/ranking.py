@@ -791,28 +791,24 @@ def train_and_evaluate(
     lap("split")
 
 
-    rows: list[dict[str, Any]] = []
-    val_top1: dict[str, float] = {}
+    results: dict[tuple[str, str], dict[str, Any]] = {}
     fit_on = "train minus validation visitors"
     for name in rankers:  # a handful of rankers
         model = fit_ranker(name, fit_part, features, seed, markov, top_n, lookback, window_ms,
                            source)
-        val_m = ranking_metrics(val_part, model.score(val_part))
-        val_top1[name] = val_m["top1_all"]
-        rows.append({"ranker": name, "split": "validation", "fit_on": fit_on, **val_m})
-        rows.append({"ranker": name, "split": "test", "fit_on": fit_on,
-                     **ranking_metrics(test, model.score(test))})
+        for split, part in (("validation", val_part), ("test", test)):
+            results[name, split] = {"ranker": name, "split": split, "fit_on": fit_on,
+                                    **ranking_metrics(part, model.score(part))}
         lap(f"{name}: fit, score validation and test")
     # Choice on validation only; ties keep the earlier (simpler) ranker in `rankers` order.
+    val_top1 = {r: results[r, "validation"]["top1_all"] for r in rankers}
     best_name = max(rankers, key=lambda r: (val_top1[r], -list(rankers).index(r)))
     # The winner is refitted on the full train; the others keep their fit-part models (with the
     # row caps binding, both fits see the same number of rows). The table says which is which.
     best = fit_ranker(best_name, train, features, seed, markov, top_n, lookback, window_ms, source)
-    rows = [r for r in rows if (r["ranker"], r["split"]) != (best_name, "test")]
-    rows.append({"ranker": best_name, "split": "test", "fit_on": "train",
-                 **ranking_metrics(test, best.score(test))})
-    order = {(r, sp): i for i, (r, sp) in enumerate((r, sp) for r in rankers for sp in ("validation", "test"))}
-    metrics = pd.DataFrame(sorted(rows, key=lambda r: order[r["ranker"], r["split"]]))
+    results[best_name, "test"] = {"ranker": best_name, "split": "test", "fit_on": "train",
+                                  **ranking_metrics(test, best.score(test))}
+    metrics = pd.DataFrame([results[r, sp] for r in rankers for sp in ("validation", "test")])
     lap(f"{best_name}: refit on train, score test")
     logger.info("task1 chosen ranker %s (validation top1_all %.4f)", best_name, val_top1[best_name])
     return Task1Result(

@@ -17,10 +17,10 @@ MIN = 60_000
 HOUR = 60 * MIN
 
 
-def events(rows: list[tuple], columns=("visitorid", "timestamp", "categoryid", "event")) -> pd.DataFrame:
+def events(rows: list[tuple]) -> pd.DataFrame:
     """Prepared events from (visitorid, timestamp, categoryid[, event]) tuples, in file order."""
     rows = [r if len(r) == 4 else r + ("view",) for r in rows]
-    df = pd.DataFrame(rows, columns=list(columns))
+    df = pd.DataFrame(rows, columns=["visitorid", "timestamp", "categoryid", "event"])
     df["itemid"] = np.arange(len(df), dtype=np.int64)
     df["transactionid"] = np.nan
     return df[["timestamp", "visitorid", "event", "itemid", "transactionid", "categoryid"]]
@@ -333,7 +333,7 @@ def test_rank_fallback_and_model():
     ],
 )
 def test_validate_views_errors_name_the_row(views, needle):
-    with pytest.raises(DataError, match=None) as err:
+    with pytest.raises(DataError) as err:
         R.validate_views(views)
     assert needle in str(err.value)
 
