@@ -1,0 +1,123 @@
+"""A demo-scale `python -m core build`, run twice with one seed: artifacts, manifest, reproducibility."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from core import artifacts
+from core.artifacts import load_artifacts, sha256_file
+from core.schema import USER_FEATURES
+
+ROOT = Path(__file__).resolve().parent.parent
+METRICS_FILES = (
+    artifacts.RANKING_METRICS_JSON,
+    artifacts.BEFORE_AFTER_JSON,
+    artifacts.OPERATING_POINT,
+    artifacts.DATASET_SUMMARY,
+    artifacts.EVALUATION_JSON,
+    artifacts.DETECTOR_QUALITY_JSON,
+)
+
+
+def _build(out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "core", "build", "--scale", "demo", "--seed", "7", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+
+
+@pytest.fixture(scope="module")
+def two_builds(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    first, second = tmp_path_factory.mktemp("build_a"), tmp_path_factory.mktemp("build_b")
+    run = _build(first)
+    assert run.returncode == 0, run.stderr[-3000:]
+    again = _build(second)
+    assert again.returncode == 0, again.stderr[-3000:]
+    return first, second, run
+
+
+def test_build_writes_every_artifact_listed_in_the_manifest(two_builds):
+    out, _, _ = two_builds
+    manifest = json.loads((out / artifacts.MANIFEST).read_text())
+    expected = {
+        artifacts.RANKING_DATASET, artifacts.RANKING_METRICS_JSON, artifacts.RANKING_METRICS_CSV,
+        artifacts.DETECTOR, artifacts.OPERATING_POINT, artifacts.USER_FEATURES, artifacts.SCORED_USERS,
+        artifacts.AUDIT_CSV, artifacts.CLEAN_EVENTS, artifacts.BEFORE_AFTER_CSV, artifacts.BEFORE_AFTER_JSON,
+        artifacts.DATASET_SUMMARY, artifacts.DAILY_ACTIVITY, artifacts.EVALUATION_JSON,
+        artifacts.DETECTOR_QUALITY_JSON,
+    }
+    assert expected <= set(manifest["files"])
+    models = [n for n in manifest["files"] if n.startswith(artifacts.RANKING_MODEL_PREFIX)]
+    assert len(models) == 1 and models[0].endswith(".joblib")
+    for name, entry in manifest["files"].items():
+        assert sha256_file(out / name) == entry["sha256"]
+        assert (out / name).stat().st_size == entry["bytes"]
+    assert manifest["seed"] == 7
+    assert manifest["data"]["load_report"]["duplicates_dropped"] > 0
+    assert {"numpy", "pandas", "scikit-learn", "python"} <= set(manifest["versions"])
+
+
+def test_build_progress_names_every_stage_with_timings(two_builds):
+    _, _, run = two_builds
+    for stage in ("load events", "user features, detector and cleaning", "task 1 on raw events",
+                  "task 1 on cleaned events", "honest evaluation", "manifest"):
+        assert f"{stage} done in" in run.stderr
+
+
+def test_same_seed_gives_byte_identical_metrics(two_builds):
+    first, second, _ = two_builds
+    for name in METRICS_FILES:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_built_artifacts_load_and_agree_with_each_other(two_builds):
+    out, _, _ = two_builds
+    arts = load_artifacts(out)
+    assert arts.manifest_ok, arts.problems
+    assert arts.ranking_model is not None and arts.detector is not None
+    op = arts.operating_point
+    assert op["share"] == pytest.approx(0.04)
+    assert op["threshold"] == pytest.approx(arts.detector.threshold)
+    assert list(op["features"]) == list(USER_FEATURES)
+
+    features = pd.read_parquet(out / artifacts.USER_FEATURES)
+    scored = pd.read_parquet(out / artifacts.SCORED_USERS)
+    assert len(features) == len(scored) == op["n_users"]
+    assert scored["is_anomaly"].mean() == pytest.approx(0.04, abs=0.002)
+
+    summary = json.loads((out / artifacts.BEFORE_AFTER_JSON).read_text())
+    clean = pd.read_parquet(out / artifacts.CLEAN_EVENTS)
+    flagged = set(scored.loc[scored["is_anomaly"], "visitorid"])
+    assert not flagged & set(clean["visitorid"])
+    assert summary["cleaning"]["events_after"] == len(clean)
+    assert summary["cleaning"]["users_removed"] == len(flagged)
+    populations = {run["run"]: run["population"] for run in summary["runs"]}
+    assert set(populations) == {"raw", "cleaned"} and populations["raw"] != populations["cleaned"]
+
+
+def test_every_ranker_reported_on_test_with_case_counts(two_builds):
+    out, _, _ = two_builds
+    metrics = json.loads((out / artifacts.RANKING_METRICS_JSON).read_text())
+    test_rows = [r for r in metrics["rankers"] if r["split"] == "test"]
+    assert {"rule", "logreg", "hgb", "rf"} <= {r["ranker"] for r in test_rows}
+    for row in test_rows:
+        assert row["n_cases"] > 0
+        assert row["top1_all"] == pytest.approx(row["top1"] * row["coverage"], abs=1e-6)
+    assert metrics["best"] in {r["ranker"] for r in metrics["rankers"]}
+
+
+def test_build_rejects_a_bad_events_file_with_a_clear_message(tmp_path):
+    bad = tmp_path / "events.parquet"
+    bad.write_bytes(b"not a parquet file")
+    run = subprocess.run(
+        [sys.executable, "-m", "core", "build", "--events", str(bad), "--out", str(tmp_path / "out")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 2
+    assert "events.parquet" in run.stderr and "Traceback" not in run.stderr
