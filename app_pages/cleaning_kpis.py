@@ -12,7 +12,7 @@ import streamlit as st
 
 from core import artifacts as A
 from core.export import ReportBlock, html_report, json_tables, svg_renderer_available
-from app_pages._shared import count, missing, pct, read_json, table
+from app_pages._shared import best_test_row, count, missing, pct, read_json, table
 
 METRICS = ["coverage", "top1", "top3", "top1_all", "top3_all"]
 
@@ -66,7 +66,11 @@ def before_after() -> list[ReportBlock]:
         return blocks + [ReportBlock("note", f"{A.BEFORE_AFTER_CSV} is not built yet.")]
     rankers = list(dict.fromkeys(rows["ranker"]))
     best = (read_json(A.RANKING_METRICS_JSON) or {}).get("best")
-    ranker = st.selectbox("Ranker", rankers, index=rankers.index(best) if best in rankers else 0, key="ba_ranker")
+    served = best_test_row(rows.assign(split="test"), best)  # the served ranker's row, if listed
+    default = rankers.index(served["ranker"]) if served is not None else 0
+    ranker = st.selectbox("Ranker", rankers, index=default, key="ba_ranker")
+    if best and best not in rankers:
+        st.caption(f"The served model `{best}` is not run on raw vs cleaned events; `{rankers[default]}` is its closest ranker here.")
     long = rows[rows["ranker"] == ranker].melt(
         id_vars=["run", "population", "ranker", "n_cases", "n_covered"], value_vars=METRICS, var_name="metric"
     )

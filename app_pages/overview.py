@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from core import artifacts as A
-from app_pages._shared import count, missing, pct, read_json, table
+from app_pages._shared import best_test_row, count, missing, pct, read_json, table
 
 st.title("E-commerce recommendation analytics")
 st.caption(
@@ -42,19 +42,18 @@ with left:
     if metrics is None:
         missing("The ranking metrics", A.RANKING_METRICS_JSON)
     else:
-        rows = pd.DataFrame(metrics.get("rankers", []))
         best = metrics.get("best")
-        test = rows[(rows.get("ranker") == best) & (rows.get("split") == "test")] if len(rows) else rows
-        if test.empty:
-            st.warning(f"No test row for the best ranker {best!r} in {A.RANKING_METRICS_JSON}.")
+        r = best_test_row(pd.DataFrame(metrics.get("rankers", [])), best)
+        if r is None:
+            st.warning(f"No test row for the served ranker {best!r} in {A.RANKING_METRICS_JSON}.")
         else:
-            r = test.iloc[0]
             c = st.columns(3)
             c[0].metric("Top-1 (covered)", pct(r["top1"]), help="Share of covered test cases whose next category is ranked first.")
             c[1].metric("Top-3 (covered)", pct(r["top3"]), help="Share of covered test cases with the next category in the first three.")
-            c[2].metric("Coverage", pct(r["coverage"]), help="Share of test cases whose next category is among the candidates (the 24 h history).")
+            c[2].metric("Coverage", pct(r["coverage"]), help="Share of test cases whose next category is among the candidates.")
+            candidates = f" on {r['candidate_set']} candidates" if "candidate_set" in r else ""
             st.caption(
-                f"Best ranker **{best}** (chosen on validation), measured on {count(r['n_cases'])} test "
+                f"Served ranker **{best}**{candidates} (chosen on validation), measured on {count(r['n_cases'])} test "
                 f"cases of which {count(r['n_covered'])} are covered. Over all cases: top-1 "
                 f"{pct(r['top1_all'])}, top-3 {pct(r['top3_all'])}. Population: {metrics.get('population', '–')}."
             )

@@ -138,6 +138,23 @@ def test_tampered_artifact_fails_the_manifest_check(dashboard_artifact_dir, monk
 # --------------------------------------------------------------------------- overview
 
 
+def test_best_test_row_matches_served_names():
+    from app_pages._shared import best_test_row
+
+    rows = pd.DataFrame(
+        {
+            "ranker": ["hgb", "hgb", "hgb", "rf"],
+            "split": ["validation", "test", "test", "test"],
+            "candidate_set": ["history", "history", "history + Markov top-5", "history"],
+            "top1": [0.1, 0.2, 0.3, 0.4],
+        }
+    )
+    assert best_test_row(rows, "rf")["top1"] == 0.4
+    assert best_test_row(rows, "hgb_markov5")["top1"] == 0.3
+    assert best_test_row(rows.drop(columns="candidate_set").iloc[:2], "hgb_markov5")["top1"] == 0.2
+    assert best_test_row(rows, "lightgbm") is None and best_test_row(rows, None) is None
+
+
 def test_sidebar_shows_the_verified_build(dashboard_built):
     at = open_page(PAGES[0])
     no_exception(at)
