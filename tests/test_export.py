@@ -11,6 +11,7 @@ import pytest
 
 from core import export as E
 from core.errors import DataError
+from core.schema import USER_FEATURES
 
 
 # --------------------------------------------------------------------------- formula injection
@@ -277,3 +278,23 @@ def test_html_report_with_svg_renderer_is_self_contained():
 def test_unknown_report_block_is_an_error():
     with pytest.raises(ValueError):
         E.html_report("T", [E.ReportBlock("video", 1)], inline_svg=False)
+
+
+def test_chunked_unique_scoring_matches_core_anomaly_score():
+    """The anomaly page's path (distinct rows, chunks, one batch quantile) equals core.anomaly.score."""
+    from core import anomaly
+    from core import artifacts as A
+
+    arts = A.load_artifacts()
+    if arts.detector is None or arts.verified_path(A.USER_FEATURES) is None:
+        pytest.skip("no verified build in recsys_artifacts/")
+    features = pd.read_parquet(arts.verified_path(A.USER_FEATURES)).head(20_000)
+    features.loc[5, "events"] = np.nan  # one unscorable row
+    scores = E.score_unique_in_chunks(
+        features, USER_FEATURES, lambda c: anomaly.score(c, detector=arts.detector)["anomaly_score"], chunk_rows=3_000
+    )
+    for share in (None, 0.1):
+        expected = anomaly.score(features, share=share, detector=arts.detector)
+        ours = E.flag(scores, E.batch_threshold(scores, share, arts.detector.threshold))
+        np.testing.assert_allclose(ours["anomaly_score"], expected["anomaly_score"], rtol=0, atol=1e-12)
+        assert ours["is_anomaly"].tolist() == expected["is_anomaly"].tolist()
