@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from core.errors import ArtifactError
 
 log = logging.getLogger(__name__)
 
+ARTIFACT_DIR_ENV = "RECSYS_ARTIFACT_DIR"
 ARTIFACT_DIR = Path(__file__).resolve().parent.parent / "recsys_artifacts"
 
 MANIFEST = "manifest.json"
@@ -149,9 +151,15 @@ def _load_pickle(arts: Artifacts, name: str, expected: str) -> Any:
     return obj
 
 
+def default_dir() -> Path:
+    """The artifact directory: $RECSYS_ARTIFACT_DIR when set, else the repository's recsys_artifacts/."""
+    override = os.environ.get(ARTIFACT_DIR_ENV)
+    return Path(override) if override else ARTIFACT_DIR
+
+
 def load_artifacts(path: str | Path | None = None) -> Artifacts:
     """Verify the artifact directory against its manifest and load the models it holds."""
-    arts = Artifacts(path=Path(path) if path is not None else ARTIFACT_DIR)
+    arts = Artifacts(path=Path(path) if path is not None else default_dir())
     manifest_path = arts.path / MANIFEST
     if not manifest_path.exists():
         arts.problems.append(

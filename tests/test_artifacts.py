@@ -87,3 +87,9 @@ def test_empty_directory_is_usable_and_explains(tmp_path):
     assert arts.summary()["manifest_ok"] is False
     assert arts.read_table(artifacts.AUDIT_CSV) is None
     assert arts.read_json(artifacts.OPERATING_POINT) is None
+
+
+def test_environment_variable_points_the_loader_elsewhere(tmp_path, monkeypatch):
+    monkeypatch.setenv(artifacts.ARTIFACT_DIR_ENV, str(tmp_path))
+    arts = load_artifacts()
+    assert arts.path == tmp_path and arts.ranking_model is None

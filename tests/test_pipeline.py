@@ -109,7 +109,10 @@ def test_every_ranker_reported_on_test_with_case_counts(two_builds):
     for row in test_rows:
         assert row["n_cases"] > 0
         assert row["top1_all"] == pytest.approx(row["top1"] * row["coverage"], abs=1e-6)
-    assert metrics["best"] in {r["ranker"] for r in metrics["rankers"]}
+    validation = [r["top1_all"] for r in metrics["rankers"] if r["split"] == "validation"]
+    served = metrics["served_model"]
+    assert served["name"] == metrics["best"]
+    assert served["validation_top1_all"] == pytest.approx(max(validation))  # chosen on validation, not test
 
 
 def test_build_rejects_a_bad_events_file_with_a_clear_message(tmp_path):
