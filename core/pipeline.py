@@ -29,9 +29,11 @@ log = logging.getLogger(__name__)
 # Committed artifacts must stay a few MB: above this many events the cleaned table is sampled.
 CLEAN_EVENTS_COMMIT_LIMIT = 400_000
 RANKING_DATASET_COMMIT_ROWS = 60_000
+RESULTS_MD = "RESULTS.md"
 MARKOV_TOP_N = 5
 MARKOV_RANKERS = ("logreg", "hgb")
-LIBRARIES = ("numpy", "pandas", "scikit-learn", "pyarrow", "joblib", "streamlit", "fastapi")
+LIBRARIES = ("numpy", "pandas", "scikit-learn", "pyarrow", "joblib", "threadpoolctl", "streamlit", "altair",
+             "fastapi", "pydantic", "uvicorn")
 
 
 def peak_rss_mb() -> float:
@@ -225,6 +227,7 @@ def build(
         _honest_evaluation(events, inputs.labels, seed, share, out)
 
     with timer.stage("manifest"):
+        (out / RESULTS_MD).write_text(results_markdown(out))
         write_manifest(out, seed=seed, source=inputs.source, scale=scale, fingerprint=fp, events=events,
                        load_report=inputs.load_report, sampled_clean=len(committed) < len(clean))
     log.info("build finished: %s", ", ".join(f"{t['stage']} {t['seconds']}s" for t in timer.timings))
@@ -336,6 +339,79 @@ def _case_sample(cands: pd.DataFrame, max_rows: int) -> pd.DataFrame:
     step = int(np.ceil(len(cands) / max_rows))
     return cands[cands["case_id"] % step == 0].reset_index(drop=True)
 
+
+def _cell(value: Any) -> str:
+    """One Markdown table cell: floats to 3 decimals, ints with thousands separators."""
+    if isinstance(value, (float, np.floating)):
+        return "" if not np.isfinite(value) else f"{value:.3f}"
+    if isinstance(value, (int, np.integer)):
+        return f"{value:,}"
+    return str(value)
+
+
+def markdown_table(frame: pd.DataFrame, columns: dict[str, str]) -> list[str]:
+    """Lines of a Markdown table of ``frame``'s columns (keys) under the given headers (values)."""
+    cells = frame[list(columns)].astype(object).map(_cell)
+    header = "| " + " | ".join(columns.values()) + " |"
+    rule = "|" + "---|" * len(columns)
+    return [header, rule, *("| " + cells.agg(" | ".join, axis=1) + " |")]
+
+
+METRIC_COLUMNS = {"coverage": "coverage", "top1": "top1", "top3": "top3", "top1_all": "top1_all",
+                  "top3_all": "top3_all", "n_cases": "test cases"}
+
+
+def results_markdown(out: Path) -> str:
+    """The README's results tables, written from the artifacts of this build."""
+    summary = json.loads((out / artifacts.DATASET_SUMMARY).read_text())
+    metrics = pd.read_csv(out / artifacts.RANKING_METRICS_CSV)
+    before_after = json.loads((out / artifacts.BEFORE_AFTER_JSON).read_text())
+    op = json.loads((out / artifacts.OPERATING_POINT).read_text())
+    cleaning = before_after["cleaning"]
+    lines = [
+        f"Data: {summary['source']}: {summary['events']:,} events, {summary['visitors']:,} visitors, "
+        f"{summary['items']:,} items, {summary['categories']:,} categories.",
+        "",
+        "**Task 1, every ranker on the test cases** (test visitors = 20% of the visitors of the raw "
+        "events, split by visitor; the served model was chosen on a validation split of train):",
+        "",
+        *markdown_table(metrics[metrics["split"] == "test"],
+                        {"candidate_set": "candidates", "ranker": "ranker", **METRIC_COLUMNS}),
+        "",
+        f"**Task 2, operating point**: flag the top {op['share']:.0%} of users by anomaly score "
+        f"(threshold {op['threshold']:.4f} on {op['n_users']:,} users). Cleaning removed "
+        f"{cleaning['users_removed']:,} users ({cleaning['users_removed_share']:.1%}) and "
+        f"{cleaning['events_removed']:,} events ({cleaning['events_removed_share']:.1%}).",
+        "",
+        "**Raw vs cleaned runs** (each run splits its own events: two different test populations, "
+        "so the difference is not a gain):",
+        "",
+        *markdown_table(pd.DataFrame(before_after["runs"]),
+                        {"run": "run", "population": "population", "ranker": "ranker", **METRIC_COLUMNS}),
+    ]
+    honest = out / "task1_honest_evaluation.csv"
+    if honest.exists():
+        table = pd.read_csv(honest)
+        table = table[(table["metric"] == "top1_all") & (table["average"] == "per case")].copy()
+        table["ci"] = "[" + table["ci_low"].map(_cell) + ", " + table["ci_high"].map(_cell) + "]"
+        lines += ["", "**Same population** (one fixed test set; detector fitted on training visitors "
+                  "only; top1_all per case with a visitor-bootstrap 95% CI):", "",
+                  *markdown_table(table, {"split": "split", "ranker": "ranker", "population": "population",
+                                          "value": "top1_all", "ci": "95% CI", "n_cases": "cases",
+                                          "n_visitors": "visitors"})]
+    markov = out / "task1_markov_candidates.csv"
+    if markov.exists():
+        lines += ["", "**Candidate sets on the same test cases**:", "",
+                  *markdown_table(pd.read_csv(markov), {"split": "split", "candidate_set": "candidates",
+                                                        "coverage": "coverage", "top1_all": "top1_all",
+                                                        "top3_all": "top3_all", "n_cases": "cases"})]
+    quality = out / "task2_detector_quality.csv"
+    if quality.exists():
+        table = pd.read_csv(quality)
+        lines += ["", f"**Detector quality** ({table['population'].iloc[0]}):", "",
+                  *markdown_table(table, {"method": "method", "precision": "precision", "recall": "recall",
+                                          "pr_auc": "PR-AUC", "jaccard_with_volume_rule": "Jaccard with volume rule"})]
+    return "\n".join(lines) + "\n"
 
 def _commit_sample(clean: pd.DataFrame, seed: int) -> pd.DataFrame:
     """The cleaned events to commit: all of them when small, else whole visitors sampled."""
