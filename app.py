@@ -1,8 +1,8 @@
 """HTTP API over the core: next-category ranking and user anomaly scores.
 
 Run with ``uvicorn app:app``. The artifacts are loaded once, by the same loader and manifest
-check as the dashboard (``core.artifacts.load_artifacts``); ``RECSYS_ARTIFACT_DIR`` points it at
-another artifact directory. The endpoints only translate JSON to the core calls the dashboard
+check as the dashboard (``core.artifacts.load_artifacts``, which also reads
+``RECSYS_ARTIFACT_DIR``). The endpoints only translate JSON to the core calls the dashboard
 makes (``core.ranking.rank``, ``core.anomaly.score``) and back: no model logic lives here.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,14 +27,13 @@ from starlette.exceptions import HTTPException
 
 import core
 from core import anomaly, ranking
-from core.artifacts import RANKING_MODEL_PREFIX, Artifacts, load_artifacts
+from core.artifacts import Artifacts, default_dir, load_artifacts
 from core.errors import ArtifactError, DataError
 from core.ranking import MAX_VIEWS  # the core's own limit, so the two never disagree
 from core.schema import UNKNOWN_CATEGORY, USER_FEATURES
 
 log = logging.getLogger(__name__)
 
-ARTIFACT_DIR_ENV = "RECSYS_ARTIFACT_DIR"
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
@@ -49,12 +47,13 @@ MAX_COUNT = 10**9
 MAX_RATE = 1e9
 
 
-def resolve_artifact_dir(artifact_dir: str | Path | None = None) -> Path | None:
-    """The artifact directory: the explicit argument, else $RECSYS_ARTIFACT_DIR, else the default."""
-    if artifact_dir is not None:
-        return Path(artifact_dir)
-    env = os.environ.get(ARTIFACT_DIR_ENV, "").strip()
-    return Path(env) if env else None  # None: core.artifacts.ARTIFACT_DIR
+def resolve_artifact_dir(artifact_dir: str | Path | None = None) -> Path:
+    """The explicit directory, else ``core.artifacts.default_dir()``.
+
+    Kept for the scripts that import it (benchmarks/bench_api.py, scripts/make_examples.py,
+    tests/test_api_fuzz.py); the app itself passes its argument straight to load_artifacts.
+    """
+    return Path(artifact_dir) if artifact_dir is not None else default_dir()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -352,25 +351,10 @@ def get_artifacts(app: FastAPI) -> Artifacts:
         with _load_lock:
             arts = getattr(app.state, "artifacts", None)
             if arts is None:
-                arts = load_artifacts(resolve_artifact_dir(app.state.artifact_dir))
+                arts = load_artifacts(app.state.artifact_dir)
                 app.state.artifacts = arts
                 log.info("artifacts loaded from %s: %s", arts.path, arts.status)
     return arts
-
-
-def model_fallback_reason(arts: Artifacts) -> str | None:
-    """Why the ranking model is not used, in words (None when it is loaded)."""
-    if arts.ranking_model is not None:
-        return None
-    if arts.manifest is None:
-        return f"model artifact not loaded: no valid manifest.json in {arts.path}"
-    names = sorted(n for n in arts.status if n.startswith(RANKING_MODEL_PREFIX))
-    if not names:
-        return "model artifact missing: the manifest lists no ranking model"
-    status = arts.status[names[0]]
-    if status.startswith("tampered"):
-        return f"model artifact refused: {names[0]} sha256 differs from manifest"
-    return f"model artifact {status}: {names[0]}"
 
 
 def _finite(value: Any) -> float | None:
@@ -393,7 +377,10 @@ def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 
 def create_app(artifact_dir: str | Path | None = None) -> FastAPI:
-    """Build the API; ``artifact_dir`` (else $RECSYS_ARTIFACT_DIR) picks the artifacts it serves."""
+    """Build the API over ``artifact_dir``, passed to ``load_artifacts`` as is.
+
+    None means the loader's default: $RECSYS_ARTIFACT_DIR, else recsys_artifacts/.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -466,7 +453,7 @@ def create_app(artifact_dir: str | Path | None = None) -> FastAPI:
         with_items = all(v.itemid is not None for v in body.views)
         views = [v.model_dump(exclude=None if with_items else {"itemid"}) for v in body.views]
         result = ranking.rank(views, model=arts.ranking_model, top_k=body.top_k)
-        reason = model_fallback_reason(arts) or result.fallback_reason
+        reason = arts.ranking_fallback_reason() or result.fallback_reason
         table = result.ranking
         rows = [
             RankedCategory(categoryid=int(c), score=_finite(s), rank=int(r))

@@ -84,6 +84,23 @@ class Artifacts:
         """Name of the loaded ranking model, or None."""
         return getattr(self.ranking_model, "name", None)
 
+    def ranking_fallback_reason(self) -> str | None:
+        """Why the ranking model is not used, in one line (None when it is loaded).
+
+        The API's ``fallback_reason`` and the dashboard's ranking page both say it this way.
+        """
+        if self.ranking_model is not None:
+            return None
+        if self.manifest is None:
+            return f"model artifact not loaded: no valid {MANIFEST} in {self.path}"
+        names = sorted(n for n in self.status if n.startswith(RANKING_MODEL_PREFIX))
+        if not names:
+            return "model artifact missing: the manifest lists no ranking model"
+        status = self.status[names[0]]
+        if status.startswith("tampered"):
+            return f"model artifact refused: {names[0]} sha256 differs from manifest"
+        return f"model artifact {status}: {names[0]}"
+
     def verified_path(self, name: str) -> Path | None:
         """Path of a file whose hash matched the manifest, else None."""
         return self.path / name if self.status.get(name) == "ok" else None
@@ -152,8 +169,9 @@ def _load_pickle(arts: Artifacts, name: str, expected: str) -> Any:
 
 
 def default_dir() -> Path:
-    """The artifact directory: $RECSYS_ARTIFACT_DIR when set, else the repository's recsys_artifacts/."""
-    override = os.environ.get(ARTIFACT_DIR_ENV)
+    """The artifact directory: $RECSYS_ARTIFACT_DIR when set (and not blank), else the
+    repository's recsys_artifacts/. The only place the variable is read."""
+    override = os.environ.get(ARTIFACT_DIR_ENV, "").strip()
     return Path(override) if override else ARTIFACT_DIR
 
 

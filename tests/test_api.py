@@ -21,11 +21,12 @@ from fastapi.testclient import TestClient
 import app as api
 from core import anomaly, ranking
 from core.artifacts import (
-    ARTIFACT_DIR,
+    ARTIFACT_DIR_ENV,
     DETECTOR,
     MANIFEST,
     RANKING_MODEL_PREFIX,
     SCORED_USERS,
+    default_dir,
     load_artifacts,
 )
 from core.errors import DataError
@@ -36,7 +37,7 @@ EXAMPLES = Path(api.__file__).resolve().parent / "examples"
 
 def _artifact_dir() -> Path:
     """The artifacts the API serves by default."""
-    return api.resolve_artifact_dir() or ARTIFACT_DIR
+    return default_dir()
 
 
 needs_artifacts = pytest.mark.skipif(
@@ -368,7 +369,7 @@ def test_tampered_model_falls_back_to_rule_with_reason(artifact_copy, monkeypatc
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    monkeypatch.setenv(api.ARTIFACT_DIR_ENV, str(artifact_copy))  # create_app() reads it
+    monkeypatch.setenv(ARTIFACT_DIR_ENV, str(artifact_copy))  # load_artifacts() reads it
     with TestClient(api.create_app()) as c:
         body = example("rank_request.json")
         out = c.post("/rank", json=body).json()
@@ -376,6 +377,7 @@ def test_tampered_model_falls_back_to_rule_with_reason(artifact_copy, monkeypatc
         assert out["fallback_reason"] == (
             f"model artifact refused: {path.name} sha256 differs from manifest"
         )
+        assert out["fallback_reason"] == load_artifacts(artifact_copy).ranking_fallback_reason()
         direct = ranking.rank(body["views"], model=None, top_k=body["top_k"])
         assert [r["categoryid"] for r in out["ranking"]] == direct.ranking["categoryid"].tolist()
         health = c.get("/health").json()
@@ -434,11 +436,16 @@ def test_artifacts_are_loaded_once_per_app(tmp_path, monkeypatch):
 
 
 def test_env_var_is_read_in_one_place(tmp_path, monkeypatch):
-    monkeypatch.setenv(api.ARTIFACT_DIR_ENV, str(tmp_path))
-    assert api.resolve_artifact_dir() == tmp_path
-    assert api.resolve_artifact_dir("elsewhere") == Path("elsewhere")  # explicit argument wins
-    monkeypatch.setenv(api.ARTIFACT_DIR_ENV, "")
-    assert api.resolve_artifact_dir() is None  # core.artifacts.ARTIFACT_DIR
+    source = Path(api.__file__).read_text()
+    assert "environ" not in source and "getenv" not in source  # core.artifacts.default_dir reads it
+    monkeypatch.setenv(ARTIFACT_DIR_ENV, str(tmp_path))
+    with TestClient(api.create_app()) as c:
+        assert c.get("/health").json()["artifact_dir"] == str(tmp_path)
+    with TestClient(api.create_app(tmp_path / "elsewhere")) as c:  # an explicit argument wins
+        assert c.get("/health").json()["artifact_dir"] == str(tmp_path / "elsewhere")
+    assert api.resolve_artifact_dir() == tmp_path  # the helper older scripts import
+    monkeypatch.setenv(ARTIFACT_DIR_ENV, "  ")
+    assert api.resolve_artifact_dir() == default_dir()
 
 
 # ------------------------------------------------------------------------------ error mapping
