@@ -334,6 +334,96 @@ def test_score_table_keeps_input_columns(detector, train_features):
     assert "anomaly_score" not in t.columns  # input untouched
 
 
+def test_distinct_rows_group_identical_rows_only():
+    X = np.array([[1.0, 0.0], [1.0, 0.0], [2.0, 0.0], [1.0, 0.5], [2.0, 0.0]])
+    first, codes = anomaly.distinct_rows(X)
+    assert first.tolist() == [0, 2, 3] and codes.tolist() == [0, 0, 1, 2, 1]
+    assert np.array_equal(X[first][codes], X)
+    first, codes = anomaly.distinct_rows(X[:1])
+    assert first.tolist() == [0] and codes.tolist() == [0]
+
+
+def test_distinct_rows_survive_a_hash_collision(monkeypatch):
+    X = np.array([[1.0], [2.0], [1.0]])
+    monkeypatch.setattr(pd.util, "hash_pandas_object", lambda frame, index: pd.Series([7, 7, 7], dtype="uint64"))
+    first, codes = anomaly.distinct_rows(X)
+    assert first.tolist() == [0, 1, 2] and codes.tolist() == [0, 1, 2]
+
+
+def duplicated_messy_table(train_features: pd.DataFrame, n: int = 5_000) -> pd.DataFrame:
+    """n rows drawn with replacement from 300 users (many identical feature rows), a shuffled
+    index, and the four unscorable rows of messy_table mixed in."""
+    rng = np.random.default_rng(3)
+    t = train_features.iloc[rng.integers(0, 300, n)].copy()
+    t["visitorid"] = np.arange(n)  # distinct users with identical features
+    t.index = rng.permutation(n) + 1_000
+    bad = messy_table(train_features).loc[[99, 7, 1, 13]]
+    return pd.concat([t.iloc[:2000], bad, t.iloc[2000:]]).astype({"events": object, "view": float})
+
+
+@pytest.mark.parametrize("share", [None, 0.1])
+def test_scoring_distinct_rows_once_equals_scoring_every_row(detector, train_features, monkeypatch, share):
+    t = duplicated_messy_table(train_features)
+    ok = anomaly.validate_features(t).scorable
+    X = t.loc[ok, list(USER_FEATURES)].to_numpy(np.float64)
+    every_row = np.full(len(t), np.nan)
+    every_row[ok] = detector.score_samples(X)  # the reference: no de-duplication
+    threshold = detector.threshold if share is None else np.quantile(every_row[ok], 1 - share)
+
+    scored_rows: list[int] = []
+    real = anomaly.Detector.score_samples
+    monkeypatch.setattr(anomaly.Detector, "score_samples", lambda self, M: scored_rows.append(len(M)) or real(self, M))
+    monkeypatch.setattr(anomaly, "SCORE_CHUNK_ROWS", 120)
+    progress: list[float] = []
+    out = anomaly.score(t, share=share, detector=detector, on_progress=progress.append)
+
+    assert list(out.index) == list(t.index)  # every row, in input order
+    assert np.array_equal(out["anomaly_score"].to_numpy(), every_row, equal_nan=True)  # bit for bit
+    assert out.loc[~ok, "anomaly_score"].isna().all() and not out.loc[~ok, "is_anomaly"].any()
+    assert out["threshold"].iloc[0] == threshold
+    assert out["is_anomaly"].tolist() == (np.nan_to_num(every_row, nan=-np.inf) >= threshold).tolist()
+    n_distinct = len(anomaly.distinct_rows(X)[0])
+    assert n_distinct <= 300 and sum(scored_rows) == n_distinct  # each distinct row scored once
+    assert progress == pytest.approx([min(1.0, k * 120 / n_distinct) for k in range(1, len(progress) + 1)])
+    assert progress[-1] == 1.0
+
+
+def test_flag_scores_moves_the_share_without_rescoring(detector, train_features):
+    t = duplicated_messy_table(train_features, 1_000)
+    scores = anomaly.score(t, detector=detector)["anomaly_score"].to_numpy()
+    for share in (None, 0.02, 0.2):
+        again = anomaly.flag_scores(scores, share, detector, index=t.index)
+        pd.testing.assert_frame_equal(again, anomaly.score(t, share=share, detector=detector))
+    assert np.isnan(anomaly.threshold_for(np.array([np.nan]), 0.1, detector))
+    with pytest.raises(DataError, match="share"):
+        anomaly.flag_scores(scores, 1.5, detector)
+
+
+def test_scores_on_the_committed_build_do_not_depend_on_de_duplication():
+    """The committed detector on real demo features (about 3 users per distinct feature row)."""
+    from core import artifacts as A
+
+    arts = A.load_artifacts()
+    if arts.detector is None or arts.verified_path(A.USER_FEATURES) is None:
+        pytest.skip("no verified build in recsys_artifacts/")
+    features = pd.read_parquet(arts.verified_path(A.USER_FEATURES)).head(20_000)
+    features.loc[5, "events"] = np.nan  # one unscorable row
+    every_row = np.full(len(features), np.nan)
+    every_row[features.index != 5] = arts.detector.score_samples(features.drop(index=5))
+    for share in (None, 0.1):
+        out = anomaly.score(features, share=share, detector=arts.detector)
+        assert np.array_equal(out["anomaly_score"].to_numpy(), every_row, equal_nan=True)
+        expected = anomaly.flag_scores(every_row, share, arts.detector)
+        assert out["is_anomaly"].tolist() == expected["is_anomaly"].tolist()
+
+
+def test_progress_is_reported_when_nothing_is_scorable(detector, train_features):
+    t = train_features.iloc[:3].drop(columns="visitorid")
+    progress: list[float] = []
+    out = anomaly.score(t, detector=detector, on_progress=progress.append)
+    assert out["anomaly_score"].isna().all() and progress == [1.0]
+
+
 # --------------------------------------------------------------------------- validation
 
 
