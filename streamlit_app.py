@@ -3,25 +3,26 @@
 Run with ``streamlit run streamlit_app.py``. Artifacts come from ``recsys_artifacts/`` (or
 ``$RECSYS_ARTIFACT_DIR``), verified against their manifest by ``core.artifacts.load_artifacts``.
 
-The page scripts live in ``app_pages/``, not ``pages/``: with a ``pages/`` folder Streamlit falls
-back to its legacy multipage mode until a first session has called ``st.navigation``, so a
-first visitor's deep link (``/anomaly``) would run the page without this entry point.
+The page scripts live in ``pages/``. Until some session has called ``st.navigation``, Streamlit
+treats that folder as a legacy multipage app and runs a deep link (``/anomaly``) as the bare
+page script; every page's first line, ``entry_point_guard(__file__)``, notices that (no
+ENTRY_MARKER from this file) and hands the run over to this file, on the same page.
 """
 
 import streamlit as st
 
 from core import __version__
 from core.artifacts import REBUILD_HINT
-from app_pages._shared import artifacts
+from dashboard import ENTRY_MARKER, artifacts
 
 st.set_page_config(page_title="RecSys analytics", page_icon=":material/shopping_cart:", layout="wide")
 
 page = st.navigation(
     [
-        st.Page("app_pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
-        st.Page("app_pages/ranking.py", title="Next-category ranking", icon=":material/format_list_numbered:"),
-        st.Page("app_pages/anomaly.py", title="Anomalous users", icon=":material/person_alert:"),
-        st.Page("app_pages/cleaning_kpis.py", title="Cleaning KPIs", icon=":material/insights:"),
+        st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+        st.Page("pages/ranking.py", title="Next-category ranking", icon=":material/format_list_numbered:"),
+        st.Page("pages/anomaly.py", title="Anomalous users", icon=":material/person_alert:"),
+        st.Page("pages/cleaning_kpis.py", title="Cleaning KPIs", icon=":material/insights:"),
     ]
 )
 
@@ -52,4 +53,5 @@ with st.sidebar:
                 st.markdown(f"- {problem}")
     st.caption(f"{REBUILD_HINT} Artifact folder: `{info['artifact_dir']}` · core {__version__}")
 
+st.session_state[ENTRY_MARKER] = True  # the page's entry_point_guard checks and takes it
 page.run()

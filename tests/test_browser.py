@@ -1,8 +1,10 @@
 """The dashboard in a real browser: `streamlit run` + headless Debian Chromium via Playwright.
 
-Opens every page, checks no exception is shown, uploads a features file through the real
-file_uploader, moves the share slider with the keyboard, downloads the scored CSV and checks its
-rows, and saves a screenshot of each page under test-output/screenshots/.
+First, on a fresh server (Streamlit still in its legacy pages/ mode), opens a deep link and checks
+the entry point ran anyway (sidebar status, navigation, the right page). Then opens every page,
+checks no exception is shown, uploads a features file through the real file_uploader, moves the
+share slider with the keyboard, downloads the scored CSV and checks its rows, and saves a
+screenshot of each page under test-output/screenshots/.
 Skipped outside CI when /usr/bin/chromium is missing; with CI=true it fails instead.
 """
 
@@ -14,12 +16,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from core import artifacts as A
+from core.export import svg_renderer_available
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -34,6 +38,13 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 PAGES = {"overview": "", "ranking": "ranking", "anomaly": "anomaly", "cleaning_kpis": "cleaning_kpis"}
+TITLES = {
+    "overview": "E-commerce recommendation analytics",
+    "ranking": "Next-category ranking",
+    "anomaly": "Anomalous users",
+    "cleaning_kpis": "Cleaning KPIs",
+}
+NAV_LINKS = ["Overview", "Next-category ranking", "Anomalous users", "Cleaning KPIs"]
 IN_CI = os.environ.get("CI") == "true"
 
 
@@ -46,7 +57,7 @@ def _skip_or_fail(reason: str) -> None:
 @pytest.fixture(scope="module")
 def browser_artifact_dir() -> Path:
     """A built artifact directory: $RECSYS_ARTIFACT_DIR if set, else the committed one."""
-    path = Path(os.environ.get("RECSYS_ARTIFACT_DIR") or A.ARTIFACT_DIR)
+    path = A.default_dir()
     if not A.load_artifacts(path).manifest_ok:
         _skip_or_fail(f"no verified artifacts in {path}; run `python -m core build`")
     return path
@@ -58,14 +69,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def dashboard_url(browser_artifact_dir, tmp_path_factory):
-    """A `streamlit run` of the dashboard on a free local port, healthy before the tests start."""
+@contextmanager
+def streamlit_server(artifact_dir: Path, log_path: Path):
+    """A fresh `streamlit run streamlit_app.py` on a free local port, healthy when yielded."""
     if not CHROMIUM.exists():
         _skip_or_fail(f"{CHROMIUM} is missing (apt-get install chromium)")
     port = _free_port()
-    log = (tmp_path_factory.mktemp("streamlit") / "streamlit.log").open("w")
-    env = dict(os.environ, RECSYS_ARTIFACT_DIR=str(browser_artifact_dir))
+    log = log_path.open("w")
+    env = dict(os.environ, **{A.ARTIFACT_DIR_ENV: str(artifact_dir)})
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
          "--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
@@ -73,25 +84,33 @@ def dashboard_url(browser_artifact_dir, tmp_path_factory):
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-                if resp.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"streamlit did not become healthy; see {log.name}")
-        time.sleep(0.5)
-    yield url
-    proc.terminate()
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not become healthy; see {log.name}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(browser_artifact_dir, tmp_path_factory):
+    """One server for this module; no page is opened before the first test's deep link."""
+    with streamlit_server(browser_artifact_dir, tmp_path_factory.mktemp("streamlit") / "streamlit.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -133,12 +152,40 @@ def assert_no_exception(pg) -> None:
     assert pg.locator('[data-testid="stException"]').count() == 0, pg.locator('[data-testid="stException"]').first.inner_text()
 
 
-# a deep link first: a fresh server must still run the entry point (sidebar, navigation)
+def assert_entry_point_ran(pg, name: str) -> None:
+    """The requested page, inside streamlit_app.py: its title, URL, sidebar status and navigation."""
+    assert_no_exception(pg)
+    assert pg.locator("h1").first.inner_text().strip() == TITLES[name]
+    assert pg.url.rstrip("/").endswith(PAGES[name]) if PAGES[name] else pg.url.rstrip("/").count("/") == 2
+    assert pg.locator('[data-testid="stSidebar"]').get_by_text("Manifest check passed").is_visible()
+    nav = pg.locator('[data-testid="stSidebarNav"] a')
+    assert [t.strip().splitlines()[-1] for t in nav.all_inner_texts()] == NAV_LINKS  # not the legacy list
+    assert pg.get_by_text("Page not found").count() == 0
+
+
+# The first test of the module, on a fresh server: Streamlit is still in its legacy pages/ mode,
+# which runs a deep link as the bare page script; the page's guard must hand over to the entry point.
+def test_deep_link_first_on_a_fresh_server_runs_the_entry_point(page, dashboard_url):
+    open_page(page, dashboard_url, "anomaly")
+    assert_entry_point_ran(page, "anomaly")
+    assert page.get_by_text("Upload a features file or use the demo features to begin.").is_visible()
+    page.screenshot(path=str(SHOTS / "deep_link_first.png"), full_page=True)
+
+
+def test_home_first_on_a_fresh_server(browser_artifact_dir, page, tmp_path):
+    with streamlit_server(browser_artifact_dir, tmp_path / "streamlit.log") as url:
+        open_page(page, url, "overview")
+        assert_entry_point_ran(page, "overview")
+        page.get_by_role("link", name="Cleaning KPIs").click()
+        page.locator("h1").get_by_text(TITLES["cleaning_kpis"]).wait_for()
+        settle(page)
+        assert_entry_point_ran(page, "cleaning_kpis")
+
+
 @pytest.mark.parametrize("name", ["ranking", "overview", "cleaning_kpis"])
 def test_page_renders_without_exception(page, dashboard_url, name):
     open_page(page, dashboard_url, name)
-    assert_no_exception(page)
-    assert page.locator('[data-testid="stSidebar"]').get_by_text("Manifest check passed").is_visible()
+    assert_entry_point_ran(page, name)
     if name != "ranking":
         assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 1
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
@@ -152,7 +199,10 @@ def test_cleaning_report_download_is_one_html_file(page, dashboard_url, tmp_path
     info.value.save_as(saved)
     html = saved.read_text()
     assert html.startswith("<!DOCTYPE html>") and "Ranking before and after cleaning" in html
-    assert "<svg" in html or "vegaEmbed(" in html
+    if svg_renderer_available():  # pinned in requirements.txt: a self-contained report
+        assert "<svg" in html and "vegaEmbed(" not in html and "cdn.jsdelivr.net" not in html
+    else:
+        assert "vegaEmbed(" in html
     SHOTS.mkdir(parents=True, exist_ok=True)
     (SHOTS.parent / "cleaning_kpis_report.html").write_text(html)
     page.goto(saved.as_uri())

@@ -8,6 +8,7 @@ widgets in Chromium.
 
 from __future__ import annotations
 
+import ast
 import io
 import os
 from pathlib import Path
@@ -22,14 +23,14 @@ from core.export import parquet_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "streamlit_app.py")
-PAGES = ["app_pages/overview.py", "app_pages/ranking.py", "app_pages/anomaly.py", "app_pages/cleaning_kpis.py"]
+PAGES = ["pages/overview.py", "pages/ranking.py", "pages/anomaly.py", "pages/cleaning_kpis.py"]
 TIMEOUT = 60
 
 
 @pytest.fixture(scope="session")
 def dashboard_artifact_dir() -> Path:
     """A built artifact directory: $RECSYS_ARTIFACT_DIR if set, else the committed one."""
-    path = Path(os.environ.get("RECSYS_ARTIFACT_DIR") or A.ARTIFACT_DIR)
+    path = A.default_dir()
     if not A.load_artifacts(path).manifest_ok:
         message = f"no verified artifacts in {path}; run `python -m core build`"
         if os.environ.get("CI") == "true":
@@ -41,14 +42,14 @@ def dashboard_artifact_dir() -> Path:
 @pytest.fixture
 def dashboard_built(monkeypatch, dashboard_artifact_dir) -> Path:
     """Point the dashboard at the built artifacts."""
-    monkeypatch.setenv("RECSYS_ARTIFACT_DIR", str(dashboard_artifact_dir))
+    monkeypatch.setenv(A.ARTIFACT_DIR_ENV, str(dashboard_artifact_dir))
     return dashboard_artifact_dir
 
 
 @pytest.fixture
 def dashboard_empty(monkeypatch, tmp_path) -> Path:
     """Point the dashboard at an empty artifact directory (nothing built)."""
-    monkeypatch.setenv("RECSYS_ARTIFACT_DIR", str(tmp_path))
+    monkeypatch.setenv(A.ARTIFACT_DIR_ENV, str(tmp_path))
     return tmp_path
 
 
@@ -104,15 +105,31 @@ def test_sidebar_without_artifacts_says_no_build(dashboard_empty):
 
 
 def test_ranking_without_model_falls_back_to_rule_and_says_why(dashboard_empty):
-    at = open_page("app_pages/ranking.py")
+    at = open_page("pages/ranking.py")
     warnings = texts(at.warning)
-    assert "No verified ranking model" in warnings and "manifest.json" in warnings
-    assert "count + recency rule" in warnings and "no model given" in warnings
+    reason = A.load_artifacts(dashboard_empty).ranking_fallback_reason()  # the API's words too
+    assert reason.startswith("model artifact not loaded: no valid manifest.json")
+    assert "No verified ranking model" in warnings and f"fallback: {reason}" in warnings
+    assert "count + recency rule" in warnings
     assert at.dataframe  # the fixed example was ranked
 
 
+def test_tampered_model_is_named_on_the_ranking_page(dashboard_artifact_dir, monkeypatch, tmp_path):
+    import shutil
+
+    copy = tmp_path / "arts"
+    shutil.copytree(dashboard_artifact_dir, copy)
+    model = next(copy.glob(A.RANKING_MODEL_PREFIX + "*.joblib"))
+    with open(model, "ab") as handle:
+        handle.write(b"x")
+    monkeypatch.setenv(A.ARTIFACT_DIR_ENV, str(copy))
+    at = open_page("pages/ranking.py")
+    no_exception(at)
+    assert f"model artifact refused: {model.name} sha256 differs from manifest" in texts(at.warning)
+
+
 def test_anomaly_without_detector_still_validates(dashboard_empty):
-    at = open_page("app_pages/anomaly.py")
+    at = open_page("pages/anomaly.py")
     assert "No verified anomaly detector" in texts(at.warning)
     at = upload(at, "f.csv", b"visitorid,events\n1,2\n")
     no_exception(at)
@@ -128,18 +145,48 @@ def test_tampered_artifact_fails_the_manifest_check(dashboard_artifact_dir, monk
     shutil.copytree(dashboard_artifact_dir, copy)
     with open(copy / A.OPERATING_POINT, "a") as handle:
         handle.write(" ")
-    monkeypatch.setenv("RECSYS_ARTIFACT_DIR", str(copy))
+    monkeypatch.setenv(A.ARTIFACT_DIR_ENV, str(copy))
     at = open_page(PAGES[0])
     no_exception(at)
     assert "Manifest check failed" in texts(at.sidebar.error)
     assert any("sha256" in str(e.value) for e in at.sidebar.markdown)
 
 
+def test_a_rebuild_or_another_artifact_dir_is_picked_up_without_a_restart(dashboard_empty, dashboard_artifact_dir, monkeypatch):
+    at = open_page(PAGES[0])
+    assert "No build found" in texts(at.sidebar.warning)
+    monkeypatch.setenv(A.ARTIFACT_DIR_ENV, str(dashboard_artifact_dir))  # the cache key changes
+    at.run()
+    no_exception(at)
+    assert "Manifest check passed" in texts(at.sidebar.success)
+
+
+# --------------------------------------------------------------------------- pages/ and the guard
+
+
+def test_pages_folder_holds_only_guarded_pages():
+    """Legacy multipage mode lists every pages/*.py as a page, so nothing else lives there,
+    and each page's first statement after its imports is the entry-point guard."""
+    scripts = sorted(p.name for p in (ROOT / "pages").glob("*.py"))
+    assert scripts == sorted(Path(p).name for p in PAGES)
+    for name in scripts:
+        body = [n for n in ast.parse((ROOT / "pages" / name).read_text()).body[1:]  # after the docstring
+                if not isinstance(n, (ast.Import, ast.ImportFrom))]
+        assert ast.unparse(body[0]) == "entry_point_guard(__file__)", name
+
+
+def test_a_page_started_on_its_own_says_how_to_start_the_dashboard(dashboard_empty):
+    at = AppTest.from_file(str(ROOT / "pages" / "overview.py"), default_timeout=TIMEOUT).run()
+    no_exception(at)
+    assert "streamlit run streamlit_app.py" in texts(at.error)
+    assert not at.title  # the page itself did not run
+
+
 # --------------------------------------------------------------------------- overview
 
 
 def test_best_test_row_matches_served_names():
-    from app_pages._shared import best_test_row
+    from dashboard import best_test_row
 
     rows = pd.DataFrame(
         {
@@ -165,7 +212,7 @@ def test_sidebar_shows_the_verified_build(dashboard_built):
 
 
 def test_overview_shows_dataset_and_headline_kpis(dashboard_built):
-    at = open_page("app_pages/overview.py")
+    at = open_page("pages/overview.py")
     no_exception(at)
     labels = {m.label: m.value for m in at.metric}
     for label in ["Events", "Visitors", "Items", "Categories", "Top-1 (covered)", "Top-3 (covered)",
@@ -181,7 +228,7 @@ def test_overview_shows_dataset_and_headline_kpis(dashboard_built):
 
 
 def test_ranking_uses_the_model_on_the_real_example(dashboard_built):
-    at = open_page("app_pages/ranking.py")
+    at = open_page("pages/ranking.py")
     no_exception(at)
     name = A.load_artifacts(dashboard_built).ranking_model_name
     assert f"Ranked by the model **{name}**" in texts(at.success)
@@ -191,7 +238,7 @@ def test_ranking_uses_the_model_on_the_real_example(dashboard_built):
 
 
 def test_top_k_slider_changes_the_number_of_categories(dashboard_built):
-    at = open_page("app_pages/ranking.py")
+    at = open_page("pages/ranking.py")
     at.session_state["views_base"] = pd.DataFrame(
         {"timestamp": [1_000 * i for i in range(6)], "categoryid": [1, 2, 3, 4, 5, 6], "itemid": [pd.NA] * 6}
     )
@@ -212,7 +259,7 @@ def test_top_k_slider_changes_the_number_of_categories(dashboard_built):
     ],
 )
 def test_editor_validation_errors_name_the_row(dashboard_built, table, words):
-    at = open_page("app_pages/ranking.py")
+    at = open_page("pages/ranking.py")
     at.toggle(key="views_in_ms").set_value(True).run()
     at.session_state["views_base"] = pd.DataFrame(table)  # what the editor shows and returns
     at.run()
@@ -221,7 +268,7 @@ def test_editor_validation_errors_name_the_row(dashboard_built, table, words):
 
 
 def test_switching_timestamp_mode_keeps_the_table(dashboard_built):
-    at = open_page("app_pages/ranking.py")
+    at = open_page("pages/ranking.py")
     at.session_state["views_base"] = pd.DataFrame({"timestamp": [1433152800000, 1433152860000], "categoryid": [7, 8]})
     at.run()
     before = frame(at, "rank", "categoryid", "score")
@@ -234,7 +281,7 @@ def test_switching_timestamp_mode_keeps_the_table(dashboard_built):
 
 
 def test_datetime_mode_validation_error(dashboard_built):
-    at = open_page("app_pages/ranking.py")
+    at = open_page("pages/ranking.py")
     at.session_state["views_base"] = pd.DataFrame({"timestamp": [1433152800000, None], "categoryid": [3, 4]})
     at.run()
     no_exception(at)
@@ -242,7 +289,7 @@ def test_datetime_mode_validation_error(dashboard_built):
 
 
 def test_pasted_csv_accepts_dates_and_names_non_numeric_rows(dashboard_built):
-    at = open_page("app_pages/ranking.py")
+    at = open_page("pages/ranking.py")
     at.radio(key="views_mode").set_value("Pasted CSV").run()
     at.text_area(key="views_csv").input("timestamp,categoryid\n2015-06-01 10:00,12\n2015-06-01 10:05,13\n").run()
     no_exception(at)
@@ -255,7 +302,7 @@ def test_pasted_csv_accepts_dates_and_names_non_numeric_rows(dashboard_built):
 
 
 def test_reset_restores_the_example(dashboard_built):
-    at = open_page("app_pages/ranking.py")
+    at = open_page("pages/ranking.py")
     at.toggle(key="views_in_ms").set_value(True).run()
     at.session_state["views_base"] = pd.DataFrame({"timestamp": [0, 1], "categoryid": [3, -5]})
     at.run()
@@ -266,7 +313,7 @@ def test_reset_restores_the_example(dashboard_built):
 
 
 def test_sampler_draws_a_real_visitor_and_reports_hit_or_miss(dashboard_built):
-    at = open_page("app_pages/ranking.py")
+    at = open_page("pages/ranking.py")
     first = texts(at.markdown)
     at.button(key="sample").click().run()
     no_exception(at)
@@ -291,7 +338,7 @@ def test_sampler_draws_a_real_visitor_and_reports_hit_or_miss(dashboard_built):
 
 
 def test_demo_features_are_scored_with_the_frozen_operating_point(dashboard_built):
-    at = open_page("app_pages/anomaly.py")
+    at = open_page("pages/anomaly.py")
     at.button(key="use_demo").click().run()
     no_exception(at)
     features = demo_features(dashboard_built)
@@ -312,7 +359,7 @@ def test_demo_features_are_scored_with_the_frozen_operating_point(dashboard_buil
 
 
 def test_share_slider_flags_that_share_of_the_batch(dashboard_built):
-    at = open_page("app_pages/anomaly.py")
+    at = open_page("pages/anomaly.py")
     at.button(key="use_demo").click().run()
     at.radio(key="anomaly_mode").set_value("a share of this batch").run()
     at.slider(key="share_pct").set_value(10).run()
@@ -332,7 +379,7 @@ def test_uploaded_csv_with_bad_rows_lists_them_and_keeps_every_row(dashboard_bui
     features.loc[7, "night_share"] = np.inf
     features.loc[9, "visitorid"] = features.loc[8, "visitorid"]
     features["note"] = "=HYPERLINK(\"http://x\")"
-    at = open_page("app_pages/anomaly.py")
+    at = open_page("pages/anomaly.py")
     at = upload(at, "features.csv", features.to_csv(index=False).encode())
     no_exception(at)
     problems = frame(at, "row", "problem")
@@ -357,7 +404,7 @@ def test_uploaded_csv_with_bad_rows_lists_them_and_keeps_every_row(dashboard_bui
     ],
 )
 def test_bad_files_get_a_clear_error(dashboard_built, name, data, words):
-    at = open_page("app_pages/anomaly.py")
+    at = open_page("pages/anomaly.py")
     at = upload(at, name, data)
     no_exception(at)
     assert words in texts(at.error)
@@ -367,7 +414,7 @@ def test_bad_files_get_a_clear_error(dashboard_built, name, data, words):
 def test_missing_and_extra_columns_are_reported(dashboard_built):
     features = demo_features(dashboard_built).head(50).drop(columns=["night_share", "p95_gap_s"])
     features["colour"] = "red"
-    at = open_page("app_pages/anomaly.py")
+    at = open_page("pages/anomaly.py")
     at = upload(at, "f.parquet", parquet_bytes(features))
     no_exception(at)
     assert "night_share" in texts(at.error) and "p95_gap_s" in texts(at.error)
@@ -379,7 +426,7 @@ def test_missing_and_extra_columns_are_reported(dashboard_built):
 
 
 def test_cleaning_kpis_page_shows_charts_captions_and_report(dashboard_built):
-    at = open_page("app_pages/cleaning_kpis.py")
+    at = open_page("pages/cleaning_kpis.py")
     no_exception(at)
     charts = len(at.get("arrow_vega_lite_chart"))
     assert charts >= 3

@@ -12,7 +12,9 @@ import streamlit as st
 
 from core import artifacts as A
 from core.export import ReportBlock, html_report, json_tables, svg_renderer_available
-from app_pages._shared import best_test_row, count, missing, pct, read_json, table
+from dashboard import best_test_row, count, entry_point_guard, missing, pct, read_json, table
+
+entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server
 
 METRICS = ["coverage", "top1", "top3", "top1_all", "top3_all"]
 

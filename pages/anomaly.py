@@ -8,18 +8,11 @@ import streamlit as st
 from core import anomaly
 from core import artifacts as A
 from core.errors import DataError
-from core.export import (
-    SCORE_CHUNK_ROWS,
-    batch_threshold,
-    csv_bytes,
-    flag,
-    parquet_bytes,
-    read_table_upload,
-    score_unique_in_chunks,
-    with_scores,
-)
+from core.export import csv_bytes, parquet_bytes, read_table_upload, with_scores
 from core.schema import USER_FEATURES
-from app_pages._shared import artifacts, count, pct
+from dashboard import artifacts, count, entry_point_guard, pct
+
+entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server
 
 MAX_FLAGGED_SHOWN = 1_000
 
@@ -136,20 +129,17 @@ else:
 
 # --- 4. Scores -------------------------------------------------------------------------------
 score_key = (source["token"], detector.threshold, detector.fingerprint)  # a rebuild rescores
-if st.session_state.get("anomaly_scores", (None,))[0] != score_key:
+if st.session_state.get("anomaly_scores", (None,))[0] != score_key:  # scored once per file
     bar = st.progress(0.0, text="Scoring…")
-    scores = score_unique_in_chunks(  # identical feature rows are scored once
-        df,
-        USER_FEATURES,
-        lambda chunk: anomaly.score(chunk, detector=detector)["anomaly_score"],
-        chunk_rows=SCORE_CHUNK_ROWS,
+    scored = anomaly.score(  # the API's call; identical feature rows are scored once
+        df, detector=detector,
         on_progress=lambda done: bar.progress(done, text=f"Scoring… {done:.0%} of the distinct feature rows"),
     )
     bar.empty()
-    st.session_state.anomaly_scores = (score_key, scores)
+    st.session_state.anomaly_scores = (score_key, scored["anomaly_score"].to_numpy())
 scores = st.session_state.anomaly_scores[1]
-threshold = batch_threshold(scores, share, detector.threshold)
-flags = flag(scores, threshold)
+flags = anomaly.flag_scores(scores, share, detector)  # score()'s threshold rule, without rescoring
+threshold = float(flags["threshold"].iloc[0])
 
 st.header("4 · Results")
 c = st.columns(4)

@@ -8,7 +8,9 @@ from core import artifacts as A
 from core.errors import DataError
 from core.export import history_before, ms_to_datetimes, sample_visitor, views_from_csv_text, views_from_editor
 from core.ranking import rank
-from app_pages._shared import artifacts, sequences
+from dashboard import artifacts, entry_point_guard, sequences
+
+entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server
 
 FALLBACK_EXAMPLE = pd.DataFrame(
     {  # used only when the cleaned demo events are not built: 5 views within 40 minutes
@@ -34,10 +36,11 @@ def example_views() -> pd.DataFrame:
 
 def show_ranking(result) -> None:
     """Which ranker ranked, the bar chart and table of scores, and each candidate's features."""
-    if result.fallback_reason is None:
+    reason = artifacts().ranking_fallback_reason() or result.fallback_reason  # as the API says it
+    if reason is None:
         st.success(f"Ranked by the model **{result.ranker}** from {result.n_history_views} history view(s).")
     else:
-        st.warning(f"Ranked by the **count + recency rule** (fallback: {result.fallback_reason}).")
+        st.warning(f"Ranked by the **count + recency rule** (fallback: {reason}).")
     ranking = result.ranking.assign(category=lambda d: d["categoryid"].astype(str))
     bars = (
         alt.Chart(ranking)
@@ -71,10 +74,9 @@ st.caption(
 arts = artifacts()
 model = arts.ranking_model
 if model is None:
-    reasons = [p for p in arts.problems if A.RANKING_MODEL_PREFIX in p or A.MANIFEST in p] or arts.problems
     st.warning(
-        "No verified ranking model is loaded, so the count + recency rule ranks instead. "
-        + " ".join(reasons[:2]),
+        f"No verified ranking model is loaded ({arts.ranking_fallback_reason()}), so the count + "
+        f"recency rule ranks instead. {A.REBUILD_HINT}",
         icon=":material/warning:",
     )
 top_k = st.slider("Categories to show (top k)", min_value=1, max_value=20, value=5, key="top_k")

@@ -1,8 +1,12 @@
-"""What every page shares: the cached artifacts (same loader as the API) and small UI pieces."""
+"""What every dashboard page shares: the entry-point guard, the cached artifacts (the API's
+loader) and small UI pieces.
+
+It lives next to streamlit_app.py, not in pages/: Streamlit's legacy multipage mode lists every
+``pages/*.py`` (even ``_shared.py``) as a page.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +16,45 @@ import streamlit as st
 from core import artifacts as A
 from core.export import view_sequences
 
-# The one place the dashboard reads the artifact directory (the API reads the same variable).
-ARTIFACT_DIR_ENV = "RECSYS_ARTIFACT_DIR"
+ENTRY_POINT = Path(__file__).resolve().parent / "streamlit_app.py"
+# Set by streamlit_app.py on every run, just before it runs the page; each page's guard takes it.
+ENTRY_MARKER = "_ran_streamlit_app"
+_HANDED_OVER = "_handed_over_to_streamlit_app"
 
 
-def artifact_dir() -> Path:
-    """$RECSYS_ARTIFACT_DIR when set, else the repository's recsys_artifacts/."""
-    return Path(os.environ.get(ARTIFACT_DIR_ENV) or A.ARTIFACT_DIR)
+def entry_point_guard(page_file: str) -> None:
+    """First line of every page: make sure the page runs inside streamlit_app.py.
+
+    With a ``pages/`` folder, Streamlit 1.51 starts in its legacy multipage mode and runs a
+    deep link (``/anomaly``) as the bare page script until some session has called
+    st.navigation. Then this page's run has no marker: it calls st.navigation itself (which
+    ends legacy mode for the whole server) and switches to its own page, so the rerun goes
+    through streamlit_app.py and lands on the requested page, with the sidebar.
+    """
+    if st.session_state.pop(ENTRY_MARKER, False):
+        st.session_state.pop(_HANDED_OVER, None)
+        return
+    if st.session_state.get(_HANDED_OVER):  # already tried once: the app was not started right
+        st.error("Start the dashboard with `streamlit run streamlit_app.py`.", icon=":material/block:")
+        st.stop()
+    st.session_state[_HANDED_OVER] = True
+    # The same file, so the same inferred URL path and page hash as the entry point's st.Page.
+    # Not the default page: a default page's URL is "/", and "/anomaly" would be "not found".
+    page = st.Page(Path(page_file))
+    st.navigation([st.Page(ENTRY_POINT), page], position="hidden")
+    st.switch_page(page)
 
 
 def _manifest_stamp(path: Path) -> float:
     """mtime of the manifest (0 when absent): a rebuild changes it, which refreshes the caches."""
     manifest = path / A.MANIFEST
     return manifest.stat().st_mtime if manifest.exists() else 0.0
+
+
+def _build() -> tuple[str, float]:
+    """The cache key of the current build: artifact directory and manifest mtime."""
+    path = A.default_dir()  # $RECSYS_ARTIFACT_DIR, read by core.artifacts only
+    return str(path), _manifest_stamp(path)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Verifying and loading the artifacts…")
@@ -35,8 +65,7 @@ def _load(path: str, stamp: float) -> A.Artifacts:
 
 def artifacts() -> A.Artifacts:
     """The verified artifacts of the current build."""
-    path = artifact_dir()
-    return _load(str(path), _manifest_stamp(path))
+    return _load(*_build())
 
 
 @st.cache_data(max_entries=16, ttl=3600, show_spinner=False)
@@ -53,14 +82,12 @@ def _json(path: str, stamp: float, name: str) -> dict[str, Any] | None:
 
 def table(name: str) -> pd.DataFrame | None:
     """A verified CSV/parquet artifact, or None when it is missing or refused."""
-    path = artifact_dir()
-    return _table(str(path), _manifest_stamp(path), name)
+    return _table(*_build(), name)
 
 
 def read_json(name: str) -> dict[str, Any] | None:
     """A verified JSON artifact, or None when it is missing or refused."""
-    path = artifact_dir()
-    return _json(str(path), _manifest_stamp(path), name)
+    return _json(*_build(), name)
 
 
 def missing(what: str, name: str) -> None:
@@ -88,8 +115,7 @@ def _sequences(path: str, stamp: float) -> pd.DataFrame | None:
 
 def sequences() -> pd.DataFrame | None:
     """Views with a known category of the cleaned events, sorted per visitor; None if not built."""
-    path = artifact_dir()
-    return _sequences(str(path), _manifest_stamp(path))
+    return _sequences(*_build())
 
 
 def best_test_row(rows: pd.DataFrame, best: str | None) -> pd.Series | None:

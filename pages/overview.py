@@ -5,7 +5,9 @@ import pandas as pd
 import streamlit as st
 
 from core import artifacts as A
-from app_pages._shared import best_test_row, count, missing, pct, read_json, table
+from dashboard import best_test_row, count, entry_point_guard, missing, pct, read_json, table
+
+entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server
 
 st.title("E-commerce recommendation analytics")
 st.caption(
