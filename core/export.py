@@ -1,6 +1,7 @@
 """UI-free helpers of the dashboard: reading uploads, safe downloads, views tables, HTML reports.
 
-Nothing here imports Streamlit, so every helper is unit-tested without a browser.
+Nothing here imports Streamlit, so every helper is unit-tested without a browser. Scoring is not
+here: the dashboard calls ``core.anomaly.score`` (chunks, progress, de-duplication) like the API.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").
 FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
 UPLOAD_EXTENSIONS: tuple[str, ...] = (".parquet", ".pq", ".csv")
-SCORE_CHUNK_ROWS = 200_000
 CSV_ROWS_PER_THREAD = 100_000
 VIEW_COLUMNS: tuple[str, ...] = ("timestamp", "categoryid", "itemid")
 
@@ -140,90 +140,6 @@ def read_table_upload(name: str, data: bytes) -> pd.DataFrame:
     if len(df) == 0:
         raise DataError(f"{name!r} has columns but no rows; there is nothing to score.")
     return df
-
-
-# --------------------------------------------------------------------------- scoring
-
-
-def score_in_chunks(
-    features: pd.DataFrame,
-    score_chunk: Callable[[pd.DataFrame], pd.Series],
-    chunk_rows: int = SCORE_CHUNK_ROWS,
-    on_progress: Callable[[float], None] | None = None,
-) -> np.ndarray:
-    """Anomaly scores of every row, computed chunk by chunk so a progress bar can move.
-
-    A row's score does not depend on the other rows, so chunking changes nothing; the batch
-    threshold (a quantile over all rows) is taken once afterwards by ``flag``.
-    """
-    n = len(features)
-    scores = np.empty(n, dtype="float64")
-    for start in range(0, n, chunk_rows):
-        stop = min(start + chunk_rows, n)
-        scores[start:stop] = np.asarray(score_chunk(features.iloc[start:stop]), dtype="float64")
-        if on_progress is not None:
-            on_progress(stop / n)
-    return scores
-
-
-def unique_rows(df: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(positions of each distinct row of df[columns], code of every row into them).
-
-    Rows are grouped by a 64-bit hash of their values and every row is then compared with its
-    group's representative, so a hash collision can never merge two different rows (if one
-    ever happened, every row is simply its own group).
-    """
-    cols = [c for c in columns if c in df.columns]
-    n = len(df)
-    identity = (np.arange(n), np.arange(n))
-    if not cols or n == 0:
-        return identity
-    hashes = pd.util.hash_pandas_object(df[cols], index=False).to_numpy()
-    codes, uniques = pd.factorize(hashes)
-    first = np.full(len(uniques), n, dtype=np.int64)
-    np.minimum.at(first, codes, np.arange(n))
-    for col in cols:  # a loop over columns; each comparison is vectorised over all rows
-        values = df[col].to_numpy()
-        rep = values[first[codes]]
-        same = pd.Series(values == rep) | (pd.isna(values) & pd.isna(rep))
-        if not same.all():
-            log.warning("hash collision in unique_rows: scoring every row on its own")
-            return identity
-    return first, codes
-
-
-def score_unique_in_chunks(
-    features: pd.DataFrame,
-    columns: Sequence[str],
-    score_chunk: Callable[[pd.DataFrame], pd.Series],
-    chunk_rows: int = SCORE_CHUNK_ROWS,
-    on_progress: Callable[[float], None] | None = None,
-) -> np.ndarray:
-    """score_in_chunks on the distinct rows of features[columns] only, mapped back to every row.
-
-    A score depends on the feature values alone; real RetailRocket-like data has ~3 users per
-    distinct feature vector (most visitors have one view), so this scores ~3x fewer rows.
-    """
-    first, codes = unique_rows(features, columns)
-    reps = features.iloc[first]
-    return score_in_chunks(reps, score_chunk, chunk_rows, on_progress)[codes]
-
-
-def batch_threshold(scores: np.ndarray, share: float | None, frozen: float) -> float:
-    """The frozen threshold, or the (1 - share) quantile of the batch's finite scores."""
-    if share is None:
-        return float(frozen)
-    finite = scores[np.isfinite(scores)]
-    if finite.size == 0:
-        return float("nan")
-    return float(np.quantile(finite, 1.0 - share))
-
-
-def flag(scores: np.ndarray, threshold: float) -> pd.DataFrame:
-    """Columns anomaly_score and is_anomaly (score >= threshold; unscorable rows are never flagged)."""
-    with np.errstate(invalid="ignore"):
-        is_anomaly = np.isfinite(scores) & (scores >= threshold)
-    return pd.DataFrame({"anomaly_score": scores, "is_anomaly": is_anomaly})
 
 
 # --------------------------------------------------------------------------- views for ranking
