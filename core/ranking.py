@@ -1,19 +1,22 @@
 """Task 1: next-category ranking (spec §2) — candidates, rankers, metrics, Markov extension.
 
 Everything is vectorised: the only Python loops run over history offsets (<= lookback),
-chunks of cases (for memory) or the handful of rankers.
+chunks of cases (for memory) or the handful of rankers and features. rank() serves one request
+through the same feature code as build_candidates, on numpy columns (pandas costs more than the
+features at 100 views); reading a request's list of dicts is the one pass over its views.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from core.errors import DataError
 from core.schema import (
@@ -49,6 +52,11 @@ MAX_VIEWS = 1_000
 # Pairs (case, history view) materialised at once; bounds the memory of build_candidates.
 PAIR_CHUNK = 4_000_000
 SCORE_CHUNK = 1_000_000
+# The forest predicts with joblib threads (n_jobs=-1) only from this many rows: below it, threads
+# cost more than they save (100 views: 11.5 ms vs 1.6 ms sequential) and make the sum over trees,
+# hence the last bit of a score, depend on thread timing. Sequential scores are deterministic.
+PARALLEL_MIN_ROWS = 10_000
+FOREST_JOBS = -1
 MARKOV_FOLDS = 5
 
 # Sentinels of the extra Markov candidates (categories not in the history H), set in add_markov:
@@ -79,9 +87,17 @@ def _sorted_views(events: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def _history_lengths(
-    vis: np.ndarray, ts: np.ndarray, cat: np.ndarray, lookback: int, window_ms: int
+    vis: np.ndarray,
+    ts: np.ndarray,
+    cat: np.ndarray,
+    lookback: int,
+    window_ms: int,
+    case_mask: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per sorted view: len(H) and the streak of the last category of H at its end."""
+    """Per sorted view: len(H) and the streak of the last category of H at its end.
+
+    With `case_mask`, only the masked views are computed (the others get 0): rank() asks for one.
+    """
     n = len(ts)
     idx = np.arange(n)
     new_visitor = np.ones(n, dtype=bool)
@@ -90,7 +106,7 @@ def _history_lengths(
     hist_len = np.zeros(n, dtype=np.int32)
     # Views of one visitor are time-sorted, so "view i-k is in H" fails for all larger k once it
     # fails: keep shrinking the active set, one vectorised step per offset k.
-    active = idx[~new_visitor]
+    active = idx[~new_visitor if case_mask is None else ~new_visitor & case_mask]
     for k in range(1, lookback + 1):
         j = active - k
         ok = (j >= vstart[active]) & (ts[j] >= ts[active] - window_ms)
@@ -159,21 +175,20 @@ _COLUMN_DTYPES: dict[str, type] = {
 }
 
 
-def _candidates_from_sorted(
+def _candidate_arrays(
     vis: np.ndarray,
     ts: np.ndarray,
     cat: np.ndarray,
     lookback: int,
     window_ms: int,
     case_mask: np.ndarray | None = None,
-) -> pd.DataFrame:
-    """Candidate table from views already sorted by (visitorid, timestamp, file order)."""
+) -> dict[str, np.ndarray]:
+    """Candidate columns (CANDIDATE_COLUMNS, numpy) from views sorted by (visitorid, timestamp,
+    file order): the one implementation of the spec §2 features, for training and rank()."""
     if lookback < 1 or window_ms < 0:
         raise ValueError("lookback must be >= 1 and window_ms >= 0")
-    hist_len, streak = _history_lengths(vis, ts, cat, lookback, window_ms)
+    hist_len, streak = _history_lengths(vis, ts, cat, lookback, window_ms, case_mask)
     is_case = hist_len > 0
-    if case_mask is not None:
-        is_case &= case_mask
     cases = np.flatnonzero(is_case)
     lens = hist_len[cases].astype(np.int64)
     cat_values, cat_code = np.unique(cat, return_inverse=True)
@@ -214,7 +229,21 @@ def _candidates_from_sorted(
         del row, row_case, case_local, code, cnt, kmin, is_last
     for arr in out.values():
         arr.resize(n, refcheck=False)  # in place: no view of these arrays exists
-    return pd.DataFrame(out, copy=False)
+    return out
+
+
+def _candidates_from_sorted(
+    vis: np.ndarray,
+    ts: np.ndarray,
+    cat: np.ndarray,
+    lookback: int,
+    window_ms: int,
+    case_mask: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Candidate table from views already sorted by (visitorid, timestamp, file order)."""
+    return pd.DataFrame(
+        _candidate_arrays(vis, ts, cat, lookback, window_ms, case_mask), copy=False
+    )
 
 
 def build_candidates(
@@ -351,28 +380,23 @@ def _case_codes(case_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes, np.flatnonzero(first)
 
 
-def add_markov(
-    cands: pd.DataFrame,
+def _markov_arrays(
+    cols: Mapping[str, np.ndarray],
     markov: MarkovModel,
     top_n: int = 0,
     lookback: int = LOOKBACK,
     window_ms: int = WINDOW_MS,
-) -> pd.DataFrame:
-    """Add `markov_prob` to every candidate and up to top_n Markov targets not already in H.
-
-    Extra candidates carry the sentinels documented at the top of this module; the case-level
-    columns (visitorid, case_id, t_ref, n_views, y and any other) come from the case.
-    """
-    codes, first = _case_codes(cands["case_id"].to_numpy())
-    cat = cands["categoryid"].to_numpy(np.int64)
-    is_last = cands["is_last"].to_numpy() == 1
+) -> dict[str, np.ndarray]:
+    """add_markov on candidate columns (numpy): all columns, `markov_prob` last."""
+    codes, first = _case_codes(np.asarray(cols["case_id"]))
+    cat = np.asarray(cols["categoryid"], dtype=np.int64)
+    is_last = np.asarray(cols["is_last"]) == 1
     last_cat = np.zeros(len(first), dtype=np.int64)
     last_cat[codes[is_last]] = cat[is_last]
     prob = markov.prob(last_cat[codes], cat)
+    names = [c for c in cols if c != MARKOV_FEATURE]
     if top_n <= 0 or len(first) == 0:
-        out = cands.copy(deep=False)
-        out[MARKOV_FEATURE] = prob
-        return out
+        return {**{c: cols[c] for c in names}, MARKOV_FEATURE: prob}
     n_base = np.bincount(codes, minlength=len(first))
     # At most n_base of the top (top_n + n_base) targets are already in H, so this is enough.
     q, ext_cat, ext_prob = markov.top(last_cat, top_n + n_base)
@@ -388,7 +412,7 @@ def add_markov(
     keep = _rank_in_groups(q) < top_n
     q, ext_cat, ext_prob = q[keep], ext_cat[keep], ext_prob[keep]
     src = first[q]  # case-level columns come from the case's first candidate row
-    y = cands["y"].to_numpy(np.int64)[src]
+    y = np.asarray(cols["y"], dtype=np.int64)[src]
     m = len(q)
     extra = {
         "categoryid": ext_cat,
@@ -404,10 +428,31 @@ def add_markov(
     # Stable sort by case code keeps each case's own candidates first, then its Markov extras.
     order = np.argsort(np.concatenate([codes, codes[src]]), kind="stable")
     out = {}
-    for col in [c for c in cands.columns if c != MARKOV_FEATURE] + [MARKOV_FEATURE]:
-        base = prob if col == MARKOV_FEATURE else cands[col].to_numpy()
+    for col in names + [MARKOV_FEATURE]:
+        base = prob if col == MARKOV_FEATURE else np.asarray(cols[col])
         add = extra[col] if col in extra else base[src]
         out[col] = np.concatenate([base, add.astype(base.dtype)])[order]  # one column at a time
+    return out
+
+
+def add_markov(
+    cands: pd.DataFrame,
+    markov: MarkovModel,
+    top_n: int = 0,
+    lookback: int = LOOKBACK,
+    window_ms: int = WINDOW_MS,
+) -> pd.DataFrame:
+    """Add `markov_prob` to every candidate and up to top_n Markov targets not already in H.
+
+    Extra candidates carry the sentinels documented at the top of this module; the case-level
+    columns (visitorid, case_id, t_ref, n_views, y and any other) come from the case.
+    """
+    cols = {c: cands[c].to_numpy() for c in cands.columns}
+    out = _markov_arrays(cols, markov, top_n, lookback, window_ms)
+    if top_n <= 0 or len(cands) == 0:
+        same = cands.copy(deep=False)  # no extra rows: keep the index and the column order
+        same[MARKOV_FEATURE] = out[MARKOV_FEATURE]
+        return same
     return pd.DataFrame(out, copy=False)
 
 
@@ -496,22 +541,26 @@ def split_by_visitor(
 # ----------------------------------------------------------------------------------------------
 
 
-def rule_scores(cands: pd.DataFrame) -> np.ndarray:
+# Candidates: a DataFrame, or the dict of numpy columns rank() builds (no pandas per request).
+Candidates = pd.DataFrame | Mapping[str, np.ndarray]
+
+
+def rule_scores(cands: Candidates) -> np.ndarray:
     """Count + recency: cnt desc, ties by pos_from_end asc, as one strictly consistent score."""
-    pos = cands["pos_from_end"].to_numpy(np.float64)
+    pos = np.asarray(cands["pos_from_end"], dtype=np.float64)
     # pos_from_end <= lookback (the Markov sentinel), so pos / (max + 1) < 1 never beats a count.
     denom = max(float(pos.max(initial=0.0)), float(LOOKBACK)) + 1.0
-    return cands["cnt"].to_numpy(np.float64) - pos / denom
+    return np.asarray(cands["cnt"], dtype=np.float64) - pos / denom
 
 
-def _order_within_cases(cands: pd.DataFrame, scores: np.ndarray) -> np.ndarray:
+def _order_within_cases(cands: Candidates, scores: np.ndarray) -> np.ndarray:
     """Row order by (case_id, score desc, pos_from_end asc, categoryid asc)."""
     return np.lexsort(
         (
-            cands["categoryid"].to_numpy(),
-            cands["pos_from_end"].to_numpy(),
+            np.asarray(cands["categoryid"]),
+            np.asarray(cands["pos_from_end"]),
             -np.asarray(scores, dtype=np.float64),
-            cands["case_id"].to_numpy(),
+            np.asarray(cands["case_id"]),
         )
     )
 
@@ -588,19 +637,52 @@ class RankingModel:
     window_ms: int = WINDOW_MS
     trained_on: str = ""
 
-    def score(self, cands: pd.DataFrame) -> np.ndarray:
+    def score(self, cands: Candidates) -> np.ndarray:
         """Higher = more likely the next category; one score per candidate row."""
         if self.name == "rule":
             return rule_scores(cands)
         if self.name == "markov":
-            return cands[MARKOV_FEATURE].to_numpy(np.float64)
-        X = cands[list(self.features)]
-        with threadpool_limits(ESTIMATOR_THREADS):
+            return np.asarray(cands[MARKOV_FEATURE], dtype=np.float64)
+        cols = [np.asarray(cands[f]) for f in self.features]
+        n = len(cols[0]) if cols else 0
+        est = _with_n_jobs(self.estimator, FOREST_JOBS if n >= PARALLEL_MIN_ROWS else 1)
+        with _threadpools().limit(limits=ESTIMATOR_THREADS):
             parts = [  # chunks of rows bound the memory of predict_proba
-                self.estimator.predict_proba(X.iloc[a : a + SCORE_CHUNK].to_numpy(np.float32))[:, 1]
-                for a in range(0, len(X), SCORE_CHUNK)
+                est.predict_proba(_feature_matrix(cols, a, min(a + SCORE_CHUNK, n)))[:, 1]
+                for a in range(0, n, SCORE_CHUNK)
             ]
         return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
+
+
+def _feature_matrix(cols: Sequence[np.ndarray], a: int, b: int) -> np.ndarray:
+    """Rows a:b of the feature columns as float32, laid out as DataFrame.to_numpy gives it."""
+    # Column-major, each column cast straight to float32, exactly as pandas interleaves blocks:
+    # the same layout means the same BLAS path and bit-identical scores in both callers.
+    X = np.empty((len(cols), b - a), dtype=np.float32)
+    for j, col in enumerate(cols):  # a handful of features
+        X[j] = col[a:b]
+    return X.T
+
+
+def _with_n_jobs(estimator: Any, n_jobs: int) -> Any:
+    """The estimator predicting with n_jobs joblib workers (a shallow copy; the model is shared)."""
+    if getattr(estimator, "n_jobs", None) in (None, n_jobs) or not hasattr(estimator, "estimators_"):
+        return estimator  # no joblib parallelism to set (HGB, pipelines) or already as wanted
+    est = copy.copy(estimator)  # not set in place: concurrent requests share the model
+    est.n_jobs = n_jobs
+    return est
+
+
+_THREADPOOLS: ThreadpoolController | None = None
+
+
+def _threadpools() -> ThreadpoolController:
+    """OpenMP/BLAS pools of the process, found once: entering threadpool_limits() scans the
+    loaded libraries on every call (0.6-3.9 ms per request); limiting a cached controller ~10 us."""
+    global _THREADPOOLS
+    if _THREADPOOLS is None:  # first score: numpy and scikit-learn's OpenMP are loaded by now
+        _THREADPOOLS = ThreadpoolController()
+    return _THREADPOOLS
 
 
 def _cap_by_case(cands: pd.DataFrame, cap: int, seed: int) -> pd.DataFrame:
@@ -644,6 +726,8 @@ def fit_ranker(
     est = make_estimator(name, seed)
     with threadpool_limits(ESTIMATOR_THREADS):
         est.fit(rows[list(features)].to_numpy(np.float32), y)
+    if getattr(est, "n_jobs", None) is not None:
+        est.n_jobs = 1  # stored sequential (deterministic); score() uses threads for big batches
     used = int(pd.unique(rows["case_id"].to_numpy()).size)
     trained_on = f"{source}, {used} of {n_cases} train cases ({len(rows)} candidate rows)"
     return RankingModel(name, est, tuple(features), trained_on=trained_on, **common)
@@ -880,38 +964,108 @@ def _row_problem(values: pd.Series, col: str) -> pd.Series:
     return problems.where(problems == "", problems + " (value " + shown + ")")
 
 
-def validate_views(views: pd.DataFrame | list[dict] | Any) -> pd.DataFrame:
-    """Checked views (timestamp, categoryid[, itemid] as int64); DataError names the bad rows."""
+VIEW_COLUMNS: tuple[str, ...] = ("timestamp", "categoryid", "itemid")
+
+
+class CheckedViews(NamedTuple):
+    """Validated views as int64 numpy columns, in input order (itemid None when not given)."""
+
+    timestamp: np.ndarray
+    categoryid: np.ndarray
+    itemid: np.ndarray | None  # 0 where absent
+    itemid_absent: np.ndarray | None  # bool, True where the view has no itemid
+
+    def frame(self) -> pd.DataFrame:
+        """timestamp, categoryid (int64)[, itemid (nullable Int64)]."""
+        out = pd.DataFrame({"timestamp": self.timestamp, "categoryid": self.categoryid})
+        if self.itemid is not None:
+            out["itemid"] = pd.arrays.IntegerArray(self.itemid, self.itemid_absent)
+        return out
+
+
+def _clean_ints(values: Any, optional: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """Fast path: (int64 values, absent mask) when every value is a non-negative int (or, when
+    optional, None); None sends the column to the row-by-row checks that name the bad row."""
+    if isinstance(values, pd.Series):
+        if not (isinstance(values.dtype, np.dtype) and values.dtype.kind in "iu"):
+            return None
+        arr = values.to_numpy()
+        if arr.dtype.kind == "u" and arr.max() > np.iinfo(np.int64).max:
+            return None
+        arr = arr.astype(np.int64, copy=False)
+        absent = np.zeros(len(arr), dtype=bool)
+    elif isinstance(values, list):
+        types = set(map(type, values))
+        has_none = optional and type(None) in types
+        if has_none:
+            types.discard(type(None))
+        # exact types: bool is an int subclass but not a number here; floats go the slow way
+        if not all(t is int or issubclass(t, np.integer) for t in types):
+            return None
+        absent = np.array([v is None for v in values]) if has_none else np.zeros(len(values), bool)
+        if has_none:
+            values = [0 if v is None else v for v in values]
+        try:
+            arr = np.array(values, dtype=np.int64)
+        except (OverflowError, ValueError, TypeError):  # e.g. beyond int64: the slow path says so
+            return None
+    else:
+        return None  # e.g. a duplicated column name
+    return (arr, absent) if arr.min(initial=0) >= 0 else None
+
+
+def _checked_views(views: pd.DataFrame | list[dict] | Any) -> CheckedViews:
+    """Views checked column-wise with numpy; only a failing column is checked row by row."""
     if isinstance(views, pd.DataFrame):
-        df = views.reset_index(drop=True)
+        df: pd.DataFrame | None = views.reset_index(drop=True)
+        n, names = len(df), set(df.columns)
+
+        def column(c: str) -> Any:
+            return df[c]
     elif isinstance(views, (list, tuple)):
         bad = [i for i, v in enumerate(views) if not isinstance(v, dict)]
         if bad:
             raise DataError(f"views row {bad[0]} (0-based): expected a dict, got {type(views[bad[0]]).__name__}")
-        df = pd.DataFrame(list(views))
+        df, n, names = None, len(views), set().union(*views)
+
+        def column(c: str) -> Any:
+            return [v.get(c) for v in views]  # absent key = missing, as in a DataFrame
     else:
         raise DataError(f"views must be a DataFrame or a list of dicts, got {type(views).__name__}")
-    if len(df) == 0:
+    if n == 0:
         raise DataError("views: no rows; at least one view is needed")
-    if len(df) > MAX_VIEWS:
-        raise DataError(f"views: {len(df)} rows, at most {MAX_VIEWS} are accepted")
-    missing_cols = [c for c in ("timestamp", "categoryid") if c not in df.columns]
+    if n > MAX_VIEWS:
+        raise DataError(f"views: {n} rows, at most {MAX_VIEWS} are accepted")
+    missing_cols = [c for c in ("timestamp", "categoryid") if c not in names]
     if missing_cols:
         raise DataError(f"views: missing column(s) {missing_cols}; need timestamp (int ms), categoryid")
-    cols = [c for c in ("timestamp", "categoryid", "itemid") if c in df.columns]
-    problems = pd.DataFrame({c: _row_problem(df[c], c) for c in cols})
-    bad_rows = np.flatnonzero((problems != "").any(axis=1).to_numpy())
-    if len(bad_rows):
-        msgs = []
-        for r in bad_rows[:5]:  # at most 5 rows in the message
-            texts = "; ".join(t for t in problems.iloc[r] if t)
-            msgs.append(f"row {r}: {texts}")
-        more = f" (and {len(bad_rows) - 5} more rows)" if len(bad_rows) > 5 else ""
-        raise DataError("invalid views (rows are 0-based): " + " | ".join(msgs) + more)
-    out = pd.DataFrame({c: pd.to_numeric(df[c]).astype(np.int64) for c in cols if c != "itemid"})
-    if "itemid" in cols:
-        out["itemid"] = pd.to_numeric(df["itemid"]).astype("Int64")
-    return out
+    cols = [c for c in VIEW_COLUMNS if c in names]
+    # itemid is optional, also per row (None/NaN = absent); it is not used to rank.
+    fast = {c: _clean_ints(column(c), optional=c == "itemid") for c in cols}
+    slow = [c for c in cols if fast[c] is None]
+    if slow:
+        if df is None:
+            df = pd.DataFrame(list(views))
+        problems = pd.DataFrame({c: _row_problem(df[c], c) for c in slow})
+        bad_rows = np.flatnonzero((problems != "").any(axis=1).to_numpy())
+        if len(bad_rows):
+            msgs = []
+            for r in bad_rows[:5]:  # at most 5 rows in the message
+                texts = "; ".join(t for t in problems.iloc[r] if t)
+                msgs.append(f"row {r}: {texts}")
+            more = f" (and {len(bad_rows) - 5} more rows)" if len(bad_rows) > 5 else ""
+            raise DataError("invalid views (rows are 0-based): " + " | ".join(msgs) + more)
+        for c in slow:  # valid, but not plain ints (e.g. 2.0, "7", NaN itemid)
+            num = pd.to_numeric(df[c]).astype("Int64")
+            fast[c] = (num.to_numpy(np.int64, na_value=0), num.isna().to_numpy())
+    item = fast.get("itemid")
+    return CheckedViews(fast["timestamp"][0], fast["categoryid"][0],
+                        item[0] if item else None, item[1] if item else None)
+
+
+def validate_views(views: pd.DataFrame | list[dict] | Any) -> pd.DataFrame:
+    """Checked views (timestamp, categoryid[, itemid] as int64); DataError names the bad rows."""
+    return _checked_views(views).frame()
 
 
 def rank(
@@ -920,44 +1074,47 @@ def rank(
     """Rank next categories after the last of `views` with `model` (rule ranking if None)."""
     if top_k is not None and (not isinstance(top_k, (int, np.integer)) or top_k < 1):
         raise DataError(f"top_k must be a positive integer or None, got {top_k!r}")
-    v = validate_views(views)
+    v = _checked_views(views)
     lookback = model.lookback if model is not None else LOOKBACK
     window_ms = model.window_ms if model is not None else WINDOW_MS
-    order = np.argsort(v["timestamp"].to_numpy(), kind="stable")
-    ts = v["timestamp"].to_numpy()[order]
-    cat = v["categoryid"].to_numpy()[order]
+    order = np.argsort(v.timestamp, kind="stable")
+    ts = v.timestamp[order]
+    cat = v.categoryid[order]
     # One visitor plus a dummy "next" view at t_last: its history is exactly the views with
-    # timestamp >= t_last - window, last `lookback` of them — built by the training code path.
+    # timestamp >= t_last - window, last `lookback` of them — built by the training code path
+    # (_candidate_arrays and _markov_arrays, as numpy columns: no DataFrame until the output).
     n = len(ts)
     vis = np.zeros(n + 1, dtype=np.int64)
     ts_all = np.append(ts, ts[-1])
     cat_all = np.append(cat, cat[-1])
     case_mask = np.zeros(n + 1, dtype=bool)
     case_mask[-1] = True
-    cands = _candidates_from_sorted(vis, ts_all, cat_all, lookback, window_ms, case_mask)
+    cands = _candidate_arrays(vis, ts_all, cat_all, lookback, window_ms, case_mask)
     fallback: str | None = None
     ranker = "rule"
     if model is None:
         fallback = "no model given"
     else:
         if model.markov is not None:
-            cands = add_markov(cands, model.markov, model.markov_top_n, lookback, window_ms)
-        missing = [f for f in model.features if f not in cands.columns]
+            cands = _markov_arrays(cands, model.markov, model.markov_top_n, lookback, window_ms)
+        missing = [f for f in model.features if f not in cands]
         if missing:
             fallback = f"model {model.name!r} needs missing features {missing}"
         else:
             ranker = model.name
     scores = rule_scores(cands) if ranker == "rule" else model.score(cands)
     order = _order_within_cases(cands, scores)
-    feats = [c for c in CANDIDATE_FEATURES + (MARKOV_FEATURE,) if c in cands.columns]
-    ranking = cands.iloc[order][["categoryid"] + feats].reset_index(drop=True)
-    ranking.insert(1, "score", np.asarray(scores)[order])
-    ranking.insert(2, "rank", np.arange(1, len(ranking) + 1))
     if top_k is not None:
-        ranking = ranking.head(top_k)
+        order = order[:top_k]
+    feats = [c for c in CANDIDATE_FEATURES + (MARKOV_FEATURE,) if c in cands]
+    ranking = pd.DataFrame(
+        {"categoryid": cands["categoryid"][order], "score": np.asarray(scores)[order],
+         "rank": np.arange(1, len(order) + 1), **{f: cands[f][order] for f in feats}},
+        copy=False,
+    )
     return RankResult(
         ranker=ranker,
         fallback_reason=fallback,
         ranking=ranking,
-        n_history_views=int(cands["n_views"].iloc[0]),
+        n_history_views=int(cands["n_views"][0]),
     )

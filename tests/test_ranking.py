@@ -347,6 +347,193 @@ def test_validate_views_accepts_numeric_input_and_optional_itemid():
     assert out["itemid"].isna().tolist() == [False, True]
 
 
+def rank_via_build_candidates(views: list[dict], model, top_k):
+    """rank() as it was computed before its numpy path: build_candidates on the equivalent
+    training case (the views, then a next view at the last timestamp), score, order, frame."""
+    ev = events([(1, v["timestamp"], v["categoryid"]) for v in views]
+                + [(1, max(v["timestamp"] for v in views), 0)])
+    lookback = model.lookback if model is not None else R.LOOKBACK
+    window_ms = model.window_ms if model is not None else WINDOW_MS
+    markov = model.markov if model is not None else None
+    top_n = model.markov_top_n if model is not None else 0
+    c = R.build_candidates(ev, lookback, window_ms, markov=markov, markov_top_n=top_n)
+    case = c[c["case_id"] == c["case_id"].max()].reset_index(drop=True)
+    scores = R.rule_scores(case) if model is None else model.score(case)
+    order = R._order_within_cases(case, scores)
+    feats = [f for f in (*CANDIDATE_FEATURES, MARKOV_FEATURE) if f in case.columns]
+    want = case.iloc[order][["categoryid", *feats]].reset_index(drop=True)
+    want.insert(1, "score", np.asarray(scores)[order])
+    want.insert(2, "rank", np.arange(1, len(want) + 1))
+    return (want if top_k is None else want.head(top_k)), int(case["n_views"].iloc[0])
+
+
+def view_tables() -> dict[str, list[dict]]:
+    """Fixed histories: a 100-view request, ties, a window cut, a lookback cut, one view."""
+    rng = np.random.default_rng(11)
+    t0 = 1_433_000_000_000
+    out = {
+        "100_views": [{"timestamp": t0 + i * MIN, "categoryid": int(c), "itemid": int(i)}
+                      for i, c in enumerate(rng.integers(100, 112, 100))],
+        "ties_shuffled": [{"timestamp": t0 + int(t) * 15 * MIN, "categoryid": int(c)}
+                          for t, c in zip(rng.integers(0, 8, 40), rng.integers(100, 106, 40))],
+        "window_cut": [{"timestamp": t0 + int(t), "categoryid": int(c)}
+                       for t, c in zip(np.sort(rng.integers(0, 2 * WINDOW_MS, 60)),
+                                       rng.integers(100, 112, 60))],
+        "lookback_cut": [{"timestamp": t0 + i * 5 * MIN, "categoryid": int(c)}
+                         for i, c in enumerate(rng.integers(100, 112, 250))],
+        "one_view": [{"timestamp": t0, "categoryid": 104}],
+        "unknown_categories": [{"timestamp": t0 + i * MIN, "categoryid": int(c)}
+                               for i, c in enumerate([7, 104, 900, 900, 104, 5])],
+    }
+    return out
+
+
+@pytest.fixture(scope="module")
+def fitted_models() -> dict[str, R.RankingModel | None]:
+    """Every kind of ranker rank() can serve, fitted once on synthetic events (one thread)."""
+    with threadpool_limits(1):
+        ev = synthetic_events(300, seed=7)
+        c = R.build_candidates(ev)
+        mk = R.fit_markov(c)
+        with_mk = R.build_candidates(ev, markov=mk, markov_top_n=5)
+        feats = (*CANDIDATE_FEATURES, MARKOV_FEATURE)
+        models = {
+            "rule_none": None,
+            "rule": R.RankingModel("rule", None, ("cnt", "pos_from_end"), lookback=20),
+            "markov": R.RankingModel("markov", None, (MARKOV_FEATURE,), markov=mk, markov_top_n=3),
+            "logreg": R.fit_ranker("logreg", c),
+            "hgb": R.fit_ranker("hgb", c),
+            "rf": R.fit_ranker("rf", c),
+            "hgb_markov5": R.fit_ranker("hgb", with_mk, feats, markov=mk, markov_top_n=5),
+        }
+    from core.artifacts import load_artifacts  # the served model too, when it is built
+
+    served = load_artifacts().ranking_model
+    if served is not None:
+        models["served"] = served
+    return models
+
+
+@pytest.mark.parametrize("table", sorted(view_tables()))
+def test_rank_equals_the_build_candidates_computation(fitted_models, table):
+    # rank() builds its single case with numpy (no DataFrame until the output) through the same
+    # feature code as build_candidates: ranking, scores, features and dtypes must all be equal.
+    views = view_tables()[table]
+    for name, model in fitted_models.items():
+        for top_k in (3, None):
+            res = R.rank(views, model=model, top_k=top_k)
+            want, n_views = rank_via_build_candidates(views, model, top_k)
+            pd.testing.assert_frame_equal(res.ranking, want, check_exact=True, obj=name)
+            assert res.n_history_views == n_views
+            assert res.ranker == (model.name if model is not None else "rule")
+    # DataFrame input goes the same way
+    df = pd.DataFrame(views)
+    again = R.rank(df, model=fitted_models["hgb_markov5"], top_k=None).ranking
+    pd.testing.assert_frame_equal(again, R.rank(views, fitted_models["hgb_markov5"], None).ranking)
+
+
+def test_rank_values_are_those_of_the_pre_numpy_implementation():
+    # computed with the DataFrame implementation of rank() before its numpy path was added
+    views = [{"timestamp": t, "categoryid": c} for t, c in [
+        (26 * HOUR, 7), (3 * HOUR, 6), (0, 5), (25 * HOUR, 5), (3 * HOUR, 5), (5 * HOUR, 7),
+        (25 * HOUR, 8), (26 * HOUR, 9)]]
+    res = R.rank(views, top_k=None)
+    assert res.n_history_views == 7
+    assert res.ranking["categoryid"].tolist() == [7, 5, 9, 8, 6]
+    assert res.ranking["score"].tolist() == [
+        1.99009900990099, 1.9702970297029703, 1.0, 0.9801980198019802, 0.9405940594059405]
+    assert res.ranking.dtypes.astype(str).tolist() == [
+        "int64", "float64", "int64", "int32", "float64", "int8", "float64", "int32", "int32",
+        "int32"]
+    mk = R.fit_markov(pd.DataFrame({"prev_cat": [9, 9, 9, 9, 7, 5], "y": [7, 4, 4, 3, 9, 9]}))
+    model = R.RankingModel("markov", None, (MARKOV_FEATURE,), markov=mk, markov_top_n=2)
+    res = R.rank(views, model=model, top_k=None)
+    assert res.ranking["categoryid"].tolist() == [4, 7, 3, 9, 8, 5, 6]
+    assert res.ranking["score"].tolist() == [0.5, 0.25, 0.25, 0.0, 0.0, 0.0, 0.0]
+    assert res.ranking["pos_from_end"].tolist() == [100, 1, 100, 0, 2, 3, 6]
+
+
+def test_forest_predicts_sequentially_and_deterministically_for_small_inputs(fitted_models):
+    model = fitted_models["rf"]
+    assert model.estimator.n_jobs == 1  # stored sequential after the (parallel) fit
+    views = view_tables()["100_views"]
+    first = R.rank(views, model=model, top_k=None).ranking
+    for _ in range(5):  # a thread-order sum would differ in the last bit now and then
+        pd.testing.assert_frame_equal(R.rank(views, model=model, top_k=None).ranking, first,
+                                      check_exact=True)
+    # big batches use the threads, on a shallow copy: the shared model is never changed
+    threaded = R._with_n_jobs(model.estimator, -1)
+    assert threaded.n_jobs == -1 and model.estimator.n_jobs == 1
+    assert threaded.estimators_ is model.estimator.estimators_
+    big = pd.concat([first] * (R.PARALLEL_MIN_ROWS // len(first) + 1), ignore_index=True)
+    big["case_id"] = 0
+    np.testing.assert_allclose(model.score(big)[: len(first)], first["score"], rtol=1e-12)
+    assert R._with_n_jobs(fitted_models["hgb"].estimator, 1) is fitted_models["hgb"].estimator
+
+
+def test_validate_views_numpy_path_and_row_checks_agree():
+    ints = [{"timestamp": 5, "categoryid": 7, "itemid": 1}, {"timestamp": 3, "categoryid": 8, "itemid": 2}]
+    want = R.validate_views(ints)
+    assert want.dtypes.astype(str).tolist() == ["int64", "int64", "Int64"]
+    same = [
+        [{"timestamp": 5.0, "categoryid": "7", "itemid": 1}, {"timestamp": 3, "categoryid": 8, "itemid": 2.0}],
+        [{"timestamp": np.int32(5), "categoryid": np.int64(7), "itemid": np.uint8(1)},
+         {"timestamp": 3, "categoryid": 8, "itemid": 2}],
+        pd.DataFrame(ints),
+        pd.DataFrame(ints).astype(object),
+        pd.DataFrame(ints, index=[10, 3]),
+    ]
+    for views in same:
+        pd.testing.assert_frame_equal(R.validate_views(views), want)
+
+
+@pytest.mark.parametrize("items", [
+    [5, None, 7],  # null
+    [5, float("nan"), 7],  # NaN
+    [5, "absent", 7],  # key not in the row
+    [2**53 + 1, None, 7],  # exact beyond float precision
+])
+def test_validate_views_itemid_is_optional_per_row(items):
+    views = [{"timestamp": i, "categoryid": 3} | ({} if it == "absent" else {"itemid": it})
+             for i, it in enumerate(items)]
+    out = R.validate_views(views)
+    assert out["itemid"].isna().tolist() == [False, True, False]
+    assert out["itemid"].iloc[0] == items[0] and out["itemid"].iloc[2] == 7
+    assert R.rank(views).n_history_views == 3  # every view ranks, with or without itemid
+
+
+@pytest.mark.parametrize("item, needle", [
+    (-3, "row 1: itemid is negative"),
+    (1.5, "row 1: itemid is not an integer (value 1.5)"),
+    ("x", "row 1: itemid is not a number (value x)"),
+    (True, "row 1: itemid is not a number (value True)"),
+    (2**63, "row 1: itemid is out of the int64 range"),
+])
+def test_validate_views_rejects_a_present_bad_itemid(item, needle):
+    views = [{"timestamp": 1, "categoryid": 3}, {"timestamp": 2, "categoryid": 3, "itemid": item}]
+    with pytest.raises(DataError) as err:
+        R.validate_views(views)
+    assert needle in str(err.value)
+
+
+@pytest.mark.parametrize("views, needle", [
+    ([{"timestamp": True, "categoryid": 2}], "row 0: timestamp is not a number (value True)"),
+    ([{"timestamp": 2**63, "categoryid": 2}], "row 0: timestamp is out of the int64 range"),
+    ([{"timestamp": 1, "categoryid": 2}, {"timestamp": 2, "categoryid": -1}],
+     "row 1: categoryid is -1 (unknown category); drop unknown-category views before ranking"),
+    ([{"timestamp": 1}, {"timestamp": 2, "categoryid": 4}], "row 0: categoryid is missing (value nan)"),
+    (pd.DataFrame({"timestamp": [1, -2], "categoryid": [3, 3]}), "row 1: timestamp is negative (value -2)"),
+    (pd.DataFrame({"timestamp": np.array([1, 2**63], dtype=np.uint64), "categoryid": [3, 3]}),
+     "row 1: timestamp is out of the int64 range"),
+    ([{"timestamp": -1, "categoryid": -1}] * 7,
+     "row 0: timestamp is negative (value -1); categoryid is -1 (unknown category)"),
+])
+def test_validate_views_failing_columns_still_name_the_row(views, needle):
+    with pytest.raises(DataError) as err:
+        R.validate_views(views)
+    assert needle in str(err.value)
+
+
 # ------------------------------------------------------------------------------ pipeline
 
 
