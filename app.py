@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException
 
 import core
 from core import anomaly, ranking
-from core.artifacts import Artifacts, default_dir, load_artifacts
+from core.artifacts import Artifacts, load_artifacts
 from core.errors import ArtifactError, DataError
 from core.ranking import MAX_VIEWS  # the core's own limit, so the two never disagree
 from core.schema import UNKNOWN_CATEGORY, USER_FEATURES
@@ -45,15 +45,6 @@ MAX_TIMESTAMP_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 MAX_ID = 2**53 - 1
 MAX_COUNT = 10**9
 MAX_RATE = 1e9
-
-
-def resolve_artifact_dir(artifact_dir: str | Path | None = None) -> Path:
-    """The explicit directory, else ``core.artifacts.default_dir()``.
-
-    Kept for the scripts that import it (benchmarks/bench_api.py, scripts/make_examples.py,
-    tests/test_api_fuzz.py); the app itself passes its argument straight to load_artifacts.
-    """
-    return Path(artifact_dir) if artifact_dir is not None else default_dir()
 
 
 # ---------------------------------------------------------------------------------------------

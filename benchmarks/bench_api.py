@@ -27,7 +27,6 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app import resolve_artifact_dir  # noqa: E402
 from core import anomaly, ranking  # noqa: E402
 from core.artifacts import CLEAN_EVENTS, USER_FEATURES, load_artifacts  # noqa: E402
 from core.schema import UNKNOWN_CATEGORY, USER_FEATURES as FEATURES  # noqa: E402
@@ -106,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile core.ranking.rank too")
     args = parser.parse_args(argv)
 
-    directory = resolve_artifact_dir(args.artifact_dir)
-    arts = load_artifacts(directory)
+    arts = load_artifacts(args.artifact_dir)
+    directory = arts.path
     events, features = arts.read_table(CLEAN_EVENTS), arts.read_table(USER_FEATURES)
     if events is None or features is None or arts.detector is None:
         print(f"error: artifacts incomplete in {arts.path}: {arts.problems}", file=sys.stderr)

@@ -20,7 +20,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app import EXAMPLES_DIR, resolve_artifact_dir  # noqa: E402  (one place reads the env var)
+from app import EXAMPLES_DIR  # noqa: E402
 from core.artifacts import (  # noqa: E402
     CLEAN_EVENTS,
     SCORED_USERS,
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--artifact-dir", default=None, help="default: $RECSYS_ARTIFACT_DIR or recsys_artifacts/")
     parser.add_argument("--out", default=str(EXAMPLES_DIR))
     args = parser.parse_args(argv)
-    arts = load_artifacts(resolve_artifact_dir(args.artifact_dir))
+    arts = load_artifacts(args.artifact_dir)
     try:
         examples = build_examples(arts)
     except ArtifactError as exc:

@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 import app as api
 from core import anomaly, ranking
 from core.artifacts import (
+    ARTIFACT_DIR,
     ARTIFACT_DIR_ENV,
     DETECTOR,
     MANIFEST,
@@ -443,9 +444,8 @@ def test_env_var_is_read_in_one_place(tmp_path, monkeypatch):
         assert c.get("/health").json()["artifact_dir"] == str(tmp_path)
     with TestClient(api.create_app(tmp_path / "elsewhere")) as c:  # an explicit argument wins
         assert c.get("/health").json()["artifact_dir"] == str(tmp_path / "elsewhere")
-    assert api.resolve_artifact_dir() == tmp_path  # the helper older scripts import
     monkeypatch.setenv(ARTIFACT_DIR_ENV, "  ")
-    assert api.resolve_artifact_dir() == default_dir()
+    assert default_dir() == ARTIFACT_DIR  # a blank variable means the committed artifacts
 
 
 # ------------------------------------------------------------------------------ error mapping

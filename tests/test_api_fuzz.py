@@ -32,9 +32,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 import app as api
-from core.artifacts import ARTIFACT_DIR, MANIFEST
+from core.artifacts import MANIFEST, default_dir
 
-ARTIFACTS = api.resolve_artifact_dir() or ARTIFACT_DIR
+ARTIFACTS = default_dir()
 EXAMPLES = Path(api.__file__).resolve().parent / "examples"
 MAX_EXAMPLES = 50
 FUZZ_SETTINGS = settings(
