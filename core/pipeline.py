@@ -190,7 +190,7 @@ def build(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n_events = n_events or demo.SCALES[scale]
-    timer = StageTimer(total=9)
+    timer = StageTimer(total=8)
 
     with timer.stage("load events"):
         inputs = load_inputs(raw_dir, events_file, n_events, seed)
