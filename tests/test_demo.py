@@ -373,10 +373,8 @@ def test_write_raw_files(ds: demo.DemoDataset, raw: tuple[Path, dict]) -> None:
 
 
 def test_load_raw_round_trip(ds: demo.DemoDataset, raw: tuple[Path, dict]) -> None:
-    try:
-        from core.data import load_raw
-    except ImportError as exc:  # core/data.py is written in parallel
-        pytest.skip(f"core.data.load_raw is not importable: {exc}")
+    from core.data import load_raw
+
     out, _ = raw
     loaded = load_raw(out)
     assert loaded.attrs["load_report"]["duplicates_dropped"] == ds.n_duplicates
