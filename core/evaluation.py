@@ -54,7 +54,7 @@ CI_LEVEL = 0.95
 BOOT_BLOCK_CELLS = 5_000_000
 LEARNER = "hgb"  # HistGradientBoostingClassifier, ranking.make_estimator("hgb"); see docs
 # Each learned ranker is trained on at most this many history candidate rows (a deterministic
-# sample of whole cases, ranking._cap_by_case), so the eight fits stay within the build's budget
+# sample of whole cases, ranking.cap_by_case), so the eight fits stay within the build's budget
 # at RetailRocket scale. Markov rankers train on the same cases plus their extra candidates.
 TRAIN_ROW_CAP = 100_000
 # Learners run single-threaded: on the shared 2-core machine OpenMP threads competing with other
@@ -209,8 +209,8 @@ def switch_only(cands: pd.DataFrame) -> pd.DataFrame:
 
 
 def case_ranks(cands: pd.DataFrame, scores: np.ndarray) -> np.ndarray:
-    """0-based rank of every row within its case, with ranking's tie-break (see _ranks)."""
-    return ranking._ranks(cands, np.asarray(scores, dtype=np.float64))
+    """0-based rank of every row within its case, with ranking.case_ranks_by_score's tie-break."""
+    return ranking.case_ranks_by_score(cands, np.asarray(scores, dtype=np.float64))
 
 
 def case_outcomes(cands: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
@@ -496,7 +496,7 @@ def cross_fitted_markov(
 
 def train_sample(train: pd.DataFrame, seed: int) -> pd.DataFrame:
     """Deterministic sample of whole training cases with at most TRAIN_ROW_CAP history rows."""
-    return ranking._cap_by_case(train, TRAIN_ROW_CAP, seed)
+    return ranking.cap_by_case(train, TRAIN_ROW_CAP, seed)
 
 
 def fit_learned(
@@ -776,7 +776,7 @@ def _unseen_share(train: pd.DataFrame, test: pd.DataFrame) -> tuple[int, float]:
 
 def group_split_spec(cands: pd.DataFrame, features: pd.DataFrame, seed: int) -> SplitSpec:
     """Visitors split once (GroupShuffleSplit over ALL visitors); cases and users follow them."""
-    train_v, test_v = ranking._visitor_split(features["visitorid"].to_numpy(), TEST_SIZE, seed)
+    train_v, test_v = ranking.visitor_split(features["visitorid"].to_numpy(), TEST_SIZE, seed)
     is_test = np.isin(cands["visitorid"].to_numpy(), test_v)
     train, test = cands.loc[~is_test], cands.loc[is_test]
     overlap = np.intersect1d(np.unique(train["visitorid"]), np.unique(test["visitorid"])).size

@@ -486,7 +486,7 @@ def drop_rare_labels(
     return cands.loc[keep].reset_index(drop=True), int(len(rare))
 
 
-def _visitor_split(
+def visitor_split(
     visitorid: np.ndarray, test_size: float, random_state: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Disjoint (train, test) visitor id arrays from GroupShuffleSplit over unique visitors."""
@@ -508,7 +508,7 @@ def split_by_visitor(
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Train/test candidates split by visitor, with the disjointness and unseen-label checks."""
     cases = _case_table(cands)
-    _, test_v = _visitor_split(cases["visitorid"].to_numpy(), test_size, random_state)
+    _, test_v = visitor_split(cases["visitorid"].to_numpy(), test_size, random_state)
     is_test = np.isin(cands["visitorid"].to_numpy(), test_v)
     train = cands.loc[~is_test].reset_index(drop=True)
     test = cands.loc[is_test].reset_index(drop=True)
@@ -565,7 +565,7 @@ def _order_within_cases(cands: Candidates, scores: np.ndarray) -> np.ndarray:
     )
 
 
-def _ranks(cands: pd.DataFrame, scores: np.ndarray) -> np.ndarray:
+def case_ranks_by_score(cands: pd.DataFrame, scores: np.ndarray) -> np.ndarray:
     """0-based rank of every row within its case (deterministic tie-break)."""
     order = _order_within_cases(cands, scores)
     ranks = np.empty(len(order), dtype=np.int64)
@@ -582,7 +582,7 @@ def ranking_metrics(cands: pd.DataFrame, scores: np.ndarray) -> dict[str, Any]:
         raise ValueError("scores contain NaN")
     n_cases = int(pd.unique(cands["case_id"].to_numpy()).size) if len(cands) else 0
     label = cands["label"].to_numpy() == 1
-    ranks = _ranks(cands, scores)[label] if len(cands) else np.zeros(0, dtype=np.int64)
+    ranks = case_ranks_by_score(cands, scores)[label] if len(cands) else np.zeros(0, dtype=np.int64)
     n_covered = int(label.sum())  # candidates are distinct, so <= one label row per case
     hit1, hit3 = int((ranks == 0).sum()), int((ranks < 3).sum())
 
@@ -685,7 +685,7 @@ def _threadpools() -> ThreadpoolController:
     return _THREADPOOLS
 
 
-def _cap_by_case(cands: pd.DataFrame, cap: int, seed: int) -> pd.DataFrame:
+def cap_by_case(cands: pd.DataFrame, cap: int, seed: int) -> pd.DataFrame:
     """Deterministic sample of whole cases with at most `cap` rows (at least one case)."""
     if len(cands) <= cap:
         return cands
@@ -719,7 +719,7 @@ def fit_ranker(
         return RankingModel(
             name, None, feats, trained_on=f"{source}, {n_cases} train cases (no fitting)", **common
         )
-    rows = _cap_by_case(train, TRAIN_ROW_CAPS[name], seed)
+    rows = cap_by_case(train, TRAIN_ROW_CAPS[name], seed)
     y = rows["label"].to_numpy()
     if np.unique(y).size < 2:
         raise DataError(f"cannot train {name}: training rows have a single label class")
@@ -807,7 +807,7 @@ def _dataset_sample(
     cands: pd.DataFrame, test_visitors: np.ndarray, seed: int
 ) -> tuple[pd.DataFrame, bool]:
     """Deterministic case sample (<= DATASET_SAMPLE_ROWS rows) with a split column."""
-    sample = _cap_by_case(cands, DATASET_SAMPLE_ROWS, seed)
+    sample = cap_by_case(cands, DATASET_SAMPLE_ROWS, seed)
     is_sample = len(sample) < len(cands)
     sample = sample.reset_index(drop=True)
     sample["split"] = np.where(
@@ -864,7 +864,7 @@ def train_and_evaluate(
         features = CANDIDATE_FEATURES + (MARKOV_FEATURE,)
         train, (test,), markov = _with_markov(train, [test], top_n, seed, lookback, window_ms)
         lap("markov")
-    fit_v, val_v = _visitor_split(_case_table(train)["visitorid"].to_numpy(), TEST_SIZE, seed + 1)
+    fit_v, val_v = visitor_split(_case_table(train)["visitorid"].to_numpy(), TEST_SIZE, seed + 1)
     in_val = np.isin(train["visitorid"].to_numpy(), val_v)
     fit_part = train.loc[~in_val].reset_index(drop=True)
     val_part = train.loc[in_val].reset_index(drop=True)
