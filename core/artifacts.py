@@ -10,12 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
+from datetime import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import joblib
+import numpy as np
 import pandas as pd
 
 from core.errors import ArtifactError
@@ -59,6 +62,36 @@ def file_entry(path: Path) -> dict[str, Any]:
     """The manifest entry of one file: its sha256 and size in bytes."""
     return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
 
+
+def json_ready(obj: Any, decimals: int | None = None) -> Any:
+    """JSON-ready copy: numpy and times as Python, NaN/inf as None, floats rounded when asked."""
+    if isinstance(obj, dict):
+        return {str(k): json_ready(v, decimals) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v, decimals) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_ready(obj.tolist(), decimals)
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        value = float(obj)
+        if not math.isfinite(value):
+            return None
+        return value if decimals is None else round(value, decimals)
+    if isinstance(obj, (pd.Timestamp, datetime)):
+        return obj.isoformat()
+    return obj
+
+
+def write_json(obj: Any, path: Path, decimals: int | None = None) -> None:
+    """Deterministic JSON (sorted keys), so the same build gives the same bytes.
+
+    Pass ``decimals`` only for report tables: thresholds and model figures stay exact.
+    """
+    text = json.dumps(json_ready(obj, decimals), indent=2, sort_keys=True, allow_nan=False)
+    path.write_text(text + "\n")
 
 @dataclass
 class Artifacts:

@@ -16,9 +16,7 @@ Definitions (docs/EVALUATION.md has the long version):
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import time
 from dataclasses import dataclass
 from itertools import combinations
@@ -28,7 +26,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from core import anomaly, ranking
+from core import anomaly, artifacts, ranking
 from core.errors import DataError
 from core.schema import (
     CANDIDATE_FEATURES,
@@ -99,7 +97,7 @@ HONEST_CSV = "task1_honest_evaluation.csv"
 MARKOV_CSV = "task1_markov_candidates.csv"
 DETECTOR_JSON = "task2_detector_quality.json"
 DETECTOR_CSV = "task2_detector_quality.csv"
-ROUND = 6
+REPORT_DECIMALS = 6  # report tables only; nothing here is re-used as a threshold
 
 
 # ----------------------------------------------------------------------------------------------
@@ -969,29 +967,6 @@ def detector_quality(
 # ----------------------------------------------------------------------------------------------
 
 
-def _rounded(obj: Any) -> Any:
-    """JSON-ready copy: floats rounded to ROUND decimals, NaN/inf as None, numpy as Python."""
-    if isinstance(obj, dict):
-        return {str(k): _rounded(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_rounded(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return round(f, ROUND) if math.isfinite(f) else None
-    if isinstance(obj, np.ndarray):
-        return _rounded(obj.tolist())
-    return obj
-
-
-def write_json(obj: Any, path: Path) -> None:
-    """Deterministic JSON: sorted keys, rounded floats, trailing newline."""
-    path.write_text(json.dumps(_rounded(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
-
-
 def flat_table(splits: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """The CSV table: every split x ranker x population (incl. switch-only) x metric x average."""
     rows = []
@@ -1072,13 +1047,13 @@ def write_all(
     t1 = time.perf_counter()
     quality = detector_quality(features, labels, share, seed)
     t2 = time.perf_counter()
-    write_json(report, out / HONEST_JSON)
+    artifacts.write_json(report, out / HONEST_JSON, decimals=REPORT_DECIMALS)
     flat_table(report["splits"]).to_csv(out / HONEST_CSV, index=False, float_format="%.6f")
     markov_rows = pd.DataFrame(
         [r for s in report["splits"].values() for r in s["markov_candidates"]["rows"]]
     ).reindex(columns=list(MARKOV_CSV_COLUMNS))
     markov_rows.to_csv(out / MARKOV_CSV, index=False, float_format="%.6f")
-    write_json(quality, out / DETECTOR_JSON)
+    artifacts.write_json(quality, out / DETECTOR_JSON, decimals=REPORT_DECIMALS)
     pd.DataFrame(quality["methods"]).drop(columns=["recall_by_kind"], errors="ignore").to_csv(
         out / DETECTOR_CSV, index=False, float_format="%.6f"
     )

@@ -62,23 +62,6 @@ class StageTimer:
         log.info("[%d/%d] %s done in %.1f s (peak RSS %.0f MB)", number, self.total, name, seconds, peak_rss_mb())
 
 
-def write_json(obj: Any, path: Path) -> None:
-    """Deterministic JSON: sorted keys, so the same build gives byte-identical files."""
-    path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return None if not np.isfinite(obj) else float(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, (pd.Timestamp, datetime)):
-        return obj.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """DataFrame rows as JSON-ready dicts (NaN becomes null)."""
     return json.loads(frame.to_json(orient="records", double_precision=10))
@@ -196,7 +179,7 @@ def build(
         inputs = load_inputs(raw_dir, events_file, n_events, seed)
         events = inputs.events
         fp = data.fingerprint(events)
-        write_json(dataset_summary(events, inputs.source), out / artifacts.DATASET_SUMMARY)
+        artifacts.write_json(dataset_summary(events, inputs.source), out / artifacts.DATASET_SUMMARY)
         daily_activity(events).to_csv(out / artifacts.DAILY_ACTIVITY, index=False)
 
     with timer.stage("user features, detector and cleaning"):
@@ -205,7 +188,7 @@ def build(
         t2["features"].to_parquet(out / artifacts.USER_FEATURES, index=False, compression="zstd")
         t2["scored"].to_parquet(out / artifacts.SCORED_USERS, index=False, compression="zstd")
         t2["audit"].to_csv(out / artifacts.AUDIT_CSV, index=False, float_format="%.6f")
-        write_json(detector.operating_point(), out / artifacts.OPERATING_POINT)
+        artifacts.write_json(detector.operating_point(), out / artifacts.OPERATING_POINT)
         joblib.dump(detector, out / artifacts.DETECTOR, compress=3)
         clean = t2["clean"]
         committed = _commit_sample(clean, seed)
@@ -279,7 +262,7 @@ def write_task1(out: Path, raw_run: Any, clean_run: Any, markov_run: Any, served
         ignore_index=True,
     )
     metrics.to_csv(out / artifacts.RANKING_METRICS_CSV, index=False, float_format="%.6f")
-    write_json(
+    artifacts.write_json(
         {
             "population": ("test cases of the test visitors (20% of visitors, GroupShuffleSplit "
                            "by visitor) of the raw events; validation visitors are carved out of train"),
@@ -309,7 +292,7 @@ def write_task1(out: Path, raw_run: Any, clean_run: Any, markov_run: Any, served
         ignore_index=True,
     )
     before_after.to_csv(out / artifacts.BEFORE_AFTER_CSV, index=False, float_format="%.6f")
-    write_json(
+    artifacts.write_json(
         {
             "note": (
                 "The raw and cleaned runs are evaluated on different test populations "
@@ -450,7 +433,7 @@ def write_manifest(out: Path, *, seed: int, source: str, scale: str, fingerprint
         "versions": {"python": platform.python_version(), **{lib: _version(lib) for lib in LIBRARIES}},
         "files": files,
     }
-    write_json(manifest, out / artifacts.MANIFEST)
+    artifacts.write_json(manifest, out / artifacts.MANIFEST)
 
 
 def _version(lib: str) -> str | None:
