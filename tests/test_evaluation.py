@@ -450,5 +450,10 @@ def test_detector_quality_without_labels_reports_only_overlap_and_stability():
 
 
 def test_json_rounding_and_nan_handling(tmp_path):
-    ev.write_json({"b": float("nan"), "a": [np.float64(1 / 3), np.int64(2), np.bool_(True)]}, tmp_path / "x.json")
+    from core.artifacts import write_json
+
+    obj = {"b": float("nan"), "a": [np.float64(1 / 3), np.int64(2), np.bool_(True)]}
+    write_json(obj, tmp_path / "x.json", decimals=ev.REPORT_DECIMALS)
     assert json.loads((tmp_path / "x.json").read_text()) == {"a": [0.333333, 2, True], "b": None}
+    write_json(obj, tmp_path / "exact.json")  # thresholds and model figures are never rounded
+    assert json.loads((tmp_path / "exact.json").read_text())["a"][0] == 1 / 3
