@@ -1,12 +1,14 @@
 """Tests of the HTTP API (the api package) in-process, with its lifespan running.
 
 The artifacts are the committed build (or $RECSYS_ARTIFACT_DIR); the fallback and 503 cases
-work on a copy in tmp_path with the model file tampered with or removed.
+work on a copy in tmp_path with the model file tampered with or removed, or override the
+artifacts dependency.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import shutil
@@ -401,6 +403,22 @@ def test_anomaly_without_detector_is_503(artifact_copy, example):
         assert DETECTOR in r.json()["detail"]
         assert c.get("/health").json()["anomaly"] == "unavailable"
         assert c.post("/rank", json=example("rank_request.json")).status_code == 200
+
+
+@needs_artifacts
+def test_overridden_artifacts_without_detector_are_503_and_degraded(tmp_path, arts, example):
+    application = create_app(tmp_path)
+    no_detector = dataclasses.replace(arts, detector=None, problems=["detector withheld"])
+    application.dependency_overrides[deps.get_artifacts] = lambda: no_detector
+    with TestClient(application) as c:
+        r = c.post("/anomaly", json=example("anomaly_request.json"))
+        assert r.status_code == 503
+        assert r.json()["detail"].endswith("cannot be scored. detector withheld")
+        health = c.get("/health").json()
+        assert health["status"] == "degraded" and health["anomaly"] == "unavailable"
+        assert health["ranking"] == "model" and health["problems"] == ["detector withheld"]
+        out = c.post("/rank", json=example("rank_request.json")).json()
+        assert out["ranker"] == arts.ranking_model_name and out["fallback_reason"] is None
 
 
 def test_empty_artifact_dir_degrades_without_5xx_except_503(tmp_path):
