@@ -20,7 +20,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app import EXAMPLES_DIR  # noqa: E402
+from api.schemas import EXAMPLES_DIR  # noqa: E402
 from core.artifacts import (  # noqa: E402
     CLEAN_EVENTS,
     SCORED_USERS,

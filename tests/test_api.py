@@ -1,14 +1,15 @@
-"""Tests of the HTTP API (app.py) in-process, with its lifespan running.
+"""Tests of the HTTP API (the api package) in-process, with its lifespan running.
 
 The artifacts are the committed build (or $RECSYS_ARTIFACT_DIR); the fallback and 503 cases
-work on a copy in tmp_path with the model file tampered with or removed.
+work on a copy in tmp_path with the model file tampered with or removed, or override the
+artifacts dependency.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
-import os
 import math
 import shutil
 from pathlib import Path
@@ -19,7 +20,11 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-import app as api
+from api import deps
+from api.main import create_app
+from api.middleware import MAX_BODY_BYTES
+from api.routes import finite_or_none
+from api.schemas import MAX_TIMESTAMP_MS, MAX_USERS, UserFeatures
 from core import anomaly, ranking
 from core.artifacts import (
     ARTIFACT_DIR,
@@ -32,45 +37,33 @@ from core.artifacts import (
     load_artifacts,
 )
 from core.errors import DataError
+from core.ranking import MAX_VIEWS
 from core.schema import USER_FEATURES
 
-EXAMPLES = Path(api.__file__).resolve().parent / "examples"
+API_DIR = Path(deps.__file__).resolve().parent
+API_SOURCES = [API_DIR.parent / "app.py", *sorted(API_DIR.glob("*.py"))]
 
-
-def _artifact_dir() -> Path:
-    """The artifacts the API serves by default."""
-    return default_dir()
-
-
-needs_artifacts = pytest.mark.skipif(
-    not (_artifact_dir() / MANIFEST).exists() and os.environ.get("CI") != "true",  # CI must run these
-    reason=f"no built artifacts in {_artifact_dir()}: run `python -m core build`",
-)
-
-
-def example(name: str) -> dict[str, Any]:
-    """A committed example body (a fresh copy each time)."""
-    return json.loads((EXAMPLES / name).read_text())
+needs_artifacts = pytest.mark.usefixtures("built_artifacts")  # skipped if unbuilt, failed in CI
 
 
 @pytest.fixture(scope="module")
 def client():
     """One app over the default artifacts, lifespan running."""
-    with TestClient(api.create_app(_artifact_dir())) as test_client:
+    with TestClient(create_app(default_dir())) as test_client:
         yield test_client
 
 
 @pytest.fixture(scope="module")
 def arts():
     """The same artifacts, loaded directly for the core-vs-API comparisons."""
-    return load_artifacts(_artifact_dir())
+    return load_artifacts(default_dir())
 
 
 @pytest.fixture
 def artifact_copy(tmp_path: Path) -> Path:
     """A private copy of the artifact directory, safe to tamper with."""
     target = tmp_path / "artifacts"
-    shutil.copytree(_artifact_dir(), target)
+    shutil.copytree(default_dir(), target)
     return target
 
 
@@ -101,7 +94,7 @@ def test_health_reports_loaded_artifacts(client):
 @needs_artifacts
 def test_version_is_the_manifest(client):
     body = client.get("/version").json()
-    manifest = json.loads((_artifact_dir() / MANIFEST).read_text())
+    manifest = json.loads((default_dir() / MANIFEST).read_text())
     assert body["manifest"] == manifest
     assert body["manifest_ok"] is True
     assert all(len(entry["sha256"]) == 64 for entry in body["manifest"]["files"].values())
@@ -109,7 +102,7 @@ def test_version_is_the_manifest(client):
 
 
 @needs_artifacts
-def test_rank_example_uses_the_model(client, arts):
+def test_rank_example_uses_the_model(client, arts, example):
     body = example("rank_request.json")
     r = client.post("/rank", json=body)
     assert r.status_code == 200, r.text
@@ -125,7 +118,7 @@ def test_rank_example_uses_the_model(client, arts):
 
 @needs_artifacts
 @pytest.mark.parametrize("top_k", [1, 3, 50])
-def test_rank_matches_core(client, arts, top_k):
+def test_rank_matches_core(client, arts, top_k, example):
     body = example("rank_request.json")
     body["top_k"] = top_k
     out = client.post("/rank", json=body).json()
@@ -141,7 +134,7 @@ def test_rank_matches_core(client, arts, top_k):
 
 
 @needs_artifacts
-def test_rank_without_itemid_and_unsorted(client, arts):
+def test_rank_without_itemid_and_unsorted(client, arts, example):
     views = [{"timestamp": v["timestamp"], "categoryid": v["categoryid"]}
              for v in example("rank_request.json")["views"]][::-1]
     out = client.post("/rank", json={"views": views}).json()
@@ -150,7 +143,7 @@ def test_rank_without_itemid_and_unsorted(client, arts):
 
 
 @needs_artifacts
-def test_anomaly_frozen_matches_core_and_build(client, arts):
+def test_anomaly_frozen_matches_core_and_build(client, arts, example):
     body = example("anomaly_request.json")
     r = client.post("/anomaly", json=body)
     assert r.status_code == 200, r.text
@@ -171,7 +164,7 @@ def test_anomaly_frozen_matches_core_and_build(client, arts):
 
 
 @needs_artifacts
-def test_anomaly_batch_share_matches_core(client, arts):
+def test_anomaly_batch_share_matches_core(client, arts, example):
     body = example("anomaly_batch_share_request.json")
     out = client.post("/anomaly", json=body).json()
     assert out["mode"] == "batch share" and out["share"] == body["share"]
@@ -183,7 +176,7 @@ def test_anomaly_batch_share_matches_core(client, arts):
 
 
 @needs_artifacts
-def test_anomaly_keeps_input_order(client):
+def test_anomaly_keeps_input_order(client, example):
     body = example("anomaly_batch_share_request.json")
     body.pop("share")
     forward = client.post("/anomaly", json=body).json()["users"]
@@ -193,17 +186,17 @@ def test_anomaly_keeps_input_order(client):
 
 
 @needs_artifacts
-def test_anomaly_accepts_the_maximum_batch(client):
+def test_anomaly_accepts_the_maximum_batch(client, example):
     user = example("anomaly_request.json")["users"][0]
-    users = [{**user, "visitorid": i} for i in range(api.MAX_USERS)]
+    users = [{**user, "visitorid": i} for i in range(MAX_USERS)]
     r = client.post("/anomaly", json={"users": users})
     assert r.status_code == 200, r.text
     scores = {u["anomaly_score"] for u in r.json()["users"]}
-    assert len(scores) == 1 and r.json()["n_users"] == api.MAX_USERS
+    assert len(scores) == 1 and r.json()["n_users"] == MAX_USERS
 
 
 @needs_artifacts
-def test_openapi_has_examples(client):
+def test_openapi_has_examples(client, example):
     spec = client.get("/openapi.json").json()
     for path in ("/rank", "/anomaly"):
         examples = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"][
@@ -241,10 +234,10 @@ BAD_RANK = {
     "top_k as string": ({**rank_body(), "top_k": "3"}, ["body", "top_k"]),
     "no views": ({"views": []}, ["body", "views"]),
     "views missing": ({"top_k": 3}, ["body", "views"]),
-    "too many views": ({"views": [VIEW] * (api.MAX_VIEWS + 1)}, ["body", "views"]),
+    "too many views": ({"views": [VIEW] * (MAX_VIEWS + 1)}, ["body", "views"]),
     "negative timestamp": (rank_body(timestamp=-1), ["body", "views", 0, "timestamp"]),
     "timestamp after 2100": (
-        rank_body(timestamp=api.MAX_TIMESTAMP_MS + 1), ["body", "views", 0, "timestamp"]
+        rank_body(timestamp=MAX_TIMESTAMP_MS + 1), ["body", "views", 0, "timestamp"]
     ),
     "timestamp in seconds as float": (rank_body(timestamp=1.5), ["body", "views", 0, "timestamp"]),
     "timestamp as ISO string": (
@@ -260,7 +253,7 @@ BAD_RANK = {
 
 BAD_ANOMALY = {
     "no users": ({"users": []}, ["body", "users"]),
-    "too many users": ({"users": [USER] * (api.MAX_USERS + 1)}, ["body", "users"]),
+    "too many users": ({"users": [USER] * (MAX_USERS + 1)}, ["body", "users"]),
     "negative count": (users_body(events=-1), ["body", "users", 0, "events"]),
     "fractional count": (users_body(view=2.5), ["body", "users", 0, "view"]),
     "negative rate": (users_body(add_to_view_rate=-0.1), ["body", "users", 0, "add_to_view_rate"]),
@@ -335,7 +328,7 @@ def test_wrong_method_and_path(client):
 
 
 def test_big_body_is_413_by_content_length(client):
-    padding = " " * (api.MAX_BODY_BYTES + 1)
+    padding = " " * (MAX_BODY_BYTES + 1)
     raw = ('{"views": [%s]%s}' % (json.dumps(VIEW), padding)).encode()
     r = client.post("/rank", content=raw, headers={"content-type": "application/json"})
     assert r.status_code == 413
@@ -345,7 +338,7 @@ def test_big_body_is_413_by_content_length(client):
 def test_big_streamed_body_is_413_without_content_length(client):
     def chunks():
         yield b'{"views": ['
-        for _ in range(api.MAX_BODY_BYTES // 60_000 + 2):
+        for _ in range(MAX_BODY_BYTES // 60_000 + 2):
             yield (json.dumps(VIEW) + ",").encode() * 1000  # ~60 kB per chunk
         yield b"]}"
 
@@ -356,8 +349,8 @@ def test_big_streamed_body_is_413_without_content_length(client):
 
 def test_body_just_under_the_limit_is_read(client):
     raw = json.dumps({"views": [VIEW], "top_k": 3}).encode()
-    raw = raw[:-1] + b" " * (api.MAX_BODY_BYTES - len(raw)) + b"}"
-    assert len(raw) == api.MAX_BODY_BYTES
+    raw = raw[:-1] + b" " * (MAX_BODY_BYTES - len(raw)) + b"}"
+    assert len(raw) == MAX_BODY_BYTES
     r = client.post("/rank", content=raw, headers={"content-type": "application/json"})
     assert r.status_code != 413
 
@@ -366,13 +359,13 @@ def test_body_just_under_the_limit_is_read(client):
 
 
 @needs_artifacts
-def test_tampered_model_falls_back_to_rule_with_reason(artifact_copy, monkeypatch):
+def test_tampered_model_falls_back_to_rule_with_reason(artifact_copy, monkeypatch, example):
     path = model_file(artifact_copy)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
     monkeypatch.setenv(ARTIFACT_DIR_ENV, str(artifact_copy))  # load_artifacts() reads it
-    with TestClient(api.create_app()) as c:
+    with TestClient(create_app()) as c:
         body = example("rank_request.json")
         out = c.post("/rank", json=body).json()
         assert out["ranker"] == "rule"
@@ -391,19 +384,19 @@ def test_tampered_model_falls_back_to_rule_with_reason(artifact_copy, monkeypatc
 
 
 @needs_artifacts
-def test_missing_model_falls_back_to_rule_with_reason(artifact_copy):
+def test_missing_model_falls_back_to_rule_with_reason(artifact_copy, example):
     path = model_file(artifact_copy)
     path.unlink()
-    with TestClient(api.create_app(artifact_copy)) as c:
+    with TestClient(create_app(artifact_copy)) as c:
         out = c.post("/rank", json=example("rank_request.json")).json()
     assert out["ranker"] == "rule"
     assert out["fallback_reason"] == f"model artifact missing: {path.name}"
 
 
 @needs_artifacts
-def test_anomaly_without_detector_is_503(artifact_copy):
+def test_anomaly_without_detector_is_503(artifact_copy, example):
     (artifact_copy / DETECTOR).unlink()
-    with TestClient(api.create_app(artifact_copy)) as c:
+    with TestClient(create_app(artifact_copy)) as c:
         r = c.post("/anomaly", json=example("anomaly_request.json"))
         assert r.status_code == 503
         assert "anomaly detector artifact is not available" in r.json()["detail"]
@@ -412,8 +405,24 @@ def test_anomaly_without_detector_is_503(artifact_copy):
         assert c.post("/rank", json=example("rank_request.json")).status_code == 200
 
 
+@needs_artifacts
+def test_overridden_artifacts_without_detector_are_503_and_degraded(tmp_path, arts, example):
+    application = create_app(tmp_path)
+    no_detector = dataclasses.replace(arts, detector=None, problems=["detector withheld"])
+    application.dependency_overrides[deps.get_artifacts] = lambda: no_detector
+    with TestClient(application) as c:
+        r = c.post("/anomaly", json=example("anomaly_request.json"))
+        assert r.status_code == 503
+        assert r.json()["detail"].endswith("cannot be scored. detector withheld")
+        health = c.get("/health").json()
+        assert health["status"] == "degraded" and health["anomaly"] == "unavailable"
+        assert health["ranking"] == "model" and health["problems"] == ["detector withheld"]
+        out = c.post("/rank", json=example("rank_request.json")).json()
+        assert out["ranker"] == arts.ranking_model_name and out["fallback_reason"] is None
+
+
 def test_empty_artifact_dir_degrades_without_5xx_except_503(tmp_path):
-    with TestClient(api.create_app(tmp_path)) as c:
+    with TestClient(create_app(tmp_path)) as c:
         health = c.get("/health")
         assert health.status_code == 200 and health.json()["status"] == "degraded"
         version = c.get("/version").json()
@@ -428,9 +437,8 @@ def test_empty_artifact_dir_degrades_without_5xx_except_503(tmp_path):
 
 def test_artifacts_are_loaded_once_per_app(tmp_path, monkeypatch):
     calls = []
-    real = api.load_artifacts
-    monkeypatch.setattr(api, "load_artifacts", lambda path: calls.append(path) or real(path))
-    application = api.create_app(tmp_path)
+    monkeypatch.setattr(deps, "load_artifacts", lambda path: calls.append(path) or load_artifacts(path))
+    application = create_app(tmp_path)
     for _ in range(3):  # e.g. a test client per request: each runs the lifespan again
         with TestClient(application) as c:
             c.get("/health")
@@ -438,12 +446,13 @@ def test_artifacts_are_loaded_once_per_app(tmp_path, monkeypatch):
 
 
 def test_env_var_is_read_in_one_place(tmp_path, monkeypatch):
-    source = Path(api.__file__).read_text()
-    assert "environ" not in source and "getenv" not in source  # core.artifacts.default_dir reads it
+    for path in API_SOURCES:  # core.artifacts.default_dir reads it
+        source = path.read_text()
+        assert "environ" not in source and "getenv" not in source, path
     monkeypatch.setenv(ARTIFACT_DIR_ENV, str(tmp_path))
-    with TestClient(api.create_app()) as c:
+    with TestClient(create_app()) as c:
         assert c.get("/health").json()["artifact_dir"] == str(tmp_path)
-    with TestClient(api.create_app(tmp_path / "elsewhere")) as c:  # an explicit argument wins
+    with TestClient(create_app(tmp_path / "elsewhere")) as c:  # an explicit argument wins
         assert c.get("/health").json()["artifact_dir"] == str(tmp_path / "elsewhere")
     monkeypatch.setenv(ARTIFACT_DIR_ENV, "  ")
     assert default_dir() == ARTIFACT_DIR  # a blank variable means the committed artifacts
@@ -456,7 +465,7 @@ def test_core_data_error_is_422_with_its_message(client, monkeypatch):
     def refuse(*args, **kwargs):
         raise DataError("views: row 0 is odd")
 
-    monkeypatch.setattr(api.ranking, "rank", refuse)
+    monkeypatch.setattr(ranking, "rank", refuse)
     r = client.post("/rank", json=rank_body())
     assert r.status_code == 422
     assert r.json()["detail"][0]["msg"] == "views: row 0 is odd"
@@ -466,22 +475,22 @@ def test_unexpected_error_still_answers_json(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(api.ranking, "rank", boom)
-    with TestClient(api.create_app(tmp_path), raise_server_exceptions=False) as c:
+    monkeypatch.setattr(ranking, "rank", boom)
+    with TestClient(create_app(tmp_path), raise_server_exceptions=False) as c:
         r = c.post("/rank", json=rank_body())
     assert r.status_code == 500
     assert r.json() == {"detail": "Internal error (RuntimeError)."}
 
 
 def test_non_finite_core_scores_become_null():
-    assert api._finite(np.float64("nan")) is None and api._finite(math.inf) is None
-    assert api._finite(np.float32(0.5)) == 0.5
+    assert finite_or_none(np.float64("nan")) is None and finite_or_none(math.inf) is None
+    assert finite_or_none(np.float32(0.5)) == 0.5
 
 
 def test_request_model_lists_exactly_the_spec_features():
-    fields = [f for f in api.UserFeatures.model_fields if f != "visitorid"]
+    fields = [f for f in UserFeatures.model_fields if f != "visitorid"]
     assert tuple(fields) == USER_FEATURES
-    schema = api.UserFeatures.model_json_schema()
+    schema = UserFeatures.model_json_schema()
     assert set(schema["required"]) == {"visitorid", *USER_FEATURES}
     assert copy.deepcopy(schema)["additionalProperties"] is False
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -16,8 +15,9 @@ from typing import Iterator
 import httpx
 import pytest
 
+from api.middleware import MAX_BODY_BYTES
+
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
 START_TIMEOUT_S = 60.0
 
 
@@ -89,10 +89,6 @@ def http(base_url: str) -> Iterator[httpx.Client]:
         yield client
 
 
-def example(name: str) -> dict:
-    return json.loads((EXAMPLES / name).read_text())
-
-
 def test_health_over_http(http):
     r = http.get("/health")
     assert r.status_code == 200
@@ -100,7 +96,7 @@ def test_health_over_http(http):
     assert r.headers["content-type"] == "application/json"
 
 
-def test_rank_and_anomaly_over_http(http):
+def test_rank_and_anomaly_over_http(http, example):
     r = http.post("/rank", json=example("rank_request.json"))
     assert r.status_code == 200, r.text
     assert r.json()["ranking"][0]["rank"] == 1
@@ -117,8 +113,6 @@ def test_bad_body_over_http_is_422(http):
 
 
 def test_big_bodies_over_http_are_413(base_url):
-    from app import MAX_BODY_BYTES
-
     # A declared Content-Length over the limit is refused before any body is read. A raw socket
     # sends only the headers, so the server's early answer never races the upload.
     host, port = base_url.removeprefix("http://").split(":")
@@ -142,7 +136,7 @@ def test_big_bodies_over_http_are_413(base_url):
         assert "larger than" in r.json()["detail"]
 
 
-def test_server_serves_another_artifact_dir(tmp_path):
+def test_server_serves_another_artifact_dir(tmp_path, example):
     with running_server(env={"RECSYS_ARTIFACT_DIR": str(tmp_path)}) as url:
         health = httpx.get(f"{url}/health", timeout=10).json()
         assert health["artifact_dir"] == str(tmp_path)
