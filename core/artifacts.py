@@ -241,3 +241,15 @@ def require(obj: Any, what: str) -> Any:
     if obj is None:
         raise ArtifactError(f"The {what} is not available. {REBUILD_HINT}")
     return obj
+
+
+def load_detector(path: str | Path | None = None) -> Any:
+    """The verified detector of an artifact directory; ArtifactError when there is none."""
+    arts = load_artifacts(path)
+    if arts.detector is None:
+        why = " ".join(arts.problems)
+        raise ArtifactError(
+            "No verified anomaly detector is available; run `python -m core build` to create "
+            f"one. {why}".strip()
+        )
+    return arts.detector

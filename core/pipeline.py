@@ -122,10 +122,9 @@ def detect_and_clean(
 ) -> dict[str, Any]:
     """Task 2: user features, detector, audit table, frozen operating point and cleaning."""
     features = anomaly.user_features(events)
-    detector = anomaly.fit_detector(features, share=share, seed=seed)
-    detector.fingerprint = fingerprint
+    detector = anomaly.fit_detector(features, share=share, seed=seed, fingerprint=fingerprint)
     scores = detector.score_samples(features)
-    flags = scores >= detector.threshold
+    flags = scores >= detector.threshold_
     if labels is not None:
         truth = features["visitorid"].isin(labels["visitorid"]).to_numpy()
         label_source = "ground truth (demo generator labels)"
@@ -480,7 +479,7 @@ def bench(seed: int = DEFAULT_SEED, n_events: int | None = None) -> list[dict[st
         features = timed("user features", lambda: anomaly.user_features(events))
         detector = timed("IsolationForest fit", lambda: anomaly.fit_detector(features, seed=seed))
         scores = timed(f"scoring {len(features):,} users", lambda: detector.score_samples(features))
-        flagged = features.loc[scores >= detector.threshold, "visitorid"].to_numpy()
+        flagged = features.loc[scores >= detector.threshold_, "visitorid"].to_numpy()
         clean = anomaly.clean_events(events, flagged)
         cands = timed("candidates", lambda: ranking.build_candidates(events))
         rows.append({"stage": "candidate rows", "seconds": None, "peak_rss_mb": None, "value": int(len(cands))})
