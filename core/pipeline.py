@@ -1,22 +1,16 @@
-"""The build: events in, every artifact out (``python -m core build``), and its benchmark."""
+"""The build: events in, every artifact out (``python -m core build``); ``core.bench`` times it."""
 
 from __future__ import annotations
 
 import json
 import logging
 import platform
-import resource
-import shutil
-import subprocess
-import sys
 import tempfile
-import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import joblib
 import numpy as np
@@ -24,6 +18,7 @@ import pandas as pd
 
 import core
 from core import anomaly, artifacts, data, demo, ranking
+from core.bench import StageTimer, peak_rss_mb
 from core.schema import DEFAULT_SEED, DEFAULT_SHARE, EVENT_TYPES, UNKNOWN_CATEGORY
 
 log = logging.getLogger(__name__)
@@ -36,30 +31,6 @@ MARKOV_TOP_N = 5
 MARKOV_RANKERS = ("hgb",)  # the best learner on history candidates; one fit keeps the build fast
 LIBRARIES = ("numpy", "pandas", "scikit-learn", "pyarrow", "joblib", "threadpoolctl", "streamlit", "altair",
              "fastapi", "pydantic", "uvicorn")
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-@dataclass
-class StageTimer:
-    """Logs each stage with its number, duration and peak RSS, and keeps the timings."""
-
-    total: int
-    timings: list[dict[str, Any]] = field(default_factory=list)
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        """Time one stage of the build."""
-        number = len(self.timings) + 1
-        log.info("[%d/%d] %s ...", number, self.total, name)
-        start = time.perf_counter()
-        yield
-        seconds = time.perf_counter() - start
-        self.timings.append({"stage": name, "seconds": round(seconds, 2), "peak_rss_mb": round(peak_rss_mb())})
-        log.info("[%d/%d] %s done in %.1f s (peak RSS %.0f MB)", number, self.total, name, seconds, peak_rss_mb())
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -440,56 +411,3 @@ def _version(lib: str) -> str | None:
         return version(lib)
     except Exception:
         return None
-
-
-def _timed_build(tmp: Path, seed: int) -> dict[str, Any]:
-    """The whole build from the raw CSVs in its own process, so its peak RSS is its own."""
-    start = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "core", "build", "--raw-dir", str(tmp / "raw"), "--seed", str(seed),
-         "--scale", "retailrocket", "--out", str(tmp / "artifacts")],
-        check=True, capture_output=True, text=True,
-    )
-    seconds = round(time.perf_counter() - start, 2)
-    rss = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
-    log.info("%-32s %7.2f s  peak RSS %6.0f MB", "whole build (own process)", seconds, rss)
-    return {"stage": "whole build: python -m core build --raw-dir (own process)", "seconds": seconds, "peak_rss_mb": rss}
-
-
-def bench(seed: int = DEFAULT_SEED, n_events: int | None = None) -> list[dict[str, Any]]:
-    """Time each stage at RetailRocket scale, with peak RSS; returns the rows it prints."""
-    n_events = n_events or demo.SCALES["retailrocket"]
-    rows: list[dict[str, Any]] = []
-
-    def timed(name: str, fn):
-        start = time.perf_counter()
-        result = fn()
-        rows.append({"stage": name, "seconds": round(time.perf_counter() - start, 2), "peak_rss_mb": round(peak_rss_mb())})
-        log.info("%-32s %7.2f s  peak RSS %6.0f MB", name, rows[-1]["seconds"], rows[-1]["peak_rss_mb"])
-        return result
-
-    ds = timed("generate (not part of build)", lambda: demo.generate(n_events=n_events, seed=seed))
-    tmp = Path(tempfile.mkdtemp(prefix="core-bench-"))
-    try:
-        timed("write raw CSVs (not part of build)", lambda: demo.write_raw(ds, tmp / "raw"))
-        labels = ds.labels
-        del ds
-        build_start = time.perf_counter()
-        events = timed("load (load_raw)", lambda: data.load_raw(tmp / "raw"))
-        features = timed("user features", lambda: anomaly.user_features(events))
-        detector = timed("IsolationForest fit", lambda: anomaly.fit_detector(features, seed=seed))
-        scores = timed(f"scoring {len(features):,} users", lambda: detector.score_samples(features))
-        flagged = features.loc[scores >= detector.threshold_, "visitorid"].to_numpy()
-        clean = anomaly.clean_events(events, flagged)
-        cands = timed("candidates", lambda: ranking.build_candidates(events))
-        rows.append({"stage": "candidate rows", "seconds": None, "peak_rss_mb": None, "value": int(len(cands))})
-        del cands
-        timed("task 1 rankers on raw (train_and_evaluate)", lambda: ranking.train_and_evaluate(events, seed=seed))
-        timed("task 1 rankers on cleaned (before/after)", lambda: ranking.train_and_evaluate(clean, seed=seed))
-        del events, features, clean, labels
-        rows.append({"stage": "stages above, total", "seconds": round(time.perf_counter() - build_start, 2),
-                     "peak_rss_mb": round(peak_rss_mb())})
-        rows.append(_timed_build(tmp, seed))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return rows
