@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import platform
@@ -26,7 +27,6 @@ log = logging.getLogger(__name__)
 # Committed artifacts must stay a few MB: above this many events the cleaned table is sampled.
 CLEAN_EVENTS_COMMIT_LIMIT = 400_000
 RANKING_DATASET_COMMIT_ROWS = 60_000
-RESULTS_MD = "RESULTS.md"
 MARKOV_TOP_N = 5
 MARKOV_RANKERS = ("hgb",)  # the best learner on history candidates; one fit keeps the build fast
 LIBRARIES = ("numpy", "pandas", "scikit-learn", "pyarrow", "joblib", "threadpoolctl", "streamlit", "altair",
@@ -177,15 +177,16 @@ def build(
 
     with timer.stage("write task 1 artifacts"):
         served = choose_served(raw_run, markov_run)
-        write_task1(out, raw_run, clean_run, markov_run, served, t2["cleaning"])
+        served_ranker = write_task1(out, raw_run, clean_run, markov_run, served, t2["cleaning"])
 
     with timer.stage("honest evaluation"):
         _honest_evaluation(events, inputs.labels, seed, share, out)
 
     with timer.stage("manifest"):
-        (out / RESULTS_MD).write_text(results_markdown(out))
+        (out / artifacts.RESULTS_MD).write_text(results_markdown(out))
         write_manifest(out, seed=seed, source=inputs.source, scale=scale, fingerprint=fp, events=events,
-                       load_report=inputs.load_report, sampled_clean=len(committed) < len(clean))
+                       load_report=inputs.load_report, sampled_clean=len(committed) < len(clean),
+                       served={"ranking_model": served_ranker, "detector": {"file": artifacts.DETECTOR}})
     log.info("build finished: %s", ", ".join(f"{t['stage']} {t['seconds']}s" for t in timer.timings))
     return {"timings": timer.timings, "peak_rss_mb": round(peak_rss_mb()), "cleaning": t2["cleaning"]}
 
@@ -212,16 +213,28 @@ def _run_info(run: Any) -> dict[str, Any]:
     return {k: v for k, v in run.info.items() if k != "timings_s"}
 
 
+def served_identity(model: ranking.RankingModel) -> dict[str, Any]:
+    """The served ranker's manifest entry: its learner, its candidate set, name and file."""
+    markov = bool(model.markov_top_n and model.estimator is not None)
+    candidates = f"history+markov{model.markov_top_n}" if markov else "history"
+    # The name is what the dashboard and API show as "ranker": it says when the candidates differ.
+    name = f"{model.name}_markov{model.markov_top_n}" if markov else model.name
+    return {"file": f"{artifacts.RANKING_MODEL_PREFIX}{name}.joblib", "name": name, "ranker": model.name,
+            "candidates": candidates}
+
+
 def write_task1(out: Path, raw_run: Any, clean_run: Any, markov_run: Any, served: Any,
-                cleaning: dict[str, Any]) -> None:
-    """Write the served model, the candidate dataset sample, the metrics and before/after tables."""
+                cleaning: dict[str, Any]) -> dict[str, Any]:
+    """Write the served model, the candidate dataset sample, the metrics and before/after tables.
+
+    Returns the served ranker's manifest entry (``served_identity``).
+    """
     for old in out.glob(f"{artifacts.RANKING_MODEL_PREFIX}*.joblib"):
         old.unlink()
-    best = served.best_model
-    if best.markov_top_n and best.estimator is not None:
-        # The name is what the dashboard and API show as "ranker": say the candidates differ.
-        best.name = f"{best.name}_markov{best.markov_top_n}"
-    joblib.dump(best, out / f"{artifacts.RANKING_MODEL_PREFIX}{best.name}.joblib", compress=3)
+    identity = served_identity(served.best_model)
+    # A copy under its served name: the fitted model of the run is left as it was.
+    best = dataclasses.replace(served.best_model, name=identity["name"])
+    joblib.dump(best, out / identity["file"], compress=3)
     dataset = _case_sample(raw_run.dataset_sample, RANKING_DATASET_COMMIT_ROWS)
     dataset.to_parquet(out / artifacts.RANKING_DATASET, index=False, compression="zstd")
     metrics = pd.concat(
@@ -276,6 +289,7 @@ def write_task1(out: Path, raw_run: Any, clean_run: Any, markov_run: Any, served
         },
         out / artifacts.BEFORE_AFTER_JSON,
     )
+    return identity
 
 
 def _honest_evaluation(events: pd.DataFrame, labels: pd.DataFrame | None, seed: int, share: float, out: Path) -> None:
@@ -380,8 +394,9 @@ def _commit_sample(clean: pd.DataFrame, seed: int) -> pd.DataFrame:
 
 
 def write_manifest(out: Path, *, seed: int, source: str, scale: str, fingerprint: str,
-                   events: pd.DataFrame, load_report: dict[str, Any] | None, sampled_clean: bool) -> None:
-    """List every artifact with its sha256 and size, plus versions, seed and data fingerprint."""
+                   events: pd.DataFrame, load_report: dict[str, Any] | None, sampled_clean: bool,
+                   served: dict[str, Any]) -> None:
+    """List every artifact with its sha256 and size, the served models, versions, seed and data."""
     files = {
         p.name: artifacts.file_entry(p)
         for p in sorted(out.iterdir())
@@ -401,6 +416,7 @@ def write_manifest(out: Path, *, seed: int, source: str, scale: str, fingerprint
             "events_clean_q04_is_sample": sampled_clean,
         },
         "versions": {"python": platform.python_version(), **{lib: _version(lib) for lib in LIBRARIES}},
+        "served": served,
         "files": files,
     }
     artifacts.write_json(manifest, out / artifacts.MANIFEST)
