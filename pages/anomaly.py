@@ -55,7 +55,7 @@ def histogram(scores: np.ndarray, threshold: float) -> alt.LayerChart:
 st.title("Anomalous users")
 st.caption(
     "Score users with the Isolation Forest of task 2. Upload one row per visitor with the 16 "
-    f"features of spec §3 ({', '.join(USER_FEATURES)}) plus `visitorid`."
+    f"features of docs/DATA_CONTRACT.md ({', '.join(USER_FEATURES)}) plus `visitorid`."
 )
 arts = artifacts()
 detector = arts.detector
