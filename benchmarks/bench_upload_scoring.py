@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,12 +26,8 @@ import pandas as pd  # noqa: E402
 
 from core import anomaly, export  # noqa: E402
 from core import artifacts as A  # noqa: E402
+from core.bench import StageTimer, peak_rss_mb  # noqa: E402
 from core.schema import USER_FEATURES  # noqa: E402
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def make_file(rows: int, path: Path, seed: int = 42) -> None:
@@ -70,46 +64,40 @@ def main() -> None:
 
     arts = A.load_artifacts(args.artifacts)
     detector = A.require(arts.detector, "anomaly detector")
-    timings: dict[str, tuple[float, float]] = {}
+    timer = StageTimer()
     print(f"after imports and loading the artifacts: peak RSS {peak_rss_mb():.0f} MB")
-    start = time.perf_counter()
 
-    def lap(stage: str) -> None:
-        nonlocal start
-        now = time.perf_counter()
-        timings[stage] = (now - start, peak_rss_mb())
-        start = now
+    with timer.stage("read upload"):
+        data = args.file.read_bytes()  # what st.file_uploader hands the page
+        df = export.read_table_upload(args.file.name, data)
+    with timer.stage("validate"):
+        validation = anomaly.validate_features(df)
+    score_stage = "score every row" if args.every_row else f"score distinct rows (chunks of {anomaly.SCORE_CHUNK_ROWS:,})"
+    with timer.stage(score_stage):
+        if args.every_row:  # the reference: the detector on every scorable row, no de-duplication
+            scores = np.full(len(df), np.nan)
+            scores[validation.scorable] = detector.score_samples(df.loc[validation.scorable, list(USER_FEATURES)])
+        else:  # the page's call: core.anomaly.score, progress after each chunk of distinct rows
+            scores = anomaly.score(df, detector=detector, on_progress=lambda done: None)["anomaly_score"].to_numpy()
+        flags = anomaly.flag_scores(scores, 0.04, detector)
+    with timer.stage("explain 1,000 shown users"):
+        flagged = np.flatnonzero(flags["is_anomaly"].to_numpy())
+        top = flagged[np.argsort(-scores[flagged], kind="stable")][:1_000]
+        anomaly.explain(df.iloc[top], detector)
+    with timer.stage("CSV download"):
+        out = export.with_scores(df, flags)
+        csv_data = export.csv_bytes(out)
+    with timer.stage("parquet download"):
+        parquet_data = export.parquet_bytes(out)
 
-    data = args.file.read_bytes()  # what st.file_uploader hands the page
-    df = export.read_table_upload(args.file.name, data)
-    lap("read upload")
-    validation = anomaly.validate_features(df)
-    lap("validate")
-    if args.every_row:  # the reference: the detector on every scorable row, no de-duplication
-        scores = np.full(len(df), np.nan)
-        scores[validation.scorable] = detector.score_samples(df.loc[validation.scorable, list(USER_FEATURES)])
-    else:  # the page's call: core.anomaly.score, progress after each chunk of distinct rows
-        scores = anomaly.score(df, detector=detector, on_progress=lambda done: None)["anomaly_score"].to_numpy()
-    flags = anomaly.flag_scores(scores, 0.04, detector)
-    lap("score every row" if args.every_row else f"score distinct rows (chunks of {anomaly.SCORE_CHUNK_ROWS:,})")
-    flagged = np.flatnonzero(flags["is_anomaly"].to_numpy())
-    top = flagged[np.argsort(-scores[flagged], kind="stable")][:1_000]
-    anomaly.explain(df.iloc[top], detector)
-    lap("explain 1,000 shown users")
-    out = export.with_scores(df, flags)
-    csv_data = export.csv_bytes(out)
-    lap("CSV download")
-    parquet_data = export.parquet_bytes(out)
-    lap("parquet download")
-
-    total = sum(seconds for seconds, _ in timings.values())
+    total = sum(row["seconds"] for row in timer.timings)
     peak = peak_rss_mb()  # before the report-only count of distinct rows below
     n_distinct = len(anomaly.distinct_rows(df.loc[validation.scorable, list(USER_FEATURES)].to_numpy(np.float64))[0])
     print(f"{len(df):,} rows ({len(data) / 1e6:.0f} MB parquet, {n_distinct:,} distinct feature rows), "
           f"{validation.n_scorable:,} scorable, "
           f"{int(flags['is_anomaly'].sum()):,} flagged at share 4%")
-    for stage, (seconds, rss) in timings.items():
-        print(f"  {stage:<40} {seconds:6.2f} s   peak RSS so far {rss:5.0f} MB")
+    for row in timer.timings:
+        print(f"  {row['stage']:<40} {row['seconds']:6.2f} s   peak RSS so far {row['peak_rss_mb']:5.0f} MB")
     print(f"  {'total':<40} {total:6.2f} s")
     print(f"downloads: CSV {len(csv_data) / 1e6:.0f} MB, parquet {len(parquet_data) / 1e6:.0f} MB")
     print(f"peak RSS {peak:.0f} MB on {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f})")

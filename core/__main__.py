@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run the command; bad input exits with status 2 and a clear message."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from core import pipeline  # imported late so `--help` stays instant
+    from core import bench, pipeline  # imported late so `--help` stays instant
 
     try:
         if args.command == "build":
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                                     scale=args.scale, n_events=args.n_events, seed=args.seed, share=args.share)
             print(json.dumps(result, indent=2))
         else:
-            rows = pipeline.bench(seed=args.seed, n_events=args.n_events)
+            rows = bench.bench(seed=args.seed, n_events=args.n_events)
             print(f"{'stage':<46}{'seconds':>10}{'peak RSS MB':>14}")
             for row in rows:
                 value = row.get("value")

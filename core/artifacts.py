@@ -22,30 +22,31 @@ import numpy as np
 import pandas as pd
 
 from core.errors import ArtifactError
+from core.schema import (  # noqa: F401  (the file names are re-exported for callers)
+    AUDIT_CSV,
+    BEFORE_AFTER_CSV,
+    BEFORE_AFTER_JSON,
+    CLEAN_EVENTS,
+    DAILY_ACTIVITY,
+    DATASET_SUMMARY,
+    DETECTOR,
+    DETECTOR_QUALITY_JSON,
+    EVALUATION_JSON,
+    MANIFEST,
+    OPERATING_POINT,
+    RANKING_DATASET,
+    RANKING_METRICS_CSV,
+    RANKING_METRICS_JSON,
+    RANKING_MODEL_PREFIX,
+    RESULTS_MD,
+    SCORED_USERS,
+)
+from core.schema import USER_FEATURES_FILE as USER_FEATURES  # noqa: F401
 
 log = logging.getLogger(__name__)
 
 ARTIFACT_DIR_ENV = "RECSYS_ARTIFACT_DIR"
 ARTIFACT_DIR = Path(__file__).resolve().parent.parent / "recsys_artifacts"
-
-MANIFEST = "manifest.json"
-RANKING_MODEL_PREFIX = "task1_ranking_best_"
-RANKING_DATASET = "task1_ranking_dataset.parquet"
-RANKING_METRICS_JSON = "task1_metrics.json"
-RANKING_METRICS_CSV = "task1_metrics.csv"
-DETECTOR = "task2_isolation_forest.joblib"
-OPERATING_POINT = "task2_operating_point.json"
-USER_FEATURES = "task2_user_features.parquet"
-SCORED_USERS = "task2_scored_users.parquet"
-AUDIT_CSV = "task2_audit.csv"
-DETECTOR_QUALITY_JSON = "task2_detector_quality.json"
-CLEAN_EVENTS = "events_clean_q04.parquet"
-BEFORE_AFTER_CSV = "task1_before_after_cleaning.csv"
-BEFORE_AFTER_JSON = "task1_before_after_cleaning.json"
-DATASET_SUMMARY = "dataset_summary.json"
-DAILY_ACTIVITY = "daily_activity.csv"
-EVALUATION_JSON = "task1_honest_evaluation.json"
-
 REBUILD_HINT = "Rebuild them with `python -m core build` (about a minute at demo scale)."
 
 
@@ -112,10 +113,16 @@ class Artifacts:
             s.startswith("tampered") or s.startswith("missing") for s in self.status.values()
         )
 
+    def served(self, role: str) -> dict[str, Any]:
+        """The manifest's entry of a served model ("ranking_model" or "detector"), or {}."""
+        return ((self.manifest or {}).get("served") or {}).get(role) or {}
+
     @property
     def ranking_model_name(self) -> str | None:
-        """Name of the loaded ranking model, or None."""
-        return getattr(self.ranking_model, "name", None)
+        """Name of the served ranking model as the manifest records it, or None when not loaded."""
+        if self.ranking_model is None:
+            return None
+        return self.served("ranking_model").get("name")
 
     def ranking_fallback_reason(self) -> str | None:
         """Why the ranking model is not used, in one line (None when it is loaded).
@@ -126,13 +133,13 @@ class Artifacts:
             return None
         if self.manifest is None:
             return f"model artifact not loaded: no valid {MANIFEST} in {self.path}"
-        names = sorted(n for n in self.status if n.startswith(RANKING_MODEL_PREFIX))
-        if not names:
+        name = self.served("ranking_model").get("file")
+        if name is None or name not in self.status:
             return "model artifact missing: the manifest lists no ranking model"
-        status = self.status[names[0]]
+        status = self.status[name]
         if status.startswith("tampered"):
-            return f"model artifact refused: {names[0]} sha256 differs from manifest"
-        return f"model artifact {status}: {names[0]}"
+            return f"model artifact refused: {name} sha256 differs from manifest"
+        return f"model artifact {status}: {name}"
 
     def verified_path(self, name: str) -> Path | None:
         """Path of a file whose hash matched the manifest, else None."""
@@ -224,12 +231,16 @@ def load_artifacts(path: str | Path | None = None) -> Artifacts:
         arts.problems.append(f"{MANIFEST} is not valid JSON ({exc}). {REBUILD_HINT}")
         return arts
     _check_files(arts)
-    model_files = sorted(n for n in arts.status if n.startswith(RANKING_MODEL_PREFIX))
-    if model_files:
-        arts.ranking_model = _load_pickle(arts, model_files[0], "RankingModel")
+    model_file = arts.served("ranking_model").get("file")
+    if model_file:
+        arts.ranking_model = _load_pickle(arts, model_file, "RankingModel")
     else:
-        arts.problems.append(f"No {RANKING_MODEL_PREFIX}<model>.joblib in the manifest.")
-    arts.detector = _load_pickle(arts, DETECTOR, "Detector")
+        arts.problems.append(f"{MANIFEST} names no served ranking model. {REBUILD_HINT}")
+    detector_file = arts.served("detector").get("file")
+    if detector_file:
+        arts.detector = _load_pickle(arts, detector_file, "Detector")
+    else:
+        arts.problems.append(f"{MANIFEST} names no served detector. {REBUILD_HINT}")
     arts.operating_point = arts.read_json(OPERATING_POINT)
     for problem in arts.problems:
         log.warning(problem)
@@ -241,3 +252,15 @@ def require(obj: Any, what: str) -> Any:
     if obj is None:
         raise ArtifactError(f"The {what} is not available. {REBUILD_HINT}")
     return obj
+
+
+def load_detector(path: str | Path | None = None) -> Any:
+    """The verified detector of an artifact directory; ArtifactError when there is none."""
+    arts = load_artifacts(path)
+    if arts.detector is None:
+        why = " ".join(arts.problems)
+        raise ArtifactError(
+            "No verified anomaly detector is available; run `python -m core build` to create "
+            f"one. {why}".strip()
+        )
+    return arts.detector

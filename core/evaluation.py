@@ -556,9 +556,9 @@ def _fit_and_flag(
     # Only training visitors that have cases matter for cleaning the training cases.
     dv = spec.detector_train["visitorid"].to_numpy()
     with_cases = spec.detector_train.loc[np.isin(dv, np.unique(spec.train["visitorid"].to_numpy()))]
-    tr_flag = det.score_samples(with_cases) >= det.threshold if len(with_cases) else np.zeros(0, bool)
+    tr_flag = det.score_samples(with_cases) >= det.threshold_ if len(with_cases) else np.zeros(0, bool)
     te_scores = det.score_samples(spec.detector_test) if len(spec.detector_test) else np.zeros(0)
-    te_flag = te_scores >= det.threshold
+    te_flag = te_scores >= det.threshold_
     flagged_train = with_cases["visitorid"].to_numpy()[tr_flag]
     flagged_test = spec.detector_test["visitorid"].to_numpy()[te_flag]
     test_case_vis = np.unique(spec.test["visitorid"].to_numpy())
@@ -566,7 +566,7 @@ def _fit_and_flag(
         "population": f"detector fitted on the {spec.name} split's training users only; its "
         f"threshold is frozen at their (1 - {share:g}) score quantile and applied to test visitors",
         "share": share,
-        "threshold": det.threshold,
+        "threshold": det.threshold_,
         "train_users": int(len(spec.detector_train)),
         "train_users_fitted": int(len(fit_users)),
         "train_visitors_with_cases": int(len(with_cases)),

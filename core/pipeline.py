@@ -1,22 +1,17 @@
-"""The build: events in, every artifact out (``python -m core build``), and its benchmark."""
+"""The build: events in, every artifact out (``python -m core build``); ``core.bench`` times it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import platform
-import resource
-import shutil
-import subprocess
-import sys
 import tempfile
-import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import joblib
 import numpy as np
@@ -24,6 +19,7 @@ import pandas as pd
 
 import core
 from core import anomaly, artifacts, data, demo, ranking
+from core.bench import StageTimer, peak_rss_mb
 from core.schema import DEFAULT_SEED, DEFAULT_SHARE, EVENT_TYPES, UNKNOWN_CATEGORY
 
 log = logging.getLogger(__name__)
@@ -31,35 +27,10 @@ log = logging.getLogger(__name__)
 # Committed artifacts must stay a few MB: above this many events the cleaned table is sampled.
 CLEAN_EVENTS_COMMIT_LIMIT = 400_000
 RANKING_DATASET_COMMIT_ROWS = 60_000
-RESULTS_MD = "RESULTS.md"
 MARKOV_TOP_N = 5
 MARKOV_RANKERS = ("hgb",)  # the best learner on history candidates; one fit keeps the build fast
 LIBRARIES = ("numpy", "pandas", "scikit-learn", "pyarrow", "joblib", "threadpoolctl", "streamlit", "altair",
              "fastapi", "pydantic", "uvicorn")
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-@dataclass
-class StageTimer:
-    """Logs each stage with its number, duration and peak RSS, and keeps the timings."""
-
-    total: int
-    timings: list[dict[str, Any]] = field(default_factory=list)
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        """Time one stage of the build."""
-        number = len(self.timings) + 1
-        log.info("[%d/%d] %s ...", number, self.total, name)
-        start = time.perf_counter()
-        yield
-        seconds = time.perf_counter() - start
-        self.timings.append({"stage": name, "seconds": round(seconds, 2), "peak_rss_mb": round(peak_rss_mb())})
-        log.info("[%d/%d] %s done in %.1f s (peak RSS %.0f MB)", number, self.total, name, seconds, peak_rss_mb())
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -122,10 +93,9 @@ def detect_and_clean(
 ) -> dict[str, Any]:
     """Task 2: user features, detector, audit table, frozen operating point and cleaning."""
     features = anomaly.user_features(events)
-    detector = anomaly.fit_detector(features, share=share, seed=seed)
-    detector.fingerprint = fingerprint
+    detector = anomaly.fit_detector(features, share=share, seed=seed, fingerprint=fingerprint)
     scores = detector.score_samples(features)
-    flags = scores >= detector.threshold
+    flags = scores >= detector.threshold_
     if labels is not None:
         truth = features["visitorid"].isin(labels["visitorid"]).to_numpy()
         label_source = "ground truth (demo generator labels)"
@@ -207,15 +177,16 @@ def build(
 
     with timer.stage("write task 1 artifacts"):
         served = choose_served(raw_run, markov_run)
-        write_task1(out, raw_run, clean_run, markov_run, served, t2["cleaning"])
+        served_ranker = write_task1(out, raw_run, clean_run, markov_run, served, t2["cleaning"])
 
     with timer.stage("honest evaluation"):
         _honest_evaluation(events, inputs.labels, seed, share, out)
 
     with timer.stage("manifest"):
-        (out / RESULTS_MD).write_text(results_markdown(out))
+        (out / artifacts.RESULTS_MD).write_text(results_markdown(out))
         write_manifest(out, seed=seed, source=inputs.source, scale=scale, fingerprint=fp, events=events,
-                       load_report=inputs.load_report, sampled_clean=len(committed) < len(clean))
+                       load_report=inputs.load_report, sampled_clean=len(committed) < len(clean),
+                       served={"ranking_model": served_ranker, "detector": {"file": artifacts.DETECTOR}})
     log.info("build finished: %s", ", ".join(f"{t['stage']} {t['seconds']}s" for t in timer.timings))
     return {"timings": timer.timings, "peak_rss_mb": round(peak_rss_mb()), "cleaning": t2["cleaning"]}
 
@@ -242,16 +213,28 @@ def _run_info(run: Any) -> dict[str, Any]:
     return {k: v for k, v in run.info.items() if k != "timings_s"}
 
 
+def served_identity(model: ranking.RankingModel) -> dict[str, Any]:
+    """The served ranker's manifest entry: its learner, its candidate set, name and file."""
+    markov = bool(model.markov_top_n and model.estimator is not None)
+    candidates = f"history+markov{model.markov_top_n}" if markov else "history"
+    # The name is what the dashboard and API show as "ranker": it says when the candidates differ.
+    name = f"{model.name}_markov{model.markov_top_n}" if markov else model.name
+    return {"file": f"{artifacts.RANKING_MODEL_PREFIX}{name}.joblib", "name": name, "ranker": model.name,
+            "candidates": candidates}
+
+
 def write_task1(out: Path, raw_run: Any, clean_run: Any, markov_run: Any, served: Any,
-                cleaning: dict[str, Any]) -> None:
-    """Write the served model, the candidate dataset sample, the metrics and before/after tables."""
+                cleaning: dict[str, Any]) -> dict[str, Any]:
+    """Write the served model, the candidate dataset sample, the metrics and before/after tables.
+
+    Returns the served ranker's manifest entry (``served_identity``).
+    """
     for old in out.glob(f"{artifacts.RANKING_MODEL_PREFIX}*.joblib"):
         old.unlink()
-    best = served.best_model
-    if best.markov_top_n and best.estimator is not None:
-        # The name is what the dashboard and API show as "ranker": say the candidates differ.
-        best.name = f"{best.name}_markov{best.markov_top_n}"
-    joblib.dump(best, out / f"{artifacts.RANKING_MODEL_PREFIX}{best.name}.joblib", compress=3)
+    identity = served_identity(served.best_model)
+    # A copy under its served name: the fitted model of the run is left as it was.
+    best = dataclasses.replace(served.best_model, name=identity["name"])
+    joblib.dump(best, out / identity["file"], compress=3)
     dataset = _case_sample(raw_run.dataset_sample, RANKING_DATASET_COMMIT_ROWS)
     dataset.to_parquet(out / artifacts.RANKING_DATASET, index=False, compression="zstd")
     metrics = pd.concat(
@@ -306,6 +289,7 @@ def write_task1(out: Path, raw_run: Any, clean_run: Any, markov_run: Any, served
         },
         out / artifacts.BEFORE_AFTER_JSON,
     )
+    return identity
 
 
 def _honest_evaluation(events: pd.DataFrame, labels: pd.DataFrame | None, seed: int, share: float, out: Path) -> None:
@@ -410,8 +394,9 @@ def _commit_sample(clean: pd.DataFrame, seed: int) -> pd.DataFrame:
 
 
 def write_manifest(out: Path, *, seed: int, source: str, scale: str, fingerprint: str,
-                   events: pd.DataFrame, load_report: dict[str, Any] | None, sampled_clean: bool) -> None:
-    """List every artifact with its sha256 and size, plus versions, seed and data fingerprint."""
+                   events: pd.DataFrame, load_report: dict[str, Any] | None, sampled_clean: bool,
+                   served: dict[str, Any]) -> None:
+    """List every artifact with its sha256 and size, the served models, versions, seed and data."""
     files = {
         p.name: artifacts.file_entry(p)
         for p in sorted(out.iterdir())
@@ -431,6 +416,7 @@ def write_manifest(out: Path, *, seed: int, source: str, scale: str, fingerprint
             "events_clean_q04_is_sample": sampled_clean,
         },
         "versions": {"python": platform.python_version(), **{lib: _version(lib) for lib in LIBRARIES}},
+        "served": served,
         "files": files,
     }
     artifacts.write_json(manifest, out / artifacts.MANIFEST)
@@ -441,56 +427,3 @@ def _version(lib: str) -> str | None:
         return version(lib)
     except Exception:
         return None
-
-
-def _timed_build(tmp: Path, seed: int) -> dict[str, Any]:
-    """The whole build from the raw CSVs in its own process, so its peak RSS is its own."""
-    start = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "core", "build", "--raw-dir", str(tmp / "raw"), "--seed", str(seed),
-         "--scale", "retailrocket", "--out", str(tmp / "artifacts")],
-        check=True, capture_output=True, text=True,
-    )
-    seconds = round(time.perf_counter() - start, 2)
-    rss = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
-    log.info("%-32s %7.2f s  peak RSS %6.0f MB", "whole build (own process)", seconds, rss)
-    return {"stage": "whole build: python -m core build --raw-dir (own process)", "seconds": seconds, "peak_rss_mb": rss}
-
-
-def bench(seed: int = DEFAULT_SEED, n_events: int | None = None) -> list[dict[str, Any]]:
-    """Time each stage at RetailRocket scale, with peak RSS; returns the rows it prints."""
-    n_events = n_events or demo.SCALES["retailrocket"]
-    rows: list[dict[str, Any]] = []
-
-    def timed(name: str, fn):
-        start = time.perf_counter()
-        result = fn()
-        rows.append({"stage": name, "seconds": round(time.perf_counter() - start, 2), "peak_rss_mb": round(peak_rss_mb())})
-        log.info("%-32s %7.2f s  peak RSS %6.0f MB", name, rows[-1]["seconds"], rows[-1]["peak_rss_mb"])
-        return result
-
-    ds = timed("generate (not part of build)", lambda: demo.generate(n_events=n_events, seed=seed))
-    tmp = Path(tempfile.mkdtemp(prefix="core-bench-"))
-    try:
-        timed("write raw CSVs (not part of build)", lambda: demo.write_raw(ds, tmp / "raw"))
-        labels = ds.labels
-        del ds
-        build_start = time.perf_counter()
-        events = timed("load (load_raw)", lambda: data.load_raw(tmp / "raw"))
-        features = timed("user features", lambda: anomaly.user_features(events))
-        detector = timed("IsolationForest fit", lambda: anomaly.fit_detector(features, seed=seed))
-        scores = timed(f"scoring {len(features):,} users", lambda: detector.score_samples(features))
-        flagged = features.loc[scores >= detector.threshold, "visitorid"].to_numpy()
-        clean = anomaly.clean_events(events, flagged)
-        cands = timed("candidates", lambda: ranking.build_candidates(events))
-        rows.append({"stage": "candidate rows", "seconds": None, "peak_rss_mb": None, "value": int(len(cands))})
-        del cands
-        timed("task 1 rankers on raw (train_and_evaluate)", lambda: ranking.train_and_evaluate(events, seed=seed))
-        timed("task 1 rankers on cleaned (before/after)", lambda: ranking.train_and_evaluate(clean, seed=seed))
-        del events, features, clean, labels
-        rows.append({"stage": "stages above, total", "seconds": round(time.perf_counter() - build_start, 2),
-                     "peak_rss_mb": round(peak_rss_mb())})
-        rows.append(_timed_build(tmp, seed))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return rows

@@ -1,4 +1,4 @@
-"""Constants of the data contract (../shared/spec/definitions.md), in one place."""
+"""Constants of the data contract (docs/DATA_CONTRACT.md) and the artifact file names, in one place."""
 
 from __future__ import annotations
 
@@ -62,3 +62,26 @@ COUNT_FEATURES: tuple[str, ...] = (
 )
 # Every user feature is non-negative by definition; negative values are a data error.
 NON_NEGATIVE_FEATURES: tuple[str, ...] = USER_FEATURES
+
+
+# --------------------------------------------------------------------------- artifact file names
+# Every file the build writes into the artifact directory, named once here.
+MANIFEST = "manifest.json"
+RESULTS_MD = "RESULTS.md"
+RANKING_MODEL_PREFIX = "task1_ranking_best_"
+RANKING_DATASET = "task1_ranking_dataset.parquet"
+RANKING_METRICS_JSON = "task1_metrics.json"
+RANKING_METRICS_CSV = "task1_metrics.csv"
+DETECTOR = "task2_isolation_forest.joblib"
+OPERATING_POINT = "task2_operating_point.json"
+USER_FEATURES_FILE = "task2_user_features.parquet"
+SCORED_USERS = "task2_scored_users.parquet"
+AUDIT_CSV = "task2_audit.csv"
+DETECTOR_QUALITY_JSON = "task2_detector_quality.json"
+CLEAN_EVENTS = "events_clean_q04.parquet"
+BEFORE_AFTER_CSV = "task1_before_after_cleaning.csv"
+BEFORE_AFTER_JSON = "task1_before_after_cleaning.json"
+DATASET_SUMMARY = "dataset_summary.json"
+DAILY_ACTIVITY = "daily_activity.csv"
+EVALUATION_JSON = "task1_honest_evaluation.json"
+# --------------------------------------------------------------------------- end of artifact file names

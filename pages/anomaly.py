@@ -55,7 +55,7 @@ def histogram(scores: np.ndarray, threshold: float) -> alt.LayerChart:
 st.title("Anomalous users")
 st.caption(
     "Score users with the Isolation Forest of task 2. Upload one row per visitor with the 16 "
-    f"features of spec §3 ({', '.join(USER_FEATURES)}) plus `visitorid`."
+    f"features of docs/DATA_CONTRACT.md ({', '.join(USER_FEATURES)}) plus `visitorid`."
 )
 arts = artifacts()
 detector = arts.detector
@@ -125,10 +125,10 @@ share = None
 if mode == "a share of this batch":
     share = st.slider("Share of scorable users to flag (%)", 1, 20, round(100 * detector.share), key="share_pct") / 100
 else:
-    st.caption(f"Threshold {detector.threshold:.4f}: the score of the top {pct(detector.share)} of the {detector.n_users:,} training users.")
+    st.caption(f"Threshold {detector.threshold_:.4f}: the score of the top {pct(detector.share)} of the {detector.n_users_:,} training users.")
 
 # --- 4. Scores -------------------------------------------------------------------------------
-score_key = (source["token"], detector.threshold, detector.fingerprint)  # a rebuild rescores
+score_key = (source["token"], detector.threshold_, detector.fingerprint_)  # a rebuild rescores
 if st.session_state.get("anomaly_scores", (None,))[0] != score_key:  # scored once per file
     bar = st.progress(0.0, text="Scoring…")
     scored = anomaly.score(  # the API's call; identical feature rows are scored once

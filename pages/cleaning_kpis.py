@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from core import artifacts as A
-from core.export import ReportBlock, html_report, json_tables, svg_renderer_available
+from core.report import ReportBlock, html_report, json_tables, svg_renderer_available
 from dashboard import best_test_row, count, entry_point_guard, missing, pct, read_json, table
 
 entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server

@@ -1,4 +1,4 @@
-"""Task 2: user features (spec §3) by hand, detector, scoring, validation, audits and cleaning."""
+"""Task 2: user features (docs/DATA_CONTRACT.md) by hand, detector, scoring, validation, audits."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.exceptions import NotFittedError
 
 from core import anomaly
 from core.errors import ArtifactError, DataError
@@ -214,32 +215,33 @@ def detector(train_features) -> anomaly.Detector:
 
 def test_fit_freezes_the_train_quantile(detector, train_features):
     scores = detector.score_samples(train_features)
-    assert detector.threshold == pytest.approx(np.quantile(scores, 0.95))
-    assert detector.n_users == len(train_features)
+    assert detector.threshold_ == pytest.approx(np.quantile(scores, 0.95))
+    assert detector.n_users_ == len(train_features)
     assert detector.features == tuple(USER_FEATURES)
-    assert detector.medians.shape == detector.scales.shape == (16,)
-    assert (detector.scales > 0).all()
+    assert detector.centre_.shape == detector.scale_.shape == (16,)
+    assert (detector.scale_ > 0).all()
     # score = -IsolationForest.score_samples on the log1p-preprocessed matrix
     X = train_features[list(USER_FEATURES)].to_numpy(float)
-    assert np.allclose(scores, -detector.pipeline.score_samples(X))
+    assert np.allclose(scores, -detector.model_.score_samples(X))
+    assert np.array_equal(detector.predict(X), (scores >= detector.threshold_).astype(int))
 
 
 def test_scores_are_deterministic(train_features, detector):
     again = anomaly.fit_detector(train_features, share=0.05, seed=7, n_estimators=60)
     a = detector.score_samples(train_features)
     assert np.array_equal(a, again.score_samples(train_features))
-    assert again.threshold == detector.threshold
+    assert again.threshold_ == detector.threshold_
     # Row-block threading never changes a score.
     big = pd.concat([train_features] * 8, ignore_index=True)
     assert np.array_equal(detector.score_samples(big, n_jobs=1), detector.score_samples(big, n_jobs=2))
 
 
-def test_operating_point_is_json(detector):
-    detector.fingerprint = "abc123"
+def test_operating_point_is_json(train_features):
+    detector = anomaly.fit_detector(train_features, share=0.05, seed=7, n_estimators=60, fingerprint="abc123")
     op = detector.operating_point()
     json.dumps(op)
-    assert op["share"] == 0.05 and op["threshold"] == detector.threshold
-    assert op["features"] == list(USER_FEATURES) and op["n_users"] == detector.n_users
+    assert op["share"] == 0.05 and op["threshold"] == detector.threshold_
+    assert op["features"] == list(USER_FEATURES) and op["n_users"] == detector.n_users_
     assert op["data_fingerprint"] == "abc123" and op["version"]
     assert "score_samples" in op["score_definition"]
 
@@ -292,8 +294,8 @@ def test_score_keeps_every_row_in_order(detector, train_features):
 
 def test_frozen_mode_uses_detector_threshold(detector, train_features):
     out = anomaly.score(train_features, detector=detector)
-    assert (out["threshold"] == detector.threshold).all()
-    assert (out["is_anomaly"] == (out["anomaly_score"] >= detector.threshold)).all()
+    assert (out["threshold"] == detector.threshold_).all()
+    assert (out["is_anomaly"] == (out["anomaly_score"] >= detector.threshold_)).all()
     assert abs(out["is_anomaly"].mean() - 0.05) < 0.002  # same users as in training
 
 
@@ -316,13 +318,18 @@ def test_bad_share_is_a_data_error(detector, train_features, share):
         anomaly.score(train_features.iloc[:5], share=share, detector=detector)
 
 
-def test_missing_detector_is_an_artifact_error(monkeypatch, train_features):
+def test_missing_detector_is_an_artifact_error(monkeypatch):
     import core.artifacts
 
     fake = types.SimpleNamespace(detector=None, problems=["No manifest.json."])
     monkeypatch.setattr(core.artifacts, "load_artifacts", lambda *a, **k: fake)
     with pytest.raises(ArtifactError, match="python -m core build"):
-        anomaly.score(train_features.iloc[:5])
+        core.artifacts.load_detector()
+
+
+def test_unfitted_detector_refuses_to_score(train_features):
+    with pytest.raises(NotFittedError):
+        anomaly.Detector().score_samples(train_features)
 
 
 def test_score_table_keeps_input_columns(detector, train_features):
@@ -368,12 +375,12 @@ def test_scoring_distinct_rows_once_equals_scoring_every_row(detector, train_fea
     X = t.loc[ok, list(USER_FEATURES)].to_numpy(np.float64)
     every_row = np.full(len(t), np.nan)
     every_row[ok] = detector.score_samples(X)  # the reference: no de-duplication
-    threshold = detector.threshold if share is None else np.quantile(every_row[ok], 1 - share)
+    threshold = detector.threshold_ if share is None else np.quantile(every_row[ok], 1 - share)
 
     scored_rows: list[int] = []
     real = anomaly.Detector.score_samples
     monkeypatch.setattr(anomaly.Detector, "score_samples", lambda self, M: scored_rows.append(len(M)) or real(self, M))
-    monkeypatch.setattr(anomaly, "SCORE_CHUNK_ROWS", 120)
+    monkeypatch.setattr(anomaly.scoring, "SCORE_CHUNK_ROWS", 120)
     progress: list[float] = []
     out = anomaly.score(t, share=share, detector=detector, on_progress=progress.append)
 

@@ -150,7 +150,7 @@ def test_anomaly_frozen_matches_core_and_build(client, arts, example):
     out = r.json()
     assert out["mode"] == "frozen"
     assert out["share"] == arts.detector.share
-    assert out["threshold"] == arts.detector.threshold
+    assert out["threshold"] == arts.detector.threshold_
     assert [u["visitorid"] for u in out["users"]] == [u["visitorid"] for u in body["users"]]
     features = pd.DataFrame(body["users"])
     direct = anomaly.score(features, detector=arts.detector)

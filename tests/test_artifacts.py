@@ -31,7 +31,7 @@ def test_committed_artifacts_verify_and_load():
     assert arts.problems == []
     assert type(arts.ranking_model).__name__ == "RankingModel"
     assert type(arts.detector).__name__ == "Detector"
-    assert arts.operating_point["threshold"] == pytest.approx(arts.detector.threshold)
+    assert arts.operating_point["threshold"] == pytest.approx(arts.detector.threshold_)
     summary = arts.summary()
     assert summary["manifest_ok"] is True and summary["ranking_model"] == arts.ranking_model.name
 

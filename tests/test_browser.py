@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 from core import artifacts as A
-from core.export import svg_renderer_available
+from core.report import svg_renderer_available
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")

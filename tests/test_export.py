@@ -1,4 +1,4 @@
-"""Unit tests of core.export: safe CSV, parquet, uploads, views tables, sampler, HTML report.
+"""Unit tests of core.export: safe CSV, parquet, uploads, views tables, sampler.
 
 Scoring (chunks, progress, de-duplication) is core.anomaly.score: see tests/test_anomaly.py.
 """
@@ -6,9 +6,7 @@ Scoring (chunks, progress, de-duplication) is core.anomaly.score: see tests/test
 from __future__ import annotations
 
 import io
-import os
 
-import altair as alt
 import numpy as np
 import pandas as pd
 import pytest
@@ -195,45 +193,3 @@ def test_history_before_applies_window_and_lookback():
     views = pd.DataFrame({"timestamp": [0, 10, 20, 30], "categoryid": [1, 2, 3, 4]})
     assert E.history_before(views, 3, window_ms=20, lookback=100)["categoryid"].tolist() == [2, 3]
     assert E.history_before(views, 3, window_ms=100, lookback=1)["categoryid"].tolist() == [3]
-
-
-# --------------------------------------------------------------------------- JSON tables and report
-
-
-def test_json_tables_find_records_and_scalars():
-    tables = dict(E.json_tables({"best": "hgb", "rankers": [{"ranker": "a", "top1": 0.5}], "ci": {"lo": 0.1}}))
-    assert tables["summary"]["key"].tolist() == ["best"]
-    assert tables["rankers"]["top1"].tolist() == [0.5]
-    assert tables["ci"]["value"].tolist() == ["0.1"]
-
-
-def _blocks():
-    chart = alt.Chart(pd.DataFrame({"a": ["x", "y"], "b": [1, 2]})).mark_bar().encode(x="a:N", y="b:Q")
-    return [
-        E.ReportBlock("heading", "Section <1>"),
-        E.ReportBlock("chart", chart, "a caption"),
-        E.ReportBlock("table", pd.DataFrame({"v": [0.123456, 2]})),
-        E.ReportBlock("note", "note & more"),
-    ]
-
-
-def test_html_report_without_svg_renderer_embeds_specs_and_says_charts_need_a_cdn():
-    page = E.html_report("T", _blocks(), inline_svg=False)
-    assert "vegaEmbed(" in page and "cdn.jsdelivr.net" in page and "need an internet connection" in page
-    assert "Section &lt;1&gt;" in page and "0.1235" in page and "note &amp; more" in page
-
-
-def test_html_report_with_svg_renderer_is_self_contained():
-    if not E.svg_renderer_available():  # requirements.txt pins vl-convert-python: CI must have it
-        if os.environ.get("CI") == "true":
-            pytest.fail("vl-convert-python is not installed (pip install -r requirements.txt)")
-        pytest.skip("vl-convert-python is not installed")
-    page = E.html_report("T", _blocks())  # the default: inline SVG when the renderer is there
-    assert page.count("<svg") == 1 and "</svg>" in page
-    assert "<script" not in page and "need an internet connection" not in page
-    assert "http" not in page.replace("http://www.w3.org", "")  # nothing to fetch
-
-
-def test_unknown_report_block_is_an_error():
-    with pytest.raises(ValueError):
-        E.html_report("T", [E.ReportBlock("video", 1)], inline_svg=False)

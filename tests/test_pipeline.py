@@ -55,6 +55,9 @@ def test_build_writes_every_artifact_listed_in_the_manifest(two_builds):
     assert expected <= set(manifest["files"])
     models = [n for n in manifest["files"] if n.startswith(artifacts.RANKING_MODEL_PREFIX)]
     assert len(models) == 1 and models[0].endswith(".joblib")
+    served = manifest["served"]  # the served models are named, never inferred from file names
+    assert served["ranking_model"]["file"] == models[0] and served["detector"] == {"file": artifacts.DETECTOR}
+    assert {"name", "ranker", "candidates"} <= set(served["ranking_model"])
     for name, entry in manifest["files"].items():
         assert sha256_file(out / name) == entry["sha256"]
         assert (out / name).stat().st_size == entry["bytes"]
@@ -83,7 +86,7 @@ def test_built_artifacts_load_and_agree_with_each_other(two_builds):
     assert arts.ranking_model is not None and arts.detector is not None
     op = arts.operating_point
     assert op["share"] == pytest.approx(0.04)
-    assert op["threshold"] == pytest.approx(arts.detector.threshold)
+    assert op["threshold"] == pytest.approx(arts.detector.threshold_)
     assert list(op["features"]) == list(USER_FEATURES)
 
     features = pd.read_parquet(out / artifacts.USER_FEATURES)
