@@ -1,4 +1,4 @@
-"""Constants of the data contract (../shared/spec/definitions.md), in one place."""
+"""Constants of the data contract (docs/DATA_CONTRACT.md), in one place."""
 
 from __future__ import annotations
 
@@ -62,3 +62,11 @@ COUNT_FEATURES: tuple[str, ...] = (
 )
 # Every user feature is non-negative by definition; negative values are a data error.
 NON_NEGATIVE_FEATURES: tuple[str, ...] = USER_FEATURES
+
+# ---- Evaluation artifact names (written by core.evaluation.write_all) ----
+HONEST_JSON = "task1_honest_evaluation.json"
+HONEST_CSV = "task1_honest_evaluation.csv"
+MARKOV_CSV = "task1_markov_candidates.csv"
+DETECTOR_JSON = "task2_detector_quality.json"
+DETECTOR_CSV = "task2_detector_quality.csv"
+# ---- end of evaluation artifact names ----
