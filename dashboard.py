@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from core import artifacts as A
-from core.export import view_sequences
+from core.ranking import view_sequences
 
 ENTRY_POINT = Path(__file__).resolve().parent / "streamlit_app.py"
 # Set by streamlit_app.py on every run, just before it runs the page; each page's guard takes it.

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from core import anomaly, ranking  # noqa: E402
 from core.artifacts import CLEAN_EVENTS, USER_FEATURES, load_artifacts  # noqa: E402
-from core.schema import UNKNOWN_CATEGORY, USER_FEATURES as FEATURES  # noqa: E402
+from core.schema import USER_FEATURES as FEATURES  # noqa: E402
 from tests.test_api_server import running_server  # noqa: E402  (the same server start-up)
 
 RANK_P99_TARGET_MS = 10.0
@@ -39,10 +39,10 @@ SEED = 42
 
 def rank_payload(events: pd.DataFrame, n_views: int = 100) -> dict[str, Any]:
     """n_views views of the demo visitor with the most categories (then views), one minute apart."""
-    views = events[(events["event"].astype(str) == "view") & (events["categoryid"] != UNKNOWN_CATEGORY)]
-    per_visitor = views.groupby("visitorid")["categoryid"].agg(["nunique", "size"])
-    visitor = per_visitor.sort_values(["nunique", "size"], ascending=False, kind="stable").index[0]
-    mine = views[views["visitorid"] == visitor].sort_values("timestamp", kind="stable")
+    seqs = ranking.view_sequences(events)
+    # Any visitor: the views are re-spaced below, so every one of them lands in the history.
+    visitor = ranking.pick_visitor(seqs, by=("categories", "views"), require_case=False)
+    mine = seqs[seqs["visitorid"] == visitor]
     mine = mine.iloc[np.arange(n_views) % len(mine)]  # repeat if the visitor has fewer views
     last = int(mine["timestamp"].iloc[-1])
     stamps = last - 60_000 * np.arange(n_views - 1, -1, -1)

@@ -22,7 +22,6 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from core.errors import DataError
-from core.schema import LOOKBACK, UNKNOWN_CATEGORY, WINDOW_MS
 
 log = logging.getLogger(__name__)
 
@@ -225,39 +224,3 @@ def views_from_csv_text(text: str) -> pd.DataFrame:
     return views
 
 
-# --------------------------------------------------------------------------- visitor sampler
-
-
-def view_sequences(events: pd.DataFrame, window_ms: int = WINDOW_MS) -> pd.DataFrame:
-    """Views with a known category in (visitorid, timestamp, file) order, for the sampler.
-
-    ``has_history`` marks views that are ranking cases (spec §2): an earlier view of the same
-    visitor within ``window_ms`` exists.
-    """
-    views = events.loc[
-        (events["event"].astype(str) == "view") & (events["categoryid"] != UNKNOWN_CATEGORY),
-        ["timestamp", "visitorid", "categoryid", "itemid"],
-    ]
-    views = views.sort_values(["visitorid", "timestamp"], kind="stable", ignore_index=True)
-    same = views["visitorid"].eq(views["visitorid"].shift())
-    gap = views["timestamp"] - views["timestamp"].shift()
-    views["has_history"] = same & (gap <= window_ms)
-    return views
-
-
-def sample_visitor(sequences: pd.DataFrame, seed: int) -> int | None:
-    """A visitor with at least one ranking case, drawn deterministically from the seed."""
-    eligible = np.unique(sequences.loc[sequences["has_history"], "visitorid"].to_numpy())
-    if eligible.size == 0:
-        return None
-    return int(np.random.default_rng(seed).choice(eligible))
-
-
-def history_before(
-    visitor_views: pd.DataFrame, target: int, window_ms: int = WINDOW_MS, lookback: int = LOOKBACK
-) -> pd.DataFrame:
-    """The case history of the visitor's view at position ``target``: the views before it
-    within ``window_ms``, at most the last ``lookback`` of them (spec §2)."""
-    t_target = visitor_views["timestamp"].iloc[target]
-    before = visitor_views.iloc[:target]
-    return before[before["timestamp"] >= t_target - window_ms].tail(lookback)

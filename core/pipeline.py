@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 import core
-from core import anomaly, artifacts, data, demo, ranking
+from core import anomaly, artifacts, data, demo, ranking, schema
 from core.bench import StageTimer, peak_rss_mb
 from core.schema import DEFAULT_SEED, DEFAULT_SHARE, EVENT_TYPES, UNKNOWN_CATEGORY
 
@@ -359,7 +359,7 @@ def results_markdown(out: Path) -> str:
         *markdown_table(pd.DataFrame(before_after["runs"]),
                         {"run": "run", "population": "population", "ranker": "ranker", **METRIC_COLUMNS}),
     ]
-    honest = out / "task1_honest_evaluation.csv"
+    honest = out / schema.EVALUATION_CSV
     if honest.exists():
         table = pd.read_csv(honest)
         table = table[(table["metric"] == "top1_all") & (table["average"] == "per case")].copy()
@@ -369,13 +369,13 @@ def results_markdown(out: Path) -> str:
                   *markdown_table(table, {"split": "split", "ranker": "ranker", "population": "population",
                                           "value": "top1_all", "ci": "95% CI", "n_cases": "cases",
                                           "n_visitors": "visitors"})]
-    markov = out / "task1_markov_candidates.csv"
+    markov = out / schema.MARKOV_CANDIDATES_CSV
     if markov.exists():
         lines += ["", "**Candidate sets on the same test cases**:", "",
                   *markdown_table(pd.read_csv(markov), {"split": "split", "candidate_set": "candidates",
                                                         "coverage": "coverage", "top1_all": "top1_all",
                                                         "top3_all": "top3_all", "n_cases": "cases"})]
-    quality = out / "task2_detector_quality.csv"
+    quality = out / schema.DETECTOR_QUALITY_CSV
     if quality.exists():
         table = pd.read_csv(quality)
         lines += ["", f"**Detector quality** ({table['population'].iloc[0]}):", "",

@@ -84,4 +84,7 @@ BEFORE_AFTER_JSON = "task1_before_after_cleaning.json"
 DATASET_SUMMARY = "dataset_summary.json"
 DAILY_ACTIVITY = "daily_activity.csv"
 EVALUATION_JSON = "task1_honest_evaluation.json"
+EVALUATION_CSV = "task1_honest_evaluation.csv"
+MARKOV_CANDIDATES_CSV = "task1_markov_candidates.csv"
+DETECTOR_QUALITY_CSV = "task2_detector_quality.csv"
 # --------------------------------------------------------------------------- end of artifact file names

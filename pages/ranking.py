@@ -6,8 +6,8 @@ import streamlit as st
 
 from core import artifacts as A
 from core.errors import DataError
-from core.export import history_before, ms_to_datetimes, sample_visitor, views_from_csv_text, views_from_editor
-from core.ranking import rank
+from core.export import ms_to_datetimes, views_from_csv_text, views_from_editor
+from core.ranking import history_before, pick_visitor, rank
 from dashboard import artifacts, entry_point_guard, sequences
 
 entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server
@@ -26,9 +26,7 @@ def example_views() -> pd.DataFrame:
     seqs = sequences()
     if seqs is None or not seqs["has_history"].any():
         return FALLBACK_EXAMPLE.copy()
-    eligible = seqs[seqs["visitorid"].isin(seqs.loc[seqs["has_history"], "visitorid"])]
-    spread = eligible.groupby("visitorid", sort=True)["categoryid"].nunique()
-    visitor = spread.index[spread.to_numpy().argmax()]  # the first visitor with the most categories
+    visitor = pick_visitor(seqs, by=("categories",))  # ties: the smallest visitorid
     views = seqs[seqs["visitorid"] == visitor].reset_index(drop=True)
     target = int(views.index[views["has_history"]][-1])
     return history_before(views, target).tail(12)[["timestamp", "categoryid", "itemid"]].reset_index(drop=True)
@@ -54,7 +52,7 @@ def show_ranking(result) -> None:
     )
     st.altair_chart(bars, width="stretch")
     st.dataframe(ranking[["rank", "categoryid", "score"]], hide_index=True)
-    with st.expander("Candidate features (spec §2)"):
+    with st.expander("Candidate features (docs/DATA_CONTRACT.md §2)"):
         st.dataframe(ranking.drop(columns="category"), hide_index=True)
 
 
@@ -147,7 +145,7 @@ else:
     if st.button("Sample a visitor", key="sample", icon=":material/casino:"):
         st.session_state.sample_seed = st.session_state.get("sample_seed", 1) + 1
     seed = st.session_state.get("sample_seed", 1)
-    visitor = sample_visitor(seqs, seed)
+    visitor = pick_visitor(seqs, seed=seed)
     if visitor is None:
         st.info("No visitor in the cleaned events has two views within 24 h.")
     else:

@@ -29,7 +29,8 @@ from core.artifacts import (  # noqa: E402
     load_artifacts,
 )
 from core.errors import ArtifactError  # noqa: E402
-from core.schema import UNKNOWN_CATEGORY, USER_FEATURES as FEATURES, WINDOW_MS  # noqa: E402
+from core.ranking import history_before, pick_visitor, view_sequences  # noqa: E402
+from core.schema import USER_FEATURES as FEATURES  # noqa: E402
 
 SEED = 42
 RANK_MAX_VIEWS, RANK_MIN_CATS = 20, 2
@@ -47,26 +48,15 @@ def _table(arts: Artifacts, name: str) -> pd.DataFrame:
 
 
 def recent_views(events: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """The demo visitor with the longest recent history (at most 20 views, 2+ categories).
-
-    History = the visitor's views in the 24 h before their final view (ties: smallest visitorid).
-    Returns those views and the category the visitor actually viewed next.
-    """
-    views = events.loc[
-        (events["event"].astype(str) == "view") & (events["categoryid"] != UNKNOWN_CATEGORY),
-        ["visitorid", "timestamp", "itemid", "categoryid"],
-    ]
-    views = views.sort_values(["visitorid", "timestamp"], kind="stable")
-    is_next = ~views.duplicated("visitorid", keep="last")  # each visitor's final view
-    last = views["timestamp"].where(is_next).groupby(views["visitorid"]).transform("max")
-    history = views[~is_next & (views["timestamp"] >= last - WINDOW_MS)]
-    stats = history.groupby("visitorid").agg(n=("categoryid", "size"), cats=("categoryid", "nunique"))
-    good = stats[(stats["n"] <= RANK_MAX_VIEWS) & (stats["cats"] >= RANK_MIN_CATS)]
-    if good.empty:
+    """The demo visitor whose final view has the longest history (at most 20 views, 2+ categories;
+    ties: smallest visitorid): that history and the category the visitor actually viewed next."""
+    seqs = view_sequences(events)
+    visitor = pick_visitor(seqs, max_history=RANK_MAX_VIEWS, min_history_categories=RANK_MIN_CATS)
+    if visitor is None:
         raise ArtifactError("No demo visitor has a recent view history with several categories.")
-    visitor = good.sort_values("n", ascending=False, kind="stable").index[0]
-    next_cat = int(views.loc[is_next & views["visitorid"].eq(visitor), "categoryid"].iloc[0])
-    return history[history["visitorid"] == visitor], next_cat
+    views = seqs[seqs["visitorid"] == visitor].reset_index(drop=True)
+    final = len(views) - 1
+    return history_before(views, final), int(views["categoryid"].iloc[final])
 
 
 def user_rows(features: pd.DataFrame) -> list[dict[str, Any]]:

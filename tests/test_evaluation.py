@@ -1,4 +1,4 @@
-"""Tests of core.evaluation on small hand-made data (issue #5: honest evaluation)."""
+"""Tests of core.evaluation (honest evaluation) on small hand-made data."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import anomaly, evaluation as ev, ranking
+from core import anomaly, evaluation as ev, ranking, stats
 from core.schema import USER_FEATURES
 
 # Tiny user tables: IsolationForest warns that max_samples (256) exceeds the user count.
@@ -62,31 +62,31 @@ def tiny_world(seed: int = 0, n_normal: int = 240, n_bots: int = 12, days: int =
 
 
 def test_jaccard():
-    assert ev.jaccard([1, 2, 3], [2, 3, 4]) == pytest.approx(0.5)
-    assert ev.jaccard([1, 2], [3]) == 0.0
-    assert ev.jaccard([], []) == 1.0
-    assert ev.jaccard(np.array([5, 5, 6]), np.array([6, 5])) == 1.0
+    assert stats.jaccard([1, 2, 3], [2, 3, 4]) == pytest.approx(0.5)
+    assert stats.jaccard([1, 2], [3]) == 0.0
+    assert stats.jaccard([], []) == 1.0
+    assert stats.jaccard(np.array([5, 5, 6]), np.array([6, 5])) == 1.0
 
 
 def test_flag_top_share_exact_count_and_tie_break():
-    assert ev.flag_top_share(np.array([1.0, 5.0, 4.0, 3.0]), 0.5).tolist() == [False, True, True, False]
+    assert stats.flag_top_share(np.array([1.0, 5.0, 4.0, 3.0]), 0.5).tolist() == [False, True, True, False]
     # Three tied top scores, two slots: the two smallest visitor ids win.
-    flags = ev.flag_top_share(np.array([5.0, 5.0, 5.0, 1.0]), 0.5, ids=np.array([30, 10, 20, 40]))
+    flags = stats.flag_top_share(np.array([5.0, 5.0, 5.0, 1.0]), 0.5, ids=np.array([30, 10, 20, 40]))
     assert flags.tolist() == [False, True, True, False]
 
 
 def test_pr_auc_perfect_and_random():
     truth = np.array([0, 0, 1, 0, 1], dtype=bool)
-    assert ev.pr_auc(truth, np.array([0.1, 0.2, 0.9, 0.3, 0.8])) == pytest.approx(1.0)
-    assert ev.pr_auc(truth, np.array([0.9, 0.8, 0.1, 0.7, 0.2])) < 0.5
-    assert np.isnan(ev.pr_auc(np.zeros(3, bool), np.arange(3.0)))
+    assert stats.pr_auc(truth, np.array([0.1, 0.2, 0.9, 0.3, 0.8])) == pytest.approx(1.0)
+    assert stats.pr_auc(truth, np.array([0.9, 0.8, 0.1, 0.7, 0.2])) < 0.5
+    assert np.isnan(stats.pr_auc(np.zeros(3, bool), np.arange(3.0)))
 
 
 def test_per_case_vs_per_visitor_averages_hand_computed():
     # Visitor 1: 3 cases, all hits; visitor 2: 1 case, no hit.
     hits, cases, vis = np.array([1, 1, 1, 0]), np.ones(4), np.array([1, 1, 1, 2])
-    assert ev.per_case_average(hits, cases) == pytest.approx(3 / 4)
-    assert ev.per_visitor_average(hits, cases, vis) == pytest.approx((1 + 0) / 2)
+    assert stats.per_case_average(hits, cases) == pytest.approx(3 / 4)
+    assert stats.per_visitor_average(hits, cases, vis) == pytest.approx((1 + 0) / 2)
 
 
 def test_metric_rows_hand_computed_with_covered_denominators():
@@ -138,7 +138,7 @@ def test_metric_rows_multi_paired_difference():
 
 
 def test_bootstrap_weights_resample_every_visitor_count():
-    w = ev.bootstrap_weights(7, 11, np.random.default_rng(0))
+    w = stats.bootstrap_weights(7, 11, np.random.default_rng(0))
     assert w.shape == (11, 7)
     assert (w.sum(axis=1) == 7).all() and (w >= 0).all()
 
@@ -153,8 +153,8 @@ def _bootstrap_data(n_vis: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def test_bootstrap_ci_contains_estimate_and_shrinks_with_more_data():
-    small = ev.bootstrap_ci(*_bootstrap_data(30, 1), n_boot=400, seed=3)
-    large = ev.bootstrap_ci(*_bootstrap_data(3000, 1), n_boot=400, seed=3)
+    small = stats.bootstrap_ci(*_bootstrap_data(30, 1), n_boot=400, seed=3)
+    large = stats.bootstrap_ci(*_bootstrap_data(3000, 1), n_boot=400, seed=3)
     for res in (small, large):
         for avg in ("per case", "per visitor"):
             r = res[avg]
@@ -164,7 +164,7 @@ def test_bootstrap_ci_contains_estimate_and_shrinks_with_more_data():
         width_small = small[avg]["ci_high"] - small[avg]["ci_low"]
         width_large = large[avg]["ci_high"] - large[avg]["ci_low"]
         assert width_large < width_small / 4  # ~ 1/sqrt(100) = 1/10 expected
-    again = ev.bootstrap_ci(*_bootstrap_data(30, 1), n_boot=400, seed=3)
+    again = stats.bootstrap_ci(*_bootstrap_data(30, 1), n_boot=400, seed=3)
     assert again == small  # fixed seed: identical
 
 
@@ -173,7 +173,7 @@ def test_bootstrap_resamples_visitors_not_cases():
     # reach 0 (replicates that miss the visitor) — the interval spans the visitor clustering.
     hits = np.r_[np.ones(50), np.zeros(5)]
     vis = np.r_[np.zeros(50), np.arange(1, 6)]
-    res = ev.bootstrap_ci(hits, np.ones(55), vis, n_boot=400, seed=0)
+    res = stats.bootstrap_ci(hits, np.ones(55), vis, n_boot=400, seed=0)
     assert res["per case"]["ci_low"] < 0.2 and res["per case"]["ci_high"] == pytest.approx(1.0, abs=0.05)
 
 
@@ -212,8 +212,8 @@ def test_temporal_spec_cases_at_the_cutoff_are_test_and_keep_old_history():
 def test_case_view_times_match_ranking_case_ids():
     events, _ = tiny_world(seed=3)
     cands = ranking.build_candidates(events)
-    view_ts, ref_ts = ev.case_times(events)
-    cases = ev.case_table(cands)
+    view_ts, ref_ts = ranking.case_times(events)
+    cases = ranking.case_table(cands)
     assert view_ts.size == len(cases)
     t_ref = cands.groupby("case_id")["t_ref"].first().to_numpy()
     assert np.array_equal(ref_ts[cases["case_id"].to_numpy()], t_ref)
@@ -248,7 +248,7 @@ def test_switch_only_selects_cases_whose_next_differs_from_last():
     cands = _hand_cands()
     assert ev.switch_case_ids(cands).tolist() == [1, 2]
     assert sorted(ev.switch_only(cands)["case_id"].unique()) == [1, 2]
-    out = ev.case_outcomes(cands, ranking.rule_scores(cands))
+    out = ranking.case_outcomes(cands, ranking.rule_scores(cands))
     assert out["switch"].tolist() == [False, True, True]
     # Rule: case 0 -> A first (hit), case 1 -> B (cnt 3) first (hit), case 2 not covered.
     assert out["covered"].tolist() == [1, 1, 0]
@@ -259,7 +259,7 @@ def test_case_outcomes_agree_with_ranking_metrics():
     events, _ = tiny_world(seed=5)
     cands = ranking.build_candidates(events)
     scores = ranking.rule_scores(cands)
-    h = ev.headline(ev.case_outcomes(cands, scores))
+    h = ev.headline(ranking.case_outcomes(cands, scores))
     m = ranking.ranking_metrics(cands, scores)
     for k in ("coverage", "top1", "top3", "top1_all", "top3_all"):
         assert h[k] == pytest.approx(m[k])
@@ -281,7 +281,7 @@ def _markov_events() -> pd.DataFrame:
 
 def test_markov_transition_probabilities_hand_computed():
     cands = ranking.build_candidates(_markov_events())
-    pairs = ev.transition_pairs(cands)
+    pairs = ranking.transition_pairs(cands)
     assert sorted(zip(pairs["prev_cat"], pairs["y"])) == [(A, B), (A, B), (A, C), (B, A)]
     mk = ranking.fit_markov(pairs[["prev_cat", "y"]])
     p = mk.prob(np.array([A, A, B, B]), np.array([B, C, A, C]))
@@ -289,18 +289,18 @@ def test_markov_transition_probabilities_hand_computed():
 
 
 def test_markov_extra_candidates_raise_coverage_on_the_same_cases():
-    mk = ranking.fit_markov(ev.transition_pairs(ranking.build_candidates(_markov_events()))[["prev_cat", "y"]])
+    mk = ranking.fit_markov(ranking.transition_pairs(ranking.build_candidates(_markov_events()))[["prev_cat", "y"]])
     # Test visitor 9 views A then C: C is not in the history, so history-only cannot cover it.
     test = ranking.build_candidates(views([(9, 0, A), (9, MIN, C), (8, 0, B), (8, MIN, B)]))
-    hist = ev.case_outcomes(test, ranking.rule_scores(test))
+    hist = ranking.case_outcomes(test, ranking.rule_scores(test))
     aug = ranking.add_markov(test, mk, top_n=2)
-    assert set(aug.loc[aug["case_id"] == ev.case_table(test).query("visitorid == 9")["case_id"].iloc[0],
+    assert set(aug.loc[aug["case_id"] == ranking.case_table(test).query("visitorid == 9")["case_id"].iloc[0],
                        "categoryid"]) == {A, B, C}
-    with_markov = ev.case_outcomes(aug, aug["markov_prob"].to_numpy())
+    with_markov = ranking.case_outcomes(aug, aug["markov_prob"].to_numpy())
     assert with_markov["case_id"].tolist() == hist["case_id"].tolist()  # same case ids
     assert hist["covered"].sum() == 1 and with_markov["covered"].sum() == 2
     # Markov-only over all categories: for last = A, B (2/3) ranks above C (1/3).
-    only = ev.markov_only_outcomes(ev.case_table(test), mk)
+    only = ranking.markov_only_outcomes(ranking.case_table(test), mk)
     row = only[only["visitorid"] == 9].iloc[0]
     assert (row["covered"], row["hit1"], row["hit3"]) == (1.0, 0.0, 1.0)
     # Visitor 8: last = B, y = B; P(B | B) = 0 in training: not covered.
@@ -310,12 +310,12 @@ def test_markov_extra_candidates_raise_coverage_on_the_same_cases():
 def test_cross_fitted_markov_never_uses_a_case_own_transition():
     events = _markov_events()
     cands = ranking.build_candidates(events)
-    pairs = ev.transition_pairs(cands)
-    aug = ev.cross_fitted_markov(pairs, cands, top_n=0, seed=0, folds=4)  # one visitor per fold
+    pairs = ranking.transition_pairs(cands)
+    aug = ranking.cross_fit_markov(pairs, cands, top_n=0, seed=0, folds=4)  # one visitor per fold
     # Visitor 3 (A -> C) is the only A -> C transition: without it, P(C | A) is 0.
     v3 = aug[aug["visitorid"] == 3]
     assert v3["markov_prob"].tolist() == [0.0]  # its only candidate is A; P(A | A) = 0 too
-    aug_top = ev.cross_fitted_markov(pairs, cands, top_n=3, seed=0, folds=4)
+    aug_top = ranking.cross_fit_markov(pairs, cands, top_n=3, seed=0, folds=4)
     assert C not in aug_top.loc[aug_top["visitorid"] == 3, "categoryid"].tolist()
 
 
@@ -338,18 +338,18 @@ def test_group_split_table_has_2x3_populations_and_counts_add_up(world):
     res = ev.evaluate_split(spec, share=0.05, seed=0, labels=labels, n_boot=40, markov_top_ns=(5,))
     table = pd.DataFrame(res["table"])
     assert set(zip(table["ranker"], table["population_key"])) == {
-        (r, p) for r in ev.RANKERS for p in ev.POPULATION_KEYS
+        (r, p) for r in ev.EVAL_RANKERS for p in ev.POPULATION_KEYS
     }
     assert table["population"].str.len().min() > 20  # plain-language captions
-    for r in ev.RANKERS:
+    for r in ev.EVAL_RANKERS:
         t = table[table["ranker"] == r].set_index("population_key")
         assert t.loc["flagged", "n_cases"] + t.loc["non_flagged", "n_cases"] == t.loc["all", "n_cases"]
         assert t.loc["flagged", "n_visitors"] + t.loc["non_flagged", "n_visitors"] == t.loc["all", "n_visitors"]
         assert t.loc["all", "n_cases"] == spec.test["case_id"].nunique()  # one fixed test set
     assert (table.loc[table["population_key"] == "flagged", "n_cases"] > 0).all()
     long = pd.DataFrame(res["metrics"])
-    assert set(long["ranker"]) == set(ev.RANKERS) | {"clean - raw"}
-    assert len(long) == (len(ev.RANKERS) + 1) * 3 * len(ev.METRICS) * 2
+    assert set(long["ranker"]) == set(ev.EVAL_RANKERS) | {"clean - raw"}
+    assert len(long) == (len(ev.EVAL_RANKERS) + 1) * 3 * len(ev.METRICS) * 2
     assert set(long["average"]) == {"per case", "per visitor"}
     finite = long.dropna(subset=["value", "ci_low", "ci_high"])
     assert ((finite["ci_low"] <= finite["value"] + 1e-12) & (finite["value"] <= finite["ci_high"] + 1e-12)).mean() > 0.9
@@ -372,7 +372,7 @@ def test_detector_is_fitted_on_training_users_only(world, monkeypatch):
         return real(feats, share=share, seed=seed)
 
     monkeypatch.setattr(anomaly, "fit_detector", spy)
-    ev._fit_and_flag(spec, 0.05, 0, labels)
+    ev.fit_and_flag(spec, 0.05, 0, labels)
     assert seen and not (seen[0] & set(spec.detector_test["visitorid"]))
 
 
@@ -380,17 +380,17 @@ def test_write_all_files_captions_and_byte_identical_rerun(world, tmp_path):
     events, labels, _, _ = world
     ev.write_all(events, labels, seed=0, share=0.05, out=tmp_path / "a", n_boot=30)
     ev.write_all(events, labels, seed=0, share=0.05, out=tmp_path / "b", n_boot=30)
-    for name in (ev.HONEST_JSON, ev.HONEST_CSV, ev.MARKOV_CSV, ev.DETECTOR_JSON, ev.DETECTOR_CSV):
+    for name in (ev.EVALUATION_JSON, ev.EVALUATION_CSV, ev.MARKOV_CANDIDATES_CSV, ev.DETECTOR_QUALITY_JSON, ev.DETECTOR_QUALITY_CSV):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
-    report = json.loads((tmp_path / "a" / ev.HONEST_JSON).read_text())
+    report = json.loads((tmp_path / "a" / ev.EVALUATION_JSON).read_text())
     assert set(report["splits"]) == {"group", "temporal"}
     for split in report["splits"].values():
         assert all(isinstance(r["population"], str) and r["population"] for r in split["table"])
         assert all(r["population"] for r in split["markov_candidates"]["rows"])
-    flat = pd.read_csv(tmp_path / "a" / ev.HONEST_CSV)
+    flat = pd.read_csv(tmp_path / "a" / ev.EVALUATION_CSV)
     assert list(flat.columns) == list(ev.CSV_COLUMNS)
     assert set(flat["split"]) == {"group", "temporal"}
-    markov = pd.read_csv(tmp_path / "a" / ev.MARKOV_CSV)
+    markov = pd.read_csv(tmp_path / "a" / ev.MARKOV_CANDIDATES_CSV)
     assert {"history", "history + markov top5", "markov only (all categories)"} <= set(markov["candidate_set"])
 
 
@@ -418,7 +418,7 @@ def test_detection_stats_hand_computed():
     assert s["n_flagged"] == 3
     assert s["precision"] == pytest.approx(2 / 3)
     assert s["recall"] == pytest.approx(2 / 3)
-    assert s["pr_auc"] == pytest.approx(ev.pr_auc(truth, np.array([0.9, 0.8, 0.1, 0.2, 0.7])))
+    assert s["pr_auc"] == pytest.approx(stats.pr_auc(truth, np.array([0.9, 0.8, 0.1, 0.2, 0.7])))
 
 
 def test_detector_quality_baselines_on_a_tiny_labelled_example():

@@ -162,34 +162,3 @@ def test_views_feed_core_ranking_with_row_named_errors():
         ranking.rank(bad, None, 2)
 
 
-# --------------------------------------------------------------------------- sampler
-
-
-def _events():
-    return pd.DataFrame(
-        {
-            "timestamp": [0, 1000, 2000, 10**9, 5, 6],
-            "visitorid": [1, 1, 1, 1, 2, 3],
-            "event": ["view", "view", "addtocart", "view", "view", "view"],
-            "itemid": [1, 2, 3, 4, 5, 6],
-            "categoryid": [10, 11, 11, 12, 10, -1],
-        }
-    )
-
-
-def test_view_sequences_mark_ranking_cases():
-    seqs = E.view_sequences(_events())
-    assert seqs["visitorid"].tolist() == [1, 1, 1, 2]  # addtocart and unknown categories dropped
-    assert seqs["has_history"].tolist() == [False, True, False, False]  # 10**9 ms is > 24 h later
-
-
-def test_sample_visitor_is_deterministic_and_eligible():
-    seqs = E.view_sequences(_events())
-    assert E.sample_visitor(seqs, 1) == E.sample_visitor(seqs, 1) == 1
-    assert E.sample_visitor(seqs.iloc[3:], 1) is None
-
-
-def test_history_before_applies_window_and_lookback():
-    views = pd.DataFrame({"timestamp": [0, 10, 20, 30], "categoryid": [1, 2, 3, 4]})
-    assert E.history_before(views, 3, window_ms=20, lookback=100)["categoryid"].tolist() == [2, 3]
-    assert E.history_before(views, 3, window_ms=100, lookback=1)["categoryid"].tolist() == [3]

@@ -32,7 +32,7 @@ def case_rows(cands: pd.DataFrame, case_id: int) -> pd.DataFrame:
 
 
 def reference_candidates(ev: pd.DataFrame, lookback: int, window_ms: int) -> pd.DataFrame:
-    """Straightforward per-case implementation of spec §2 (slow, for cross-checking only)."""
+    """Straightforward per-case implementation of the case/history rule of docs/DATA_CONTRACT.md §2 (slow, for cross-checking only)."""
     v = ev[(ev["event"] == "view") & (ev["categoryid"] != -1)]
     v = v.iloc[np.lexsort((v["timestamp"].to_numpy(), v["visitorid"].to_numpy()))]
     out, case_id = [], 0
@@ -359,7 +359,7 @@ def rank_via_build_candidates(views: list[dict], model, top_k):
     c = R.build_candidates(ev, lookback, window_ms, markov=markov, markov_top_n=top_n)
     case = c[c["case_id"] == c["case_id"].max()].reset_index(drop=True)
     scores = R.rule_scores(case) if model is None else model.score(case)
-    order = R._order_within_cases(case, scores)
+    order = R.order_within_cases(case, scores)
     feats = [f for f in (*CANDIDATE_FEATURES, MARKOV_FEATURE) if f in case.columns]
     want = case.iloc[order][["categoryid", *feats]].reset_index(drop=True)
     want.insert(1, "score", np.asarray(scores)[order])
@@ -462,13 +462,13 @@ def test_forest_predicts_sequentially_and_deterministically_for_small_inputs(fit
         pd.testing.assert_frame_equal(R.rank(views, model=model, top_k=None).ranking, first,
                                       check_exact=True)
     # big batches use the threads, on a shallow copy: the shared model is never changed
-    threaded = R._with_n_jobs(model.estimator, -1)
+    threaded = R.with_n_jobs(model.estimator, -1)
     assert threaded.n_jobs == -1 and model.estimator.n_jobs == 1
     assert threaded.estimators_ is model.estimator.estimators_
     big = pd.concat([first] * (R.PARALLEL_MIN_ROWS // len(first) + 1), ignore_index=True)
     big["case_id"] = 0
     np.testing.assert_allclose(model.score(big)[: len(first)], first["score"], rtol=1e-12)
-    assert R._with_n_jobs(fitted_models["hgb"].estimator, 1) is fitted_models["hgb"].estimator
+    assert R.with_n_jobs(fitted_models["hgb"].estimator, 1) is fitted_models["hgb"].estimator
 
 
 def test_validate_views_numpy_path_and_row_checks_agree():
@@ -578,3 +578,53 @@ def test_train_and_evaluate_with_markov_candidates(one_thread):
     base_cov = base.metrics.query("split == 'test'")["coverage"].iloc[0]
     assert (test["coverage"] >= base_cov).all()  # extras can only add covered cases
     assert MARKOV_FEATURE in r.config["features"] and r.best_model.markov is not None
+
+
+# --------------------------------------------------------------------------- demo visitors and histories
+
+
+def _sampler_events():
+    return pd.DataFrame(
+        {
+            "timestamp": [0, 1000, 2000, 10**9, 5, 6],
+            "visitorid": [1, 1, 1, 1, 2, 3],
+            "event": ["view", "view", "addtocart", "view", "view", "view"],
+            "itemid": [1, 2, 3, 4, 5, 6],
+            "categoryid": [10, 11, 11, 12, 10, -1],
+        }
+    )
+
+
+def test_view_sequences_mark_ranking_cases():
+    seqs = R.view_sequences(_sampler_events())
+    assert seqs["visitorid"].tolist() == [1, 1, 1, 2]  # addtocart and unknown categories dropped
+    assert seqs["has_history"].tolist() == [False, True, False, False]  # 10**9 ms is > 24 h later
+
+
+def test_sample_visitor_is_deterministic_and_eligible():
+    seqs = R.view_sequences(_sampler_events())
+    assert R.pick_visitor(seqs, seed=1) == R.pick_visitor(seqs, seed=1) == 1
+    assert R.pick_visitor(seqs.iloc[3:], seed=1) is None
+
+
+def test_history_before_applies_window_and_lookback():
+    views = pd.DataFrame({"timestamp": [0, 10, 20, 30], "categoryid": [1, 2, 3, 4]})
+    assert R.history_before(views, 3, window_ms=20, lookback=100)["categoryid"].tolist() == [2, 3]
+    assert R.history_before(views, 3, window_ms=100, lookback=1)["categoryid"].tolist() == [3]
+
+
+def test_pick_visitor_by_final_history_and_by_categories():
+    events = pd.DataFrame({
+        "timestamp": [0, 10, 20, 30, 0, 10, 20, 0, 5],
+        "visitorid": [1, 1, 1, 1, 2, 2, 2, 3, 3],
+        "event": ["view"] * 9,
+        "itemid": range(9),
+        "categoryid": [5, 5, 5, 6, 7, 8, 9, 7, 7],
+    })
+    seqs = R.view_sequences(events)
+    per = R.final_histories(seqs)
+    assert per["history"].tolist() == [3, 2, 1] and per["history_categories"].tolist() == [1, 2, 1]
+    assert R.pick_visitor(seqs) == 1  # the longest final history
+    assert R.pick_visitor(seqs, max_history=2, min_history_categories=2) == 2
+    assert R.pick_visitor(seqs, by=("categories", "views")) == 2
+    assert R.pick_visitor(seqs, min_history_categories=3) is None

@@ -1,0 +1,243 @@
+"""The whole honest evaluation: both splits, every population, the report files."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from core import anomaly, artifacts, ranking
+from core.evaluation.detectors import (
+    DETECTOR_FIT_CAP,
+    STABILITY_USER_CAP,
+    detector_quality,
+    fit_and_flag,
+)
+from core.evaluation.rankers import (
+    EVAL_THREADS,
+    EVAL_TRAIN_ROW_CAP,
+    LEARNER,
+    MARKOV_TOP_NS,
+    fit_learned,
+    markov_candidates,
+    markov_top_ns_for,
+    model_scores,
+    train_sample,
+)
+from core.evaluation.splits import (
+    TEST_DAYS,
+    SplitSpec,
+    group_split_spec,
+    prepared_cases,
+    temporal_split_spec,
+)
+from core.evaluation.tables import (
+    MARKOV_CSV_COLUMNS,
+    POPULATION_KEYS,
+    flat_table,
+    headline,
+    metric_rows_multi,
+)
+from core.schema import (
+    DEFAULT_SEED,
+    DEFAULT_SHARE,
+    DETECTOR_QUALITY_CSV,
+    DETECTOR_QUALITY_JSON,
+    EVALUATION_CSV,
+    EVALUATION_JSON,
+    LOOKBACK,
+    MARKOV_CANDIDATES_CSV,
+    TEST_SIZE,
+    WINDOW_MS,
+)
+from core.stats import CI_LEVEL, N_BOOT
+
+log = logging.getLogger(__name__)
+
+# The rankers compared on the same test cases: learned on raw events, on cleaned events, the rule.
+EVAL_RANKERS: tuple[str, ...] = ("raw", "clean", "rule")
+REPORT_DECIMALS = 6  # report tables only; nothing here is re-used as a threshold
+
+
+def _population_masks(
+    outcomes: pd.DataFrame, flagged_test: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per population key, the boolean mask over the outcome rows."""
+    flagged = np.isin(outcomes["visitorid"].to_numpy(), flagged_test)
+    return {"all": np.ones(len(outcomes), dtype=bool), "non_flagged": ~flagged, "flagged": flagged}
+
+
+def evaluate_split(
+    spec: SplitSpec,
+    share: float,
+    seed: int,
+    labels: pd.DataFrame | None,
+    n_boot: int = N_BOOT,
+    markov_top_ns: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """Detector, raw/clean/rule rankers, 2x3 populations, switch-only and Markov candidates."""
+    t0 = time.perf_counter()
+    flagged_train, flagged_test, det_info = fit_and_flag(spec, share, seed, labels)
+    log.info("evaluation %s: detector %.1fs", spec.name, time.perf_counter() - t0)
+    train_vis = spec.train["visitorid"].to_numpy()
+    clean_train = spec.train.loc[~np.isin(train_vis, flagged_train)]
+    models = {
+        "raw": fit_learned(train_sample(spec.train, seed), seed,
+                           source=f"{spec.name} split, raw training cases"),
+        "clean": fit_learned(train_sample(clean_train, seed), seed,
+                             source=f"{spec.name} split, cleaned training cases"),
+        "rule": ranking.fit_ranker("rule", spec.train),
+    }
+    log.info("evaluation %s: rankers %.1fs", spec.name, time.perf_counter() - t0)
+    outcomes = {r: ranking.case_outcomes(spec.test, model_scores(models[r], spec.test)) for r in EVAL_RANKERS}
+    pops = _population_masks(outcomes["raw"], flagged_test)
+    captions = _population_captions(spec, share)
+    table, long = [], []
+    arms_diffs = [("clean", "raw")]
+    for key in POPULATION_KEYS:  # three populations, the three rankers bootstrapped together
+        arms = {r: outcomes[r].loc[pops[key]] for r in EVAL_RANKERS}
+        for r, rows in metric_rows_multi(arms, n_boot, seed, diffs=arms_diffs).items():
+            long.extend({"split": spec.name, "ranker": r, "population_key": key,
+                         "population": captions[key], **row} for row in rows)
+        table.extend({"ranker": r, "population_key": key, "population": captions[key],
+                      **headline(arms[r])} for r in EVAL_RANKERS)
+    switch_mask = outcomes["raw"]["switch"].to_numpy()
+    sw_caption = captions["switch"]
+    sw_arms = {r: outcomes[r].loc[switch_mask] for r in EVAL_RANKERS}
+    sw_table = [{"ranker": r, "population_key": "switch", "population": sw_caption,
+                 **headline(sw_arms[r])} for r in EVAL_RANKERS]
+    sw_long = [{"split": spec.name, "ranker": r, "population_key": "switch",
+                "population": sw_caption, **row}
+               for r, rows in metric_rows_multi(sw_arms, n_boot, seed, diffs=arms_diffs).items()
+               for row in rows]
+    log.info("evaluation %s: tables %.1fs", spec.name, time.perf_counter() - t0)
+    top_ns = MARKOV_TOP_NS.get(spec.name, (5,)) if markov_top_ns is None else tuple(markov_top_ns)
+    markov = markov_candidates(spec, outcomes["raw"], seed, n_boot, top_ns)
+    log.info("evaluation %s: markov %.1fs", spec.name, time.perf_counter() - t0)
+    n_test = len(outcomes["raw"])
+    return {
+        "population": captions["all"],
+        "split": spec.info,
+        "detector": det_info,
+        "rankers": {
+            "raw": {"trained_on": models["raw"].trained_on,
+                    "description": "HistGradientBoosting on the 7 spec features, trained on every "
+                                   "training visitor's cases (raw events)"},
+            "clean": {"trained_on": models["clean"].trained_on,
+                      "description": "the same learner trained on the training visitors minus "
+                                     "the ones the train-fitted detector flags (cleaned)",
+                      "train_visitors_removed": int(np.unique(train_vis[np.isin(train_vis, flagged_train)]).size)},
+            "rule": {"trained_on": "no training",
+                     "description": "count + recency rule (cnt desc, then pos_from_end asc); reference"},
+        },
+        "table": table,
+        "metrics": long,
+        "switch_only": {
+            "population": sw_caption,
+            "n_cases": int(switch_mask.sum()),
+            "share_of_test_cases": float(switch_mask.mean()) if n_test else float("nan"),
+            "table": sw_table,
+            "metrics": sw_long,
+        },
+        "markov_candidates": markov,
+    }
+
+
+def _population_captions(spec: SplitSpec, share: float) -> dict[str, str]:
+    """Plain-language caption of every population of a split."""
+    base = spec.caption
+    pct = f"{share:.0%}" if round(share * 100) == share * 100 else f"{share * 100:g}%"
+    return {
+        "all": f"all {base}",
+        "non_flagged": f"{base} that the train-fitted detector does NOT flag at {pct}",
+        "flagged": f"{base} that the train-fitted detector flags at {pct}",
+        "switch": f"switch cases of all {base}: the true next category differs from the last "
+                  "viewed one",
+    }
+
+
+def honest_evaluation(
+    events: pd.DataFrame, labels: pd.DataFrame | None, seed: int = DEFAULT_SEED,
+    share: float = DEFAULT_SHARE, n_boot: int = N_BOOT, test_days: int = TEST_DAYS,
+    features: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """The whole task-1 evaluation report (JSON-ready dict, not yet rounded)."""
+    t0 = time.perf_counter()
+    cands, rare = prepared_cases(events)
+    if features is None:
+        features = anomaly.user_features(events)
+    log.info("honest evaluation: candidates and user features %.1fs", time.perf_counter() - t0)
+    top_ns = markov_top_ns_for(len(events))
+    splits = {
+        "group": evaluate_split(group_split_spec(cands, features, seed), share, seed, labels, n_boot,
+                                top_ns["group"]),
+        "temporal": evaluate_split(temporal_split_spec(events, cands, features, test_days), share,
+                                   seed, labels, n_boot, top_ns["temporal"]),
+    }
+    return {
+        "title": "Task 1: same-population evaluation of rankers trained on raw vs cleaned events",
+        "population": "every figure is on test cases only; each table row names its population",
+        "settings": {
+            "seed": seed, "share": share, "n_boot": n_boot, "ci_level": CI_LEVEL,
+            "ci_method": "percentile bootstrap over test visitors (resampled with replacement)",
+            "test_size": TEST_SIZE, "test_days": test_days, "learner": LEARNER,
+            "learner_note": "ranking.make_estimator('hgb') = HistGradientBoostingClassifier; the "
+                            "same learner for the raw, clean and Markov rankers",
+            "train_row_cap": EVAL_TRAIN_ROW_CAP, "threads": EVAL_THREADS, "markov_top_ns": {k: list(v) for k, v in top_ns.items()},
+            "detector_fit_cap": DETECTOR_FIT_CAP, "stability_user_cap": STABILITY_USER_CAP,
+            "lookback": LOOKBACK, "window_ms": WINDOW_MS,
+        },
+        "definitions": DEFINITIONS,
+        "rare_labels": rare,
+        "splits": splits,
+    }
+
+
+DEFINITIONS: dict[str, str] = {
+    "coverage": "share of cases whose true next category is among the candidates",
+    "top1": "among covered cases, share with the true category ranked first",
+    "top3": "among covered cases, share with the true category in the first three",
+    "top1_all": "share of ALL cases with the true category ranked first (= top1 x coverage)",
+    "top3_all": "share of ALL cases with the true category in the first three",
+    "per case": "hits / cases pooled over every case of the population",
+    "per visitor": "mean over visitors of each visitor's own hit rate (visitors with >= 1 case "
+                   "in the metric's denominator)",
+    "ci": "95% percentile bootstrap: visitors resampled with replacement, all their cases kept",
+    "switch": "cases whose true next category differs from the last viewed category",
+    "markov only coverage": "share of cases with P(y | last category) > 0 under the training "
+                            "transitions (y reachable in the full ranking of all categories)",
+    "flagged": "visitors whose anomaly score is >= the threshold frozen on the training users",
+}
+
+
+def write_all(
+    events: pd.DataFrame, labels: pd.DataFrame | None, seed: int = DEFAULT_SEED,
+    share: float = DEFAULT_SHARE, out: str | Path = ".", n_boot: int = N_BOOT,
+) -> dict[str, Any]:
+    """Write the honest-evaluation, Markov-candidate and detector-quality JSON/CSV files."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    features = anomaly.user_features(events)
+    report = honest_evaluation(events, labels, seed, share, n_boot, features=features)
+    t1 = time.perf_counter()
+    quality = detector_quality(features, labels, share, seed)
+    t2 = time.perf_counter()
+    artifacts.write_json(report, out / EVALUATION_JSON, decimals=REPORT_DECIMALS)
+    flat_table(report["splits"]).to_csv(out / EVALUATION_CSV, index=False, float_format="%.6f")
+    markov_rows = pd.DataFrame(
+        [r for s in report["splits"].values() for r in s["markov_candidates"]["rows"]]
+    ).reindex(columns=list(MARKOV_CSV_COLUMNS))
+    markov_rows.to_csv(out / MARKOV_CANDIDATES_CSV, index=False, float_format="%.6f")
+    artifacts.write_json(quality, out / DETECTOR_QUALITY_JSON, decimals=REPORT_DECIMALS)
+    pd.DataFrame(quality["methods"]).drop(columns=["recall_by_kind"], errors="ignore").to_csv(
+        out / DETECTOR_QUALITY_CSV, index=False, float_format="%.6f"
+    )
+    timings = {"task1_s": round(t1 - t0, 2), "task2_s": round(t2 - t1, 2),
+               "total_s": round(time.perf_counter() - t0, 2)}
+    log.info("honest evaluation written to %s: %s", out, timings)
+    return {"report": report, "quality": quality, "timings": timings}

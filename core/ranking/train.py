@@ -1,0 +1,203 @@
+"""Task 1 end to end: candidates, rare-label drop, visitor split, validation choice, test report."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from core.errors import DataError
+from core.ranking.candidates import build_candidates
+from core.ranking.cases import cap_by_case, case_table
+from core.ranking.markov import MarkovModel, add_markov, cross_fit_markov, fit_markov, transition_pairs
+from core.ranking.metrics import ranking_metrics
+from core.ranking.models import LEARNED_RANKERS, TRAIN_ROW_CAPS, RankingModel, fit_ranker
+from core.ranking.split import drop_rare_labels, split_by_visitor, visitor_split
+from core.schema import (
+    CANDIDATE_FEATURES,
+    DEFAULT_SEED,
+    LOOKBACK,
+    MARKOV_FEATURE,
+    MIN_LABEL_COUNT,
+    TEST_SIZE,
+    WINDOW_MS,
+)
+
+logger = logging.getLogger(__name__)
+
+RANKERS: tuple[str, ...] = ("rule",) + LEARNED_RANKERS
+DATASET_SAMPLE_ROWS = 200_000
+
+
+@dataclass
+class Task1Result:
+    """Everything Task 1 reports: per-ranker metrics, the validation choice and the best model."""
+
+    best_model: RankingModel
+    metrics: pd.DataFrame  # ranker, split, coverage, top1, top3, top1_all, top3_all, n_cases, ...
+    chosen_ranker: str
+    chosen_by: str
+    leakage: dict[str, Any]
+    n_cases: int
+    n_cases_dropped_rare: int
+    n_candidate_rows: int
+    dataset_sample: pd.DataFrame
+    dataset_is_sample: bool
+    timings: dict[str, float] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """JSON-safe facts of the run (no tables, no estimator)."""
+        return {
+            "chosen_ranker": self.chosen_ranker,
+            "chosen_by": self.chosen_by,
+            "trained_on": self.best_model.trained_on,
+            "n_cases": self.n_cases,
+            "n_cases_dropped_rare": self.n_cases_dropped_rare,
+            "n_candidate_rows": self.n_candidate_rows,
+            "leakage": self.leakage,
+            "dataset_is_sample": self.dataset_is_sample,
+            "dataset_rows": int(len(self.dataset_sample)),
+            "timings_s": self.timings,
+            "config": self.config,
+        }
+
+
+def _with_markov(
+    train: pd.DataFrame,
+    others: Iterable[pd.DataFrame],
+    top_n: int,
+    seed: int,
+    lookback: int,
+    window_ms: int,
+) -> tuple[pd.DataFrame, list[pd.DataFrame], MarkovModel]:
+    """Markov features: cross-fitted on `train` (no own-label leak), full-train model elsewhere.
+
+    Train rows come back grouped by fold (each fold in case order); no consumer needs case order.
+    """
+    pairs = transition_pairs(train)
+    train_aug = cross_fit_markov(pairs, train, top_n, seed, lookback, window_ms)
+    markov = fit_markov(pairs[["prev_cat", "y"]])
+    others_aug = [add_markov(o, markov, top_n, lookback, window_ms) for o in others]
+    return train_aug, others_aug, markov
+
+
+def _dataset_sample(
+    cands: pd.DataFrame, test_visitors: np.ndarray, seed: int
+) -> tuple[pd.DataFrame, bool]:
+    """Deterministic case sample (<= DATASET_SAMPLE_ROWS rows) with a split column."""
+    sample = cap_by_case(cands, DATASET_SAMPLE_ROWS, seed)
+    is_sample = len(sample) < len(cands)
+    sample = sample.reset_index(drop=True)
+    sample["split"] = np.where(
+        np.isin(sample["visitorid"].to_numpy(), test_visitors), "test", "train"
+    )
+    sample.attrs["is_sample"] = is_sample
+    sample.attrs["rows_total"] = int(len(cands))
+    return sample, is_sample
+
+
+def train_and_evaluate(
+    events: pd.DataFrame,
+    seed: int = DEFAULT_SEED,
+    markov_top_n: int = 0,
+    rankers: Sequence[str] = RANKERS,
+    lookback: int = LOOKBACK,
+    window_ms: int = WINDOW_MS,
+    min_count: int = MIN_LABEL_COUNT,
+    source: str = "events",
+) -> Task1Result:
+    """Candidates -> rare-label drop -> visitor split -> validation choice -> test report."""
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        timings[stage] = round(now - t, 3)
+        logger.info("task1 %s: %.2fs", stage, now - t)
+        t = now
+
+    unknown = [r for r in rankers if r not in ("rule", "markov") + LEARNED_RANKERS]
+    if unknown or not rankers:
+        raise ValueError(f"unknown rankers {unknown}; expected some of rule, markov, {LEARNED_RANKERS}")
+    use_markov = markov_top_n > 0 or "markov" in rankers
+    cands = build_candidates(events, lookback, window_ms)
+    n_cases_all = int(cands["case_id"].nunique()) if len(cands) else 0
+    lap("candidates")
+    cands, n_dropped = drop_rare_labels(cands, min_count)
+    if cands.empty:
+        raise DataError("no ranking cases left after dropping rare labels")
+    lap("drop_rare_labels")
+    train, test, leakage = split_by_visitor(cands, TEST_SIZE, seed)
+    n_rows = int(len(cands))
+    sample, is_sample = _dataset_sample(cands, np.unique(test["visitorid"]), seed)
+    del cands  # train and test hold every row now
+    features = CANDIDATE_FEATURES
+    markov: MarkovModel | None = None
+    top_n = markov_top_n if use_markov else 0
+    if use_markov:
+        # Train rows get cross-fitted Markov features (folds by visitor: a case's own label never
+        # enters its features), test rows the model fitted on all of train. Validation rows are
+        # train rows, so they are out-of-fold too.
+        features = CANDIDATE_FEATURES + (MARKOV_FEATURE,)
+        train, (test,), markov = _with_markov(train, [test], top_n, seed, lookback, window_ms)
+        lap("markov")
+    fit_v, val_v = visitor_split(case_table(train)["visitorid"].to_numpy(), TEST_SIZE, seed + 1)
+    in_val = np.isin(train["visitorid"].to_numpy(), val_v)
+    fit_part = train.loc[~in_val].reset_index(drop=True)
+    val_part = train.loc[in_val].reset_index(drop=True)
+    leakage["validation_visitors"] = int(len(val_v))
+    leakage["validation_disjoint_from_test"] = bool(
+        np.intersect1d(val_v, np.unique(test["visitorid"])).size == 0
+    )
+    lap("split")
+    results: dict[tuple[str, str], dict[str, Any]] = {}
+    fit_on = "train minus validation visitors"
+    for name in rankers:  # a handful of rankers
+        model = fit_ranker(name, fit_part, features, seed, markov, top_n, lookback, window_ms,
+                           source)
+        for split, part in (("validation", val_part), ("test", test)):
+            results[name, split] = {"ranker": name, "split": split, "fit_on": fit_on,
+                                    **ranking_metrics(part, model.score(part))}
+        lap(f"{name}: fit, score validation and test")
+    # Choice on validation only; ties keep the earlier (simpler) ranker in `rankers` order.
+    val_top1 = {r: results[r, "validation"]["top1_all"] for r in rankers}
+    best_name = max(rankers, key=lambda r: (val_top1[r], -list(rankers).index(r)))
+    # The winner is refitted on the full train; the others keep their fit-part models (with the
+    # row caps binding, both fits see the same number of rows). The table says which is which.
+    best = fit_ranker(best_name, train, features, seed, markov, top_n, lookback, window_ms, source)
+    results[best_name, "test"] = {"ranker": best_name, "split": "test", "fit_on": "train",
+                                  **ranking_metrics(test, best.score(test))}
+    metrics = pd.DataFrame([results[r, sp] for r in rankers for sp in ("validation", "test")])
+    lap(f"{best_name}: refit on train, score test")
+    logger.info("task1 chosen ranker %s (validation top1_all %.4f)", best_name, val_top1[best_name])
+    return Task1Result(
+        best_model=best,
+        metrics=metrics,
+        chosen_ranker=best_name,
+        chosen_by="validation top1_all (visitor split inside train; test never used)",
+        leakage=leakage,
+        n_cases=n_cases_all,
+        n_cases_dropped_rare=n_dropped,
+        n_candidate_rows=n_rows,
+        dataset_sample=sample,
+        dataset_is_sample=is_sample,
+        timings=timings,
+        config={
+            "seed": seed,
+            "lookback": lookback,
+            "window_ms": window_ms,
+            "min_count": min_count,
+            "markov_top_n": markov_top_n,
+            "rankers": list(rankers),
+            "features": list(features),
+            "train_row_caps": dict(TRAIN_ROW_CAPS),
+            "test_size": TEST_SIZE,
+        },
+    )
