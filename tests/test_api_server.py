@@ -16,6 +16,8 @@ from typing import Iterator
 import httpx
 import pytest
 
+pytestmark = pytest.mark.e2e  # a real uvicorn process
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 START_TIMEOUT_S = 60.0
