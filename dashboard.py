@@ -38,7 +38,7 @@ def entry_point_guard(page_file: str) -> None:
         st.error("Start the dashboard with `streamlit run streamlit_app.py`.", icon=":material/block:")
         st.stop()
     code = compile(ENTRY_POINT.read_text(encoding="utf-8"), str(ENTRY_POINT), "exec")
-    exec(code, {"__name__": "__main__", "__file__": str(ENTRY_POINT)})  # noqa: S102
+    exec(code, {"__name__": "__main__", "__file__": str(ENTRY_POINT)})
     st.stop()
 
 
