@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core import artifacts as A
 from core.ranking import view_sequences
@@ -19,30 +20,26 @@ from core.ranking import view_sequences
 ENTRY_POINT = Path(__file__).resolve().parent / "streamlit_app.py"
 # Set by streamlit_app.py on every run, just before it runs the page; each page's guard takes it.
 ENTRY_MARKER = "_ran_streamlit_app"
-_HANDED_OVER = "_handed_over_to_streamlit_app"
 
 
 def entry_point_guard(page_file: str) -> None:
     """First line of every page: make sure the page runs inside streamlit_app.py.
 
-    With a ``pages/`` folder, Streamlit 1.51 starts in its legacy multipage mode and runs a
-    deep link (``/anomaly``) as the bare page script until some session has called
-    st.navigation. Then this page's run has no marker: it calls st.navigation itself (which
-    ends legacy mode for the whole server) and switches to its own page, so the rerun goes
-    through streamlit_app.py and lands on the requested page, with the sidebar.
+    With a ``pages/`` folder next to it, Streamlit starts in its legacy multipage mode and runs
+    a deep link (``/anomaly``) as the bare page script until some session has called
+    st.navigation. Then this page's run has no marker: it runs streamlit_app.py in place (which
+    calls st.navigation, ending legacy mode for the whole server, draws the sidebar and runs
+    the requested page) and stops. No rerun, so the widget events of this run are kept.
     """
     if st.session_state.pop(ENTRY_MARKER, False):
-        st.session_state.pop(_HANDED_OVER, None)
         return
-    if st.session_state.get(_HANDED_OVER):  # already tried once: the app was not started right
+    ctx = get_script_run_ctx()
+    if ctx is None or Path(ctx.main_script_path).resolve() != ENTRY_POINT:  # e.g. `streamlit run pages/x.py`
         st.error("Start the dashboard with `streamlit run streamlit_app.py`.", icon=":material/block:")
         st.stop()
-    st.session_state[_HANDED_OVER] = True
-    # The same file, so the same inferred URL path and page hash as the entry point's st.Page.
-    # Not the default page: a default page's URL is "/", and "/anomaly" would be "not found".
-    page = st.Page(Path(page_file))
-    st.navigation([st.Page(ENTRY_POINT), page], position="hidden")
-    st.switch_page(page)
+    code = compile(ENTRY_POINT.read_text(encoding="utf-8"), str(ENTRY_POINT), "exec")
+    exec(code, {"__name__": "__main__", "__file__": str(ENTRY_POINT)})
+    st.stop()
 
 
 def _manifest_stamp(path: Path) -> float:

@@ -6,7 +6,7 @@ Run with ``streamlit run streamlit_app.py``. Artifacts come from ``recsys_artifa
 The page scripts live in ``pages/``. Until some session has called ``st.navigation``, Streamlit
 treats that folder as a legacy multipage app and runs a deep link (``/anomaly``) as the bare
 page script; every page's first line, ``entry_point_guard(__file__)``, notices that (no
-ENTRY_MARKER from this file) and hands the run over to this file, on the same page.
+ENTRY_MARKER from this file) and runs this file in place, which runs the requested page.
 """
 
 import streamlit as st

@@ -215,6 +215,7 @@ ANOMALY_EXAMPLES = {
 }
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Body is not UTF-8 text (so not JSON)."},
     413: {"model": ErrorResponse, "description": "Body larger than the limit."},
     422: {"model": ErrorResponse, "description": "Invalid body; `detail` names the field."},
 }

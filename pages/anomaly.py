@@ -15,13 +15,16 @@ from dashboard import artifacts, count, entry_point_guard, pct
 entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server
 
 MAX_FLAGGED_SHOWN = 1_000
+# A 1.4M-user features parquet is ~100 MB; 200 MB leaves room for a CSV of the same table.
+# The per-widget limit is what the uploader shows and enforces; server.maxUploadSize in
+# .streamlit/config.toml stays the global cap.
+MAX_UPLOAD_MB = 200
 
 
 def load_input(name: str, data: bytes, token: str) -> None:
     """Parse and validate a features file once; keep the table or the error in the session."""
     st.session_state.anomaly_input = {"name": name, "token": token}
     st.session_state.pop("anomaly_scores", None)
-    st.session_state.pop("anomaly_downloads", None)
     try:
         df = read_table_upload(name, data)
         st.session_state.anomaly_input |= {"df": df, "validation": anomaly.validate_features(df)}
@@ -68,7 +71,9 @@ if detector is None:
 
 # --- 1. Features -------------------------------------------------------------------------
 st.header("1 · Features")
-uploaded = st.file_uploader("User features as parquet or CSV", type=["parquet", "csv"], key="features_file")
+uploaded = st.file_uploader(
+    "User features as parquet or CSV", type=["parquet", "csv"], key="features_file", max_upload_size=MAX_UPLOAD_MB
+)
 use_demo = st.button("Use the demo features", key="use_demo", help=f"`{A.USER_FEATURES}` of the current build")
 upload_id = f"upload:{uploaded.file_id}" if uploaded is not None else None
 if upload_id != st.session_state.get("last_upload_id"):  # a new file, or the file was removed
@@ -83,9 +88,6 @@ if use_demo:
         st.error(f"The demo features (`{A.USER_FEATURES}`) are not built or were refused. {A.REBUILD_HINT}")
     else:
         load_input(A.USER_FEATURES, demo_path.read_bytes(), f"demo:{arts.manifest.get('built_at')}")
-if "anomaly_test_upload" in st.session_state:  # AppTest 1.51 cannot drive file_uploader: same path
-    name, data = st.session_state.pop("anomaly_test_upload")
-    load_input(name, data, f"test:{name}:{len(data)}:{hash(data)}")
 
 source = st.session_state.get("anomaly_input")
 if source is None:
@@ -169,18 +171,16 @@ st.caption(
 )
 
 # --- 5. Downloads ----------------------------------------------------------------------------
-download_key = (score_key, threshold)
-if st.session_state.get("anomaly_downloads", (None,))[0] != download_key:
-    with st.spinner("Preparing the downloads…"):
-        out = with_scores(df, flags)
-        st.session_state.anomaly_downloads = (download_key, csv_bytes(out), parquet_bytes(out))
-_, csv_data, parquet_data = st.session_state.anomaly_downloads
+# Built only when a button is clicked (a callable `data`), so nothing is kept in the session.
 stem = source["name"].rsplit(".", 1)[0]
 c = st.columns(2)
-c[0].download_button("Scored rows as CSV", csv_data, f"{stem}_scored.csv", "text/csv", key="dl_csv", on_click="ignore", icon=":material/download:")
+c[0].download_button(
+    "Scored rows as CSV", lambda: csv_bytes(with_scores(df, flags)), f"{stem}_scored.csv", "text/csv",
+    key="dl_csv", on_click="ignore", icon=":material/download:",
+)
 c[1].download_button(
-    "Scored rows as parquet", parquet_data, f"{stem}_scored.parquet", "application/octet-stream", key="dl_parquet",
-    on_click="ignore", icon=":material/download:"
+    "Scored rows as parquet", lambda: parquet_bytes(with_scores(df, flags)), f"{stem}_scored.parquet",
+    "application/octet-stream", key="dl_parquet", on_click="ignore", icon=":material/download:",
 )
 st.caption(
     "Both hold every uploaded row in the original order plus `anomaly_score` (empty when the row "

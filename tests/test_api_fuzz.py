@@ -86,6 +86,7 @@ def _checks_for(case) -> list:
     return CHECKS
 
 
+@pytest.mark.e2e  # schema fuzzing: hundreds of generated requests
 @schema.parametrize()
 @FUZZ_SETTINGS
 def test_schema_fuzz_never_5xx(case):

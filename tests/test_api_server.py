@@ -17,6 +17,8 @@ import pytest
 
 from api.middleware import MAX_BODY_BYTES
 
+pytestmark = pytest.mark.e2e  # a real uvicorn process
+
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 60.0
 

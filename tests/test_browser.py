@@ -21,9 +21,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import skip_or_fail
 
 from core import artifacts as A
 from core.report import svg_renderer_available
+
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -45,22 +48,11 @@ TITLES = {
     "cleaning_kpis": "Cleaning KPIs",
 }
 NAV_LINKS = ["Overview", "Next-category ranking", "Anomalous users", "Cleaning KPIs"]
-IN_CI = os.environ.get("CI") == "true"
-
-
-def _skip_or_fail(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
-def browser_artifact_dir() -> Path:
-    """A built artifact directory: $RECSYS_ARTIFACT_DIR if set, else the committed one."""
-    path = A.default_dir()
-    if not A.load_artifacts(path).manifest_ok:
-        _skip_or_fail(f"no verified artifacts in {path}; run `python -m core build`")
-    return path
+def browser_artifact_dir(built_artifact_dir) -> Path:
+    return built_artifact_dir
 
 
 def _free_port() -> int:
@@ -73,7 +65,7 @@ def _free_port() -> int:
 def streamlit_server(artifact_dir: Path, log_path: Path):
     """A fresh `streamlit run streamlit_app.py` on a free local port, healthy when yielded."""
     if not CHROMIUM.exists():
-        _skip_or_fail(f"{CHROMIUM} is missing (apt-get install chromium)")
+        skip_or_fail(f"{CHROMIUM} is missing (apt-get install chromium)")
     port = _free_port()
     log = log_path.open("w")
     env = dict(os.environ, **{A.ARTIFACT_DIR_ENV: str(artifact_dir)})
@@ -119,7 +111,7 @@ def page(dashboard_url):
     try:
         from playwright import sync_api
     except ImportError:
-        _skip_or_fail("the playwright package is not installed (pip install -r requirements-dev.txt)")
+        skip_or_fail("the playwright package is not installed (pip install -r requirements-dev.txt)")
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
@@ -231,13 +223,13 @@ def test_upload_slider_and_scored_csv_download(page, dashboard_url, browser_arti
 
     page.get_by_text("a share of this batch").click()
     settle(page)
-    thumb = page.locator('[data-testid="stSlider"] [role="slider"]').first
-    before = int(thumb.get_attribute("aria-valuenow"))
+    thumb = page.locator('[data-testid="stSlider"] input[type="range"]').first  # the thumb's own input
+    before = int(thumb.input_value())
     thumb.focus()
     for _ in range(6):
         thumb.press("ArrowRight")
     settle(page)
-    after = int(page.locator('[data-testid="stSlider"] [role="slider"]').first.get_attribute("aria-valuenow"))
+    after = int(page.locator('[data-testid="stSlider"] input[type="range"]').first.input_value())
     assert after == min(before + 6, 20)
     flagged = page.locator('[data-testid="stMetric"]').filter(has_text="Flagged").locator('[data-testid="stMetricValue"]')
     n_flagged = int(flagged.inner_text().replace(",", ""))

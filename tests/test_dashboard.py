@@ -1,16 +1,14 @@
 """AppTest of every dashboard page and widget path, with and without built artifacts.
 
-Streamlit 1.51's AppTest cannot drive st.file_uploader or st.data_editor, so the anomaly page
-takes a simulated upload from session_state (the same load_input path as a real upload) and the
-ranking page's editor is fed through its base table; tests/test_browser.py drives the real
-widgets in Chromium.
+The real widgets are driven: the features file goes through st.file_uploader, the ranking
+views through the st.data_editor's edit state, and each download button's file is built by the
+callable the page hands it. tests/test_browser.py drives the same widgets in Chromium.
 """
 
 from __future__ import annotations
 
 import ast
 import io
-import os
 from pathlib import Path
 
 import numpy as np
@@ -27,30 +25,21 @@ PAGES = ["pages/overview.py", "pages/ranking.py", "pages/anomaly.py", "pages/cle
 TIMEOUT = 60
 
 
-@pytest.fixture(scope="session")
-def dashboard_artifact_dir() -> Path:
-    """A built artifact directory: $RECSYS_ARTIFACT_DIR if set, else the committed one."""
-    path = A.default_dir()
-    if not A.load_artifacts(path).manifest_ok:
-        message = f"no verified artifacts in {path}; run `python -m core build`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
 @pytest.fixture
-def dashboard_built(monkeypatch, dashboard_artifact_dir) -> Path:
-    """Point the dashboard at the built artifacts."""
-    monkeypatch.setenv(A.ARTIFACT_DIR_ENV, str(dashboard_artifact_dir))
-    return dashboard_artifact_dir
+def downloads(monkeypatch) -> dict[str, tuple[str, object]]:
+    """file name -> (mime type, the callable that builds the file) of each deferred download
+    button the page renders; calling it builds the bytes a click would download."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
 
+    made: dict[str, tuple[str, object]] = {}
+    real = MediaFileManager.add_deferred
 
-@pytest.fixture
-def dashboard_empty(monkeypatch, tmp_path) -> Path:
-    """Point the dashboard at an empty artifact directory (nothing built)."""
-    monkeypatch.setenv(A.ARTIFACT_DIR_ENV, str(tmp_path))
-    return tmp_path
+    def record(self, data_callable, mimetype, coordinates, file_name=None, **kwargs):
+        made[file_name] = (mimetype, data_callable)
+        return real(self, data_callable, mimetype, coordinates, file_name=file_name, **kwargs)
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", record)
+    return made
 
 
 def open_page(page: str) -> AppTest:
@@ -80,10 +69,41 @@ def demo_features(artifact_dir: Path) -> pd.DataFrame:
     return pd.read_parquet(artifact_dir / A.USER_FEATURES)
 
 
+def charts(at: AppTest) -> list:
+    """The Altair/Vega-Lite charts shown."""
+    return list(at.get("vega_lite_chart"))
+
+
+MIME = {"csv": "text/csv", "parquet": "application/octet-stream"}
+
+
 def upload(at: AppTest, name: str, data: bytes) -> AppTest:
-    """Simulate a file upload (AppTest 1.51 has no file_uploader driver)."""
-    at.session_state["anomaly_test_upload"] = (name, data)
+    """Upload a file through the features file_uploader."""
+    mime = MIME.get(name.rsplit(".", 1)[-1], "application/octet-stream")
+    return at.file_uploader(key="features_file").set_value((name, data, mime)).run()
+
+
+def set_views(at: AppTest, table: dict[str, list]) -> AppTest:
+    """Replace the rows of the views editor through its edit state: delete every row it shows,
+    add these (missing values as None)."""
+    editor = at.data_editor[0]
+    rows = [dict(zip(table, values, strict=True)) for values in zip(*table.values(), strict=True)]
+    at.session_state[editor.key] = {
+        "edited_rows": {}, "added_rows": rows, "deleted_rows": list(range(len(editor.value))),
+    }
     return at.run()
+
+
+def edit_cell(at: AppTest, row: int, column: str, value) -> AppTest:
+    """Change one cell of the views editor through its edit state."""
+    editor = at.data_editor[0]
+    at.session_state[editor.key] = {"edited_rows": {row: {column: value}}, "added_rows": [], "deleted_rows": []}
+    return at.run()
+
+
+def ms_mode(at: AppTest) -> AppTest:
+    """Switch the editor to timestamps in Unix milliseconds."""
+    return at.toggle(key="views_in_ms").set_value(True).run()
 
 
 # --------------------------------------------------------------------------- without artifacts
@@ -114,11 +134,11 @@ def test_ranking_without_model_falls_back_to_rule_and_says_why(dashboard_empty):
     assert at.dataframe  # the fixed example was ranked
 
 
-def test_tampered_model_is_named_on_the_ranking_page(dashboard_artifact_dir, monkeypatch, tmp_path):
+def test_tampered_model_is_named_on_the_ranking_page(built_artifact_dir, monkeypatch, tmp_path):
     import shutil
 
     copy = tmp_path / "arts"
-    shutil.copytree(dashboard_artifact_dir, copy)
+    shutil.copytree(built_artifact_dir, copy)
     model = next(copy.glob(A.RANKING_MODEL_PREFIX + "*.joblib"))
     with open(model, "ab") as handle:
         handle.write(b"x")
@@ -138,11 +158,11 @@ def test_anomaly_without_detector_still_validates(dashboard_empty):
     assert "not built" in texts(at.error)
 
 
-def test_tampered_artifact_fails_the_manifest_check(dashboard_artifact_dir, monkeypatch, tmp_path):
+def test_tampered_artifact_fails_the_manifest_check(built_artifact_dir, monkeypatch, tmp_path):
     import shutil
 
     copy = tmp_path / "arts"
-    shutil.copytree(dashboard_artifact_dir, copy)
+    shutil.copytree(built_artifact_dir, copy)
     with open(copy / A.OPERATING_POINT, "a") as handle:
         handle.write(" ")
     monkeypatch.setenv(A.ARTIFACT_DIR_ENV, str(copy))
@@ -152,10 +172,10 @@ def test_tampered_artifact_fails_the_manifest_check(dashboard_artifact_dir, monk
     assert any("sha256" in str(e.value) for e in at.sidebar.markdown)
 
 
-def test_a_rebuild_or_another_artifact_dir_is_picked_up_without_a_restart(dashboard_empty, dashboard_artifact_dir, monkeypatch):
+def test_a_rebuild_or_another_artifact_dir_is_picked_up_without_a_restart(dashboard_empty, built_artifact_dir, monkeypatch):
     at = open_page(PAGES[0])
     assert "No build found" in texts(at.sidebar.warning)
-    monkeypatch.setenv(A.ARTIFACT_DIR_ENV, str(dashboard_artifact_dir))  # the cache key changes
+    monkeypatch.setenv(A.ARTIFACT_DIR_ENV, str(built_artifact_dir))  # the cache key changes
     at.run()
     no_exception(at)
     assert "Manifest check passed" in texts(at.sidebar.success)
@@ -221,7 +241,7 @@ def test_overview_shows_dataset_and_headline_kpis(dashboard_built):
     summary = A.load_artifacts(dashboard_built).read_json(A.DATASET_SUMMARY)
     assert labels["Events"] == f"{summary['events']:,}"
     assert "test cases" in texts(at.caption)
-    assert len(at.get("arrow_vega_lite_chart")) == 1
+    assert len(charts(at)) == 1
 
 
 # --------------------------------------------------------------------------- ranking
@@ -238,10 +258,8 @@ def test_ranking_uses_the_model_on_the_real_example(dashboard_built):
 
 
 def test_top_k_slider_changes_the_number_of_categories(dashboard_built):
-    at = open_page("pages/ranking.py")
-    at.session_state["views_base"] = pd.DataFrame(
-        {"timestamp": [1_000 * i for i in range(6)], "categoryid": [1, 2, 3, 4, 5, 6], "itemid": [pd.NA] * 6}
-    )
+    at = ms_mode(open_page("pages/ranking.py"))
+    set_views(at, {"timestamp": [1_000 * i for i in range(6)], "categoryid": [1, 2, 3, 4, 5, 6], "itemid": [None] * 6})
     at.slider(key="top_k").set_value(2).run()
     assert len(frame(at, "rank", "categoryid", "score")) == 2
     at.slider(key="top_k").set_value(6).run()
@@ -259,31 +277,30 @@ def test_top_k_slider_changes_the_number_of_categories(dashboard_built):
     ],
 )
 def test_editor_validation_errors_name_the_row(dashboard_built, table, words):
-    at = open_page("pages/ranking.py")
-    at.toggle(key="views_in_ms").set_value(True).run()
-    at.session_state["views_base"] = pd.DataFrame(table)  # what the editor shows and returns
-    at.run()
+    at = ms_mode(open_page("pages/ranking.py"))
+    set_views(at, table)
     no_exception(at)
     assert words in texts(at.error)
 
 
 def test_switching_timestamp_mode_keeps_the_table(dashboard_built):
-    at = open_page("pages/ranking.py")
-    at.session_state["views_base"] = pd.DataFrame({"timestamp": [1433152800000, 1433152860000], "categoryid": [7, 8]})
-    at.run()
+    at = ms_mode(open_page("pages/ranking.py"))
+    set_views(at, {"timestamp": [1433152800000, 1433152860000], "categoryid": [7, 8], "itemid": [None, None]})
     before = frame(at, "rank", "categoryid", "score")
-    at.toggle(key="views_in_ms").set_value(True).run()
-    no_exception(at)
-    assert at.session_state["views_base"]["timestamp"].tolist() == [1433152800000, 1433152860000]
-    pd.testing.assert_frame_equal(frame(at, "rank", "categoryid", "score"), before)
+    assert {7, 8} <= set(before["categoryid"])  # plus Markov candidates
     at.toggle(key="views_in_ms").set_value(False).run()
+    no_exception(at)
+    assert at.data_editor[0].value["categoryid"].tolist() == [7, 8]  # the edited rows, now as dates
+    pd.testing.assert_frame_equal(frame(at, "rank", "categoryid", "score"), before)
+    at.toggle(key="views_in_ms").set_value(True).run()
+    assert at.data_editor[0].value["timestamp"].tolist() == [1433152800000, 1433152860000]
     pd.testing.assert_frame_equal(frame(at, "rank", "categoryid", "score"), before)
 
 
 def test_datetime_mode_validation_error(dashboard_built):
     at = open_page("pages/ranking.py")
-    at.session_state["views_base"] = pd.DataFrame({"timestamp": [1433152800000, None], "categoryid": [3, 4]})
-    at.run()
+    assert not at.toggle(key="views_in_ms").value  # date/time cells
+    edit_cell(at, 1, "timestamp", None)
     no_exception(at)
     assert "row 1: timestamp is missing" in texts(at.error)
 
@@ -302,10 +319,8 @@ def test_pasted_csv_accepts_dates_and_names_non_numeric_rows(dashboard_built):
 
 
 def test_reset_restores_the_example(dashboard_built):
-    at = open_page("pages/ranking.py")
-    at.toggle(key="views_in_ms").set_value(True).run()
-    at.session_state["views_base"] = pd.DataFrame({"timestamp": [0, 1], "categoryid": [3, -5]})
-    at.run()
+    at = ms_mode(open_page("pages/ranking.py"))
+    set_views(at, {"timestamp": [0, 1], "categoryid": [3, -5]})
     assert at.error
     at.button(key="reset_views").click().run()
     no_exception(at)
@@ -337,7 +352,7 @@ def test_sampler_draws_a_real_visitor_and_reports_hit_or_miss(dashboard_built):
 # --------------------------------------------------------------------------- anomaly
 
 
-def test_demo_features_are_scored_with_the_frozen_operating_point(dashboard_built):
+def test_demo_features_are_scored_with_the_frozen_operating_point(dashboard_built, downloads):
     at = open_page("pages/anomaly.py")
     at.button(key="use_demo").click().run()
     no_exception(at)
@@ -349,7 +364,14 @@ def test_demo_features_are_scored_with_the_frozen_operating_point(dashboard_buil
     flagged = frame(at, "why")
     assert flagged["anomaly_score"].is_monotonic_decreasing
     assert flagged["why"].str.contains("σ").all()
-    _, csv_data, parquet_data = at.session_state["anomaly_downloads"]
+    assert at.download_button(key="dl_csv").label == "Scored rows as CSV"
+    assert at.download_button(key="dl_parquet").label == "Scored rows as parquet"
+    stem = A.USER_FEATURES.rsplit(".", 1)[0]
+    mime, build_csv = downloads[f"{stem}_scored.csv"]
+    assert mime == "text/csv"
+    _, build_parquet = downloads[f"{stem}_scored.parquet"]
+    csv_data, parquet_data = build_csv(), build_parquet()  # built on click, not kept in the session
+    assert "anomaly_downloads" not in at.session_state
     back = pd.read_csv(io.BytesIO(csv_data), float_precision="round_trip")
     assert len(back) == len(features)
     pd.testing.assert_frame_equal(back[features.columns], features, check_dtype=False)
@@ -371,7 +393,7 @@ def test_share_slider_flags_that_share_of_the_batch(dashboard_built):
     assert int(at.metric[2].value.replace(",", "")) < flagged
 
 
-def test_uploaded_csv_with_bad_rows_lists_them_and_keeps_every_row(dashboard_built):
+def test_uploaded_csv_with_bad_rows_lists_them_and_keeps_every_row(dashboard_built, downloads):
     features = demo_features(dashboard_built).head(500).copy()
     features["events"] = features["events"].astype(object)
     features.loc[3, "events"] = "lots"
@@ -387,8 +409,8 @@ def test_uploaded_csv_with_bad_rows_lists_them_and_keeps_every_row(dashboard_bui
     messages = texts(at.warning)
     assert "not numbers" in messages and "negative" in messages and "infinite" in messages
     assert "duplicate" in messages.lower() or "repeat a visitorid" in messages and "note" in messages
-    _, csv_data, _ = at.session_state["anomaly_downloads"]
-    back = pd.read_csv(io.BytesIO(csv_data))
+    assert at.file_uploader(key="features_file").value.name == "features.csv"
+    back = pd.read_csv(io.BytesIO(downloads["features_scored.csv"][1]()))
     assert len(back) == 500 and back["visitorid"].tolist() == features["visitorid"].tolist()
     assert back.loc[[3, 5, 7], "anomaly_score"].isna().all() and not back.loc[[3, 5, 7], "is_anomaly"].any()
     assert back["note"].str.startswith("'=").all()  # formula neutralised
@@ -399,7 +421,6 @@ def test_uploaded_csv_with_bad_rows_lists_them_and_keeps_every_row(dashboard_bui
     [
         ("features.parquet", b"this is not parquet at all", "not a readable parquet"),
         ("features.csv", b"", "is empty"),
-        ("features.xlsx", b"PK\x03\x04", "extension"),
         ("features.csv", b"visitorid,events\n", "no rows"),
     ],
 )
@@ -408,7 +429,7 @@ def test_bad_files_get_a_clear_error(dashboard_built, name, data, words):
     at = upload(at, name, data)
     no_exception(at)
     assert words in texts(at.error)
-    assert not at.get("arrow_vega_lite_chart")
+    assert not charts(at)
 
 
 def test_missing_and_extra_columns_are_reported(dashboard_built):
@@ -419,20 +440,21 @@ def test_missing_and_extra_columns_are_reported(dashboard_built):
     no_exception(at)
     assert "night_share" in texts(at.error) and "p95_gap_s" in texts(at.error)
     assert "colour" in texts(at.warning)
-    assert "anomaly_downloads" not in at.session_state
+    assert not at.download_button
 
 
 # --------------------------------------------------------------------------- cleaning KPIs
 
 
+@pytest.mark.e2e  # renders every chart of the page (over 5 s)
 def test_cleaning_kpis_page_shows_charts_captions_and_report(dashboard_built):
     at = open_page("pages/cleaning_kpis.py")
     no_exception(at)
-    charts = len(at.get("arrow_vega_lite_chart"))
-    assert charts >= 3
+    n_charts = len(charts(at))
+    assert n_charts >= 3
     arts = A.load_artifacts(dashboard_built)
     if arts.status.get(A.EVALUATION_JSON) == "ok" and arts.status.get(A.DETECTOR_QUALITY_JSON) == "ok":
-        assert charts == 5 and "like for like" in texts(at.caption)
+        assert n_charts == 5 and "like for like" in texts(at.caption)
     assert "different test populations" in texts(at.warning)
     assert "test cases" in texts(at.caption)
     assert "Labels:" in texts(at.caption)
@@ -443,3 +465,10 @@ def test_cleaning_kpis_page_shows_charts_captions_and_report(dashboard_built):
         box.set_value(box.options[-1]).run()
         no_exception(at)
     assert at.get("download_button")
+
+
+def test_features_uploader_has_its_own_size_limit(dashboard_empty):
+    at = open_page("pages/anomaly.py")
+    uploader = at.file_uploader(key="features_file")
+    assert uploader.proto.max_upload_size_mb == 200  # the widget's limit, under the server-wide cap
+    assert sorted(uploader.allowed_type) == [".csv", ".parquet"]

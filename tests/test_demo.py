@@ -372,6 +372,7 @@ def test_write_raw_files(ds: demo.DemoDataset, raw: tuple[Path, dict]) -> None:
     pd.testing.assert_frame_equal(labels, ds.labels)
 
 
+@pytest.mark.e2e  # writes and reloads a demo dataset (over 5 s)
 def test_load_raw_round_trip(ds: demo.DemoDataset, raw: tuple[Path, dict]) -> None:
     from core.data import load_raw
 

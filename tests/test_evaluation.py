@@ -376,6 +376,7 @@ def test_detector_is_fitted_on_training_users_only(world, monkeypatch):
     assert seen and not (seen[0] & set(spec.detector_test["visitorid"]))
 
 
+@pytest.mark.e2e  # writes every evaluation file twice (over 5 s)
 def test_write_all_files_captions_and_byte_identical_rerun(world, tmp_path):
     events, labels, _, _ = world
     ev.write_all(events, labels, seed=0, share=0.05, out=tmp_path / "a", n_boot=30)

@@ -14,6 +14,8 @@ from core import artifacts
 from core.artifacts import load_artifacts, sha256_file
 from core.schema import USER_FEATURES
 
+pytestmark = pytest.mark.e2e  # full pipeline builds
+
 ROOT = Path(__file__).resolve().parent.parent
 METRICS_FILES = (
     artifacts.RANKING_METRICS_JSON,

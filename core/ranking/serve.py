@@ -57,7 +57,7 @@ def _row_problem(values: pd.Series, col: str) -> pd.Series:
     problems[not_num] = f"{col} is not a number"
     if col != "itemid":  # itemid is optional, also per row
         problems[missing] = f"{col} is missing"
-    shown = s.astype(str).str.slice(0, 40)
+    shown = s.map(str).str.slice(0, 40)
     return problems.where(problems == "", problems + " (value " + shown + ")")
 
 
