@@ -96,7 +96,7 @@ class RankResponse(BaseModel):
 
 
 class UserFeatures(BaseModel):
-    """One visitor and the 16 behaviour features of the spec (section 3)."""
+    """One visitor and the 16 behaviour features of the data contract (docs/DATA_CONTRACT.md)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -119,7 +119,7 @@ class UserFeatures(BaseModel):
     uniq_item_ratio: float = _rate("uniq_items / events.", le=1)
 
 
-# The request model must list exactly the spec's features, or the detector would see other columns.
+# The request model must list exactly the data contract's features, or the detector would see other columns.
 assert tuple(f for f in UserFeatures.model_fields if f != "visitorid") == USER_FEATURES
 
 

@@ -1,4 +1,4 @@
-"""RetailRocket loader: raw CSVs -> the prepared events table of spec section 1, plus its checks.
+"""RetailRocket loader: raw CSVs -> the prepared events table described in docs/DATA_CONTRACT.md, plus its checks.
 
 Row numbers in error messages: for CSV files they are 1-based data rows (the header is not
 counted, so data row N is on file line N + 1); for parquet files and in-memory tables they are

@@ -239,7 +239,7 @@ def write_task1(out: Path, raw_run: Any, clean_run: Any, markov_run: Any, served
     dataset.to_parquet(out / artifacts.RANKING_DATASET, index=False, compression="zstd")
     metrics = pd.concat(
         [
-            raw_run.metrics.assign(candidate_set="history (spec)"),
+            raw_run.metrics.assign(candidate_set="history"),
             markov_run.metrics.assign(candidate_set=f"history + Markov top-{MARKOV_TOP_N}"),
         ],
         ignore_index=True,
@@ -251,7 +251,7 @@ def write_task1(out: Path, raw_run: Any, clean_run: Any, markov_run: Any, served
                            "by visitor) of the raw events; validation visitors are carved out of train"),
             "best": best.name,
             "served_model": {"name": best.name, "trained_on": best.trained_on,
-                             "candidate_set": "history + Markov" if best.markov_top_n else "history (spec)",
+                             "candidate_set": "history + Markov" if best.markov_top_n else "history",
                              "validation_top1_all": _validation_score(served)},
             "selected_on": "validation split carved out of train (by visitor), metric top1_all",
             "dataset_file": {
