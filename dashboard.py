@@ -15,6 +15,7 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core import artifacts as A
+from core.schema import SYNTHETIC_SOURCE
 from core.ranking import view_sequences
 
 ENTRY_POINT = Path(__file__).resolve().parent / "streamlit_app.py"
@@ -135,3 +136,19 @@ def best_test_row(rows: pd.DataFrame, best: str | None) -> pd.Series | None:
     if prefix.empty:
         return None
     return prefix.loc[prefix["ranker"].str.len().idxmax()]
+
+
+def synthetic_banner(arts: A.Artifacts) -> None:
+    """A banner on every page when the loaded build comes from the demo generator, not real shoppers."""
+    source = str(((arts.manifest or {}).get("data") or {}).get("source", ""))
+    if not source.startswith(SYNTHETIC_SOURCE):
+        return
+    st.warning(
+        f"**Synthetic data.** This build comes from the project's {SYNTHETIC_SOURCE} "
+        f"({source.removeprefix(SYNTHETIC_SOURCE).strip(' ()')}), not from real shoppers: its "
+        "figures are calibrated to published RetailRocket figures, but no real visitor is in it. "
+        "For real results, download the RetailRocket e-commerce dataset (events.csv, "
+        "item_properties_part1.csv, item_properties_part2.csv, category_tree.csv) into one folder "
+        "and run `python -m core build --raw-dir FOLDER`.",
+        icon=":material/science:",
+    )

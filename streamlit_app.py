@@ -13,7 +13,7 @@ import streamlit as st
 
 from core import __version__
 from core.artifacts import REBUILD_HINT
-from dashboard import ENTRY_MARKER, artifacts
+from dashboard import ENTRY_MARKER, artifacts, synthetic_banner
 
 st.set_page_config(page_title="RecSys analytics", page_icon=":material/shopping_cart:", layout="wide")
 
@@ -53,5 +53,6 @@ with st.sidebar:
                 st.markdown(f"- {problem}")
     st.caption(f"{REBUILD_HINT} Artifact folder: `{info['artifact_dir']}` · core {__version__}")
 
+synthetic_banner(arts)
 st.session_state[ENTRY_MARKER] = True  # the page's entry_point_guard checks and takes it
 page.run()

@@ -20,7 +20,7 @@ import pandas as pd
 import core
 from core import anomaly, artifacts, data, demo, ranking, schema
 from core.bench import StageTimer, peak_rss_mb
-from core.schema import DEFAULT_SEED, DEFAULT_SHARE, EVENT_TYPES, UNKNOWN_CATEGORY
+from core.schema import SYNTHETIC_SOURCE, DEFAULT_SEED, MS_PER_DAY, MS_PER_HOUR, DEFAULT_SHARE, EVENT_TYPES, UNKNOWN_CATEGORY
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +56,24 @@ def dataset_summary(events: pd.DataFrame, source: str) -> dict[str, Any]:
 
 
 def daily_activity(events: pd.DataFrame) -> pd.DataFrame:
-    """Events per UTC day and event type, for the overview chart."""
-    day = events["timestamp"].to_numpy() // 86_400_000  # integer days: no per-event date strings
+    """Events per UTC day and event type, with ``partial`` marking the edge days the data does not cover whole."""
+    ts = events["timestamp"].to_numpy()
+    day = ts // MS_PER_DAY  # integer days: no per-event date strings
     counts = pd.DataFrame({"day": day, "event": events["event"].astype(str)}).value_counts()
     table = counts.rename("events").reset_index()
+    # A log that starts or ends mid-day makes its edge day look like a collapse in traffic; an
+    # edge day is partial when its data begins (ends) more than an hour after (before) midnight.
+    partial = np.zeros(len(table), bool)
+    if len(ts):
+        days = table["day"].to_numpy()
+        if ts.min() - day.min() * MS_PER_DAY > MS_PER_HOUR:
+            partial |= days == day.min()
+        if (day.max() + 1) * MS_PER_DAY - ts.max() > MS_PER_HOUR:
+            partial |= days == day.max()
+    table["partial"] = partial
     table.insert(0, "date", pd.to_datetime(table.pop("day"), unit="D").dt.strftime("%Y-%m-%d"))
     return table.sort_values(["date", "event"], ignore_index=True)
+
 
 @dataclass
 class Inputs:
@@ -85,7 +97,7 @@ def load_inputs(raw_dir: str | None, events_file: str | None, n_events: int, see
     with tempfile.TemporaryDirectory() as tmp:
         demo.write_raw(ds, tmp)
         events, report = data.load_raw_with_report(tmp)
-    return Inputs(events, f"demo generator ({n_events:,} events, seed {seed})", ds.labels, report.as_dict())
+    return Inputs(events, f"{SYNTHETIC_SOURCE} ({n_events:,} events, seed {seed})", ds.labels, report.as_dict())
 
 
 def detect_and_clean(

@@ -11,12 +11,16 @@ ITEM_PROPERTY_FILES: tuple[str, ...] = ("item_properties_part1.csv", "item_prope
 
 UNKNOWN_CATEGORY = -1
 MS_PER_MINUTE = 60_000
+MS_PER_HOUR = 3_600_000
+MS_PER_DAY = 86_400_000
 WINDOW_MS = 24 * 3600 * 1000
 LOOKBACK = 100
 MIN_LABEL_COUNT = 5
 TEST_SIZE = 0.2
 DEFAULT_SEED = 42
 DEFAULT_SHARE = 0.04
+# How a build from the generator names its data source; the dashboard reads it to say "synthetic".
+SYNTHETIC_SOURCE = "demo generator"
 SHORT_GAP_S = 5.0
 SESSION_GAP_S = 1800.0
 NIGHT_HOURS = (0, 6)

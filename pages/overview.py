@@ -11,8 +11,9 @@ entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link
 
 st.title("E-commerce recommendation analytics")
 st.caption(
-    "Two tasks on RetailRocket-style events: rank the category a visitor views next (task 1) "
-    "and find abnormal users whose events distort the training data (task 2)."
+    "Two tasks on e-commerce events in the RetailRocket format: rank the category a visitor views "
+    "next (task 1) and find abnormal visitors, such as bots and scrapers, whose events distort the "
+    "recommender's training data (task 2)."
 )
 
 # --- The dataset ----------------------------------------------------------------------------
@@ -97,6 +98,9 @@ if daily is None:
     missing("The daily activity table", A.DAILY_ACTIVITY)
 else:
     daily["date"] = pd.to_datetime(daily["date"])
+    partial = daily["partial"].astype(bool) if "partial" in daily else pd.Series(False, index=daily.index)
+    cut_days = sorted(daily.loc[partial, "date"].dt.strftime("%Y-%m-%d").unique())
+    daily = daily.loc[~partial]
     chart = (
         alt.Chart(daily)
         .mark_line()
@@ -111,4 +115,8 @@ else:
         .resolve_scale(y="independent")
     )
     st.altair_chart(chart, width="stretch")
-    st.caption("Events per day, one panel per event type, each on its own scale.")
+    st.caption(
+        "Events per day, one panel per event type, each on its own scale."
+        + (f" Left out: {', '.join(cut_days)}, where the log starts or ends mid-day, so the "
+           "day's count is a cut, not a change in traffic." if cut_days else "")
+    )

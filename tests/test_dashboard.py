@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import io
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -242,6 +244,37 @@ def test_overview_shows_dataset_and_headline_kpis(dashboard_built):
     assert labels["Events"] == f"{summary['events']:,}"
     assert "test cases" in texts(at.caption)
     assert len(charts(at)) == 1
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_says_the_build_is_synthetic(dashboard_built, page):
+    at = open_page(page)
+    no_exception(at)
+    banner = [w.value for w in at.warning if "Synthetic data" in w.value]
+    source = A.load_artifacts(dashboard_built).manifest["data"]["source"]
+    assert source.startswith("demo generator")
+    assert len(banner) == 1 and "python -m core build --raw-dir" in banner[0] and "RetailRocket" in banner[0]
+
+
+def test_a_build_from_real_files_shows_no_synthetic_banner(built_artifact_dir, monkeypatch, tmp_path):
+    real = tmp_path / "real"
+    shutil.copytree(built_artifact_dir, real)
+    manifest = json.loads((real / A.MANIFEST).read_text())
+    manifest["data"]["source"] = "RetailRocket files"
+    (real / A.MANIFEST).write_text(json.dumps(manifest))
+    monkeypatch.setenv(A.ARTIFACT_DIR_ENV, str(real))
+    at = open_page(PAGES[0])
+    no_exception(at)
+    assert not [w for w in at.warning if "Synthetic data" in w.value]
+
+
+def test_overview_leaves_out_partial_edge_days(dashboard_built):
+    at = open_page("pages/overview.py")
+    daily = A.load_artifacts(dashboard_built).read_table(A.DAILY_ACTIVITY)
+    cut = sorted(daily.loc[daily["partial"], "date"].unique())
+    assert cut, "the demo log starts and ends mid-day"
+    caption = texts(at.caption)
+    assert "Left out: " + ", ".join(cut) in caption
 
 
 # --------------------------------------------------------------------------- ranking
