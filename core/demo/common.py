@@ -61,12 +61,12 @@ def run_ids(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------- time helpers
 
 
-def cycle_times(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Start times (ms) with the weekly and daily cycles of the shop."""
+def cycle_times(rng: np.random.Generator, n: int, hour_weights: np.ndarray = HOUR_WEIGHTS) -> np.ndarray:
+    """Start times (ms) with the weekly cycle of the shop and the given (default: the shop's) daily cycle."""
     days = np.arange(N_DAYS)
     wd = WEEKDAY_WEIGHTS[((DAY0 // DAY + days + 3) % 7)]
     day = rng.choice(N_DAYS, size=n, p=wd / wd.sum())
-    hour = rng.choice(24, size=n, p=HOUR_WEIGHTS / HOUR_WEIGHTS.sum())
+    hour = rng.choice(24, size=n, p=hour_weights / hour_weights.sum())
     t = DAY0 + day * DAY + hour * HOUR + rng.integers(0, HOUR, n)
     return np.where(t < T_START, t + DAY, t)  # the first day starts at 03:00
 
@@ -102,14 +102,15 @@ class Part:
     item: np.ndarray
     code: np.ndarray  # 0 view, 1 addtocart, 2 transaction
     checkout: np.ndarray  # local checkout index of transaction rows, -1 elsewhere
-    kind: str | None  # None = normal (unlabelled)
+    kind: str  # "normal", a look-alike kind or an abnormal kind
+    abnormal: bool  # listed in the abnormal labels
 
 
 def bot_part(n_vis: int, owner: np.ndarray, t: np.ndarray, item: np.ndarray, code: np.ndarray | None,
-          kind: str | None) -> Part:
-    """A Part without transactions."""
+             kind: str) -> Part:
+    """A Part of an abnormal kind, without transactions."""
     code = np.zeros(owner.size, np.int8) if code is None else code.astype(np.int8)
-    return Part(n_vis, owner, t.astype(np.int64), item, code, np.full(owner.size, -1, np.int64), kind)
+    return Part(n_vis, owner, t.astype(np.int64), item, code, np.full(owner.size, -1, np.int64), kind, True)
 
 
 def kind_counts(rng: np.random.Generator, budget: float, median: float, sigma: float,

@@ -14,6 +14,9 @@ from core.schema import CATEGORY_TREE_COLUMNS, EVENT_TYPES, ITEM_PROPERTY_COLUMN
 
 logger = logging.getLogger(__name__)
 
+LABELS_FILE = "abnormal_labels.csv"  # visitorid,kind of abnormal visitors only
+LOOKALIKES_FILE = "normal_lookalikes.csv"  # visitorid,kind of normal visitors that look abnormal
+
 
 # --------------------------------------------------------------------------- raw CSV files
 
@@ -31,7 +34,7 @@ def _write_csv(table: pa.Table, path: Path, trailing_newline: bool = True) -> No
 
 
 def write_raw(ds: DemoDataset, raw_dir: str | Path) -> dict:
-    """Write the RetailRocket-shaped raw files (+ abnormal_labels.csv); returns what was written."""
+    """Write the RetailRocket-shaped raw files and the two label files; returns what was written."""
     raw_dir = Path(raw_dir)
     raw_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([ds.seed, 20150503])
@@ -74,13 +77,16 @@ def write_raw(ds: DemoDataset, raw_dir: str | Path) -> dict:
                                               mask=parent.isna().to_numpy())}),
                files["category_tree"])
     assert tuple(tree.columns) == CATEGORY_TREE_COLUMNS
-    files["labels"] = raw_dir / "abnormal_labels.csv"
-    _write_csv(pa.table({"visitorid": pa.array(ds.labels["visitorid"].to_numpy()),
-                         "kind": pa.array(ds.labels["kind"].astype(str).tolist(), pa.string())}),
-               files["labels"])
+    # Two label files: every visitor in abnormal_labels.csv is a bot (its consumers rely on that);
+    # normal_lookalikes.csv names normal visitors that only look abnormal, for detector reports.
+    for key, name, frame in (("labels", LABELS_FILE, ds.labels), ("lookalikes", LOOKALIKES_FILE, ds.lookalikes)):
+        files[key] = raw_dir / name
+        _write_csv(pa.table({"visitorid": pa.array(frame["visitorid"].to_numpy(np.int64)),
+                             "kind": pa.array(frame["kind"].astype(str).tolist(), pa.string())}), files[key])
     info = {"raw_dir": str(raw_dir), "files": {k: str(v) for k, v in files.items()},
             "events_rows_written": n + dup.size, "duplicates_injected": int(dup.size),
-            "item_property_rows": len(ip), "labels": len(ds.labels)}
+            "item_property_rows": len(ip), "labels": len(ds.labels),
+            "lookalikes": len(ds.lookalikes)}
     logger.info("wrote raw demo files to %s: %s", raw_dir, info)
     return info
 
