@@ -17,12 +17,12 @@ from core.demo.common import DAY, FIRST_SNAPSHOT, HOUR, T_END, T_START
 from core.demo.generate import SCALES, DemoDataset, generate
 from core.demo.properties import asof_categories
 from core.demo.raw_files import LABELS_FILE, LOOKALIKES_FILE, write_raw
-from core.demo.realism import candidate_rows_estimate, realism_summary
+from core.demo.realism import candidate_rows_estimate, realism_report, realism_summary
 from core.demo.visitors import LOOKALIKE_KINDS
 
 __all__ = [
     "ABNORMAL_KINDS", "BOT_MIXES", "DAY", "DEPTH_COUNTS", "FIRST_SNAPSHOT", "HOUR", "ITEMS_PER_EVENT",
     "LABELS_FILE", "LOOKALIKES_FILE", "LOOKALIKE_KINDS", "SCALES", "T_END", "T_START", "BotMix",
-    "DemoDataset", "asof_categories", "candidate_rows_estimate", "generate", "realism_summary",
-    "write_raw",
+    "DemoDataset", "asof_categories", "candidate_rows_estimate", "generate", "realism_report",
+    "realism_summary", "write_raw",
 ]

@@ -43,13 +43,15 @@ class Profile:
     p_convert: np.ndarray  # chance that each further cart line is bought
     p_later: np.ndarray  # chance that the next session is days later (else the same day)
     day_p: np.ndarray  # geometric law of the days between sessions
+    hour_jitter_s: np.ndarray  # sd of the shift in start hour from one day's session to the next
     business: np.ndarray  # bool: starts in business hours
 
 
 def _profile(n: int, **values: float | np.ndarray) -> Profile:
     """A Profile of n visitors, every field broadcast from a scalar or an array."""
     defaults = dict(n_sess=1, browse_len=0.18, checkout_len=3.0, p_checkout=0.0, last_checkout=False,
-                    basket=1.0, p_convert=0.35, p_later=0.8, day_p=0.25, business=False)
+                    basket=1.0, p_convert=0.35, p_later=0.8, day_p=0.25, hour_jitter_s=5400.0,
+                    business=False)
     defaults.update(values)
     return Profile(**{k: np.broadcast_to(np.asarray(v), (n,)).copy() for k, v in defaults.items()})
 
@@ -68,7 +70,8 @@ def lookalike_profile(rng: np.random.Generator, kind: str, n: int) -> Profile:
     if kind == "b2b_reseller":  # bulk orders in business hours
         return _profile(n, n_sess=np.minimum(3 + rng.geometric(0.15, n), 25), browse_len=6.0,
                         checkout_len=14.0, p_checkout=0.6, last_checkout=True,
-                        basket=rng.uniform(5, 14, n), p_convert=0.85, day_p=0.3, business=True)
+                        basket=rng.uniform(5, 14, n), p_convert=0.85, p_later=1.0, day_p=0.3,
+                        hour_jitter_s=900.0, business=True)
     if kind == "loyal_daily":  # visits most days for weeks
         return _profile(n, n_sess=rng.integers(15, 46, n), browse_len=0.6, p_checkout=0.02,
                         p_later=0.97, day_p=0.75)
@@ -80,7 +83,8 @@ def _session_times(rng: np.random.Generator, prof: Profile, s_owner: np.ndarray,
     """Start time (ms) of each session: a cycle-shaped first start, then same-day or days-later gaps."""
     n_vis, n_s = prof.n_sess.size, s_owner.size
     later = rng.random(n_s) < prof.p_later[s_owner]
-    g_s = np.where(later, rng.geometric(prof.day_p[s_owner]) * 86400.0 + rng.normal(0, 5400, n_s),
+    days = rng.geometric(prof.day_p[s_owner]) * 86400.0
+    g_s = np.where(later, days + rng.normal(0, prof.hour_jitter_s[s_owner]),
                    lognormal(rng, 3 * 3600, 0.8, n_s, 2100, 20 * 3600))
     g_s = np.where(s_pos == 0, 0, to_ms(np.maximum(g_s, 2100.0)))
     g_s = np.minimum(g_s, 30 * DAY)
@@ -89,7 +93,9 @@ def _session_times(rng: np.random.Generator, prof: Profile, s_owner: np.ndarray,
     tot_in = group_sum(s_dur, s_starts, prof.n_sess)
     shrink = np.clip((100 * DAY - tot_in) / np.maximum(tot_gap, 1), 0.0, 1.0)
     g_s = np.where(shrink[s_owner] < 1, (g_s * shrink[s_owner]).astype(np.int64) + 1, g_s)
-    inc = np.where(s_pos == 0, 0, np.roll(s_dur, 1) + g_s)
+    # Days-later sessions keep the hour of the previous start; same-day ones follow its end.
+    prev_dur = np.roll(s_dur, 1)
+    inc = np.where(s_pos == 0, 0, np.where(later, np.maximum(g_s, prev_dur + 2100 * 1000), prev_dur + g_s))
     s_rel = grouped_cumsum(inc, s_starts[s_owner])
     last_s = s_starts + prof.n_sess - 1
     dur = s_rel[last_s] + s_dur[last_s]
