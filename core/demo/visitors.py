@@ -108,7 +108,7 @@ def _hub_leaves(rng: np.random.Generator, cat: Catalogue, first_v: np.ndarray,
     """Hub leaf of each view: changed at the first view, at 45 % of later session starts, rarely inside."""
     n = first_v.size
     r, lv = rng.random(n), rng.random(n)
-    new_hub = first_v | (first_s & (r >= 0.55)) | (~first_v & ~first_s & (r < 0.03))
+    new_hub = first_v | (first_s & (r >= 0.55)) | (~first_v & ~first_s & (r < 0.02))
     # The level of a change decides whether the new hub is a sibling, in another branch of the
     # same root, or under a new root.
     root_sw = first_v | (new_hub & np.where(first_s, lv < 0.3, lv < 0.1))
@@ -151,7 +151,7 @@ def _with_detours(rng: np.random.Generator, cat: Catalogue, hub: np.ndarray,
     in_detour = start[block_first][block]
     h = hub_run[block_first]
     anywhere = rng.choice(cat.leaf_marginal, size=block_first.size, p=cat.leaf_marginal_p)
-    away = np.where((rng.random(block_first.size) < 0.9) & (alt[h] != hub[block_first]), alt[h], anywhere)
+    away = np.where((rng.random(block_first.size) < 0.96) & (alt[h] != hub[block_first]), alt[h], anywhere)
     return np.where(in_detour, away[block], hub)
 
 
@@ -188,7 +188,7 @@ def human_visitors(rng: np.random.Generator, cat: Catalogue, prof: Profile, kind
     v_owner = s_owner[v_sess]
     n = v_owner.size
 
-    g_in = np.where(v_pos == 0, 0, to_ms(lognormal(rng, 160.0, 1.1, n, 3.0, 1790.0)))
+    g_in = np.where(v_pos == 0, 0, to_ms(lognormal(rng, 180.0, 1.1, n, 3.0, 1790.0)))
     rel_in = grouped_cumsum(g_in, v_starts[v_sess])
     s_t = _session_times(rng, prof, s_owner, s_pos, s_starts, group_sum(g_in, v_starts, length))
     t = s_t[v_sess] + rel_in
@@ -198,7 +198,7 @@ def human_visitors(rng: np.random.Generator, cat: Catalogue, prof: Profile, kind
     leaves = _with_detours(rng, cat, _hub_leaves(rng, cat, first_v, first_s), v_pos == 0)
     new_leaf = np.ones(n, bool)
     new_leaf[1:] = (leaves[1:] != leaves[:-1]) | (v_sess[1:] != v_sess[:-1])
-    new_item = new_leaf | (rng.random(n) >= 0.45)
+    new_item = new_leaf | (rng.random(n) >= 0.52)
     item_run, item_first = run_ids(new_item)
     v_item = cat.item_given_leaf.sample(leaves[item_first], rng.random(item_first.size))[item_run]
 
