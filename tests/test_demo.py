@@ -41,9 +41,26 @@ def raw(ds: demo.DemoDataset, tmp_path_factory: pytest.TempPathFactory) -> tuple
 
 @pytest.fixture(scope="module")
 def kind_of(ds: demo.DemoDataset) -> np.ndarray:
-    """Label of each event row ("normal" for unlabelled visitors)."""
+    """Label of each event row ("normal" for unlabelled visitors, look-alikes included)."""
     lab = ds.labels.set_index("visitorid")["kind"]
     return ds.events["visitorid"].map(lab).fillna("normal").to_numpy()
+
+
+@pytest.fixture(scope="module")
+def per_visitor(ds: demo.DemoDataset) -> pd.DataFrame:
+    """Per visitor: kind (abnormal, look-alike or normal), counts by event type, gaps, hours, days."""
+    ev = ds.events.sort_values(["visitorid", "timestamp"])
+    kinds = pd.concat([ds.labels, ds.lookalikes]).set_index("visitorid")["kind"]
+    gap = ev.groupby("visitorid")["timestamp"].diff() / 1000
+    hour = (ev["timestamp"] // demo.HOUR) % 24
+    g = ev.assign(gap=gap, business=hour.between(6, 14), day=ev["timestamp"] // demo.DAY,
+                  view=ev["event"] == "view", atc=ev["event"] == "addtocart",
+                  txn=ev["event"] == "transaction").groupby("visitorid")
+    per = pd.DataFrame({"n": g.size(), "view": g["view"].sum(), "atc": g["atc"].sum(), "txn": g["txn"].sum(),
+                        "gap_median": g["gap"].median(), "gap_max": g["gap"].max(), "days": g["day"].nunique(),
+                        "business": g["business"].mean()})
+    per["kind"] = per.index.map(kinds).fillna("normal")
+    return per
 
 
 def _snapshots(ds: demo.DemoDataset) -> pd.DataFrame:
@@ -63,12 +80,12 @@ def _sorted(df: pd.DataFrame) -> pd.DataFrame:
 
 def test_same_seed_same_data_and_bytes(tmp_path: Path) -> None:
     a, b = demo.generate(40_000, seed=7), demo.generate(40_000, seed=7)
-    for name in ("events", "item_properties", "category_tree", "labels"):
+    for name in ("events", "item_properties", "category_tree", "labels", "lookalikes"):
         pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name))
     assert a.info == b.info
     ia, ib = demo.write_raw(a, tmp_path / "a"), demo.write_raw(b, tmp_path / "b")
     assert ia["duplicates_injected"] == ib["duplicates_injected"]
-    for name in ("events.csv", *ITEM_PROPERTY_FILES, "category_tree.csv", "abnormal_labels.csv"):
+    for name in ("events.csv", *ITEM_PROPERTY_FILES, "category_tree.csv", demo.LABELS_FILE, demo.LOOKALIKES_FILE):
         da = hashlib.sha256((tmp_path / "a" / name).read_bytes()).hexdigest()
         db = hashlib.sha256((tmp_path / "b" / name).read_bytes()).hexdigest()
         assert da == db, name
@@ -118,6 +135,10 @@ def test_other_tables_schema(ds: demo.DemoDataset) -> None:
     assert ds.labels["visitorid"].dtype == np.int64
     assert ds.labels["visitorid"].is_unique
     assert set(ds.labels["kind"]) == set(demo.ABNORMAL_KINDS)
+    assert list(ds.lookalikes.columns) == ["visitorid", "kind"]
+    assert ds.lookalikes["visitorid"].dtype == np.int64 and ds.lookalikes["visitorid"].is_unique
+    assert set(ds.lookalikes["kind"]) == set(demo.LOOKALIKE_KINDS)
+    assert not set(ds.lookalikes["visitorid"]) & set(ds.labels["visitorid"])
 
 
 def test_timestamps_strictly_increase_per_visitor(ds: demo.DemoDataset) -> None:
@@ -231,6 +252,8 @@ def test_abnormal_kinds_behave(ds: demo.DemoDataset, kind_of: np.ndarray) -> Non
     assert burst["n"].median() >= 100 and span.median() <= 15
     mon = per.loc["price_monitor"]
     assert mon["uniq_ratio"].median() <= 0.5
+    probe = per.loc["headless_probe"]
+    assert probe["n"].max() <= 16 and (probe["gap"] < 1).all() and (probe["txn"] == 0).all()
     # Power shoppers exist among normal visitors (realistic false positives for the detector).
     assert (per.loc["normal", "n"] >= 30).sum() >= 20
 
@@ -269,14 +292,14 @@ def test_asof_helper_semantics() -> None:
     snap_cat = np.array([10, 11, 20], np.int64)
     ev_ts = np.array([50, 100, 150, 200, 999, 5, 7], np.int64)
     ev_item = np.array([1, 1, 1, 1, 1, 2, 3], np.int64)
-    got = demo._asof_categories(ev_ts, ev_item, snap_ts, snap_item, snap_cat)
+    got = demo.asof_categories(ev_ts, ev_item, snap_ts, snap_item, snap_cat)
     assert got.tolist() == [10, 10, 10, 11, 11, 20, UNKNOWN_CATEGORY]
 
 
 def test_event_categories_follow_the_asof_join(ds: demo.DemoDataset) -> None:
     snap = _snapshots(ds)
     ev = ds.events
-    got = demo._asof_categories(ev["timestamp"].to_numpy(), ev["itemid"].to_numpy(),
+    got = demo.asof_categories(ev["timestamp"].to_numpy(), ev["itemid"].to_numpy(),
                                 snap["timestamp"].to_numpy(), snap["itemid"].to_numpy(),
                                 snap["categoryid"].to_numpy())
     assert (got == ev["categoryid"].to_numpy()).all()
@@ -345,7 +368,7 @@ def test_realism_summary_accepts_string_events(ds: demo.DemoDataset, summary: di
 
 def test_write_raw_files(ds: demo.DemoDataset, raw: tuple[Path, dict]) -> None:
     out, info = raw
-    names = ["events.csv", *ITEM_PROPERTY_FILES, "category_tree.csv", "abnormal_labels.csv"]
+    names = ["events.csv", *ITEM_PROPERTY_FILES, "category_tree.csv", "abnormal_labels.csv", "normal_lookalikes.csv"]
     for name in names:
         assert (out / name).is_file(), name
     first = {n: (out / n).open().readline().strip() for n in names}
@@ -353,7 +376,7 @@ def test_write_raw_files(ds: demo.DemoDataset, raw: tuple[Path, dict]) -> None:
     for n in ITEM_PROPERTY_FILES:
         assert first[n] == ",".join(ITEM_PROPERTY_COLUMNS)
     assert first["category_tree.csv"] == "categoryid,parentid"
-    assert first["abnormal_labels.csv"] == "visitorid,kind"
+    assert first["abnormal_labels.csv"] == first["normal_lookalikes.csv"] == "visitorid,kind"
 
     raw_ev = pd.read_csv(out / "events.csv")
     assert info["duplicates_injected"] == ds.n_duplicates == ds.info["n_duplicates"] > 0
@@ -370,6 +393,8 @@ def test_write_raw_files(ds: demo.DemoDataset, raw: tuple[Path, dict]) -> None:
     assert tree["parentid"].isna().sum() == 25 and len(tree) == 1669
     labels = pd.read_csv(out / "abnormal_labels.csv")
     pd.testing.assert_frame_equal(labels, ds.labels)
+    lookalikes = pd.read_csv(out / "normal_lookalikes.csv")
+    pd.testing.assert_frame_equal(lookalikes, ds.lookalikes)
 
 
 @pytest.mark.e2e  # writes and reloads a demo dataset (over 5 s)
@@ -380,3 +405,71 @@ def test_load_raw_round_trip(ds: demo.DemoDataset, raw: tuple[Path, dict]) -> No
     loaded = load_raw(out)
     assert loaded.attrs["load_report"]["duplicates_dropped"] == ds.n_duplicates
     pd.testing.assert_frame_equal(_sorted(loaded), _sorted(ds.events))
+
+
+# --------------------------------------------------------------------------- buyers and look-alikes
+
+
+def test_buyers_browse_more_with_human_rhythms(per_visitor: pd.DataFrame) -> None:
+    buyers = per_visitor[per_visitor["txn"] > 0]
+    assert 0.006 <= len(buyers) / len(per_visitor) <= 0.014  # real: about 0.8 %
+    assert 5 <= buyers["n"].median() <= 8 and 3 <= buyers["view"].median() <= 6  # real: 6 and 4
+    assert buyers["atc"].median() == 1 and buyers["txn"].median() == 1
+    assert buyers["gap_median"].median() >= 30  # human pace, not a script's
+    assert set(buyers["kind"]) <= {"normal", *demo.LOOKALIKE_KINDS}  # no abnormal kind buys
+
+
+def test_lookalikes_look_abnormal_by_volume_only(per_visitor: pd.DataFrame) -> None:
+    by_kind = per_visitor.groupby("kind")
+    normal_n = per_visitor.loc[per_visitor["kind"] == "normal", "n"]
+    heavy = by_kind.get_group("heavy_buyer")
+    assert heavy["txn"].median() >= 2 and heavy["days"].median() >= 4
+    b2b = by_kind.get_group("b2b_reseller")
+    assert b2b["atc"].median() >= 15 and b2b["txn"].median() >= 10
+    assert b2b["business"].median() >= 0.8  # UTC 06-15, 09-18 in the shop's time zone
+    loyal = by_kind.get_group("loyal_daily")
+    assert loyal["days"].median() >= 15
+    for kind in demo.LOOKALIKE_KINDS:
+        grp = by_kind.get_group(kind)
+        assert grp["n"].median() > 5 * normal_n.median(), kind  # volume stands out ...
+        assert grp["gap_median"].median() >= 30, kind  # ... the rhythm does not
+
+
+def test_bot_mix_alt_differs_and_is_deterministic() -> None:
+    a = demo.generate(40_000, seed=7, bot_mix="alt")
+    b = demo.generate(40_000, seed=7, bot_mix="alt")
+    pd.testing.assert_frame_equal(a.events, b.events)
+    pd.testing.assert_frame_equal(a.labels, b.labels)
+    d = demo.generate(40_000, seed=7)
+    assert a.bot_mix == "alt" and d.bot_mix == "default"
+    share_a = a.labels["kind"].value_counts(normalize=True)
+    share_d = d.labels["kind"].value_counts(normalize=True)
+    assert set(share_a.index) == set(share_d.index) == set(demo.ABNORMAL_KINDS)
+    assert (share_a - share_d).abs().max() > 0.02
+    assert a.info["per_kind"]["crawler"]["events"] < d.info["per_kind"]["crawler"]["events"]
+    with pytest.raises(ValueError):
+        demo.generate(20_000, bot_mix="nope")
+
+
+# --------------------------------------------------------------------------- realism report
+
+
+def test_realism_report_data_figures_in_range(ds: demo.DemoDataset) -> None:
+    rows = demo.realism_report(ds.events, ds.category_tree)
+    assert {r["figure"] for r in rows} >= {"view_share", "events_per_visitor_p90", "buyer_share",
+                                           "buyer_median_events", "n_categories"}
+    for r in rows:
+        assert set(r) == {"figure", "value", "target_low", "target_high", "real_value", "source", "ok"}
+        assert r["ok"], r
+
+
+def test_realism_report_task1_like_real_data(ds: demo.DemoDataset) -> None:
+    """Rule and learned rankers on the demo's test split behave as on the real data (spec §2)."""
+    from core import ranking
+
+    metrics = ranking.train_and_evaluate(ds.events, seed=42, rankers=("rule", "hgb")).metrics
+    rows = {r["figure"]: r for r in demo.realism_report(ds.events, task1_metrics=metrics)
+            if r["figure"].startswith(("rule_", "learned_"))}
+    assert set(rows) == {"rule_coverage", "rule_top1", "rule_top3", "learned_gain_top1_all"}
+    for r in rows.values():
+        assert r["ok"], r

@@ -1,0 +1,128 @@
+"""Item properties: weekly category snapshots, other properties, and the as-of category join."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from core.demo.catalogue import Catalogue
+from core.demo.common import DAY, FIRST_SNAPSHOT, N_WEEKS, group_index, grouped_cumsum
+from core.schema import UNKNOWN_CATEGORY
+
+
+def asof_categories(ev_ts: np.ndarray, ev_item: np.ndarray, snap_ts: np.ndarray,
+                     snap_item: np.ndarray, snap_cat: np.ndarray) -> np.ndarray:
+    """Spec §1 as-of join: latest snapshot at or before the event, else the earliest, else -1."""
+    out = np.full(ev_ts.size, UNKNOWN_CATEGORY, dtype=np.int64)
+    if snap_ts.size == 0 or ev_ts.size == 0:
+        return out
+    order = np.lexsort((snap_ts, snap_item))  # stable: equal keys keep input order, last one wins
+    s_item, s_ts, s_cat = snap_item[order], snap_ts[order], snap_cat[order]
+    first = np.flatnonzero(np.r_[True, s_item[1:] != s_item[:-1]])  # np.unique is slow here
+    items = s_item[first]
+    t_min = min(int(s_ts.min()), int(ev_ts.min()))
+    width = max(int(s_ts.max()), int(ev_ts.max())) - t_min + 1
+    s_key = np.searchsorted(items, s_item) * width + (s_ts - t_min)
+    lo, hi = int(min(items[0], ev_item.min())), int(max(items[-1], ev_item.max()))
+    if hi - lo < 50_000_000:  # dense lookup table: much faster than a binary search per event
+        lut = np.full(hi - lo + 1, -1, np.int64)
+        lut[items - lo] = np.arange(items.size)
+        code = lut[ev_item - lo]
+        known = code >= 0
+        code = np.maximum(code, 0)
+    else:
+        code = np.clip(np.searchsorted(items, ev_item), 0, items.size - 1)
+        known = items[code] == ev_item
+    e_key = code * width + (ev_ts - t_min)
+    o = np.argsort(e_key)  # sorted queries search several times faster than random ones
+    pos = np.empty(e_key.size, np.int64)
+    pos[o] = np.searchsorted(s_key, e_key[o], side="right") - 1
+    pos = np.maximum(pos, first[code])  # before every snapshot of the item: its earliest one
+    out[known] = s_cat[pos[known]]
+    return out
+
+
+# --------------------------------------------------------------------------- item properties
+
+
+def _weekly_rows(rng: np.random.Generator, n_items: int, n_rows: np.ndarray,
+                 p_first_week0: float, max_step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct increasing snapshot weeks per item: (item index, week, rank among the item's rows)."""
+    first = np.where(rng.random(n_items) < p_first_week0, 0, rng.integers(0, N_WEEKS, n_items))
+    own, rank, starts = group_index(n_rows)
+    step = np.where(rank == 0, 0, rng.integers(1, max_step + 1, own.size))
+    week = first[own] + grouped_cumsum(step, starts[own])
+    keep = week < N_WEEKS
+    return own[keep], week[keep], rank[keep]
+
+
+def category_snapshots(rng: np.random.Generator, cat: Catalogue) -> tuple[np.ndarray, ...]:
+    """Weekly categoryid snapshots (timestamp, item index, leaf node) plus two info counts."""
+    n_items = cat.item_ids.size
+    has = rng.random(n_items) >= 0.015  # ~1.5 % of items never get a categoryid
+    recat = has & (rng.random(n_items) < 0.04)
+    n_rows = np.where(has, 1 + rng.binomial(3, 0.25, n_items) + recat, 0)
+    own, week, rank = _weekly_rows(rng, n_items, n_rows, 0.75, 5)
+    n_kept = np.bincount(own, minlength=n_items)
+    recat &= n_kept >= 2
+    # Re-categorised from a later snapshot on: a sibling leaf when there is one, else any leaf.
+    recat_rank = 1 + (rng.random(n_items) * np.maximum(n_kept - 1, 1)).astype(np.int64)
+    sib = cat.leaf_given_parent.sample(cat.parent[cat.item_leaf], rng.random(n_items))
+    anyleaf = rng.choice(cat.leaf_marginal, size=n_items, p=cat.leaf_marginal_p)
+    new_leaf = np.where((rng.random(n_items) < 0.7) & (sib != cat.item_leaf), sib, anyleaf)
+    recat &= new_leaf != cat.item_leaf
+    leaf = np.where(recat[own] & (rank >= recat_rank[own]), new_leaf[own], cat.item_leaf[own])
+    ts = FIRST_SNAPSHOT + week * 7 * DAY
+    return ts.astype(np.int64), own, leaf, int((~has).sum()), int(recat.sum())
+
+
+def ints_to_str(values: np.ndarray) -> pa.Array:
+    """Arrow strings of integers."""
+    return pc.cast(pa.array(values, type=pa.int64()), pa.string())
+
+
+def _join(*parts: pa.Array | str) -> pa.Array:
+    """Element-wise concatenation of Arrow string arrays and literal strings."""
+    return pc.binary_join_element_wise(*parts, "")
+
+
+def other_properties(rng: np.random.Generator, cat: Catalogue) -> list[tuple[np.ndarray, np.ndarray, str, pa.Array]]:
+    """Non-category properties (the loader must filter them out): available, 790, 888, 364, ..."""
+    n = cat.item_ids.size
+    out = []
+    # (property, mean extra weekly rows): values are drawn per row below.
+    for prop, extra_p in (("available", 0.45), ("790", 0.2), ("888", 0.1), ("364", 0.0),
+                          ("283", 0.05), ("112", 0.0), ("159", 0.0), ("6", 0.0)):
+        own, week, _ = _weekly_rows(rng, n, 1 + rng.binomial(4, extra_p, n), 0.7, 4)
+        k = own.size
+        if prop == "available":
+            val = ints_to_str((rng.random(k) < 0.62).astype(np.int64))
+        elif prop == "790":  # price, "n<digits>.000"
+            val = _join("n", ints_to_str((rng.lognormal(8.5, 1.0, k) // 120 * 120).astype(np.int64)), ".000")
+        elif prop == "888":  # a few hashed tokens and a number
+            val = _join(ints_to_str(rng.integers(1000, 1_300_000, k)), " n",
+                        ints_to_str(rng.integers(1, 600, k) * 12), ".000 ",
+                        ints_to_str(rng.integers(1000, 1_300_000, k)))
+        elif prop in ("112", "159"):  # near-constant hashed values, as in the real file
+            val = ints_to_str(np.where(rng.random(k) < 0.97, 679677 if prop == "112" else 519769,
+                                        rng.integers(1000, 1_300_000, k)))
+        else:
+            val = ints_to_str(rng.integers(1000, 1_300_000, k))
+        out.append((FIRST_SNAPSHOT + week * 7 * DAY, own, prop, val))
+    return out
+
+
+def item_properties_frame(parts: list[tuple[np.ndarray, np.ndarray, str, pa.Array]],
+                           cat: Catalogue) -> pd.DataFrame:
+    """Raw item_properties rows (timestamp, itemid, property, value), Arrow-backed strings."""
+    prop = pa.chunked_array([pa.repeat(pa.scalar(p[2]), p[1].size) for p in parts], type=pa.string())
+    val = pa.chunked_array([p[3] for p in parts], type=pa.string())
+    return pd.DataFrame({
+        "timestamp": np.concatenate([p[0] for p in parts]).astype(np.int64),
+        "itemid": cat.item_ids[np.concatenate([p[1] for p in parts])],
+        "property": pd.arrays.ArrowStringArray(prop.combine_chunks()),
+        "value": pd.arrays.ArrowStringArray(val.combine_chunks()),
+    })
+
