@@ -119,7 +119,7 @@ def test_tampered_model_is_named_on_the_ranking_page(dashboard_artifact_dir, mon
 
     copy = tmp_path / "arts"
     shutil.copytree(dashboard_artifact_dir, copy)
-    model = next(copy.glob(A.RANKING_MODEL_PREFIX + "*.joblib"))
+    model = next(copy.glob(A.RANKING_MODEL_PREFIX + "*" + A.MODEL_SUFFIX))
     with open(model, "ab") as handle:
         handle.write(b"x")
     monkeypatch.setenv(A.ARTIFACT_DIR_ENV, str(copy))
