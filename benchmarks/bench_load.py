@@ -21,7 +21,6 @@ from typing import Any
 
 import httpx
 import numpy as np
-import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -46,10 +45,16 @@ def bodies() -> dict[str, bytes]:
 
 
 def server_rss_mb(port: int) -> float:
-    """RSS of the process listening on ``port`` (the uvicorn server), in MB."""
-    for conn in psutil.net_connections("tcp"):
-        if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
-            return psutil.Process(conn.pid).memory_info().rss / 1e6
+    """RSS of the uvicorn process started on ``port`` (from /proc), in MB."""
+    for proc in Path("/proc").iterdir():
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"uvicorn" in args and str(port).encode() in args:
+                for line in (proc / "status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:  # a process that ended while being read
+            continue
     return float("nan")
 
 
