@@ -69,11 +69,17 @@ async def version(arts: ArtifactsDep) -> dict[str, Any]:
 
 
 def _core_views(body: RankRequest) -> list[dict[str, Any]]:
-    """The views as ``core.ranking.rank`` takes them."""
+    """The views as ``core.ranking.rank`` takes them, in the API's documented order.
+
+    Sorted by (timestamp, categoryid, itemid): core.ranking keeps the given order of views that
+    share a timestamp (file order, as in training), and a JSON list has no meaningful order, so
+    without this the answer would depend on how the client listed tied views.
+    """
+    views = sorted(body.views, key=lambda v: (v.timestamp, v.categoryid, -1 if v.itemid is None else v.itemid))
     # itemid is optional per view, but core.ranking refuses a partly empty itemid column; it
     # does not rank on items, so it gets them only when every view has one.
-    with_items = all(v.itemid is not None for v in body.views)
-    return [v.model_dump(exclude=None if with_items else {"itemid"}) for v in body.views]
+    with_items = all(v.itemid is not None for v in views)
+    return [v.model_dump(exclude=None if with_items else {"itemid"}) for v in views]
 
 
 @router.post("/rank", response_model=RankResponse, responses={**ERROR_RESPONSES, **BUSY_RESPONSE})
@@ -84,7 +90,7 @@ async def rank(
 ) -> RankResponse:
     """Rank the categories of the visitor's recent views: the most likely next one first.
 
-    Views may come in any order: they are sorted by (timestamp, categoryid).
+    Views may come in any order: they are sorted by (timestamp, categoryid, itemid).
     """
     return await scorer.run(_rank, arts, body)
 

@@ -72,7 +72,7 @@ class View(BaseModel):
 
 
 class RankRequest(BaseModel):
-    """The visitor's recent views (any order: ties on timestamp are ordered by categoryid) and
+    """The visitor's recent views (any order: ties on timestamp are ordered by categoryid, then itemid) and
     how many categories to return."""
 
     model_config = ConfigDict(extra="forbid", strict=True)

@@ -1077,9 +1077,7 @@ def rank(
     v = _checked_views(views)
     lookback = model.lookback if model is not None else LOOKBACK
     window_ms = model.window_ms if model is not None else WINDOW_MS
-    # Views sharing a timestamp are ordered by categoryid, so the ranking never depends on the
-    # order the caller listed them in (items are not ranked on, so (timestamp, categoryid) is enough).
-    order = np.lexsort((v.categoryid, v.timestamp))
+    order = np.argsort(v.timestamp, kind="stable")
     ts = v.timestamp[order]
     cat = v.categoryid[order]
     # One visitor plus a dummy "next" view at t_last: its history is exactly the views with

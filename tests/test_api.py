@@ -538,8 +538,8 @@ def test_rank_does_not_depend_on_the_order_of_tied_views(client):
             assert r.status_code == 200, r.text
             answers.add(json.dumps(r.json(), sort_keys=True))
     assert len(answers) == 1
-    # The documented rule: ties are ordered by categoryid, so 20 is the last view.
-    direct = ranking.rank(sorted(views, key=lambda v: (v["timestamp"], v["categoryid"])), top_k=3)
+    # The documented rule: (timestamp, categoryid, itemid), so a category-20 view is the last one.
+    direct = ranking.rank(sorted(views, key=lambda v: (v["timestamp"], v["categoryid"], v["itemid"])), top_k=3)
     assert json.loads(answers.pop())["ranking"][0]["categoryid"] == int(direct.ranking["categoryid"].iloc[0])
 
 
