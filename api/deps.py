@@ -1,16 +1,20 @@
-"""Dependencies of the routes: the loaded artifacts, once per app."""
+"""Dependencies of the routes: the loaded artifacts and the scoring threadpool, once per app."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
+import anyio
 from fastapi import Depends, FastAPI, Request
 
 from core.artifacts import Artifacts, load_artifacts
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _load_lock = threading.Lock()
 
@@ -28,10 +32,28 @@ def load_once(app: FastAPI) -> Artifacts:
     return arts
 
 
-def get_artifacts(request: Request) -> Artifacts:
+async def get_artifacts(request: Request) -> Artifacts:
     """The artifacts of the app serving ``request``."""
+    # async: a sync dependency would wait for a worker thread, and /health must not.
     # Loads if no lifespan ran (an ASGI client that skips it, such as schemathesis's).
     return load_once(request.app)
 
 
+class Scorer:
+    """Runs scoring work on a bounded number of worker threads, off the event loop."""
+
+    def __init__(self, threads: int) -> None:
+        self.limiter = anyio.CapacityLimiter(threads)
+
+    async def run(self, func: Callable[..., T], *args: Any) -> T:
+        """``func(*args)`` on a scoring thread."""
+        return await anyio.to_thread.run_sync(func, *args, limiter=self.limiter)
+
+
+async def get_scorer(request: Request) -> Scorer:
+    """The app's scorer."""
+    return request.app.state.scorer
+
+
 ArtifactsDep = Annotated[Artifacts, Depends(get_artifacts)]
+ScorerDep = Annotated[Scorer, Depends(get_scorer)]

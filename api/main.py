@@ -9,8 +9,8 @@ from pathlib import Path
 from fastapi import FastAPI
 
 import core
-from api import middleware
-from api.deps import load_once
+from api import middleware, settings
+from api.deps import Scorer, load_once
 from api.routes import router
 
 
@@ -21,11 +21,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
-def create_app(artifact_dir: str | Path | None = None) -> FastAPI:
+def create_app(artifact_dir: str | Path | None = None, limits: settings.Settings | None = None) -> FastAPI:
     """Build the API over ``artifact_dir``, passed to ``load_artifacts`` as is.
 
-    None means the loader's default: $RECSYS_ARTIFACT_DIR, else recsys_artifacts/.
+    None means the loader's default: $RECSYS_ARTIFACT_DIR, else recsys_artifacts/. ``limits``
+    defaults to ``settings.from_env()``.
     """
+    limits = limits or settings.from_env()
     app = FastAPI(
         title="Recommendation analytics API",
         version=core.__version__,
@@ -34,6 +36,8 @@ def create_app(artifact_dir: str | Path | None = None) -> FastAPI:
     )
     app.state.artifact_dir = artifact_dir
     app.state.artifacts = None
-    middleware.install(app)
+    app.state.scorer = Scorer(limits.scoring_threads)
+    middleware.install(app, body_timeout=limits.body_timeout_s,
+                       max_pending=max(limits.max_pending, limits.scoring_threads))
     app.include_router(router)
     return app

@@ -1,4 +1,8 @@
-"""The endpoints: JSON in, the core calls the dashboard makes, JSON out. No model logic here."""
+"""The endpoints: JSON in, the core calls the dashboard makes, JSON out. No model logic here.
+
+/health and /version are async and cheap, so they answer at once even while scoring runs;
+scoring runs on the app's bounded scoring threads (``api.deps.Scorer``).
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,11 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 import core
-from api.deps import ArtifactsDep
+from api.deps import ArtifactsDep, ScorerDep
+from api.middleware import StrictJSONRoute
 from api.schemas import (
     ANOMALY_EXAMPLES,
+    BUSY_RESPONSE,
     ERROR_RESPONSES,
     NO_DETECTOR_RESPONSE,
     RANK_EXAMPLES,
@@ -25,10 +31,11 @@ from api.schemas import (
     RankResponse,
 )
 from core import anomaly, ranking
+from core.artifacts import Artifacts
 from core.errors import ArtifactError
 from core.schema import USER_FEATURES
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)
 
 
 def finite_or_none(value: Any) -> float | None:
@@ -38,7 +45,7 @@ def finite_or_none(value: Any) -> float | None:
 
 
 @router.get("/health")
-def health(arts: ArtifactsDep) -> dict[str, Any]:
+async def health(arts: ArtifactsDep) -> dict[str, Any]:
     """Liveness, and which artifacts were loaded and trusted."""
     ready = arts.manifest_ok and arts.ranking_model is not None and arts.detector is not None
     return {
@@ -50,30 +57,46 @@ def health(arts: ArtifactsDep) -> dict[str, Any]:
 
 
 @router.get("/version")
-def version(arts: ArtifactsDep) -> dict[str, Any]:
+async def version(arts: ArtifactsDep) -> dict[str, Any]:
     """The build manifest (artifact hashes and library versions) this process serves."""
     return {
         "api_version": core.__version__,
-        "artifact_dir": str(arts.path),
+        "artifact_dir": arts.path.name,
+        "manifest_sha256": arts.manifest_sha256,
         "manifest_ok": arts.manifest_ok,
         "manifest": jsonable_encoder(arts.manifest),
     }
 
 
 def _core_views(body: RankRequest) -> list[dict[str, Any]]:
-    """The views as ``core.ranking.rank`` takes them."""
+    """The views as ``core.ranking.rank`` takes them, in the API's documented order.
+
+    Sorted by (timestamp, categoryid, itemid): core.ranking keeps the given order of views that
+    share a timestamp (file order, as in training), and a JSON list has no meaningful order, so
+    without this the answer would depend on how the client listed tied views.
+    """
+    views = sorted(body.views, key=lambda v: (v.timestamp, v.categoryid, -1 if v.itemid is None else v.itemid))
     # itemid is optional per view, but core.ranking refuses a partly empty itemid column; it
     # does not rank on items, so it gets them only when every view has one.
-    with_items = all(v.itemid is not None for v in body.views)
-    return [v.model_dump(exclude=None if with_items else {"itemid"}) for v in body.views]
+    with_items = all(v.itemid is not None for v in views)
+    return [v.model_dump(exclude=None if with_items else {"itemid"}) for v in views]
 
 
-@router.post("/rank", response_model=RankResponse, responses=ERROR_RESPONSES)
-def rank(
+@router.post("/rank", response_model=RankResponse, responses={**ERROR_RESPONSES, **BUSY_RESPONSE})
+async def rank(
     arts: ArtifactsDep,
+    scorer: ScorerDep,
     body: Annotated[RankRequest, Body(openapi_examples=RANK_EXAMPLES)],
 ) -> RankResponse:
-    """Rank the categories of the visitor's recent views: the most likely next one first."""
+    """Rank the categories of the visitor's recent views: the most likely next one first.
+
+    Views may come in any order: they are sorted by (timestamp, categoryid, itemid).
+    """
+    return await scorer.run(_rank, arts, body)
+
+
+def _rank(arts: Artifacts, body: RankRequest) -> RankResponse:
+    """The ranking of one request (runs on a scoring thread)."""
     result = ranking.rank(_core_views(body), model=arts.ranking_model, top_k=body.top_k)
     reason = arts.ranking_fallback_reason() or result.fallback_reason
     table = result.ranking
@@ -94,11 +117,17 @@ def rank(
     response_model=AnomalyResponse,
     responses={**ERROR_RESPONSES, **NO_DETECTOR_RESPONSE},
 )
-def score_anomaly(
+async def score_anomaly(
     arts: ArtifactsDep,
+    scorer: ScorerDep,
     body: Annotated[AnomalyRequest, Body(openapi_examples=ANOMALY_EXAMPLES)],
 ) -> JSONResponse:
     """Anomaly score and flag per user, in input order."""
+    return await scorer.run(_score_anomaly, arts, body)
+
+
+def _score_anomaly(arts: Artifacts, body: AnomalyRequest) -> JSONResponse:
+    """The scores of one request, rendered to JSON (runs on a scoring thread)."""
     detector = arts.detector
     if detector is None:
         raise ArtifactError(

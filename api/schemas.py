@@ -72,7 +72,8 @@ class View(BaseModel):
 
 
 class RankRequest(BaseModel):
-    """The visitor's recent views (any order) and how many categories to return."""
+    """The visitor's recent views (any order: ties on timestamp are ordered by categoryid, then itemid) and
+    how many categories to return."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -220,5 +221,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorResponse, "description": "Invalid body; `detail` names the field."},
 }
 NO_DETECTOR_RESPONSE: dict[int | str, dict[str, Any]] = {
-    503: {"model": ErrorResponse, "description": "No trusted detector artifact."},
+    503: {"model": ErrorResponse, "description": "No trusted detector artifact, or the server is busy."},
+}
+BUSY_RESPONSE: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorResponse,
+          "description": "Too many scoring requests at once; retry after the Retry-After seconds."},
 }

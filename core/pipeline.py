@@ -5,15 +5,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import platform
+import shutil
+import stat
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 
@@ -29,8 +33,8 @@ CLEAN_EVENTS_COMMIT_LIMIT = 400_000
 RANKING_DATASET_COMMIT_ROWS = 60_000
 MARKOV_TOP_N = 5
 MARKOV_RANKERS = ("hgb",)  # the best learner on history candidates; one fit keeps the build fast
-LIBRARIES = ("numpy", "pandas", "scikit-learn", "pyarrow", "joblib", "threadpoolctl", "streamlit", "altair",
-             "fastapi", "pydantic", "uvicorn")
+LIBRARIES = ("numpy", "pandas", "scikit-learn", "skops", "pyarrow", "joblib", "threadpoolctl", "streamlit",
+             "altair", "fastapi", "pydantic", "uvicorn")
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -86,12 +90,15 @@ class Inputs:
 
 
 def load_inputs(raw_dir: str | None, events_file: str | None, n_events: int, seed: int) -> Inputs:
-    """Read real RetailRocket files, a prepared parquet, or generate the demo data."""
+    """Read real RetailRocket files, a prepared parquet, or generate the demo data.
+
+    The source names the folder or file only: it is shown by the API, which never shows paths.
+    """
     if raw_dir:
         events, report = data.load_raw_with_report(raw_dir)
-        return Inputs(events, f"RetailRocket files in {raw_dir}", None, report.as_dict())
+        return Inputs(events, f"RetailRocket files in {Path(raw_dir).name}/", None, report.as_dict())
     if events_file:
-        return Inputs(data.read_events(events_file), f"prepared events {events_file}", None, None)
+        return Inputs(data.read_events(events_file), f"prepared events {Path(events_file).name}", None, None)
     ds = demo.generate(n_events=n_events, seed=seed)
     # Round-trip through the real CSV layout so the demo exercises the same loader as real data.
     with tempfile.TemporaryDirectory() as tmp:
@@ -151,9 +158,19 @@ def build(
     seed: int = DEFAULT_SEED,
     share: float = DEFAULT_SHARE,
 ) -> dict[str, Any]:
-    """Run every stage and write every artifact into ``out``; returns the stage timings."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """Run every stage and write every artifact into ``out``; returns the stage timings.
+
+    The artifacts are written into a fresh folder next to ``out`` that replaces ``out`` as a
+    whole at the end, so a build never mixes with (or lists) files of an earlier one.
+    """
+    with fresh_output(Path(out)) as staging:
+        return _build_into(staging, raw_dir=raw_dir, events_file=events_file, scale=scale,
+                           n_events=n_events, seed=seed, share=share)
+
+
+def _build_into(out: Path, *, raw_dir: str | None, events_file: str | None, scale: str,
+                n_events: int | None, seed: int, share: float) -> dict[str, Any]:
+    """Every stage, writing into the empty folder ``out``."""
     n_events = n_events or demo.SCALES[scale]
     timer = StageTimer(total=8)
 
@@ -171,7 +188,7 @@ def build(
         t2["scored"].to_parquet(out / artifacts.SCORED_USERS, index=False, compression="zstd")
         t2["audit"].to_csv(out / artifacts.AUDIT_CSV, index=False, float_format="%.6f")
         artifacts.write_json(detector.operating_point(), out / artifacts.OPERATING_POINT)
-        joblib.dump(detector, out / artifacts.DETECTOR, compress=3)
+        (out / artifacts.DETECTOR).write_bytes(artifacts.dump_model(detector))
         clean = t2["clean"]
         committed = _commit_sample(clean, seed)
         data.write_events(committed, out / artifacts.CLEAN_EVENTS)
@@ -231,7 +248,7 @@ def served_identity(model: ranking.RankingModel) -> dict[str, Any]:
     candidates = f"history+markov{model.markov_top_n}" if markov else "history"
     # The name is what the dashboard and API show as "ranker": it says when the candidates differ.
     name = f"{model.name}_markov{model.markov_top_n}" if markov else model.name
-    return {"file": f"{artifacts.RANKING_MODEL_PREFIX}{name}.joblib", "name": name, "ranker": model.name,
+    return {"file": f"{artifacts.RANKING_MODEL_PREFIX}{name}{artifacts.MODEL_SUFFIX}", "name": name, "ranker": model.name,
             "candidates": candidates}
 
 
@@ -241,12 +258,10 @@ def write_task1(out: Path, raw_run: Any, clean_run: Any, markov_run: Any, served
 
     Returns the served ranker's manifest entry (``served_identity``).
     """
-    for old in out.glob(f"{artifacts.RANKING_MODEL_PREFIX}*.joblib"):
-        old.unlink()
     identity = served_identity(served.best_model)
     # A copy under its served name: the fitted model of the run is left as it was.
     best = dataclasses.replace(served.best_model, name=identity["name"])
-    joblib.dump(best, out / identity["file"], compress=3)
+    (out / identity["file"]).write_bytes(artifacts.dump_model(best))
     dataset = _case_sample(raw_run.dataset_sample, RANKING_DATASET_COMMIT_ROWS)
     dataset.to_parquet(out / artifacts.RANKING_DATASET, index=False, compression="zstd")
     metrics = pd.concat(
@@ -408,12 +423,18 @@ def _commit_sample(clean: pd.DataFrame, seed: int) -> pd.DataFrame:
 def write_manifest(out: Path, *, seed: int, source: str, scale: str, fingerprint: str,
                    events: pd.DataFrame, load_report: dict[str, Any] | None, sampled_clean: bool,
                    served: dict[str, Any]) -> None:
-    """List every artifact with its sha256 and size, the served models, versions, seed and data."""
-    files = {
-        p.name: artifacts.file_entry(p)
-        for p in sorted(out.iterdir())
-        if p.is_file() and p.name != artifacts.MANIFEST
-    }
+    """List every file of this build with its sha256 and size, the served models, versions,
+    seed and data; sign it when $RECSYS_MANIFEST_KEY is set.
+
+    ``out`` is the build's own fresh folder, so every file in it was written by this build.
+    """
+    files = {}
+    for p in sorted(out.iterdir()):
+        if p.name in (artifacts.MANIFEST, artifacts.MANIFEST_SIG):
+            continue
+        if not stat.S_ISREG(p.lstat().st_mode):  # the build writes regular files only
+            raise artifacts.ArtifactError(f"unexpected non-regular file {p.name} in the build folder")
+        files[p.name] = artifacts.file_entry(p)
     manifest = {
         "core_version": core.__version__,
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -431,7 +452,63 @@ def write_manifest(out: Path, *, seed: int, source: str, scale: str, fingerprint
         "served": served,
         "files": files,
     }
+    # Validated before it is written, so a build never ships a manifest the loader refuses.
+    artifacts.Manifest.model_validate(manifest)
     artifacts.write_json(manifest, out / artifacts.MANIFEST)
+    keys = artifacts.manifest_keys()
+    if keys:
+        signature = artifacts.sign_manifest((out / artifacts.MANIFEST).read_bytes(), keys[0])
+        (out / artifacts.MANIFEST_SIG).write_text(signature + "\n")
+
+
+def _replaceable(target: Path) -> bool:
+    """True when ``target`` is absent, an empty folder or an earlier build (it has a manifest)."""
+    if not target.exists() and not target.is_symlink():
+        return True
+    if target.is_symlink() or not target.is_dir():
+        return False
+    return (target / artifacts.MANIFEST).is_file() or not any(target.iterdir())
+
+
+@contextmanager
+def fresh_output(target: Path) -> Iterator[Path]:
+    """An empty folder next to ``target`` to build into; on success it replaces ``target`` whole.
+
+    The old folder is renamed aside, the new one renamed in, then the old one removed: readers
+    see either the old build or the new one, never a mix. On failure the new folder is removed
+    and ``target`` is left as it was.
+    """
+    target = target.absolute()
+    if not _replaceable(target):
+        raise artifacts.ArtifactError(
+            f"{target} exists and is not an artifact folder (no {artifacts.MANIFEST}); "
+            "refusing to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
+    try:
+        yield staging
+        os.chmod(staging, 0o755)  # mkdtemp makes it private; the served folder is world-readable
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    swap_in(staging, target)
+
+
+def swap_in(staging: Path, target: Path) -> None:
+    """Replace ``target`` by ``staging``: old aside, new in, old removed (old restored on error)."""
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    os.replace(target, aside / target.name)
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        os.replace(aside / target.name, target)
+        shutil.rmtree(aside, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(aside)
 
 
 def _version(lib: str) -> str | None:

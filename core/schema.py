@@ -71,12 +71,14 @@ NON_NEGATIVE_FEATURES: tuple[str, ...] = USER_FEATURES
 # --------------------------------------------------------------------------- artifact file names
 # Every file the build writes into the artifact directory, named once here.
 MANIFEST = "manifest.json"
+MANIFEST_SIG = "manifest.sig"  # HMAC-SHA256 of manifest.json, written when a key is set
+MODEL_SUFFIX = ".skops"  # models are stored with skops: loading never runs pickle code
 RESULTS_MD = "RESULTS.md"
 RANKING_MODEL_PREFIX = "task1_ranking_best_"
 RANKING_DATASET = "task1_ranking_dataset.parquet"
 RANKING_METRICS_JSON = "task1_metrics.json"
 RANKING_METRICS_CSV = "task1_metrics.csv"
-DETECTOR = "task2_isolation_forest.joblib"
+DETECTOR = "task2_isolation_forest" + MODEL_SUFFIX
 OPERATING_POINT = "task2_operating_point.json"
 USER_FEATURES_FILE = "task2_user_features.parquet"
 SCORED_USERS = "task2_scored_users.parquet"

@@ -31,6 +31,7 @@ from core.artifacts import (
     ARTIFACT_DIR_ENV,
     DETECTOR,
     MANIFEST,
+    MODEL_SUFFIX,
     RANKING_MODEL_PREFIX,
     SCORED_USERS,
     default_dir,
@@ -68,8 +69,8 @@ def artifact_copy(tmp_path: Path) -> Path:
 
 
 def model_file(directory: Path) -> Path:
-    """The ranking model joblib of an artifact directory."""
-    (path,) = sorted(directory.glob(f"{RANKING_MODEL_PREFIX}*.joblib"))
+    """The ranking model file of an artifact directory."""
+    (path,) = sorted(directory.glob(f"{RANKING_MODEL_PREFIX}*{MODEL_SUFFIX}"))
     return path
 
 
@@ -377,7 +378,7 @@ def test_tampered_model_falls_back_to_rule_with_reason(artifact_copy, monkeypatc
         assert [r["categoryid"] for r in out["ranking"]] == direct.ranking["categoryid"].tolist()
         health = c.get("/health").json()
         assert health["status"] == "degraded" and health["ranking"] == "rule fallback"
-        assert health["artifact_dir"] == str(artifact_copy)
+        assert health["artifact_dir"] == artifact_copy.name
         assert any(path.name in p for p in health["problems"])
         # The detector is untouched and still serves.
         assert c.post("/anomaly", json=example("anomaly_request.json")).status_code == 200
@@ -446,14 +447,16 @@ def test_artifacts_are_loaded_once_per_app(tmp_path, monkeypatch):
 
 
 def test_env_var_is_read_in_one_place(tmp_path, monkeypatch):
-    for path in API_SOURCES:  # core.artifacts.default_dir reads it
+    for path in API_SOURCES:  # core.artifacts.default_dir reads it; api.settings the limits
         source = path.read_text()
-        assert "environ" not in source and "getenv" not in source, path
+        assert f"environ.get({ARTIFACT_DIR_ENV!r}" not in source, path
+        if path.name != "settings.py":
+            assert "environ" not in source and "getenv" not in source, path
     monkeypatch.setenv(ARTIFACT_DIR_ENV, str(tmp_path))
     with TestClient(create_app()) as c:
-        assert c.get("/health").json()["artifact_dir"] == str(tmp_path)
+        assert c.get("/health").json()["artifact_dir"] == tmp_path.name
     with TestClient(create_app(tmp_path / "elsewhere")) as c:  # an explicit argument wins
-        assert c.get("/health").json()["artifact_dir"] == str(tmp_path / "elsewhere")
+        assert c.get("/health").json()["artifact_dir"] == "elsewhere"
     monkeypatch.setenv(ARTIFACT_DIR_ENV, "  ")
     assert default_dir() == ARTIFACT_DIR  # a blank variable means the committed artifacts
 
@@ -502,3 +505,94 @@ def test_itemid_may_be_given_for_some_views_only(client):
     r = client.post("/rank", json={"views": views})
     assert r.status_code == 200, r.text
     assert r.json()["n_history_views"] == 3
+
+
+# ------------------------------------------------------------------------------ hardening
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"top_k": 0, "top_k": 3, "views": [{"timestamp": 1, "categoryid": 2}]}',
+        b'{"views": [{"timestamp": 1, "categoryid": 2, "categoryid": 3}]}',
+    ],
+)
+def test_duplicate_json_keys_are_422(client, raw):
+    r = client.post("/rank", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["type"] == "duplicate_key"
+    assert "duplicate key" in r.json()["detail"][0]["msg"]
+
+
+def test_rank_does_not_depend_on_the_order_of_tied_views(client):
+    ts = VIEW["timestamp"]
+    views = [{"timestamp": ts, "categoryid": 10}, {"timestamp": ts, "categoryid": 20},
+             {"timestamp": ts - 60_000, "categoryid": 30}, {"timestamp": ts, "categoryid": 20, "itemid": 5}]
+    for v in views:
+        v.setdefault("itemid", 1)
+    answers = set()
+    for shift in range(len(views)):
+        order = views[shift:] + views[:shift]
+        for body_views in (order, order[::-1]):
+            r = client.post("/rank", json={"views": body_views, "top_k": 3})
+            assert r.status_code == 200, r.text
+            answers.add(json.dumps(r.json(), sort_keys=True))
+    assert len(answers) == 1
+    # The documented rule: (timestamp, categoryid, itemid), so a category-20 view is the last one.
+    direct = ranking.rank(sorted(views, key=lambda v: (v["timestamp"], v["categoryid"], v["itemid"])), top_k=3)
+    assert json.loads(answers.pop())["ranking"][0]["categoryid"] == int(direct.ranking["categoryid"].iloc[0])
+
+
+def _assert_no_paths(text: str, *paths: Path) -> None:
+    """No absolute path of this machine appears in a response."""
+    for path in paths:
+        assert str(path) not in text
+    assert str(Path(__file__).resolve().parent.parent) not in text
+
+
+def test_no_server_paths_in_any_response(artifact_copy, tmp_path, example):
+    (artifact_copy / DETECTOR).unlink()
+    with TestClient(create_app(artifact_copy), raise_server_exceptions=False) as c:
+        answers = [
+            c.get("/health"), c.get("/version"), c.get("/nope"),
+            c.post("/rank", json=example("rank_request.json")),
+            c.post("/rank", json={"views": []}),
+            c.post("/anomaly", json=example("anomaly_request.json")),
+        ]
+    for r in answers:
+        _assert_no_paths(r.text, artifact_copy, tmp_path)
+    with TestClient(create_app(tmp_path / "missing")) as c:
+        for r in (c.get("/health"), c.get("/version"), c.post("/rank", json=rank_body()),
+                  c.post("/anomaly", json=users_body())):
+            _assert_no_paths(r.text, tmp_path)
+
+
+def test_scoring_gate_answers_503_with_retry_after_when_full():
+    import asyncio
+
+    from api.middleware import ScoringGate
+
+    release = asyncio.Event()
+    sent: list[dict] = []
+
+    async def slow_app(scope, receive, send):
+        if scope["path"] == "/anomaly":
+            await release.wait()
+
+    async def send(message):
+        sent.append(message)
+
+    async def scenario():
+        gate = ScoringGate(slow_app, max_pending=2)
+        scope = {"type": "http", "path": "/anomaly"}
+        running = [asyncio.create_task(gate(scope, None, send)) for _ in range(2)]
+        await asyncio.sleep(0)
+        await gate(scope, None, send)  # the third is refused at once, never queued
+        await gate({"type": "http", "path": "/health"}, None, send)  # other paths pass
+        release.set()
+        await asyncio.gather(*running)
+        return gate.pending
+
+    assert asyncio.run(scenario()) == 0
+    start = sent[0]
+    assert start["status"] == 503 and (b"retry-after", b"1") in start["headers"]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +18,8 @@ import httpx
 import pytest
 
 from api.middleware import MAX_BODY_BYTES
+from api.schemas import MAX_USERS
+from api.server import SERVER_ARGS
 
 pytestmark = pytest.mark.e2e  # a real uvicorn process
 
@@ -32,13 +36,14 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(env: dict[str, str] | None = None, attempts: int = 3) -> Iterator[str]:
-    """Start `uvicorn app:app` (1 worker) on a free port; yield its base URL; always stop it."""
+    """Start `uvicorn app:app` (1 worker, the documented options) on a free port; yield its base
+    URL; always stop it."""
     for attempt in range(attempts):
         port = free_port()
         log = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would block the server
         proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1",
-             "--port", str(port), "--workers", "1", "--log-level", "warning"],
+             "--port", str(port), "--workers", "1", "--log-level", "warning", *SERVER_ARGS],
             cwd=ROOT,
             env={**os.environ, **(env or {})},
             stdout=log,
@@ -141,7 +146,111 @@ def test_big_bodies_over_http_are_413(base_url):
 def test_server_serves_another_artifact_dir(tmp_path, example):
     with running_server(env={"RECSYS_ARTIFACT_DIR": str(tmp_path)}) as url:
         health = httpx.get(f"{url}/health", timeout=10).json()
-        assert health["artifact_dir"] == str(tmp_path)
+        assert health["artifact_dir"] == tmp_path.name
         assert health["status"] == "degraded"
         r = httpx.post(f"{url}/anomaly", json=example("anomaly_request.json"), timeout=10)
         assert r.status_code == 503
+
+
+# ------------------------------------------------------------------------------ hardening
+
+LIMITED = {"RECSYS_API_HEADER_TIMEOUT_S": "1", "RECSYS_API_BODY_TIMEOUT_S": "1",
+           "RECSYS_API_MAX_PENDING": "2", "RECSYS_API_SCORING_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def limited_url() -> Iterator[str]:
+    """A server with short timeouts and room for two scoring requests at a time."""
+    with running_server(env=LIMITED) as url:
+        yield url
+
+
+def _raw(base_url: str, request: bytes, timeout: float = 10) -> bytes:
+    """Send raw bytes, return everything the server answers before it closes."""
+    host, port = base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65_536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_duplicate_keys_over_http_are_422(http):
+    raw = b'{"top_k": 0, "top_k": 3, "views": [{"timestamp": 1, "categoryid": 2}]}'
+    r = http.post("/rank", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"][0]["type"] == "duplicate_key"
+
+
+def test_content_length_with_transfer_encoding_is_400(base_url):
+    body = b'{"views": [{"timestamp": 1, "categoryid": 2}]}'
+    answer = _raw(base_url, b"POST /rank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
+    assert answer.split(b"\r\n", 1)[0].split()[1] == b"400", answer[:200]
+
+
+def test_stalled_connections_are_dropped(limited_url):
+    host, port = limited_url.removeprefix("http://").split(":")
+    stalled = []
+    for i in range(40):
+        sock = socket.create_connection((host, int(port)), timeout=15)
+        if i % 4 == 0:  # complete headers, then a body that never comes
+            sock.sendall(b"POST /rank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100\r\n\r\n{")
+        else:  # headers that never finish
+            sock.sendall(b"POST /rank HTTP/1.1\r\nHost: x\r\n")
+        stalled.append(sock)
+    start = time.monotonic()
+    try:
+        for sock in stalled:
+            data = b""
+            while chunk := sock.recv(65_536):  # returns b"" once the server closes
+                data += chunk
+            # closed silently (headers), 408 (body), or 503 when the scoring slots were all taken
+            assert data == b"" or data.split()[1] in (b"408", b"503"), data[:200]
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert time.monotonic() - start < 10
+    assert httpx.get(f"{limited_url}/health", timeout=5).status_code == 200
+
+
+def test_scoring_over_capacity_is_503_with_retry_after_and_health_stays_fast(limited_url, example):
+    users = example("anomaly_request.json")["users"]
+    # Encoded once: twelve client threads encoding 3 MB each would hold this process's GIL.
+    body = json.dumps({"users": [dict(users[i % len(users)], visitorid=i) for i in range(MAX_USERS)]})
+    statuses: list[int] = []
+    retry_after: list[str | None] = []
+
+    def post() -> None:
+        r = httpx.post(f"{limited_url}/anomaly", content=body, timeout=120,
+                       headers={"content-type": "application/json"})
+        statuses.append(r.status_code)
+        retry_after.append(r.headers.get("retry-after"))
+
+    workers = [threading.Thread(target=post) for _ in range(12)]
+    for w in workers:
+        w.start()
+    health_s = []
+    while any(w.is_alive() for w in workers):
+        t0 = time.monotonic()
+        assert httpx.get(f"{limited_url}/health", timeout=10).status_code == 200
+        health_s.append(time.monotonic() - t0)
+        time.sleep(0.05)
+    for w in workers:
+        w.join()
+    assert set(statuses) <= {200, 503} and 200 in statuses and 503 in statuses, statuses
+    assert all(ra == "1" for s, ra in zip(statuses, retry_after) if s == 503)
+    # Not behind scoring (it took 23 s before the gate); what remains is the event loop reading
+    # and validating the admitted 3 MB bodies, on two cores shared with the client threads.
+    assert max(health_s) < 2.5, health_s
+
+
+def test_no_server_paths_over_http(tmp_path, example):
+    with running_server(env={"RECSYS_ARTIFACT_DIR": str(tmp_path)}) as url:
+        answers = [httpx.get(f"{url}/health"), httpx.get(f"{url}/version"),
+                   httpx.post(f"{url}/rank", json=example("rank_request.json")),
+                   httpx.post(f"{url}/anomaly", json=example("anomaly_request.json"))]
+    for r in answers:
+        assert str(tmp_path) not in r.text and str(ROOT) not in r.text, r.text

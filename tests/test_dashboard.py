@@ -141,7 +141,7 @@ def test_tampered_model_is_named_on_the_ranking_page(built_artifact_dir, monkeyp
 
     copy = tmp_path / "arts"
     shutil.copytree(built_artifact_dir, copy)
-    model = next(copy.glob(A.RANKING_MODEL_PREFIX + "*.joblib"))
+    model = next(copy.glob(A.RANKING_MODEL_PREFIX + "*" + A.MODEL_SUFFIX))
     with open(model, "ab") as handle:
         handle.write(b"x")
     monkeypatch.setenv(A.ARTIFACT_DIR_ENV, str(copy))

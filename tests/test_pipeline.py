@@ -56,7 +56,7 @@ def test_build_writes_every_artifact_listed_in_the_manifest(two_builds):
     }
     assert expected <= set(manifest["files"])
     models = [n for n in manifest["files"] if n.startswith(artifacts.RANKING_MODEL_PREFIX)]
-    assert len(models) == 1 and models[0].endswith(".joblib")
+    assert len(models) == 1 and models[0].endswith(artifacts.MODEL_SUFFIX)
     served = manifest["served"]  # the served models are named, never inferred from file names
     assert served["ranking_model"]["file"] == models[0] and served["detector"] == {"file": artifacts.DETECTOR}
     assert {"name", "ranker", "candidates"} <= set(served["ranking_model"])
