@@ -45,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise ProjectError(f"--share must be between 0 and 1, got {args.share}")
             result = pipeline.build(args.out, raw_dir=args.raw_dir, events_file=args.events_file,
                                     scale=args.scale, n_events=args.n_events, seed=args.seed, share=args.share)
+            realism = result.pop("realism")
             print(json.dumps(result, indent=2))
+            print("\nRealism report: each figure of this build next to its real-data target")
+            print("\n".join(pipeline.realism_lines(realism)))
         else:
             rows = bench.bench(seed=args.seed, n_events=args.n_events)
             print(f"{'stage':<46}{'seconds':>10}{'peak RSS MB':>14}")

@@ -87,6 +87,8 @@ class Inputs:
     source: str
     labels: pd.DataFrame | None
     load_report: dict[str, Any] | None
+    category_tree: pd.DataFrame | None = None
+    lookalikes: pd.DataFrame | None = None  # generator only: normal visitors that look abnormal by volume
 
 
 def load_inputs(raw_dir: str | None, events_file: str | None, n_events: int, seed: int) -> Inputs:
@@ -96,7 +98,9 @@ def load_inputs(raw_dir: str | None, events_file: str | None, n_events: int, see
     """
     if raw_dir:
         events, report = data.load_raw_with_report(raw_dir)
-        return Inputs(events, f"RetailRocket files in {Path(raw_dir).name}/", None, report.as_dict())
+        tree_file = Path(raw_dir) / data.CATEGORY_TREE_FILE
+        tree = data.read_category_tree(tree_file) if tree_file.exists() else None
+        return Inputs(events, f"RetailRocket files in {Path(raw_dir).name}/", None, report.as_dict(), tree)
     if events_file:
         return Inputs(data.read_events(events_file), f"prepared events {Path(events_file).name}", None, None)
     ds = demo.generate(n_events=n_events, seed=seed)
@@ -104,7 +108,8 @@ def load_inputs(raw_dir: str | None, events_file: str | None, n_events: int, see
     with tempfile.TemporaryDirectory() as tmp:
         demo.write_raw(ds, tmp)
         events, report = data.load_raw_with_report(tmp)
-    return Inputs(events, f"{SYNTHETIC_SOURCE} ({n_events:,} events, seed {seed})", ds.labels, report.as_dict())
+    return Inputs(events, f"{SYNTHETIC_SOURCE} ({n_events:,} events, seed {seed})", ds.labels, report.as_dict(),
+                  ds.category_tree, ds.lookalikes)
 
 
 def detect_and_clean(
@@ -172,7 +177,7 @@ def _build_into(out: Path, *, raw_dir: str | None, events_file: str | None, scal
                 n_events: int | None, seed: int, share: float) -> dict[str, Any]:
     """Every stage, writing into the empty folder ``out``."""
     n_events = n_events or demo.SCALES[scale]
-    timer = StageTimer(total=8)
+    timer = StageTimer(total=9)
 
     with timer.stage("load events"):
         inputs = load_inputs(raw_dir, events_file, n_events, seed)
@@ -208,6 +213,12 @@ def _build_into(out: Path, *, raw_dir: str | None, events_file: str | None, scal
         served = choose_served(raw_run, markov_run)
         served_ranker = write_task1(out, raw_run, clean_run, markov_run, served, t2["cleaning"])
 
+    with timer.stage("realism report"):
+        realism = demo.realism_report(events, inputs.category_tree, raw_run.metrics)
+        artifacts.write_json(realism, out / schema.REALISM_REPORT)
+        for line in realism_lines(realism):
+            log.info("realism: %s", line)
+
     with timer.stage("honest evaluation"):
         _honest_evaluation(events, inputs.labels, seed, share, out)
 
@@ -217,7 +228,14 @@ def _build_into(out: Path, *, raw_dir: str | None, events_file: str | None, scal
                        load_report=inputs.load_report, sampled_clean=len(committed) < len(clean),
                        served={"ranking_model": served_ranker, "detector": {"file": artifacts.DETECTOR}})
     log.info("build finished: %s", ", ".join(f"{t['stage']} {t['seconds']}s" for t in timer.timings))
-    return {"timings": timer.timings, "peak_rss_mb": round(peak_rss_mb()), "cleaning": t2["cleaning"]}
+    return {"timings": timer.timings, "peak_rss_mb": round(peak_rss_mb()), "cleaning": t2["cleaning"],
+            "realism": realism}
+
+
+def realism_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The realism report as aligned text lines: figure, this build's value, target range, real value."""
+    return [f"{r['figure']:<28} {r['value']:>10.4g}   target {r['target_low']:.4g}-{r['target_high']:.4g}"
+            f"   real {r['real_value']:.4g}   {'ok' if r['ok'] else 'OUT OF RANGE'}" for r in rows]
 
 
 
