@@ -23,6 +23,7 @@ from core import artifacts, pipeline, ranking
 from core.anomaly.detector import Detector
 from core.artifacts import load_artifacts, require
 from core.errors import ArtifactError
+from core.schema import CANDIDATE_FEATURES
 
 ROOT = Path(__file__).resolve().parent.parent
 LOAD_TIMEOUT_S = 60
@@ -106,7 +107,7 @@ def test_model_files_are_skops_not_pickle():
 @pytest.mark.parametrize("learner", ranking.LEARNED_RANKERS)
 def test_every_learned_ranker_round_trips_through_the_trusted_format(learner):
     rng = np.random.default_rng(0)
-    X = rng.random((200, len(ranking.CANDIDATE_FEATURES))).astype(np.float32)
+    X = rng.random((200, len(CANDIDATE_FEATURES))).astype(np.float32)
     y = (X[:, 0] > 0.5).astype(int)
     estimator = ranking.make_estimator(learner).fit(X, y)
     model = ranking.RankingModel(name=learner, estimator=estimator)
