@@ -16,6 +16,8 @@ Conversion is protective, never incriminating:
   B2B resellers carry no cart evidence while cart stuffers do;
 * short gaps and the gap percentile are corrected for the checkout clicks a cart or a purchase
   explains (each non-view event may explain one short gap);
+* a visitor who bought gets ``buyer_margin`` sigmas of benefit of the doubt on every column
+  (an ordinary heavy buyer drops out, a crawler that once bought stays far above);
 * a visitor with ``transaction > 0`` scores ``min(score, score as if no purchase)``, so adding
   transactions, all else equal, can never raise a score, whatever the model.
 
@@ -59,6 +61,10 @@ EVENT_PSEUDO = 20.0
 REPEAT_PSEUDO = 3.0
 MAD_TO_SIGMA = 1.4826
 SCALE_FLOOR = 1e-3
+# A purchase buys this many sigmas of benefit of the doubt on every behaviour column: heavy
+# humans and buyers overlap (both browse a lot), and behaviour alone cannot tell a 10-views-a-day
+# buyer from a 10-views-a-day bot; bots sit far beyond 2 sigma (crawlers 7-10).
+DEFAULT_BUYER_MARGIN = 2.0
 DEFAULT_SHARES: np.ndarray = np.round(np.arange(0.01, 0.2001, 0.01), 2)
 TXN_WARNING_SHARE = 0.05
 
@@ -154,8 +160,10 @@ class OneSidedDetector(BaseEstimator):
 
     name = "one_sided"
 
-    def __init__(self, share: float = DEFAULT_SHARE) -> None:
+    def __init__(self, share: float = DEFAULT_SHARE,
+                 buyer_margin: float = DEFAULT_BUYER_MARGIN) -> None:
         self.share = share
+        self.buyer_margin = buyer_margin
 
     def _fit_model(self, Z: np.ndarray) -> None:
         """Fit the model-specific state on the training z matrix."""
@@ -165,9 +173,12 @@ class OneSidedDetector(BaseEstimator):
         raise NotImplementedError
 
     def one_sided_z(self, X: pd.DataFrame) -> np.ndarray:
-        """max(0, (behaviour - median) / upper scale) per row and behaviour column."""
+        """max(0, (behaviour - median) / scale - margin) per row and behaviour column; the
+        margin is buyer_margin for visitors who bought, 0 otherwise."""
         B = behaviour_matrix(X, self.priors_)
-        return np.maximum((B - self.centre_) / self.scale_, 0.0)
+        bought = X["transaction"].to_numpy(np.float64) > 0
+        margin = np.where(bought, float(self.buyer_margin), 0.0)[:, None]
+        return np.maximum((B - self.centre_) / self.scale_ - margin, 0.0)
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> OneSidedDetector:
         """Fit priors, centre/scale and the model on training users; freeze threshold_."""
@@ -204,12 +215,14 @@ class IsolationForestDetector(OneSidedDetector):
     def __init__(
         self,
         share: float = DEFAULT_SHARE,
+        buyer_margin: float = DEFAULT_BUYER_MARGIN,
         n_estimators: int = 200,
         max_samples: int = 256,
         random_state: int = DEFAULT_SEED,
         n_jobs: int = 1,
     ) -> None:
         self.share = share
+        self.buyer_margin = buyer_margin
         self.n_estimators = n_estimators
         self.max_samples = max_samples
         self.random_state = random_state
@@ -234,8 +247,10 @@ class RobustZDetector(OneSidedDetector):
 
     name = "robust_z"
 
-    def __init__(self, share: float = DEFAULT_SHARE, combine: str = "max") -> None:
+    def __init__(self, share: float = DEFAULT_SHARE,
+                 buyer_margin: float = DEFAULT_BUYER_MARGIN, combine: str = "max") -> None:
         self.share = share
+        self.buyer_margin = buyer_margin
         self.combine = combine
 
     def _fit_model(self, Z: np.ndarray) -> None:
@@ -258,8 +273,10 @@ class HBOSDetector(OneSidedDetector):
 
     name = "hbos"
 
-    def __init__(self, share: float = DEFAULT_SHARE, n_bins: int = 20) -> None:
+    def __init__(self, share: float = DEFAULT_SHARE,
+                 buyer_margin: float = DEFAULT_BUYER_MARGIN, n_bins: int = 20) -> None:
         self.share = share
+        self.buyer_margin = buyer_margin
         self.n_bins = n_bins
 
     def _fit_model(self, Z: np.ndarray) -> None:
@@ -292,8 +309,10 @@ class ECODDetector(OneSidedDetector):
 
     name = "ecod"
 
-    def __init__(self, share: float = DEFAULT_SHARE, n_knots: int = 1024) -> None:
+    def __init__(self, share: float = DEFAULT_SHARE,
+                 buyer_margin: float = DEFAULT_BUYER_MARGIN, n_knots: int = 1024) -> None:
         self.share = share
+        self.buyer_margin = buyer_margin
         self.n_knots = n_knots
 
     def _fit_model(self, Z: np.ndarray) -> None:
