@@ -45,7 +45,7 @@ from core.schema import DEFAULT_SEED, DEFAULT_SHARE, USER_FEATURES
 BEHAVIOUR_COLUMNS: tuple[str, ...] = (
     "intensity",  # log1p(views per active day)
     "new_items_per_day",  # log1p(distinct items per active day)
-    "breadth",  # log1p(distinct categories)
+    "breadth",  # log1p(distinct categories per active day)
     "fast_share",  # shrunk share of view-to-view gaps < 5 s
     "tight_gaps",  # minus shrunk log1p(p95 gap): low p95 = bot-ward
     "night",  # shrunk night share
@@ -121,7 +121,7 @@ def behaviour_matrix(X: pd.DataFrame, priors: np.ndarray) -> np.ndarray:
     cols = [
         np.log1p(view / days),
         np.log1p(c["uniq_items"] / days),
-        np.log1p(c["uniq_cats"]),
+        np.log1p(c["uniq_cats"] / days),
         (vs + GAP_PSEUDO * fast_prior) / (vg + GAP_PSEUDO),
         -(vg * np.log1p(c["p95_gap_s"]) + GAP_PSEUDO * lp95_prior) / (vg + GAP_PSEUDO),
         (c["night_share"] * n + EVENT_PSEUDO * night_prior) / (n + EVENT_PSEUDO),
