@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core import demo  # noqa: E402
 from core.anomaly import user_features  # noqa: E402
-from core.detectors import (  # noqa: E402
+from core.anomaly import (  # noqa: E402
     DETECTORS,
     cleaning_cost,
     detector_report,

@@ -104,6 +104,7 @@ class Artifacts:
     problems: list[str] = field(default_factory=list)
     ranking_model: Any = None
     detector: Any = None
+    detectors: dict[str, Any] = field(default_factory=dict)
     operating_point: dict[str, Any] | None = None
 
     @property
@@ -165,6 +166,8 @@ class Artifacts:
             "manifest_ok": self.manifest_ok,
             "ranking_model": self.ranking_model_name,
             "detector_loaded": self.detector is not None,
+            "detector": self.served("detector").get("name") if self.detector is not None else None,
+            "detectors": sorted(self.detectors),
             "built_at": manifest.get("built_at"),
             "data": manifest.get("data"),
             "seed": manifest.get("seed"),
@@ -201,7 +204,8 @@ def _load_pickle(arts: Artifacts, name: str, expected: str) -> Any:
         arts.status[name] = f"unreadable: {type(exc).__name__}"
         arts.problems.append(f"{name} could not be loaded ({exc}). {REBUILD_HINT}")
         return None
-    if type(obj).__name__ != expected:
+    # A subclass passes (every detector derives from Detector); matched by name, not imported.
+    if expected not in {c.__name__ for c in type(obj).__mro__}:
         arts.status[name] = f"wrong type: {type(obj).__name__}"
         arts.problems.append(f"{name} holds a {type(obj).__name__}, expected {expected}.")
         return None
@@ -236,9 +240,17 @@ def load_artifacts(path: str | Path | None = None) -> Artifacts:
         arts.ranking_model = _load_pickle(arts, model_file, "RankingModel")
     else:
         arts.problems.append(f"{MANIFEST} names no served ranking model. {REBUILD_HINT}")
-    detector_file = arts.served("detector").get("file")
+    served_detector = arts.served("detector")
+    detector_file = served_detector.get("file")
     if detector_file:
         arts.detector = _load_pickle(arts, detector_file, "Detector")
+        # Every other detector the build saved, selectable by name; the served one is shared.
+        for name, file in (served_detector.get("detectors") or {}).items():
+            det = arts.detector if file == detector_file else _load_pickle(arts, file, "Detector")
+            if det is not None:
+                arts.detectors[name] = det
+        if arts.detector is not None:
+            arts.detectors.setdefault(str(getattr(arts.detector, "name", "default")), arts.detector)
     else:
         arts.problems.append(f"{MANIFEST} names no served detector. {REBUILD_HINT}")
     arts.operating_point = arts.read_json(OPERATING_POINT)

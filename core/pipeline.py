@@ -20,7 +20,7 @@ import pandas as pd
 import core
 from core import anomaly, artifacts, data, demo, ranking, schema
 from core.bench import StageTimer, peak_rss_mb
-from core.schema import DEFAULT_SEED, DEFAULT_SHARE, EVENT_TYPES, UNKNOWN_CATEGORY
+from core.schema import DEFAULT_DETECTOR, DEFAULT_SEED, DEFAULT_SHARE, EVENT_TYPES, UNKNOWN_CATEGORY
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +89,21 @@ def load_inputs(raw_dir: str | None, events_file: str | None, n_events: int, see
 
 
 def detect_and_clean(
-    events: pd.DataFrame, labels: pd.DataFrame | None, seed: int, share: float, fingerprint: str
+    events: pd.DataFrame, labels: pd.DataFrame | None, seed: int, share: float, fingerprint: str,
+    *, detector: str = DEFAULT_DETECTOR, protect_buyers: bool = anomaly.DEFAULT_PROTECT_BUYERS,
 ) -> dict[str, Any]:
-    """Task 2: user features, detector, audit table, frozen operating point and cleaning."""
+    """Task 2: user features, every detector, audit and cost tables, operating point, cleaning.
+
+    Every detector of the registry is fitted (each is selectable when serving); ``detector``
+    names the one that scores and cleans here, with the "keep visitors who bought" policy when
+    ``protect_buyers``, through the same ``anomaly.apply_policy`` the dashboard and API use.
+    """
     features = anomaly.user_features(events)
-    detector = anomaly.fit_detector(features, share=share, seed=seed, fingerprint=fingerprint)
-    scores = detector.score_samples(features)
-    flags = scores >= detector.threshold_
+    fitted = {name: anomaly.fit_detector(features, name, share=share, seed=seed, fingerprint=fingerprint)
+              for name in anomaly.DETECTORS}
+    served = fitted[detector]
+    scores = served.score_samples(features)
+    flags = anomaly.apply_policy(scores >= served.threshold_, features, protect_buyers)
     if labels is not None:
         truth = features["visitorid"].isin(labels["visitorid"]).to_numpy()
         label_source = "ground truth (demo generator labels)"
@@ -104,20 +112,57 @@ def detect_and_clean(
         label_source = "proxy rule (anomaly.proxy_labels)"
     audit = anomaly.audit_table(scores, truth, features["events"].to_numpy())
     audit["label_source"] = label_source
+    audit["detector"] = detector
+    # What cleaning removes at every share, for every detector and both policies.
+    cost = pd.concat(
+        [anomaly.cleaning_cost(features, det.score_samples(features), anomaly.DEFAULT_SHARES,
+                               det.threshold_, policy).assign(detector=name)
+         for name, det in fitted.items() for policy in (True, False)],
+        ignore_index=True,
+    )
     flagged_ids = features.loc[flags, "visitorid"].to_numpy()
     clean = anomaly.clean_events(events, flagged_ids)
-    scored = pd.DataFrame(
-        {"visitorid": features["visitorid"].to_numpy(), "anomaly_score": scores, "is_anomaly": flags}
+    scored = anomaly.stamped(
+        pd.DataFrame({"visitorid": features["visitorid"].to_numpy(), "anomaly_score": scores,
+                      "is_anomaly": flags}),
+        served, protect_buyers, served.threshold_,
     )
+    cleaning = anomaly.cleaning_report(events, clean)
+    cleaning.update(anomaly.provenance(served, protect_buyers, served.threshold_))
     return {
         "features": features,
-        "detector": detector,
+        "detector": served,
+        "detectors": fitted,
+        "protect_buyers": protect_buyers,
         "scored": scored,
         "audit": audit,
+        "cost": cost,
         "clean": clean,
-        "cleaning": anomaly.cleaning_report(events, clean),
+        "cleaning": cleaning,
         "label_source": label_source,
     }
+
+
+def write_task2(out: Path, t2: dict[str, Any]) -> dict[str, Any]:
+    """Write the task-2 artifacts (every detector, tables, operating point); the served entry."""
+    served = t2["detector"]
+    t2["features"].to_parquet(out / artifacts.USER_FEATURES, index=False, compression="zstd")
+    t2["scored"].to_parquet(out / artifacts.SCORED_USERS, index=False, compression="zstd")
+    t2["audit"].to_csv(out / artifacts.AUDIT_CSV, index=False, float_format="%.6f")
+    t2["cost"].to_csv(out / artifacts.CLEANING_COST_CSV, index=False, float_format="%.6f")
+    for old in out.glob(f"{artifacts.DETECTOR_PREFIX}*.joblib"):
+        old.unlink()
+    files = {}
+    for name, det in t2["detectors"].items():
+        files[name] = anomaly.detector_file(name)
+        joblib.dump(det, out / files[name], compress=3)
+    op = served.operating_point()
+    op.update(protect_buyers=t2["protect_buyers"], policy=anomaly.policy_label(t2["protect_buyers"]),
+              detectors={n: {"file": files[n], "threshold": float(d.threshold_)}
+                         for n, d in t2["detectors"].items()})
+    artifacts.write_json(op, out / artifacts.OPERATING_POINT)
+    return {"file": files[served.name], "name": served.name, "protect_buyers": t2["protect_buyers"],
+            "detectors": files}
 
 
 def _metric_rows(result: Any, run: str, population: str) -> pd.DataFrame:
@@ -138,6 +183,8 @@ def build(
     n_events: int | None = None,
     seed: int = DEFAULT_SEED,
     share: float = DEFAULT_SHARE,
+    detector: str = DEFAULT_DETECTOR,
+    protect_buyers: bool = anomaly.DEFAULT_PROTECT_BUYERS,
 ) -> dict[str, Any]:
     """Run every stage and write every artifact into ``out``; returns the stage timings."""
     out = Path(out)
@@ -153,13 +200,9 @@ def build(
         daily_activity(events).to_csv(out / artifacts.DAILY_ACTIVITY, index=False)
 
     with timer.stage("user features, detector and cleaning"):
-        t2 = detect_and_clean(events, inputs.labels, seed, share, fp)
-        detector = t2["detector"]
-        t2["features"].to_parquet(out / artifacts.USER_FEATURES, index=False, compression="zstd")
-        t2["scored"].to_parquet(out / artifacts.SCORED_USERS, index=False, compression="zstd")
-        t2["audit"].to_csv(out / artifacts.AUDIT_CSV, index=False, float_format="%.6f")
-        artifacts.write_json(detector.operating_point(), out / artifacts.OPERATING_POINT)
-        joblib.dump(detector, out / artifacts.DETECTOR, compress=3)
+        t2 = detect_and_clean(events, inputs.labels, seed, share, fp, detector=detector,
+                              protect_buyers=protect_buyers)
+        served_detector = write_task2(out, t2)
         clean = t2["clean"]
         committed = _commit_sample(clean, seed)
         data.write_events(committed, out / artifacts.CLEAN_EVENTS)
@@ -186,7 +229,7 @@ def build(
         (out / artifacts.RESULTS_MD).write_text(results_markdown(out))
         write_manifest(out, seed=seed, source=inputs.source, scale=scale, fingerprint=fp, events=events,
                        load_report=inputs.load_report, sampled_clean=len(committed) < len(clean),
-                       served={"ranking_model": served_ranker, "detector": {"file": artifacts.DETECTOR}})
+                       served={"ranking_model": served_ranker, "detector": served_detector})
     log.info("build finished: %s", ", ".join(f"{t['stage']} {t['seconds']}s" for t in timer.timings))
     return {"timings": timer.timings, "peak_rss_mb": round(peak_rss_mb()), "cleaning": t2["cleaning"]}
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.detectors import (
+from core.anomaly import (
     BEHAVIOUR_COLUMNS,
     DETECTORS,
     apply_policy,
