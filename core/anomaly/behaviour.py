@@ -13,6 +13,8 @@ scraper.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -119,7 +121,8 @@ def upper_centre_scale(B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     med = np.median(B, axis=0)
     above = B > med
     dev = np.where(above, B - med, np.nan)
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # a column with nothing above its median: all-NaN slice
+        warnings.simplefilter("ignore", RuntimeWarning)
         semi = np.nanmedian(dev, axis=0) if above.any() else np.zeros(B.shape[1])
     semi = np.where(np.isfinite(semi), semi, 0.0)
     return med, np.maximum(MAD_TO_SIGMA * semi, SCALE_FLOOR)
