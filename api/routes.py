@@ -98,17 +98,28 @@ def score_anomaly(
     arts: ArtifactsDep,
     body: Annotated[AnomalyRequest, Body(openapi_examples=ANOMALY_EXAMPLES)],
 ) -> JSONResponse:
-    """Anomaly score and flag per user, in input order."""
-    detector = arts.detector
-    if detector is None:
+    """Anomaly score and flag per user, in input order, with the detector, policy and threshold."""
+    if arts.detector is None:
         raise ArtifactError(
             "The anomaly detector artifact is not available, so users cannot be scored. "
             + " ".join(arts.problems)
         )
+    detector = arts.detector if body.detector is None else arts.detectors.get(body.detector)
+    if detector is None:
+        return JSONResponse(
+            status_code=422,
+            content={"detail": [{
+                "type": "value_error", "loc": ["body", "detector"],
+                "msg": f"Unknown detector {body.detector!r}; this build serves "
+                       f"{sorted(arts.detectors)}.",
+                "input": body.detector,
+            }]},
+        )
     # Column-wise from the validated models: cheaper than a dict per user.
     columns = ("visitorid", *USER_FEATURES)
     features = pd.DataFrame({c: [getattr(u, c) for u in body.users] for c in columns})
-    scored = anomaly.score(features, share=body.share, detector=detector)
+    scored = anomaly.score(features, share=body.share, detector=detector,
+                           protect_buyers=body.protect_buyers)
     scores = scored["anomaly_score"].to_numpy(dtype=np.float64)
     flags = scored["is_anomaly"].to_numpy(dtype=bool)
     finite = np.isfinite(scores)
@@ -121,6 +132,9 @@ def score_anomaly(
     threshold = float(scored["threshold"].iloc[0]) if len(scored) else math.nan
     content = {
         "mode": "frozen" if body.share is None else "batch share",
+        "detector": detector.name,
+        "protect_buyers": body.protect_buyers,
+        "policy": anomaly.policy_label(body.protect_buyers),
         "share": float(detector.share if body.share is None else body.share),
         "threshold": finite_or_none(threshold),
         "n_users": len(users),

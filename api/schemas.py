@@ -137,6 +137,17 @@ class AnomalyRequest(BaseModel):
         description="Omit for the frozen threshold of the training users; else flag this share "
         "of the batch (its own (1 - share) score quantile).",
     )
+    detector: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="Which built detector scores the users (isolation_forest, robust_z, hbos, "
+        "ecod); omit for the build's default. An unknown name is a 422.",
+    )
+    protect_buyers: bool = Field(
+        default=True,
+        description='The "keep visitors who bought" policy: never flag a user with transaction > 0.',
+    )
 
 
 class UserScore(BaseModel):
@@ -147,6 +158,9 @@ class UserScore(BaseModel):
 
 class AnomalyResponse(BaseModel):
     mode: Literal["frozen", "batch share"]
+    detector: str = Field(description="The detector that scored the users.")
+    protect_buyers: bool = Field(description='Whether "keep visitors who bought" was applied.')
+    policy: str = Field(description="The policy in words.")
     share: float = Field(description="The flagged share the threshold stands for.")
     threshold: float | None
     n_users: int

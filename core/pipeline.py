@@ -391,8 +391,9 @@ def results_markdown(out: Path) -> str:
         *markdown_table(metrics[metrics["split"] == "test"],
                         {"candidate_set": "candidates", "ranker": "ranker", **METRIC_COLUMNS}),
         "",
-        f"**Task 2, operating point**: flag the top {op['share']:.0%} of users by anomaly score "
-        f"(threshold {op['threshold']:.4f} on {op['n_users']:,} users). Cleaning removed "
+        f"**Task 2, operating point**: detector `{op.get('detector')}`, flag the top {op['share']:.0%} "
+        f"of users by anomaly score (threshold {op['threshold']:.4f} on {op['n_users']:,} users), "
+        f"policy: {op.get('policy')}. Cleaning removed "
         f"{cleaning['users_removed']:,} users ({cleaning['users_removed_share']:.1%}) and "
         f"{cleaning['events_removed']:,} events ({cleaning['events_removed_share']:.1%}).",
         "",
@@ -418,12 +419,29 @@ def results_markdown(out: Path) -> str:
                   *markdown_table(pd.read_csv(markov), {"split": "split", "candidate_set": "candidates",
                                                         "coverage": "coverage", "top1_all": "top1_all",
                                                         "top3_all": "top3_all", "n_cases": "cases"})]
+    cost = out / schema.CLEANING_COST_CSV
+    if cost.exists():
+        table = pd.read_csv(cost)
+        table = table[(table["detector"] == op.get("detector"))
+                      & (table["protect_buyers"] == bool(op.get("protect_buyers")))]
+        table = table[table["point"].isin(["1%", "2%", "4%", "5%", "10%", "15%", "20%", "frozen"])]
+        lines += ["", f"**What cleaning removes** (every visitor of the events, detector `{op.get('detector')}`, "
+                  f"policy: {op.get('policy')}; \"frozen\" = the operating point's threshold):", "",
+                  *markdown_table(table, {"point": "share", "users_removed_share": "users",
+                                          "events_removed_share": "events", "view_removed_share": "views",
+                                          "addtocart_removed_share": "add-to-carts",
+                                          "transaction_removed_share": "transactions",
+                                          "buyers_removed_share": "buyers", "txn_warning": "> 5% of transactions"})]
     quality = out / schema.DETECTOR_QUALITY_CSV
     if quality.exists():
         table = pd.read_csv(quality)
+        columns = {"method": "method", "pr_auc": "PR-AUC", "precision": "precision", "recall": "recall",
+                   **{c: c.replace("recall_", "recall ") for c in table.columns if c.startswith("recall_")},
+                   "normal_buyers_flagged": "normal buyers flagged",
+                   "txn_held_by_flagged": "transactions held by flagged",
+                   "jaccard_with_volume_rule": "Jaccard with volume rule"}
         lines += ["", f"**Detector quality** ({table['population'].iloc[0]}):", "",
-                  *markdown_table(table, {"method": "method", "precision": "precision", "recall": "recall",
-                                          "pr_auc": "PR-AUC", "jaccard_with_volume_rule": "Jaccard with volume rule"})]
+                  *markdown_table(table, {k: v for k, v in columns.items() if k in table.columns})]
     return "\n".join(lines) + "\n"
 
 def _commit_sample(clean: pd.DataFrame, seed: int) -> pd.DataFrame:
