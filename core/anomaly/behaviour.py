@@ -119,7 +119,7 @@ def behaviour_matrix(X: pd.DataFrame, priors: np.ndarray) -> np.ndarray:
 def upper_centre_scale(B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per column median and upper semi-MAD scale (only the bot-ward half sets the unit)."""
     med = np.median(B, axis=0)
-    above = B > med
+    above = med < B
     dev = np.where(above, B - med, np.nan)
     with warnings.catch_warnings():  # a column with nothing above its median: all-NaN slice
         warnings.simplefilter("ignore", RuntimeWarning)

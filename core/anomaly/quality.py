@@ -15,6 +15,7 @@ from core.anomaly.detector import Detector, make_detector
 from core.schema import DEFAULT_SHARE, USER_FEATURES
 from core.stats import pr_auc
 
+
 def _kind_of(features: pd.DataFrame, labels: pd.DataFrame | None) -> np.ndarray:
     """Each user's labelled kind ("" when not labelled abnormal)."""
     ids = features["visitorid"].to_numpy()
