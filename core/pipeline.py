@@ -424,7 +424,8 @@ def results_markdown(out: Path) -> str:
         table = pd.read_csv(cost)
         table = table[(table["detector"] == op.get("detector"))
                       & (table["protect_buyers"] == bool(op.get("protect_buyers")))]
-        table = table[table["point"].isin(["1%", "2%", "4%", "5%", "10%", "15%", "20%", "frozen"])]
+        table = table[table["point"].isin(["1%", "2%", "4%", "5%", "10%", "15%", "20%", "frozen"])].copy()
+        table["txn_warning"] = np.where(table["txn_warning"].astype(bool), "yes", "no")
         lines += ["", f"**What cleaning removes** (every visitor of the events, detector `{op.get('detector')}`, "
                   f"policy: {op.get('policy')}; \"frozen\" = the operating point's threshold):", "",
                   *markdown_table(table, {"point": "share", "users_removed_share": "users",
