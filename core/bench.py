@@ -81,7 +81,7 @@ def bench(seed: int = DEFAULT_SEED, n_events: int | None = None) -> list[dict[st
             events = data.load_raw(tmp / "raw")
         with timer.stage("user features"):
             features = anomaly.user_features(events)
-        with timer.stage("detector fit (isolation_forest)"):
+        with timer.stage("IsolationForest fit"):
             detector = anomaly.fit_detector(features, seed=seed)
         with timer.stage(f"scoring {len(features):,} users"):
             scores = detector.score_samples(features)
