@@ -443,13 +443,14 @@ def test_scores_on_the_committed_build_do_not_depend_on_de_duplication():
         pytest.skip("no verified build in recsys_artifacts/")
     features = pd.read_parquet(arts.verified_path(A.USER_FEATURES)).head(20_000)
     features.loc[5, "events"] = np.nan  # one unscorable row
-    every_row = np.full(len(features), np.nan)
-    every_row[features.index != 5] = arts.detector.score_samples(features.drop(index=5))
-    for share in (None, 0.1):
-        out = anomaly.score(features, share=share, detector=arts.detector)
-        assert np.array_equal(out["anomaly_score"].to_numpy(), every_row, equal_nan=True)
-        expected = anomaly.flag_scores(every_row, share, arts.detector)
-        assert out["is_anomaly"].tolist() == expected["is_anomaly"].tolist()
+    for det in arts.detectors.values():
+        every_row = np.full(len(features), np.nan)
+        every_row[features.index != 5] = det.score_samples(features.drop(index=5))
+        for share in (None, 0.1):
+            out = anomaly.score(features, share=share, detector=det)
+            assert np.array_equal(out["anomaly_score"].to_numpy(), every_row, equal_nan=True), det.name
+            expected = anomaly.flag_scores(every_row, share, det, features)
+            assert out["is_anomaly"].tolist() == expected["is_anomaly"].tolist()
 
 
 def test_progress_is_reported_when_nothing_is_scorable(detector, train_features):
