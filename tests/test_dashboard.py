@@ -497,6 +497,13 @@ def test_cleaning_kpis_page_shows_charts_captions_and_report(dashboard_built):
     if arts.status.get(A.EVALUATION_JSON) == "ok" and arts.status.get(A.DETECTOR_QUALITY_JSON) == "ok":
         assert n_charts == 6 and "like for like" in texts(at.caption)
     assert "This operating point removes" in texts(at.info) + texts(at.warning)
+    cost = frame(at, "point", "transaction_removed_share")
+    assert len(cost) == 21 and cost["protect_buyers"].all() and (cost["buyers_removed"] == 0).all()
+    at.toggle(key="cost_protect").set_value(False).run()
+    at.selectbox(key="cost_detector").set_value("robust_z").run()
+    no_exception(at)
+    cost = frame(at, "point", "transaction_removed_share")
+    assert set(cost["detector"]) == {"robust_z"} and not cost["protect_buyers"].any()
     assert "different test populations" in texts(at.warning)
     assert "test cases" in texts(at.caption)
     assert "Labels:" in texts(at.caption)
