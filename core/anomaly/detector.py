@@ -303,9 +303,9 @@ def fit_detector(
     val = validate_features(features)
     if val.missing_columns or not val.scorable.all():
         raise DataError("Cannot fit the detector: " + " ".join(val.messages()))
-    if "random_state" in DETECTORS.get(name, Detector)().get_params():
-        params.setdefault("random_state", seed)
     detector = make_detector(name, share=share, **params)
+    if "random_state" in detector.get_params() and "random_state" not in params:
+        detector.set_params(random_state=seed)
     return detector.fit(features.loc[:, list(USER_FEATURES)], fingerprint=fingerprint)
 
 
