@@ -155,13 +155,14 @@ flags = anomaly.flag_scores(scores, share, detector, df, protect_buyers=protect_
 threshold = float(flags["threshold"].iloc[0])
 
 # What cleaning would remove from this batch at every share and at the frozen threshold.
-cost = anomaly.cleaning_cost(df, scores, anomaly.DEFAULT_SHARES, detector.threshold_, protect_buyers)
+scorable = np.isfinite(scores)
+cost = anomaly.cleaning_cost(df[scorable], scores[scorable], anomaly.DEFAULT_SHARES, detector.threshold_, protect_buyers)
 point = cost.iloc[-1] if share is None else cost.iloc[int(np.argmin(np.abs(cost["share"].fillna(9) - share)))]
 (st.warning if point["txn_warning"] else st.info)(anomaly.cost_sentence(point), icon=":material/cleaning_services:")
 with st.expander("What cleaning removes at every share"):
     st.dataframe(cost, hide_index=True)
     st.caption(
-        f"Population: the {count(np.isfinite(scores).sum())} scorable rows of this file, scored by {detector.name}; "
+        f"Population: the {count(scorable.sum())} scorable rows of this file, scored by {detector.name}; "
         f"policy: {anomaly.policy_label(protect_buyers)}. The warning appears when flagged users hold more than "
         f"{anomaly.TXN_WARNING_SHARE:.0%} of the transactions."
     )
