@@ -106,14 +106,9 @@ def score_anomaly(
         )
     detector = arts.detector if body.detector is None else arts.detectors.get(body.detector)
     if detector is None:
-        return JSONResponse(
-            status_code=422,
-            content={"detail": [{
-                "type": "value_error", "loc": ["body", "detector"],
-                "msg": f"Unknown detector {body.detector!r}; this build serves "
-                       f"{sorted(arts.detectors)}.",
-                "input": body.detector,
-            }]},
+        raise ArtifactError(
+            f"The {body.detector} detector artifact is not available in this build, so users "
+            f"cannot be scored with it; it serves {sorted(arts.detectors)}. " + " ".join(arts.problems)
         )
     # Column-wise from the validated models: cheaper than a dict per user.
     columns = ("visitorid", *USER_FEATURES)

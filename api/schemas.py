@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from core.anomaly.detector import DETECTORS
 from core.ranking import MAX_VIEWS  # the core's own limit, so the two never disagree
 from core.schema import UNKNOWN_CATEGORY, USER_FEATURES
 
@@ -123,6 +124,10 @@ class UserFeatures(BaseModel):
 assert tuple(f for f in UserFeatures.model_fields if f != "visitorid") == USER_FEATURES
 
 
+# The registry's names, so the OpenAPI schema lists exactly the detectors a build can serve.
+DetectorName = Literal.__getitem__(tuple(sorted(DETECTORS)))
+
+
 class AnomalyRequest(BaseModel):
     """Users to score and, optionally, the share of this batch to flag."""
 
@@ -137,12 +142,10 @@ class AnomalyRequest(BaseModel):
         description="Omit for the frozen threshold of the training users; else flag this share "
         "of the batch (its own (1 - share) score quantile).",
     )
-    detector: str | None = Field(
+    detector: DetectorName | None = Field(
         default=None,
-        min_length=1,
-        max_length=64,
-        description="Which built detector scores the users (isolation_forest, robust_z, hbos, "
-        "ecod); omit for the build's default. An unknown name is a 422.",
+        description="Which built detector scores the users; omit for the build's default. An "
+        "unknown name is a 422.",
     )
     protect_buyers: bool = Field(
         default=True,

@@ -454,6 +454,17 @@ def test_anomaly_without_detector_is_503(artifact_copy, example):
 
 
 @needs_artifacts
+def test_anomaly_with_a_missing_non_default_detector_is_503(artifact_copy, example):
+    from core.anomaly import detector_file
+
+    (artifact_copy / detector_file("hbos")).unlink()
+    with TestClient(create_app(artifact_copy)) as c:
+        r = c.post("/anomaly", json={**example("anomaly_request.json"), "detector": "hbos"})
+        assert r.status_code == 503 and "hbos detector artifact is not available" in r.json()["detail"]
+        assert c.post("/anomaly", json=example("anomaly_request.json")).status_code == 200
+
+
+@needs_artifacts
 def test_overridden_artifacts_without_detector_are_503_and_degraded(tmp_path, arts, example):
     application = create_app(tmp_path)
     no_detector = dataclasses.replace(arts, detector=None, problems=["detector withheld"])
