@@ -122,22 +122,28 @@ async def score_anomaly(
     scorer: ScorerDep,
     body: Annotated[AnomalyRequest, Body(openapi_examples=ANOMALY_EXAMPLES)],
 ) -> JSONResponse:
-    """Anomaly score and flag per user, in input order."""
+    """Anomaly score and flag per user, in input order, with the detector, policy and threshold."""
     return await scorer.run(_score_anomaly, arts, body)
 
 
 def _score_anomaly(arts: Artifacts, body: AnomalyRequest) -> JSONResponse:
     """The scores of one request, rendered to JSON (runs on a scoring thread)."""
-    detector = arts.detector
-    if detector is None:
+    if arts.detector is None:
         raise ArtifactError(
             "The anomaly detector artifact is not available, so users cannot be scored. "
             + " ".join(arts.problems)
         )
+    detector = arts.detector if body.detector is None else arts.detectors.get(body.detector)
+    if detector is None:
+        raise ArtifactError(
+            f"The {body.detector} detector artifact is not available in this build, so users "
+            f"cannot be scored with it; it serves {sorted(arts.detectors)}. " + " ".join(arts.problems)
+        )
     # Column-wise from the validated models: cheaper than a dict per user.
     columns = ("visitorid", *USER_FEATURES)
     features = pd.DataFrame({c: [getattr(u, c) for u in body.users] for c in columns})
-    scored = anomaly.score(features, share=body.share, detector=detector)
+    scored = anomaly.score(features, share=body.share, detector=detector,
+                           protect_buyers=body.protect_buyers)
     scores = scored["anomaly_score"].to_numpy(dtype=np.float64)
     flags = scored["is_anomaly"].to_numpy(dtype=bool)
     finite = np.isfinite(scores)
@@ -150,6 +156,9 @@ def _score_anomaly(arts: Artifacts, body: AnomalyRequest) -> JSONResponse:
     threshold = float(scored["threshold"].iloc[0]) if len(scored) else math.nan
     content = {
         "mode": "frozen" if body.share is None else "batch share",
+        "detector": detector.name,
+        "protect_buyers": body.protect_buyers,
+        "policy": anomaly.policy_label(body.protect_buyers),
         "share": float(detector.share if body.share is None else body.share),
         "threshold": finite_or_none(threshold),
         "n_users": len(users),

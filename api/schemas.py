@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from core.anomaly.detector import DETECTORS
 from core.ranking import MAX_VIEWS  # the core's own limit, so the two never disagree
 from core.schema import UNKNOWN_CATEGORY, USER_FEATURES
 
@@ -124,6 +125,10 @@ class UserFeatures(BaseModel):
 assert tuple(f for f in UserFeatures.model_fields if f != "visitorid") == USER_FEATURES
 
 
+# The registry's names, so the OpenAPI schema lists exactly the detectors a build can serve.
+DetectorName = Literal.__getitem__(tuple(sorted(DETECTORS)))
+
+
 class AnomalyRequest(BaseModel):
     """Users to score and, optionally, the share of this batch to flag."""
 
@@ -138,6 +143,15 @@ class AnomalyRequest(BaseModel):
         description="Omit for the frozen threshold of the training users; else flag this share "
         "of the batch (its own (1 - share) score quantile).",
     )
+    detector: DetectorName | None = Field(
+        default=None,
+        description="Which built detector scores the users; omit for the build's default. An "
+        "unknown name is a 422.",
+    )
+    protect_buyers: bool = Field(
+        default=True,
+        description='The "keep visitors who bought" policy: never flag a user with transaction > 0.',
+    )
 
 
 class UserScore(BaseModel):
@@ -148,6 +162,9 @@ class UserScore(BaseModel):
 
 class AnomalyResponse(BaseModel):
     mode: Literal["frozen", "batch share"]
+    detector: str = Field(description="The detector that scored the users.")
+    protect_buyers: bool = Field(description='Whether "keep visitors who bought" was applied.')
+    policy: str = Field(description="The policy in words.")
     share: float = Field(description="The flagged share the threshold stands for.")
     threshold: float | None
     n_users: int

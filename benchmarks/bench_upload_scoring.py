@@ -79,7 +79,7 @@ def main() -> None:
             scores[validation.scorable] = detector.score_samples(df.loc[validation.scorable, list(USER_FEATURES)])
         else:  # the page's call: core.anomaly.score, progress after each chunk of distinct rows
             scores = anomaly.score(df, detector=detector, on_progress=lambda done: None)["anomaly_score"].to_numpy()
-        flags = anomaly.flag_scores(scores, 0.04, detector)
+        flags = anomaly.flag_scores(scores, 0.04, detector, df)
     with timer.stage("explain 1,000 shown users"):
         flagged = np.flatnonzero(flags["is_anomaly"].to_numpy())
         top = flagged[np.argsort(-scores[flagged], kind="stable")][:1_000]

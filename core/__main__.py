@@ -9,7 +9,7 @@ import sys
 
 from core import artifacts, demo
 from core.errors import ProjectError
-from core.schema import DEFAULT_SEED, DEFAULT_SHARE
+from core.schema import DEFAULT_DETECTOR, DEFAULT_SEED, DEFAULT_SHARE
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,6 +25,11 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--n-events", type=int, default=None, help="demo data size in events (overrides --scale)")
     build.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
     build.add_argument("--share", type=float, default=DEFAULT_SHARE, help="flagged share of the operating point")
+    build.add_argument("--detector", default=DEFAULT_DETECTOR,
+                       help=f"detector that scores and cleans (default {DEFAULT_DETECTOR}); every "
+                       "detector is fitted and saved: isolation_forest, robust_z, hbos, ecod")
+    build.add_argument("--no-protect-buyers", dest="protect_buyers", action="store_false",
+                       help="let cleaning remove visitors who bought (the policy is on by default)")
     build.add_argument("--out", default=str(artifacts.ARTIFACT_DIR), help="artifact directory")
 
     bench = sub.add_parser("bench", help="time every stage at RetailRocket scale, with peak RSS")
@@ -43,8 +48,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build":
             if args.share <= 0 or args.share >= 1:
                 raise ProjectError(f"--share must be between 0 and 1, got {args.share}")
+            from core.anomaly import DETECTORS
+
+            if args.detector not in DETECTORS:
+                raise ProjectError(f"--detector must be one of {sorted(DETECTORS)}, got {args.detector!r}")
             result = pipeline.build(args.out, raw_dir=args.raw_dir, events_file=args.events_file,
-                                    scale=args.scale, n_events=args.n_events, seed=args.seed, share=args.share)
+                                    scale=args.scale, n_events=args.n_events, seed=args.seed, share=args.share,
+                                    detector=args.detector, protect_buyers=args.protect_buyers)
             realism = result.pop("realism")
             print(json.dumps(result, indent=2))
             print("\nRealism report: each figure of this build next to its real-data target")

@@ -35,9 +35,11 @@ from core.schema import (  # noqa: F401  (the file names are re-exported for cal
     BEFORE_AFTER_CSV,
     BEFORE_AFTER_JSON,
     CLEAN_EVENTS,
+    CLEANING_COST_CSV,
     DAILY_ACTIVITY,
     DATASET_SUMMARY,
     DETECTOR,
+    DETECTOR_PREFIX,
     DETECTOR_QUALITY_JSON,
     EVALUATION_JSON,
     MANIFEST,
@@ -149,9 +151,9 @@ def trusted_types() -> list[str]:
     """Every type a model file may hold beyond skops' own safe defaults."""
     # Imported here: core.ranking and core.anomaly are heavy and the loader is imported early.
     from core import ranking
-    from core.anomaly.detector import Detector, log1p_columns
+    from core.anomaly.detector import DETECTORS
 
-    ours = (ranking.RankingModel, ranking.MarkovModel, Detector, log1p_columns)
+    ours = (ranking.RankingModel, ranking.MarkovModel, *DETECTORS.values())
     return sorted({*SKLEARN_TRUSTED, *(type_name(t) for t in ours)})
 
 
@@ -178,7 +180,7 @@ def load_model(data: bytes, expected: type) -> Any:
         obj = sio.loads(data, trusted=trusted)
     except Exception as exc:
         raise ArtifactError(f"could not be loaded ({type(exc).__name__})") from exc
-    if type(obj) is not expected:
+    if not isinstance(obj, expected):  # every detector is a subclass of the Detector base
         raise ArtifactError(f"holds a {type(obj).__name__}, expected {expected.__name__}")
     return obj
 
@@ -226,11 +228,14 @@ class ServedRanking(BaseModel):
 
 
 class ServedDetector(BaseModel):
-    """The served anomaly detector's file."""
+    """The served anomaly detector's file and name, the buyer policy and every selectable detector."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
     file: PlainName
+    name: str = Field(min_length=1, max_length=100)
+    protect_buyers: bool
+    detectors: dict[str, PlainName] = Field(min_length=1, max_length=20)
 
 
 class Served(BaseModel):
@@ -258,10 +263,11 @@ class Manifest(BaseModel):
     @model_validator(mode="after")
     def _served_files_are_listed(self) -> Manifest:
         """A served model must be one of the verified files."""
-        for role, name in (("ranking_model", self.served.ranking_model.file),
-                           ("detector", self.served.detector.file)):
+        served = [("ranking_model.file", self.served.ranking_model.file), ("detector.file", self.served.detector.file)]
+        served += [(f"detector.detectors.{n}", f) for n, f in self.served.detector.detectors.items()]
+        for role, name in served:
             if name not in self.files:
-                raise ValueError(f"served.{role}.file is not listed in files")
+                raise ValueError(f"served.{role} is not listed in files")
         return self
 
 
@@ -379,6 +385,7 @@ class Artifacts:
     problems: list[str] = field(default_factory=list)
     ranking_model: Any = None
     detector: Any = None
+    detectors: dict[str, Any] = field(default_factory=dict)
     operating_point: dict[str, Any] | None = None
 
     @property
@@ -461,6 +468,8 @@ class Artifacts:
             "manifest_signed": self.signed,
             "ranking_model": self.ranking_model_name,
             "detector_loaded": self.detector is not None,
+            "detector": self.served("detector").get("name") if self.detector is not None else None,
+            "detectors": sorted(self.detectors),
             "built_at": manifest.get("built_at"),
             "data": manifest.get("data"),
             "seed": manifest.get("seed"),
@@ -567,10 +576,15 @@ def _load_into(arts: Artifacts, dir_fd: int) -> None:
         return
     arts.manifest = manifest.model_dump(mode="json")
     model_file = manifest.served.ranking_model.file
-    detector_file = manifest.served.detector.file
-    kept = _check_files(arts, manifest, dir_fd, {model_file, detector_file})
+    served = manifest.served.detector
+    kept = _check_files(arts, manifest, dir_fd, {model_file, served.file, *served.detectors.values()})
     arts.ranking_model = _load_model(arts, model_file, kept.get(model_file), ranking.RankingModel)
-    arts.detector = _load_model(arts, detector_file, kept.get(detector_file), Detector)
+    arts.detector = _load_model(arts, served.file, kept.get(served.file), Detector)
+    # Every detector the build saved, selectable by name; the served one is the same object.
+    for name, file in served.detectors.items():
+        det = arts.detector if file == served.file else _load_model(arts, file, kept.get(file), Detector)
+        if det is not None:
+            arts.detectors[name] = det
     arts.operating_point = arts.read_json(OPERATING_POINT)
 
 

@@ -24,7 +24,16 @@ import pandas as pd
 import core
 from core import anomaly, artifacts, data, demo, ranking, schema
 from core.bench import StageTimer, peak_rss_mb
-from core.schema import SYNTHETIC_SOURCE, DEFAULT_SEED, MS_PER_DAY, MS_PER_HOUR, DEFAULT_SHARE, EVENT_TYPES, UNKNOWN_CATEGORY
+from core.schema import (
+    DEFAULT_DETECTOR,
+    DEFAULT_SEED,
+    DEFAULT_SHARE,
+    EVENT_TYPES,
+    MS_PER_DAY,
+    MS_PER_HOUR,
+    SYNTHETIC_SOURCE,
+    UNKNOWN_CATEGORY,
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,13 +122,21 @@ def load_inputs(raw_dir: str | None, events_file: str | None, n_events: int, see
 
 
 def detect_and_clean(
-    events: pd.DataFrame, labels: pd.DataFrame | None, seed: int, share: float, fingerprint: str
+    events: pd.DataFrame, labels: pd.DataFrame | None, seed: int, share: float, fingerprint: str,
+    *, detector: str = DEFAULT_DETECTOR, protect_buyers: bool = anomaly.DEFAULT_PROTECT_BUYERS,
 ) -> dict[str, Any]:
-    """Task 2: user features, detector, audit table, frozen operating point and cleaning."""
+    """Task 2: user features, every detector, audit and cost tables, operating point, cleaning.
+
+    Every detector of the registry is fitted (each is selectable when serving); ``detector``
+    names the one that scores and cleans here, with the "keep visitors who bought" policy when
+    ``protect_buyers``, through the same ``anomaly.apply_policy`` the dashboard and API use.
+    """
     features = anomaly.user_features(events)
-    detector = anomaly.fit_detector(features, share=share, seed=seed, fingerprint=fingerprint)
-    scores = detector.score_samples(features)
-    flags = scores >= detector.threshold_
+    fitted = {name: anomaly.fit_detector(features, name, share=share, seed=seed, fingerprint=fingerprint)
+              for name in anomaly.DETECTORS}
+    served = fitted[detector]
+    scores = served.score_samples(features)
+    flags = anomaly.apply_policy(scores >= served.threshold_, features, protect_buyers)
     if labels is not None:
         truth = features["visitorid"].isin(labels["visitorid"]).to_numpy()
         label_source = "ground truth (demo generator labels)"
@@ -128,20 +145,55 @@ def detect_and_clean(
         label_source = "proxy rule (anomaly.proxy_labels)"
     audit = anomaly.audit_table(scores, truth, features["events"].to_numpy())
     audit["label_source"] = label_source
+    audit["detector"] = detector
+    # What cleaning removes at every share, for every detector and both policies.
+    cost = pd.concat(
+        [anomaly.cleaning_cost(features, det.score_samples(features), anomaly.DEFAULT_SHARES,
+                               det.threshold_, policy).assign(detector=name)
+         for name, det in fitted.items() for policy in (True, False)],
+        ignore_index=True,
+    )
     flagged_ids = features.loc[flags, "visitorid"].to_numpy()
     clean = anomaly.clean_events(events, flagged_ids)
-    scored = pd.DataFrame(
-        {"visitorid": features["visitorid"].to_numpy(), "anomaly_score": scores, "is_anomaly": flags}
+    scored = anomaly.stamped(
+        pd.DataFrame({"visitorid": features["visitorid"].to_numpy(), "anomaly_score": scores,
+                      "is_anomaly": flags}),
+        served, protect_buyers, served.threshold_,
     )
+    cleaning = anomaly.cleaning_report(events, clean)
+    cleaning.update(anomaly.provenance(served, protect_buyers, served.threshold_))
     return {
         "features": features,
-        "detector": detector,
+        "detector": served,
+        "detectors": fitted,
+        "protect_buyers": protect_buyers,
         "scored": scored,
         "audit": audit,
+        "cost": cost,
         "clean": clean,
-        "cleaning": anomaly.cleaning_report(events, clean),
+        "cleaning": cleaning,
         "label_source": label_source,
     }
+
+
+def write_task2(out: Path, t2: dict[str, Any]) -> dict[str, Any]:
+    """Write the task-2 artifacts (every detector, tables, operating point); the served entry."""
+    served = t2["detector"]
+    t2["features"].to_parquet(out / artifacts.USER_FEATURES, index=False, compression="zstd")
+    t2["scored"].to_parquet(out / artifacts.SCORED_USERS, index=False, compression="zstd")
+    t2["audit"].to_csv(out / artifacts.AUDIT_CSV, index=False, float_format="%.6f")
+    t2["cost"].to_csv(out / artifacts.CLEANING_COST_CSV, index=False, float_format="%.6f")
+    files = {}
+    for name, det in t2["detectors"].items():
+        files[name] = anomaly.detector_file(name)
+        (out / files[name]).write_bytes(artifacts.dump_model(det))
+    op = served.operating_point()
+    op.update(protect_buyers=t2["protect_buyers"], policy=anomaly.policy_label(t2["protect_buyers"]),
+              detectors={n: {"file": files[n], "threshold": float(d.threshold_)}
+                         for n, d in t2["detectors"].items()})
+    artifacts.write_json(op, out / artifacts.OPERATING_POINT)
+    return {"file": files[served.name], "name": served.name, "protect_buyers": t2["protect_buyers"],
+            "detectors": files}
 
 
 def _metric_rows(result: Any, run: str, population: str) -> pd.DataFrame:
@@ -162,6 +214,8 @@ def build(
     n_events: int | None = None,
     seed: int = DEFAULT_SEED,
     share: float = DEFAULT_SHARE,
+    detector: str = DEFAULT_DETECTOR,
+    protect_buyers: bool = anomaly.DEFAULT_PROTECT_BUYERS,
 ) -> dict[str, Any]:
     """Run every stage and write every artifact into ``out``; returns the stage timings.
 
@@ -170,11 +224,13 @@ def build(
     """
     with fresh_output(Path(out)) as staging:
         return _build_into(staging, raw_dir=raw_dir, events_file=events_file, scale=scale,
-                           n_events=n_events, seed=seed, share=share)
+                           n_events=n_events, seed=seed, share=share, detector=detector,
+                           protect_buyers=protect_buyers)
 
 
 def _build_into(out: Path, *, raw_dir: str | None, events_file: str | None, scale: str,
-                n_events: int | None, seed: int, share: float) -> dict[str, Any]:
+                n_events: int | None, seed: int, share: float, detector: str,
+                protect_buyers: bool) -> dict[str, Any]:
     """Every stage, writing into the empty folder ``out``."""
     n_events = n_events or demo.SCALES[scale]
     timer = StageTimer(total=9)
@@ -187,13 +243,9 @@ def _build_into(out: Path, *, raw_dir: str | None, events_file: str | None, scal
         daily_activity(events).to_csv(out / artifacts.DAILY_ACTIVITY, index=False)
 
     with timer.stage("user features, detector and cleaning"):
-        t2 = detect_and_clean(events, inputs.labels, seed, share, fp)
-        detector = t2["detector"]
-        t2["features"].to_parquet(out / artifacts.USER_FEATURES, index=False, compression="zstd")
-        t2["scored"].to_parquet(out / artifacts.SCORED_USERS, index=False, compression="zstd")
-        t2["audit"].to_csv(out / artifacts.AUDIT_CSV, index=False, float_format="%.6f")
-        artifacts.write_json(detector.operating_point(), out / artifacts.OPERATING_POINT)
-        (out / artifacts.DETECTOR).write_bytes(artifacts.dump_model(detector))
+        t2 = detect_and_clean(events, inputs.labels, seed, share, fp, detector=detector,
+                              protect_buyers=protect_buyers)
+        served_detector = write_task2(out, t2)
         clean = t2["clean"]
         committed = _commit_sample(clean, seed)
         data.write_events(committed, out / artifacts.CLEAN_EVENTS)
@@ -226,7 +278,7 @@ def _build_into(out: Path, *, raw_dir: str | None, events_file: str | None, scal
         (out / artifacts.RESULTS_MD).write_text(results_markdown(out))
         write_manifest(out, seed=seed, source=inputs.source, scale=scale, fingerprint=fp, events=events,
                        load_report=inputs.load_report, sampled_clean=len(committed) < len(clean),
-                       served={"ranking_model": served_ranker, "detector": {"file": artifacts.DETECTOR}})
+                       served={"ranking_model": served_ranker, "detector": served_detector})
     log.info("build finished: %s", ", ".join(f"{t['stage']} {t['seconds']}s" for t in timer.timings))
     return {"timings": timer.timings, "peak_rss_mb": round(peak_rss_mb()), "cleaning": t2["cleaning"],
             "realism": realism}
@@ -393,8 +445,9 @@ def results_markdown(out: Path) -> str:
         *markdown_table(metrics[metrics["split"] == "test"],
                         {"candidate_set": "candidates", "ranker": "ranker", **METRIC_COLUMNS}),
         "",
-        f"**Task 2, operating point**: flag the top {op['share']:.0%} of users by anomaly score "
-        f"(threshold {op['threshold']:.4f} on {op['n_users']:,} users). Cleaning removed "
+        f"**Task 2, operating point**: detector `{op.get('detector')}`, flag the top {op['share']:.0%} "
+        f"of users by anomaly score (threshold {op['threshold']:.4f} on {op['n_users']:,} users), "
+        f"policy: {op.get('policy')}. Cleaning removed "
         f"{cleaning['users_removed']:,} users ({cleaning['users_removed_share']:.1%}) and "
         f"{cleaning['events_removed']:,} events ({cleaning['events_removed_share']:.1%}).",
         "",
@@ -420,12 +473,30 @@ def results_markdown(out: Path) -> str:
                   *markdown_table(pd.read_csv(markov), {"split": "split", "candidate_set": "candidates",
                                                         "coverage": "coverage", "top1_all": "top1_all",
                                                         "top3_all": "top3_all", "n_cases": "cases"})]
+    cost = out / schema.CLEANING_COST_CSV
+    if cost.exists():
+        table = pd.read_csv(cost)
+        table = table[(table["detector"] == op.get("detector"))
+                      & (table["protect_buyers"] == bool(op.get("protect_buyers")))]
+        table = table[table["point"].isin(["1%", "2%", "4%", "5%", "10%", "15%", "20%", "frozen"])].copy()
+        table["txn_warning"] = np.where(table["txn_warning"].astype(bool), "yes", "no")
+        lines += ["", f"**What cleaning removes** (every visitor of the events, detector `{op.get('detector')}`, "
+                  f"policy: {op.get('policy')}; \"frozen\" = the operating point's threshold):", "",
+                  *markdown_table(table, {"point": "share", "users_removed_share": "users",
+                                          "events_removed_share": "events", "view_removed_share": "views",
+                                          "addtocart_removed_share": "add-to-carts",
+                                          "transaction_removed_share": "transactions",
+                                          "buyers_removed_share": "buyers", "txn_warning": "> 5% of transactions"})]
     quality = out / schema.DETECTOR_QUALITY_CSV
     if quality.exists():
         table = pd.read_csv(quality)
+        columns = {"method": "method", "pr_auc": "PR-AUC", "precision": "precision", "recall": "recall",
+                   **{c: c.replace("recall_", "recall ") for c in table.columns if c.startswith("recall_")},
+                   "normal_buyers_flagged": "normal buyers flagged",
+                   "txn_held_by_flagged": "transactions held by flagged",
+                   "jaccard_with_volume_rule": "Jaccard with volume rule"}
         lines += ["", f"**Detector quality** ({table['population'].iloc[0]}):", "",
-                  *markdown_table(table, {"method": "method", "precision": "precision", "recall": "recall",
-                                          "pr_auc": "PR-AUC", "jaccard_with_volume_rule": "Jaccard with volume rule"})]
+                  *markdown_table(table, {k: v for k, v in columns.items() if k in table.columns})]
     return "\n".join(lines) + "\n"
 
 def _commit_sample(clean: pd.DataFrame, seed: int) -> pd.DataFrame:

@@ -21,6 +21,8 @@ DEFAULT_SEED = 42
 DEFAULT_SHARE = 0.04
 # How a build from the generator names its data source; the dashboard reads it to say "synthetic".
 SYNTHETIC_SOURCE = "demo generator"
+# The detector the build serves unless told otherwise (core.anomaly.DETECTORS names them all).
+DEFAULT_DETECTOR = "isolation_forest"
 SHORT_GAP_S = 5.0
 SESSION_GAP_S = 1800.0
 NIGHT_HOURS = (0, 6)
@@ -78,7 +80,9 @@ RANKING_MODEL_PREFIX = "task1_ranking_best_"
 RANKING_DATASET = "task1_ranking_dataset.parquet"
 RANKING_METRICS_JSON = "task1_metrics.json"
 RANKING_METRICS_CSV = "task1_metrics.csv"
-DETECTOR = "task2_isolation_forest" + MODEL_SUFFIX
+DETECTOR_PREFIX = "task2_detector_"  # + detector name + MODEL_SUFFIX: the build saves every detector
+DETECTOR = f"{DETECTOR_PREFIX}{DEFAULT_DETECTOR}" + MODEL_SUFFIX  # the default detector's file
+CLEANING_COST_CSV = "task2_cleaning_cost.csv"
 OPERATING_POINT = "task2_operating_point.json"
 USER_FEATURES_FILE = "task2_user_features.parquet"
 SCORED_USERS = "task2_scored_users.parquet"

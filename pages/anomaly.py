@@ -57,7 +57,7 @@ def histogram(scores: np.ndarray, threshold: float) -> alt.LayerChart:
 
 st.title("Anomalous users")
 st.caption(
-    "Score users with the Isolation Forest of task 2. Upload one row per visitor with the 16 "
+    "Score users with the bot detectors of task 2. Upload one row per visitor with the 16 "
     f"features of docs/DATA_CONTRACT.md ({', '.join(USER_FEATURES)}) plus `visitorid`."
 )
 arts = artifacts()
@@ -116,6 +116,17 @@ if validation.missing_columns or detector is None:
 
 # --- 3. Operating point ----------------------------------------------------------------------
 st.header("3 · Operating point")
+names = sorted(arts.detectors) or [detector.name]
+c = st.columns(2)
+name = c[0].selectbox(
+    "Detector", names, index=names.index(detector.name) if detector.name in names else 0,
+    key="anomaly_detector", help="Every detector of the build, judged the same way (Cleaning KPIs page).",
+)
+detector = arts.detectors.get(name, detector)
+protect_buyers = c[1].toggle(
+    "Keep visitors who bought", value=anomaly.DEFAULT_PROTECT_BUYERS, key="protect_buyers",
+    help="Never flag a visitor with transaction > 0 (applied after the threshold, as in the build and the API).",
+)
 mode = st.radio(
     "Flag users by",
     ["the frozen operating point", "a share of this batch"],
@@ -129,28 +140,44 @@ if mode == "a share of this batch":
 else:
     st.caption(f"Threshold {detector.threshold_:.4f}: the score of the top {pct(detector.share)} of the {detector.n_users_:,} training users.")
 
-# --- 4. Scores -------------------------------------------------------------------------------
-score_key = (source["token"], detector.threshold_, detector.fingerprint_)  # a rebuild rescores
-if st.session_state.get("anomaly_scores", (None,))[0] != score_key:  # scored once per file
+score_key = (source["token"], detector.name, detector.threshold_, detector.fingerprint_)  # a rebuild rescores
+if st.session_state.get("anomaly_scores", (None,))[0] != score_key:  # scored once per file and detector
     bar = st.progress(0.0, text="Scoring…")
     scored = anomaly.score(  # the API's call; identical feature rows are scored once
-        df, detector=detector,
+        df, detector=detector, protect_buyers=protect_buyers,
         on_progress=lambda done: bar.progress(done, text=f"Scoring… {done:.0%} of the distinct feature rows"),
     )
     bar.empty()
     st.session_state.anomaly_scores = (score_key, scored["anomaly_score"].to_numpy())
 scores = st.session_state.anomaly_scores[1]
-flags = anomaly.flag_scores(scores, share, detector)  # score()'s threshold rule, without rescoring
+# score()'s threshold and policy rule, without rescoring when the share or the policy moves
+flags = anomaly.flag_scores(scores, share, detector, df, protect_buyers=protect_buyers)
 threshold = float(flags["threshold"].iloc[0])
+
+# What cleaning would remove from this batch at every share and at the frozen threshold.
+scorable = np.isfinite(scores)
+cost = anomaly.cleaning_cost(df[scorable], scores[scorable], anomaly.DEFAULT_SHARES, detector.threshold_, protect_buyers)
+point = cost.iloc[-1] if share is None else cost.iloc[int(np.argmin(np.abs(cost["share"].fillna(9) - share)))]
+(st.warning if point["txn_warning"] else st.info)(anomaly.cost_sentence(point), icon=":material/cleaning_services:")
+with st.expander("What cleaning removes at every share"):
+    st.dataframe(cost, hide_index=True)
+    st.caption(
+        f"Population: the {count(scorable.sum())} scorable rows of this file, scored by {detector.name}; "
+        f"policy: {anomaly.policy_label(protect_buyers)}. The warning appears when flagged users hold more than "
+        f"{anomaly.TXN_WARNING_SHARE:.0%} of the transactions."
+    )
 
 st.header("4 · Results")
 c = st.columns(4)
 c[0].metric("Rows", count(len(df)))
 c[1].metric("Scored", count(np.isfinite(scores).sum()))
-c[2].metric("Flagged", count(flags["is_anomaly"].sum()), help="Users with score ≥ threshold.")
+c[2].metric("Flagged", count(flags["is_anomaly"].sum()), help="Users with score ≥ threshold, after the policy.")
 c[3].metric("Threshold", f"{threshold:.4f}")
 st.altair_chart(histogram(scores, threshold), width="stretch")
-st.caption(f"{count(flags['is_anomaly'].sum())} users at or above the dashed threshold are flagged.")
+st.caption(
+    f"{count(flags['is_anomaly'].sum())} users at or above the dashed threshold are flagged "
+    f"(detector {detector.name}, policy: {anomaly.policy_label(protect_buyers)})."
+)
 
 flagged_rows = np.flatnonzero(flags["is_anomaly"].to_numpy())
 top = flagged_rows[np.argsort(-scores[flagged_rows], kind="stable")][:MAX_FLAGGED_SHOWN]
@@ -166,24 +193,33 @@ table = pd.DataFrame(
 st.subheader("Flagged users, most anomalous first")
 st.dataframe(pd.concat([table, flagged[list(USER_FEATURES)]], axis=1), hide_index=True)
 st.caption(
-    "“Why” lists the features furthest from the training users, as robust z-scores (σ) on the "
-    f"detector's scale. Showing {len(top):,} of {len(flagged_rows):,} flagged users; the downloads hold every row."
+    "“Why” lists the behaviour columns furthest above the training users (one-sided robust z, σ); "
+    f"low values never count. Showing {len(top):,} of {len(flagged_rows):,} flagged users; the downloads hold every row."
 )
 
 # --- 5. Downloads ----------------------------------------------------------------------------
 # Built only when a button is clicked (a callable `data`), so nothing is kept in the session.
 stem = source["name"].rsplit(".", 1)[0]
+tag = f"{detector.name}_{'keep-buyers' if protect_buyers else 'all-visitors'}_" + (
+    "frozen" if share is None else f"share{round(100 * share)}")
+
+
+def download_frame() -> pd.DataFrame:
+    """Every uploaded row with its score, flag and the detector, policy and threshold behind them."""
+    return anomaly.stamped(with_scores(df, flags), detector, protect_buyers, threshold)
+
+
 c = st.columns(2)
 c[0].download_button(
-    "Scored rows as CSV", lambda: csv_bytes(with_scores(df, flags)), f"{stem}_scored.csv", "text/csv",
+    "Scored rows as CSV", lambda: csv_bytes(download_frame()), f"{stem}_scored_{tag}.csv", "text/csv",
     key="dl_csv", on_click="ignore", icon=":material/download:",
 )
 c[1].download_button(
-    "Scored rows as parquet", lambda: parquet_bytes(with_scores(df, flags)), f"{stem}_scored.parquet",
+    "Scored rows as parquet", lambda: parquet_bytes(download_frame()), f"{stem}_scored_{tag}.parquet",
     "application/octet-stream", key="dl_parquet", on_click="ignore", icon=":material/download:",
 )
 st.caption(
     "Both hold every uploaded row in the original order plus `anomaly_score` (empty when the row "
-    "cannot be scored) and `is_anomaly`. In the CSV, text cells starting with = + - @ are prefixed "
-    "with ' so spreadsheets do not run them as formulas."
+    "cannot be scored), `is_anomaly`, and the `detector`, `policy` and `threshold` that produced them. "
+    "In the CSV, text cells starting with = + - @ are prefixed with ' so spreadsheets do not run them as formulas."
 )

@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from core import artifacts as A
+from core.anomaly.policy import TXN_WARNING_SHARE, cost_sentence, policy_label
 from core.report import ReportBlock, html_report, json_tables, svg_renderer_available
 from dashboard import best_test_row, count, entry_point_guard, missing, pct, read_json, table
 
@@ -180,6 +181,56 @@ def audit() -> list[ReportBlock]:
     return blocks + [ReportBlock("chart", pr), ReportBlock("chart", removed, note), ReportBlock("table", rows)]
 
 
+def cleaning_cost() -> list[ReportBlock]:
+    """What cleaning removes at every share and at the frozen point, for the served detector."""
+    title = "What each share costs"
+    st.header(title)
+    blocks = [ReportBlock("heading", title)]
+    rows = table(A.CLEANING_COST_CSV)
+    if rows is None:
+        missing("The cleaning cost table", A.CLEANING_COST_CSV)
+        return blocks + [ReportBlock("note", f"{A.CLEANING_COST_CSV} is not built yet.")]
+    op = read_json(A.OPERATING_POINT) or {}
+    c = st.columns(2)
+    names = list(dict.fromkeys(rows["detector"]))
+    served = op.get("detector")
+    name = c[0].selectbox("Detector", names, index=names.index(served) if served in names else 0, key="cost_detector")
+    protect = c[1].toggle("Keep visitors who bought", value=bool(op.get("protect_buyers", True)), key="cost_protect")
+    rows = rows[(rows["detector"] == name) & (rows["protect_buyers"] == protect)].reset_index(drop=True)
+    frozen = rows[rows["point"] == "frozen"]
+    sentence = cost_sentence(frozen.iloc[0]) if len(frozen) else ""
+    if sentence:
+        (st.warning if bool(frozen["txn_warning"].iloc[0]) else st.info)(sentence)
+    grid = rows[rows["point"] != "frozen"]
+    long = grid.melt(id_vars=["share"], var_name="removed",
+                     value_vars=["users_removed_share", "events_removed_share", "transaction_removed_share",
+                                 "buyers_removed_share"])
+    chart = (
+        alt.Chart(long)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("share:Q", title="Share of users flagged", axis=alt.Axis(format="%")),
+            y=alt.Y("removed_value:Q", title="Share removed by cleaning", axis=alt.Axis(format="%")),
+            color=alt.Color("removed:N", title=None),
+            tooltip=["share:Q", "removed:N", alt.Tooltip("removed_value:Q", format=".2%")],
+        )
+        .transform_calculate(removed_value="datum.value")
+        .properties(height=260, title=f"What cleaning removes ({name}, {policy_label(protect)})",
+                    padding={"bottom": 20})
+    )
+    st.altair_chart(chart, width="stretch")
+    caption = (
+        f"Population: every visitor of the build's events, scored by {name}; policy: {policy_label(protect)}. "
+        "A share's threshold is that quantile of these scores; \"frozen\" is the threshold fixed at the "
+        f"operating point. Rows flagged with txn_warning: flagged users hold more than {TXN_WARNING_SHARE:.0%} "
+        "of all transactions."
+    )
+    st.caption(caption)
+    st.dataframe(rows, hide_index=True)
+    return blocks + [ReportBlock("text", f"At the frozen operating point: {sentence}"),
+                     ReportBlock("chart", chart), ReportBlock("table", rows, caption)]
+
+
 def detector_quality() -> list[ReportBlock]:
     """Detector quality against known labels and baselines (PR-AUC, Jaccard, stability), when built."""
     title = "Detector quality"
@@ -202,7 +253,7 @@ def detector_quality() -> list[ReportBlock]:
                 color="method:N",
                 tooltip=["method", "measure", alt.Tooltip("value:Q", format=".3f")],
             )
-            .properties(height=280, title="The detector against simple baselines at the same flagged share")
+            .properties(height=280, title="Every detector against the volume rule at the same flagged share")
         )
         st.altair_chart(chart, width="stretch")
         blocks.append(ReportBlock("chart", chart))
@@ -212,7 +263,7 @@ def detector_quality() -> list[ReportBlock]:
     return blocks + [ReportBlock("table", rows, caption)] + json_details(A.DETECTOR_QUALITY_JSON)
 
 
-SECTIONS = [before_after, same_population, audit, detector_quality]  # top to bottom
+SECTIONS = [before_after, same_population, audit, cleaning_cost, detector_quality]  # top to bottom
 
 st.title("Cleaning KPIs")
 st.caption("What removing the flagged users' events does to the ranking task, and what it costs.")

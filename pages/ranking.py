@@ -26,7 +26,10 @@ def example_views() -> pd.DataFrame:
     seqs = sequences()
     if seqs is None or not seqs["has_history"].any():
         return FALLBACK_EXAMPLE.copy()
-    visitor = pick_visitor(seqs, by=("categories",))  # ties: the smallest visitorid
+    # ties: the smallest visitorid; at least two categories in the history, so it shows a switch
+    visitor = pick_visitor(seqs, by=("categories",), min_history_categories=2)
+    if visitor is None:
+        return FALLBACK_EXAMPLE.copy()
     views = seqs[seqs["visitorid"] == visitor].reset_index(drop=True)
     target = int(views.index[views["has_history"]][-1])
     return history_before(views, target).tail(12)[["timestamp", "categoryid", "itemid"]].reset_index(drop=True)

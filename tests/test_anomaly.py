@@ -218,12 +218,29 @@ def test_fit_freezes_the_train_quantile(detector, train_features):
     assert detector.threshold_ == pytest.approx(np.quantile(scores, 0.95))
     assert detector.n_users_ == len(train_features)
     assert detector.features == tuple(USER_FEATURES)
-    assert detector.centre_.shape == detector.scale_.shape == (16,)
+    assert detector.name == anomaly.DEFAULT_DETECTOR == "isolation_forest"
+    assert detector.centre_.shape == detector.scale_.shape == (len(anomaly.BEHAVIOUR_COLUMNS),)
     assert (detector.scale_ > 0).all()
-    # score = -IsolationForest.score_samples on the log1p-preprocessed matrix
+    # a bare matrix in USER_FEATURES order scores like the table
     X = train_features[list(USER_FEATURES)].to_numpy(float)
-    assert np.allclose(scores, -detector.model_.score_samples(X))
-    assert np.array_equal(detector.predict(X), (scores >= detector.threshold_).astype(int))
+    assert np.allclose(scores, detector.score_samples(X))
+    assert np.array_equal(detector.predict(X), scores >= detector.threshold_)
+
+
+@pytest.mark.parametrize("name", sorted(anomaly.DETECTORS))
+def test_fit_detector_by_name(name, train_features):
+    det = anomaly.fit_detector(train_features, name, share=0.05, seed=7, fingerprint="fp")
+    assert det.name == name and det.fingerprint_ == "fp"
+    out = anomaly.score(train_features, detector=det, protect_buyers=False)
+    assert (out["is_anomaly"] == (out["anomaly_score"] >= det.threshold_)).all()
+    assert abs(out["is_anomaly"].mean() - 0.05) < 0.01
+    why = anomaly.explain(train_features.iloc[:50], det)
+    assert why.map(lambda t: all(p.split(" ")[0] in anomaly.BEHAVIOUR_COLUMNS for p in t.split(", ") if p)).all()
+
+
+def test_unknown_detector_name_is_a_data_error(train_features):
+    with pytest.raises(DataError, match="Unknown detector"):
+        anomaly.fit_detector(train_features, "lof")
 
 
 def test_scores_are_deterministic(train_features, detector):
@@ -231,9 +248,6 @@ def test_scores_are_deterministic(train_features, detector):
     a = detector.score_samples(train_features)
     assert np.array_equal(a, again.score_samples(train_features))
     assert again.threshold_ == detector.threshold_
-    # Row-block threading never changes a score.
-    big = pd.concat([train_features] * 8, ignore_index=True)
-    assert np.array_equal(detector.score_samples(big, n_jobs=1), detector.score_samples(big, n_jobs=2))
 
 
 def test_operating_point_is_json(train_features):
@@ -243,7 +257,7 @@ def test_operating_point_is_json(train_features):
     assert op["share"] == 0.05 and op["threshold"] == detector.threshold_
     assert op["features"] == list(USER_FEATURES) and op["n_users"] == detector.n_users_
     assert op["data_fingerprint"] == "abc123" and op["version"]
-    assert "score_samples" in op["score_definition"]
+    assert op["detector"] == "isolation_forest" and "one-sided" in op["score_definition"]
 
 
 def test_detector_pickles(tmp_path, detector, train_features):
@@ -293,20 +307,32 @@ def test_score_keeps_every_row_in_order(detector, train_features):
 
 
 def test_frozen_mode_uses_detector_threshold(detector, train_features):
-    out = anomaly.score(train_features, detector=detector)
+    out = anomaly.score(train_features, detector=detector, protect_buyers=False)
     assert (out["threshold"] == detector.threshold_).all()
     assert (out["is_anomaly"] == (out["anomaly_score"] >= detector.threshold_)).all()
     assert abs(out["is_anomaly"].mean() - 0.05) < 0.002  # same users as in training
 
 
+def test_policy_keeps_buyers_and_nothing_else(detector, train_features):
+    # Lower the threshold with a big batch share so some buyers are above it.
+    off = anomaly.score(train_features, share=0.5, detector=detector, protect_buyers=False)
+    on = anomaly.score(train_features, share=0.5, detector=detector)  # the policy is on by default
+    bought = train_features["transaction"].to_numpy() > 0
+    assert (off["is_anomaly"].to_numpy() & bought).any()
+    assert not (on["is_anomaly"].to_numpy() & bought).any()
+    assert np.array_equal(on["is_anomaly"].to_numpy(), off["is_anomaly"].to_numpy() & ~bought)
+    assert np.array_equal(on["threshold"], off["threshold"])  # the policy never moves the threshold
+    assert np.array_equal(anomaly.apply_policy(off["is_anomaly"], train_features, True), on["is_anomaly"])
+
+
 def test_batch_share_mode_flags_about_share(detector, train_features):
     batch = train_features.iloc[:1000]
-    out = anomaly.score(batch, share=0.1, detector=detector)
+    out = anomaly.score(batch, share=0.1, detector=detector, protect_buyers=False)
     assert out["threshold"].iloc[0] == np.quantile(out["anomaly_score"], 0.9)
     assert abs(int(out["is_anomaly"].sum()) - 100) <= 2
     # with unscorable rows the quantile is over the scorable rows only
     t = messy_table(train_features)
-    out = anomaly.score(t, share=0.25, detector=detector)
+    out = anomaly.score(t, share=0.25, detector=detector, protect_buyers=False)
     ok = out["anomaly_score"].notna()
     assert out["threshold"].iloc[0] == np.quantile(out.loc[ok, "anomaly_score"], 0.75)
     assert out.loc[ok, "is_anomaly"].sum() == 2  # 8 scorable rows x 25 %
@@ -399,11 +425,13 @@ def test_flag_scores_moves_the_share_without_rescoring(detector, train_features)
     t = duplicated_messy_table(train_features, 1_000)
     scores = anomaly.score(t, detector=detector)["anomaly_score"].to_numpy()
     for share in (None, 0.02, 0.2):
-        again = anomaly.flag_scores(scores, share, detector, index=t.index)
-        pd.testing.assert_frame_equal(again, anomaly.score(t, share=share, detector=detector))
+        for protect in (True, False):
+            again = anomaly.flag_scores(scores, share, detector, t, protect_buyers=protect)
+            pd.testing.assert_frame_equal(
+                again, anomaly.score(t, share=share, detector=detector, protect_buyers=protect))
     assert np.isnan(anomaly.threshold_for(np.array([np.nan]), 0.1, detector))
     with pytest.raises(DataError, match="share"):
-        anomaly.flag_scores(scores, 1.5, detector)
+        anomaly.flag_scores(scores, 1.5, detector, t)
 
 
 def test_scores_on_the_committed_build_do_not_depend_on_de_duplication():
@@ -415,13 +443,14 @@ def test_scores_on_the_committed_build_do_not_depend_on_de_duplication():
         pytest.skip("no verified build in recsys_artifacts/")
     features = pd.read_parquet(arts.verified_path(A.USER_FEATURES)).head(20_000)
     features.loc[5, "events"] = np.nan  # one unscorable row
-    every_row = np.full(len(features), np.nan)
-    every_row[features.index != 5] = arts.detector.score_samples(features.drop(index=5))
-    for share in (None, 0.1):
-        out = anomaly.score(features, share=share, detector=arts.detector)
-        assert np.array_equal(out["anomaly_score"].to_numpy(), every_row, equal_nan=True)
-        expected = anomaly.flag_scores(every_row, share, arts.detector)
-        assert out["is_anomaly"].tolist() == expected["is_anomaly"].tolist()
+    for det in arts.detectors.values():
+        every_row = np.full(len(features), np.nan)
+        every_row[features.index != 5] = det.score_samples(features.drop(index=5))
+        for share in (None, 0.1):
+            out = anomaly.score(features, share=share, detector=det)
+            assert np.array_equal(out["anomaly_score"].to_numpy(), every_row, equal_nan=True), det.name
+            expected = anomaly.flag_scores(every_row, share, det, features)
+            assert out["is_anomaly"].tolist() == expected["is_anomaly"].tolist()
 
 
 def test_progress_is_reported_when_nothing_is_scorable(detector, train_features):
@@ -495,11 +524,12 @@ def test_explain_names_the_obvious_outlier(detector, train_features):
     assert list(why.index) == list(t.index)
     parts = why.iloc[1].split(", ")
     assert len(parts) == 2
-    assert {p.split(" ")[0] for p in parts} == {"events", "view"}
-    assert all(p.endswith("σ high") for p in parts)
-    assert why.iloc[2] == ""
-    one = anomaly.explain(t.iloc[[1]].assign(events=1, view=1), detector, top_n=1).iloc[0]
-    assert one.startswith("short_gap_share ") and one.endswith("high")
+    # one-sided behaviour columns only: the bot-ward tails of a 5,000-view burst
+    assert {p.split(" ")[0] for p in parts} <= {"intensity", "fast_share", "repeat_views", "tight_gaps"}
+    assert all(p.endswith("σ") for p in parts)
+    assert why.iloc[2] == ""  # unscorable row
+    ok = t.iloc[:2].astype({"night_share": float})
+    assert why.iloc[:2].tolist() == anomaly.why(detector, ok, top_n=2).tolist()
 
 
 def test_proxy_labels_rules():

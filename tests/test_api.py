@@ -150,6 +150,8 @@ def test_anomaly_frozen_matches_core_and_build(client, arts, example):
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["mode"] == "frozen"
+    assert out["detector"] == arts.served("detector")["name"] == arts.detector.name
+    assert out["protect_buyers"] is True and out["policy"] == anomaly.POLICY_NAME
     assert out["share"] == arts.detector.share
     assert out["threshold"] == arts.detector.threshold_
     assert [u["visitorid"] for u in out["users"]] == [u["visitorid"] for u in body["users"]]
@@ -174,6 +176,52 @@ def test_anomaly_batch_share_matches_core(client, arts, example):
     assert [u["anomaly_score"] for u in out["users"]] == direct["anomaly_score"].tolist()
     assert [u["is_anomaly"] for u in out["users"]] == direct["is_anomaly"].tolist()
     assert out["n_flagged"] == int(direct["is_anomaly"].sum()) >= 1
+
+
+@needs_artifacts
+@pytest.mark.parametrize("name", sorted(anomaly.DETECTORS))
+@pytest.mark.parametrize("protect", [True, False])
+def test_anomaly_every_detector_and_policy_match_core(client, arts, example, name, protect):
+    body = {**example("anomaly_batch_share_request.json"), "detector": name, "protect_buyers": protect}
+    r = client.post("/anomaly", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert (out["detector"], out["protect_buyers"]) == (name, protect)
+    assert out["policy"] == anomaly.policy_label(protect)
+    det = arts.detectors[name]
+    direct = anomaly.score(pd.DataFrame(body["users"]), share=body["share"], detector=det,
+                           protect_buyers=protect)
+    assert out["threshold"] == direct["threshold"].iloc[0]
+    assert [u["anomaly_score"] for u in out["users"]] == direct["anomaly_score"].tolist()
+    assert [u["is_anomaly"] for u in out["users"]] == direct["is_anomaly"].tolist()
+    bought = [u["transaction"] > 0 for u in body["users"]]
+    if protect:
+        assert not any(f["is_anomaly"] and b for f, b in zip(out["users"], bought))
+
+
+@needs_artifacts
+def test_anomaly_frozen_threshold_names_the_chosen_detector(client, arts, example):
+    body = {**example("anomaly_request.json"), "detector": "hbos"}
+    out = client.post("/anomaly", json=body).json()
+    assert out["detector"] == "hbos" and out["threshold"] == arts.detectors["hbos"].threshold_
+
+
+@needs_artifacts
+@pytest.mark.parametrize("bad", ["lof", "", 3, None])
+def test_anomaly_unknown_detector_is_422(client, example, bad):
+    body = {**example("anomaly_request.json"), "detector": bad}
+    r = client.post("/anomaly", json=body)
+    if bad is None:  # null = the build's default
+        assert r.status_code == 200
+        return
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"][-1] == "detector"
+
+
+@needs_artifacts
+def test_anomaly_protect_buyers_must_be_a_boolean(client, example):
+    r = client.post("/anomaly", json={**example("anomaly_request.json"), "protect_buyers": "yes"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "protect_buyers"
 
 
 @needs_artifacts
@@ -404,6 +452,17 @@ def test_anomaly_without_detector_is_503(artifact_copy, example):
         assert DETECTOR in r.json()["detail"]
         assert c.get("/health").json()["anomaly"] == "unavailable"
         assert c.post("/rank", json=example("rank_request.json")).status_code == 200
+
+
+@needs_artifacts
+def test_anomaly_with_a_missing_non_default_detector_is_503(artifact_copy, example):
+    from core.anomaly import detector_file
+
+    (artifact_copy / detector_file("hbos")).unlink()
+    with TestClient(create_app(artifact_copy)) as c:
+        r = c.post("/anomaly", json={**example("anomaly_request.json"), "detector": "hbos"})
+        assert r.status_code == 503 and "hbos detector artifact is not available" in r.json()["detail"]
+        assert c.post("/anomaly", json=example("anomaly_request.json")).status_code == 200
 
 
 @needs_artifacts

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import skops.io as sio
 
-from core import artifacts, pipeline, ranking
+from core import anomaly, artifacts, pipeline, ranking
 from core.anomaly.detector import Detector
 from core.artifacts import load_artifacts, require
 from core.errors import ArtifactError
@@ -90,9 +90,13 @@ def test_committed_artifacts_verify_and_load():
     assert arts.manifest_ok, arts.problems
     assert arts.problems == []
     assert type(arts.ranking_model) is ranking.RankingModel
-    assert type(arts.detector) is Detector
+    assert isinstance(arts.detector, anomaly.Detector) and arts.detector.name == anomaly.DEFAULT_DETECTOR
     assert arts.operating_point["threshold"] == pytest.approx(arts.detector.threshold_)
+    assert set(arts.detectors) == set(anomaly.DETECTORS)
+    for name, det in arts.detectors.items():  # every built detector loads, under its own name
+        assert det.name == name and arts.operating_point["detectors"][name]["threshold"] == det.threshold_
     summary = arts.summary()
+    assert summary["detector"] == anomaly.DEFAULT_DETECTOR and summary["detectors"] == sorted(anomaly.DETECTORS)
     assert summary["manifest_ok"] is True and summary["ranking_model"] == arts.ranking_model.name
     assert summary["artifact_dir"] == artifacts.ARTIFACT_DIR.name  # a name, never a path
 
@@ -208,6 +212,8 @@ def test_file_missing_after_build_is_reported(copy_dir):
     assert arts.detector is None
     assert arts.status[artifacts.DETECTOR] == "missing"
     assert any(artifacts.DETECTOR in p for p in arts.problems)
+    assert arts.detector is None and "isolation_forest" not in arts.detectors
+    assert "robust_z" in arts.detectors  # the other detectors still load
     with pytest.raises(ArtifactError, match="python -m core build"):
         require(arts.detector, "anomaly detector")
 

@@ -400,9 +400,10 @@ def test_demo_features_are_scored_with_the_frozen_operating_point(dashboard_buil
     assert at.download_button(key="dl_csv").label == "Scored rows as CSV"
     assert at.download_button(key="dl_parquet").label == "Scored rows as parquet"
     stem = A.USER_FEATURES.rsplit(".", 1)[0]
-    mime, build_csv = downloads[f"{stem}_scored.csv"]
+    tag = "isolation_forest_keep-buyers_frozen"  # the file name says detector, policy and point
+    mime, build_csv = downloads[f"{stem}_scored_{tag}.csv"]
     assert mime == "text/csv"
-    _, build_parquet = downloads[f"{stem}_scored.parquet"]
+    _, build_parquet = downloads[f"{stem}_scored_{tag}.parquet"]
     csv_data, parquet_data = build_csv(), build_parquet()  # built on click, not kept in the session
     assert "anomaly_downloads" not in at.session_state
     back = pd.read_csv(io.BytesIO(csv_data), float_precision="round_trip")
@@ -411,6 +412,8 @@ def test_demo_features_are_scored_with_the_frozen_operating_point(dashboard_buil
     back_pq = pd.read_parquet(io.BytesIO(parquet_data))
     pd.testing.assert_frame_equal(back_pq[features.columns], features)
     assert back_pq["is_anomaly"].tolist() == scored["is_anomaly"].tolist()
+    assert set(back_pq["detector"]) == {"isolation_forest"} and set(back_pq["policy"]) == {"keep visitors who bought"}
+    assert set(back_pq["threshold"]) == {A.load_artifacts(dashboard_built).detector.threshold_}
 
 
 def test_share_slider_flags_that_share_of_the_batch(dashboard_built):
@@ -420,8 +423,11 @@ def test_share_slider_flags_that_share_of_the_batch(dashboard_built):
     at.slider(key="share_pct").set_value(10).run()
     no_exception(at)
     n = len(demo_features(dashboard_built))
+    kept_buyers = int(at.metric[2].value.replace(",", ""))
+    at.toggle(key="protect_buyers").set_value(False).run()
     flagged = int(at.metric[2].value.replace(",", ""))
     assert abs(flagged - 0.10 * n) <= 0.005 * n + 2
+    assert kept_buyers <= flagged  # the policy only ever unflags
     at.slider(key="share_pct").set_value(1).run()
     assert int(at.metric[2].value.replace(",", "")) < flagged
 
@@ -443,10 +449,45 @@ def test_uploaded_csv_with_bad_rows_lists_them_and_keeps_every_row(dashboard_bui
     assert "not numbers" in messages and "negative" in messages and "infinite" in messages
     assert "duplicate" in messages.lower() or "repeat a visitorid" in messages and "note" in messages
     assert at.file_uploader(key="features_file").value.name == "features.csv"
-    back = pd.read_csv(io.BytesIO(downloads["features_scored.csv"][1]()))
+    back = pd.read_csv(io.BytesIO(downloads["features_scored_isolation_forest_keep-buyers_frozen.csv"][1]()))
     assert len(back) == 500 and back["visitorid"].tolist() == features["visitorid"].tolist()
     assert back.loc[[3, 5, 7], "anomaly_score"].isna().all() and not back.loc[[3, 5, 7], "is_anomaly"].any()
     assert back["note"].str.startswith("'=").all()  # formula neutralised
+
+
+def test_detector_select_policy_toggle_and_cost_on_an_upload(dashboard_built, downloads):
+    features = demo_features(dashboard_built)
+    at = open_page("pages/anomaly.py")
+    at = upload(at, "users.parquet", parquet_bytes(features))
+    no_exception(at)
+    box = at.selectbox(key="anomaly_detector")
+    assert set(box.options) == {"isolation_forest", "robust_z", "hbos", "ecod"} and box.value == "isolation_forest"
+    cost = texts(at.info) + texts(at.warning)
+    assert "This operating point removes" in cost and "transactions" in cost and "buyers (0.0%)" in cost
+    box.set_value("robust_z").run()
+    no_exception(at)
+    arts = A.load_artifacts(dashboard_built)
+    assert at.metric[3].value == f"{arts.detectors['robust_z'].threshold_:.4f}"
+    at.toggle(key="protect_buyers").set_value(False).run()
+    no_exception(at)
+    cost = texts(at.info) + texts(at.warning)
+    assert "This operating point removes" in cost
+    flagged = frame(at, "why")
+    assert flagged["why"].str.contains("σ").all()
+    assert "users_scored_robust_z_all-visitors_frozen.csv" in downloads
+    back = pd.read_parquet(io.BytesIO(downloads["users_scored_robust_z_all-visitors_frozen.parquet"][1]()))
+    assert set(back["detector"]) == {"robust_z"} and set(back["policy"]) == {"flag buyers too"}
+    # a low threshold that reaches buyers: the warning appears when flagged users hold > 5% of sales
+    at.radio(key="anomaly_mode").set_value("a share of this batch").run()
+    at.slider(key="share_pct").set_value(20).run()
+    no_exception(at)
+    from core import anomaly
+
+    det = arts.detectors["robust_z"]
+    want = anomaly.cleaning_cost(features, det.score_samples(features), [0.2], protect_buyers=False).iloc[0]
+    shown = texts(at.warning) if want["txn_warning"] else texts(at.info)
+    assert anomaly.cost_sentence(want) in shown
+    assert ("more than 5% of all transactions" in shown) == bool(want["txn_warning"])
 
 
 @pytest.mark.parametrize(
@@ -487,7 +528,15 @@ def test_cleaning_kpis_page_shows_charts_captions_and_report(dashboard_built):
     assert n_charts >= 3
     arts = A.load_artifacts(dashboard_built)
     if arts.status.get(A.EVALUATION_JSON) == "ok" and arts.status.get(A.DETECTOR_QUALITY_JSON) == "ok":
-        assert n_charts == 5 and "like for like" in texts(at.caption)
+        assert n_charts == 6 and "like for like" in texts(at.caption)
+    assert "This operating point removes" in texts(at.info) + texts(at.warning)
+    cost = frame(at, "point", "transaction_removed_share")
+    assert len(cost) == 21 and cost["protect_buyers"].all() and (cost["buyers_removed"] == 0).all()
+    at.toggle(key="cost_protect").set_value(False).run()
+    at.selectbox(key="cost_detector").set_value("robust_z").run()
+    no_exception(at)
+    cost = frame(at, "point", "transaction_removed_share")
+    assert set(cost["detector"]) == {"robust_z"} and not cost["protect_buyers"].any()
     assert "different test populations" in texts(at.warning)
     assert "test cases" in texts(at.caption)
     assert "Labels:" in texts(at.caption)

@@ -426,14 +426,17 @@ def test_detector_quality_baselines_on_a_tiny_labelled_example():
     f, labels = _feature_table()
     q = ev.detector_quality(f, labels, share=0.04, seed=0, seeds=(0, 1, 2))
     m = {r["method"]: r for r in q["methods"]}
-    assert set(m) == {"isolation_forest", "volume_rule", "robust_z_max", "robust_z_sum"}
+    assert set(m) == {"isolation_forest", "robust_z", "hbos", "ecod", "volume_rule"}
     vol = m["volume_rule"]
     assert vol["n_flagged"] == 4
     assert (vol["precision"], vol["recall"], vol["pr_auc"]) == (1.0, 1.0, 1.0)
     assert vol["jaccard_with_volume_rule"] == 1.0
-    assert m["robust_z_max"]["pr_auc"] > q["labels"]["base_rate"]
-    assert m["isolation_forest"]["pr_auc"] > q["labels"]["base_rate"]
     assert m["volume_rule"]["recall_by_kind"] == {"crawler": 1.0}
+    for name in ("isolation_forest", "robust_z", "hbos", "ecod"):
+        assert m[name]["pr_auc"] > q["labels"]["base_rate"], name
+        assert 0 <= m[name]["normal_buyers_flagged"] <= 1 and 0 <= m[name]["txn_held_by_flagged"] <= 1
+    table = ev.quality_table(q)
+    assert {"recall_crawler", "normal_buyers_flagged", "txn_held_by_flagged", "pr_auc"} <= set(table.columns)
     st = q["stability"]
     assert st["seeds"] == [0, 1, 2] and 0 <= st["jaccard_pairwise_min"] <= st["jaccard_pairwise_mean"] <= 1
     assert len(st["pr_auc_by_seed"]) == 3

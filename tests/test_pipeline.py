@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core import artifacts
+from core import anomaly, artifacts
 from core.artifacts import load_artifacts, sha256_file
 from core.schema import USER_FEATURES
 
@@ -52,13 +52,16 @@ def test_build_writes_every_artifact_listed_in_the_manifest(two_builds):
         artifacts.DETECTOR, artifacts.OPERATING_POINT, artifacts.USER_FEATURES, artifacts.SCORED_USERS,
         artifacts.AUDIT_CSV, artifacts.CLEAN_EVENTS, artifacts.BEFORE_AFTER_CSV, artifacts.BEFORE_AFTER_JSON,
         artifacts.DATASET_SUMMARY, artifacts.DAILY_ACTIVITY, artifacts.EVALUATION_JSON,
-        artifacts.DETECTOR_QUALITY_JSON,
+        artifacts.DETECTOR_QUALITY_JSON, artifacts.CLEANING_COST_CSV,
+        *(anomaly.detector_file(n) for n in anomaly.DETECTORS),
     }
     assert expected <= set(manifest["files"])
     models = [n for n in manifest["files"] if n.startswith(artifacts.RANKING_MODEL_PREFIX)]
     assert len(models) == 1 and models[0].endswith(artifacts.MODEL_SUFFIX)
     served = manifest["served"]  # the served models are named, never inferred from file names
-    assert served["ranking_model"]["file"] == models[0] and served["detector"] == {"file": artifacts.DETECTOR}
+    assert served["ranking_model"]["file"] == models[0]
+    assert served["detector"] == {"file": artifacts.DETECTOR, "name": anomaly.DEFAULT_DETECTOR, "protect_buyers": True,
+                                  "detectors": {n: anomaly.detector_file(n) for n in anomaly.DETECTORS}}
     assert {"name", "ranker", "candidates"} <= set(served["ranking_model"])
     for name, entry in manifest["files"].items():
         assert sha256_file(out / name) == entry["sha256"]
@@ -94,7 +97,21 @@ def test_built_artifacts_load_and_agree_with_each_other(two_builds):
     features = pd.read_parquet(out / artifacts.USER_FEATURES)
     scored = pd.read_parquet(out / artifacts.SCORED_USERS)
     assert len(features) == len(scored) == op["n_users"]
-    assert scored["is_anomaly"].mean() == pytest.approx(0.04, abs=0.002)
+    # the policy keeps every buyer, so at most the operating share is flagged, and no buyer
+    bought = features["transaction"].to_numpy() > 0
+    raw = scored["anomaly_score"] >= op["threshold"]
+    assert (scored["is_anomaly"].to_numpy() == (raw.to_numpy() & ~bought)).all()
+    assert raw.mean() == pytest.approx(0.04, abs=0.002)
+    assert (scored["detector"] == op["detector"]).all() and (scored["policy"] == op["policy"]).all()
+    assert set(arts.detectors) == set(anomaly.DETECTORS)
+    for name, det in arts.detectors.items():
+        assert op["detectors"][name]["threshold"] == det.threshold_
+    cost = pd.read_csv(out / artifacts.CLEANING_COST_CSV)
+    assert set(cost["detector"]) == set(anomaly.DETECTORS) and set(cost["protect_buyers"]) == {True, False}
+    assert (cost.groupby(["detector", "protect_buyers"]).size() == 21).all()  # 1%..20% + frozen
+    frozen = cost[(cost["detector"] == op["detector"]) & cost["protect_buyers"] & (cost["point"] == "frozen")]
+    assert frozen["users_removed"].iloc[0] == int(scored["is_anomaly"].sum())
+    assert frozen["buyers_removed"].iloc[0] == 0
 
     summary = json.loads((out / artifacts.BEFORE_AFTER_JSON).read_text())
     clean = pd.read_parquet(out / artifacts.CLEAN_EVENTS)

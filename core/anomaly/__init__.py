@@ -1,9 +1,11 @@
-"""Task 2: per-visitor behaviour features, the anomaly detector, validation, scoring and audits.
+"""Task 2: per-visitor behaviour features, the bot detectors, validation, scoring and audits.
 
 ``features`` computes the 16 user features of docs/DATA_CONTRACT.md; ``validation`` says which
-feature rows can be scored; ``detector`` is the scikit-learn-style estimator; ``scoring`` scores
-tables with a detector passed in; ``audit`` holds proxy labels, operating-point audits and
-cleaning. Nothing in this package reads or writes files: ``core.artifacts`` loads the detector.
+feature rows can be scored; ``behaviour`` derives the one-sided bot-ward columns; ``detector``
+holds the scikit-learn-style estimators and their registry; ``scoring`` scores tables with a
+detector passed in; ``policy`` is the "keep visitors who bought" rule and the cost of cleaning;
+``quality`` judges detectors against labels; ``audit`` holds proxy labels, operating-point audits
+and cleaning. Nothing in this package reads or writes files: ``core.artifacts`` loads detectors.
 """
 
 from core.anomaly.audit import (
@@ -13,54 +15,91 @@ from core.anomaly.audit import (
     cleaning_report,
     proxy_labels,
 )
+from core.anomaly.behaviour import BEHAVIOUR_COLUMNS, behaviour_matrix
 from core.anomaly.detector import (
-    DEFAULT_MAX_SAMPLES,
-    DEFAULT_N_ESTIMATORS,
-    LOG_FEATURES,
+    DEFAULT_BUYER_MARGIN,
+    DEFAULT_DETECTOR,
+    DETECTORS,
     SCORE_DEFINITION,
     Detector,
+    ECODDetector,
+    HBOSDetector,
+    IsolationForestDetector,
+    RobustZDetector,
+    detector_file,
     fit_detector,
-    log1p_columns,
-    robust_centre_scale,
+    make_detector,
+    why,
 )
 from core.anomaly.features import user_features
+from core.anomaly.policy import (
+    DEFAULT_PROTECT_BUYERS,
+    DEFAULT_SHARES,
+    POLICY_NAME,
+    TXN_WARNING_SHARE,
+    apply_policy,
+    cleaning_cost,
+    cost_sentence,
+    policy_label,
+)
+from core.anomaly.quality import detector_report
 from core.anomaly.scoring import (
     SCORE_CHUNK_ROWS,
     distinct_rows,
     explain,
     flag_scores,
+    provenance,
     score,
     score_table,
+    stamped,
     threshold_for,
 )
 from core.anomaly.validation import MAX_PROBLEM_ROWS, FeatureValidation, validate_features
 from core.schema import COUNT_FEATURES, USER_FEATURES
 
 __all__ = [
+    "BEHAVIOUR_COLUMNS",
     "COUNT_FEATURES",
     "DEFAULT_AUDIT_SHARES",
-    "DEFAULT_MAX_SAMPLES",
-    "DEFAULT_N_ESTIMATORS",
-    "LOG_FEATURES",
+    "DEFAULT_BUYER_MARGIN",
+    "DEFAULT_DETECTOR",
+    "DEFAULT_PROTECT_BUYERS",
+    "DEFAULT_SHARES",
+    "DETECTORS",
     "MAX_PROBLEM_ROWS",
+    "POLICY_NAME",
     "SCORE_CHUNK_ROWS",
     "SCORE_DEFINITION",
+    "TXN_WARNING_SHARE",
     "USER_FEATURES",
     "Detector",
+    "ECODDetector",
     "FeatureValidation",
+    "HBOSDetector",
+    "IsolationForestDetector",
+    "RobustZDetector",
+    "apply_policy",
     "audit_table",
+    "behaviour_matrix",
     "clean_events",
+    "cleaning_cost",
     "cleaning_report",
+    "cost_sentence",
+    "detector_file",
+    "detector_report",
     "distinct_rows",
     "explain",
     "fit_detector",
     "flag_scores",
-    "log1p_columns",
+    "make_detector",
+    "policy_label",
+    "provenance",
     "proxy_labels",
-    "robust_centre_scale",
     "score",
     "score_table",
+    "stamped",
     "threshold_for",
     "user_features",
     "validate_features",
+    "why",
 ]

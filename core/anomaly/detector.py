@@ -1,240 +1,326 @@
-"""The anomaly detector: log1p preprocessing + IsolationForest with a frozen operating point.
+"""Bot detectors in which buying is never evidence of being a bot: estimators and registry.
 
-Preprocessing (fixed, no fitted state): ``log1p`` on the count features (``COUNT_FEATURES``) and
-on the heavy-tailed ``events_per_active_day``, ``p95_gap_s`` and ``sessions_per_day``; the rates
-and shares (already in [0, 1]-ish ranges) and ``cat_entropy`` are left as they are. The anomaly
-score is ``-IsolationForest.score_samples`` (higher = more anomalous). The frozen threshold of an
-operating point with flagged share s is ``np.quantile(training scores, 1 - s)``; a user is
-flagged when its score is ``>= threshold``. The robust z-scores behind the "why" strings use
-``(x - median) / (1.4826 * MAD)`` per preprocessed feature on the training users (the standard
-deviation replaces a zero MAD, and every scale is at least ``SCALE_FLOOR``).
+Every detector sees the behaviour matrix of ``core.anomaly.behaviour`` and turns each column into
+a one-sided robust z, ``max(0, (b - median) / upper_scale)``, fitted on the training users, so
+unusually *low* values (few events, no carts, long gaps) are never evidence. A visitor who bought
+gets ``buyer_margin`` sigmas of benefit of the doubt on every column (an ordinary heavy buyer
+drops out, a crawler that once bought stays far above), and a visitor with ``transaction > 0``
+scores ``min(score, score as if no purchase)``, so adding transactions, all else equal, can never
+raise a score, whatever the model.
 
-Forest size: 200 trees of 256-sample subsamples (the IsolationForest paper's defaults). Scoring
-cost grows with trees x log2(max_samples), not with the training size; scoring runs in row
-blocks on threads, which keeps every score bit-identical whatever the thread count.
+Every detector is a scikit-learn-style estimator: ``__init__`` stores parameters only, ``fit``
+sets fitted ``*_`` attributes (plain numpy arrays or scikit-learn objects) including
+``threshold_``, the (1 - share) quantile of the training users' scores; ``score_samples`` scores
+each row on its own (higher = more anomalous); ``predict`` is ``score >= threshold_``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.ensemble import IsolationForest
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.validation import check_is_fitted
 
 from core import __version__
+from core.anomaly.behaviour import (
+    BEHAVIOUR_COLUMNS,
+    as_frame,
+    behaviour_matrix,
+    raw_priors,
+    upper_centre_scale,
+    without_purchases,
+)
 from core.anomaly.validation import check_share, validate_features
 from core.errors import DataError
-from core.schema import COUNT_FEATURES, DEFAULT_SEED, DEFAULT_SHARE, USER_FEATURES
+from core.schema import DEFAULT_DETECTOR, DEFAULT_SEED, DEFAULT_SHARE, DETECTOR_PREFIX, MODEL_SUFFIX, USER_FEATURES
 
 log = logging.getLogger(__name__)
 
-# Heavy-tailed non-count features that also go through log1p before the forest.
-LOG_EXTRA_FEATURES: tuple[str, ...] = ("events_per_active_day", "p95_gap_s", "sessions_per_day")
-LOG_FEATURES: tuple[str, ...] = tuple(
-    f for f in USER_FEATURES if f in COUNT_FEATURES or f in LOG_EXTRA_FEATURES
-)
-DEFAULT_N_ESTIMATORS = 200
-DEFAULT_MAX_SAMPLES = 256
-MAD_TO_SIGMA = 1.4826
-# Scale floor on the preprocessed scale (log units / shares), so a feature that is constant in
-# training still gives a finite z.
-SCALE_FLOOR = 1e-3
-# Below this many rows one thread scores faster than starting a pool.
-THREADED_MIN_ROWS = 20_000
+# A purchase buys this many sigmas of benefit of the doubt on every behaviour column: heavy
+# humans and buyers overlap (both browse a lot), and behaviour alone cannot tell a 10-views-a-day
+# buyer from a 10-views-a-day bot; bots sit far beyond 2 sigma (crawlers 7-10).
+DEFAULT_BUYER_MARGIN = 2.0
 SCORE_DEFINITION = (
-    "anomaly_score = -IsolationForest.score_samples(preprocessed features); higher = more "
-    "anomalous. Preprocessing: log1p on {logs}; other features as is. A user is flagged when "
+    "anomaly_score of the {name} detector on the one-sided robust z of the behaviour columns "
+    "({columns}); higher = more anomalous; a purchase can only lower it. A user is flagged when "
     "anomaly_score >= threshold, the (1 - share) quantile of the training users' scores."
 )
 
-
-def log1p_columns(X: np.ndarray, columns: tuple[int, ...] = ()) -> np.ndarray:
-    """Copy of X (float64) with log1p applied to the given column positions."""
-    X = np.array(X, dtype=np.float64, copy=True)
-    for j in columns:
-        np.log1p(X[:, j], out=X[:, j])
-    return X
-
-
-def robust_centre_scale(Xp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column median and scale (1.4826 * MAD, else the std, floored) of a preprocessed matrix.
-
-    A zero MAD happens for features that are constant for most users (e.g. addtocart).
-    """
-    med = np.empty(Xp.shape[1])
-    scale = np.empty(Xp.shape[1])
-    for j in range(Xp.shape[1]):  # column by column: temporaries of one column, not the matrix
-        col = Xp[:, j]
-        med[j] = np.median(col)
-        mad = np.median(np.abs(col - med[j]))
-        scale[j] = MAD_TO_SIGMA * mad if mad > 0 else col.std()
-    return med, np.maximum(scale, SCALE_FLOOR)
-
-
-def n_workers(n_jobs: int | None) -> int:
-    """Thread count for scoring: n_jobs, with -1 = all cores."""
-    cpus = os.cpu_count() or 1
-    if n_jobs is None or n_jobs == 0:
-        return 1
-    return max(1, min(cpus, n_jobs if n_jobs > 0 else cpus + 1 + n_jobs))
-
-
 class Detector(BaseEstimator):
-    """log1p + IsolationForest whose ``fit`` freezes the (1 - share) training-score quantile.
+    """Shared fit/score/predict over one-sided robust z of the behaviour matrix.
 
-    Fitted state: ``model_`` (the sklearn Pipeline), ``threshold_``, ``centre_`` and ``scale_``
-    (robust z on the preprocessed scale), ``n_users_``, ``fingerprint_`` and ``version_``.
+    Fitted state: ``priors_``, ``centre_``, ``scale_``, the model's own ``*_`` arrays,
+    ``threshold_``, ``n_users_``, ``fingerprint_`` and ``version_``.
     """
 
-    def __init__(
-        self,
-        features: tuple[str, ...] = USER_FEATURES,
-        share: float = DEFAULT_SHARE,
-        n_estimators: int = DEFAULT_N_ESTIMATORS,
-        max_samples: int | str = DEFAULT_MAX_SAMPLES,
-        random_state: int = DEFAULT_SEED,
-        log_features: tuple[str, ...] = LOG_FEATURES,
-    ) -> None:
-        self.features = features
-        self.share = share
-        self.n_estimators = n_estimators
-        self.max_samples = max_samples
-        self.random_state = random_state
-        self.log_features = log_features
+    name = "one_sided"
+    features: tuple[str, ...] = USER_FEATURES
 
-    def fit(self, X: np.ndarray | pd.DataFrame, y: Any = None, *, fingerprint: str = "") -> Detector:
-        """Fit the forest and freeze threshold_, centre_ and scale_ on the rows of X."""
+    def __init__(self, share: float = DEFAULT_SHARE,
+                 buyer_margin: float = DEFAULT_BUYER_MARGIN) -> None:
+        self.share = share
+        self.buyer_margin = buyer_margin
+
+    def _fit_model(self, Z: np.ndarray) -> None:
+        """Fit the model-specific state on the training z matrix."""
+
+    def _score_z(self, Z: np.ndarray) -> np.ndarray:
+        """Scores of a one-sided z matrix (higher = more anomalous)."""
+        raise NotImplementedError
+
+    def one_sided_z(self, X: pd.DataFrame) -> np.ndarray:
+        """max(0, (behaviour - median) / scale - margin) per row and behaviour column; the
+        margin is buyer_margin for visitors who bought, 0 otherwise."""
+        check_is_fitted(self, "centre_")
+        X = as_frame(X)
+        B = behaviour_matrix(X, self.priors_)
+        bought = X["transaction"].to_numpy(np.float64) > 0
+        margin = np.where(bought, float(self.buyer_margin), 0.0)[:, None]
+        return np.maximum((B - self.centre_) / self.scale_ - margin, 0.0)
+
+    def fit(self, X: pd.DataFrame | np.ndarray, y: Any = None, *, fingerprint: str = "") -> Detector:
+        """Fit priors, centre/scale and the model on training users; freeze threshold_."""
         share = check_share(self.share)
-        X = self._matrix(X)
+        X = as_frame(X)
         if len(X) < 2:
-            raise DataError(f"Cannot fit the detector on {len(X)} user(s); need at least 2.")
-        positions = tuple(i for i, f in enumerate(self.features) if f in self.log_features)
-        forest = IsolationForest(
-            n_estimators=self.n_estimators,
-            max_samples=self.max_samples,
-            random_state=self.random_state,
-            n_jobs=-1,
-        )
-        model = Pipeline(
-            [
-                ("log1p", FunctionTransformer(log1p_columns, kw_args={"columns": positions})),
-                ("iforest", forest),
-            ]
-        )
-        model.fit(X)
-        self.model_ = model
-        self.centre_, self.scale_ = robust_centre_scale(model[:-1].transform(X))
+            raise DataError(f"Cannot fit a detector on {len(X)} user(s); need at least 2.")
+        self.priors_ = raw_priors(X)
+        self.centre_, self.scale_ = upper_centre_scale(behaviour_matrix(X, self.priors_))
+        self._fit_model(self.one_sided_z(X))
+        self.n_features_in_ = len(USER_FEATURES)
         self.n_users_ = len(X)
         self.fingerprint_ = fingerprint
         self.version_ = __version__
-        self.threshold_ = float(np.quantile(self.score_samples(X), 1 - share))
-        log.info(
-            "Detector fitted on %d users: share %.3f, threshold %.6f",
-            self.n_users_,
-            share,
-            self.threshold_,
-        )
+        self.threshold_ = float(np.quantile(self.score_samples(X), 1.0 - share))
+        log.info("%s fitted on %d users: share %.3f, threshold %.6f",
+                 self.name, self.n_users_, share, self.threshold_)
         return self
 
-    def _matrix(self, X: np.ndarray | pd.DataFrame) -> np.ndarray:
-        """X as a float64 (n, n_features) matrix in self.features order; finite values only."""
-        if isinstance(X, pd.DataFrame):
-            missing = [f for f in self.features if f not in X.columns]
-            if missing:
-                raise DataError(f"Feature table is missing columns {missing}.")
-            X = X.loc[:, list(self.features)].to_numpy(np.float64)
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != len(self.features):
-            raise DataError(
-                f"Expected a matrix with {len(self.features)} feature columns, got shape {X.shape}."
-            )
-        if not np.isfinite(X).all():
-            raise DataError("Feature matrix has NaN or inf values; run validate_features first.")
-        return X
-
-    def preprocess(self, X: np.ndarray | pd.DataFrame) -> np.ndarray:
-        """The preprocessed (log1p) matrix the forest and the z-scores see."""
-        check_is_fitted(self, "model_")
-        return self.model_[:-1].transform(self._matrix(X))
-
-    def score_samples(self, X: np.ndarray | pd.DataFrame, n_jobs: int = -1) -> np.ndarray:
-        """Anomaly scores (higher = more anomalous) of the rows of X."""
-        check_is_fitted(self, "model_")
-        X = self._matrix(X)
-        n = X.shape[0]
-        if n == 0:
+    def score_samples(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Anomaly score per row (higher = more anomalous); a purchase can only lower it."""
+        X = as_frame(X)
+        if len(X) == 0:
             return np.empty(0, np.float64)
-        workers = n_workers(n_jobs)
-        # Row blocks on threads (tree traversal releases the GIL). Each row's score sums its
-        # tree depths in tree order whatever the blocking, so results are bit-identical for
-        # any n_jobs, unlike sklearn's tree-parallel scoring.
-        if workers == 1 or n < THREADED_MIN_ROWS:
-            return -self.model_.score_samples(X)
-        bounds = np.linspace(0, n, workers + 1).astype(int)
-        out = np.empty(n, np.float64)
+        s = self._score_z(self.one_sided_z(X))
+        bought = X["transaction"].to_numpy(np.float64) > 0
+        if bought.any():
+            s0 = self._score_z(self.one_sided_z(without_purchases(X.loc[bought])))
+            s[bought] = np.minimum(s[bought], s0)
+        return s
 
-        def run(k: int) -> None:
-            lo, hi = bounds[k], bounds[k + 1]
-            out[lo:hi] = -self.model_.score_samples(X[lo:hi])
-
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(run, range(workers)))
-        return out
-
-    def predict(self, X: np.ndarray | pd.DataFrame) -> np.ndarray:
-        """1 for rows flagged at the frozen threshold (score >= threshold_), else 0."""
-        return (self.score_samples(X) >= self.threshold_).astype(np.int64)
-
-    def robust_z(self, X: np.ndarray | pd.DataFrame) -> np.ndarray:
-        """Robust z-scores of the preprocessed features: (x - centre_) / scale_."""
-        return (self.preprocess(X) - self.centre_) / self.scale_
+    def predict(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """True where the score reaches the frozen threshold."""
+        return self.score_samples(X) >= self.threshold_
 
     def operating_point(self) -> dict[str, Any]:
         """The frozen operating point, as written to task2_operating_point.json."""
         check_is_fitted(self, "threshold_")
-        logs = [f for f in self.features if f in self.log_features]
         return {
+            "detector": self.name,
             "share": float(self.share),
             "threshold": float(self.threshold_),
-            "score_definition": SCORE_DEFINITION.format(logs=", ".join(logs)),
+            "score_definition": SCORE_DEFINITION.format(
+                name=self.name, columns=", ".join(BEHAVIOUR_COLUMNS)),
             "flag_rule": "anomaly_score >= threshold",
             "features": list(self.features),
-            "log1p_features": logs,
+            "behaviour_columns": list(BEHAVIOUR_COLUMNS),
             "n_users": int(self.n_users_),
             "data_fingerprint": self.fingerprint_,
             "version": self.version_,
-            "model": {
-                "model": "IsolationForest",
-                "n_estimators": self.n_estimators,
-                "max_samples": self.max_samples,
-                "random_state": self.random_state,
-            },
+            "params": {k: v for k, v in self.get_params().items()},
         }
+
+
+class IsolationForestDetector(Detector):
+    """IsolationForest on the one-sided z matrix: only the bot-ward tails can be isolated."""
+
+    name = "isolation_forest"
+
+    def __init__(
+        self,
+        share: float = DEFAULT_SHARE,
+        buyer_margin: float = DEFAULT_BUYER_MARGIN,
+        n_estimators: int = 200,
+        max_samples: int = 256,
+        random_state: int = DEFAULT_SEED,
+        n_jobs: int = 1,
+    ) -> None:
+        self.share = share
+        self.buyer_margin = buyer_margin
+        self.n_estimators = n_estimators
+        self.max_samples = max_samples
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def _fit_model(self, Z: np.ndarray) -> None:
+        """Fit the forest."""
+        self.forest_ = IsolationForest(
+            n_estimators=self.n_estimators,
+            max_samples=min(self.max_samples, len(Z)),
+            random_state=self.random_state,
+            n_jobs=self.n_jobs,
+        ).fit(Z)
+
+    def _score_z(self, Z: np.ndarray) -> np.ndarray:
+        """Minus the forest's score_samples."""
+        return -self.forest_.score_samples(Z)
+
+
+class RobustZDetector(Detector):
+    """Max (or sum) over behaviour columns of the one-sided robust z."""
+
+    name = "robust_z"
+
+    def __init__(self, share: float = DEFAULT_SHARE,
+                 buyer_margin: float = DEFAULT_BUYER_MARGIN, combine: str = "max") -> None:
+        self.share = share
+        self.buyer_margin = buyer_margin
+        self.combine = combine
+
+    def _fit_model(self, Z: np.ndarray) -> None:
+        """Nothing beyond centre and scale; checks the combine rule."""
+        if self.combine not in ("max", "sum"):
+            raise ValueError(f"combine must be 'max' or 'sum', got {self.combine!r}.")
+
+    def _score_z(self, Z: np.ndarray) -> np.ndarray:
+        """Row max or sum of z."""
+        return Z.max(axis=1) if self.combine == "max" else Z.sum(axis=1)
+
+
+class HBOSDetector(Detector):
+    """Histogram-based outlier score: sum of -log density, bins fitted on training users.
+
+    Bins are equal-width on log1p(z) per column. The per-bin score is made non-decreasing in the
+    bot-ward direction (a running max), so a sparse middle bin never outranks the far tail and
+    low values never count.
+    """
+
+    name = "hbos"
+
+    def __init__(self, share: float = DEFAULT_SHARE,
+                 buyer_margin: float = DEFAULT_BUYER_MARGIN, n_bins: int = 20) -> None:
+        self.share = share
+        self.buyer_margin = buyer_margin
+        self.n_bins = n_bins
+
+    def _fit_model(self, Z: np.ndarray) -> None:
+        """Per column bin width and running-max bin scores."""
+        L = np.log1p(Z)
+        n, k = L.shape
+        self.bin_width_ = np.maximum(L.max(axis=0) / self.n_bins, 1e-9)
+        idx = np.minimum((L / self.bin_width_).astype(np.int64), self.n_bins - 1)
+        counts = np.zeros((k, self.n_bins))
+        np.add.at(counts, (np.broadcast_to(np.arange(k), idx.shape), idx), 1.0)
+        # +1 smoothing: an empty bin is as rare as one user, beyond the range rarer still.
+        dens = (counts + 1.0) / (n + self.n_bins)
+        bin_score = np.maximum.accumulate(-np.log(dens), axis=1)
+        beyond = np.maximum(bin_score[:, -1], -np.log(1.0 / (n + self.n_bins)))
+        self.bin_score_ = np.column_stack([bin_score, beyond])
+        self.bin_score_ -= bin_score[:, :1]  # the first bin (the bulk) scores 0
+
+    def _score_z(self, Z: np.ndarray) -> np.ndarray:
+        """Sum of per-column bin scores."""
+        idx = np.minimum((np.log1p(Z) / self.bin_width_).astype(np.int64), self.n_bins)
+        return self.bin_score_[np.arange(Z.shape[1]), idx].sum(axis=1)
+
+
+class ECODDetector(Detector):
+    """Empirical right-tail probabilities (ECOD, one tail): sum of -log P(train >= z).
+
+    The training survival function is stored on a grid of knots dense in the upper tail, exact at
+    the knots, interpolated in log between them, floored at 1 / (n + 1).
+    """
+
+    name = "ecod"
+
+    def __init__(self, share: float = DEFAULT_SHARE,
+                 buyer_margin: float = DEFAULT_BUYER_MARGIN, n_knots: int = 1024) -> None:
+        self.share = share
+        self.buyer_margin = buyer_margin
+        self.n_knots = n_knots
+
+    def _fit_model(self, Z: np.ndarray) -> None:
+        """Per column knots and log survival at them (padded to a common length)."""
+        n = len(Z)
+        probs = np.unique(np.concatenate([
+            np.linspace(0.0, 1.0, self.n_knots // 2),
+            1.0 - np.geomspace(1.0, 1.0 / n, self.n_knots // 2),
+        ]).clip(0.0, 1.0))
+        knots = np.quantile(Z, probs, axis=0, method="inverted_cdf").T
+        srt = np.sort(Z, axis=0)
+        # P(train >= knot), exactly, by counting below the knot in the sorted column.
+        below = np.stack([np.searchsorted(srt[:, j], knots[j], side="left")
+                          for j in range(Z.shape[1])])
+        self.knots_ = knots
+        self.log_sf_ = np.log((n - below + 1.0) / (n + 1.0))
+        self.log_floor_ = float(np.log(1.0 / (n + 1.0)))
+
+    def _score_z(self, Z: np.ndarray) -> np.ndarray:
+        """Sum over columns of -log tail probability."""
+        total = np.zeros(len(Z))
+        for j in range(Z.shape[1]):  # a loop over the ~10 behaviour columns, not over users
+            k, ls = self.knots_[j], self.log_sf_[j]
+            v = np.interp(Z[:, j], k, ls, left=0.0, right=self.log_floor_)
+            total -= np.where(Z[:, j] > k[-1], self.log_floor_, v)
+        return total
+
+
+DETECTORS: dict[str, type[Detector]] = {
+    "isolation_forest": IsolationForestDetector,
+    "robust_z": RobustZDetector,
+    "hbos": HBOSDetector,
+    "ecod": ECODDetector,
+}
+
+
+def detector_file(name: str) -> str:
+    """The artifact file name of a named detector."""
+    return f"{DETECTOR_PREFIX}{name}{MODEL_SUFFIX}"
+
+
+def make_detector(name: str = DEFAULT_DETECTOR, **params: Any) -> Detector:
+    """A new, unfitted detector of the registry by name."""
+    if name not in DETECTORS:
+        raise DataError(f"Unknown detector {name!r}; choose one of {sorted(DETECTORS)}.")
+    return DETECTORS[name](**params)
 
 
 def fit_detector(
     features: pd.DataFrame,
+    name: str = DEFAULT_DETECTOR,
     share: float = DEFAULT_SHARE,
     seed: int = DEFAULT_SEED,
     *,
-    n_estimators: int = DEFAULT_N_ESTIMATORS,
-    max_samples: int | str = DEFAULT_MAX_SAMPLES,
     fingerprint: str = "",
+    **params: Any,
 ) -> Detector:
-    """A Detector fitted on a validated user-feature table; DataError if any row is unscorable."""
+    """A named detector fitted on a validated user-feature table; DataError if a row is unscorable."""
     check_share(share)
     val = validate_features(features)
     if val.missing_columns or not val.scorable.all():
         raise DataError("Cannot fit the detector: " + " ".join(val.messages()))
-    detector = Detector(
-        share=share, n_estimators=n_estimators, max_samples=max_samples, random_state=seed
-    )
-    return detector.fit(features, fingerprint=fingerprint)
+    detector = make_detector(name, share=share, **params)
+    if "random_state" in detector.get_params() and "random_state" not in params:
+        detector.set_params(random_state=seed)
+    return detector.fit(features.loc[:, list(USER_FEATURES)], fingerprint=fingerprint)
+
+
+def why(detector: Detector, X: pd.DataFrame | np.ndarray, top_n: int = 3) -> pd.Series:
+    """Per row, the top_n behaviour columns by one-sided z, as "name 4.2σ" ("" when none > 0)."""
+    Z = detector.one_sided_z(X)
+    k = max(1, min(int(top_n), Z.shape[1]))
+    idx = np.argsort(-Z, axis=1, kind="stable")[:, :k]
+    zt = np.take_along_axis(Z, idx, axis=1)
+    names = np.asarray(BEHAVIOUR_COLUMNS, dtype=object)
+    text = np.full(len(X), "", dtype=object)
+    for j in range(k):  # a loop over the k named columns, not over rows
+        part = np.where(zt[:, j] > 0, names[idx[:, j]] + " "
+                        + pd.Series(zt[:, j]).map("{:.1f}σ".format).to_numpy(object), "")
+        sep = np.where((text != "") & (part != ""), ", ", "")
+        text = text + sep + part
+    index = X.index if isinstance(X, pd.DataFrame) else None
+    return pd.Series(text, index=index, name="why", dtype=object)

@@ -12,7 +12,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from core.anomaly.detector import Detector
+from core.anomaly.detector import Detector, why
+from core.anomaly.policy import DEFAULT_PROTECT_BUYERS, apply_policy, policy_label
 from core.anomaly.validation import FeatureValidation, check_share, numeric, validate_features
 from core.errors import DataError
 
@@ -96,26 +97,50 @@ def threshold_for(scores: np.ndarray, share: float | None, detector: Detector) -
 
 
 def flag_scores(
-    scores: np.ndarray, share: float | None, detector: Detector, index: pd.Index | None = None
+    scores: np.ndarray,
+    share: float | None,
+    detector: Detector,
+    features: pd.DataFrame,
+    *,
+    protect_buyers: bool = DEFAULT_PROTECT_BUYERS,
 ) -> pd.DataFrame:
     """anomaly_score / is_anomaly / threshold from scores already computed (NaN = unscorable).
 
-    The threshold rule of ``score``; the dashboard uses it to move the share without rescoring.
+    The threshold and policy rule of ``score``; the dashboard uses it to move the share or
+    toggle the policy without rescoring. The threshold is set on every scorable row's score;
+    the policy then unflags visitors who bought, so fewer than ``share`` may be flagged.
     """
     scores = np.asarray(scores, np.float64)
     threshold = threshold_for(scores, share, detector)
     with np.errstate(invalid="ignore"):
         flags = np.isfinite(scores) & (scores >= threshold)
+    flags = apply_policy(flags, features, protect_buyers)
     return pd.DataFrame(
         {"anomaly_score": scores, "is_anomaly": flags, "threshold": np.full(len(scores), threshold)},
-        index=index,
+        index=features.index,
     )
+
+
+def provenance(detector: Detector, protect_buyers: bool, threshold: float) -> dict[str, object]:
+    """The columns every scored output carries: which detector, policy and threshold."""
+    return {"detector": detector.name, "policy": policy_label(protect_buyers),
+            "threshold": float(threshold)}
+
+
+def stamped(frame: pd.DataFrame, detector: Detector, protect_buyers: bool,
+            threshold: float) -> pd.DataFrame:
+    """frame plus the detector, policy and threshold columns (a shallow copy)."""
+    out = frame.copy(deep=False)
+    for col, value in provenance(detector, protect_buyers, threshold).items():
+        out[col] = value
+    return out
 
 
 def _score_validated(
     df: pd.DataFrame,
     share: float | None,
     detector: Detector,
+    protect_buyers: bool,
     on_progress: Callable[[float], None] | None = None,
 ) -> tuple[pd.DataFrame, FeatureValidation]:
     """Scores of every row of df plus the validation behind them."""
@@ -130,7 +155,8 @@ def _score_validated(
         del X
     elif on_progress is not None:
         on_progress(1.0)
-    return flag_scores(scores, share, detector, index=df.index), val
+    flagged = flag_scores(scores, share, detector, df, protect_buyers=protect_buyers)
+    return flagged, val
 
 
 def score(
@@ -138,12 +164,14 @@ def score(
     share: float | None = None,
     *,
     detector: Detector,
+    protect_buyers: bool = DEFAULT_PROTECT_BUYERS,
     on_progress: Callable[[float], None] | None = None,
 ) -> pd.DataFrame:
     """anomaly_score / is_anomaly / threshold for every input row (same index and order).
 
     share=None uses the detector's frozen threshold; a share in (0, 1) uses this batch's own
-    (1 - share) quantile over its scorable rows. Unscorable rows get NaN and False. Identical
+    (1 - share) quantile over its scorable rows. ``protect_buyers`` (the "keep visitors who
+    bought" policy) unflags every row with transaction > 0. Unscorable rows get NaN and False. Identical
     feature rows are scored once (exactly the same scores); ``on_progress`` gets the share of
     distinct rows scored so far, after each chunk of ``SCORE_CHUNK_ROWS``.
     """
@@ -151,7 +179,7 @@ def score(
         raise DataError(
             f"Expected a pandas DataFrame of user features, got {type(features).__name__}."
         )
-    return _score_validated(features, share, detector, on_progress)[0]
+    return _score_validated(features, share, detector, protect_buyers, on_progress)[0]
 
 
 def score_table(
@@ -159,49 +187,32 @@ def score_table(
     share: float | None = None,
     *,
     detector: Detector,
+    protect_buyers: bool = DEFAULT_PROTECT_BUYERS,
     on_progress: Callable[[float], None] | None = None,
 ) -> tuple[pd.DataFrame, FeatureValidation]:
     """The input columns + anomaly_score, is_anomaly, threshold (every row kept), and validation."""
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"Expected a pandas DataFrame of user features, got {type(df).__name__}.")
-    scored, val = _score_validated(df, share, detector, on_progress)
+    scored, val = _score_validated(df, share, detector, protect_buyers, on_progress)
     out = df.copy(deep=False)
     for c in scored.columns:
         out[c] = scored[c].to_numpy()
     return out, val
 
 
-def _why_strings(z: np.ndarray, names: np.ndarray, k: int) -> np.ndarray:
-    """ "name 4.2σ high, ..." for the k largest |z| of each row of a z matrix."""
-    idx = np.argsort(-np.abs(z), axis=1, kind="stable")[:, :k]
-    zt = np.take_along_axis(z, idx, axis=1)
-    text = None
-    for j in range(k):  # a loop over the k named features, not over rows
-        part = (
-            names[idx[:, j]]
-            + " "
-            + pd.Series(np.abs(zt[:, j])).map("{:.1f}".format).to_numpy(object)
-            + "σ "
-            + np.where(zt[:, j] >= 0, "high", "low").astype(object)
-        )
-        text = part if text is None else text + ", " + part
-    return text
-
-
-
 def explain(features: pd.DataFrame, detector: Detector, top_n: int = 3) -> pd.Series:
-    """Per row, the top_n features by |robust z| on the preprocessed scale ("" if unscorable)."""
+    """Per row, the top_n behaviour columns by one-sided z, "name 4.2σ" ("" when unscorable or
+    when no column is above the training users' usual range)."""
     k = int(top_n)
-    if not 1 <= k <= len(detector.features):
-        raise DataError(f"top_n must be between 1 and {len(detector.features)}, got {top_n!r}.")
+    n_cols = len(detector.centre_)
+    if not 1 <= k <= n_cols:
+        raise DataError(f"top_n must be between 1 and {n_cols}, got {top_n!r}.")
     mask = validate_features(features).scorable
     out = np.full(len(features), "", dtype=object)
     if mask.any():
         X = _scorable_matrix(features, mask, detector.features)
-        names = np.asarray(detector.features, dtype=object)
         texts = np.empty(X.shape[0], dtype=object)
         for lo in range(0, X.shape[0], EXPLAIN_BLOCK_ROWS):
-            z = detector.robust_z(X[lo : lo + EXPLAIN_BLOCK_ROWS])
-            texts[lo : lo + EXPLAIN_BLOCK_ROWS] = _why_strings(z, names, k)
+            texts[lo : lo + EXPLAIN_BLOCK_ROWS] = why(detector, X[lo : lo + EXPLAIN_BLOCK_ROWS], k).to_numpy()
         out[mask] = texts
     return pd.Series(out, index=features.index, name="why", dtype=object)

@@ -14,7 +14,7 @@ from core.evaluation.detectors import (
     detection_stats,
     detector_quality,
     fit_and_flag,
-    robust_z_scores,
+    quality_table,
     stability,
     user_sample,
 )
@@ -71,7 +71,7 @@ __all__ = [
     "STABILITY_USER_CAP", "TEST_DAYS", "SplitSpec", "detection_stats", "detector_quality",
     "evaluate_split", "fit_and_flag", "fit_learned", "flat_table", "group_split_spec", "headline",
     "honest_evaluation", "markov_candidates", "markov_top_ns_for", "metric_rows",
-    "metric_rows_multi", "model_scores", "prepared_cases", "robust_z_scores", "stability",
+    "metric_rows_multi", "model_scores", "prepared_cases", "quality_table", "stability",
     "switch_case_ids", "switch_only", "temporal_cutoff", "temporal_split", "temporal_split_spec",
     "train_sample", "user_sample", "write_all",
 ]

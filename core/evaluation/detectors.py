@@ -1,4 +1,4 @@
-"""Task 2 detector quality: IsolationForest vs the volume rule vs robust z, and seed stability."""
+"""Task 2 detector quality: every registered detector vs the volume rule, and seed stability."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 
 from core import anomaly
 from core.evaluation.splits import SplitSpec
-from core.schema import DEFAULT_SEED, DEFAULT_SHARE, USER_FEATURES
+from core.schema import DEFAULT_SEED, DEFAULT_SHARE
 from core.stats import flag_top_share, jaccard, pr_auc
 
 STABILITY_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
@@ -32,23 +32,29 @@ def user_sample(features: pd.DataFrame, cap: int, seed: int) -> pd.DataFrame:
 
 
 def fit_and_flag(
-    spec: SplitSpec, share: float, seed: int, labels: pd.DataFrame | None
+    spec: SplitSpec, share: float, seed: int, labels: pd.DataFrame | None,
+    protect_buyers: bool = anomaly.DEFAULT_PROTECT_BUYERS,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Detector fitted on the split's training users; flagged train ids, flagged test ids, info."""
+    """Default detector fitted on the split's training users, flags after the buyer policy;
+    flagged train ids, flagged test ids, info."""
     fit_users = user_sample(spec.detector_train, DETECTOR_FIT_CAP, seed)
     det = anomaly.fit_detector(fit_users, share=share, seed=seed)
     # Only training visitors that have cases matter for cleaning the training cases.
     dv = spec.detector_train["visitorid"].to_numpy()
     with_cases = spec.detector_train.loc[np.isin(dv, np.unique(spec.train["visitorid"].to_numpy()))]
-    tr_flag = det.score_samples(with_cases) >= det.threshold_ if len(with_cases) else np.zeros(0, bool)
+    tr_flag = (det.score_samples(with_cases) >= det.threshold_ if len(with_cases)
+               else np.zeros(0, bool))
+    tr_flag = anomaly.apply_policy(tr_flag, with_cases, protect_buyers)
     te_scores = det.score_samples(spec.detector_test) if len(spec.detector_test) else np.zeros(0)
-    te_flag = te_scores >= det.threshold_
+    te_flag = anomaly.apply_policy(te_scores >= det.threshold_, spec.detector_test, protect_buyers)
     flagged_train = with_cases["visitorid"].to_numpy()[tr_flag]
     flagged_test = spec.detector_test["visitorid"].to_numpy()[te_flag]
     test_case_vis = np.unique(spec.test["visitorid"].to_numpy())
     info: dict[str, Any] = {
         "population": f"detector fitted on the {spec.name} split's training users only; its "
         f"threshold is frozen at their (1 - {share:g}) score quantile and applied to test visitors",
+        "detector": det.name,
+        "policy": anomaly.policy_label(protect_buyers),
         "share": share,
         "threshold": det.threshold_,
         "train_users": int(len(spec.detector_train)),
@@ -71,14 +77,6 @@ def fit_and_flag(
     return flagged_train, flagged_test, info
 
 
-def robust_z_scores(features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(max |z|, sum |z|) per user, z = robust z-score of log1p of every feature (median/MAD)."""
-    X = np.log1p(features.loc[:, list(USER_FEATURES)].to_numpy(np.float64))
-    med, scale = anomaly.robust_centre_scale(X)
-    z = np.abs((X - med) / scale)
-    return z.max(axis=1), z.sum(axis=1)
-
-
 def detection_stats(
     flags: np.ndarray, scores: np.ndarray, truth: np.ndarray | None
 ) -> dict[str, Any]:
@@ -98,7 +96,8 @@ def stability(
     features: pd.DataFrame, share: float, seeds: Sequence[int], truth: np.ndarray | None,
     sample_seed: int = DEFAULT_SEED,
 ) -> dict[str, Any]:
-    """IsolationForest refitted with several seeds: pairwise Jaccard of flagged sets, PR-AUC spread."""
+    """The isolation_forest detector refitted with several seeds: pairwise Jaccard of flagged
+    sets, PR-AUC spread."""
     n = len(features)
     if n > STABILITY_USER_CAP:
         idx = np.sort(np.random.default_rng(sample_seed).choice(n, STABILITY_USER_CAP, replace=False))
@@ -128,50 +127,78 @@ def stability(
     return out
 
 
+def _per_user_rates(flags: np.ndarray, bot: np.ndarray, buyer: np.ndarray,
+                    txn: np.ndarray) -> dict[str, float]:
+    """Share of labelled-normal buyers flagged and share of all transactions held by flagged users."""
+    return {
+        "normal_buyers_flagged": float((flags & buyer).sum() / max(buyer.sum(), 1)),
+        "txn_held_by_flagged": float(txn[flags].sum() / max(txn.sum(), 1.0)),
+    }
+
+
 def detector_quality(
     features: pd.DataFrame, labels: pd.DataFrame | None, share: float = DEFAULT_SHARE,
     seed: int = DEFAULT_SEED, seeds: Sequence[int] = STABILITY_SEEDS,
+    lookalikes: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """IsolationForest vs the volume rule vs robust z at one share: quality, overlap, stability."""
+    """Every registered detector vs the volume rule (events) at one share: PR-AUC, precision,
+    recall, per-kind recall, buyers and transactions hit, overlap, and seed stability.
+
+    Flags are the detector alone (no buyer policy), so what it does to buyers stays visible.
+    ``lookalikes``: feature rows of normal look-alike visitors with a ``kind`` column, scored by
+    detectors fitted on ``features`` and flagged at the main population's cut score.
+    """
     ids = features["visitorid"].to_numpy()
     truth = None if labels is None else np.isin(ids, labels["visitorid"].to_numpy())
-    det = anomaly.fit_detector(user_sample(features, DETECTOR_FIT_CAP, seed), share=share, seed=seed)
-    z_max, z_sum = robust_z_scores(features)
-    methods = {
-        "isolation_forest": (det.score_samples(features),
-                             "IsolationForest (core.anomaly.fit_detector, seed "
-                             f"{seed}), score = -score_samples"),
-        "volume_rule": (features["events_per_active_day"].to_numpy(np.float64),
-                        "events_per_active_day (higher = more anomalous)"),
-        "robust_z_max": (z_max, "max over the 16 features of |robust z| of log1p(feature)"),
-        "robust_z_sum": (z_sum, "sum over the 16 features of |robust z| of log1p(feature)"),
-    }
-    flags = {m: flag_top_share(sc, share, ids) for m, (sc, _) in methods.items()}
-    volume = ids[flags["volume_rule"]]
+    fit_users = user_sample(features, DETECTOR_FIT_CAP, seed)
+    fitted = {name: anomaly.fit_detector(fit_users, name, share=share, seed=seed)
+              for name in anomaly.DETECTORS}
+    methods = {name: (det, f"{name} (core.anomaly, one-sided behaviour columns, seed {seed})")
+               for name, det in fitted.items()}
+    methods["volume_rule"] = ("events", "events per visitor (higher = more anomalous)")
+    txn = features["transaction"].to_numpy(np.float64)
+    bot = np.zeros(len(ids), bool) if truth is None else truth
+    buyer = (txn > 0) & ~bot
+    kind_of = None
+    if labels is not None and "kind" in labels.columns:
+        kinds = labels.drop_duplicates("visitorid").set_index("visitorid")["kind"].astype(str)
+        kind_of = pd.Series(ids).map(kinds)
     population = (f"all {len(features)} visitors of the events; each method flags its top "
-                  f"{share:g} share (round(share x n) users, ties by visitorid)")
+                  f"{share:g} share (round(share x n) users, ties by visitorid); no buyer policy")
+    scores = {m: (features[d].to_numpy(np.float64) if isinstance(d, str) else d.score_samples(features))
+              for m, (d, _) in methods.items()}
+    flags = {m: flag_top_share(sc, share, ids) for m, sc in scores.items()}
+    volume = ids[flags["volume_rule"]]
     rows = []
-    for m, (sc, desc) in methods.items():  # four methods
+    for m, (det, desc) in methods.items():  # a handful of methods
         row = {"method": m, "description": desc, "population": population, "share": share,
                "n_users": int(len(features)),
-               **detection_stats(flags[m], sc, truth),
+               **detection_stats(flags[m], scores[m], truth),
+               **_per_user_rates(flags[m], bot, buyer, txn),
                "jaccard_with_volume_rule": jaccard(ids[flags[m]], volume)}
-        if labels is not None and "kind" in labels.columns:
-            kinds = labels.drop_duplicates("visitorid").set_index("visitorid")["kind"]
-            kind_of = pd.Series(ids).map(kinds)
+        if kind_of is not None:
             flagged_kind = kind_of[flags[m]].value_counts()
             total_kind = kind_of.value_counts()
             row["recall_by_kind"] = {str(k): float(flagged_kind.get(k, 0) / v)
                                      for k, v in total_kind.items()}
+        if lookalikes is not None and len(lookalikes):
+            cut = scores[m][flags[m]].min() if flags[m].any() else np.inf
+            la = (lookalikes[det].to_numpy(np.float64) if isinstance(det, str)
+                  else det.score_samples(lookalikes))
+            la_kind = lookalikes["kind"].astype(str).to_numpy()
+            row["lookalikes_flagged"] = {k: float((la[la_kind == k] >= cut).mean())
+                                         for k in sorted(set(la_kind))}
         rows.append(row)
     lab = {"present": labels is not None}
     if truth is not None:
         lab.update(source="demo generator ground truth (visitors in labels are abnormal)",
                    n_abnormal=int(truth.sum()), base_rate=float(truth.mean()),
-                   note="PR-AUC of a random score equals the base rate")
+                   note="PR-AUC of a random score equals the base rate; normal buyers = buyers "
+                        "not in the labels")
     else:
         lab["note"] = ("labels are absent (real data): precision, recall and PR-AUC cannot be "
-                       "computed; only overlap and stability are reported")
+                       "computed; normal buyers = every buyer; only overlap and stability are "
+                       "reported otherwise")
     return {
         "title": "Task 2: detector quality at the operating share",
         "population": population,
@@ -180,3 +207,14 @@ def detector_quality(
         "methods": rows,
         "stability": stability(features, share, seeds, truth, seed),
     }
+
+
+def quality_table(quality: dict[str, Any]) -> pd.DataFrame:
+    """The CSV form of ``detector_quality``: one row per method, per-kind recall as columns."""
+    rows = []
+    for r in quality["methods"]:
+        flat = {k: v for k, v in r.items() if k not in ("recall_by_kind", "lookalikes_flagged")}
+        flat.update({f"recall_{k}": v for k, v in (r.get("recall_by_kind") or {}).items()})
+        flat.update({f"lookalike_{k}_flagged": v for k, v in (r.get("lookalikes_flagged") or {}).items()})
+        rows.append(flat)
+    return pd.DataFrame(rows)

@@ -16,6 +16,7 @@ from core.evaluation.detectors import (
     STABILITY_USER_CAP,
     detector_quality,
     fit_and_flag,
+    quality_table,
 )
 from core.evaluation.rankers import (
     EVAL_THREADS,
@@ -234,7 +235,7 @@ def write_all(
     ).reindex(columns=list(MARKOV_CSV_COLUMNS))
     markov_rows.to_csv(out / MARKOV_CANDIDATES_CSV, index=False, float_format="%.6f")
     artifacts.write_json(quality, out / DETECTOR_QUALITY_JSON, decimals=REPORT_DECIMALS)
-    pd.DataFrame(quality["methods"]).drop(columns=["recall_by_kind"], errors="ignore").to_csv(
+    quality_table(quality).to_csv(
         out / DETECTOR_QUALITY_CSV, index=False, float_format="%.6f"
     )
     timings = {"task1_s": round(t1 - t0, 2), "task2_s": round(t2 - t1, 2),
