@@ -501,9 +501,9 @@ def test_explain_names_the_obvious_outlier(detector, train_features):
     assert {p.split(" ")[0] for p in parts} == {"events", "view"}
     assert all(p.endswith("σ high") for p in parts)
     assert why.iloc[2] == ""
-    single = dict(events=1, view=1, uniq_items=1, uniq_item_ratio=1.0, uniq_cats=1, cat_entropy=0.0, n_sessions=1,
-                  events_per_active_day=1.0, sessions_per_day=1.0, p95_gap_s=0.0)  # a valid one-event visitor
-    two = anomaly.explain(t.iloc[[1]].assign(**single), detector, top_n=2).iloc[0]
+    pair = dict(events=2, view=2, uniq_items=2, uniq_item_ratio=1.0, uniq_cats=1, cat_entropy=0.0, n_sessions=1,
+                events_per_active_day=2.0, sessions_per_day=1.0, p95_gap_s=1.0)  # two views 1 s apart
+    two = anomaly.explain(t.iloc[[1]].assign(**pair), detector, top_n=3).iloc[0]
     assert "short_gap_share " in two and "σ high" in two
 
 
