@@ -8,6 +8,7 @@ Row numbers are reported two ways: ``row`` is the 0-based position (for code and
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,6 +110,7 @@ _PROBLEM_TEXT: dict[str, tuple[str, str]] = {
                       "Recompute cat_entropy (bits) from the known categories."),
     "p95_single": ("are not 0 although events < 2", "A visitor with one event has no gap: p95_gap_s is 0."),
 }
+_SINGULAR = {"are": "is", "have": "has", "differ": "differs"}
 UNSCORABLE_KINDS = frozenset(_PROBLEM_TEXT) - {"duplicate"}
 
 
@@ -240,8 +242,10 @@ def _range_rules(v: dict[str, np.ndarray], found: _Collector) -> None:
 
     def rule(col: str, kind: str, ok: np.ndarray, shown: np.ndarray) -> None:
         """Report the rows whose inputs are all usable (no NaN in shown or ok's inputs) but fail ok."""
+        what = _PROBLEM_TEXT[kind][0]
+        broken = ": " + re.sub(r"^(are|have|differ)\b", lambda m: _SINGULAR[m.group(1)], what)
         with np.errstate(invalid="ignore"):
-            found.add(col, kind, ~np.isnan(shown) & ~ok, lambda k: f"{col} = " + _as_text(shown[k]))
+            found.add(col, kind, ~np.isnan(shown) & ~ok, lambda k: f"{col} = " + _as_text(shown[k]) + broken)
 
     with np.errstate(invalid="ignore", divide="ignore"):
         rule("events", "events_min", ev >= 1, ev)
