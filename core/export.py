@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").
 FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
 CSV_ROWS_PER_THREAD = 100_000
+# Object columns pandas' .str accessor takes (others hold no text, so no formula).
+STR_ACCESSOR_KINDS = frozenset({"string", "empty", "bytes", "mixed", "mixed-integer"})
 VIEW_COLUMNS: tuple[str, ...] = ("timestamp", "categoryid", "itemid")
 
 
@@ -56,7 +58,10 @@ def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
             continue
         if isinstance(series.dtype, pd.CategoricalDtype):
             series = series.astype(object)
-        if pd.api.types.infer_dtype(series, skipna=True) in ("bytes", "mixed"):
+        inferred = pd.api.types.infer_dtype(series, skipna=True)
+        if inferred not in STR_ACCESSOR_KINDS:  # e.g. an object column of numbers only
+            continue
+        if inferred in ("bytes", "mixed"):
             decoded = series.str.decode("utf-8", errors="replace")
             series = decoded.where(decoded.notna(), series)
             out[col] = series
