@@ -174,7 +174,7 @@ class FeatureValidation:
 class _Collector:
     """Accumulates problem rows per (column, kind), capped in detail, exact in counts."""
 
-    def __init__(self, n: int, ids: np.ndarray | None) -> None:
+    def __init__(self, n: int, ids: pd.Series | None) -> None:
         """n rows; ids: the visitorid cells shown next to each problem (None without the column)."""
         self.ids = ids
         self.unscorable = np.zeros(n, bool)
@@ -201,7 +201,7 @@ class _Collector:
         self.parts.append(pd.DataFrame({
             "row": keep.astype(np.int64),
             "line": line_numbers(keep),
-            "visitorid": self.ids[keep] if self.ids is not None else None,
+            "visitorid": self.ids.iloc[keep].to_numpy(object) if self.ids is not None else None,
             "column": col,
             "problem": text,
         }))
@@ -217,23 +217,29 @@ class _Collector:
 
 
 def _basic_checks(raw: pd.Series, col: str, found: _Collector) -> np.ndarray:
-    """The column as float64 after reporting non-numbers, empties, infinities and negatives;
-    NaN wherever the value is unusable."""
+    """The column as float64 after reporting non-numbers, empties, infinities, negatives and
+    fractional counts; NaN wherever the value is unusable."""
     vals = numeric(raw)
-    nan = np.isnan(vals)
-    if nan.any():
+    label = "negative count " if col in COUNT_FEATURES else "negative value "
+    if pd.api.types.is_integer_dtype(raw) and not raw.hasnans:  # the usual case: only the sign to check
+        neg = vals < 0
+        found.add(col, "negative", neg, lambda k: label + _as_text(vals[k]))
+        return np.where(neg, np.nan, vals) if neg.any() else vals
+    finite = np.isfinite(vals)
+    if not finite.all():
+        nan = np.isnan(vals)
         isna = raw.isna().to_numpy()
         found.add(col, "non_numeric", nan & ~isna, lambda k: "not a number: '" + raw.iloc[k].astype(str) + "'")
         found.add(col, "nan", nan & isna, "empty")
-    found.add(col, "inf", np.isinf(vals), lambda k: np.where(vals[k] > 0, "inf", "-inf"))
-    label = "negative count " if col in COUNT_FEATURES else "negative value "
-    neg = np.isfinite(vals) & (vals < 0)
-    found.add(col, "negative", neg, lambda k: label + _as_text(vals[k]))
-    if col in COUNT_FEATURES:
-        frac = np.isfinite(vals) & ~neg & (vals != np.round(vals))
-        found.add(col, "not_integer", frac, lambda k: "not a whole number: " + _as_text(vals[k]))
-        neg |= frac
-    return np.where(np.isfinite(vals) & ~neg, vals, np.nan)
+        found.add(col, "inf", np.isinf(vals), lambda k: np.where(vals[k] > 0, "inf", "-inf"))
+    with np.errstate(invalid="ignore"):
+        bad = ~finite | (vals < 0)
+        found.add(col, "negative", finite & (vals < 0), lambda k: label + _as_text(vals[k]))
+        if col in COUNT_FEATURES:
+            frac = ~bad & (vals != np.round(vals))
+            found.add(col, "not_integer", frac, lambda k: "not a whole number: " + _as_text(vals[k]))
+            bad |= frac
+    return np.where(bad, np.nan, vals) if bad.any() else vals
 
 
 def _range_rules(v: dict[str, np.ndarray], found: _Collector) -> None:
@@ -298,6 +304,9 @@ def _visitor_ids(raw: pd.Series, found: _Collector) -> None:
         ok = np.isfinite(vnum) & (vnum == np.round(vnum)) & (np.abs(vnum) < INT64_LIMIT)
         found.add("visitorid", "bad_id", ~ok, lambda k: np.where(raw.iloc[k].isna(), "empty",
                                                                  "not an id: '" + raw.iloc[k].astype(str) + "'"))
+    index = pd.Index(raw)
+    if index.is_monotonic_increasing and index.is_unique:  # sorted ids, as the build writes them
+        return
     codes, _ = pd.factorize(raw, use_na_sentinel=True)
     dup = pd.Series(codes).duplicated(keep="first").to_numpy() & (codes >= 0) & ok
     if dup.any():
@@ -319,7 +328,7 @@ def validate_features(df: pd.DataFrame) -> FeatureValidation:
     missing = [c for c in required if c not in cols]
     extra = [c for c in cols if c not in required]
     vis = _column(df, "visitorid") if "visitorid" in df.columns else None
-    found = _Collector(n, vis.to_numpy(object) if vis is not None else None)
+    found = _Collector(n, vis)
     scorable = np.zeros(n, bool) if missing else np.ones(n, bool)
     values: dict[str, np.ndarray] = {}
     for col in USER_FEATURES:
