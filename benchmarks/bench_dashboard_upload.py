@@ -154,13 +154,21 @@ def main() -> None:
             print(f"server RSS after scoring: {sampler.now() / MB:.0f} MB (peak so far {sampler.peak / MB:.0f} MB)")
             pg.get_by_text("a share of this batch").click()
             print(f"switch to share mode: {settle(pg):.2f} s")
+            flagged = pg.locator('[data-testid="stMetric"]').filter(has_text="Flagged").locator(
+                '[data-testid="stMetricValue"]')
             for i in range(5):
                 thumb = pg.locator('[data-testid="stSlider"] input[type="range"]').first
                 thumb.focus()
+                before = flagged.inner_text()
                 t1 = time.perf_counter()
                 thumb.press("ArrowRight")
+                # latency = until the new flag count is on screen (not a fixed wait for the run state)
+                pg.wait_for_function(
+                    "b => { const e = [...document.querySelectorAll('[data-testid=stMetric]')].find(m => "
+                    "m.innerText.includes('Flagged')); return e && !e.innerText.includes(b); }", arg=before)
+                latency = time.perf_counter() - t1
                 settle(pg)
-                print(f"slider move {i + 1}: {time.perf_counter() - t1:.2f} s")
+                print(f"slider move {i + 1}: {latency:.2f} s to the new flag count ({flagged.inner_text()})")
             for label in ("Scored rows as CSV", "Scored rows as parquet"):
                 t1 = time.perf_counter()
                 with pg.expect_download() as info:
