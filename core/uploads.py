@@ -26,9 +26,9 @@ from core.schema import EVENT_COLUMNS, RAW_EVENT_COLUMNS, UNKNOWN_CATEGORY
 UPLOAD_EXTENSIONS: tuple[str, ...] = (".parquet", ".pq", ".csv")
 # Measured by benchmarks/bench_dashboard_upload.py against the 1 GB budget (README, "Upload limits").
 MAX_FEATURE_ROWS = 1_500_000  # RetailRocket has 1.41M visitors
-MAX_EVENT_ROWS = 3_000_000  # RetailRocket has 2.76M events
+MAX_EVENT_ROWS = 2_000_000  # 2M raw events peak at 0.89 GB in the dashboard, 3M at 1.19 GB
 MAX_COLUMNS = 64
-MAX_UNCOMPRESSED_MB = 400  # decoded parquet size: 1.5M feature rows are ~210 MB, 3M events ~150 MB
+MAX_UNCOMPRESSED_MB = 400  # decoded parquet size: 1.5M feature rows are ~210 MB, 2M events ~100 MB
 MAX_UPLOAD_MB = 150  # a 1.5M-row features CSV is ~140 MB; the bytes stay in memory while uploaded
 MAX_HEADER_BYTES = 1 << 16
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
@@ -133,6 +133,9 @@ def _read_parquet(name: str, data: bytes) -> tuple[pd.DataFrame, str]:
         raise DataError(f"{name!r} expands to {size / 2**20:,.0f} MB when decoded; at most {MAX_UNCOMPRESSED_MB} MB "
                         "are accepted. Drop unused columns, or split the file.")
     try:
+        if kind == "events" and pa.types.is_string(schema.field("event").type):
+            # event names as a dictionary: 2M Python strings would cost ~100 MB more
+            pf = pq.ParquetFile(pa.BufferReader(data), read_dictionary=["event"])
         table = pf.read()
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise DataError(f"{name!r} has a readable footer but its data is damaged ({exc}). Write it again.") from exc
@@ -173,7 +176,8 @@ def _read_csv(name: str, data: bytes) -> tuple[pd.DataFrame, str, list[str]]:
             # more fields than header names would silently become an index or be cut off
             warnings.simplefilter("error", pd.errors.ParserWarning)
             df = pd.read_csv(io.BytesIO(data), sep=delim, low_memory=False, index_col=False,
-                             nrows=limit + 1, encoding="utf-8-sig", skipinitialspace=True)
+                             nrows=limit + 1, encoding="utf-8-sig", skipinitialspace=True,
+                             dtype={"event": "category"} if kind == "events" else None)
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{name!r} has no header and no rows; upload a CSV with a header.") from exc
     except (pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError, ValueError) as exc:

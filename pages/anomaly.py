@@ -93,7 +93,7 @@ st.header("1 · Features")
 uploaded = st.file_uploader(
     "User features or raw events, as parquet or CSV", type=["parquet", "csv"], key="features_file",
     max_upload_size=MAX_UPLOAD_MB,
-    help=f"At most {MAX_UPLOAD_MB} MB, 1.5M feature rows or 3M events: the app's memory budget is 1 GB.",
+    help=f"At most {MAX_UPLOAD_MB} MB, 1.5M feature rows or 2M events: the app's memory budget is 1 GB.",
 )
 use_demo = st.button("Use the demo features", key="use_demo", help=f"`{A.USER_FEATURES}` of the current build")
 upload_id = f"upload:{uploaded.file_id}" if uploaded is not None else None

@@ -115,7 +115,7 @@ BAD_FILES = [
     ("f.csv", b"visitorid,events\n" + b"1,1\n" * (U.MAX_FEATURE_ROWS + 1), "at most 1,500,000"),
     ("e.parquet", pq_of(pa.table({"timestamp": np.zeros(U.MAX_EVENT_ROWS + 1, np.int8),
                                   "event": pa.array(["view"] * (U.MAX_EVENT_ROWS + 1)).dictionary_encode()})),
-     "3,000,001 events"),
+     "2,000,001 events"),
     ("e.csv", EV.drop(columns="itemid").to_csv(index=False).encode(), "lacks itemid"),
     ("e.csv", EV.assign(event=["view"] * 19 + ["click"]).to_csv(index=False).encode(), "must be one of"),
     ("e.csv", EV.assign(timestamp=EV["timestamp"] + 0.5).to_csv(index=False).encode(), "whole numbers"),
