@@ -475,3 +475,58 @@ def test_features_uploader_has_its_own_size_limit(dashboard_empty):
     uploader = at.file_uploader(key="features_file")
     assert uploader.proto.max_upload_size_mb == 150  # the widget's limit, under the server-wide cap
     assert sorted(uploader.allowed_type) == [".csv", ".parquet"]
+
+
+def test_raw_events_upload_is_turned_into_features_and_scored(dashboard_built, downloads):
+    events = pd.read_parquet(dashboard_built / A.CLEAN_EVENTS).head(5_000).drop(columns="categoryid")
+    at = open_page("pages/anomaly.py")
+    at = upload(at, "raw.csv", events.to_csv(index=False).encode())
+    no_exception(at)
+    assert "5,000 raw events of" in texts(at.info)
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["Rows"] == f"{events['visitorid'].nunique():,}"
+    back = pd.read_parquet(io.BytesIO(downloads["raw_scored.parquet"][1]()))
+    from core.anomaly import user_features
+
+    expected = user_features(events.assign(categoryid=-1))
+    pd.testing.assert_frame_equal(back[expected.columns], expected)
+
+
+def test_hostile_names_are_shown_as_plain_text(dashboard_built):
+    features = demo_features(dashboard_built).head(50)
+    features["![x](http://example.invalid/a.png)"] = "<img src=x>"
+    features.loc[2, "night_share"] = 1.5
+    at = open_page("pages/anomaly.py")
+    at = upload(at, "**b** ![y](http://example.invalid/b.png).csv", features.to_csv(index=False).encode())
+    no_exception(at)
+    raw = "\n".join(str(e.value) for e in [*at.warning, *at.error, *at.info, *at.markdown])
+    assert "](http" not in raw and "![" not in raw  # every markdown character escaped
+    assert "![x](http://example.invalid/a.png)" in texts(at.warning)  # shown as typed
+    assert any("**b** ![y]" in str(t.value) for t in at.text)  # the file name as plain text
+    assert "night_share = 1.5" in texts(at.warning) and "line 4" in texts(at.warning)
+    assert frame(at, "line", "problem")["line"].tolist() == [4]
+
+
+@pytest.mark.parametrize(
+    "name, data, words",
+    [
+        ("features.csv", b"\x1f\x8b\x08\x00gz", "gzip-compressed"),
+        ("features.csv", b"visitorid,events,events\n1,2,3\n", "repeats the column name 'events'"),
+        ("features.parquet", parquet_bytes(pd.DataFrame({"visitorid": [1], "events": [True]})), "'events' is boolean"),
+    ],
+)
+def test_hostile_files_are_refused_on_the_page(dashboard_built, name, data, words):
+    at = open_page("pages/anomaly.py")
+    at = upload(at, name, data)
+    no_exception(at)
+    assert words in texts(at.error)
+    assert "anomaly_scores" not in at.session_state
+
+
+def test_removing_the_file_releases_the_table(dashboard_built):
+    at = open_page("pages/anomaly.py")
+    at = upload(at, "f.parquet", parquet_bytes(demo_features(dashboard_built).head(100)))
+    assert "anomaly_input" in at.session_state and "anomaly_scores" in at.session_state
+    at = at.file_uploader(key="features_file").set_value(None).run()
+    no_exception(at)
+    assert "anomaly_input" not in at.session_state and "anomaly_scores" not in at.session_state
