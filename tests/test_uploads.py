@@ -297,3 +297,17 @@ def test_api_refuses_the_rows_the_dashboard_does_not_score(client):
     assert detail[0]["loc"] == ["body", "users", 1, "events"] and "view + addtocart" in detail[0]["msg"]
     ok = client.post("/anomaly", json={"users": FEATURES.head(3).to_dict("records")})
     assert ok.status_code == 200 and len(ok.json()["users"]) == 3
+
+
+def test_text_late_in_a_long_csv_is_reported_not_crashed():
+    t = pd.concat([FEATURES] * 800, ignore_index=True)  # longer than one parser chunk
+    t["visitorid"] = np.arange(len(t))
+    data = t.to_csv(index=False).encode()
+    last = f"\n{len(t) - 1},".encode()
+    at = data.rindex(last)
+    data = data[: at + len(last)] + b"lots" + data[data.index(b",", at + len(last)):]
+    up = U.read_upload("f.csv", data)
+    assert len(up.features) == len(t) and up.features["visitorid"].tolist() == t["visitorid"].tolist()
+    text = " ".join(anomaly.validate_features(up.features).messages())
+    assert "Column 'events'" in text and f"line {len(t) + 1}" in text and "'lots'" in text
+    csv_bytes(up.features)  # the download still builds
