@@ -268,7 +268,7 @@ def test_hostile_file_is_shown_as_plain_text_and_fetches_nothing(page, dashboard
     probe = f"{dashboard_url}/probe-image.png"
     features["![x](" + probe + ")"] = "<img src=" + probe + ">"
     features.loc[3, "night_share"] = 1.5
-    upload = tmp_path / "**bold** `name` <b>x</b>.csv"
+    upload = tmp_path / "**bold** `name` <b>x.csv"
     features.to_csv(upload, index=False)
     fetched: list[str] = []
     page.on("request", lambda req: fetched.append(req.url) if "probe-image" in req.url else None)
