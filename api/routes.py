@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Body
 from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 import core
@@ -112,6 +113,27 @@ def _rank(arts: Artifacts, body: RankRequest) -> RankResponse:
     )
 
 
+MAX_RULE_ERRORS = 20  # rows named in one 422; the message gives the total
+
+
+def refuse_invalid_rows(features: pd.DataFrame) -> None:
+    """422 naming the users that break a rule of the data contract's valid feature rows.
+
+    The dashboard's validator (``core.anomaly.validate_features``): the two never disagree.
+    """
+    val = anomaly.validate_features(features)
+    if val.scorable.all():
+        return
+    bad = val.row_problems[~val.row_problems["row"].isin(np.flatnonzero(val.scorable))]
+    n_bad = len(features) - val.n_scorable
+    errors = [
+        {"loc": ("body", "users", int(r), str(c)), "msg": f"{p} ({n_bad} user(s) break a feature rule)",
+         "type": "feature_rule"}
+        for r, c, p in bad[["row", "column", "problem"]].head(MAX_RULE_ERRORS).itertuples(index=False)
+    ]
+    raise RequestValidationError(errors)
+
+
 @router.post(
     "/anomaly",
     response_model=AnomalyResponse,
@@ -142,6 +164,7 @@ def _score_anomaly(arts: Artifacts, body: AnomalyRequest) -> JSONResponse:
     # Column-wise from the validated models: cheaper than a dict per user.
     columns = ("visitorid", *USER_FEATURES)
     features = pd.DataFrame({c: [getattr(u, c) for u in body.users] for c in columns})
+    refuse_invalid_rows(features)
     scored = anomaly.score(features, share=body.share, detector=detector,
                            protect_buyers=body.protect_buyers)
     scores = scored["anomaly_score"].to_numpy(dtype=np.float64)

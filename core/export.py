@@ -1,6 +1,7 @@
-"""UI-free helpers of the dashboard: reading uploads, safe downloads, views tables, the sampler.
+"""UI-free helpers of the dashboard: safe downloads, views tables, the sampler.
 
-Nothing here imports Streamlit, so every helper is unit-tested without a browser. Scoring is not
+Nothing here imports Streamlit, so every helper is unit-tested without a browser. Uploads are read
+by ``core.uploads``. Scoring is not
 here: the dashboard calls ``core.anomaly.score`` (chunks, progress, de-duplication) like the API,
 and the HTML/JSON report building is ``core.report``.
 """
@@ -10,10 +11,8 @@ from __future__ import annotations
 import io
 import logging
 import os
-import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import PurePath
 
 import numpy as np
 import pandas as pd
@@ -27,8 +26,9 @@ log = logging.getLogger(__name__)
 
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").
 FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
-UPLOAD_EXTENSIONS: tuple[str, ...] = (".parquet", ".pq", ".csv")
 CSV_ROWS_PER_THREAD = 100_000
+# Object columns pandas' .str accessor takes (others hold no text, so no formula).
+STR_ACCESSOR_KINDS = frozenset({"string", "empty", "bytes", "mixed", "mixed-integer"})
 VIEW_COLUMNS: tuple[str, ...] = ("timestamp", "categoryid", "itemid")
 
 
@@ -42,8 +42,15 @@ def _is_text(series: pd.Series) -> bool:
     return pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)
 
 
+def _neutral_name(name: object) -> str:
+    """A header name a spreadsheet will not run as a formula."""
+    text = str(name)
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
 def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
-    """Copy of df whose text cells starting with = + - @ TAB or CR get a leading single quote."""
+    """Copy of df whose header names and text (or bytes) cells starting with = + - @ TAB or CR get a
+    leading single quote; bytes cells are decoded as UTF-8 first, since a CSV holds text anyway."""
     out = df.copy(deep=False)
     for col in out.columns:
         series = out[col]
@@ -51,12 +58,20 @@ def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
             continue
         if isinstance(series.dtype, pd.CategoricalDtype):
             series = series.astype(object)
+        inferred = pd.api.types.infer_dtype(series, skipna=True)
+        if inferred not in STR_ACCESSOR_KINDS:  # e.g. an object column of numbers only
+            continue
+        if inferred in ("bytes", "mixed"):
+            decoded = series.str.decode("utf-8", errors="replace")
+            series = decoded.where(decoded.notna(), series)
+            out[col] = series
         # .str on an object column gives NaN for non-strings: those cells are left alone.
         mask = series.str.startswith(FORMULA_PREFIXES).eq(True)
         if mask.any():
             series = series.astype(object).copy()
             series[mask] = "'" + series[mask].astype(str)
             out[col] = series
+    out.columns = [_neutral_name(c) for c in out.columns]
     return out
 
 
@@ -90,51 +105,15 @@ def parquet_bytes(df: pd.DataFrame) -> bytes:
 
 
 def with_scores(features: pd.DataFrame, scored: pd.DataFrame) -> pd.DataFrame:
-    """The uploaded rows, all of them and in order, plus the score and flag columns."""
+    """The uploaded rows, all of them and in order, plus the score and flag columns; an unscored
+    row (NaN score) gets an empty flag, not False."""
     out = features.reset_index(drop=True).copy(deep=False)
-    out["anomaly_score"] = scored["anomaly_score"].to_numpy()
-    out["is_anomaly"] = scored["is_anomaly"].to_numpy(dtype=bool)
+    scores = scored["anomaly_score"].to_numpy(np.float64)
+    out["anomaly_score"] = scores
+    flags = pd.array(scored["is_anomaly"].to_numpy(dtype=bool), dtype="boolean")
+    flags[np.isnan(scores)] = pd.NA
+    out["is_anomaly"] = flags
     return out
-
-
-# --------------------------------------------------------------------------- uploads
-
-
-def read_table_upload(name: str, data: bytes) -> pd.DataFrame:
-    """A features table from uploaded bytes; DataError says what is wrong and how to fix it."""
-    suffix = PurePath(name or "").suffix.lower()
-    if suffix not in UPLOAD_EXTENSIONS:
-        raise DataError(
-            f"{name!r} has the extension {suffix or '(none)'!r}; upload a .parquet or .csv file "
-            "with one row per visitorid and the 16 user feature columns."
-        )
-    if not data:
-        raise DataError(f"{name!r} is empty (0 bytes); export the features again and re-upload.")
-    if suffix in (".parquet", ".pq"):
-        try:
-            # one block per column and no consolidation copy: 8x faster on 1.4M rows
-            df = pq.read_table(io.BytesIO(data)).to_pandas(split_blocks=True, self_destruct=True)
-        except (pa.ArrowException, OSError, ValueError) as exc:
-            raise DataError(
-                f"{name!r} is not a readable parquet file ({exc}). It may be truncated or not "
-                "parquet at all: write it again with DataFrame.to_parquet(), or upload a CSV."
-            ) from exc
-    else:
-        try:
-            with warnings.catch_warnings():
-                # more fields than header names would silently become an index or be cut off
-                warnings.simplefilter("error", pd.errors.ParserWarning)
-                df = pd.read_csv(io.BytesIO(data), low_memory=False, index_col=False)
-        except pd.errors.EmptyDataError as exc:
-            raise DataError(f"{name!r} has no header and no rows; upload a CSV with a header.") from exc
-        except (pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError, ValueError) as exc:
-            raise DataError(
-                f"{name!r} could not be parsed as CSV ({exc}). Save it as UTF-8 CSV with a header "
-                "row and comma separators."
-            ) from exc
-    if len(df) == 0:
-        raise DataError(f"{name!r} has columns but no rows; there is nothing to score.")
-    return df
 
 
 # --------------------------------------------------------------------------- views for ranking

@@ -1,5 +1,8 @@
 """Anomalous users: upload user features, check them, score them, download the scored rows."""
 
+import gc
+import re
+
 import altair as alt
 import numpy as np
 import pandas as pd
@@ -8,26 +11,40 @@ import streamlit as st
 from core import anomaly
 from core import artifacts as A
 from core.errors import DataError
-from core.export import csv_bytes, parquet_bytes, read_table_upload, with_scores
+from core.export import csv_bytes, parquet_bytes, with_scores
+from core.uploads import MAX_UPLOAD_MB, read_upload
 from core.schema import USER_FEATURES
 from dashboard import artifacts, count, entry_point_guard, pct
 
 entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server
 
 MAX_FLAGGED_SHOWN = 1_000
-# A 1.4M-user features parquet is ~100 MB; 200 MB leaves room for a CSV of the same table.
-# The per-widget limit is what the uploader shows and enforces; server.maxUploadSize in
-# .streamlit/config.toml stays the global cap.
-MAX_UPLOAD_MB = 200
+# Every character CommonMark (and Streamlit's math and icon syntax) gives a meaning to.
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
+
+
+def plain(text: str) -> str:
+    """Uploaded text (file, column and cell names) escaped so markdown shows it as typed."""
+    return MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+
+
+def release_input() -> None:
+    """Drop the current table and its scores (one copy at a time), and return the memory."""
+    st.session_state.pop("anomaly_input", None)
+    st.session_state.pop("anomaly_scores", None)
+    gc.collect()
 
 
 def load_input(name: str, data: bytes, token: str) -> None:
-    """Parse and validate a features file once; keep the table or the error in the session."""
+    """Read and validate a features or raw-events file once; keep the table or the error."""
+    release_input()  # the previous table goes before the new one is read
     st.session_state.anomaly_input = {"name": name, "token": token}
-    st.session_state.pop("anomaly_scores", None)
     try:
-        df = read_table_upload(name, data)
-        st.session_state.anomaly_input |= {"df": df, "validation": anomaly.validate_features(df)}
+        up = read_upload(name, data)
+        st.session_state.anomaly_input |= {
+            "df": up.features, "kind": up.kind, "notes": up.notes,
+            "validation": anomaly.validate_features(up.features),
+        }
     except DataError as exc:
         st.session_state.anomaly_input["error"] = str(exc)
 
@@ -58,7 +75,9 @@ def histogram(scores: np.ndarray, threshold: float) -> alt.LayerChart:
 st.title("Anomalous users")
 st.caption(
     "Score users with the bot detectors of task 2. Upload one row per visitor with the 16 "
-    f"features of docs/DATA_CONTRACT.md ({', '.join(USER_FEATURES)}) plus `visitorid`."
+    f"features of docs/DATA_CONTRACT.md ({', '.join(USER_FEATURES)}) plus `visitorid`, or raw "
+    "RetailRocket events (`timestamp,visitorid,event,itemid,transactionid`, optionally `categoryid`): "
+    "the features are then computed as the build computes them."
 )
 arts = artifacts()
 detector = arts.detector
@@ -72,7 +91,9 @@ if detector is None:
 # --- 1. Features -------------------------------------------------------------------------
 st.header("1 · Features")
 uploaded = st.file_uploader(
-    "User features as parquet or CSV", type=["parquet", "csv"], key="features_file", max_upload_size=MAX_UPLOAD_MB
+    "User features or raw events, as parquet or CSV", type=["parquet", "csv"], key="features_file",
+    max_upload_size=MAX_UPLOAD_MB,
+    help=f"At most {MAX_UPLOAD_MB} MB, 1.5M feature rows or 2M events: the app's memory budget is 1 GB.",
 )
 use_demo = st.button("Use the demo features", key="use_demo", help=f"`{A.USER_FEATURES}` of the current build")
 upload_id = f"upload:{uploaded.file_id}" if uploaded is not None else None
@@ -81,7 +102,7 @@ if upload_id != st.session_state.get("last_upload_id"):  # a new file, or the fi
     if uploaded is not None:
         load_input(uploaded.name, uploaded.getvalue(), upload_id)
     elif str(st.session_state.get("anomaly_input", {}).get("token", "")).startswith("upload:"):
-        st.session_state.pop("anomaly_input", None)
+        release_input()
 if use_demo:
     demo_path = arts.verified_path(A.USER_FEATURES)
     if demo_path is None:
@@ -94,23 +115,27 @@ if source is None:
     st.info("Upload a features file or use the demo features to begin.", icon=":material/upload:")
     st.stop()
 if "error" in source:
-    st.error(source["error"], icon=":material/block:")
+    st.error(plain(source["error"]), icon=":material/block:")
     st.stop()
 df, validation = source["df"], source["validation"]
 
 # --- 2. Validation -------------------------------------------------------------------------
+# Names and messages carry uploaded text: shown escaped or as plain text, never as markup.
 st.header("2 · Validation")
-st.markdown(
-    f"`{source['name']}`: **{count(len(df))}** rows, **{count(validation.n_scorable)}** can be scored."
-)
+st.text(source["name"])
+st.markdown(f"**{count(len(df))}** rows, **{count(validation.n_scorable)}** can be scored.")
+for note in source.get("notes", []):
+    st.info(plain(note), icon=":material/info:")
 if validation.ok:
-    st.success("Every row has all 16 features, numeric, finite and non-negative, with unique visitorids.")
+    st.success("Every row follows the data contract's rules for valid feature rows, with unique visitorids.")
 for i, message in enumerate(validation.messages()):  # messages() puts missing columns first
-    (st.error if i == 0 and validation.missing_columns else st.warning)(message)
+    (st.error if i == 0 and validation.missing_columns else st.warning)(plain(message))
 if len(validation.row_problems):
     with st.expander(f"Rows with problems ({count(len(validation.row_problems))} listed)", expanded=True):
-        st.dataframe(validation.row_problems, hide_index=True)
-        st.caption("Row numbers are 0-based positions in the file. Unscorable rows stay in the downloads with an empty score.")
+        shown = validation.row_problems.drop(columns="row").astype({"visitorid": str})
+        st.dataframe(shown, hide_index=True)
+        st.caption("Lines as in a spreadsheet (header = line 1). Rows that break a rule stay in the downloads "
+                   "with an empty score and an empty flag.")
 if validation.missing_columns or detector is None:
     st.stop()
 

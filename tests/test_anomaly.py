@@ -480,12 +480,12 @@ def test_validate_features_reports_each_problem(train_features):
     assert probs[(1, "events")] == "not a number: 'abc'"
     assert probs[(2, "p95_gap_s")] == "inf"
     assert probs[(3, "view")] == "negative count -3"
-    assert probs[(4, "cat_entropy")] == "NaN"
+    assert probs[(4, "cat_entropy")] == "empty"
     vid = int(t.loc[2, "visitorid"])
-    assert probs[(5, "visitorid")] == f"duplicate visitorid {vid} (also row 2)"
+    assert probs[(5, "visitorid")] == f"duplicate visitorid {vid} (also line 4)"
     text = " ".join(val.messages())
     for needle in ("uniq_cats", "extra_col", "'events'", "not numbers", "infinite", "negative",
-                   "NaN", "repeat a visitorid", "row 1"):
+                   "are empty", "repeat a visitorid", "line 3"):
         assert needle in text, needle
 
 
@@ -498,7 +498,7 @@ def test_validate_scorable_mask_and_ok(train_features):
     val = anomaly.validate_features(t)
     assert val.scorable.tolist() == [False, True, True, True, True]
     assert probs_of(val) == {(0, "txn_to_cart_rate"): "negative value -0.1",
-                             (3, "visitorid"): f"duplicate visitorid {t.loc[1, 'visitorid']} (also row 1)"}
+                             (3, "visitorid"): f"duplicate visitorid {t.loc[1, 'visitorid']} (also line 3)"}
 
 
 def probs_of(val) -> dict:
@@ -519,6 +519,9 @@ def test_explain_names_the_obvious_outlier(detector, train_features):
     t.iloc[1, t.columns.get_loc("short_gap_share")] = 1.0
     t.iloc[1, t.columns.get_loc("events")] = 5000
     t.iloc[1, t.columns.get_loc("view")] = 5000
+    for col in ("addtocart", "transaction", "add_to_view_rate", "txn_to_cart_rate"):  # a valid row
+        t.iloc[1, t.columns.get_loc(col)] = 0
+    t.iloc[1, t.columns.get_loc("uniq_item_ratio")] = t["uniq_items"].iloc[1] / 5000
     t.loc[t.index[2], "night_share"] = "oops"
     why = anomaly.explain(t, detector, top_n=2)
     assert list(why.index) == list(t.index)

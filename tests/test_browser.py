@@ -10,6 +10,7 @@ Skipped outside CI when /usr/bin/chromium is missing; with CI=true it fails inst
 
 from __future__ import annotations
 
+import gzip
 import os
 import socket
 import subprocess
@@ -245,3 +246,48 @@ def test_upload_slider_and_scored_csv_download(page, dashboard_url, browser_arti
     assert len(scored) == len(features)
     pd.testing.assert_frame_equal(scored[features.columns], features, check_dtype=False)
     assert int(scored["is_anomaly"].sum()) == n_flagged
+
+
+def test_raw_events_upload_is_scored(page, dashboard_url, browser_artifact_dir, tmp_path):
+    events = pd.read_parquet(browser_artifact_dir / A.CLEAN_EVENTS).head(20_000).drop(columns="categoryid")
+    upload = tmp_path / "raw_events.csv"
+    events.to_csv(upload, index=False)
+    open_page(page, dashboard_url, "anomaly")
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(upload))
+    page.get_by_text("Flagged users, most anomalous first").wait_for()
+    settle(page)
+    assert_no_exception(page)
+    assert page.get_by_text("raw events of").first.is_visible()
+    rows = page.locator('[data-testid="stMetric"]').filter(has_text="Rows").locator('[data-testid="stMetricValue"]')
+    assert int(rows.inner_text().replace(",", "")) == events["visitorid"].nunique()
+    page.screenshot(path=str(SHOTS / "anomaly_raw_events.png"), full_page=True)
+
+
+def test_hostile_file_is_shown_as_plain_text_and_fetches_nothing(page, dashboard_url, browser_artifact_dir, tmp_path):
+    features = pd.read_parquet(browser_artifact_dir / A.USER_FEATURES).head(200)
+    probe = f"{dashboard_url}/probe-image.png"
+    features["![x](" + probe + ")"] = "<img src=" + probe + ">"
+    features.loc[3, "night_share"] = 1.5
+    upload = tmp_path / "**bold** `name` <b>x.csv"
+    features.to_csv(upload, index=False)
+    fetched: list[str] = []
+    page.on("request", lambda req: fetched.append(req.url) if "probe-image" in req.url else None)
+    open_page(page, dashboard_url, "anomaly")
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(upload))
+    page.get_by_text("Rows with problems").wait_for()
+    settle(page)
+    assert_no_exception(page)
+    page.wait_for_timeout(1_000)
+    assert fetched == [] and page.locator("img[src*='probe-image']").count() == 0
+    assert page.get_by_text(f"![x]({probe})").first.is_visible()  # the column name, as typed
+    assert page.get_by_text("night_share = 1.5").first.is_visible()
+    assert page.get_by_text("line 5").first.is_visible()
+    page.screenshot(path=str(SHOTS / "anomaly_hostile_names.png"), full_page=True)
+
+    gz = tmp_path / "features.csv"
+    gz.write_bytes(gzip.compress(features.to_csv(index=False).encode()))
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(gz))
+    page.get_by_text("is named .csv but is gzip-compressed").wait_for()
+    settle(page)
+    assert_no_exception(page)
+    page.screenshot(path=str(SHOTS / "anomaly_gzip_named_csv.png"), full_page=True)

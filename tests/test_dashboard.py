@@ -11,6 +11,7 @@ import ast
 import io
 import json
 import shutil
+import re
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,8 @@ def frame(at: AppTest, *columns: str) -> pd.DataFrame:
 
 
 def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
+    """The text of the elements as a reader sees it (markdown escapes removed)."""
+    return re.sub(r"\\(.)", r"\1", "\n".join(str(e.value) for e in elements))
 
 
 def demo_features(artifact_dir: Path) -> pd.DataFrame:
@@ -443,15 +445,16 @@ def test_uploaded_csv_with_bad_rows_lists_them_and_keeps_every_row(dashboard_bui
     at = open_page("pages/anomaly.py")
     at = upload(at, "features.csv", features.to_csv(index=False).encode())
     no_exception(at)
-    problems = frame(at, "row", "problem")
-    assert {3, 5, 7, 9} <= set(problems["row"])
+    problems = frame(at, "line", "problem")
+    assert {5, 7, 9, 11} <= set(problems["line"])  # spreadsheet lines: header = line 1
     messages = texts(at.warning)
     assert "not numbers" in messages and "negative" in messages and "infinite" in messages
     assert "duplicate" in messages.lower() or "repeat a visitorid" in messages and "note" in messages
     assert at.file_uploader(key="features_file").value.name == "features.csv"
     back = pd.read_csv(io.BytesIO(downloads["features_scored_isolation_forest_keep-buyers_frozen.csv"][1]()))
     assert len(back) == 500 and back["visitorid"].tolist() == features["visitorid"].tolist()
-    assert back.loc[[3, 5, 7], "anomaly_score"].isna().all() and not back.loc[[3, 5, 7], "is_anomaly"].any()
+    assert back.loc[[3, 5, 7], "anomaly_score"].isna().all() and back.loc[[3, 5, 7], "is_anomaly"].isna().all()
+    assert back["is_anomaly"].notna().sum() == 497
     assert back["note"].str.startswith("'=").all()  # formula neutralised
 
 
@@ -552,5 +555,60 @@ def test_cleaning_kpis_page_shows_charts_captions_and_report(dashboard_built):
 def test_features_uploader_has_its_own_size_limit(dashboard_empty):
     at = open_page("pages/anomaly.py")
     uploader = at.file_uploader(key="features_file")
-    assert uploader.proto.max_upload_size_mb == 200  # the widget's limit, under the server-wide cap
+    assert uploader.proto.max_upload_size_mb == 150  # the widget's limit, under the server-wide cap
     assert sorted(uploader.allowed_type) == [".csv", ".parquet"]
+
+
+def test_raw_events_upload_is_turned_into_features_and_scored(dashboard_built, downloads):
+    events = pd.read_parquet(dashboard_built / A.CLEAN_EVENTS).head(5_000).drop(columns="categoryid")
+    at = open_page("pages/anomaly.py")
+    at = upload(at, "raw.csv", events.to_csv(index=False).encode())
+    no_exception(at)
+    assert "5,000 raw events of" in texts(at.info)
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["Rows"] == f"{events['visitorid'].nunique():,}"
+    back = pd.read_parquet(io.BytesIO(downloads["raw_scored.parquet"][1]()))
+    from core.anomaly import user_features
+
+    expected = user_features(events.assign(categoryid=-1))
+    pd.testing.assert_frame_equal(back[expected.columns], expected)
+
+
+def test_hostile_names_are_shown_as_plain_text(dashboard_built):
+    features = demo_features(dashboard_built).head(50)
+    features["![x](http://example.invalid/a.png)"] = "<img src=x>"
+    features.loc[2, "night_share"] = 1.5
+    at = open_page("pages/anomaly.py")
+    at = upload(at, "**b** ![y](http://example.invalid/b.png).csv", features.to_csv(index=False).encode())
+    no_exception(at)
+    raw = "\n".join(str(e.value) for e in [*at.warning, *at.error, *at.info, *at.markdown])
+    assert "](http" not in raw and "![" not in raw  # every markdown character escaped
+    assert "![x](http://example.invalid/a.png)" in texts(at.warning)  # shown as typed
+    assert any("**b** ![y]" in str(t.value) for t in at.text)  # the file name as plain text
+    assert "night_share = 1.5" in texts(at.warning) and "line 4" in texts(at.warning)
+    assert frame(at, "line", "problem")["line"].tolist() == [4]
+
+
+@pytest.mark.parametrize(
+    "name, data, words",
+    [
+        ("features.csv", b"\x1f\x8b\x08\x00gz", "gzip-compressed"),
+        ("features.csv", b"visitorid,events,events\n1,2,3\n", "repeats the column name 'events'"),
+        ("features.parquet", parquet_bytes(pd.DataFrame({"visitorid": [1], "events": [True]})), "'events' is boolean"),
+    ],
+)
+def test_hostile_files_are_refused_on_the_page(dashboard_built, name, data, words):
+    at = open_page("pages/anomaly.py")
+    at = upload(at, name, data)
+    no_exception(at)
+    assert words in texts(at.error)
+    assert "anomaly_scores" not in at.session_state
+
+
+def test_removing_the_file_releases_the_table(dashboard_built):
+    at = open_page("pages/anomaly.py")
+    at = upload(at, "f.parquet", parquet_bytes(demo_features(dashboard_built).head(100)))
+    assert "anomaly_input" in at.session_state and "anomaly_scores" in at.session_state
+    at = at.file_uploader(key="features_file").set_value(None).run()
+    no_exception(at)
+    assert "anomaly_input" not in at.session_state and "anomaly_scores" not in at.session_state

@@ -399,14 +399,25 @@ def test_write_all_files_captions_and_byte_identical_rerun(world, tmp_path):
 
 
 def _feature_table(n: int = 100, n_bad: int = 4, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Random visitors that obey the contract's feature-row rules; n_bad of them are crawlers."""
     rng = np.random.default_rng(seed)
-    f = pd.DataFrame({c: rng.uniform(0.5, 2.0, n) for c in USER_FEATURES})
-    for c in ("events", "view", "addtocart", "transaction", "uniq_items", "uniq_cats", "n_sessions"):
-        f[c] = rng.integers(1, 6, n)
-    f["events_per_active_day"] = rng.uniform(1, 5, n)
     bad = np.arange(n_bad) * 7 + 3
-    f.loc[bad, "events_per_active_day"] = 500.0
-    f.loc[bad, "events"] = 2000
+    addtocart, transaction = rng.integers(0, 3, n), rng.integers(0, 2, n)
+    view = rng.integers(1, 6, n)
+    view[bad] = 2000 - addtocart[bad] - transaction[bad]
+    events = view + addtocart + transaction
+    n_sessions = rng.integers(1, events + 1)
+    days = np.where(np.isin(np.arange(n), bad), 4, rng.integers(1, n_sessions + 1))
+    uniq_items, uniq_cats = rng.integers(1, events + 1), rng.integers(0, events + 1)
+    f = pd.DataFrame({
+        "events": events, "view": view, "addtocart": addtocart, "transaction": transaction,
+        "uniq_items": uniq_items, "uniq_cats": uniq_cats,
+        "cat_entropy": rng.uniform(0, 1, n) * np.log2(np.maximum(uniq_cats, 1)),
+        "events_per_active_day": events / days, "add_to_view_rate": addtocart / np.maximum(view, 1),
+        "txn_to_cart_rate": transaction / np.maximum(addtocart, 1), "night_share": rng.uniform(0, 1, n),
+        "p95_gap_s": np.where(events < 2, 0.0, rng.uniform(0.5, 200, n)), "short_gap_share": rng.uniform(0, 1, n),
+        "n_sessions": n_sessions, "sessions_per_day": n_sessions / days, "uniq_item_ratio": uniq_items / events,
+    })[list(USER_FEATURES)]
     f.insert(0, "visitorid", np.arange(n, dtype=np.int64) + 1000)
     labels = pd.DataFrame({"visitorid": f["visitorid"].to_numpy()[bad], "kind": "crawler"})
     return f, labels

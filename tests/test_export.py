@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from core import export as E
+from core import uploads as U
 from core.errors import DataError
 
 
@@ -77,7 +78,12 @@ def test_with_scores_keeps_all_rows_in_order():
     feats = pd.DataFrame({"visitorid": [9, 3, 7]}, index=[5, 6, 7])
     scored = pd.DataFrame({"anomaly_score": [0.2, np.nan, 0.9], "is_anomaly": [False, False, True]})
     out = E.with_scores(feats, scored)
-    assert out["visitorid"].tolist() == [9, 3, 7] and out["is_anomaly"].tolist() == [False, False, True]
+    assert out["visitorid"].tolist() == [9, 3, 7]
+    assert out["is_anomaly"].dtype == "boolean"  # nullable: the unscored row's flag is empty, not False
+    assert out["is_anomaly"].isna().tolist() == [False, True, False] and out["is_anomaly"].iloc[2]
+    back = pd.read_csv(io.BytesIO(E.csv_bytes(out)), keep_default_na=False)
+    assert back["is_anomaly"].astype(str).tolist() == ["False", "", "True"] or back["is_anomaly"].tolist() == [
+        "false", "", "true"]
 
 
 # --------------------------------------------------------------------------- uploads
@@ -85,8 +91,8 @@ def test_with_scores_keeps_all_rows_in_order():
 
 def test_read_csv_and_parquet_uploads():
     df = pd.DataFrame({"visitorid": [1, 2], "events": [3, 4]})
-    pd.testing.assert_frame_equal(E.read_table_upload("f.csv", df.to_csv(index=False).encode()), df)
-    pd.testing.assert_frame_equal(E.read_table_upload("F.PARQUET", E.parquet_bytes(df)), df)
+    pd.testing.assert_frame_equal(U.read_table("f.csv", df.to_csv(index=False).encode())[0], df)
+    pd.testing.assert_frame_equal(U.read_table("F.PARQUET", E.parquet_bytes(df))[0], df)
 
 
 @pytest.mark.parametrize(
@@ -101,18 +107,18 @@ def test_read_csv_and_parquet_uploads():
         ("f.csv", b"\n\n", "no header"),
         ("f.csv", b"a,b\n1,2,3,4\n", "could not be parsed"),
         ("f.csv", b"a,b\n1,2\n1,2,3,4\n", "could not be parsed"),
-        ("f.csv", b"\xff\xfe\x00bad", "could not be parsed"),
+        ("f.csv", b"\xff\xfe\x00bad", "UTF-16"),
     ],
 )
 def test_bad_uploads_raise_a_data_error_that_says_what_is_wrong(name, data, words):
     with pytest.raises(DataError, match=words):
-        E.read_table_upload(name, data)
+        U.read_table(name, data)
 
 
 def test_truncated_parquet_is_refused():
     data = E.parquet_bytes(pd.DataFrame({"visitorid": range(100)}))
     with pytest.raises(DataError, match="parquet"):
-        E.read_table_upload("f.parquet", data[: len(data) // 2])
+        U.read_table("f.parquet", data[: len(data) // 2])
 
 
 # --------------------------------------------------------------------------- views

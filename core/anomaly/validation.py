@@ -1,8 +1,14 @@
-"""Which rows of a user-feature table can be scored, and plain messages about the rest."""
+"""Which rows of a user-feature table can be scored: every rule of the data contract's "Valid
+feature rows", checked column-wise, with plain messages naming the column, the lines and the fix.
+
+Row numbers are reported two ways: ``row`` is the 0-based position (for code and the API) and
+``line`` the spreadsheet line of the row in a file with a header (header = line 1).
+"""
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +20,10 @@ from core.schema import COUNT_FEATURES, USER_FEATURES
 
 # The detailed row_problems table is capped; counts in the messages stay exact.
 MAX_PROBLEM_ROWS = 100_000
+LINES_NAMED = 5  # lines listed per problem in a message
+REL_TOL = 1e-9  # equalities hold within this relative difference; bounds allow this rounding
+INT64_LIMIT = 2.0**63
+HEADER_LINES = 1
 
 
 def check_share(share: Any) -> float:
@@ -24,13 +34,33 @@ def check_share(share: Any) -> float:
     return float(share)
 
 
+def _column(df: pd.DataFrame, col: str) -> pd.Series:
+    """One column, the first one when the name is repeated."""
+    raw = df[col]
+    return raw.iloc[:, 0] if isinstance(raw, pd.DataFrame) else raw
+
+
+def _not_a_number_type(s: pd.Series) -> bool:
+    """Booleans, dates and durations are not numbers, whatever numpy can cast them to."""
+    return (
+        pd.api.types.is_bool_dtype(s)
+        or pd.api.types.is_datetime64_any_dtype(s)
+        or pd.api.types.is_timedelta64_dtype(s)
+    )
+
+
 def numeric(s: pd.Series) -> np.ndarray:
-    """A column as float64, non-numbers as NaN."""
-    if pd.api.types.is_bool_dtype(s):
-        s = s.astype(np.float64)
-    elif not pd.api.types.is_numeric_dtype(s):
+    """A column as float64; text, booleans, dates and durations as NaN."""
+    if _not_a_number_type(s):
+        return np.full(len(s), np.nan)
+    if not pd.api.types.is_numeric_dtype(s):
         s = pd.to_numeric(s, errors="coerce")
     return s.to_numpy(np.float64, na_value=np.nan)
+
+
+def line_numbers(rows: np.ndarray) -> np.ndarray:
+    """Spreadsheet line numbers of 0-based data rows (the header is line 1)."""
+    return np.asarray(rows, np.int64) + 1 + HEADER_LINES
 
 
 def _as_text(values: np.ndarray) -> np.ndarray:
@@ -39,6 +69,49 @@ def _as_text(values: np.ndarray) -> np.ndarray:
     integral = np.isfinite(arr) & (arr == np.round(arr)) & (np.abs(arr) < 2**53)
     as_int = np.where(integral, arr, 0).astype(np.int64).astype(str).astype(object)
     return np.where(integral, as_int, arr.astype(str).astype(object))
+
+
+def _tol(bound: np.ndarray) -> np.ndarray:
+    """Rounding allowed at a bound: REL_TOL relative, at least REL_TOL absolute."""
+    return REL_TOL * np.maximum(np.abs(bound), 1.0)
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a == b within REL_TOL relative (exact when both are 0)."""
+    return np.abs(a - b) <= REL_TOL * np.maximum(np.abs(a), np.abs(b))
+
+
+# kind -> (what the rows break, how to fix them). Every kind except "duplicate" makes a row unscorable.
+_PROBLEM_TEXT: dict[str, tuple[str, str]] = {
+    "non_numeric": ("are not numbers", "Replace them with numbers."),
+    "nan": ("are empty", "Fill them in."),
+    "inf": ("are infinite", "Replace them with finite values."),
+    "negative": ("are negative", "Every feature is non-negative by definition; fix the values."),
+    "not_integer": ("are not whole numbers", "Counts are integers; recompute them from the events."),
+    "bad_id": ("are not an integer visitorid within int64", "Give every row its integer visitorid."),
+    "duplicate": ("repeat a visitorid seen in an earlier row",
+                  "Keep one row per visitor; duplicates are still scored, each on its own."),
+    "events_min": ("have events < 1", "A visitor in the table has at least one event."),
+    "event_sum": ("have view + addtocart + transaction != events",
+                  "events counts every event of the three types; recompute it."),
+    "uniq_items_range": ("are outside 1 <= uniq_items <= events", "Recompute uniq_items from the events."),
+    "uniq_cats_range": ("are outside 0 <= uniq_cats <= events", "Recompute uniq_cats from the events."),
+    "n_sessions_range": ("are outside 1 <= n_sessions <= events", "Recompute n_sessions from the gaps."),
+    "uniq_item_ratio_eq": ("differ from uniq_items / events", "Set uniq_item_ratio = uniq_items / events."),
+    "share_range": ("are outside [0, 1]", "A share lies between 0 and 1; recompute it."),
+    "add_rate_eq": ("differ from addtocart / max(view, 1)", "Set add_to_view_rate = addtocart / max(view, 1)."),
+    "txn_rate_eq": ("differ from transaction / max(addtocart, 1)",
+                    "Set txn_to_cart_rate = transaction / max(addtocart, 1)."),
+    "epad_range": ("are outside 1 <= events_per_active_day <= events",
+                   "events_per_active_day = events / active days; recompute it."),
+    "spd_range": ("are outside 0 < sessions_per_day <= n_sessions",
+                  "sessions_per_day = n_sessions / active days; recompute it."),
+    "entropy_range": ("are outside 0 <= cat_entropy <= log2(max(uniq_cats, 1))",
+                      "Recompute cat_entropy (bits) from the known categories."),
+    "p95_single": ("are not 0 although events < 2", "A visitor with one event has no gap: p95_gap_s is 0."),
+}
+_SINGULAR = {"are": "is", "have": "has", "differ": "differs"}
+UNSCORABLE_KINDS = frozenset(_PROBLEM_TEXT) - {"duplicate"}
 
 
 @dataclass
@@ -52,6 +125,7 @@ class FeatureValidation:
     scorable: np.ndarray
     problem_counts: dict[tuple[str, str], int] = field(default_factory=dict)
     first_examples: dict[tuple[str, str], str] = field(default_factory=dict)
+    first_lines: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     truncated: bool = False
 
     @property
@@ -65,7 +139,7 @@ class FeatureValidation:
         return int(self.scorable.sum())
 
     def messages(self) -> list[str]:
-        """Plain sentences: what is wrong, where, and how to fix it."""
+        """Plain sentences: what is wrong, where (spreadsheet lines, header = line 1), and the fix."""
         msgs: list[str] = []
         if self.missing_columns:
             msgs.append(
@@ -74,53 +148,178 @@ class FeatureValidation:
                 f"({', '.join(USER_FEATURES)}), e.g. as written by core.anomaly.user_features."
             )
         if self.extra_columns:
-            msgs.append(
-                f"Extra column(s) kept but not used for scoring: {', '.join(self.extra_columns)}."
-            )
-        for (col, kind), count in self.problem_counts.items():
-            ex = self.first_examples.get((col, kind), "")
-            ex = f" (first: {ex})" if ex else ""
+            msgs.append(f"Extra column(s) kept but not used for scoring: {', '.join(self.extra_columns)}.")
+        for (col, kind), n in self.problem_counts.items():
             what, fix = _PROBLEM_TEXT[kind]
-            msgs.append(f"Column '{col}': {count} row(s) {what}{ex}. {fix}")
-        if self.truncated:
+            lines = self.first_lines.get((col, kind), [])
+            where = ", ".join(map(str, lines)) + (", …" if n > len(lines) else "")
+            ex = self.first_examples.get((col, kind), "")
+            unscored = "" if kind == "duplicate" else " These rows are not scored."
             msgs.append(
-                f"Only the first {MAX_PROBLEM_ROWS} row problems are listed in detail; "
-                "the counts above are complete."
+                f"Column '{col}': {n} row(s) {what} (line{'s' if n > 1 else ''} {where}; first: {ex}). "
+                f"{fix}{unscored}"
             )
+        if self.truncated:
+            msgs.append(f"Only the first {MAX_PROBLEM_ROWS} row problems are listed; the counts above are complete.")
         if self.n_rows and not self.missing_columns:
             n_bad = self.n_rows - self.n_scorable
             if n_bad:
                 msgs.append(
-                    f"{n_bad} of {self.n_rows} row(s) cannot be scored: they get no anomaly score "
-                    "and are never flagged."
+                    f"{n_bad} of {self.n_rows} row(s) cannot be scored: they keep their place in the "
+                    "downloads with an empty score and an empty flag."
                 )
         return msgs
 
 
-_PROBLEM_TEXT: dict[str, tuple[str, str]] = {
-    "non_numeric": (
-        "are not numbers",
-        "Replace them with numeric values; these rows are not scored.",
-    ),
-    "nan": ("are empty (NaN)", "Fill them in; these rows are not scored."),
-    "inf": ("are infinite", "Replace them with finite values; these rows are not scored."),
-    "negative": (
-        "are negative",
-        "Every feature is non-negative by definition; fix the values; these rows are not scored.",
-    ),
-    "duplicate": (
-        "repeat a visitorid seen in an earlier row",
-        "Keep one row per visitor; duplicates are still scored, each on its own.",
-    ),
-    "bad_id": (
-        "have no usable visitorid",
-        "Give every row a numeric visitorid; the features are still scored.",
-    ),
-}
+class _Collector:
+    """Accumulates problem rows per (column, kind), capped in detail, exact in counts."""
+
+    def __init__(self, n: int, ids: pd.Series | None) -> None:
+        """n rows; ids: the visitorid cells shown next to each problem (None without the column)."""
+        self.ids = ids
+        self.unscorable = np.zeros(n, bool)
+        self.counts: dict[tuple[str, str], int] = {}
+        self.examples: dict[tuple[str, str], str] = {}
+        self.lines: dict[tuple[str, str], list[int]] = {}
+        self.parts: list[pd.DataFrame] = []
+        self.listed = 0
+
+    def add(self, col: str, kind: str, bad: np.ndarray, describe: Any) -> None:
+        """Record the rows where bad is True; describe is a string or a function of row positions."""
+        pos = np.flatnonzero(bad)
+        if pos.size == 0:
+            return
+        key = (col, kind)
+        if kind in UNSCORABLE_KINDS:
+            self.unscorable[pos] = True
+        self.counts[key] = self.counts.get(key, 0) + int(pos.size)
+        keep = pos[: max(MAX_PROBLEM_ROWS - self.listed, LINES_NAMED)]
+        text = np.full(keep.size, describe, object) if isinstance(describe, str) else np.asarray(describe(keep), object)
+        self.examples.setdefault(key, f"line {int(line_numbers(keep[:1])[0])}, {text[0]}")
+        self.lines.setdefault(key, line_numbers(keep[:LINES_NAMED]).tolist())
+        self.listed += keep.size
+        self.parts.append(pd.DataFrame({
+            "row": keep.astype(np.int64),
+            "line": line_numbers(keep),
+            "visitorid": self.ids.iloc[keep].to_numpy(object) if self.ids is not None else None,
+            "column": col,
+            "problem": text,
+        }))
+
+    def table(self) -> pd.DataFrame:
+        """The problem rows in file order, at most MAX_PROBLEM_ROWS."""
+        if not self.parts:
+            return pd.DataFrame({"row": np.empty(0, np.int64), "line": np.empty(0, np.int64),
+                                 "visitorid": np.empty(0, object), "column": np.empty(0, object),
+                                 "problem": np.empty(0, object)})
+        out = pd.concat(self.parts, ignore_index=True).sort_values("row", kind="stable", ignore_index=True)
+        return out.iloc[:MAX_PROBLEM_ROWS].reset_index(drop=True)
+
+
+def _basic_checks(raw: pd.Series, col: str, found: _Collector) -> np.ndarray:
+    """The column as float64 after reporting non-numbers, empties, infinities, negatives and
+    fractional counts; NaN wherever the value is unusable."""
+    vals = numeric(raw)
+    label = "negative count " if col in COUNT_FEATURES else "negative value "
+    if pd.api.types.is_integer_dtype(raw) and not raw.hasnans:  # the usual case: only the sign to check
+        neg = vals < 0
+        found.add(col, "negative", neg, lambda k: label + _as_text(vals[k]))
+        return np.where(neg, np.nan, vals) if neg.any() else vals
+    finite = np.isfinite(vals)
+    if not finite.all():
+        nan = np.isnan(vals)
+        isna = raw.isna().to_numpy()
+        found.add(col, "non_numeric", nan & ~isna, lambda k: "not a number: '" + raw.iloc[k].astype(str) + "'")
+        found.add(col, "nan", nan & isna, "empty")
+        found.add(col, "inf", np.isinf(vals), lambda k: np.where(vals[k] > 0, "inf", "-inf"))
+    with np.errstate(invalid="ignore"):
+        bad = ~finite | (vals < 0)
+        found.add(col, "negative", finite & (vals < 0), lambda k: label + _as_text(vals[k]))
+        if col in COUNT_FEATURES:
+            frac = ~bad & (vals != np.round(vals))
+            found.add(col, "not_integer", frac, lambda k: "not a whole number: " + _as_text(vals[k]))
+            bad |= frac
+    return np.where(bad, np.nan, vals) if bad.any() else vals
+
+
+def _range_rules(v: dict[str, np.ndarray], found: _Collector) -> None:
+    """The relations between columns; each is checked only where its inputs are usable."""
+    ev = v["events"]
+
+    def rule(col: str, kind: str, ok: np.ndarray, shown: np.ndarray) -> None:
+        """Report the rows whose inputs are all usable (no NaN in shown or ok's inputs) but fail ok."""
+        what = _PROBLEM_TEXT[kind][0]
+        broken = ": " + re.sub(r"^(are|have|differ)\b", lambda m: _SINGULAR[m.group(1)], what)
+        with np.errstate(invalid="ignore"):
+            found.add(col, kind, ~np.isnan(shown) & ~ok, lambda k: f"{col} = " + _as_text(shown[k]) + broken)
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rule("events", "events_min", ev >= 1, ev)
+        total = v["view"] + v["addtocart"] + v["transaction"]
+        rule("events", "event_sum", np.isnan(total) | (total == ev), np.where(np.isnan(total), np.nan, ev))
+        big = ev >= 1
+        evb = np.where(big, ev, np.nan)  # the bounds below need a valid events count
+        rule("uniq_items", "uniq_items_range", (v["uniq_items"] >= 1) & (v["uniq_items"] <= evb + _tol(evb)),
+             np.where(big, v["uniq_items"], np.nan))
+        rule("uniq_cats", "uniq_cats_range", v["uniq_cats"] <= evb + _tol(evb), np.where(big, v["uniq_cats"], np.nan))
+        rule("n_sessions", "n_sessions_range", (v["n_sessions"] >= 1) & (v["n_sessions"] <= evb + _tol(evb)),
+             np.where(big, v["n_sessions"], np.nan))
+        ratio = v["uniq_items"] / evb
+        rule("uniq_item_ratio", "uniq_item_ratio_eq", _close(v["uniq_item_ratio"], ratio),
+             np.where(np.isnan(ratio), np.nan, v["uniq_item_ratio"]))
+        for col in ("night_share", "short_gap_share"):
+            rule(col, "share_range", v[col] <= 1 + REL_TOL, v[col])
+        add_rate = v["addtocart"] / np.maximum(v["view"], 1)
+        rule("add_to_view_rate", "add_rate_eq", _close(v["add_to_view_rate"], add_rate),
+             np.where(np.isnan(add_rate), np.nan, v["add_to_view_rate"]))
+        txn_rate = v["transaction"] / np.maximum(v["addtocart"], 1)
+        rule("txn_to_cart_rate", "txn_rate_eq", _close(v["txn_to_cart_rate"], txn_rate),
+             np.where(np.isnan(txn_rate), np.nan, v["txn_to_cart_rate"]))
+        epad = v["events_per_active_day"]
+        rule("events_per_active_day", "epad_range", (epad >= 1 - REL_TOL) & (epad <= evb + _tol(evb)),
+             np.where(big, epad, np.nan))
+        ns = np.where(v["n_sessions"] >= 1, v["n_sessions"], np.nan)
+        spd = v["sessions_per_day"]
+        rule("sessions_per_day", "spd_range", (spd > 0) & (spd <= ns + _tol(ns)), np.where(np.isnan(ns), np.nan, spd))
+        cap = np.log2(np.maximum(v["uniq_cats"], 1))
+        rule("cat_entropy", "entropy_range", v["cat_entropy"] <= cap + _tol(cap),
+             np.where(np.isnan(cap), np.nan, v["cat_entropy"]))
+        p95 = v["p95_gap_s"]
+        rule("p95_gap_s", "p95_single", ~(ev < 2) | (p95 == 0), np.where(np.isnan(ev), np.nan, p95))
+
+
+def _visitor_ids(raw: pd.Series, found: _Collector) -> None:
+    """Report ids that are not integers within int64, and repeated ids."""
+    if _not_a_number_type(raw):
+        vnum = np.full(len(raw), np.nan)
+    elif pd.api.types.is_signed_integer_dtype(raw) and not raw.hasnans:
+        vnum = None  # int64 or narrower: every value is a valid id
+    else:
+        num = pd.to_numeric(raw, errors="coerce") if not pd.api.types.is_numeric_dtype(raw) else raw
+        vnum = num.to_numpy(np.float64, na_value=np.nan)
+    if vnum is None:
+        ok = np.ones(len(raw), bool)
+    else:
+        # float64 cannot tell 2**63 - 1 from 2**63: the limit is the last exactly representable value
+        ok = np.isfinite(vnum) & (vnum == np.round(vnum)) & (np.abs(vnum) < INT64_LIMIT)
+        found.add("visitorid", "bad_id", ~ok, lambda k: np.where(raw.iloc[k].isna(), "empty",
+                                                                 "not an id: '" + raw.iloc[k].astype(str) + "'"))
+    index = pd.Index(raw)
+    if index.is_monotonic_increasing and index.is_unique:  # sorted ids, as the build writes them
+        return
+    codes, _ = pd.factorize(raw, use_na_sentinel=True)
+    dup = pd.Series(codes).duplicated(keep="first").to_numpy() & (codes >= 0) & ok
+    if dup.any():
+        firsts = np.flatnonzero((codes >= 0) & ~pd.Series(codes).duplicated(keep="first").to_numpy())
+        def dup_text(k: np.ndarray) -> np.ndarray:
+            """'duplicate visitorid 12 (also line 5)'."""
+            return "duplicate visitorid " + raw.iloc[k].astype(str).to_numpy(object) + " (also line " + line_numbers(firsts[codes[k]]).astype(str).astype(object) + ")"
+
+        found.add("visitorid", "duplicate", dup, dup_text)
 
 
 def validate_features(df: pd.DataFrame) -> FeatureValidation:
-    """Check a feature table (visitorid + 16 features) and mark the rows that can be scored."""
+    """Check a feature table (visitorid + 16 features) against every rule of the data contract."""
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"Expected a pandas DataFrame of user features, got {type(df).__name__}.")
     n = len(df)
@@ -128,118 +327,23 @@ def validate_features(df: pd.DataFrame) -> FeatureValidation:
     cols = [str(c) for c in df.columns]
     missing = [c for c in required if c not in cols]
     extra = [c for c in cols if c not in required]
+    vis = _column(df, "visitorid") if "visitorid" in df.columns else None
+    found = _Collector(n, vis)
     scorable = np.zeros(n, bool) if missing else np.ones(n, bool)
-    counts: dict[tuple[str, str], int] = {}
-    examples: dict[tuple[str, str], str] = {}
-    parts: list[pd.DataFrame] = []
-    has_vis = "visitorid" in df.columns
-    vis_raw = df["visitorid"] if has_vis else None
-    if has_vis and isinstance(vis_raw, pd.DataFrame):  # duplicated column names
-        vis_raw = vis_raw.iloc[:, 0]
-
-    def add(col: str, kind: str, pos: np.ndarray, describe: Any) -> None:
-        """Count the problem rows; describe (a string, or a function of the kept positions)
-        is only evaluated on the first MAX_PROBLEM_ROWS of them."""
-        if pos.size == 0:
-            return
-        counts[(col, kind)] = counts.get((col, kind), 0) + int(pos.size)
-        keep = pos[:MAX_PROBLEM_ROWS]
-        if isinstance(describe, str):
-            text = np.full(keep.size, describe, dtype=object)
-        else:
-            text = np.asarray(describe(keep), dtype=object)
-        examples.setdefault((col, kind), f"row {int(keep[0])}, {text[0]}")
-        parts.append(
-            pd.DataFrame(
-                {
-                    "row": keep.astype(np.int64),
-                    "visitorid": (
-                        vis_raw.iloc[keep].to_numpy(object) if vis_raw is not None else None
-                    ),
-                    "column": col,
-                    "problem": text,
-                }
-            )
-        )
-
+    values: dict[str, np.ndarray] = {}
     for col in USER_FEATURES:
-        if col not in df.columns:
-            continue
-        raw = df[col]
-        if isinstance(raw, pd.DataFrame):
-            raw = raw.iloc[:, 0]
-        vals = numeric(raw)
-        finite = np.isfinite(vals)
-        nan = np.isnan(vals)
-        if nan.any():
-            # NaN after coercion: either really missing, or text that is not a number.
-            isna = raw.isna().to_numpy()
-            add(
-                col,
-                "non_numeric",
-                np.flatnonzero(nan & ~isna),
-                lambda k, raw=raw: "not a number: '" + raw.iloc[k].astype(str) + "'",
-            )
-            add(col, "nan", np.flatnonzero(nan & isna), "NaN")
-        add(
-            col,
-            "inf",
-            np.flatnonzero(np.isinf(vals)),
-            lambda k, vals=vals: np.where(vals[k] > 0, "inf", "-inf"),
-        )
-        label = "negative count " if col in COUNT_FEATURES else "negative value "
-        add(
-            col,
-            "negative",
-            np.flatnonzero(finite & (vals < 0)),
-            lambda k, vals=vals, label=label: label + _as_text(vals[k]),
-        )
-        scorable &= finite & (vals >= 0)
-    if vis_raw is not None and n:
-        vnum = pd.to_numeric(vis_raw, errors="coerce").to_numpy(np.float64, na_value=np.nan)
-        def bad_id_text(k: np.ndarray) -> np.ndarray:
-            bad_raw = vis_raw.iloc[k]
-            return np.where(bad_raw.isna(), "NaN", "not a number: '" + bad_raw.astype(str) + "'")
-
-        add("visitorid", "bad_id", np.flatnonzero(~np.isfinite(vnum)), bad_id_text)
-        codes, _ = pd.factorize(vis_raw, use_na_sentinel=True)
-        valid = codes >= 0
-        dup = pd.Series(codes).duplicated(keep="first").to_numpy() & valid
-        if dup.any():
-            firsts = np.flatnonzero(valid & ~dup)  # factorize numbers codes by first appearance
-
-            def dup_text(k: np.ndarray) -> np.ndarray:
-                shown = (
-                    _as_text(vnum[k])
-                    if pd.api.types.is_numeric_dtype(vis_raw)
-                    else vis_raw.iloc[k].astype(str).to_numpy(object)
-                )
-                also = " (also row " + firsts[codes[k]].astype(str).astype(object) + ")"
-                return "duplicate visitorid " + shown + also
-
-            add("visitorid", "duplicate", np.flatnonzero(dup), dup_text)
-    if parts:
-        problems = pd.concat(parts, ignore_index=True)
-        problems = problems.sort_values("row", kind="stable", ignore_index=True)
-    else:
-        problems = pd.DataFrame(
-            {
-                "row": np.empty(0, np.int64),
-                "visitorid": np.empty(0, object),
-                "column": np.empty(0, object),
-                "problem": np.empty(0, object),
-            }
-        )
-    truncated = len(problems) > MAX_PROBLEM_ROWS
-    if truncated:
-        problems = problems.iloc[:MAX_PROBLEM_ROWS].reset_index(drop=True)
+        if col in df.columns:
+            values[col] = _basic_checks(_column(df, col), col, found)
+            scorable &= ~np.isnan(values[col])
+        else:
+            values[col] = np.full(n, np.nan)
+    if n:
+        _range_rules(values, found)
+        if vis is not None:
+            _visitor_ids(vis, found)
+    scorable &= ~found.unscorable  # a row breaking any rule is not scored
     return FeatureValidation(
-        n_rows=n,
-        missing_columns=missing,
-        extra_columns=extra,
-        row_problems=problems,
-        scorable=scorable,
-        problem_counts=counts,
-        first_examples=examples,
-        truncated=truncated or sum(counts.values()) > MAX_PROBLEM_ROWS,
+        n_rows=n, missing_columns=missing, extra_columns=extra, row_problems=found.table(),
+        scorable=scorable, problem_counts=found.counts, first_examples=found.examples,
+        first_lines=found.lines, truncated=sum(found.counts.values()) > MAX_PROBLEM_ROWS,
     )
