@@ -381,7 +381,9 @@ def _tiny_build(staging: Path, model_name: str) -> None:
                             load_report=None, sampled_clean=False,
                             served={"ranking_model": {"file": model_name, "name": "m", "ranker": "m",
                                                       "candidates": "history"},
-                                    "detector": {"file": artifacts.DETECTOR}})
+                                    "detector": {"file": artifacts.DETECTOR, "name": "isolation_forest",
+                                                 "protect_buyers": True,
+                                                 "detectors": {"isolation_forest": artifacts.DETECTOR}}})
 
 
 def test_a_build_replaces_the_folder_and_never_lists_planted_files(tmp_path, monkeypatch):

@@ -567,7 +567,7 @@ def test_raw_events_upload_is_turned_into_features_and_scored(dashboard_built, d
     assert "5,000 raw events of" in texts(at.info)
     labels = {m.label: m.value for m in at.metric}
     assert labels["Rows"] == f"{events['visitorid'].nunique():,}"
-    back = pd.read_parquet(io.BytesIO(downloads["raw_scored.parquet"][1]()))
+    back = pd.read_parquet(io.BytesIO(downloads["raw_scored_isolation_forest_keep-buyers_frozen.parquet"][1]()))
     from core.anomaly import user_features
 
     expected = user_features(events.assign(categoryid=-1))
