@@ -19,6 +19,7 @@ import pandas as pd
 
 import core
 from core import anomaly, artifacts, data, demo, ranking, schema
+from core import engine as engine_pkg
 from core.bench import StageTimer, peak_rss_mb
 from core.schema import DEFAULT_SEED, DEFAULT_SHARE, EVENT_TYPES, UNKNOWN_CATEGORY
 
@@ -89,10 +90,11 @@ def load_inputs(raw_dir: str | None, events_file: str | None, n_events: int, see
 
 
 def detect_and_clean(
-    events: pd.DataFrame, labels: pd.DataFrame | None, seed: int, share: float, fingerprint: str
+    events: pd.DataFrame, labels: pd.DataFrame | None, seed: int, share: float, fingerprint: str,
+    features: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Task 2: user features, detector, audit table, frozen operating point and cleaning."""
-    features = anomaly.user_features(events)
+    features = anomaly.user_features(events) if features is None else features
     detector = anomaly.fit_detector(features, share=share, seed=seed, fingerprint=fingerprint)
     scores = detector.score_samples(features)
     flags = scores >= detector.threshold_
@@ -138,12 +140,20 @@ def build(
     n_events: int | None = None,
     seed: int = DEFAULT_SEED,
     share: float = DEFAULT_SHARE,
+    engine: str = "pandas",
+    scheduler: str | None = None,
+    memory_limit: str = engine_pkg.DEFAULT_MEMORY_LIMIT,
+    n_workers: int = 2,
 ) -> dict[str, Any]:
-    """Run every stage and write every artifact into ``out``; returns the stage timings."""
+    """Run every stage and write every artifact into ``out``; returns the stage timings.
+
+    The per-visitor stages (user features, history candidates) run once on ``engine`` and are
+    reused by the raw, cleaned and Markov runs and the honest evaluation.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n_events = n_events or demo.SCALES[scale]
-    timer = StageTimer(total=8)
+    timer = StageTimer(total=10)
 
     with timer.stage("load events"):
         inputs = load_inputs(raw_dir, events_file, n_events, seed)
@@ -152,8 +162,11 @@ def build(
         artifacts.write_json(dataset_summary(events, inputs.source), out / artifacts.DATASET_SUMMARY)
         daily_activity(events).to_csv(out / artifacts.DAILY_ACTIVITY, index=False)
 
+    with timer.stage(f"user features and history candidates ({engine} engine)"):
+        features, cands = engine_pkg.per_visitor_stages(events, engine, scheduler, n_workers, memory_limit)
+
     with timer.stage("user features, detector and cleaning"):
-        t2 = detect_and_clean(events, inputs.labels, seed, share, fp)
+        t2 = detect_and_clean(events, inputs.labels, seed, share, fp, features=features)
         detector = t2["detector"]
         t2["features"].to_parquet(out / artifacts.USER_FEATURES, index=False, compression="zstd")
         t2["scored"].to_parquet(out / artifacts.SCORED_USERS, index=False, compression="zstd")
@@ -164,23 +177,34 @@ def build(
         committed = _commit_sample(clean, seed)
         data.write_events(committed, out / artifacts.CLEAN_EVENTS)
 
+    with timer.stage("rare-label drop, raw and cleaned cases"):
+        raw_cases = engine_pkg.prepared_cases(cands)
+        flagged = t2["scored"].loc[t2["scored"]["is_anomaly"], "visitorid"].to_numpy()
+        # A visitor's cases depend only on that visitor's views: the cleaned events' candidates
+        # are the raw ones without the flagged visitors' cases (ids renumbered).
+        clean_cases = engine_pkg.prepared_cases(engine_pkg.without_visitors(cands, flagged))
+        del cands
+
     with timer.stage("task 1 on raw events"):
-        raw_run = ranking.train_and_evaluate(events, seed=seed, source="raw events")
+        raw_run = ranking.train_and_evaluate(events, seed=seed, source="raw events", cases=raw_cases)
 
     with timer.stage("task 1 on cleaned events"):
-        clean_run = ranking.train_and_evaluate(clean, seed=seed, source="cleaned events")
+        clean_run = ranking.train_and_evaluate(clean, seed=seed, source="cleaned events", cases=clean_cases)
+        del clean_cases
 
     with timer.stage("task 1 with Markov candidates"):
         markov_run = ranking.train_and_evaluate(events, seed=seed, markov_top_n=MARKOV_TOP_N,
                                                 rankers=MARKOV_RANKERS,
-                                                source=f"raw events + Markov top-{MARKOV_TOP_N} candidates")
+                                                source=f"raw events + Markov top-{MARKOV_TOP_N} candidates",
+                                                cases=raw_cases)
 
     with timer.stage("write task 1 artifacts"):
         served = choose_served(raw_run, markov_run)
         served_ranker = write_task1(out, raw_run, clean_run, markov_run, served, t2["cleaning"])
+        del clean_run, markov_run, raw_run, served
 
     with timer.stage("honest evaluation"):
-        _honest_evaluation(events, inputs.labels, seed, share, out)
+        _honest_evaluation(events, inputs.labels, seed, share, out, features, raw_cases)
 
     with timer.stage("manifest"):
         (out / artifacts.RESULTS_MD).write_text(results_markdown(out))
@@ -189,7 +213,6 @@ def build(
                        served={"ranking_model": served_ranker, "detector": {"file": artifacts.DETECTOR}})
     log.info("build finished: %s", ", ".join(f"{t['stage']} {t['seconds']}s" for t in timer.timings))
     return {"timings": timer.timings, "peak_rss_mb": round(peak_rss_mb()), "cleaning": t2["cleaning"]}
-
 
 
 def _validation_score(run: Any) -> float:
@@ -292,14 +315,12 @@ def write_task1(out: Path, raw_run: Any, clean_run: Any, markov_run: Any, served
     return identity
 
 
-def _honest_evaluation(events: pd.DataFrame, labels: pd.DataFrame | None, seed: int, share: float, out: Path) -> None:
-    """Issue 5's same-population evaluation, when core.evaluation is available."""
-    try:
-        from core import evaluation
-    except ImportError:
-        log.info("core.evaluation not present: skipping the same-population evaluation")
-        return
-    evaluation.write_all(events, labels, seed=seed, share=share, out=out)
+def _honest_evaluation(events: pd.DataFrame, labels: pd.DataFrame | None, seed: int, share: float, out: Path,
+                       features: pd.DataFrame, cases: tuple[pd.DataFrame, int, int]) -> None:
+    """The same-population evaluation (core.evaluation), on the build's features and cases."""
+    from core import evaluation
+
+    evaluation.write_all(events, labels, seed=seed, share=share, out=out, features=features, cases=cases)
 
 
 def _case_sample(cands: pd.DataFrame, max_rows: int) -> pd.DataFrame:

@@ -17,9 +17,11 @@ import pyarrow.parquet as pq
 
 from core import anomaly, data, ranking
 from core.errors import DataError
+from core.schema import MIN_LABEL_COUNT
 
 ENGINES: tuple[str, ...] = ("pandas", "dask")
 STAGES: tuple[str, ...] = ("features", "candidates")
+DEFAULT_MEMORY_LIMIT = "4GB"  # per worker of a LocalCluster (the dask engine without a scheduler)
 
 
 def parquet_files(path: str | Path) -> list[Path]:
@@ -85,21 +87,8 @@ def write_table(table: pd.DataFrame, out: str | Path) -> None:
         table.to_parquet(out, index=False, compression="zstd")
 
 
-def compute(stage: str, events: pd.DataFrame, engine: str = "pandas", scheduler: str | None = None,
-            n_workers: int = 2, memory_limit: str = "4GB") -> pd.DataFrame:
-    """One per-visitor stage of in-memory events on the chosen engine (as the pandas one gives it)."""
-    if engine == "pandas":
-        return stage_function(stage)(events)
-    if engine != "dask":
-        raise ValueError(f"unknown engine {engine!r}; expected one of {ENGINES}")
-    from core.engine import dask_engine
-
-    with dask_engine.cluster(scheduler, n_workers, memory_limit):
-        return dask_engine.run_frame(stage, events)
-
-
 def run_file(stage: str, events_path: str | Path, out: str | Path, engine: str = "pandas",
-             scheduler: str | None = None, n_workers: int = 2, memory_limit: str = "4GB") -> dict:
+             scheduler: str | None = None, n_workers: int = 2, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> dict:
     """``python -m core features|candidates``: events parquet (file or folder) in, table out."""
     if engine == "pandas":
         table = stage_function(stage)(read_events(events_path))
@@ -112,3 +101,23 @@ def run_file(stage: str, events_path: str | Path, out: str | Path, engine: str =
     with dask_engine.cluster(scheduler, n_workers, memory_limit):
         rows = dask_engine.run_files(stage, parquet_files(events_path), out)
     return {"engine": engine, "rows": rows, "out": str(out)}
+
+
+def per_visitor_stages(events: pd.DataFrame, engine: str = "pandas", scheduler: str | None = None,
+                       n_workers: int = 2, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """User features and history candidates of in-memory events, each computed once on ``engine``."""
+    if engine == "pandas":
+        return anomaly.user_features(events), ranking.build_candidates(events)
+    if engine != "dask":
+        raise ValueError(f"unknown engine {engine!r}; expected one of {ENGINES}")
+    from core.engine import dask_engine
+
+    with dask_engine.cluster(scheduler, n_workers, memory_limit):  # one cluster for both stages
+        return dask_engine.run_frame("features", events), dask_engine.run_frame("candidates", events)
+
+
+def prepared_cases(cands: pd.DataFrame, min_count: int = MIN_LABEL_COUNT) -> tuple[pd.DataFrame, int, int]:
+    """ranking.prepare_cases from built candidates: (cands without rare labels, cases, cases dropped)."""
+    n_all = int(cands["case_id"].iloc[-1]) + 1 if len(cands) else 0  # case ids are 0..n-1 in order
+    kept, n_dropped = ranking.drop_rare_labels(cands, min_count)
+    return kept, n_all, n_dropped
