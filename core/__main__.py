@@ -80,12 +80,13 @@ def main(argv: list[str] | None = None) -> int:
                               "peak_rss_mb": round(bench.peak_rss_mb())}))
         else:
             rows = bench.bench(seed=args.seed, n_events=args.n_events, engine=args.engine)
-            print(f"{'stage':<60}{'seconds':>10}{'peak RSS MB':>14}")
+            print(f"{'stage':<60}{'seconds':>10}{'CPU s':>10}{'peak RSS MB':>14}")
             for row in rows:
                 value = row.get("value")
                 seconds = "" if row["seconds"] is None else f"{row['seconds']:.2f}"
+                cpu = "" if row.get("cpu_s") is None else f"{row['cpu_s']:.2f}"
                 rss = "" if row["peak_rss_mb"] is None else str(row["peak_rss_mb"])
-                print(f"{row['stage']:<60}{seconds:>10}{rss:>14}" + (f"  {value:,}" if value is not None else ""))
+                print(f"{row['stage']:<60}{seconds:>10}{cpu:>10}{rss:>14}" + (f"  {value:,}" if value is not None else ""))
     except ProjectError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -40,11 +40,14 @@ class StageTimer:
         number = len(self.timings) + 1
         of = f"[{number}/{self.total}]" if self.total else f"[{number}]"
         log.info("%s %s ...", of, name)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         yield
-        seconds = time.perf_counter() - start
-        self.timings.append({"stage": name, "seconds": round(seconds, 2), "peak_rss_mb": round(peak_rss_mb())})
-        log.info("%s %s done in %.1f s (peak RSS %.0f MB)", of, name, seconds, peak_rss_mb())
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        # CPU seconds of this process (all its threads): on a shared machine they vary far less
+        # than wall time, which grows with other people's load.
+        self.timings.append({"stage": name, "seconds": round(seconds, 2), "cpu_s": round(cpu, 2),
+                             "peak_rss_mb": round(peak_rss_mb())})
+        log.info("%s %s done in %.1f s (CPU %.1f s, peak RSS %.0f MB)", of, name, seconds, cpu, peak_rss_mb())
 
     def note(self, row: dict[str, Any]) -> None:
         """Keep a row that is not a timed stage (a count, a total) among the timings."""
@@ -59,17 +62,20 @@ BENCH_EVENTS = 4_000_000
 
 def _timed_build(tmp: Path, seed: int, engine: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The whole build from the raw CSVs in its own process: its stage rows and its own total row."""
-    start = time.perf_counter()
+    start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     run = subprocess.run(
         [sys.executable, "-m", "core", "build", "--raw-dir", str(tmp / "raw"), "--seed", str(seed),
          "--scale", "retailrocket", "--out", str(tmp / "artifacts"), "--engine", engine],
         check=True, capture_output=True, text=True,
     )
     seconds = round(time.perf_counter() - start, 2)
-    rss = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
-    log.info("whole build (own process) %.2f s, peak RSS %.0f MB", seconds, rss)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2)
+    rss = round(after.ru_maxrss / 1024)
+    log.info("whole build (own process) %.2f s, CPU %.2f s, peak RSS %.0f MB", seconds, cpu, rss)
     stages = [{**row, "stage": f"  build: {row['stage']}"} for row in json.loads(run.stdout)["timings"]]
-    total = {"stage": f"whole build, --engine {engine} (own process)", "seconds": seconds, "peak_rss_mb": rss}
+    total = {"stage": f"whole build, --engine {engine} (own process)", "seconds": seconds, "cpu_s": cpu,
+             "peak_rss_mb": rss}
     return stages, total
 
 
