@@ -23,6 +23,7 @@ import pandas as pd
 
 import core
 from core import anomaly, artifacts, data, demo, ranking, schema
+from core import engine as engine_pkg
 from core.bench import StageTimer, peak_rss_mb
 from core.schema import (
     DEFAULT_DETECTOR,
@@ -124,14 +125,16 @@ def load_inputs(raw_dir: str | None, events_file: str | None, n_events: int, see
 def detect_and_clean(
     events: pd.DataFrame, labels: pd.DataFrame | None, seed: int, share: float, fingerprint: str,
     *, detector: str = DEFAULT_DETECTOR, protect_buyers: bool = anomaly.DEFAULT_PROTECT_BUYERS,
+    features: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Task 2: user features, every detector, audit and cost tables, operating point, cleaning.
 
     Every detector of the registry is fitted (each is selectable when serving); ``detector``
     names the one that scores and cleans here, with the "keep visitors who bought" policy when
     ``protect_buyers``, through the same ``anomaly.apply_policy`` the dashboard and API use.
+    ``features`` are the user features when the build already computed them.
     """
-    features = anomaly.user_features(events)
+    features = anomaly.user_features(events) if features is None else features
     fitted = {name: anomaly.fit_detector(features, name, share=share, seed=seed, fingerprint=fingerprint)
               for name in anomaly.DETECTORS}
     served = fitted[detector]
@@ -216,24 +219,31 @@ def build(
     share: float = DEFAULT_SHARE,
     detector: str = DEFAULT_DETECTOR,
     protect_buyers: bool = anomaly.DEFAULT_PROTECT_BUYERS,
+    engine: str = "pandas",
+    scheduler: str | None = None,
+    memory_limit: str = engine_pkg.DEFAULT_MEMORY_LIMIT,
+    n_workers: int = 2,
 ) -> dict[str, Any]:
     """Run every stage and write every artifact into ``out``; returns the stage timings.
 
     The artifacts are written into a fresh folder next to ``out`` that replaces ``out`` as a
-    whole at the end, so a build never mixes with (or lists) files of an earlier one.
+    whole at the end, so a build never mixes with (or lists) files of an earlier one. The
+    per-visitor stages (user features, history candidates) run once on ``engine`` and are reused
+    by the raw, cleaned and Markov runs and the honest evaluation.
     """
     with fresh_output(Path(out)) as staging:
         return _build_into(staging, raw_dir=raw_dir, events_file=events_file, scale=scale,
                            n_events=n_events, seed=seed, share=share, detector=detector,
-                           protect_buyers=protect_buyers)
+                           protect_buyers=protect_buyers, engine=engine, scheduler=scheduler,
+                           memory_limit=memory_limit, n_workers=n_workers)
 
 
 def _build_into(out: Path, *, raw_dir: str | None, events_file: str | None, scale: str,
-                n_events: int | None, seed: int, share: float, detector: str,
-                protect_buyers: bool) -> dict[str, Any]:
+                n_events: int | None, seed: int, share: float, detector: str, protect_buyers: bool,
+                engine: str, scheduler: str | None, memory_limit: str, n_workers: int) -> dict[str, Any]:
     """Every stage, writing into the empty folder ``out``."""
     n_events = n_events or demo.SCALES[scale]
-    timer = StageTimer(total=9)
+    timer = StageTimer(total=11)
 
     with timer.stage("load events"):
         inputs = load_inputs(raw_dir, events_file, n_events, seed)
@@ -242,37 +252,52 @@ def _build_into(out: Path, *, raw_dir: str | None, events_file: str | None, scal
         artifacts.write_json(dataset_summary(events, inputs.source), out / artifacts.DATASET_SUMMARY)
         daily_activity(events).to_csv(out / artifacts.DAILY_ACTIVITY, index=False)
 
-    with timer.stage("user features, detector and cleaning"):
+    with timer.stage(f"user features and history candidates ({engine} engine)"):
+        features, cands = engine_pkg.per_visitor_stages(events, engine, scheduler, n_workers, memory_limit)
+
+    with timer.stage("detectors and cleaning"):
         t2 = detect_and_clean(events, inputs.labels, seed, share, fp, detector=detector,
-                              protect_buyers=protect_buyers)
+                              protect_buyers=protect_buyers, features=features)
         served_detector = write_task2(out, t2)
         clean = t2["clean"]
         committed = _commit_sample(clean, seed)
         data.write_events(committed, out / artifacts.CLEAN_EVENTS)
 
+    with timer.stage("rare-label drop, raw and cleaned cases"):
+        raw_cases = engine_pkg.prepared_cases(cands)
+        flagged = t2["scored"].loc[t2["scored"]["is_anomaly"], "visitorid"].to_numpy()
+        # A visitor's cases depend only on that visitor's views: the cleaned events' candidates
+        # are the raw ones without the flagged visitors' cases (ids renumbered).
+        clean_cases = engine_pkg.prepared_cases(engine_pkg.without_visitors(cands, flagged))
+        del cands
+
     with timer.stage("task 1 on raw events"):
-        raw_run = ranking.train_and_evaluate(events, seed=seed, source="raw events")
+        raw_run = ranking.train_and_evaluate(events, seed=seed, source="raw events", cases=raw_cases)
 
     with timer.stage("task 1 on cleaned events"):
-        clean_run = ranking.train_and_evaluate(clean, seed=seed, source="cleaned events")
+        clean_run = ranking.train_and_evaluate(clean, seed=seed, source="cleaned events", cases=clean_cases)
+        del clean_cases
 
     with timer.stage("task 1 with Markov candidates"):
         markov_run = ranking.train_and_evaluate(events, seed=seed, markov_top_n=MARKOV_TOP_N,
                                                 rankers=MARKOV_RANKERS,
-                                                source=f"raw events + Markov top-{MARKOV_TOP_N} candidates")
+                                                source=f"raw events + Markov top-{MARKOV_TOP_N} candidates",
+                                                cases=raw_cases)
 
     with timer.stage("write task 1 artifacts"):
         served = choose_served(raw_run, markov_run)
         served_ranker = write_task1(out, raw_run, clean_run, markov_run, served, t2["cleaning"])
+        raw_metrics = raw_run.metrics
+        del clean_run, markov_run, raw_run, served
 
     with timer.stage("realism report"):
-        realism = demo.realism_report(events, inputs.category_tree, raw_run.metrics)
+        realism = demo.realism_report(events, inputs.category_tree, raw_metrics)
         artifacts.write_json(realism, out / schema.REALISM_REPORT)
         for line in realism_lines(realism):
             log.info("realism: %s", line)
 
     with timer.stage("honest evaluation"):
-        _honest_evaluation(events, inputs.labels, seed, share, out)
+        _honest_evaluation(events, inputs.labels, seed, share, out, features, raw_cases)
 
     with timer.stage("manifest"):
         (out / artifacts.RESULTS_MD).write_text(results_markdown(out))
@@ -288,7 +313,6 @@ def realism_lines(rows: list[dict[str, Any]]) -> list[str]:
     """The realism report as aligned text lines: figure, this build's value, target range, real value."""
     return [f"{r['figure']:<28} {r['value']:>10.4g}   target {r['target_low']:.4g}-{r['target_high']:.4g}"
             f"   real {r['real_value']:.4g}   {'ok' if r['ok'] else 'OUT OF RANGE'}" for r in rows]
-
 
 
 def _validation_score(run: Any) -> float:
@@ -389,14 +413,12 @@ def write_task1(out: Path, raw_run: Any, clean_run: Any, markov_run: Any, served
     return identity
 
 
-def _honest_evaluation(events: pd.DataFrame, labels: pd.DataFrame | None, seed: int, share: float, out: Path) -> None:
-    """Issue 5's same-population evaluation, when core.evaluation is available."""
-    try:
-        from core import evaluation
-    except ImportError:
-        log.info("core.evaluation not present: skipping the same-population evaluation")
-        return
-    evaluation.write_all(events, labels, seed=seed, share=share, out=out)
+def _honest_evaluation(events: pd.DataFrame, labels: pd.DataFrame | None, seed: int, share: float, out: Path,
+                       features: pd.DataFrame, cases: tuple[pd.DataFrame, int, int]) -> None:
+    """The same-population evaluation (core.evaluation), on the build's features and cases."""
+    from core import evaluation
+
+    evaluation.write_all(events, labels, seed=seed, share=share, out=out, features=features, cases=cases)
 
 
 def _case_sample(cands: pd.DataFrame, max_rows: int) -> pd.DataFrame:

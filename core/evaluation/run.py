@@ -164,11 +164,15 @@ def _population_captions(spec: SplitSpec, share: float) -> dict[str, str]:
 def honest_evaluation(
     events: pd.DataFrame, labels: pd.DataFrame | None, seed: int = DEFAULT_SEED,
     share: float = DEFAULT_SHARE, n_boot: int = N_BOOT, test_days: int = TEST_DAYS,
-    features: pd.DataFrame | None = None,
+    features: pd.DataFrame | None = None, cases: tuple[pd.DataFrame, int, int] | None = None,
 ) -> dict[str, Any]:
-    """The whole task-1 evaluation report (JSON-ready dict, not yet rounded)."""
+    """The whole task-1 evaluation report (JSON-ready dict, not yet rounded).
+
+    ``features`` (user_features) and ``cases`` (ranking.prepare_cases) of ``events`` are reused
+    when given, so a build computes them once.
+    """
     t0 = time.perf_counter()
-    cands, rare = prepared_cases(events)
+    cands, rare = prepared_cases(events, cases)
     if features is None:
         features = anomaly.user_features(events)
     log.info("honest evaluation: candidates and user features %.1fs", time.perf_counter() - t0)
@@ -218,13 +222,16 @@ DEFINITIONS: dict[str, str] = {
 def write_all(
     events: pd.DataFrame, labels: pd.DataFrame | None, seed: int = DEFAULT_SEED,
     share: float = DEFAULT_SHARE, out: str | Path = ".", n_boot: int = N_BOOT,
+    features: pd.DataFrame | None = None, cases: tuple[pd.DataFrame, int, int] | None = None,
 ) -> dict[str, Any]:
-    """Write the honest-evaluation, Markov-candidate and detector-quality JSON/CSV files."""
+    """Write the honest-evaluation, Markov-candidate and detector-quality JSON/CSV files
+    (``features`` and ``cases`` as in honest_evaluation)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    features = anomaly.user_features(events)
-    report = honest_evaluation(events, labels, seed, share, n_boot, features=features)
+    if features is None:
+        features = anomaly.user_features(events)
+    report = honest_evaluation(events, labels, seed, share, n_boot, features=features, cases=cases)
     t1 = time.perf_counter()
     quality = detector_quality(features, labels, share, seed)
     t2 = time.perf_counter()

@@ -62,9 +62,14 @@ class SplitSpec:
     info: dict[str, Any]
 
 
-def prepared_cases(events: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """History candidates of every case with rare labels dropped, and the counts."""
-    cands, n_all, n_dropped = ranking.prepare_cases(events, LOOKBACK, WINDOW_MS, MIN_LABEL_COUNT)
+def prepared_cases(
+    events: pd.DataFrame, cases: tuple[pd.DataFrame, int, int] | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """History candidates of every case with rare labels dropped, and the counts (``cases``:
+    ranking.prepare_cases of ``events`` at the contract settings, when already computed)."""
+    if cases is None:
+        cases = ranking.prepare_cases(events, LOOKBACK, WINDOW_MS, MIN_LABEL_COUNT)
+    cands, n_all, n_dropped = cases
     if cands.empty:
         raise DataError("honest evaluation: no ranking cases left after dropping rare labels")
     return cands, {"min_count": MIN_LABEL_COUNT, "cases_before": n_all, "cases_dropped": n_dropped,

@@ -111,8 +111,13 @@ def train_and_evaluate(
     window_ms: int = WINDOW_MS,
     min_count: int = MIN_LABEL_COUNT,
     source: str = "events",
+    cases: tuple[pd.DataFrame, int, int] | None = None,
 ) -> Task1Result:
-    """Candidates -> rare-label drop -> visitor split -> validation choice -> test report."""
+    """Candidates -> rare-label drop -> visitor split -> validation choice -> test report.
+
+    ``cases`` is ``prepare_cases(events, lookback, window_ms, min_count)`` when the caller has
+    it already (the build computes it once for several runs); it is not recomputed then.
+    """
     timings: dict[str, float] = {}
     t = time.perf_counter()
 
@@ -127,10 +132,13 @@ def train_and_evaluate(
     if unknown or not rankers:
         raise ValueError(f"unknown rankers {unknown}; expected some of rule, markov, {LEARNED_RANKERS}")
     use_markov = markov_top_n > 0 or "markov" in rankers
-    cands = build_candidates(events, lookback, window_ms)
-    n_cases_all = int(cands["case_id"].nunique()) if len(cands) else 0
-    lap("candidates")
-    cands, n_dropped = drop_rare_labels(cands, min_count)
+    if cases is None:
+        cands = build_candidates(events, lookback, window_ms)
+        n_cases_all = int(cands["case_id"].nunique()) if len(cands) else 0
+        lap("candidates")
+        cands, n_dropped = drop_rare_labels(cands, min_count)
+    else:
+        cands, n_cases_all, n_dropped = cases
     if cands.empty:
         raise DataError("no ranking cases left after dropping rare labels")
     lap("drop_rare_labels")
