@@ -82,14 +82,14 @@ def _show(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _rows_text(rows: Sequence[int], values: Sequence[object], convention: str, total: int) -> str:
+def _rows_text(rows: Sequence[int] | np.ndarray, values: Sequence[object], convention: str, total: int) -> str:
     """'first offending rows (convention): row 3 = 'abc', ... (N in all)'."""
     shown = ", ".join(f"row {int(r)} = {_show(v)}" for r, v in zip(rows[:MAX_SHOWN], values[:MAX_SHOWN]))
     return f"first offending rows ({convention}): {shown} ({total} offending row(s) in all)"
 
 
 def _bad_values_error(
-    source: str, column: str, problem: str, rows: Sequence[int], values: Sequence[object],
+    source: str, column: str, problem: str, rows: Sequence[int] | np.ndarray, values: Sequence[object],
     convention: str, total: int, fix: str,
 ) -> DataError:
     """A DataError naming the file, the column, the first offending rows and the fix."""

@@ -75,6 +75,8 @@ def detector_report(
             for k in kinds:
                 row[f"recall_{k}"] = flag[kind == k].mean()
             for k in la_kinds:
+                # la_kinds is empty without look-alikes, and then s_la is None too
+                assert lookalikes is not None and s_la is not None
                 m = lookalikes["kind"].astype(str).to_numpy() == k
                 row[f"lookalike_{k}_flagged"] = (s_la[m] >= thr).mean()
             rows.append(row)

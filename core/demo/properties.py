@@ -58,7 +58,9 @@ def _weekly_rows(rng: np.random.Generator, n_items: int, n_rows: np.ndarray,
     return own[keep], week[keep], rank[keep]
 
 
-def category_snapshots(rng: np.random.Generator, cat: Catalogue) -> tuple[np.ndarray, ...]:
+def category_snapshots(
+    rng: np.random.Generator, cat: Catalogue
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
     """Weekly categoryid snapshots (timestamp, item index, leaf node) plus two info counts."""
     n_items = cat.item_ids.size
     has = rng.random(n_items) >= 0.015  # ~1.5 % of items never get a categoryid

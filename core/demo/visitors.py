@@ -49,7 +49,7 @@ class Profile:
 
 def _profile(n: int, **values: float | np.ndarray) -> Profile:
     """A Profile of n visitors, every field broadcast from a scalar or an array."""
-    defaults = dict(n_sess=1, browse_len=0.18, checkout_len=3.0, p_checkout=0.0, last_checkout=False,
+    defaults: dict[str, float | np.ndarray] = dict(n_sess=1, browse_len=0.18, checkout_len=3.0, p_checkout=0.0, last_checkout=False,
                     basket=1.0, p_convert=0.35, p_later=0.8, day_p=0.25, hour_jitter_s=5400.0,
                     business=False)
     defaults.update(values)

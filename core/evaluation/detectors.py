@@ -153,7 +153,7 @@ def detector_quality(
     fit_users = user_sample(features, DETECTOR_FIT_CAP, seed)
     fitted = {name: anomaly.fit_detector(fit_users, name, share=share, seed=seed)
               for name in anomaly.DETECTORS}
-    methods = {name: (det, f"{name} (core.anomaly, one-sided behaviour columns, seed {seed})")
+    methods: dict[str, tuple[anomaly.Detector | str, str]] = {name: (det, f"{name} (core.anomaly, one-sided behaviour columns, seed {seed})")
                for name, det in fitted.items()}
     methods["volume_rule"] = ("events", "events per visitor (higher = more anomalous)")
     txn = features["transaction"].to_numpy(np.float64)
@@ -189,7 +189,7 @@ def detector_quality(
             row["lookalikes_flagged"] = {k: float((la[la_kind == k] >= cut).mean())
                                          for k in sorted(set(la_kind))}
         rows.append(row)
-    lab = {"present": labels is not None}
+    lab: dict[str, Any] = {"present": labels is not None}
     if truth is not None:
         lab.update(source="demo generator ground truth (visitors in labels are abnormal)",
                    n_abnormal=int(truth.sum()), base_rate=float(truth.mean()),

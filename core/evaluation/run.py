@@ -97,7 +97,8 @@ def evaluate_split(
     outcomes = {r: ranking.case_outcomes(spec.test, model_scores(models[r], spec.test)) for r in EVAL_RANKERS}
     pops = _population_masks(outcomes["raw"], flagged_test)
     captions = _population_captions(spec, share)
-    table, long = [], []
+    table: list[dict[str, Any]] = []
+    long: list[dict[str, Any]] = []
     arms_diffs = [("clean", "raw")]
     for key in POPULATION_KEYS:  # three populations, the three rankers bootstrapped together
         arms = {r: outcomes[r].loc[pops[key]] for r in EVAL_RANKERS}

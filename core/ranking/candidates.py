@@ -75,14 +75,6 @@ _COLUMN_DTYPES: dict[str, type] = {
 }
 
 
-_COLUMN_DTYPES: dict[str, type] = {
-    "visitorid": np.int64, "case_id": np.int64, "t_ref": np.int64, "categoryid": np.int64,
-    "cnt": np.int32, "share": np.float64, "is_last": np.int8, "last_gap_min": np.float64,
-    "pos_from_end": np.int32, "tail_streak_if_last": np.int32, "n_views": np.int32,
-    "label": np.int8, "y": np.int64,
-}
-
-
 def candidate_arrays(
     vis: np.ndarray,
     ts: np.ndarray,
@@ -107,7 +99,7 @@ def candidate_arrays(
     # Rows <= pairs, so the columns are allocated at that bound: pages never written are never
     # resident, and the final resize shrinks in place. Peak memory ~ output + one chunk.
     bound = int(lens.sum())
-    out = {c: np.empty(bound, dtype=d) for c, d in _COLUMN_DTYPES.items()}
+    out: dict[str, np.ndarray] = {c: np.empty(bound, dtype=d) for c, d in _COLUMN_DTYPES.items()}
     n = 0
     for a, b in zip(bounds[:-1], bounds[1:]):  # chunks of cases, for memory
         case_local, code, cnt, kmin = _aggregate_pairs(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -32,7 +32,7 @@ PARALLEL_MIN_ROWS = 10_000
 FOREST_JOBS = -1
 
 # Candidates: a DataFrame, or the dict of numpy columns rank() builds (no pandas per request).
-Candidates = pd.DataFrame | Mapping[str, np.ndarray]
+Candidates: TypeAlias = pd.DataFrame | Mapping[str, np.ndarray]
 
 
 def rule_scores(cands: Candidates) -> np.ndarray:
@@ -139,7 +139,7 @@ def fit_ranker(
 ) -> RankingModel:
     """Fit one ranker on candidate rows (target `label`); rule/markov need no fitting."""
     n_cases = int(pd.unique(train["case_id"].to_numpy()).size)
-    common = dict(
+    common: dict[str, Any] = dict(
         markov=markov, markov_top_n=markov_top_n, lookback=lookback, window_ms=window_ms
     )
     if name in ("rule", "markov"):

@@ -111,11 +111,12 @@ def _clean_ints(values: Any, optional: bool) -> tuple[np.ndarray, np.ndarray] | 
 def _checked_views(views: pd.DataFrame | list[dict] | Any) -> CheckedViews:
     """Views checked column-wise with numpy; only a failing column is checked row by row."""
     if isinstance(views, pd.DataFrame):
-        df: pd.DataFrame | None = views.reset_index(drop=True)
-        n, names = len(df), set(df.columns)
+        frame = views.reset_index(drop=True)
+        df: pd.DataFrame | None = frame
+        n, names = len(frame), set(frame.columns)
 
         def column(c: str) -> Any:
-            return df[c]
+            return frame[c]
     elif isinstance(views, (list, tuple)):
         bad = [i for i, v in enumerate(views) if not isinstance(v, dict)]
         if bad:
@@ -153,7 +154,9 @@ def _checked_views(views: pd.DataFrame | list[dict] | Any) -> CheckedViews:
             num = pd.to_numeric(df[c]).astype("Int64")
             fast[c] = (num.to_numpy(np.int64, na_value=0), num.isna().to_numpy())
     item = fast.get("itemid")
-    return CheckedViews(fast["timestamp"][0], fast["categoryid"][0],
+    ts, cat = fast["timestamp"], fast["categoryid"]
+    assert ts is not None and cat is not None  # every column left None above was filled in
+    return CheckedViews(ts[0], cat[0],
                         item[0] if item else None, item[1] if item else None)
 
 
@@ -196,7 +199,11 @@ def rank(
             fallback = f"model {model.name!r} needs missing features {missing}"
         else:
             ranker = model.name
-    scores = rule_scores(cands) if ranker == "rule" else model.score(cands)
+    if ranker == "rule":
+        scores = rule_scores(cands)
+    else:
+        assert model is not None  # ranker is the model's name only when a model was given
+        scores = model.score(cands)
     order = order_within_cases(cands, scores)
     if top_k is not None:
         order = order[:top_k]
