@@ -98,7 +98,7 @@ class RequestGuard:
                 return await receive()
             try:
                 message = await asyncio.wait_for(receive(), self.body_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise _BodyRefused(408, f"Request body not received within {self.body_timeout:g} s.") from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))

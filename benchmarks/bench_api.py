@@ -17,8 +17,9 @@ import io
 import pstats
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import numpy as np
@@ -106,7 +107,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     arts = load_artifacts(args.artifact_dir)
-    directory = arts.path
     events, features = arts.read_table(CLEAN_EVENTS), arts.read_table(USER_FEATURES)
     if events is None or features is None or arts.detector is None:
         print(f"error: artifacts incomplete in {arts.path}: {arts.problems}", file=sys.stderr)

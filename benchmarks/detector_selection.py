@@ -4,7 +4,7 @@
 
 Selection config: ``core.demo.generate(300_000, seed=42)`` with its default bot mix. Held-back
 configs (never seen by the choice): seed 7 with the default mix, and seed 7 with an "alt" mix.
-When the generator offers ``generate(..., mix="alt")`` that is used; until then the alt mix is a
+When the generator offers ``generate(..., bot_mix="alt")`` that is used; until then the alt mix is a
 stand-in: the seed-7 bots resampled by kind (``ALT_KEEP``), which changes the mix of kinds.
 
 Look-alikes (normal visitors that resemble bots; must stay unflagged): taken from the generator
@@ -31,15 +31,15 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core import demo  # noqa: E402
-from core.anomaly import user_features  # noqa: E402
-from core.anomaly import (  # noqa: E402
+from core import demo
+from core.anomaly import (
     DETECTORS,
     cleaning_cost,
     detector_report,
     make_detector,
+    user_features,
 )
-from core.schema import USER_FEATURES  # noqa: E402
+from core.schema import USER_FEATURES
 
 N_EVENTS = 300_000
 SELECTION_SEED = 42
@@ -118,8 +118,8 @@ def stand_in_lookalikes(seed: int = 0, n: int = 300) -> pd.DataFrame:
 
 def _generate(seed: int, mix: str | None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """(features, bot labels, how the mix was made) of one generator configuration."""
-    takes_mix = "mix" in inspect.signature(demo.generate).parameters
-    ds = demo.generate(N_EVENTS, seed, mix=mix) if (mix and takes_mix) else demo.generate(N_EVENTS, seed)
+    takes_mix = "bot_mix" in inspect.signature(demo.generate).parameters
+    ds = demo.generate(N_EVENTS, seed, bot_mix=mix) if (mix and takes_mix) else demo.generate(N_EVENTS, seed)
     feats = user_features(ds.events)
     labels = ds.labels
     note = f"seed {seed}, {'generator ' + mix if mix and takes_mix else 'default'} mix"

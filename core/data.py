@@ -11,9 +11,9 @@ import csv
 import difflib
 import hashlib
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -548,7 +548,7 @@ def write_manifest(out: Path, *, seed: int, source: str, scale: str, fingerprint
         files[p.name] = artifacts.file_entry(p)
     manifest = {
         "core_version": core.__version__,
-        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "seed": seed,
         "data": {
             "source": source,

@@ -7,9 +7,26 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.demo.catalogue import Catalogue
-from core.demo.common import (DAY, HOUR, N_DAYS, SEC, T_END, T_START, DAY0, Part, bot_part, cycle_times,
-                              fit_span, group_index, group_sum, grouped_cumsum, lognormal, run_ids,
-                              to_ms, uniform_start)
+from core.demo.common import (
+    DAY,
+    DAY0,
+    HOUR,
+    N_DAYS,
+    SEC,
+    T_END,
+    T_START,
+    Part,
+    bot_part,
+    cycle_times,
+    fit_span,
+    group_index,
+    group_sum,
+    grouped_cumsum,
+    lognormal,
+    run_ids,
+    to_ms,
+    uniform_start,
+)
 
 ABNORMAL_KINDS: tuple[str, ...] = ("crawler", "night_scraper", "burst_bot", "cart_stuffer",
                                    "price_monitor", "headless_probe")

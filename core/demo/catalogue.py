@@ -9,7 +9,6 @@ import pandas as pd
 
 from core.demo.common import grouped_cumsum
 
-
 # The real tree: 1,669 categories by depth 0..5; ids drawn from 0..1697 like the real ones.
 DEPTH_COUNTS: tuple[int, ...] = (25, 174, 702, 665, 90, 13)
 N_CATEGORY_IDS = 1698

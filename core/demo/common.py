@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
 SEC = 1000
 HOUR = 3_600_000
 DAY = 86_400_000

@@ -11,10 +11,22 @@ import pandas as pd
 from core.demo.bots import ABNORMAL_KINDS, MAKERS, BotMix, resolve_bot_mix
 from core.demo.catalogue import ITEMS_PER_EVENT, Catalogue, build_catalogue, category_tree_frame
 from core.demo.common import DAY, T_END, T_START, Part, kind_counts
-from core.demo.properties import (asof_categories, category_snapshots, ints_to_str,
-                                  item_properties_frame, other_properties)
-from core.demo.visitors import (LOOKALIKE_KINDS, LOOKALIKE_RATE, NORMAL_EVENTS_GUESS, human_visitors,
-                               lookalike_profile, ordinary_profile, trim_visitors)
+from core.demo.properties import (
+    asof_categories,
+    category_snapshots,
+    ints_to_str,
+    item_properties_frame,
+    other_properties,
+)
+from core.demo.visitors import (
+    LOOKALIKE_KINDS,
+    LOOKALIKE_RATE,
+    NORMAL_EVENTS_GUESS,
+    human_visitors,
+    lookalike_profile,
+    ordinary_profile,
+    trim_visitors,
+)
 from core.schema import EVENT_COLUMNS, EVENT_TYPES
 
 logger = logging.getLogger(__name__)

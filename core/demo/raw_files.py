@@ -10,7 +10,13 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from core.demo.generate import DemoDataset
-from core.schema import CATEGORY_TREE_COLUMNS, EVENT_TYPES, ITEM_PROPERTY_COLUMNS, ITEM_PROPERTY_FILES, RAW_EVENT_COLUMNS
+from core.schema import (
+    CATEGORY_TREE_COLUMNS,
+    EVENT_TYPES,
+    ITEM_PROPERTY_COLUMNS,
+    ITEM_PROPERTY_FILES,
+    RAW_EVENT_COLUMNS,
+)
 
 logger = logging.getLogger(__name__)
 

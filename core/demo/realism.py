@@ -8,7 +8,6 @@ import pandas as pd
 from core.demo.common import DAY, HOUR
 from core.schema import EVENT_TYPES, LOOKBACK, UNKNOWN_CATEGORY, WINDOW_MS
 
-
 # --------------------------------------------------------------------------- realism summary
 
 

@@ -15,8 +15,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.demo.catalogue import Catalogue
-from core.demo.common import (DAY, HOUR, Part, cycle_times, fit_span, group_index, group_sum,
-                              grouped_cumsum, lognormal, run_ids, to_ms)
+from core.demo.common import (
+    DAY,
+    HOUR,
+    Part,
+    cycle_times,
+    fit_span,
+    group_index,
+    group_sum,
+    grouped_cumsum,
+    lognormal,
+    run_ids,
+    to_ms,
+)
 
 LOOKALIKE_KINDS: tuple[str, ...] = ("heavy_buyer", "b2b_reseller", "loyal_daily")
 # Look-alike visitors per requested event (about 120, 12 and 90 at demo scale).

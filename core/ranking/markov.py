@@ -8,8 +8,8 @@ deepest real position, lookback - 1); n_views = len(H) as for every candidate of
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
