@@ -9,27 +9,48 @@ code. With ``$RECSYS_MANIFEST_KEY`` set, the manifest itself must carry a valid 
 
 from __future__ import annotations
 
-import errno
 import hashlib
-import hmac
 import io
 import json
 import logging
 import math
 import os
-import stat
-import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import skops.io as sio
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.errors import ArtifactError
+from core.manifest import (  # noqa: F401  (manifest, model-file and safe-read names are re-exported for callers)
+    MANIFEST_KEY_ENV,
+    MAX_FILE_BYTES,
+    MAX_MANIFEST_BYTES,
+    FileEntry,
+    Manifest,
+    PlainName,
+    Served,
+    ServedDetector,
+    ServedRanking,
+    file_entry,
+    manifest_keys,
+    parse_manifest,
+    sha256_file,
+    sign_manifest,
+    signature_ok,
+)
+from core.model_files import SKLEARN_TRUSTED, dump_model, load_model, trusted_types, type_name  # noqa: F401
+from core.safe_read import (  # noqa: F401
+    READ_BLOCK,
+    MissingFile,
+    TooLarge,
+    check_name,
+    open_dir,
+    read_regular,
+    read_verified,
+)
 from core.schema import (  # noqa: F401  (the file names are re-exported for callers)
     AUDIT_CSV,
     BEFORE_AFTER_CSV,
@@ -58,37 +79,13 @@ from core.schema import USER_FEATURES_FILE as USER_FEATURES  # noqa: F401
 log = logging.getLogger(__name__)
 
 ARTIFACT_DIR_ENV = "RECSYS_ARTIFACT_DIR"
-MANIFEST_KEY_ENV = "RECSYS_MANIFEST_KEY"
 ARTIFACT_DIR = Path(__file__).resolve().parent.parent / "recsys_artifacts"
 REBUILD_HINT = "Rebuild them with `python -m core build` (about a minute at demo scale)."
-MAX_MANIFEST_BYTES = 1 << 20
-MAX_FILE_BYTES = 4 << 30
-READ_BLOCK = 1 << 20
-# scikit-learn types our models hold that skops does not trust by default; both are plain
-# fitted-tree containers rebuilt from arrays, with no callable state.
-SKLEARN_TRUSTED: tuple[str, ...] = (
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.tree._tree.Tree",
-)
 
 
 # --------------------------------------------------------------------------------------------
-# Hashing, JSON output and signatures.
+# JSON output.
 # --------------------------------------------------------------------------------------------
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(READ_BLOCK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def file_entry(path: Path) -> dict[str, Any]:
-    """The manifest entry of one file: its sha256 and size in bytes."""
-    return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
 def json_ready(obj: Any, decimals: int | None = None) -> Any:
@@ -120,252 +117,6 @@ def write_json(obj: Any, path: Path, decimals: int | None = None) -> None:
     """
     text = json.dumps(json_ready(obj, decimals), indent=2, sort_keys=True, allow_nan=False)
     path.write_text(text + "\n")
-
-def manifest_keys() -> list[bytes]:
-    """The HMAC keys of $RECSYS_MANIFEST_KEY (comma-separated; the first one signs)."""
-    raw = os.environ.get(MANIFEST_KEY_ENV, "")
-    return [k.strip().encode() for k in raw.split(",") if k.strip()]
-
-
-def sign_manifest(data: bytes, key: bytes) -> str:
-    """Hex HMAC-SHA256 of the manifest's exact bytes."""
-    return hmac.new(key, data, hashlib.sha256).hexdigest()
-
-
-def signature_ok(data: bytes, signature: str, keys: list[bytes]) -> bool:
-    """True when ``signature`` is the HMAC of ``data`` under any of ``keys``."""
-    return any(hmac.compare_digest(sign_manifest(data, key), signature) for key in keys)
-
-
-# --------------------------------------------------------------------------------------------
-# Models: skops with an explicit list of trusted types.
-# --------------------------------------------------------------------------------------------
-
-
-def type_name(obj: Any) -> str:
-    """The dotted name skops records for a class or function."""
-    return f"{obj.__module__}.{obj.__qualname__}"
-
-
-def trusted_types() -> list[str]:
-    """Every type a model file may hold beyond skops' own safe defaults."""
-    # Imported here: core.ranking and core.anomaly are heavy and the loader is imported early.
-    from core import ranking
-    from core.anomaly.detector import DETECTORS
-
-    ours = (ranking.RankingModel, ranking.MarkovModel, *DETECTORS.values())
-    return sorted({*SKLEARN_TRUSTED, *(type_name(t) for t in ours)})
-
-
-def dump_model(obj: Any) -> bytes:
-    """A model as skops bytes; ArtifactError if it holds a type the loader would refuse."""
-    data = sio.dumps(obj, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
-    unknown = sorted(set(sio.get_untrusted_types(data=data)) - set(trusted_types()))
-    if unknown:
-        raise ArtifactError(f"{type(obj).__name__} holds types the loader does not trust: {unknown}")
-    return data
-
-
-def load_model(data: bytes, expected: type) -> Any:
-    """The object in skops bytes, built only from trusted types and checked to be ``expected``."""
-    trusted = trusted_types()
-    try:
-        untrusted = sio.get_untrusted_types(data=data)
-    except Exception as exc:  # a zip or schema skops cannot read: refuse, whatever the cause
-        raise ArtifactError(f"is not a readable skops model file ({type(exc).__name__})") from exc
-    unknown = sorted(set(untrusted) - set(trusted))
-    if unknown:
-        raise ArtifactError(f"holds types outside the trusted list: {', '.join(unknown)}")
-    try:
-        obj = sio.loads(data, trusted=trusted)
-    except Exception as exc:
-        raise ArtifactError(f"could not be loaded ({type(exc).__name__})") from exc
-    if not isinstance(obj, expected):  # every detector is a subclass of the Detector base
-        raise ArtifactError(f"holds a {type(obj).__name__}, expected {expected.__name__}")
-    return obj
-
-
-# --------------------------------------------------------------------------------------------
-# The manifest's schema.
-# --------------------------------------------------------------------------------------------
-
-
-def _file_name(name: str) -> str:
-    """A name directly inside the artifact folder: no path separator, no hidden name."""
-    if not name or len(name) > 255 or name.startswith(".") or any(c in name for c in "/\\\0"):
-        raise ValueError("must be a plain file name inside the artifact folder")
-    return name
-
-
-def _plain_name(name: str) -> str:
-    """A file the manifest may list: a plain name, and not the manifest or its signature."""
-    if _file_name(name) in (MANIFEST, MANIFEST_SIG):
-        raise ValueError("must not be the manifest or its signature")
-    return name
-
-
-PlainName = Annotated[str, AfterValidator(_plain_name)]
-
-
-class FileEntry(BaseModel):
-    """One listed file: its sha256 and size."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    bytes: int = Field(ge=0, le=MAX_FILE_BYTES)
-
-
-class ServedRanking(BaseModel):
-    """The served ranking model: its file and identity."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    file: PlainName
-    name: str = Field(min_length=1, max_length=100)
-    ranker: str = Field(min_length=1, max_length=100)
-    candidates: str = Field(min_length=1, max_length=100)
-
-
-class ServedDetector(BaseModel):
-    """The served anomaly detector's file and name, the buyer policy and every selectable detector."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    file: PlainName
-    name: str = Field(min_length=1, max_length=100)
-    protect_buyers: bool
-    detectors: dict[str, PlainName] = Field(min_length=1, max_length=20)
-
-
-class Served(BaseModel):
-    """The models the dashboard and the API serve, named explicitly."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    ranking_model: ServedRanking
-    detector: ServedDetector
-
-
-class Manifest(BaseModel):
-    """manifest.json: build facts, the served models and every file with its hash."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    core_version: str | None = None
-    built_at: str | None = None
-    seed: int | None = None
-    data: dict[str, Any] | None = None
-    versions: dict[str, str | None] | None = None
-    served: Served
-    files: dict[PlainName, FileEntry] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _served_files_are_listed(self) -> Manifest:
-        """A served model must be one of the verified files."""
-        served = [("ranking_model.file", self.served.ranking_model.file), ("detector.file", self.served.detector.file)]
-        served += [(f"detector.detectors.{n}", f) for n, f in self.served.detector.detectors.items()]
-        for role, name in served:
-            if name not in self.files:
-                raise ValueError(f"served.{role} is not listed in files")
-        return self
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """json.loads hook: a repeated key is an error, not 'last one wins'."""
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) != len(keys):
-        raise ValueError("duplicate key in a JSON object")
-    return dict(pairs)
-
-
-def _schema_reasons(exc: ValidationError) -> list[str]:
-    """Short reasons from a validation error, without echoing values or path-like keys."""
-    reasons = []
-    for err in exc.errors()[:10]:
-        loc = ".".join("<name>" if any(c in str(p) for c in "/\\") else str(p) for p in err["loc"])
-        reasons.append(f"{loc or 'manifest'}: {err['msg']}")
-    return reasons
-
-
-def parse_manifest(data: bytes) -> Manifest:
-    """The validated manifest of raw manifest.json bytes; ArtifactError with reasons if not."""
-    try:
-        raw = json.loads(data, object_pairs_hook=_reject_duplicates)
-    except (ValueError, RecursionError) as exc:
-        raise ArtifactError(f"{MANIFEST} is not valid JSON ({type(exc).__name__}).") from exc
-    try:
-        return Manifest.model_validate(raw)
-    except ValidationError as exc:
-        raise ArtifactError(f"{MANIFEST} does not follow the manifest schema: "
-                            + "; ".join(_schema_reasons(exc))) from exc
-
-
-# --------------------------------------------------------------------------------------------
-# Reading files safely.
-# --------------------------------------------------------------------------------------------
-
-
-class MissingFile(ArtifactError):
-    """A listed file is not in the folder."""
-
-
-class TooLarge(ArtifactError):
-    """A file is larger than it may be."""
-
-
-def open_dir(path: Path) -> int:
-    """A descriptor of the artifact folder, so every file is opened relative to one folder."""
-    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-
-
-def read_regular(dir_fd: int, name: str, max_bytes: int) -> bytes:
-    """The bytes of a regular file directly in the folder, at most ``max_bytes`` of them.
-
-    Symlinks are not followed, and devices and FIFOs are refused before any read (O_NONBLOCK
-    keeps opening a FIFO from blocking).
-    """
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    try:
-        fd = os.open(_file_name(name), flags, dir_fd=dir_fd)
-    except FileNotFoundError as exc:
-        raise MissingFile(f"{name} is missing") from exc
-    except OSError as exc:
-        why = "is a symlink" if exc.errno == errno.ELOOP else f"cannot be opened ({exc.strerror})"
-        raise ArtifactError(f"{name} {why}") from exc
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ArtifactError(f"{name} is not a regular file")
-        if info.st_size > max_bytes:
-            raise TooLarge(f"{name} is larger than {max_bytes} bytes")
-        chunks, size = [], 0
-        while size <= max_bytes:
-            block = os.read(fd, min(READ_BLOCK, max_bytes + 1 - size))
-            if not block:
-                break
-            chunks.append(block)
-            size += len(block)
-        if size > max_bytes:  # it grew while being read
-            raise TooLarge(f"{name} is larger than {max_bytes} bytes")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def read_verified(dir_fd: int, name: str, entry: FileEntry) -> bytes:
-    """A listed file's bytes, read once and checked against its manifest size and sha256."""
-    try:
-        data = read_regular(dir_fd, name, entry.bytes)
-    except TooLarge as exc:
-        raise ArtifactError(f"{name} is larger than the {entry.bytes} bytes {MANIFEST} lists, so it "
-                            "cannot match its sha256: tampered") from exc
-    if len(data) != entry.bytes:
-        raise ArtifactError(f"{name} has {len(data)} bytes, {MANIFEST} lists {entry.bytes}, so it cannot "
-                            "match its sha256: tampered")
-    if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), entry.sha256):
-        raise ArtifactError(f"{name} does not match its sha256 in {MANIFEST}: tampered")
-    return data
 
 
 # --------------------------------------------------------------------------------------------
