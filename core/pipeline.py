@@ -5,36 +5,26 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import platform
-import shutil
-import stat
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-import core
 from core import anomaly, artifacts, data, demo, ranking, schema
 from core import engine as engine_pkg
 from core.bench import StageTimer, peak_rss_mb
+from core.outputs import LIBRARIES, fresh_output, swap_in, write_manifest  # noqa: F401  (re-exported for callers)
+from core.results import METRIC_COLUMNS, markdown_table, results_markdown  # noqa: F401  (re-exported for callers)
 from core.schema import (
     DEFAULT_DETECTOR,
     DEFAULT_SEED,
     DEFAULT_SHARE,
-    EVENT_TYPES,
-    MS_PER_DAY,
-    MS_PER_HOUR,
     SYNTHETIC_SOURCE,
-    UNKNOWN_CATEGORY,
 )
+from core.summary import daily_activity, dataset_summary
 
 log = logging.getLogger(__name__)
 
@@ -43,50 +33,11 @@ CLEAN_EVENTS_COMMIT_LIMIT = 400_000
 RANKING_DATASET_COMMIT_ROWS = 60_000
 MARKOV_TOP_N = 5
 MARKOV_RANKERS = ("hgb",)  # the best learner on history candidates; one fit keeps the build fast
-LIBRARIES = ("numpy", "pandas", "scikit-learn", "skops", "pyarrow", "joblib", "threadpoolctl", "streamlit",
-             "altair", "fastapi", "pydantic", "uvicorn")
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """DataFrame rows as JSON-ready dicts (NaN becomes null)."""
     return json.loads(frame.to_json(orient="records", double_precision=10))
-
-
-def dataset_summary(events: pd.DataFrame, source: str) -> dict[str, Any]:
-    """Headline facts about an event table for the overview page."""
-    ts = pd.to_datetime(events["timestamp"], unit="ms", utc=True)
-    mix = events["event"].astype(str).value_counts(normalize=True)
-    return {
-        "source": source,
-        "events": int(len(events)),
-        "visitors": int(events["visitorid"].nunique()),
-        "items": int(events["itemid"].nunique()),
-        "categories": int(events.loc[events["categoryid"] != UNKNOWN_CATEGORY, "categoryid"].nunique()),
-        "unknown_category_events": int((events["categoryid"] == UNKNOWN_CATEGORY).sum()),
-        "event_mix": {e: round(float(mix.get(e, 0.0)), 6) for e in EVENT_TYPES},
-        "date_min": ts.min().isoformat() if len(ts) else None,
-        "date_max": ts.max().isoformat() if len(ts) else None,
-    }
-
-
-def daily_activity(events: pd.DataFrame) -> pd.DataFrame:
-    """Events per UTC day and event type, with ``partial`` marking the edge days the data does not cover whole."""
-    ts = events["timestamp"].to_numpy()
-    day = ts // MS_PER_DAY  # integer days: no per-event date strings
-    counts = pd.DataFrame({"day": day, "event": events["event"].astype(str)}).value_counts()
-    table = counts.rename("events").reset_index()
-    # A log that starts or ends mid-day makes its edge day look like a collapse in traffic; an
-    # edge day is partial when its data begins (ends) more than an hour after (before) midnight.
-    partial = np.zeros(len(table), bool)
-    if len(ts):
-        days = table["day"].to_numpy()
-        if ts.min() - day.min() * MS_PER_DAY > MS_PER_HOUR:
-            partial |= days == day.min()
-        if (day.max() + 1) * MS_PER_DAY - ts.max() > MS_PER_HOUR:
-            partial |= days == day.max()
-    table["partial"] = partial
-    table.insert(0, "date", pd.to_datetime(table.pop("day"), unit="D").dt.strftime("%Y-%m-%d"))
-    return table.sort_values(["date", "event"], ignore_index=True)
 
 
 @dataclass
@@ -429,98 +380,6 @@ def _case_sample(cands: pd.DataFrame, max_rows: int) -> pd.DataFrame:
     return cands[cands["case_id"] % step == 0].reset_index(drop=True)
 
 
-def _cell(value: Any) -> str:
-    """One Markdown table cell: floats to 3 decimals, ints with thousands separators."""
-    if isinstance(value, (float, np.floating)):
-        return "" if not np.isfinite(value) else f"{value:.3f}"
-    if isinstance(value, (int, np.integer)):
-        return f"{value:,}"
-    return str(value)
-
-
-def markdown_table(frame: pd.DataFrame, columns: dict[str, str]) -> list[str]:
-    """Lines of a Markdown table of ``frame``'s columns (keys) under the given headers (values)."""
-    cells = frame[list(columns)].astype(object).map(_cell)
-    header = "| " + " | ".join(columns.values()) + " |"
-    rule = "|" + "---|" * len(columns)
-    return [header, rule, *("| " + cells.agg(" | ".join, axis=1) + " |")]
-
-
-METRIC_COLUMNS = {"coverage": "coverage", "top1": "top1", "top3": "top3", "top1_all": "top1_all",
-                  "top3_all": "top3_all", "n_cases": "test cases"}
-
-
-def results_markdown(out: Path) -> str:
-    """The README's results tables, written from the artifacts of this build."""
-    summary = json.loads((out / artifacts.DATASET_SUMMARY).read_text())
-    metrics = pd.read_csv(out / artifacts.RANKING_METRICS_CSV)
-    before_after = json.loads((out / artifacts.BEFORE_AFTER_JSON).read_text())
-    op = json.loads((out / artifacts.OPERATING_POINT).read_text())
-    cleaning = before_after["cleaning"]
-    lines = [
-        f"Data: {summary['source']}: {summary['events']:,} events, {summary['visitors']:,} visitors, "
-        f"{summary['items']:,} items, {summary['categories']:,} categories.",
-        "",
-        "**Task 1, every ranker on the test cases** (test visitors = 20% of the visitors of the raw "
-        "events, split by visitor; the served model was chosen on a validation split of train):",
-        "",
-        *markdown_table(metrics[metrics["split"] == "test"],
-                        {"candidate_set": "candidates", "ranker": "ranker", **METRIC_COLUMNS}),
-        "",
-        f"**Task 2, operating point**: detector `{op.get('detector')}`, flag the top {op['share']:.0%} "
-        f"of users by anomaly score (threshold {op['threshold']:.4f} on {op['n_users']:,} users), "
-        f"policy: {op.get('policy')}. Cleaning removed "
-        f"{cleaning['users_removed']:,} users ({cleaning['users_removed_share']:.1%}) and "
-        f"{cleaning['events_removed']:,} events ({cleaning['events_removed_share']:.1%}).",
-        "",
-        "**Raw vs cleaned runs** (each run splits its own events: two different test populations, "
-        "so the difference is not a gain):",
-        "",
-        *markdown_table(pd.DataFrame(before_after["runs"]),
-                        {"run": "run", "population": "population", "ranker": "ranker", **METRIC_COLUMNS}),
-    ]
-    honest = out / schema.EVALUATION_CSV
-    if honest.exists():
-        table = pd.read_csv(honest)
-        table = table[(table["metric"] == "top1_all") & (table["average"] == "per case")].copy()
-        table["ci"] = "[" + table["ci_low"].map(_cell) + ", " + table["ci_high"].map(_cell) + "]"
-        lines += ["", "**Same population** (one fixed test set; detector fitted on training visitors "
-                  "only; top1_all per case with a visitor-bootstrap 95% CI):", "",
-                  *markdown_table(table, {"split": "split", "ranker": "ranker", "population": "population",
-                                          "value": "top1_all", "ci": "95% CI", "n_cases": "cases",
-                                          "n_visitors": "visitors"})]
-    markov = out / schema.MARKOV_CANDIDATES_CSV
-    if markov.exists():
-        lines += ["", "**Candidate sets on the same test cases**:", "",
-                  *markdown_table(pd.read_csv(markov), {"split": "split", "candidate_set": "candidates",
-                                                        "coverage": "coverage", "top1_all": "top1_all",
-                                                        "top3_all": "top3_all", "n_cases": "cases"})]
-    cost = out / schema.CLEANING_COST_CSV
-    if cost.exists():
-        table = pd.read_csv(cost)
-        table = table[(table["detector"] == op.get("detector"))
-                      & (table["protect_buyers"] == bool(op.get("protect_buyers")))]
-        table = table[table["point"].isin(["1%", "2%", "4%", "5%", "10%", "15%", "20%", "frozen"])].copy()
-        table["txn_warning"] = np.where(table["txn_warning"].astype(bool), "yes", "no")
-        lines += ["", f"**What cleaning removes** (every visitor of the events, detector `{op.get('detector')}`, "
-                  f"policy: {op.get('policy')}; \"frozen\" = the operating point's threshold):", "",
-                  *markdown_table(table, {"point": "share", "users_removed_share": "users",
-                                          "events_removed_share": "events", "view_removed_share": "views",
-                                          "addtocart_removed_share": "add-to-carts",
-                                          "transaction_removed_share": "transactions",
-                                          "buyers_removed_share": "buyers", "txn_warning": "> 5% of transactions"})]
-    quality = out / schema.DETECTOR_QUALITY_CSV
-    if quality.exists():
-        table = pd.read_csv(quality)
-        columns = {"method": "method", "pr_auc": "PR-AUC", "precision": "precision", "recall": "recall",
-                   **{c: c.replace("recall_", "recall ") for c in table.columns if c.startswith("recall_")},
-                   "normal_buyers_flagged": "normal buyers flagged",
-                   "txn_held_by_flagged": "transactions held by flagged",
-                   "jaccard_with_volume_rule": "Jaccard with volume rule"}
-        lines += ["", f"**Detector quality** ({table['population'].iloc[0]}):", "",
-                  *markdown_table(table, {k: v for k, v in columns.items() if k in table.columns})]
-    return "\n".join(lines) + "\n"
-
 def _commit_sample(clean: pd.DataFrame, seed: int) -> pd.DataFrame:
     """The cleaned events to commit: all of them when small, else whole visitors sampled."""
     if len(clean) <= CLEAN_EVENTS_COMMIT_LIMIT:
@@ -529,101 +388,3 @@ def _commit_sample(clean: pd.DataFrame, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     keep = rng.choice(visitors, size=int(len(visitors) * CLEAN_EVENTS_COMMIT_LIMIT / len(clean)), replace=False)
     return clean[clean["visitorid"].isin(keep)]
-
-
-def write_manifest(out: Path, *, seed: int, source: str, scale: str, fingerprint: str,
-                   events: pd.DataFrame, load_report: dict[str, Any] | None, sampled_clean: bool,
-                   served: dict[str, Any]) -> None:
-    """List every file of this build with its sha256 and size, the served models, versions,
-    seed and data; sign it when $RECSYS_MANIFEST_KEY is set.
-
-    ``out`` is the build's own fresh folder, so every file in it was written by this build.
-    """
-    files = {}
-    for p in sorted(out.iterdir()):
-        if p.name in (artifacts.MANIFEST, artifacts.MANIFEST_SIG):
-            continue
-        if not stat.S_ISREG(p.lstat().st_mode):  # the build writes regular files only
-            raise artifacts.ArtifactError(f"unexpected non-regular file {p.name} in the build folder")
-        files[p.name] = artifacts.file_entry(p)
-    manifest = {
-        "core_version": core.__version__,
-        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "seed": seed,
-        "data": {
-            "source": source,
-            "scale": scale,
-            "fingerprint": fingerprint,
-            "events": int(len(events)),
-            "visitors": int(events["visitorid"].nunique()),
-            "load_report": load_report,
-            "events_clean_q04_is_sample": sampled_clean,
-        },
-        "versions": {"python": platform.python_version(), **{lib: _version(lib) for lib in LIBRARIES}},
-        "served": served,
-        "files": files,
-    }
-    # Validated before it is written, so a build never ships a manifest the loader refuses.
-    artifacts.Manifest.model_validate(manifest)
-    artifacts.write_json(manifest, out / artifacts.MANIFEST)
-    keys = artifacts.manifest_keys()
-    if keys:
-        signature = artifacts.sign_manifest((out / artifacts.MANIFEST).read_bytes(), keys[0])
-        (out / artifacts.MANIFEST_SIG).write_text(signature + "\n")
-
-
-def _replaceable(target: Path) -> bool:
-    """True when ``target`` is absent, an empty folder or an earlier build (it has a manifest)."""
-    if not target.exists() and not target.is_symlink():
-        return True
-    if target.is_symlink() or not target.is_dir():
-        return False
-    return (target / artifacts.MANIFEST).is_file() or not any(target.iterdir())
-
-
-@contextmanager
-def fresh_output(target: Path) -> Iterator[Path]:
-    """An empty folder next to ``target`` to build into; on success it replaces ``target`` whole.
-
-    The old folder is renamed aside, the new one renamed in, then the old one removed: readers
-    see either the old build or the new one, never a mix. On failure the new folder is removed
-    and ``target`` is left as it was.
-    """
-    target = target.absolute()
-    if not _replaceable(target):
-        raise artifacts.ArtifactError(
-            f"{target} exists and is not an artifact folder (no {artifacts.MANIFEST}); "
-            "refusing to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
-    try:
-        yield staging
-        os.chmod(staging, 0o755)  # mkdtemp makes it private; the served folder is world-readable
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    swap_in(staging, target)
-
-
-def swap_in(staging: Path, target: Path) -> None:
-    """Replace ``target`` by ``staging``: old aside, new in, old removed (old restored on error)."""
-    if not target.exists():
-        os.replace(staging, target)
-        return
-    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    os.replace(target, aside / target.name)
-    try:
-        os.replace(staging, target)
-    except BaseException:
-        os.replace(aside / target.name, target)
-        shutil.rmtree(aside, ignore_errors=True)
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(aside)
-
-
-def _version(lib: str) -> str | None:
-    try:
-        return version(lib)
-    except Exception:
-        return None
