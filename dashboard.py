@@ -152,3 +152,76 @@ def synthetic_banner(arts: A.Artifacts) -> None:
         "and run `python -m core build --raw-dir FOLDER`.",
         icon=":material/science:",
     )
+
+
+def built_date(value: Any) -> str:
+    """A build timestamp (ISO 8601) as a reader writes it: '29 Nov 2026, 21:48 UTC'."""
+    if not value:
+        return "–"
+    stamp = pd.to_datetime(str(value), errors="coerce", utc=True)
+    return str(value) if pd.isna(stamp) else f"{stamp:%d %b %Y, %H:%M} UTC"
+
+
+# Plain-language meanings of the words the pages use; each page lists the ones it shows.
+GLOSSARY: dict[str, str] = {
+    "case": "One prediction task: a view that has at least one earlier view by the same visitor "
+    "within 24 hours. The earlier views (the last 100 at most) are its history; the task is to "
+    "name the category of this view.",
+    "candidate": "A category the ranker may put forward for a case: every category in the history, "
+    "plus, for some models, categories that often follow the last one (suggested, not viewed).",
+    "coverage": "Share of cases whose actual next category is among the candidates. A ranker can only "
+    "be right on covered cases.",
+    "top1": "Top-1 hit rate on covered cases: how often the actual next category is ranked first, "
+    "among the cases where it was a candidate. top3: within the first three.",
+    "top1_all": "Top-1 hit rate on all cases, uncovered ones counted as misses (top1 × coverage). "
+    "This is what a visitor experiences.",
+    "score": "The ranker's number for a candidate: higher means more likely to be viewed next. "
+    "Scores order the candidates of one history; they are not probabilities and are not "
+    "comparable between histories.",
+    "share": "The share of users a detector flags: the users whose anomaly score is in the top "
+    "share (for example the top 4%).",
+    "frozen threshold": "The anomaly-score threshold fixed once on the training users at the chosen "
+    "share. New batches are flagged against this number, so the share flagged in a batch can differ.",
+    "PR-AUC": "Area under the precision–recall curve: how well a detector's scores put the known "
+    "abnormal users first, over every threshold. 1 is perfect; a random score gets the share of "
+    "abnormal users (about 3% here).",
+    "precision": "Of the users flagged, the share that are really abnormal.",
+    "recall": "Of the really abnormal users, the share that are flagged.",
+}
+
+
+def glossary(*terms: str) -> None:
+    """A collapsed 'What the terms mean' expander with the given terms (all when none given)."""
+    with st.expander("What the terms mean", icon=":material/menu_book:"):
+        st.markdown("\n".join(f"- **{t}**: {GLOSSARY[t]}" for t in (terms or GLOSSARY)))
+
+
+# Column names of the stored tables, as the pages show them.
+DISPLAY_NAMES: dict[str, str] = {
+    "ci_low": "95% CI low",
+    "ci_high": "95% CI high",
+    "n_cases": "cases",
+    "n_covered": "covered cases",
+    "n_visitors": "visitors",
+    "n_top1": "top-1 hits",
+    "n_top3": "top-3 hits",
+    "pr_auc": "PR-AUC",
+    "fit_on": "fitted on",
+    "n_users": "users",
+    "n_flagged": "flagged",
+    "normal_buyers_flagged": "normal buyers flagged",
+    "txn_held_by_flagged": "transactions held by flagged",
+    "jaccard_with_volume_rule": "overlap with volume rule (Jaccard)",
+    "events_removed_share": "events removed",
+    "users_removed_share": "users removed",
+    "transaction_removed_share": "transactions removed",
+    "buyers_removed_share": "buyers removed",
+    "txn_warning": "transaction warning",
+    "protect_buyers": "keep buyers",
+    "label_source": "labels",
+}
+
+
+def display(frame: pd.DataFrame) -> pd.DataFrame:
+    """A stored table with readable column names (underscores become spaces)."""
+    return frame.rename(columns=lambda c: DISPLAY_NAMES.get(c, str(c).replace("_", " ")))

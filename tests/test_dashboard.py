@@ -21,6 +21,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import artifacts as A
 from core.export import parquet_bytes
+from dashboard import built_date
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "streamlit_app.py")
@@ -232,20 +233,21 @@ def test_sidebar_shows_the_verified_build(dashboard_built):
     arts = A.load_artifacts(dashboard_built)
     assert "Manifest check passed" in texts(at.sidebar.success)
     side = texts(at.sidebar.markdown)
-    assert arts.ranking_model_name in side and arts.manifest["built_at"] in side
+    assert arts.ranking_model_name in side and built_date(arts.manifest["built_at"]) in side and arts.manifest["built_at"] not in side
 
 
 def test_overview_shows_dataset_and_headline_kpis(dashboard_built):
     at = open_page("pages/overview.py")
     no_exception(at)
     labels = {m.label: m.value for m in at.metric}
-    for label in ["Events", "Visitors", "Items", "Categories", "Top-1 (covered)", "Top-3 (covered)",
+    for label in ["Events", "Visitors", "Items", "Categories", "Top-1 hit rate", "Top-3 hit rate",
                   "Coverage", "Flagged share", "Users flagged", "Events removed"]:
         assert label in labels and labels[label] not in ("", "–"), label
     summary = A.load_artifacts(dashboard_built).read_json(A.DATASET_SUMMARY)
     assert labels["Events"] == f"{summary['events']:,}"
     assert "test cases" in texts(at.caption)
-    assert len(charts(at)) == 1
+    assert "GroupShuffleSplit" not in texts(at.caption) and "random forest (rf)" in texts(at.caption)
+    assert len(charts(at)) == 3  # one full-width chart per event type
 
 
 @pytest.mark.parametrize("page", PAGES)
