@@ -225,3 +225,24 @@ DISPLAY_NAMES: dict[str, str] = {
 def display(frame: pd.DataFrame) -> pd.DataFrame:
     """A stored table with readable column names (underscores become spaces)."""
     return frame.rename(columns=lambda c: DISPLAY_NAMES.get(c, str(c).replace("_", " ")))
+
+
+def category_paths() -> dict[int, str] | None:
+    """categoryid -> 'root › … › parent' from the build's category tree; None when the build has none.
+
+    The current builds store no category tree, so the pages show bare ids and say why; a build
+    that adds one (named CATEGORY_TREE in the artifact names) is picked up here.
+    """
+    name = getattr(A, "CATEGORY_TREE", None)
+    tree = table(name) if name else None
+    if tree is None or not {"categoryid", "parentid"} <= set(tree.columns):
+        return None
+    parent = dict(zip(tree["categoryid"].astype("int64"), pd.to_numeric(tree["parentid"], errors="coerce")))
+    paths: dict[int, str] = {}
+    for cat in parent:
+        chain, node = [], parent.get(cat)
+        while node is not None and not pd.isna(node) and len(chain) < 20:  # 20: a guard against cycles
+            chain.append(str(int(node)))
+            node = parent.get(int(node))
+        paths[int(cat)] = " › ".join(reversed(chain))
+    return paths

@@ -290,8 +290,11 @@ def test_ranking_uses_the_model_on_the_real_example(dashboard_built):
     name = A.load_artifacts(dashboard_built).ranking_model_name
     assert f"Ranked by the model **{name}**" in texts(at.success)
     table = frame(at, "rank", "categoryid", "score")
-    assert list(table.columns) == ["rank", "categoryid", "score"] and len(table) <= 5
+    assert list(table.columns) == ["rank", "categoryid", "source", "score"] and len(table) <= 5
     assert table["score"].is_monotonic_decreasing
+    caption = texts(at.caption)
+    assert "not a probability" in caption  # the score is explained
+    assert "no category tree" in caption  # ids only, and why
 
 
 def test_top_k_slider_changes_the_number_of_categories(dashboard_built):
@@ -307,8 +310,7 @@ def test_top_k_slider_changes_the_number_of_categories(dashboard_built):
     "table, words",
     [
         ({"timestamp": [0, 1000], "categoryid": [3, -5]}, "row 1: categoryid is negative"),
-        ({"timestamp": [0, None], "categoryid": [3, 4]}, "row 1: timestamp is missing"),
-        ({"timestamp": [0, 1000, 2000], "categoryid": [3, 4, None]}, "row 2: categoryid is missing"),
+        ({"timestamp": [0, 1000, 2000, None], "categoryid": [3, -4, 5, 6]}, "row 1: categoryid is negative"),
         ({"timestamp": [0, 1000], "categoryid": [3, 4], "itemid": [-1, 2]}, "row 0: itemid is negative"),
         ({"timestamp": list(range(1001)), "categoryid": [1] * 1001}, "1001 rows, at most 1000"),
     ],
@@ -318,6 +320,79 @@ def test_editor_validation_errors_name_the_row(dashboard_built, table, words):
     set_views(at, table)
     no_exception(at)
     assert words in texts(at.error)
+
+
+@pytest.mark.parametrize(
+    "table, words",
+    [
+        ({"timestamp": [0, None], "categoryid": [3, 4]}, "row 1 (no timestamp)"),
+        ({"timestamp": [0, 1000, 2000], "categoryid": [3, 4, None]}, "row 2 (no categoryid)"),
+    ],
+)
+def test_a_half_entered_row_is_marked_and_the_rest_is_ranked(dashboard_built, table, words):
+    at = ms_mode(open_page("pages/ranking.py"))
+    set_views(at, table)
+    no_exception(at)
+    assert not at.error
+    assert words in texts(at.warning) and "incomplete" in texts(at.warning)
+    assert 3 in set(frame(at, "rank", "categoryid", "score")["categoryid"])
+
+
+def test_top_k_beyond_the_candidates_says_why_fewer_are_shown(dashboard_built):
+    at = ms_mode(open_page("pages/ranking.py"))
+    set_views(at, {"timestamp": [0, 1000, 2000], "categoryid": [3, 4, 5], "itemid": [None] * 3})
+    assert at.slider(key="top_k").value == 5
+    shown = frame(at, "rank", "categoryid", "score")
+    if len(shown) < 5:  # no suggested categories from this build's model
+        assert f"Only {len(shown)} candidate categories exist" in texts(at.caption)
+    at.slider(key="top_k").set_value(1).run()
+    assert "candidate categor" not in texts(at.caption).replace("Only 1 candidate", "")
+
+
+def test_views_outside_the_window_are_shown_as_not_used(dashboard_built):
+    at = ms_mode(open_page("pages/ranking.py"))
+    day = 24 * 3_600_000
+    set_views(at, {"timestamp": [0, 2 * day, 2 * day + 1000], "categoryid": [3, 4, 5], "itemid": [None] * 3})
+    used = frame(at, "time", "used")
+    assert used["used"].tolist()[0].startswith("not used: over 24 hours") and used["used"].tolist()[1:] == ["used"] * 2
+    assert 3 not in set(frame(at, "rank", "categoryid", "score")["categoryid"])
+
+
+def test_suggested_categories_are_marked_and_their_placeholders_blank(dashboard_built, monkeypatch):
+    import core.ranking
+
+    real = core.ranking.rank
+
+    def with_suggestion(views, model=None, top_k=3):  # as a model with Markov candidates answers
+        result = real(views, model, top_k)
+        extra = result.ranking.iloc[[-1]].assign(categoryid=999, score=-1.0, cnt=0, share=0.0, is_last=0,
+                                                 last_gap_min=1440.0, pos_from_end=100)
+        result.ranking = pd.concat([result.ranking, extra], ignore_index=True).assign(
+            rank=lambda d: range(1, len(d) + 1))
+        return result
+
+    monkeypatch.setattr(core.ranking, "rank", with_suggestion)
+    at = open_page("pages/ranking.py")
+    no_exception(at)
+    features = frame(at, "last_gap_min", "pos_from_end", "source")
+    row = features[features["categoryid"] == 999].iloc[0]
+    assert row["source"] == "suggested (not viewed)" and pd.isna(row["last_gap_min"]) and pd.isna(row["pos_from_end"])
+    assert set(features.loc[features["categoryid"] != 999, "source"]) == {"viewed"}
+    assert "the visitor never viewed it" in texts(at.caption)
+
+
+def test_switching_to_pasted_csv_carries_the_edited_table(dashboard_built):
+    at = ms_mode(open_page("pages/ranking.py"))
+    set_views(at, {"timestamp": [1433152800000, 1433152860000], "categoryid": [7, 8], "itemid": [None, None]})
+    at.radio(key="views_mode").set_value("Pasted CSV").run()
+    no_exception(at)
+    assert at.text_area(key="views_csv").value.splitlines() == [
+        "timestamp,categoryid", "1433152800000,7", "1433152860000,8"]
+    assert set(frame(at, "rank", "categoryid", "score")["categoryid"]) == {7, 8}
+    at.text_area(key="views_csv").input("timestamp,categoryid\n1433152800000,9\n1433152860000,10\n").run()
+    at.radio(key="views_mode").set_value("Table").run()  # and back: the pasted views fill the table
+    no_exception(at)
+    assert at.data_editor[0].value["categoryid"].tolist() == [9, 10]
 
 
 def test_switching_timestamp_mode_keeps_the_table(dashboard_built):
@@ -337,9 +412,11 @@ def test_switching_timestamp_mode_keeps_the_table(dashboard_built):
 def test_datetime_mode_validation_error(dashboard_built):
     at = open_page("pages/ranking.py")
     assert not at.toggle(key="views_in_ms").value  # date/time cells
-    edit_cell(at, 1, "timestamp", None)
+    edit_cell(at, 1, "categoryid", -3)
     no_exception(at)
-    assert "row 1: timestamp is missing" in texts(at.error)
+    assert "row 1: categoryid is negative" in texts(at.error)
+    edit_cell(at, 1, "timestamp", None)  # half-entered: marked, the other rows ranked
+    assert "row 1 (no timestamp)" in texts(at.warning) and not at.error
 
 
 def test_pasted_csv_accepts_dates_and_names_non_numeric_rows(dashboard_built):
@@ -383,7 +460,7 @@ def test_sampler_draws_a_real_visitor_and_reports_hit_or_miss(dashboard_built):
     slider = at.select_slider[0]
     slider.set_value(int(slider.options[0])).run()
     no_exception(at)
-    assert frame(at, "role")["role"].tolist().count("history") >= 1
+    assert frame(at, "role")["role"].tolist().count("history (used)") >= 1
 
 
 # --------------------------------------------------------------------------- anomaly
