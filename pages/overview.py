@@ -35,6 +35,8 @@ st.caption(
     "recommender's training data (task 2)."
 )
 
+glossary("case", "candidate", "coverage", "top1", "top1_all", "share", "frozen threshold")  # the words below, explained
+
 # --- The dataset ----------------------------------------------------------------------------
 st.header("Dataset")
 summary = read_json(A.DATASET_SUMMARY)
@@ -145,5 +147,3 @@ else:
         + (f" Left out: {', '.join(cut_days)}, where the log starts or ends mid-day, so the "
            "day's count is a cut, not a change in traffic." if cut_days else "")
     )
-
-glossary("case", "candidate", "coverage", "top1", "top1_all", "share", "frozen threshold")

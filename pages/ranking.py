@@ -214,6 +214,7 @@ st.caption(
     + (", plus a few categories that often follow the last one" if getattr(artifacts().ranking_model, "markov", None) is not None else "")
     + ". The API ranks the same way."
 )
+glossary("case", "candidate", "score", "coverage", "top1")  # the words below, explained
 
 arts = artifacts()
 model = arts.ranking_model
@@ -351,5 +352,3 @@ else:
         else:
             st.warning(f"Miss: the actual next category **{actual}** is not in the top {top_k}.", icon=":material/cancel:")
         show_ranking(result, top_k)
-
-glossary("case", "candidate", "score", "coverage", "top1")

@@ -46,6 +46,13 @@ def downloads(monkeypatch) -> dict[str, tuple[str, object]]:
     return made
 
 
+def only(downloads: dict, prefix: str, suffix: str) -> tuple[str, object]:
+    """The one download whose file name starts and ends so (the threshold sits between)."""
+    names = [n for n in downloads if n.startswith(prefix) and n.endswith(suffix)]
+    assert len(names) == 1, (prefix, list(downloads))
+    return downloads[names[0]]
+
+
 def open_page(page: str) -> AppTest:
     """Run the app, then switch to a page."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
@@ -481,7 +488,10 @@ def test_demo_features_are_scored_with_the_frozen_operating_point(dashboard_buil
     assert at.download_button(key="dl_csv").label == "Scored rows as CSV"
     assert at.download_button(key="dl_parquet").label == "Scored rows as parquet"
     stem = A.USER_FEATURES.rsplit(".", 1)[0]
-    tag = "isolation_forest_keep-buyers_frozen"  # the file name says detector, policy and point
+    threshold = A.load_artifacts(dashboard_built).detector.threshold_
+    # the file name says detector, policy, point and threshold
+    tag = f"isolation_forest_keep-buyers_frozen_t{threshold:.4f}"
+    assert labels["% of scored users"] == f"{100 * int(scored['is_anomaly'].sum()) / len(features):.1f}%"
     mime, build_csv = downloads[f"{stem}_scored_{tag}.csv"]
     assert mime == "text/csv"
     _, build_parquet = downloads[f"{stem}_scored_{tag}.parquet"]
@@ -495,6 +505,8 @@ def test_demo_features_are_scored_with_the_frozen_operating_point(dashboard_buil
     assert back_pq["is_anomaly"].tolist() == scored["is_anomaly"].tolist()
     assert set(back_pq["detector"]) == {"isolation_forest"} and set(back_pq["policy"]) == {"keep visitors who bought"}
     assert set(back_pq["threshold"]) == {A.load_artifacts(dashboard_built).detector.threshold_}
+    assert set(back_pq["mode"]) == {"frozen threshold"}
+    assert {"line", "row"} & set(flagged.columns) == {"row"} and flagged["row"].min() >= 1  # parquet: 1-based rows
 
 
 def test_share_slider_flags_that_share_of_the_batch(dashboard_built):
@@ -530,7 +542,7 @@ def test_uploaded_csv_with_bad_rows_lists_them_and_keeps_every_row(dashboard_bui
     assert "not numbers" in messages and "negative" in messages and "infinite" in messages
     assert "duplicate" in messages.lower() or "repeat a visitorid" in messages and "note" in messages
     assert at.file_uploader(key="features_file").value.name == "features.csv"
-    back = pd.read_csv(io.BytesIO(downloads["features_scored_isolation_forest_keep-buyers_frozen.csv"][1]()))
+    back = pd.read_csv(io.BytesIO(only(downloads, "features_scored_isolation_forest_keep-buyers_frozen_t", ".csv")[1]()))
     assert len(back) == 500 and back["visitorid"].tolist() == features["visitorid"].tolist()
     assert back.loc[[3, 5, 7], "anomaly_score"].isna().all() and back.loc[[3, 5, 7], "is_anomaly"].isna().all()
     assert back["is_anomaly"].notna().sum() == 497
@@ -549,15 +561,16 @@ def test_detector_select_policy_toggle_and_cost_on_an_upload(dashboard_built, do
     box.set_value("robust_z").run()
     no_exception(at)
     arts = A.load_artifacts(dashboard_built)
-    assert at.metric[3].value == f"{arts.detectors['robust_z'].threshold_:.4f}"
+    assert at.metric[4].value == f"{arts.detectors['robust_z'].threshold_:.4f}"
     at.toggle(key="protect_buyers").set_value(False).run()
     no_exception(at)
     cost = texts(at.info) + texts(at.warning)
     assert "This operating point removes" in cost
     flagged = frame(at, "why")
     assert flagged["why"].str.contains("σ").all()
-    assert "users_scored_robust_z_all-visitors_frozen.csv" in downloads
-    back = pd.read_parquet(io.BytesIO(downloads["users_scored_robust_z_all-visitors_frozen.parquet"][1]()))
+    threshold = arts.detectors["robust_z"].threshold_
+    assert f"users_scored_robust_z_all-visitors_frozen_t{threshold:.4f}.csv" in downloads
+    back = pd.read_parquet(io.BytesIO(downloads[f"users_scored_robust_z_all-visitors_frozen_t{threshold:.4f}.parquet"][1]()))
     assert set(back["detector"]) == {"robust_z"} and set(back["policy"]) == {"flag buyers too"}
     # a low threshold that reaches buyers: the warning appears when flagged users hold > 5% of sales
     at.radio(key="anomaly_mode").set_value("a share of this batch").run()
@@ -646,7 +659,7 @@ def test_raw_events_upload_is_turned_into_features_and_scored(dashboard_built, d
     assert "5,000 raw events of" in texts(at.info)
     labels = {m.label: m.value for m in at.metric}
     assert labels["Rows"] == f"{events['visitorid'].nunique():,}"
-    back = pd.read_parquet(io.BytesIO(downloads["raw_scored_isolation_forest_keep-buyers_frozen.parquet"][1]()))
+    back = pd.read_parquet(io.BytesIO(only(downloads, "raw_scored_isolation_forest_keep-buyers_frozen_t", ".parquet")[1]()))
     from core.anomaly import user_features
 
     expected = user_features(events.assign(categoryid=-1))
