@@ -212,10 +212,7 @@ DISPLAY_NAMES: dict[str, str] = {
     "normal_buyers_flagged": "normal buyers flagged",
     "txn_held_by_flagged": "transactions held by flagged",
     "jaccard_with_volume_rule": "overlap with volume rule (Jaccard)",
-    "events_removed_share": "events removed",
-    "users_removed_share": "users removed",
-    "transaction_removed_share": "transactions removed",
-    "buyers_removed_share": "buyers removed",
+    "transaction_removed": "transactions removed",
     "txn_warning": "transaction warning",
     "protect_buyers": "keep buyers",
     "label_source": "labels",
@@ -224,7 +221,15 @@ DISPLAY_NAMES: dict[str, str] = {
 
 def display(frame: pd.DataFrame) -> pd.DataFrame:
     """A stored table with readable column names (underscores become spaces)."""
-    return frame.rename(columns=lambda c: DISPLAY_NAMES.get(c, str(c).replace("_", " ")))
+    def name(col: Any) -> str:
+        col = str(col)
+        if col in DISPLAY_NAMES:
+            return DISPLAY_NAMES[col]
+        if col.endswith("_removed_share"):  # events_removed_share -> share of events removed
+            return f"share of {DISPLAY_NAMES.get(col[:-6], col[:-6].replace('_', ' '))}"
+        return col.replace("_", " ")
+
+    return frame.rename(columns=name)
 
 
 def category_paths() -> dict[int, str] | None:

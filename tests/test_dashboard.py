@@ -623,15 +623,19 @@ def test_cleaning_kpis_page_shows_charts_captions_and_report(dashboard_built):
     assert n_charts >= 3
     arts = A.load_artifacts(dashboard_built)
     if arts.status.get(A.EVALUATION_JSON) == "ok" and arts.status.get(A.DETECTOR_QUALITY_JSON) == "ok":
-        assert n_charts == 6 and "like for like" in texts(at.caption)
+        assert n_charts == 7 and "like for like" in texts(at.caption)  # the difference has its own chart
+        assert "spare buyers first" in texts(at.info) or "served detector" in texts(at.info)
+        shown = " ".join(" ".join(map(str, d.value.columns)) for d in at.dataframe)
+        assert not {"ci_low", "n_cases", "pr_auc"} & set(shown.split())  # display names only
+        assert not [e for e in at.expander if "tables)" in e.label]
     assert "This operating point removes" in texts(at.info) + texts(at.warning)
-    cost = frame(at, "point", "transaction_removed_share")
-    assert len(cost) == 21 and cost["protect_buyers"].all() and (cost["buyers_removed"] == 0).all()
+    cost = frame(at, "point", "transactions removed")
+    assert len(cost) == 21 and cost["keep buyers"].all() and (cost["buyers removed"] == 0).all() and "share of transactions removed" in cost
     at.toggle(key="cost_protect").set_value(False).run()
     at.selectbox(key="cost_detector").set_value("robust_z").run()
     no_exception(at)
-    cost = frame(at, "point", "transaction_removed_share")
-    assert set(cost["detector"]) == {"robust_z"} and not cost["protect_buyers"].any()
+    cost = frame(at, "point", "transactions removed")
+    assert set(cost["detector"]) == {"robust_z"} and not cost["keep buyers"].any()
     assert "different test populations" in texts(at.warning)
     assert "test cases" in texts(at.caption)
     assert "Labels:" in texts(at.caption)
@@ -704,3 +708,13 @@ def test_removing_the_file_releases_the_table(dashboard_built):
     at = at.file_uploader(key="features_file").set_value(None).run()
     no_exception(at)
     assert "anomaly_input" not in at.session_state and "anomaly_scores" not in at.session_state
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_has_the_glossary_and_no_code_references(dashboard_built, page):
+    at = open_page(page)
+    no_exception(at)
+    assert [e for e in at.expander if e.label == "What the terms mean"]
+    shown = texts(at.caption) + texts(at.markdown) + texts(at.info) + texts(at.warning)
+    for code in ("docs/", "DATA_CONTRACT", "core.", ".py", "GroupShuffleSplit"):
+        assert code not in shown, code
