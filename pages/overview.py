@@ -136,14 +136,14 @@ else:
             .mark_line(color="#2563eb")
             .encode(
                 x=alt.X("date:T", title=None, axis=alt.Axis(format="%d %b")),
-                y=alt.Y("events:Q", title="Events per day", axis=alt.Axis(format="~s")),
+                y=alt.Y("events:Q", title=None, scale=alt.Scale(zero=False), axis=alt.Axis(format=",~s", tickCount=3)),
                 tooltip=[alt.Tooltip("date:T", title="Day", format="%Y-%m-%d"), alt.Tooltip("events:Q", format=",")],
             )
-            .properties(height=120)
+            .properties(height=140, padding={"left": 10, "right": 20, "top": 5, "bottom": 5})
         )
         st.altair_chart(chart, width="stretch")
     st.caption(
-        "Events per day (UTC), one chart per event type, each on its own scale."
+        "Events per day (UTC), one chart per event type, each on its own scale (not starting at zero)."
         + (f" Left out: {', '.join(cut_days)}, where the log starts or ends mid-day, so the "
            "day's count is a cut, not a change in traffic." if cut_days else "")
     )

@@ -153,14 +153,16 @@ def pick_visitor(
     limits; None if nobody fits.
 
     With `prefer_categories`, the seeded draw is among visitors who viewed at least that many
-    categories (most visitors view one item again and again, a trivial demo), falling back to
+    categories in at least one fewer cases (most visitors view one item again and again, a trivial demo), falling back to
     every visitor with a case when none did.
     """
     if seed is not None:
         eligible = np.unique(sequences.loc[sequences["has_history"], "visitorid"].to_numpy())
         if prefer_categories > 1 and eligible.size:
-            per = sequences.loc[sequences["visitorid"].isin(eligible)].groupby("visitorid")["categoryid"].nunique()
-            varied = per.index[per >= prefer_categories].to_numpy()
+            own = sequences.loc[sequences["visitorid"].isin(eligible)].groupby("visitorid")
+            per, cases = own["categoryid"].nunique(), own["has_history"].sum()
+            # several categories and several cases, so a history has something to rank
+            varied = per.index[(per >= prefer_categories) & (cases >= prefer_categories - 1)].to_numpy()
             eligible = varied if varied.size else eligible
         return int(np.random.default_rng(seed).choice(eligible)) if eligible.size else None
     per = final_histories(sequences)
