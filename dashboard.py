@@ -152,3 +152,102 @@ def synthetic_banner(arts: A.Artifacts) -> None:
         "and run `python -m core build --raw-dir FOLDER`.",
         icon=":material/science:",
     )
+
+
+def built_date(value: Any) -> str:
+    """A build timestamp (ISO 8601) as a reader writes it: '29 Nov 2026, 21:48 UTC'."""
+    if not value:
+        return "–"
+    stamp = pd.to_datetime(str(value), errors="coerce", utc=True)
+    return str(value) if pd.isna(stamp) else f"{stamp:%d %b %Y, %H:%M} UTC"
+
+
+# Plain-language meanings of the words the pages use; each page lists the ones it shows.
+GLOSSARY: dict[str, str] = {
+    "case": "One prediction task: a view that has at least one earlier view by the same visitor "
+    "within 24 hours. The earlier views (the last 100 at most) are its history; the task is to "
+    "name the category of this view.",
+    "candidate": "A category the ranker may put forward for a case: every category in the history, "
+    "plus, for some models, categories that often follow the last one (suggested, not viewed).",
+    "coverage": "Share of cases whose actual next category is among the candidates. A ranker can only "
+    "be right on covered cases.",
+    "top1": "Top-1 hit rate on covered cases: how often the actual next category is ranked first, "
+    "among the cases where it was a candidate. top3: within the first three.",
+    "top1_all": "Top-1 hit rate on all cases, uncovered ones counted as misses (top1 × coverage). "
+    "This is what a visitor experiences.",
+    "score": "The ranker's number for a candidate: higher means more likely to be viewed next. "
+    "Scores order the candidates of one history; they are not probabilities and are not "
+    "comparable between histories.",
+    "share": "The share of users a detector flags: the users whose anomaly score is in the top "
+    "share (for example the top 4%).",
+    "frozen threshold": "The anomaly-score threshold fixed once on the training users at the chosen "
+    "share. New batches are flagged against this number, so the share flagged in a batch can differ.",
+    "PR-AUC": "Area under the precision–recall curve: how well a detector's scores put the known "
+    "abnormal users first, over every threshold. 1 is perfect; a random score gets the share of "
+    "abnormal users (about 3% here).",
+    "precision": "Of the users flagged, the share that are really abnormal.",
+    "recall": "Of the really abnormal users, the share that are flagged.",
+}
+
+
+def glossary(*terms: str) -> None:
+    """A collapsed 'What the terms mean' expander with the given terms (all when none given)."""
+    with st.expander("What the terms mean", icon=":material/menu_book:"):
+        st.markdown("\n".join(f"- **{t}**: {GLOSSARY[t]}" for t in (terms or GLOSSARY)))
+
+
+# Column names of the stored tables, as the pages show them.
+DISPLAY_NAMES: dict[str, str] = {
+    "ci_low": "95% CI low",
+    "ci_high": "95% CI high",
+    "n_cases": "cases",
+    "n_covered": "covered cases",
+    "n_visitors": "visitors",
+    "n_top1": "top-1 hits",
+    "n_top3": "top-3 hits",
+    "pr_auc": "PR-AUC",
+    "fit_on": "fitted on",
+    "n_users": "users",
+    "n_flagged": "flagged",
+    "normal_buyers_flagged": "normal buyers flagged",
+    "txn_held_by_flagged": "transactions held by flagged",
+    "jaccard_with_volume_rule": "overlap with volume rule (Jaccard)",
+    "transaction_removed": "transactions removed",
+    "txn_warning": "transaction warning",
+    "protect_buyers": "keep buyers",
+    "label_source": "labels",
+}
+
+
+def display(frame: pd.DataFrame) -> pd.DataFrame:
+    """A stored table with readable column names (underscores become spaces)."""
+    def name(col: Any) -> str:
+        col = str(col)
+        if col in DISPLAY_NAMES:
+            return DISPLAY_NAMES[col]
+        if col.endswith("_removed_share"):  # events_removed_share -> share of events removed
+            return f"share of {DISPLAY_NAMES.get(col[:-6], col[:-6].replace('_', ' '))}"
+        return col.replace("_", " ")
+
+    return frame.rename(columns=name)
+
+
+def category_paths() -> dict[int, str] | None:
+    """categoryid -> 'root › … › parent' from the build's category tree; None when the build has none.
+
+    The current builds store no category tree, so the pages show bare ids and say why; a build
+    that adds one (named CATEGORY_TREE in the artifact names) is picked up here.
+    """
+    name = getattr(A, "CATEGORY_TREE", None)
+    tree = table(name) if name else None
+    if tree is None or not {"categoryid", "parentid"} <= set(tree.columns):
+        return None
+    parent = dict(zip(tree["categoryid"].astype("int64"), pd.to_numeric(tree["parentid"], errors="coerce")))
+    paths: dict[int, str] = {}
+    for cat in parent:
+        chain, node = [], parent.get(cat)
+        while node is not None and not pd.isna(node) and len(chain) < 20:  # 20: a guard against cycles
+            chain.append(str(int(node)))
+            node = parent.get(int(node))
+        paths[int(cat)] = " › ".join(reversed(chain))
+    return paths

@@ -13,7 +13,7 @@ import streamlit as st
 
 from core import __version__
 from core.artifacts import REBUILD_HINT
-from dashboard import ENTRY_MARKER, artifacts, synthetic_banner
+from dashboard import ENTRY_MARKER, artifacts, built_date, synthetic_banner
 
 st.set_page_config(page_title="RecSys analytics", page_icon=":material/shopping_cart:", layout="wide")
 
@@ -41,7 +41,7 @@ with st.sidebar:
     st.markdown(
         f"- **Ranking model:** {info['ranking_model'] or 'none (rule fallback)'}\n"
         f"- **Detector:** {'loaded' if info['detector_loaded'] else 'not loaded'}\n"
-        f"- **Built:** {info['built_at'] or '–'}\n"
+        f"- **Built:** {built_date(info['built_at'])}\n"
         f"- **Data:** {data.get('source', '–')}\n"
         + (f"- **Events:** {events:,}" + (f" ({data['scale']} scale)" if data.get("scale") else "") + "\n"
            if isinstance(events, int) else "")

@@ -43,23 +43,33 @@ def json_tables(obj: Any, title: str = "") -> list[tuple[str, pd.DataFrame]]:
 
 # --------------------------------------------------------------------------- HTML report
 
+# The dashboard's theme (.streamlit/config.toml): primary #2563eb, text #1f2430, panels #f3f5f9.
+# The page is as wide as a laptop window at most; wide tables scroll inside it, charts shrink.
 REPORT_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
-padding:0 1em;color:#1f2430}
-h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:.85em;margin:.5em 0 1em}
-td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left}th{background:#f3f4f6}
-h3{font-size:1em;margin:1.2em 0 .2em}
-.note{background:#fff7e0;border-left:4px solid #f0b429;padding:.5em 1em}
-.caption{color:#555;font-size:.9em}figure{margin:1em 0}
+body{font-family:"Source Sans Pro",system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:960px;
+margin:2em auto;padding:0 1.2em;color:#1f2430;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;margin-top:2em;padding-bottom:.2em;
+border-bottom:2px solid #2563eb}h3{font-size:1em;margin:1.2em 0 .2em}
+.summary{background:#f3f5f9;border-left:4px solid #2563eb;padding:.6em 1.2em;border-radius:4px}
+.summary li{margin:.3em 0}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0 1em;display:block;max-width:100%;overflow-x:auto}
+td,th{border-bottom:1px solid #e2e6ee;padding:.3em .6em;text-align:left;white-space:nowrap}
+th{background:#f3f5f9;font-weight:600}
+.note{background:#fff7e0;border-left:4px solid #f59e0b;padding:.5em 1em;border-radius:4px}
+.caption{color:#5b6272;font-size:.9em}figure{margin:1em 0}figure svg{max-width:100%;height:auto}
 """
+
+
+REPORT_CHART_WIDTH = 760  # px: fits the 960-px page with the axis and legend beside it
 
 
 @dataclass
 class ReportBlock:
     """One piece of a report: a heading, a paragraph, a chart or a table."""
 
-    kind: str  # "heading" | "subheading" | "text" | "note" | "chart" | "table"
+    # "summary" (one finding, gathered into the list at the top) | "heading" | "subheading" |
+    # "text" | "note" | "chart" | "table"
+    kind: str
     content: Any
     caption: str = ""
 
@@ -104,7 +114,13 @@ def html_report(title: str, blocks: Sequence[ReportBlock], inline_svg: bool | No
             "numbers and work offline. Install vl-convert-python for a fully self-contained "
             "report with inline SVG charts.</p>"
         )
+    findings = [b for b in blocks if b.kind == "summary"]
+    if findings:
+        body.append("<h2>Summary</h2><ul class='summary'>"
+                    + "".join(f"<li>{html.escape(str(b.content))}</li>" for b in findings) + "</ul>")
     for i, block in enumerate(blocks):
+        if block.kind == "summary":
+            continue
         if block.kind == "heading":
             body.append(f"<h2>{html.escape(str(block.content))}</h2>")
         elif block.kind == "subheading":
@@ -115,6 +131,8 @@ def html_report(title: str, blocks: Sequence[ReportBlock], inline_svg: bool | No
             body.append(f"<p class='note'>{html.escape(str(block.content))}</p>")
         elif block.kind == "chart":
             spec = block.content if isinstance(block.content, dict) else block.content.to_dict()
+            if inline_svg and spec.get("width") in (None, "container"):
+                spec = {**spec, "width": REPORT_CHART_WIDTH}  # no container to stretch to in a file
             body.append(f"<figure>{_chart_html(spec, i, inline_svg)}</figure>")
         elif block.kind == "table":
             body.append(block.content.to_html(index=False, border=0, na_rep="", float_format=_fmt))

@@ -14,7 +14,7 @@ from core.errors import DataError
 from core.export import csv_bytes, parquet_bytes, with_scores
 from core.uploads import MAX_UPLOAD_MB, read_upload
 from core.schema import USER_FEATURES
-from dashboard import artifacts, count, entry_point_guard, pct
+from dashboard import artifacts, count, entry_point_guard, glossary, pct
 
 entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server
 
@@ -50,7 +50,11 @@ def load_input(name: str, data: bytes, token: str) -> None:
 
 
 def histogram(scores: np.ndarray, threshold: float) -> alt.LayerChart:
-    """Binned scores (binned here, so a million rows stay a few dozen bars) and the threshold."""
+    """Binned scores (binned here, so a million rows stay a few dozen bars) and the threshold.
+
+    A linear count axis: bar areas are then proportional to users, so the flagged tail looks as
+    small as it is (a log axis made ~5% of users look like ~40%).
+    """
     finite = scores[np.isfinite(scores)]
     counts, edges = np.histogram(finite, bins=60)
     bins = pd.DataFrame({"start": edges[:-1], "end": edges[1:], "users": counts})
@@ -59,26 +63,31 @@ def histogram(scores: np.ndarray, threshold: float) -> alt.LayerChart:
         alt.Chart(bins)
         .mark_bar()
         .encode(
-            x=alt.X("start:Q", title="Anomaly score (higher = more anomalous)", bin="binned"),
+            x=alt.X("start:Q", title="Anomaly score (higher = more anomalous)", bin="binned",
+                    axis=alt.Axis(titlePadding=8)),
             x2="end:Q",
-            y=alt.Y("users:Q", title="Users", scale=alt.Scale(type="symlog")),
-            color=alt.Color("side:N", title=None, scale=alt.Scale(range=["#dc2626", "#94a3b8"])),
-            tooltip=[alt.Tooltip("start:Q", format=".3f"), alt.Tooltip("end:Q", format=".3f"), "users:Q"],
+            y=alt.Y("users:Q", title="Users", axis=alt.Axis(format="~s")),
+            color=alt.Color("side:N", title=None, scale=alt.Scale(domain=["below threshold", "at or above threshold"],
+                                                                range=["#94a3b8", "#dc2626"]),
+                            legend=alt.Legend(orient="top")),
+            tooltip=[alt.Tooltip("start:Q", format=".3f", title="from"), alt.Tooltip("end:Q", format=".3f", title="to"),
+                     alt.Tooltip("users:Q", format=",")],
         )
     )
     rule = alt.Chart(pd.DataFrame({"threshold": [threshold]})).mark_rule(color="black", strokeDash=[6, 3]).encode(
         x="threshold:Q", tooltip=[alt.Tooltip("threshold:Q", format=".4f")]
     )
-    return (bars + rule).properties(height=280, padding={"bottom": 20})
+    return (bars + rule).properties(height=280, padding={"left": 10, "right": 20, "top": 10, "bottom": 30})
 
 
 st.title("Anomalous users")
 st.caption(
     "Score users with the bot detectors of task 2. Upload one row per visitor with the 16 "
-    f"features of docs/DATA_CONTRACT.md ({', '.join(USER_FEATURES)}) plus `visitorid`, or raw "
+    f"behaviour features ({', '.join(USER_FEATURES)}) plus `visitorid`, or raw "
     "RetailRocket events (`timestamp,visitorid,event,itemid,transactionid`, optionally `categoryid`): "
     "the features are then computed as the build computes them."
 )
+glossary("share", "frozen threshold", "precision", "recall")  # the words below, explained
 arts = artifacts()
 detector = arts.detector
 if detector is None:
@@ -95,7 +104,7 @@ uploaded = st.file_uploader(
     max_upload_size=MAX_UPLOAD_MB,
     help=f"At most {MAX_UPLOAD_MB} MB, 1.5M feature rows or 2M events: the app's memory budget is 1 GB.",
 )
-use_demo = st.button("Use the demo features", key="use_demo", help=f"`{A.USER_FEATURES}` of the current build")
+use_demo = st.button("Use the demo features", key="use_demo", help="The features of every visitor of the current build")
 upload_id = f"upload:{uploaded.file_id}" if uploaded is not None else None
 if upload_id != st.session_state.get("last_upload_id"):  # a new file, or the file was removed
     st.session_state.last_upload_id = upload_id
@@ -193,23 +202,30 @@ with st.expander("What cleaning removes at every share"):
     )
 
 st.header("4 · Results")
-c = st.columns(4)
+n_scored, n_flagged = int(np.isfinite(scores).sum()), int(flags["is_anomaly"].sum())
+c = st.columns(5)
 c[0].metric("Rows", count(len(df)))
-c[1].metric("Scored", count(np.isfinite(scores).sum()))
-c[2].metric("Flagged", count(flags["is_anomaly"].sum()), help="Users with score ≥ threshold, after the policy.")
-c[3].metric("Threshold", f"{threshold:.4f}")
+c[1].metric("Scored", count(n_scored))
+c[2].metric("Flagged", count(n_flagged), help="Users with score ≥ threshold, after the policy.")
+c[3].metric("% of scored users", pct(n_flagged / n_scored if n_scored else None),
+            help="The flagged users as a share of the scored rows.")
+c[4].metric("Threshold", f"{threshold:.4f}", help="Frozen: fixed on the training users. Share: this batch's own quantile.")
 st.altair_chart(histogram(scores, threshold), width="stretch")
 st.caption(
-    f"{count(flags['is_anomaly'].sum())} users at or above the dashed threshold are flagged "
-    f"(detector {detector.name}, policy: {anomaly.policy_label(protect_buyers)})."
+    f"{count(n_flagged)} users ({pct(n_flagged / n_scored if n_scored else None)} of the scored) are at or above "
+    f"the dashed threshold and flagged (detector {detector.name}, policy: {anomaly.policy_label(protect_buyers)}). "
+    "Users per score bin, on a linear scale: the red bars are the flagged tail."
 )
 
 flagged_rows = np.flatnonzero(flags["is_anomaly"].to_numpy())
 top = flagged_rows[np.argsort(-scores[flagged_rows], kind="stable")][:MAX_FLAGGED_SHOWN]
 flagged = df.iloc[top].reset_index(drop=True)
+# Where to find a user in the file: the line a spreadsheet shows for an uploaded features CSV
+# (header = line 1), else the 1-based row (parquet, or features computed from raw events).
+as_lines = source.get("kind") == "features" and source["name"].lower().endswith(".csv")
 table = pd.DataFrame(
     {
-        "row": top,
+        ("line" if as_lines else "row"): top + 2 if as_lines else top + 1,
         "visitorid": flagged["visitorid"],
         "anomaly_score": scores[top],
         "why": anomaly.explain(flagged, detector).to_numpy() if len(flagged) else [],
@@ -219,19 +235,22 @@ st.subheader("Flagged users, most anomalous first")
 st.dataframe(pd.concat([table, flagged[list(USER_FEATURES)]], axis=1), hide_index=True)
 st.caption(
     "“Why” lists the behaviour columns furthest above the training users (one-sided robust z, σ); "
-    f"low values never count. Showing {len(top):,} of {len(flagged_rows):,} flagged users; the downloads hold every row."
+    f"low values never count. Showing {len(top):,} of {len(flagged_rows):,} flagged users; the downloads hold every row. "
+    + ("“line”: the line of the file as a spreadsheet numbers it (header = line 1)." if as_lines
+       else "“row”: the position of the user in the table, counting from 1.")
 )
 
 # --- 5. Downloads ----------------------------------------------------------------------------
 # Built only when a button is clicked (a callable `data`), so nothing is kept in the session.
 stem = source["name"].rsplit(".", 1)[0]
+mode_label = "frozen threshold" if share is None else f"top {round(100 * share)}% of this batch"
 tag = f"{detector.name}_{'keep-buyers' if protect_buyers else 'all-visitors'}_" + (
-    "frozen" if share is None else f"share{round(100 * share)}")
+    "frozen" if share is None else f"share{round(100 * share)}") + f"_t{threshold:.4f}"
 
 
 def download_frame() -> pd.DataFrame:
     """Every uploaded row with its score, flag and the detector, policy and threshold behind them."""
-    return anomaly.stamped(with_scores(df, flags), detector, protect_buyers, threshold)
+    return anomaly.stamped(with_scores(df, flags), detector, protect_buyers, threshold).assign(mode=mode_label)
 
 
 c = st.columns(2)
@@ -245,6 +264,7 @@ c[1].download_button(
 )
 st.caption(
     "Both hold every uploaded row in the original order plus `anomaly_score` (empty when the row "
-    "cannot be scored), `is_anomaly`, and the `detector`, `policy` and `threshold` that produced them. "
+    "cannot be scored), `is_anomaly`, and the `detector`, `policy`, `threshold` and `mode` that produced them; "
+    "the file name carries the same. "
     "In the CSV, text cells starting with = + - @ are prefixed with ' so spreadsheets do not run them as formulas."
 )

@@ -12,51 +12,69 @@ import streamlit as st
 
 from core import artifacts as A
 from core.anomaly.policy import TXN_WARNING_SHARE, cost_sentence, policy_label
-from core.report import ReportBlock, html_report, json_tables, svg_renderer_available
-from dashboard import best_test_row, count, entry_point_guard, missing, pct, read_json, table
+from core.report import ReportBlock, html_report, svg_renderer_available
+from dashboard import best_test_row, count, display, entry_point_guard, glossary, missing, pct, read_json, table
 
 entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server
 
-METRICS = ["coverage", "top1", "top3", "top1_all", "top3_all"]
+METRICS = ["coverage", "top1", "top3", "top1_all", "top3_all"]  # one order in every chart
+# Explicit colours, so the dashboard and the HTML report (drawn without Streamlit's theme) match.
+PALETTE = ["#2563eb", "#94a3b8", "#f59e0b", "#10b981", "#dc2626", "#8b5cf6"]
+PADDING = {"left": 10, "right": 20, "top": 10, "bottom": 30}  # room for the axis titles
+SPLITS = {"group": "by visitor", "temporal": "by time"}
+NAMES = {"precision": "precision", "recall": "recall", "events_removed_share": "events",
+         "users_removed_share": "users", "transaction_removed_share": "transactions", "buyers_removed_share": "buyers"}
+NAMES_JS = str(NAMES).replace("'", '"')  # the same names inside a chart's calculate expression
 
 
-def json_details(name: str) -> list[ReportBlock]:
-    """Every table of a metrics JSON, whatever its layout, in a collapsed expander."""
-    data = read_json(name)
-    if data is None:
-        return []
-    blocks = []
-    tables = json_tables(data)
-    with st.expander(f"Everything in `{name}` ({len(tables)} tables)"):
-        for caption, frame in tables:
-            st.markdown(f"**{caption}**")
-            st.dataframe(frame, hide_index=True)
-            blocks += [ReportBlock("subheading", caption), ReportBlock("table", frame)]
-    return blocks
+def nearest(rows: pd.DataFrame, share: float | None) -> pd.Series | None:
+    """The row of `rows` whose share is closest to `share` (None without a share)."""
+    if share is None or rows.empty:
+        return None
+    return rows.iloc[int((rows["share"] - share).abs().to_numpy().argmin())]
+
+
+def fitted(chart):
+    """A chart that fills its container, padding and axis titles included (they were cut off,
+    and a first render drew some charts at half width)."""
+    return chart.properties(padding=PADDING, autosize=alt.AutoSizeParams(type="fit", contains="padding"))
 
 
 def filtered(rows: pd.DataFrame, key: str) -> pd.DataFrame:
     """rows narrowed by a select box for each of split, population and average, when present."""
     present = [c for c in ("split", "population", "average") if c in rows.columns]
     for col, box in zip(present, st.columns(max(len(present), 1))):
-        value = box.selectbox(col.capitalize(), list(dict.fromkeys(rows[col])), key=f"{key}_{col}")
+        label = {"split": "Test split", "population": "Test visitors", "average": "Average"}[col]
+        value = box.selectbox(label, list(dict.fromkeys(rows[col])), key=f"{key}_{col}",
+                              format_func=lambda v, col=col: SPLITS.get(v, v) if col == "split" else v)
         rows = rows[rows[col] == value]
     return rows
 
 
-def estimates_chart(rows: pd.DataFrame, group: str, title: str) -> alt.LayerChart:
-    """value per metric and group, with the ci_low..ci_high interval as an error bar."""
+def estimates_chart(rows: pd.DataFrame, group: str, title: str, difference: bool = False) -> alt.LayerChart:
+    """value per metric and group, with the 95% interval as an error bar; a difference gets its
+    own axis in percentage points around zero (on the 0–100% axis it was an empty bar)."""
+    groups = list(dict.fromkeys(rows[group]))
     base = alt.Chart(rows).encode(
-        x=alt.X("metric:N", title=None, axis=alt.Axis(labelAngle=0)),
-        xOffset=alt.XOffset(f"{group}:N"),
-        color=alt.Color(f"{group}:N"),
+        x=alt.X("metric:N", title=None, sort=METRICS, axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset(f"{group}:N", sort=groups),
+        color=alt.Color(f"{group}:N", sort=groups, title=None, legend=alt.Legend(orient="top"),
+                        scale=alt.Scale(domain=groups, range=PALETTE[: len(groups)])),
     )
+    y_title, fmt = ("Difference, percentage points", "+.1%") if difference else ("Estimate", "%")
+    tooltip = [alt.Tooltip(f"{group}:N"), alt.Tooltip("metric:N"), alt.Tooltip("value:Q", format=".2%"),
+               alt.Tooltip("ci_low:Q", format=".2%", title="95% CI low"),
+               alt.Tooltip("ci_high:Q", format=".2%", title="95% CI high")]
+    tooltip += [alt.Tooltip(f"{c}:Q", format=",", title=DISPLAY.get(c, c)) for c in ("n_cases", "n_visitors") if c in rows]
     bars = base.mark_bar().encode(
-        y=alt.Y("value:Q", title="Estimate", axis=alt.Axis(format="%"), stack=None),
-        tooltip=[group, "metric", alt.Tooltip("value:Q", format=".2%"), alt.Tooltip("ci_low:Q", format=".2%"),
-                 alt.Tooltip("ci_high:Q", format=".2%")] + [c for c in ("n_cases", "n_visitors", "population") if c in rows],
-    )
-    return (bars + base.mark_errorbar(color="black").encode(y=alt.Y("ci_low:Q", title="Estimate"), y2="ci_high:Q")).properties(height=300, title=title)
+        y=alt.Y("value:Q", title=y_title, axis=alt.Axis(format=fmt), stack=None), tooltip=tooltip)
+    layers = bars + base.mark_errorbar(color="black").encode(y=alt.Y("ci_low:Q", title=y_title), y2="ci_high:Q")
+    if difference:
+        layers += alt.Chart(pd.DataFrame({"zero": [0]})).mark_rule(color="#1f2430").encode(y="zero:Q")
+    return fitted(layers.properties(height=260 if difference else 300, title=title))
+
+
+DISPLAY = {"n_cases": "cases", "n_visitors": "visitors"}
 
 
 def before_after() -> list[ReportBlock]:
@@ -84,11 +102,15 @@ def before_after() -> list[ReportBlock]:
             x=alt.X("metric:N", sort=METRICS, title=None, axis=alt.Axis(labelAngle=0)),
             xOffset=alt.XOffset("run:N", sort=["raw", "cleaned"]),
             y=alt.Y("value:Q", title="Share of test cases", axis=alt.Axis(format="%")),
-            color=alt.Color("run:N", sort=["raw", "cleaned"], scale=alt.Scale(range=["#94a3b8", "#2563eb"])),
-            tooltip=["run", "metric", alt.Tooltip("value:Q", format=".2%"), "n_cases", "n_covered", "population"],
+            color=alt.Color("run:N", sort=["raw", "cleaned"], title=None, legend=alt.Legend(orient="top"),
+                            scale=alt.Scale(domain=["raw", "cleaned"], range=["#94a3b8", "#2563eb"])),
+            tooltip=["run", "metric", alt.Tooltip("value:Q", format=".2%"),
+                     alt.Tooltip("n_cases:Q", format=",", title="cases"),
+                     alt.Tooltip("n_covered:Q", format=",", title="covered cases"), "population"],
         )
         .properties(height=300, title=f"{ranker}: raw vs cleaned")
     )
+    chart = fitted(chart)
     st.altair_chart(chart, width="stretch")
     populations = "; ".join(
         f"**{r.run}**: {r.population} ({count(r.n_cases)} test cases, {count(r.n_covered)} covered)"
@@ -106,8 +128,14 @@ def before_after() -> list[ReportBlock]:
         icon=":material/balance:",
     )
     with st.expander("All rankers"):
-        st.dataframe(rows, hide_index=True)
-    return blocks + [ReportBlock("chart", chart, caption), ReportBlock("table", rows)]
+        st.dataframe(display(rows), hide_index=True)
+    by_run = rows[rows["ranker"] == ranker].set_index("run")["top1_all"]
+    finding = (
+        f"Ranking ({ranker}): top-1 over all test cases is {pct(by_run.get('raw'))} on the raw events and "
+        f"{pct(by_run.get('cleaned'))} on the cleaned ones, but on different test visitors, so this is not a model gain."
+    )
+    return blocks + [ReportBlock("summary", finding), ReportBlock("chart", chart, caption),
+                     ReportBlock("table", display(rows))]
 
 
 def same_population() -> list[ReportBlock]:
@@ -120,17 +148,36 @@ def same_population() -> list[ReportBlock]:
         missing(title, A.EVALUATION_JSON)
         return blocks + [ReportBlock("note", f"{A.EVALUATION_JSON} is not built yet.")]
     rows = filtered(rows, "honest")
+    population = "; ".join(map(str, dict.fromkeys(rows.get("population", []))))
     if {"metric", "value", "ci_low", "ci_high", "ranker"} <= set(rows.columns):
-        chart = estimates_chart(rows, "ranker", "Rankers on the same test cases, with 95% bootstrap intervals")
+        is_diff = rows["ranker"].astype(str).str.contains(" - ")
+        chart = estimates_chart(rows[~is_diff], "ranker", "Rankers on the same test cases, with 95% bootstrap intervals")
         st.altair_chart(chart, width="stretch")
         blocks.append(ReportBlock("chart", chart))
+        if is_diff.any():
+            diff = rows[is_diff].assign(ranker=lambda d: d["ranker"].str.replace(" - ", " − "))
+            diff_chart = estimates_chart(diff, "ranker", "Cleaned minus raw, on the same test cases", difference=True)
+            st.altair_chart(diff_chart, width="stretch")
+            st.caption("Below zero: the model trained on cleaned events does worse on the same test cases. "
+                       "An interval that crosses zero means no measurable difference.")
+            blocks.append(ReportBlock("chart", diff_chart))
+            top1 = diff[diff["metric"] == "top1_all"]
+            if len(top1):
+                r = top1.iloc[0]
+                blocks.insert(0, ReportBlock("summary", (
+                    f"Same test cases ({population}): training on cleaned events changes top-1 over all cases by "
+                    f"{100 * r['value']:+.1f} percentage points (95% interval {100 * r['ci_low']:+.1f} to "
+                    f"{100 * r['ci_high']:+.1f})."
+                )))
     caption = (
-        "Population: " + "; ".join(map(str, dict.fromkeys(rows.get("population", [])))) + ". Every ranker "
-        "is scored on the same test cases, so these differences are like for like."
+        f"Population: {population}. Every ranker is scored on the same test cases, so these differences "
+        "are like for like. Split by visitor: test visitors never seen in training; by time: the last days "
+        "of the log."
     )
     st.caption(caption)
-    st.dataframe(rows, hide_index=True)
-    return blocks + [ReportBlock("table", rows, caption)] + json_details(A.EVALUATION_JSON)
+    shown = display(rows.drop(columns=[c for c in ("split", "population", "average") if c in rows]))
+    st.dataframe(shown, hide_index=True)
+    return blocks + [ReportBlock("table", shown, caption)]
 
 
 def audit() -> list[ReportBlock]:
@@ -155,11 +202,13 @@ def audit() -> list[ReportBlock]:
             .encode(
                 x=alt.X("share:Q", title="Share of users flagged", axis=alt.Axis(format="%")),
                 y=alt.Y("value:Q", title=y_title, axis=alt.Axis(format="%")),
-                color=alt.Color("measure:N", title=None),
-                tooltip=["share:Q", "measure:N", alt.Tooltip("value:Q", format=".2%")],
+                color=alt.Color("measure:N", title=None, sort=columns, legend=alt.Legend(orient="top"),
+                                scale=alt.Scale(domain=[NAMES.get(c, c) for c in columns], range=PALETTE[: len(columns)])),
+                tooltip=[alt.Tooltip("share:Q", format=".0%"), "measure:N", alt.Tooltip("value:Q", format=".2%")],
             )
+            .transform_calculate(measure=f"{NAMES_JS}[datum.measure] || datum.measure")
         )
-        return (line + marker).properties(height=260, title=title, padding={"bottom": 20})
+        return fitted((line + marker).properties(height=260, title=title))
 
     pr = lines(["precision", "recall"], f"Precision and recall against the {label_source}", "Precision / recall")
     removed = lines(["events_removed_share", "users_removed_share"], "What cleaning removes", "Share removed")
@@ -171,14 +220,21 @@ def audit() -> list[ReportBlock]:
             "These are the generator's known abnormal visitors, so precision and recall are real."
             if label_source.startswith("ground truth")
             else "No ground truth exists for this data; the labels are the documented proxy rule "
-            "(core.anomaly.proxy_labels), so the curve measures agreement with that rule."
+            "(a documented rule on event volume and pace), so the curve measures agreement with that rule."
         )
         + (f" The dashed line is the frozen operating point ({pct(op_share)})." if op_share else "")
     )
     st.caption(note)
     with st.expander("Audit table"):
-        st.dataframe(rows, hide_index=True)
-    return blocks + [ReportBlock("chart", pr), ReportBlock("chart", removed, note), ReportBlock("table", rows)]
+        st.dataframe(display(rows), hide_index=True)
+    at_op = nearest(rows, op_share)
+    if at_op is not None:
+        blocks.append(ReportBlock("summary", (
+            f"Detector at the operating point ({pct(op_share)} of users flagged): precision "
+            f"{pct(at_op['precision'])}, recall {pct(at_op['recall'])} against the {label_source}; cleaning "
+            f"removes {pct(at_op['events_removed_share'])} of the events."
+        )))
+    return blocks + [ReportBlock("chart", pr), ReportBlock("chart", removed, note), ReportBlock("table", display(rows))]
 
 
 def cleaning_cost() -> list[ReportBlock]:
@@ -211,24 +267,26 @@ def cleaning_cost() -> list[ReportBlock]:
         .encode(
             x=alt.X("share:Q", title="Share of users flagged", axis=alt.Axis(format="%")),
             y=alt.Y("removed_value:Q", title="Share removed by cleaning", axis=alt.Axis(format="%")),
-            color=alt.Color("removed:N", title=None),
-            tooltip=["share:Q", "removed:N", alt.Tooltip("removed_value:Q", format=".2%")],
+            color=alt.Color("removed:N", title=None, legend=alt.Legend(orient="top"),
+                            sort=["users", "events", "transactions", "buyers"],
+                            scale=alt.Scale(domain=["users", "events", "transactions", "buyers"], range=PALETTE[:4])),
+            tooltip=[alt.Tooltip("share:Q", format=".0%"), "removed:N", alt.Tooltip("removed_value:Q", format=".2%")],
         )
-        .transform_calculate(removed_value="datum.value")
-        .properties(height=260, title=f"What cleaning removes ({name}, {policy_label(protect)})",
-                    padding={"bottom": 20})
+        .transform_calculate(removed_value="datum.value", removed=f"{NAMES_JS}[datum.removed] || datum.removed")
+        .properties(height=260, title=f"What cleaning removes ({name}, {policy_label(protect)})")
     )
+    chart = fitted(chart)
     st.altair_chart(chart, width="stretch")
     caption = (
         f"Population: every visitor of the build's events, scored by {name}; policy: {policy_label(protect)}. "
         "A share's threshold is that quantile of these scores; \"frozen\" is the threshold fixed at the "
-        f"operating point. Rows flagged with txn_warning: flagged users hold more than {TXN_WARNING_SHARE:.0%} "
+        f"operating point. “transaction warning”: flagged users hold more than {TXN_WARNING_SHARE:.0%} "
         "of all transactions."
     )
     st.caption(caption)
-    st.dataframe(rows, hide_index=True)
-    return blocks + [ReportBlock("text", f"At the frozen operating point: {sentence}"),
-                     ReportBlock("chart", chart), ReportBlock("table", rows, caption)]
+    st.dataframe(display(rows), hide_index=True)
+    return blocks + [ReportBlock("summary", f"Cost at the frozen operating point ({name}, {policy_label(protect)}): {sentence}"),
+                     ReportBlock("chart", chart), ReportBlock("table", display(rows), caption)]
 
 
 def detector_quality() -> list[ReportBlock]:
@@ -240,33 +298,66 @@ def detector_quality() -> list[ReportBlock]:
     if rows is None or read_json(A.DETECTOR_QUALITY_JSON) is None:
         missing(title, A.DETECTOR_QUALITY_JSON)
         return blocks + [ReportBlock("note", f"{A.DETECTOR_QUALITY_JSON} is not built yet.")]
-    measures = [c for c in ("precision", "recall", "pr_auc") if c in rows.columns]
-    if "method" in rows.columns and measures:
-        long = rows.melt(id_vars=["method"], value_vars=measures, var_name="measure")
+    served = (read_json(A.OPERATING_POINT) or {}).get("detector")
+    methods = list(dict.fromkeys(rows["method"])) if "method" in rows else []
+    methods = sorted(methods, key=lambda m: (m != served, m == "volume_rule"))  # served first, baseline last
+    measures = [c for c in ("pr_auc", "precision", "recall") if c in rows.columns]
+    if methods and measures:
+        long = rows.melt(id_vars=["method"], value_vars=measures, var_name="measure").replace({"measure": {"pr_auc": "PR-AUC"}})
         chart = (
             alt.Chart(long)
             .mark_bar()
             .encode(
-                x=alt.X("measure:N", title=None, axis=alt.Axis(labelAngle=0)),
-                xOffset="method:N",
+                x=alt.X("measure:N", title=None, sort=["PR-AUC", "precision", "recall"], axis=alt.Axis(labelAngle=0)),
+                xOffset=alt.XOffset("method:N", sort=methods),
                 y=alt.Y("value:Q", title="Against the known labels", axis=alt.Axis(format="%")),
-                color="method:N",
+                color=alt.Color("method:N", title=None, sort=methods, legend=alt.Legend(orient="top"),
+                                scale=alt.Scale(domain=methods, range=PALETTE[: len(methods)])),
                 tooltip=["method", "measure", alt.Tooltip("value:Q", format=".3f")],
             )
-            .properties(height=280, title="Every detector against the volume rule at the same flagged share")
+            .properties(height=280, title="Every detector and the volume rule, each flagging the same share")
         )
+        chart = fitted(chart)
         st.altair_chart(chart, width="stretch")
         blocks.append(ReportBlock("chart", chart))
-    caption = "Populations: " + "; ".join(map(str, dict.fromkeys(rows.get("population", [])))) + "."
+    meaning = quality_meaning(rows.set_index("method"), served) if "method" in rows and served in set(rows["method"]) else ""
+    if meaning:
+        st.info(meaning, icon=":material/balance:")
+        blocks += [ReportBlock("summary", meaning), ReportBlock("text", meaning)]
+    caption = ("Population: " + "; ".join(map(str, dict.fromkeys(rows.get("population", [])))) + ". "
+               "Volume rule: flag the visitors with the most events, the simple baseline.")
     st.caption(caption)
-    st.dataframe(rows, hide_index=True)
-    return blocks + [ReportBlock("table", rows, caption)] + json_details(A.DETECTOR_QUALITY_JSON)
+    shown = display(rows.drop(columns=[c for c in ("description", "population", "share") if c in rows]))
+    st.dataframe(shown, hide_index=True)
+    return blocks + [ReportBlock("table", shown, caption)]
+
+
+def quality_meaning(by: pd.DataFrame, served: str) -> str:
+    """What the comparison says about the served detector, from the numbers of this build.
+
+    The detectors were chosen to spare buyers first (flagged users must not hold the shop's
+    sales) and to rank bots well second, so a method with a higher PR-AUC can still lose.
+    """
+    me = by.loc[served]
+    best = by["pr_auc"].idxmax()
+    text = (f"The served detector, {served}, reaches PR-AUC {me['pr_auc']:.2f}"
+            + (f" against {by.loc['volume_rule', 'pr_auc']:.2f} for the volume rule" if "volume_rule" in by.index else "")
+            + f"; the users it flags hold {pct(me.get('txn_held_by_flagged'))} of the transactions and include "
+            f"{pct(me.get('normal_buyers_flagged'))} of the normal buyers.")
+    if best != served:
+        other = by.loc[best]
+        text += (f" {best} puts the bots first more often (PR-AUC {other['pr_auc']:.2f}) but its flagged users hold "
+                 f"{pct(other.get('txn_held_by_flagged'))} of the transactions and {pct(other.get('normal_buyers_flagged'))} "
+                 "of the normal buyers: the detectors are chosen to spare buyers first and to rank bots second, "
+                 "so a higher PR-AUC alone does not win.")
+    return text
 
 
 SECTIONS = [before_after, same_population, audit, cleaning_cost, detector_quality]  # top to bottom
 
 st.title("Cleaning KPIs")
 st.caption("What removing the flagged users' events does to the ranking task, and what it costs.")
+glossary("case", "coverage", "top1", "top1_all", "share", "frozen threshold", "precision", "recall", "PR-AUC")
 report_slot = st.container()
 blocks: list[ReportBlock] = []
 for section in SECTIONS:

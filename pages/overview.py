@@ -5,9 +5,28 @@ import pandas as pd
 import streamlit as st
 
 from core import artifacts as A
-from dashboard import best_test_row, count, entry_point_guard, missing, pct, read_json, table
+from dashboard import best_test_row, count, entry_point_guard, glossary, missing, pct, read_json, table
 
 entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server
+
+RANKERS = {  # the build's ranker names, as a reader would say them
+    "rule": "count + recency rule",
+    "logreg": "logistic regression",
+    "hgb": "gradient-boosted trees",
+    "rf": "random forest",
+}
+
+
+def ranker_label(name: str | None) -> str:
+    """'random forest (rf)'; a Markov variant (hgb_markov5) says so."""
+    if not name:
+        return "–"
+    base = next((k for k in sorted(RANKERS, key=len, reverse=True) if name.startswith(k)), None)
+    if base is None:
+        return name
+    extra = " with suggested categories" if "markov" in name.lower() else ""
+    return f"{RANKERS[base]}{extra} ({name})"
+
 
 st.title("E-commerce recommendation analytics")
 st.caption(
@@ -15,6 +34,8 @@ st.caption(
     "next (task 1) and find abnormal visitors, such as bots and scrapers, whose events distort the "
     "recommender's training data (task 2)."
 )
+
+glossary("case", "candidate", "coverage", "top1", "top1_all", "share", "frozen threshold")  # the words below, explained
 
 # --- The dataset ----------------------------------------------------------------------------
 st.header("Dataset")
@@ -51,14 +72,17 @@ with left:
             st.warning(f"No test row for the served ranker {best!r} in {A.RANKING_METRICS_JSON}.")
         else:
             c = st.columns(3)
-            c[0].metric("Top-1 (covered)", pct(r["top1"]), help="Share of covered test cases whose next category is ranked first.")
-            c[1].metric("Top-3 (covered)", pct(r["top3"]), help="Share of covered test cases with the next category in the first three.")
-            c[2].metric("Coverage", pct(r["coverage"]), help="Share of test cases whose next category is among the candidates.")
-            candidates = f" on {r['candidate_set']} candidates" if "candidate_set" in r else ""
+            c[0].metric("Top-1 hit rate", pct(r["top1"]), help="Of the test cases whose next category was among the candidates (covered), the share where it is ranked first.")
+            c[1].metric("Top-3 hit rate", pct(r["top3"]), help="Of the covered test cases, the share with the next category in the first three.")
+            c[2].metric("Coverage", pct(r["coverage"]), help="Share of test cases whose next category is among the candidates at all.")
+            candidates = str(r.get("candidate_set", "history"))
+            pool = ("the categories in the history plus categories that often follow the last one"
+                    if "markov" in candidates.lower() else "the categories in the visitor's history")
             st.caption(
-                f"Served ranker **{best}**{candidates} (chosen on validation), measured on {count(r['n_cases'])} test "
-                f"cases of which {count(r['n_covered'])} are covered. Over all cases: top-1 "
-                f"{pct(r['top1_all'])}, top-3 {pct(r['top3_all'])}. Population: {metrics.get('population', '–')}."
+                f"Served model: {ranker_label(best)}, choosing among {pool}; picked on validation visitors and "
+                f"measured on {count(r['n_cases'])} test cases of visitors it never saw, of which "
+                f"{count(r['n_covered'])} are covered. Counting the uncovered cases as misses: top-1 "
+                f"{pct(r['top1_all'])}, top-3 {pct(r['top3_all'])}."
             )
 
 with right:
@@ -84,7 +108,7 @@ with right:
             help="Share of all events that belong to flagged users (cleaning drops them).",
         )
         st.caption(
-            f"Threshold {op['threshold']:.4f} on {op['n_users']:,} users"
+            f"Frozen threshold {op['threshold']:.4f} (fixed on {op['n_users']:,} training users)"
             + (f"; {count(at_op['events_removed'])} events removed" if at_op is not None else "")
             + (f"; precision {pct(at_op['precision'])}, recall {pct(at_op['recall'])} against the "
                f"{at_op['label_source']}" if at_op is not None and "label_source" in at_op else "")
@@ -93,6 +117,7 @@ with right:
 
 # --- Daily activity -------------------------------------------------------------------------
 st.header("Daily activity")
+EVENT_NAMES = {"view": "Views", "addtocart": "Add-to-cart", "transaction": "Transactions"}
 daily = table(A.DAILY_ACTIVITY)
 if daily is None:
     missing("The daily activity table", A.DAILY_ACTIVITY)
@@ -101,22 +126,24 @@ else:
     partial = daily["partial"].astype(bool) if "partial" in daily else pd.Series(False, index=daily.index)
     cut_days = sorted(daily.loc[partial, "date"].dt.strftime("%Y-%m-%d").unique())
     daily = daily.loc[~partial]
-    chart = (
-        alt.Chart(daily)
-        .mark_line()
-        .encode(
-            x=alt.X("date:T", title="Day (UTC)"),
-            y=alt.Y("events:Q", title=None),
-            color=alt.Color("event:N", legend=None, sort=["view", "addtocart", "transaction"]),
-            tooltip=["date:T", "event:N", alt.Tooltip("events:Q", format=",")],
+    # One full-width chart per event type (a faceted chart cannot stretch to the page width).
+    for event in ["view", "addtocart", "transaction"]:
+        part = daily[daily["event"] == event]
+        if part.empty:
+            continue
+        chart = (
+            alt.Chart(part, title=alt.TitleParams(EVENT_NAMES.get(event, event), anchor="start", fontSize=13))
+            .mark_line(color="#2563eb")
+            .encode(
+                x=alt.X("date:T", title=None, axis=alt.Axis(format="%d %b")),
+                y=alt.Y("events:Q", title=None, scale=alt.Scale(zero=False), axis=alt.Axis(format=",~s", tickCount=3)),
+                tooltip=[alt.Tooltip("date:T", title="Day", format="%Y-%m-%d"), alt.Tooltip("events:Q", format=",")],
+            )
+            .properties(height=140, padding={"left": 10, "right": 20, "top": 5, "bottom": 5})
         )
-        .properties(height=110, width=780)
-        .facet(row=alt.Row("event:N", title=None, sort=["view", "addtocart", "transaction"]))
-        .resolve_scale(y="independent")
-    )
-    st.altair_chart(chart, width="stretch")
+        st.altair_chart(chart, width="stretch")
     st.caption(
-        "Events per day, one panel per event type, each on its own scale."
+        "Events per day (UTC), one chart per event type, each on its own scale (not starting at zero)."
         + (f" Left out: {', '.join(cut_days)}, where the log starts or ends mid-day, so the "
            "day's count is a cut, not a change in traffic." if cut_days else "")
     )

@@ -1,6 +1,9 @@
 """Next-category ranking: type (or sample) a visitor's recent views, see the ranked categories."""
 
+import re
+
 import altair as alt
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -8,7 +11,8 @@ from core import artifacts as A
 from core.errors import DataError
 from core.export import ms_to_datetimes, views_from_csv_text, views_from_editor
 from core.ranking import history_before, pick_visitor, rank
-from dashboard import artifacts, entry_point_guard, sequences
+from core.schema import LOOKBACK, WINDOW_MS
+from dashboard import artifacts, category_paths, entry_point_guard, glossary, sequences
 
 entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server
 
@@ -19,6 +23,11 @@ FALLBACK_EXAMPLE = pd.DataFrame(
         "itemid": [pd.NA, pd.NA, pd.NA, pd.NA, pd.NA],
     }
 )
+SUGGESTED = "suggested (not viewed)"
+# Features a suggested category cannot have: the model sees stand-in values (a full day's gap,
+# one past the oldest view), which would read as real measurements in the table.
+PLACEHOLDER_FEATURES = ["last_gap_min", "pos_from_end"]
+VIEW_COLUMNS = ["timestamp", "categoryid", "itemid"]
 
 
 def example_views() -> pd.DataFrame:
@@ -32,31 +41,132 @@ def example_views() -> pd.DataFrame:
         return FALLBACK_EXAMPLE.copy()
     views = seqs[seqs["visitorid"] == visitor].reset_index(drop=True)
     target = int(views.index[views["has_history"]][-1])
-    return history_before(views, target).tail(12)[["timestamp", "categoryid", "itemid"]].reset_index(drop=True)
+    return history_before(views, target).tail(12)[VIEW_COLUMNS].reset_index(drop=True)
 
 
-def show_ranking(result) -> None:
+def window_and_lookback() -> tuple[int, int]:
+    """The served model's history window (ms) and lookback (views), else the defaults."""
+    model = artifacts().ranking_model
+    return (model.window_ms, model.lookback) if model is not None else (WINDOW_MS, LOOKBACK)
+
+
+def hours(ms: int) -> str:
+    return f"{ms / 3_600_000:g} hours"
+
+
+def complete_rows(views: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[int]]:
+    """The rows with a timestamp and a category, a note per half-entered row left out, and the
+    row numbers of the rows kept.
+
+    Blank rows (the editor's fresh row) are dropped without a word; rows with other problems
+    (a negative id, text) stay, so the ranking error names them.
+    """
+    present = views.reindex(columns=VIEW_COLUMNS).notna()
+    blank = ~present.any(axis=1)
+    incomplete = ~blank & ~(present["timestamp"] & present["categoryid"])
+    notes = [
+        f"row {i} (no {' and no '.join(c for c in ('timestamp', 'categoryid') if not present.at[i, c])})"
+        for i in views.index[incomplete]
+    ]
+    kept = ~blank & ~incomplete
+    return views.loc[kept].reset_index(drop=True), notes, [int(i) for i in views.index[kept]]
+
+
+def view_usage(views: pd.DataFrame) -> pd.DataFrame:
+    """The views, oldest first, with whether the ranking used them and, if not, why."""
+    window_ms, lookback = window_and_lookback()
+    out = views.assign(timestamp=pd.to_numeric(views["timestamp"])).sort_values("timestamp", kind="stable")
+    out = out.reset_index(drop=True)
+    ts = out["timestamp"].to_numpy(np.int64)
+    in_window = ts >= ts[-1] - window_ms
+    recent = np.arange(len(ts)) >= len(ts) - lookback
+    out["used"] = np.where(
+        in_window & recent, "used",
+        np.where(~in_window, f"not used: over {hours(window_ms)} before the last view",
+                 f"not used: beyond the {lookback} most recent views"),
+    )
+    return out
+
+
+def history_roles(views_v: pd.DataFrame, target: int) -> list[str]:
+    """Per view of a sampled visitor: used history, an earlier view the rules leave out, the view
+    to predict, or a later one."""
+    window_ms, lookback = window_and_lookback()
+    used = set(history_before(views_v, target, window_ms, lookback).index)
+    t_next = int(views_v["timestamp"].iloc[target])
+    roles = []
+    for i, t in zip(views_v.index, views_v["timestamp"]):
+        if i in used:
+            roles.append("history (used)")
+        elif i < target:
+            roles.append(f"earlier, not used (over {hours(window_ms)} before)" if t < t_next - window_ms
+                         else f"earlier, not used (beyond the last {lookback} views)")
+        else:
+            roles.append("next view (to predict)" if i == target else "later")
+    return roles
+
+
+def show_ranking(result, top_k: int) -> None:
     """Which ranker ranked, the bar chart and table of scores, and each candidate's features."""
     reason = artifacts().ranking_fallback_reason() or result.fallback_reason  # as the API says it
     if reason is None:
         st.success(f"Ranked by the model **{result.ranker}** from {result.n_history_views} history view(s).")
     else:
         st.warning(f"Ranked by the **count + recency rule** (fallback: {reason}).")
-    ranking = result.ranking.assign(category=lambda d: d["categoryid"].astype(str))
+    ranking = result.ranking.copy()
+    viewed = ranking["cnt"] > 0 if "cnt" in ranking else pd.Series(True, index=ranking.index)
+    ranking.insert(2, "source", np.where(viewed, "viewed", SUGGESTED))
+    for col in PLACEHOLDER_FEATURES:
+        if col in ranking:
+            ranking[col] = ranking[col].where(viewed)  # blank, not a stand-in value
+    paths = category_paths()
+    if paths is not None:
+        ranking.insert(2, "parent categories", ranking["categoryid"].map(paths).fillna("unknown"))
+    ranking["category"] = ranking["categoryid"].astype(str)
     bars = (
         alt.Chart(ranking)
         .mark_bar()
         .encode(
-            x=alt.X("score:Q", title="Score (higher = more likely next)"),
+            x=alt.X("score:Q", title="Score (higher = more likely to be viewed next)"),
             y=alt.Y("category:N", sort=alt.EncodingSortField("rank"), title="Category"),
-            tooltip=["rank", "categoryid", alt.Tooltip("score:Q", format=".4f"), "cnt", "is_last", "last_gap_min"],
+            color=alt.Color("source:N", title=None, sort=["viewed", SUGGESTED],
+                            scale=alt.Scale(domain=["viewed", SUGGESTED], range=["#2563eb", "#f59e0b"])),
+            tooltip=["rank", "categoryid", "source", alt.Tooltip("score:Q", format=".4f")],
         )
-        .properties(height=max(120, 36 * len(ranking) + 50))
+        .properties(height=max(120, 36 * len(ranking) + 50), padding={"left": 10, "right": 20, "bottom": 10})
     )
     st.altair_chart(bars, width="stretch")
-    st.dataframe(ranking[["rank", "categoryid", "score"]], hide_index=True)
-    with st.expander("Candidate features (docs/DATA_CONTRACT.md §2)"):
+    notes = [
+        "The score orders this history's candidates: higher means more likely to be viewed next. "
+        "It is not a probability and is not comparable between histories."
+    ]
+    if len(ranking) < top_k:
+        notes.append(
+            f"Only {len(ranking)} candidate categor{'y exists' if len(ranking) == 1 else 'ies exist'} for "
+            f"these views, so fewer than the {top_k} asked for are shown."
+        )
+    if (~viewed).any():
+        notes.append(
+            f"“{SUGGESTED}”: the visitor never viewed it; the model suggests it because it often follows "
+            "the last category viewed. Its time features are blank."
+        )
+    notes.append(
+        "Categories are shown by id with their parent categories."
+        if paths is not None else
+        "Categories are shown by id: this build holds no category tree, so parent categories are not known."
+    )
+    st.caption(" ".join(notes))
+    st.dataframe(ranking[["rank", "categoryid", "source", "score"]
+                         + (["parent categories"] if paths is not None else [])], hide_index=True)
+    with st.expander("What the model saw for each category"):
         st.dataframe(ranking.drop(columns="category"), hide_index=True)
+        st.caption(
+            "cnt: views of the category in the history; share: cnt over all history views; is_last: "
+            "the last view's category; last_gap_min: minutes from its latest view to the last view; "
+            "pos_from_end: how many views ago it was last seen (0 = the last view); "
+            "tail_streak_if_last: views in a row at the end; n_views: views in the history; "
+            "markov_prob: how often it follows the last category in training."
+        )
 
 
 def set_views(views: pd.DataFrame) -> None:
@@ -65,12 +175,46 @@ def set_views(views: pd.DataFrame) -> None:
     st.session_state.views_version = st.session_state.get("views_version", 0) + 1
 
 
+def as_csv(views: pd.DataFrame, in_ms: bool) -> str:
+    """The table as the CSV text the paste box takes: dates as shown, or milliseconds."""
+    out = views.reindex(columns=VIEW_COLUMNS).copy()
+    if not in_ms:
+        ms = pd.to_numeric(out["timestamp"], errors="coerce")
+        out["timestamp"] = ms_to_datetimes(ms).dt.strftime("%Y-%m-%d %H:%M:%S.%f").str[:-3].str.removesuffix(".000")
+    for col in ("categoryid", "itemid"):
+        try:
+            out[col] = pd.to_numeric(out[col]).astype("Int64")  # 12, not 12.0
+        except (TypeError, ValueError):
+            pass  # a half-typed cell: kept as it is, the ranking names it
+    if out["itemid"].isna().all():
+        out = out.drop(columns="itemid")
+    return out.to_csv(index=False)
+
+
+def switch_mode() -> None:
+    """Carry the views across: the table into the CSV text, or the parsed CSV into the table."""
+    if st.session_state.views_mode == "Pasted CSV":
+        table_now = st.session_state.get("views_edited", st.session_state.views_base)
+        st.session_state.views_csv = as_csv(table_now, st.session_state.get("views_in_ms", False))
+        return
+    try:
+        parsed = views_from_csv_text(st.session_state.get("views_csv", ""))
+    except DataError:
+        st.session_state.views_switch_note = "The pasted text could not be read, so the table keeps its earlier views."
+        return
+    set_views(parsed.reindex(columns=VIEW_COLUMNS))
+
+
 st.title("Next-category ranking")
+window_ms, lookback = window_and_lookback()
 st.caption(
-    "Given a visitor's recent views, rank the categories they are likely to view next. The "
-    "candidates are the categories of the last 24 h of views (at most 100); the same "
-    "`core.ranking.rank` serves the API."
+    "Given a visitor's recent views, rank the categories they are likely to view next. The model "
+    f"looks at the views of the last {hours(window_ms)} before the last view (at most the "
+    f"{lookback} most recent) and ranks the categories seen there"
+    + (", plus a few categories that often follow the last one" if getattr(artifacts().ranking_model, "markov", None) is not None else "")
+    + ". The API ranks the same way."
 )
+glossary("case", "candidate", "score", "coverage", "top1")  # the words below, explained
 
 arts = artifacts()
 model = arts.ranking_model
@@ -87,7 +231,10 @@ st.header("Rank a history of views")
 if "views_base" not in st.session_state:
     set_views(example_views())
 
-mode = st.radio("Enter the views as", ["Table", "Pasted CSV"], horizontal=True, key="views_mode")
+mode = st.radio("Enter the views as", ["Table", "Pasted CSV"], horizontal=True, key="views_mode",
+                on_change=switch_mode, help="Switching carries the current views across.")
+if note := st.session_state.pop("views_switch_note", None):
+    st.warning(note, icon=":material/warning:")
 views, problem = None, None
 if mode == "Table":
     in_ms = st.toggle(  # switching keeps the edits: the last edited table becomes the new base
@@ -111,19 +258,20 @@ if mode == "Table":
             "categoryid": st.column_config.NumberColumn("categoryid", format="%d", step=1),
             "itemid": st.column_config.NumberColumn("itemid (optional)", format="%d", step=1),
         },
-        column_order=["timestamp", "categoryid", "itemid"],
+        column_order=VIEW_COLUMNS,
     )
-    st.caption("Error messages count rows from 0 (the first row is row 0). Add rows at the bottom; delete rows by selecting them at their left edge.")
+    st.caption("Rows are numbered from 0, as on the left of the table. Add rows at the bottom; delete rows "
+               "by selecting them at their left edge.")
     views = views_from_editor(edited, timestamps_in_ms=in_ms)
-    st.session_state.views_edited = views.reindex(columns=["timestamp", "categoryid", "itemid"])
+    st.session_state.views_edited = views.reindex(columns=VIEW_COLUMNS)
     if st.button("Reset to the example", key="reset_views"):
         set_views(example_views())
         st.rerun()
 else:
-    example_csv = st.session_state.views_base.to_csv(index=False)
+    st.session_state.setdefault("views_csv", as_csv(st.session_state.views_base, False))
     text = st.text_area(
-        "One view per line: `timestamp,categoryid[,itemid]`; the timestamp in Unix ms or as a date/time (UTC)",
-        value=example_csv,
+        "One view per line: timestamp,categoryid[,itemid]; the timestamp in Unix milliseconds or as a "
+        "date and time (UTC). Lines are numbered from 0 after the header.",
         height=220,
         key="views_csv",
     )
@@ -132,25 +280,51 @@ else:
     except DataError as exc:
         problem = str(exc)
 
+kept_rows = None
 try:
     if problem:
         raise DataError(problem)
-    show_ranking(rank(views, model, top_k))
+    views, incomplete, kept_rows = complete_rows(views)
+    if incomplete:
+        st.warning(
+            f"Not ranked yet, because incomplete: {', '.join(incomplete)}. The ranking below uses the "
+            f"{len(views)} complete row(s); fill in or delete the incomplete one(s).",
+            icon=":material/edit_note:",
+        )
+    if views.empty and incomplete:
+        raise DataError("no row has both a timestamp and a categoryid yet")
+    show_ranking(rank(views, model, top_k), top_k)
+    usage = view_usage(views) if len(views) and views["timestamp"].notna().all() else None
+    if usage is not None:
+        left_out = (usage["used"] != "used").sum()
+        with st.expander(f"Which views the model used ({len(usage) - left_out} of {len(usage)})"):
+            shown = usage.assign(time=ms_to_datetimes(usage["timestamp"]))
+            st.dataframe(shown[["time", "categoryid", "itemid", "used"] if "itemid" in shown else
+                               ["time", "categoryid", "used"]], hide_index=True,
+                         column_config={"time": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm:ss")})
+            st.caption(f"Only views within {hours(window_ms)} of the last view count, and at most the "
+                       f"{lookback} most recent of them.")
 except DataError as exc:
-    st.error(f"These views cannot be ranked: {exc}", icon=":material/block:")
+    message = str(exc)
+    if kept_rows is not None:  # name the rows as the table numbers them (blank rows were left out)
+        message = re.sub(r"row (\d+)", lambda m: f"row {kept_rows[int(m.group(1))]}"
+                         if int(m.group(1)) < len(kept_rows) else m.group(0), message)
+    st.error(f"These views cannot be ranked: {message}", icon=":material/block:")
 
 # --- Sample a real visitor ------------------------------------------------------------------
 st.header("Sample a visitor from the cleaned events")
 seqs = sequences()
 if seqs is None:
-    st.info(f"The cleaned demo events (`{A.CLEAN_EVENTS}`) are not built yet. {A.REBUILD_HINT}", icon=":material/info:")
+    st.info(f"The cleaned demo events are not built yet. {A.REBUILD_HINT}", icon=":material/info:")
 else:
+    st.caption("Draws a visitor who viewed at least three categories (most visitors view one item "
+               "again and again, which makes a dull example).")
     if st.button("Sample a visitor", key="sample", icon=":material/casino:"):
         st.session_state.sample_seed = st.session_state.get("sample_seed", 1) + 1
     seed = st.session_state.get("sample_seed", 1)
-    visitor = pick_visitor(seqs, seed=seed)
+    visitor = pick_visitor(seqs, seed=seed, prefer_categories=3)
     if visitor is None:
-        st.info("No visitor in the cleaned events has two views within 24 h.")
+        st.info(f"No visitor in the cleaned events has two views within {hours(window_ms)}.")
     else:
         views_v = seqs[seqs["visitorid"] == visitor].reset_index(drop=True)
         cases = [int(i) for i in views_v.index[views_v["has_history"]]]
@@ -158,20 +332,23 @@ else:
         if len(cases) > 1:
             target = st.select_slider(
                 "Predict the view number", options=cases, value=cases[-1], key=f"target_{visitor}",
-                help="Only views with an earlier view within 24 h are cases.",
+                help=f"Only views with an earlier view within {hours(window_ms)} can be predicted (they are cases).",
             )
-        shown = views_v.assign(
-            time=ms_to_datetimes(views_v["timestamp"]),
-            role=["history" if i < target else ("next view (to predict)" if i == target else "later") for i in views_v.index],
+        shown = views_v.assign(time=ms_to_datetimes(views_v["timestamp"]), role=history_roles(views_v, target))
+        st.markdown(f"Visitor **{visitor}** · draw {seed} · {len(views_v)} views with a known category")
+        st.dataframe(
+            shown.loc[max(0, target - 15): target + 2, ["time", "categoryid", "itemid", "role"]],
+            column_config={"time": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm:ss")},
         )
-        st.markdown(f"Visitor **{visitor}** · seed {seed} · {len(views_v)} views with a known category")
-        st.dataframe(shown.loc[max(0, target - 15): target + 2, ["time", "categoryid", "itemid", "role"]])
-        history = history_before(views_v, target)
-        result = rank(history[["timestamp", "categoryid", "itemid"]], model, top_k)
+        st.caption("The number on the left is the view number. “history (used)” rows are what the model "
+                   f"sees: views within {hours(window_ms)} before the view to predict, at most the {lookback} "
+                   "most recent; earlier views are shown but not used.")
+        history = history_before(views_v, target, window_ms, lookback)
+        result = rank(history[VIEW_COLUMNS], model, top_k)
         actual = int(views_v["categoryid"].iloc[target])
         ranked = result.ranking["categoryid"].tolist()
         if actual in ranked:
             st.success(f"Hit: the actual next category **{actual}** is ranked #{ranked.index(actual) + 1} of the top {top_k}.", icon=":material/check_circle:")
         else:
             st.warning(f"Miss: the actual next category **{actual}** is not in the top {top_k}.", icon=":material/cancel:")
-        show_ranking(result)
+        show_ranking(result, top_k)

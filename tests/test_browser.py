@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -116,7 +117,7 @@ def page(dashboard_url):
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1800}, accept_downloads=True)
+        context = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
         pg = context.new_page()
         pg.set_default_timeout(60_000)
         yield pg
@@ -133,6 +134,20 @@ def settle(pg) -> None:
         pass
     pg.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=90_000)
     pg.wait_for_timeout(300)  # let charts draw
+
+
+def shot(pg, name: str) -> None:
+    """A screenshot of the whole page at 1440 px wide: Streamlit scrolls inside its main
+    container, so the window is made as tall as the page for the shot, then set back."""
+    size = pg.viewport_size
+    height = pg.evaluate(
+        "() => Math.max(...[...document.querySelectorAll('[data-testid=stMain], [data-testid=stAppViewContainer], body')]"
+        ".map(e => e.scrollHeight))"
+    )
+    pg.set_viewport_size({"width": size["width"], "height": max(size["height"], min(int(height) + 40, 12_000))})
+    pg.wait_for_timeout(800)  # charts re-measure their container
+    pg.screenshot(path=str(SHOTS / name), full_page=True)
+    pg.set_viewport_size(size)
 
 
 def open_page(pg, base: str, name: str) -> None:
@@ -162,7 +177,8 @@ def test_deep_link_first_on_a_fresh_server_runs_the_entry_point(page, dashboard_
     open_page(page, dashboard_url, "anomaly")
     assert_entry_point_ran(page, "anomaly")
     assert page.get_by_text("Upload a features file or use the demo features to begin.").is_visible()
-    page.screenshot(path=str(SHOTS / "deep_link_first.png"), full_page=True)
+    shot(page, "deep_link_first.png")
+    shot(page, "anomaly_start.png")
 
 
 def test_home_first_on_a_fresh_server(browser_artifact_dir, page, tmp_path):
@@ -181,7 +197,7 @@ def test_page_renders_without_exception(page, dashboard_url, name):
     assert_entry_point_ran(page, name)
     if name != "ranking":
         assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 1
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    shot(page, f"{name}.png")
 
 
 def test_cleaning_report_download_is_one_html_file(page, dashboard_url, tmp_path):
@@ -199,7 +215,7 @@ def test_cleaning_report_download_is_one_html_file(page, dashboard_url, tmp_path
     SHOTS.mkdir(parents=True, exist_ok=True)
     (SHOTS.parent / "cleaning_kpis_report.html").write_text(html)
     page.goto(saved.as_uri())
-    page.screenshot(path=str(SHOTS / "cleaning_kpis_report.png"), full_page=True)
+    shot(page, "cleaning_kpis_report.png")
 
 
 def test_ranking_sampler_in_the_browser(page, dashboard_url):
@@ -207,8 +223,8 @@ def test_ranking_sampler_in_the_browser(page, dashboard_url):
     page.get_by_role("button", name="Sample a visitor").click()
     settle(page)
     assert_no_exception(page)
-    assert page.get_by_text("the actual next category").first.is_visible()
-    page.screenshot(path=str(SHOTS / "ranking_sampled.png"), full_page=True)
+    page.get_by_text(re.compile(r"(Hit|Miss): the actual next category")).first.wait_for()
+    shot(page, "ranking_sampled.png")
 
 
 def test_upload_slider_and_scored_csv_download(page, dashboard_url, browser_artifact_dir, tmp_path):
@@ -236,7 +252,7 @@ def test_upload_slider_and_scored_csv_download(page, dashboard_url, browser_arti
     n_flagged = int(flagged.inner_text().replace(",", ""))
     assert abs(n_flagged - after / 100 * len(features)) <= 0.01 * len(features) + 2
     assert_no_exception(page)
-    page.screenshot(path=str(SHOTS / "anomaly.png"), full_page=True)
+    shot(page, "anomaly_scored_share_mode.png")
 
     with page.expect_download() as info:
         page.get_by_role("button", name="Scored rows as CSV").click()
@@ -260,7 +276,7 @@ def test_raw_events_upload_is_scored(page, dashboard_url, browser_artifact_dir, 
     assert page.get_by_text("raw events of").first.is_visible()
     rows = page.locator('[data-testid="stMetric"]').filter(has_text="Rows").locator('[data-testid="stMetricValue"]')
     assert int(rows.inner_text().replace(",", "")) == events["visitorid"].nunique()
-    page.screenshot(path=str(SHOTS / "anomaly_raw_events.png"), full_page=True)
+    shot(page, "anomaly_raw_events.png")
 
 
 def test_hostile_file_is_shown_as_plain_text_and_fetches_nothing(page, dashboard_url, browser_artifact_dir, tmp_path):
@@ -282,7 +298,7 @@ def test_hostile_file_is_shown_as_plain_text_and_fetches_nothing(page, dashboard
     assert page.get_by_text(f"![x]({probe})").first.is_visible()  # the column name, as typed
     assert page.get_by_text("night_share = 1.5").first.is_visible()
     assert page.get_by_text("line 5").first.is_visible()
-    page.screenshot(path=str(SHOTS / "anomaly_hostile_names.png"), full_page=True)
+    shot(page, "anomaly_hostile_names.png")
 
     gz = tmp_path / "features.csv"
     gz.write_bytes(gzip.compress(features.to_csv(index=False).encode()))
@@ -290,4 +306,4 @@ def test_hostile_file_is_shown_as_plain_text_and_fetches_nothing(page, dashboard
     page.get_by_text("is named .csv but is gzip-compressed").wait_for()
     settle(page)
     assert_no_exception(page)
-    page.screenshot(path=str(SHOTS / "anomaly_gzip_named_csv.png"), full_page=True)
+    shot(page, "anomaly_gzip_named_csv.png")

@@ -21,6 +21,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import artifacts as A
 from core.export import parquet_bytes
+from dashboard import built_date
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "streamlit_app.py")
@@ -43,6 +44,13 @@ def downloads(monkeypatch) -> dict[str, tuple[str, object]]:
 
     monkeypatch.setattr(MediaFileManager, "add_deferred", record)
     return made
+
+
+def only(downloads: dict, prefix: str, suffix: str) -> tuple[str, object]:
+    """The one download whose file name starts and ends so (the threshold sits between)."""
+    names = [n for n in downloads if n.startswith(prefix) and n.endswith(suffix)]
+    assert len(names) == 1, (prefix, list(downloads))
+    return downloads[names[0]]
 
 
 def open_page(page: str) -> AppTest:
@@ -232,20 +240,21 @@ def test_sidebar_shows_the_verified_build(dashboard_built):
     arts = A.load_artifacts(dashboard_built)
     assert "Manifest check passed" in texts(at.sidebar.success)
     side = texts(at.sidebar.markdown)
-    assert arts.ranking_model_name in side and arts.manifest["built_at"] in side
+    assert arts.ranking_model_name in side and built_date(arts.manifest["built_at"]) in side and arts.manifest["built_at"] not in side
 
 
 def test_overview_shows_dataset_and_headline_kpis(dashboard_built):
     at = open_page("pages/overview.py")
     no_exception(at)
     labels = {m.label: m.value for m in at.metric}
-    for label in ["Events", "Visitors", "Items", "Categories", "Top-1 (covered)", "Top-3 (covered)",
+    for label in ["Events", "Visitors", "Items", "Categories", "Top-1 hit rate", "Top-3 hit rate",
                   "Coverage", "Flagged share", "Users flagged", "Events removed"]:
         assert label in labels and labels[label] not in ("", "–"), label
     summary = A.load_artifacts(dashboard_built).read_json(A.DATASET_SUMMARY)
     assert labels["Events"] == f"{summary['events']:,}"
     assert "test cases" in texts(at.caption)
-    assert len(charts(at)) == 1
+    assert "GroupShuffleSplit" not in texts(at.caption) and "random forest (rf)" in texts(at.caption)
+    assert len(charts(at)) == 3  # one full-width chart per event type
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -288,8 +297,11 @@ def test_ranking_uses_the_model_on_the_real_example(dashboard_built):
     name = A.load_artifacts(dashboard_built).ranking_model_name
     assert f"Ranked by the model **{name}**" in texts(at.success)
     table = frame(at, "rank", "categoryid", "score")
-    assert list(table.columns) == ["rank", "categoryid", "score"] and len(table) <= 5
+    assert list(table.columns) == ["rank", "categoryid", "source", "score"] and len(table) <= 5
     assert table["score"].is_monotonic_decreasing
+    caption = texts(at.caption)
+    assert "not a probability" in caption  # the score is explained
+    assert "no category tree" in caption  # ids only, and why
 
 
 def test_top_k_slider_changes_the_number_of_categories(dashboard_built):
@@ -305,8 +317,7 @@ def test_top_k_slider_changes_the_number_of_categories(dashboard_built):
     "table, words",
     [
         ({"timestamp": [0, 1000], "categoryid": [3, -5]}, "row 1: categoryid is negative"),
-        ({"timestamp": [0, None], "categoryid": [3, 4]}, "row 1: timestamp is missing"),
-        ({"timestamp": [0, 1000, 2000], "categoryid": [3, 4, None]}, "row 2: categoryid is missing"),
+        ({"timestamp": [0, 1000, 2000, None], "categoryid": [3, -4, 5, 6]}, "row 1: categoryid is negative"),
         ({"timestamp": [0, 1000], "categoryid": [3, 4], "itemid": [-1, 2]}, "row 0: itemid is negative"),
         ({"timestamp": list(range(1001)), "categoryid": [1] * 1001}, "1001 rows, at most 1000"),
     ],
@@ -316,6 +327,79 @@ def test_editor_validation_errors_name_the_row(dashboard_built, table, words):
     set_views(at, table)
     no_exception(at)
     assert words in texts(at.error)
+
+
+@pytest.mark.parametrize(
+    "table, words",
+    [
+        ({"timestamp": [0, None], "categoryid": [3, 4]}, "row 1 (no timestamp)"),
+        ({"timestamp": [0, 1000, 2000], "categoryid": [3, 4, None]}, "row 2 (no categoryid)"),
+    ],
+)
+def test_a_half_entered_row_is_marked_and_the_rest_is_ranked(dashboard_built, table, words):
+    at = ms_mode(open_page("pages/ranking.py"))
+    set_views(at, table)
+    no_exception(at)
+    assert not at.error
+    assert words in texts(at.warning) and "incomplete" in texts(at.warning)
+    assert 3 in set(frame(at, "rank", "categoryid", "score")["categoryid"])
+
+
+def test_top_k_beyond_the_candidates_says_why_fewer_are_shown(dashboard_built):
+    at = ms_mode(open_page("pages/ranking.py"))
+    set_views(at, {"timestamp": [0, 1000, 2000], "categoryid": [3, 4, 5], "itemid": [None] * 3})
+    assert at.slider(key="top_k").value == 5
+    shown = frame(at, "rank", "categoryid", "score")
+    if len(shown) < 5:  # no suggested categories from this build's model
+        assert f"Only {len(shown)} candidate categories exist" in texts(at.caption)
+    at.slider(key="top_k").set_value(1).run()
+    assert "candidate categor" not in texts(at.caption).replace("Only 1 candidate", "")
+
+
+def test_views_outside_the_window_are_shown_as_not_used(dashboard_built):
+    at = ms_mode(open_page("pages/ranking.py"))
+    day = 24 * 3_600_000
+    set_views(at, {"timestamp": [0, 2 * day, 2 * day + 1000], "categoryid": [3, 4, 5], "itemid": [None] * 3})
+    used = frame(at, "time", "used")
+    assert used["used"].tolist()[0].startswith("not used: over 24 hours") and used["used"].tolist()[1:] == ["used"] * 2
+    assert 3 not in set(frame(at, "rank", "categoryid", "score")["categoryid"])
+
+
+def test_suggested_categories_are_marked_and_their_placeholders_blank(dashboard_built, monkeypatch):
+    import core.ranking
+
+    real = core.ranking.rank
+
+    def with_suggestion(views, model=None, top_k=3):  # as a model with Markov candidates answers
+        result = real(views, model, top_k)
+        extra = result.ranking.iloc[[-1]].assign(categoryid=999, score=-1.0, cnt=0, share=0.0, is_last=0,
+                                                 last_gap_min=1440.0, pos_from_end=100)
+        result.ranking = pd.concat([result.ranking, extra], ignore_index=True).assign(
+            rank=lambda d: range(1, len(d) + 1))
+        return result
+
+    monkeypatch.setattr(core.ranking, "rank", with_suggestion)
+    at = open_page("pages/ranking.py")
+    no_exception(at)
+    features = frame(at, "last_gap_min", "pos_from_end", "source")
+    row = features[features["categoryid"] == 999].iloc[0]
+    assert row["source"] == "suggested (not viewed)" and pd.isna(row["last_gap_min"]) and pd.isna(row["pos_from_end"])
+    assert set(features.loc[features["categoryid"] != 999, "source"]) == {"viewed"}
+    assert "the visitor never viewed it" in texts(at.caption)
+
+
+def test_switching_to_pasted_csv_carries_the_edited_table(dashboard_built):
+    at = ms_mode(open_page("pages/ranking.py"))
+    set_views(at, {"timestamp": [1433152800000, 1433152860000], "categoryid": [7, 8], "itemid": [None, None]})
+    at.radio(key="views_mode").set_value("Pasted CSV").run()
+    no_exception(at)
+    assert at.text_area(key="views_csv").value.splitlines() == [
+        "timestamp,categoryid", "1433152800000,7", "1433152860000,8"]
+    assert set(frame(at, "rank", "categoryid", "score")["categoryid"]) == {7, 8}
+    at.text_area(key="views_csv").input("timestamp,categoryid\n1433152800000,9\n1433152860000,10\n").run()
+    at.radio(key="views_mode").set_value("Table").run()  # and back: the pasted views fill the table
+    no_exception(at)
+    assert at.data_editor[0].value["categoryid"].tolist() == [9, 10]
 
 
 def test_switching_timestamp_mode_keeps_the_table(dashboard_built):
@@ -335,9 +419,11 @@ def test_switching_timestamp_mode_keeps_the_table(dashboard_built):
 def test_datetime_mode_validation_error(dashboard_built):
     at = open_page("pages/ranking.py")
     assert not at.toggle(key="views_in_ms").value  # date/time cells
-    edit_cell(at, 1, "timestamp", None)
+    edit_cell(at, 1, "categoryid", -3)
     no_exception(at)
-    assert "row 1: timestamp is missing" in texts(at.error)
+    assert "row 1: categoryid is negative" in texts(at.error)
+    edit_cell(at, 1, "timestamp", None)  # half-entered: marked, the other rows ranked
+    assert "row 1 (no timestamp)" in texts(at.warning) and not at.error
 
 
 def test_pasted_csv_accepts_dates_and_names_non_numeric_rows(dashboard_built):
@@ -381,7 +467,7 @@ def test_sampler_draws_a_real_visitor_and_reports_hit_or_miss(dashboard_built):
     slider = at.select_slider[0]
     slider.set_value(int(slider.options[0])).run()
     no_exception(at)
-    assert frame(at, "role")["role"].tolist().count("history") >= 1
+    assert frame(at, "role")["role"].tolist().count("history (used)") >= 1
 
 
 # --------------------------------------------------------------------------- anomaly
@@ -402,7 +488,10 @@ def test_demo_features_are_scored_with_the_frozen_operating_point(dashboard_buil
     assert at.download_button(key="dl_csv").label == "Scored rows as CSV"
     assert at.download_button(key="dl_parquet").label == "Scored rows as parquet"
     stem = A.USER_FEATURES.rsplit(".", 1)[0]
-    tag = "isolation_forest_keep-buyers_frozen"  # the file name says detector, policy and point
+    threshold = A.load_artifacts(dashboard_built).detector.threshold_
+    # the file name says detector, policy, point and threshold
+    tag = f"isolation_forest_keep-buyers_frozen_t{threshold:.4f}"
+    assert labels["% of scored users"] == f"{100 * int(scored['is_anomaly'].sum()) / len(features):.1f}%"
     mime, build_csv = downloads[f"{stem}_scored_{tag}.csv"]
     assert mime == "text/csv"
     _, build_parquet = downloads[f"{stem}_scored_{tag}.parquet"]
@@ -416,6 +505,8 @@ def test_demo_features_are_scored_with_the_frozen_operating_point(dashboard_buil
     assert back_pq["is_anomaly"].tolist() == scored["is_anomaly"].tolist()
     assert set(back_pq["detector"]) == {"isolation_forest"} and set(back_pq["policy"]) == {"keep visitors who bought"}
     assert set(back_pq["threshold"]) == {A.load_artifacts(dashboard_built).detector.threshold_}
+    assert set(back_pq["mode"]) == {"frozen threshold"}
+    assert {"line", "row"} & set(flagged.columns) == {"row"} and flagged["row"].min() >= 1  # parquet: 1-based rows
 
 
 def test_share_slider_flags_that_share_of_the_batch(dashboard_built):
@@ -451,7 +542,7 @@ def test_uploaded_csv_with_bad_rows_lists_them_and_keeps_every_row(dashboard_bui
     assert "not numbers" in messages and "negative" in messages and "infinite" in messages
     assert "duplicate" in messages.lower() or "repeat a visitorid" in messages and "note" in messages
     assert at.file_uploader(key="features_file").value.name == "features.csv"
-    back = pd.read_csv(io.BytesIO(downloads["features_scored_isolation_forest_keep-buyers_frozen.csv"][1]()))
+    back = pd.read_csv(io.BytesIO(only(downloads, "features_scored_isolation_forest_keep-buyers_frozen_t", ".csv")[1]()))
     assert len(back) == 500 and back["visitorid"].tolist() == features["visitorid"].tolist()
     assert back.loc[[3, 5, 7], "anomaly_score"].isna().all() and back.loc[[3, 5, 7], "is_anomaly"].isna().all()
     assert back["is_anomaly"].notna().sum() == 497
@@ -470,15 +561,16 @@ def test_detector_select_policy_toggle_and_cost_on_an_upload(dashboard_built, do
     box.set_value("robust_z").run()
     no_exception(at)
     arts = A.load_artifacts(dashboard_built)
-    assert at.metric[3].value == f"{arts.detectors['robust_z'].threshold_:.4f}"
+    assert at.metric[4].value == f"{arts.detectors['robust_z'].threshold_:.4f}"
     at.toggle(key="protect_buyers").set_value(False).run()
     no_exception(at)
     cost = texts(at.info) + texts(at.warning)
     assert "This operating point removes" in cost
     flagged = frame(at, "why")
     assert flagged["why"].str.contains("σ").all()
-    assert "users_scored_robust_z_all-visitors_frozen.csv" in downloads
-    back = pd.read_parquet(io.BytesIO(downloads["users_scored_robust_z_all-visitors_frozen.parquet"][1]()))
+    threshold = arts.detectors["robust_z"].threshold_
+    assert f"users_scored_robust_z_all-visitors_frozen_t{threshold:.4f}.csv" in downloads
+    back = pd.read_parquet(io.BytesIO(downloads[f"users_scored_robust_z_all-visitors_frozen_t{threshold:.4f}.parquet"][1]()))
     assert set(back["detector"]) == {"robust_z"} and set(back["policy"]) == {"flag buyers too"}
     # a low threshold that reaches buyers: the warning appears when flagged users hold > 5% of sales
     at.radio(key="anomaly_mode").set_value("a share of this batch").run()
@@ -531,15 +623,19 @@ def test_cleaning_kpis_page_shows_charts_captions_and_report(dashboard_built):
     assert n_charts >= 3
     arts = A.load_artifacts(dashboard_built)
     if arts.status.get(A.EVALUATION_JSON) == "ok" and arts.status.get(A.DETECTOR_QUALITY_JSON) == "ok":
-        assert n_charts == 6 and "like for like" in texts(at.caption)
+        assert n_charts == 7 and "like for like" in texts(at.caption)  # the difference has its own chart
+        assert "spare buyers first" in texts(at.info) or "served detector" in texts(at.info)
+        shown = " ".join(" ".join(map(str, d.value.columns)) for d in at.dataframe)
+        assert not {"ci_low", "n_cases", "pr_auc"} & set(shown.split())  # display names only
+        assert not [e for e in at.expander if "tables)" in e.label]
     assert "This operating point removes" in texts(at.info) + texts(at.warning)
-    cost = frame(at, "point", "transaction_removed_share")
-    assert len(cost) == 21 and cost["protect_buyers"].all() and (cost["buyers_removed"] == 0).all()
+    cost = frame(at, "point", "transactions removed")
+    assert len(cost) == 21 and cost["keep buyers"].all() and (cost["buyers removed"] == 0).all() and "share of transactions removed" in cost
     at.toggle(key="cost_protect").set_value(False).run()
     at.selectbox(key="cost_detector").set_value("robust_z").run()
     no_exception(at)
-    cost = frame(at, "point", "transaction_removed_share")
-    assert set(cost["detector"]) == {"robust_z"} and not cost["protect_buyers"].any()
+    cost = frame(at, "point", "transactions removed")
+    assert set(cost["detector"]) == {"robust_z"} and not cost["keep buyers"].any()
     assert "different test populations" in texts(at.warning)
     assert "test cases" in texts(at.caption)
     assert "Labels:" in texts(at.caption)
@@ -567,7 +663,7 @@ def test_raw_events_upload_is_turned_into_features_and_scored(dashboard_built, d
     assert "5,000 raw events of" in texts(at.info)
     labels = {m.label: m.value for m in at.metric}
     assert labels["Rows"] == f"{events['visitorid'].nunique():,}"
-    back = pd.read_parquet(io.BytesIO(downloads["raw_scored_isolation_forest_keep-buyers_frozen.parquet"][1]()))
+    back = pd.read_parquet(io.BytesIO(only(downloads, "raw_scored_isolation_forest_keep-buyers_frozen_t", ".parquet")[1]()))
     from core.anomaly import user_features
 
     expected = user_features(events.assign(categoryid=-1))
@@ -612,3 +708,13 @@ def test_removing_the_file_releases_the_table(dashboard_built):
     at = at.file_uploader(key="features_file").set_value(None).run()
     no_exception(at)
     assert "anomaly_input" not in at.session_state and "anomaly_scores" not in at.session_state
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_has_the_glossary_and_no_code_references(dashboard_built, page):
+    at = open_page(page)
+    no_exception(at)
+    assert [e for e in at.expander if e.label == "What the terms mean"]
+    shown = texts(at.caption) + texts(at.markdown) + texts(at.info) + texts(at.warning)
+    for code in ("docs/", "DATA_CONTRACT", "core.", ".py", "GroupShuffleSplit"):
+        assert code not in shown, code

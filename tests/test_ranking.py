@@ -628,3 +628,16 @@ def test_pick_visitor_by_final_history_and_by_categories():
     assert R.pick_visitor(seqs, max_history=2, min_history_categories=2) == 2
     assert R.pick_visitor(seqs, by=("categories", "views")) == 2
     assert R.pick_visitor(seqs, min_history_categories=3) is None
+
+
+def test_seeded_draw_prefers_visitors_with_several_categories():
+    events = pd.DataFrame({
+        "timestamp": [0, 10, 20, 0, 10, 20],
+        "visitorid": [1, 1, 1, 2, 2, 2],
+        "event": ["view"] * 6,
+        "itemid": range(6),
+        "categoryid": [5, 5, 5, 7, 8, 9],
+    })
+    seqs = R.view_sequences(events)
+    assert {R.pick_visitor(seqs, seed=s, prefer_categories=3) for s in range(10)} == {2}
+    assert R.pick_visitor(seqs, seed=1, prefer_categories=9) in (1, 2)  # nobody that varied: anyone

@@ -48,3 +48,12 @@ def test_html_report_with_svg_renderer_is_self_contained():
 def test_unknown_report_block_is_an_error():
     with pytest.raises(ValueError):
         R.html_report("T", [R.ReportBlock("video", 1)], inline_svg=False)
+
+
+def test_summary_blocks_come_first_and_the_page_is_fitted():
+    from core.report import ReportBlock, html_report
+
+    page = html_report("t", [ReportBlock("heading", "Section"), ReportBlock("summary", "finding <1>"),
+                             ReportBlock("text", "body")], inline_svg=False)
+    assert page.index("Summary") < page.index("finding &lt;1&gt;") < page.index("Section") < page.index("<p>body")
+    assert "max-width:960px" in page and "#2563eb" in page

@@ -146,12 +146,24 @@ def pick_visitor(
     max_history: int | None = None,
     min_history_categories: int = 0,
     require_case: bool = True,
+    prefer_categories: int = 0,
 ) -> int | None:
     """A demo visitor (with a case unless not required): a seeded draw, else the best by the
     `final_histories` columns `by` (descending, ties: smallest visitorid) within the history
-    limits; None if nobody fits."""
+    limits; None if nobody fits.
+
+    With `prefer_categories`, the seeded draw is among visitors who viewed at least that many
+    categories in at least one fewer cases (most visitors view one item again and again, a trivial demo), falling back to
+    every visitor with a case when none did.
+    """
     if seed is not None:
         eligible = np.unique(sequences.loc[sequences["has_history"], "visitorid"].to_numpy())
+        if prefer_categories > 1 and eligible.size:
+            own = sequences.loc[sequences["visitorid"].isin(eligible)].groupby("visitorid")
+            per, cases = own["categoryid"].nunique(), own["has_history"].sum()
+            # several categories and several cases, so a history has something to rank
+            varied = per.index[(per >= prefer_categories) & (cases >= prefer_categories - 1)].to_numpy()
+            eligible = varied if varied.size else eligible
         return int(np.random.default_rng(seed).choice(eligible)) if eligible.size else None
     per = final_histories(sequences)
     fits = per["history_categories"] >= min_history_categories
