@@ -15,8 +15,8 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core import artifacts as A
-from core.schema import SYNTHETIC_SOURCE
 from core.ranking import view_sequences
+from core.schema import SYNTHETIC_SOURCE
 
 ENTRY_POINT = Path(__file__).resolve().parent / "streamlit_app.py"
 # Set by streamlit_app.py on every run, just before it runs the page; each page's guard takes it.

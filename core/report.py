@@ -14,7 +14,6 @@ from typing import Any
 
 import pandas as pd
 
-
 # --------------------------------------------------------------------------- generic JSON tables
 
 

@@ -12,8 +12,8 @@ from core import anomaly
 from core import artifacts as A
 from core.errors import DataError
 from core.export import csv_bytes, parquet_bytes, with_scores
-from core.uploads import MAX_UPLOAD_MB, read_upload
 from core.schema import USER_FEATURES
+from core.uploads import MAX_UPLOAD_MB, read_upload
 from dashboard import artifacts, count, entry_point_guard, glossary, pct
 
 entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server

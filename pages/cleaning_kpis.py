@@ -4,7 +4,7 @@ Each section renders itself and returns the same content as report blocks, so th
 is exactly this page. Add a section by writing one more function and listing it in SECTIONS.
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import altair as alt
 import pandas as pd
@@ -365,7 +365,7 @@ for section in SECTIONS:
 
 report = html_report(
     f"Cleaning KPIs · data: {(read_json(A.DATASET_SUMMARY) or {}).get('source', 'not built')} · "
-    f"exported {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+    f"exported {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
     blocks,
 )
 with report_slot:

@@ -20,7 +20,6 @@ import pytest
 import skops.io as sio
 
 from core import anomaly, artifacts, pipeline, ranking
-from core.anomaly.detector import Detector
 from core.artifacts import load_artifacts, require
 from core.errors import ArtifactError
 from core.schema import CANDIDATE_FEATURES
@@ -411,17 +410,15 @@ def test_a_failed_build_leaves_the_old_folder_untouched(tmp_path):
     with pipeline.fresh_output(target) as staging:
         _tiny_build(staging, "task1_ranking_best_a.skops")
     before = hashlib.sha256((target / artifacts.MANIFEST).read_bytes()).hexdigest()
-    with pytest.raises(RuntimeError):
-        with pipeline.fresh_output(target) as staging:
-            (staging / "half.csv").write_text("x")
-            raise RuntimeError("stage failed")
+    with pytest.raises(RuntimeError), pipeline.fresh_output(target) as staging:
+        (staging / "half.csv").write_text("x")
+        raise RuntimeError("stage failed")
     assert hashlib.sha256((target / artifacts.MANIFEST).read_bytes()).hexdigest() == before
     assert {p.name for p in tmp_path.iterdir()} == {"arts"}
 
 
 def test_a_build_refuses_to_replace_a_folder_that_is_not_a_build(tmp_path):
     (tmp_path / "precious.txt").write_text("keep me")
-    with pytest.raises(ArtifactError, match="not an artifact folder"):
-        with pipeline.fresh_output(tmp_path):
-            pass
+    with pytest.raises(ArtifactError, match="not an artifact folder"), pipeline.fresh_output(tmp_path):
+        pass
     assert (tmp_path / "precious.txt").exists()

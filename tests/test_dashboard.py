@@ -10,8 +10,8 @@ from __future__ import annotations
 import ast
 import io
 import json
-import shutil
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -540,7 +540,7 @@ def test_uploaded_csv_with_bad_rows_lists_them_and_keeps_every_row(dashboard_bui
     assert {5, 7, 9, 11} <= set(problems["line"])  # spreadsheet lines: header = line 1
     messages = texts(at.warning)
     assert "not numbers" in messages and "negative" in messages and "infinite" in messages
-    assert "duplicate" in messages.lower() or "repeat a visitorid" in messages and "note" in messages
+    assert "duplicate" in messages.lower() or ("repeat a visitorid" in messages and "note" in messages)
     assert at.file_uploader(key="features_file").value.name == "features.csv"
     back = pd.read_csv(io.BytesIO(only(downloads, "features_scored_isolation_forest_keep-buyers_frozen_t", ".csv")[1]()))
     assert len(back) == 500 and back["visitorid"].tolist() == features["visitorid"].tolist()

@@ -4,7 +4,6 @@ candidates for the cleaned run equals building them on the cleaned events."""
 from __future__ import annotations
 
 import tempfile
-from pathlib import Path
 
 import dask
 import numpy as np

@@ -15,7 +15,6 @@ from core import export as E
 from core import uploads as U
 from core.errors import DataError
 
-
 # --------------------------------------------------------------------------- formula injection
 
 
