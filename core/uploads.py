@@ -165,7 +165,7 @@ def _header(name: str, data: bytes) -> tuple[list[str], str, list[str]]:
 
 def _text_if_mixed(df: pd.DataFrame) -> None:
     """Object columns mixing numbers and text (chunks typed apart) become text, empty cells kept."""
-    for col in df.select_dtypes(include="object").columns:  # a loop over columns, not rows
+    for col in [c for c in df.columns if pd.api.types.is_object_dtype(df[c].dtype)]:  # columns, not rows
         if pd.api.types.infer_dtype(df[col], skipna=True) not in ("string", "empty"):
             df[col] = df[col].where(df[col].isna(), df[col].astype(str))
 

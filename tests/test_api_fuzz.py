@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pandas as pd
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
@@ -31,6 +32,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api.main import create_app
+from core.anomaly import validate_features
 from core.artifacts import default_dir
 
 MAX_EXAMPLES = 50
@@ -72,16 +74,30 @@ def _body_validator(path: str) -> Draft202012Validator:
 BODY_VALIDATORS = {path: _body_validator(path) for path in ("/rank", "/anomaly")}
 
 
+def _breaks_a_feature_rule(case) -> bool:
+    """True when an /anomaly body's users break a cross-field rule of the data contract.
+
+    JSON Schema cannot say "view + addtocart + transaction == events", so a schema-valid body can
+    still be refused (422) by the one feature-row validator the dashboard shares.
+    """
+    if case.path != "/anomaly" or not isinstance(case.body, dict) or not case.body.get("users"):
+        return False
+    users = pd.DataFrame(case.body["users"])
+    return not bool(validate_features(users).scorable.all())
+
+
 def _checks_for(case) -> list:
     """The checks, minus positive_data_acceptance when the 'valid' body is not valid.
 
-    schemathesis 4.3's coverage phase sometimes labels a value outside the bounds as valid
-    (e.g. share = 1.0 as the "minimum" of exclusiveMinimum 0 / maximum 0.5; fixed upstream in
-    later releases). Such a body is checked against the schema here, independently of the app.
+    schemathesis' coverage phase sometimes labels a value outside the bounds as valid (e.g.
+    share = 1.0 as the "minimum" of exclusiveMinimum 0 / maximum 0.5). Such a body is checked
+    against the schema here, independently of the app, and against the feature-row rules.
     """
     validator = BODY_VALIDATORS.get(case.path)
     mode = case.meta.generation.mode if case.meta else None
-    if validator and mode == GenerationMode.POSITIVE and not validator.is_valid(case.body):
+    if mode == GenerationMode.POSITIVE and (
+        (validator and not validator.is_valid(case.body)) or _breaks_a_feature_rule(case)
+    ):
         return [c for c in CHECKS if c is not positive_data_acceptance]
     return CHECKS
 

@@ -73,7 +73,8 @@ def test_build_writes_every_artifact_listed_in_the_manifest(two_builds):
 
 def test_build_progress_names_every_stage_with_timings(two_builds):
     _, _, run = two_builds
-    for stage in ("load events", "user features, detector and cleaning", "task 1 on raw events",
+    for stage in ("load events", "user features and history candidates (pandas engine)", "detectors and cleaning",
+                  "realism report", "task 1 on raw events",
                   "task 1 on cleaned events", "honest evaluation", "manifest"):
         assert f"{stage} done in" in run.stderr
 
