@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "streamlit_app.py")
 PAGES = ["pages/overview.py", "pages/ranking.py", "pages/anomaly.py", "pages/cleaning_kpis.py"]
 TIMEOUT = 60
+# Every test here runs the whole app (entry point, navigation, a page) in AppTest.
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture

@@ -463,6 +463,7 @@ def test_realism_report_data_figures_in_range(ds: demo.DemoDataset) -> None:
         assert r["ok"], r
 
 
+@pytest.mark.e2e  # trains the rankers at demo scale (over 5 s)
 def test_realism_report_task1_like_real_data(ds: demo.DemoDataset) -> None:
     """Rule and learned rankers on the demo's test split behave as on the real data (spec §2)."""
     from core import ranking
