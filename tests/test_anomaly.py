@@ -10,6 +10,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import skip_or_fail
 from sklearn.exceptions import NotFittedError
 
 from core import anomaly
@@ -440,7 +441,7 @@ def test_scores_on_the_committed_build_do_not_depend_on_de_duplication():
 
     arts = A.load_artifacts()
     if arts.detector is None or arts.verified_path(A.USER_FEATURES) is None:
-        pytest.skip("no verified build in recsys_artifacts/")
+        skip_or_fail("no verified build in recsys_artifacts/: run `python -m core build`")
     features = pd.read_parquet(arts.verified_path(A.USER_FEATURES)).head(20_000)
     features.loc[5, "events"] = np.nan  # one unscorable row
     for det in arts.detectors.values():

@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import skip_or_fail
 
 from core import anomaly
 from core import uploads as U
@@ -283,7 +284,7 @@ def client():
     from core.artifacts import default_dir, load_artifacts
 
     if load_artifacts(default_dir()).detector is None:
-        pytest.skip("no built detector")
+        skip_or_fail("no built detector: run `python -m core build`")
     with TestClient(create_app(default_dir())) as c:
         yield c
 
