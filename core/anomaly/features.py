@@ -16,6 +16,8 @@ from core.errors import DataError
 from core.schema import (
     COUNT_FEATURES,
     EVENT_TYPES,
+    MS_PER_DAY,
+    MS_PER_HOUR,
     NIGHT_HOURS,
     SESSION_GAP_S,
     SHORT_GAP_S,
@@ -23,8 +25,6 @@ from core.schema import (
     USER_FEATURES,
 )
 
-MS_PER_DAY = 86_400_000
-MS_PER_HOUR = 3_600_000
 GAP_PERCENTILE = 95.0
 
 _EVENT_INPUT_COLUMNS = ("timestamp", "visitorid", "event", "itemid", "categoryid")

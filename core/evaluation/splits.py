@@ -14,9 +14,8 @@ import pandas as pd
 
 from core import anomaly, ranking
 from core.errors import DataError
-from core.schema import LOOKBACK, MIN_LABEL_COUNT, TEST_SIZE, WINDOW_MS
+from core.schema import LOOKBACK, MIN_LABEL_COUNT, MS_PER_DAY, TEST_SIZE, WINDOW_MS
 
-MS_PER_DAY = 86_400_000
 TEST_DAYS = 14
 
 
