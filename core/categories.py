@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from core import arrays
 from core.csv_checks import _CSV_ROWS, _check_columns, _csv_header, _raise_bad_strings, _require_file, _string_options
 from core.errors import DataError
 from core.schema import CATEGORY_TREE_COLUMNS, ITEM_PROPERTY_COLUMNS, UNKNOWN_CATEGORY
@@ -95,8 +96,8 @@ def asof_categories(
     s_item, s_ts, s_cat = s_item[last], s_ts[last], s_cat[last]
 
     # Dense codes so one sorted int64 key (item code, timestamp rank) serves every item at once.
-    items = np.unique(s_item)
-    times = np.unique(s_ts)
+    items = arrays.unique(s_item)
+    times = arrays.unique(s_ts)
     s_code = np.searchsorted(items, s_item)
     width = np.int64(len(times) + 1)
     s_key = s_code * width + np.searchsorted(times, s_ts, side="right")

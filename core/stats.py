@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from core import arrays
 from core.schema import DEFAULT_SEED
 
 N_BOOT = 300
@@ -26,10 +27,10 @@ BOOT_BLOCK_CELLS = 5_000_000
 
 def jaccard(a: Iterable[Any], b: Iterable[Any]) -> float:
     """|A ∩ B| / |A ∪ B| of two id collections (1.0 when both are empty)."""
-    a = np.unique(np.asarray(a if isinstance(a, np.ndarray) else list(a)))
-    b = np.unique(np.asarray(b if isinstance(b, np.ndarray) else list(b)))
-    union = np.union1d(a, b).size
-    return 1.0 if union == 0 else np.intersect1d(a, b).size / union
+    a = arrays.unique(np.asarray(a if isinstance(a, np.ndarray) else list(a)))
+    b = arrays.unique(np.asarray(b if isinstance(b, np.ndarray) else list(b)))
+    union = arrays.union(a, b).size
+    return 1.0 if union == 0 else arrays.intersect(a, b).size / union
 
 
 def pr_auc(truth: np.ndarray, scores: np.ndarray) -> float:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import anomaly, ranking
+from core import anomaly, arrays, ranking
 from core.errors import DataError
 from core.schema import LOOKBACK, MIN_LABEL_COUNT, MS_PER_DAY, TEST_SIZE, WINDOW_MS
 
@@ -40,7 +40,7 @@ def switch_case_ids(cands: pd.DataFrame) -> np.ndarray:
     """case_ids whose true next category differs from the last viewed one (is_last row != y)."""
     last = cands["is_last"].to_numpy() == 1
     switch = last & (cands["label"].to_numpy() == 0)
-    return np.unique(cands["case_id"].to_numpy(np.int64)[switch])
+    return arrays.unique(cands["case_id"].to_numpy(np.int64)[switch])
 
 
 def switch_only(cands: pd.DataFrame) -> pd.DataFrame:
@@ -77,7 +77,7 @@ def prepared_cases(
 
 def _unseen_share(train: pd.DataFrame, test: pd.DataFrame) -> tuple[int, float]:
     """Test cases whose label never occurs as a training label: count and share."""
-    tr_y = np.unique(ranking.case_table(train)["y"].to_numpy())
+    tr_y = arrays.unique(ranking.case_table(train)["y"].to_numpy())
     te_y = ranking.case_table(test)["y"].to_numpy()
     unseen = int((~np.isin(te_y, tr_y)).sum())
     return unseen, unseen / te_y.size if te_y.size else float("nan")
@@ -88,8 +88,8 @@ def group_split_spec(cands: pd.DataFrame, features: pd.DataFrame, seed: int) -> 
     train_v, test_v = ranking.visitor_split(features["visitorid"].to_numpy(), TEST_SIZE, seed)
     is_test = np.isin(cands["visitorid"].to_numpy(), test_v)
     train, test = cands.loc[~is_test], cands.loc[is_test]
-    overlap = np.intersect1d(np.unique(train["visitorid"]), np.unique(test["visitorid"])).size
-    if overlap or np.intersect1d(train_v, test_v).size:
+    overlap = arrays.intersect(arrays.unique(train["visitorid"]), arrays.unique(test["visitorid"])).size
+    if overlap or arrays.intersect(train_v, test_v).size:
         raise DataError(f"group split: train and test share {overlap} visitors")
     unseen, unseen_share = _unseen_share(train, test)
     uv = features["visitorid"].to_numpy()
@@ -128,7 +128,7 @@ def temporal_split_spec(
     train, test = cands.loc[~is_test], cands.loc[is_test]
     if train.empty or test.empty:
         raise DataError(f"temporal split: {len(train)} train and {len(test)} test candidate rows")
-    test_vis = np.unique(test["visitorid"].to_numpy())
+    test_vis = arrays.unique(test["visitorid"].to_numpy())
     unseen, unseen_share = _unseen_share(train, test)
     date = pd.Timestamp(cutoff, unit="ms", tz="UTC").isoformat()
     info = {
@@ -138,7 +138,7 @@ def temporal_split_spec(
         "test_days": test_days, "cutoff_ms": cutoff, "cutoff_utc": date,
         "train_cases": int(train["case_id"].nunique()), "test_cases": int(test["case_id"].nunique()),
         "test_visitors_with_cases": int(test_vis.size),
-        "test_visitors_also_in_train": int(np.isin(test_vis, np.unique(train["visitorid"])).sum()),
+        "test_visitors_also_in_train": int(np.isin(test_vis, arrays.unique(train["visitorid"])).sum()),
         "test_cases_label_unseen_in_train": unseen, "test_label_unseen_share": unseen_share,
         "detector_train_events": int(len(before)),
     }

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from core import arrays
 from core.errors import DataError
 from core.ranking.cases import history_lengths, sorted_views, tail_streaks
 from core.ranking.markov import MarkovModel, add_markov
@@ -32,7 +33,7 @@ def _chunk_bounds(lens: np.ndarray) -> np.ndarray:
     ends = np.cumsum(lens)
     total = int(ends[-1]) if len(ends) else 0
     cuts = np.searchsorted(ends, np.arange(PAIR_CHUNK, total, PAIR_CHUNK))
-    return np.unique(np.concatenate([[0], cuts, [len(lens)]]))
+    return arrays.unique(np.concatenate([[0], cuts, [len(lens)]]))
 
 
 def _aggregate_pairs(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from core import arrays
 from core.errors import DataError
 from core.schema import LOOKBACK, UNKNOWN_CATEGORY, WINDOW_MS
 
@@ -157,7 +158,7 @@ def pick_visitor(
     every visitor with a case when none did.
     """
     if seed is not None:
-        eligible = np.unique(sequences.loc[sequences["has_history"], "visitorid"].to_numpy())
+        eligible = arrays.unique(sequences.loc[sequences["has_history"], "visitorid"].to_numpy())
         if prefer_categories > 1 and eligible.size:
             own = sequences.loc[sequences["visitorid"].isin(eligible)].groupby("visitorid")
             per, cases = own["categoryid"].nunique(), own["has_history"].sum()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from core import arrays
 from core.errors import DataError
 from core.ranking.cases import case_codes, case_table, rank_in_groups
 from core.schema import LOOKBACK, MARKOV_FEATURE, MS_PER_MINUTE, WINDOW_MS
@@ -94,7 +95,7 @@ def fit_markov(cands_or_cases: pd.DataFrame, alpha: float = 0.0) -> MarkovModel:
         nxt = df["y"].to_numpy(np.int64)[last]
     else:
         raise DataError("fit_markov needs (prev_cat, y) or candidate columns (is_last, categoryid, y)")
-    categories = np.unique(np.concatenate([prev, nxt]))
+    categories = arrays.unique(np.concatenate([prev, nxt]))
     n = len(categories)
     pc, nc = np.searchsorted(categories, prev), np.searchsorted(categories, nxt)
     pair_key, pair_count = np.unique(pc * n + nc, return_counts=True)
@@ -211,7 +212,7 @@ def cross_fit_markov(
 
     Rows come back grouped by fold, each fold in its input order.
     """
-    visitors = np.unique(pairs["visitorid"].to_numpy())
+    visitors = arrays.unique(pairs["visitorid"].to_numpy())
     fold_of = np.random.default_rng(seed).permutation(visitors.size) % folds
     pair_fold = fold_of[np.searchsorted(visitors, pairs["visitorid"].to_numpy())]
     row_fold = fold_of[np.searchsorted(visitors, rows["visitorid"].to_numpy())]

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core import arrays
 from core.errors import DataError
 from core.ranking.cases import case_table
 from core.schema import DEFAULT_SEED, MIN_LABEL_COUNT, TEST_SIZE
@@ -31,13 +32,13 @@ def visitor_split(
     """Disjoint (train, test) visitor id arrays from GroupShuffleSplit over unique visitors."""
     from sklearn.model_selection import GroupShuffleSplit
 
-    visitors = np.unique(visitorid)
+    visitors = arrays.unique(visitorid)
     if len(visitors) < 2:
         raise DataError(f"cannot split by visitor: only {len(visitors)} visitor(s) with cases")
     gss = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=random_state)
     tr, te = next(gss.split(visitors, groups=visitors))
     train_v, test_v = visitors[tr], visitors[te]
-    if np.intersect1d(train_v, test_v).size:
+    if arrays.intersect(train_v, test_v).size:
         raise DataError("visitor split is not disjoint")  # checked, not assumed
     return train_v, test_v
 
@@ -51,12 +52,12 @@ def split_by_visitor(
     is_test = np.isin(cands["visitorid"].to_numpy(), test_v)
     train = cands.loc[~is_test].reset_index(drop=True)
     test = cands.loc[is_test].reset_index(drop=True)
-    tr_vis, te_vis = np.unique(train["visitorid"]), np.unique(test["visitorid"])
-    overlap = np.intersect1d(tr_vis, te_vis).size
+    tr_vis, te_vis = arrays.unique(train["visitorid"]), arrays.unique(test["visitorid"])
+    overlap = arrays.intersect(tr_vis, te_vis).size
     if overlap:
         raise DataError(f"train and test share {overlap} visitors")
     case_test = np.isin(cases["visitorid"].to_numpy(), test_v)
-    train_labels = np.unique(cases["y"].to_numpy()[~case_test])
+    train_labels = arrays.unique(cases["y"].to_numpy()[~case_test])
     test_y = cases["y"].to_numpy()[case_test]
     unseen = int((~np.isin(test_y, train_labels)).sum())
     info = {
