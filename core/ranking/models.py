@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
+from core.distinct import distinct_rows
 from core.errors import DataError
 from core.ranking.cases import cap_by_case
 from core.ranking.markov import MarkovModel
@@ -87,13 +88,55 @@ class RankingModel:
             return np.asarray(cands[MARKOV_FEATURE], dtype=np.float64)
         cols = [np.asarray(cands[f]) for f in self.features]
         n = len(cols[0]) if cols else 0
+        codes = None
+        splits = tree_splits(self.estimator) if n >= PARALLEL_MIN_ROWS else None
+        if splits is not None:
+            # Rows on the same side of every split of every tree get the same score: score one
+            # row per distinct side pattern (2M candidate rows have ~270,000) and spread it.
+            first, codes = distinct_rows(split_sides(cols, splits))
+            cols = [c[first] for c in cols]
+            n = len(first)
         est = with_n_jobs(self.estimator, FOREST_JOBS if n >= PARALLEL_MIN_ROWS else 1)
         with _threadpools().limit(limits=ESTIMATOR_THREADS):
             parts = [  # chunks of rows bound the memory of predict_proba
                 est.predict_proba(_feature_matrix(cols, a, min(a + SCORE_CHUNK, n)))[:, 1]
                 for a in range(0, n, SCORE_CHUNK)
             ]
-        return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
+        scores = np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
+        return scores if codes is None else scores[codes]
+
+
+def tree_splits(estimator: Any) -> list[np.ndarray] | None:
+    """Per feature, the sorted thresholds a fitted tree ensemble compares it with (``x <= t``
+    goes left); None for anything else (a linear model, categorical splits)."""
+    if hasattr(estimator, "_predictors"):  # HistGradientBoosting: one predictor per iteration
+        nodes = np.concatenate([p.nodes for it in estimator._predictors for p in it])
+        split = nodes["is_leaf"] == 0
+        if nodes["is_categorical"][split].any():
+            return None
+        feature, threshold = nodes["feature_idx"][split], nodes["num_threshold"][split]
+    elif getattr(estimator, "estimators_", None) is not None and all(
+            hasattr(t, "tree_") for t in estimator.estimators_):  # a random forest
+        feature = np.concatenate([t.tree_.feature for t in estimator.estimators_])
+        threshold = np.concatenate([t.tree_.threshold for t in estimator.estimators_])
+        split = feature >= 0  # leaves have feature -2
+        feature, threshold = feature[split], threshold[split]
+    else:
+        return None
+    return [np.unique(threshold[feature == j]) for j in range(int(estimator.n_features_in_))]
+
+
+def split_sides(cols: Sequence[np.ndarray], splits: Sequence[np.ndarray]) -> np.ndarray:
+    """Per row and feature, how many thresholds lie below the value (NaN gets its own code).
+
+    Two values with the same count are on the same side of every threshold. Values are compared
+    as the float32 the estimators see, widened to float64 like the thresholds.
+    """
+    sides = np.empty((len(cols[0]), len(cols)), np.int32, order="F")
+    for j, (col, thresholds) in enumerate(zip(cols, splits, strict=True)):  # a handful of features
+        x = np.asarray(col).astype(np.float32).astype(np.float64)
+        sides[:, j] = np.where(np.isnan(x), len(thresholds) + 1, np.searchsorted(thresholds, x, side="left"))
+    return sides
 
 
 def _feature_matrix(cols: Sequence[np.ndarray], a: int, b: int) -> np.ndarray:
@@ -125,6 +168,11 @@ def _threadpools() -> ThreadpoolController:
     if _THREADPOOLS is None:  # first score: numpy and scikit-learn's OpenMP are loaded by now
         _THREADPOOLS = ThreadpoolController()
     return _THREADPOOLS
+
+
+def cap_binds(name: str, n_rows: int) -> bool:
+    """True when a learned ranker would train on its row cap, not on all ``n_rows`` rows."""
+    return name in TRAIN_ROW_CAPS and n_rows > TRAIN_ROW_CAPS[name]
 
 
 def fit_ranker(
