@@ -60,19 +60,23 @@ def cleaning_cost(
         thr = np.append(thr, float(frozen_threshold))
         shares = np.append(shares, np.nan)
         labels.append("frozen")
-    with np.errstate(invalid="ignore"):
-        flags = s[None, :] >= thr[:, None]  # (points, users); NaN scores are never flagged
     buyer = bought(features)
-    if protect_buyers:
-        flags &= ~buyer[None, :]
     vals = {"users": np.ones(len(s)), "buyers": buyer.astype(np.float64)}
     vals.update({c: np.nan_to_num(pd.to_numeric(features[c], errors="coerce").to_numpy(np.float64))
                  for c in _COST_COUNTS})
+    # Users with score >= t are a suffix of the users sorted by score: each point's removed
+    # total is a suffix sum, whatever the number of points. NaN scores are never flagged.
+    scored = np.flatnonzero(np.isfinite(s))
+    order = scored[np.argsort(s[scored], kind="stable")]
+    first_flagged = np.searchsorted(s[order], np.nan_to_num(thr, nan=np.inf), side="left")
+    kept = ~buyer if protect_buyers else np.ones(len(s), bool)
     out: dict[str, Any] = {"point": labels, "share": shares, "threshold": thr,
                            "protect_buyers": protect_buyers}
     for name in ("users", *_COST_COUNTS, "buyers"):
         v = vals[name]
-        removed = flags.astype(np.float64) @ v
+        flaggable = np.where(kept, v, 0.0)[order]
+        suffix = np.append(np.cumsum(flaggable[::-1])[::-1], 0.0)
+        removed = np.where(np.isnan(thr), 0.0, suffix[first_flagged])
         total = v.sum()
         out[f"{name}_removed"] = removed.astype(np.int64)
         out[f"{name}_removed_share"] = removed / total if total else np.nan
