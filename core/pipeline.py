@@ -86,10 +86,12 @@ def detect_and_clean(
     ``features`` are the user features when the build already computed them.
     """
     features = anomaly.user_features(events) if features is None else features
-    fitted = {name: anomaly.fit_detector(features, name, share=share, seed=seed, fingerprint=fingerprint)
+    fit_users = anomaly.fit_sample(features, anomaly.DETECTOR_FIT_CAP, seed)
+    fitted = {name: anomaly.fit_detector(fit_users, name, share=share, seed=seed, fingerprint=fingerprint)
               for name in anomaly.DETECTORS}
+    all_scores = {name: det.score_samples(features) for name, det in fitted.items()}  # each user scored once
     served = fitted[detector]
-    scores = served.score_samples(features)
+    scores = all_scores[detector]
     flags = anomaly.apply_policy(scores >= served.threshold_, features, protect_buyers)
     if labels is not None:
         truth = features["visitorid"].isin(labels["visitorid"]).to_numpy()
@@ -102,7 +104,7 @@ def detect_and_clean(
     audit["detector"] = detector
     # What cleaning removes at every share, for every detector and both policies.
     cost = pd.concat(
-        [anomaly.cleaning_cost(features, det.score_samples(features), anomaly.DEFAULT_SHARES,
+        [anomaly.cleaning_cost(features, all_scores[name], anomaly.DEFAULT_SHARES,
                                det.threshold_, policy).assign(detector=name)
          for name, det in fitted.items() for policy in (True, False)],
         ignore_index=True,
@@ -120,6 +122,7 @@ def detect_and_clean(
         "features": features,
         "detector": served,
         "detectors": fitted,
+        "detector_scores": all_scores,
         "protect_buyers": protect_buyers,
         "scored": scored,
         "audit": audit,
@@ -248,7 +251,8 @@ def _build_into(out: Path, *, raw_dir: str | None, events_file: str | None, scal
             log.info("realism: %s", line)
 
     with timer.stage("honest evaluation"):
-        _honest_evaluation(events, inputs.labels, seed, share, out, features, raw_cases)
+        _honest_evaluation(events, inputs.labels, seed, share, out, features, raw_cases,
+                           t2["detectors"], t2["detector_scores"])
 
     with timer.stage("manifest"):
         (out / artifacts.RESULTS_MD).write_text(results_markdown(out))
@@ -365,11 +369,13 @@ def write_task1(out: Path, raw_run: Any, clean_run: Any, markov_run: Any, served
 
 
 def _honest_evaluation(events: pd.DataFrame, labels: pd.DataFrame | None, seed: int, share: float, out: Path,
-                       features: pd.DataFrame, cases: tuple[pd.DataFrame, int, int]) -> None:
-    """The same-population evaluation (core.evaluation), on the build's features and cases."""
+                       features: pd.DataFrame, cases: tuple[pd.DataFrame, int, int],
+                       detectors: dict[str, anomaly.Detector], detector_scores: dict[str, np.ndarray]) -> None:
+    """The same-population evaluation (core.evaluation), on the build's features, cases and detectors."""
     from core import evaluation
 
-    evaluation.write_all(events, labels, seed=seed, share=share, out=out, features=features, cases=cases)
+    evaluation.write_all(events, labels, seed=seed, share=share, out=out, features=features, cases=cases,
+                         detectors=detectors, detector_scores=detector_scores)
 
 
 def _case_sample(cands: pd.DataFrame, max_rows: int) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from core.anomaly.behaviour import BEHAVIOUR_COLUMNS, behaviour_matrix
 from core.anomaly.detector import (
     DEFAULT_BUYER_MARGIN,
     DEFAULT_DETECTOR,
+    DETECTOR_FIT_CAP,
     DETECTORS,
     SCORE_DEFINITION,
     Detector,
@@ -28,6 +29,7 @@ from core.anomaly.detector import (
     RobustZDetector,
     detector_file,
     fit_detector,
+    fit_sample,
     make_detector,
     why,
 )
@@ -66,6 +68,7 @@ __all__ = [
     "DEFAULT_PROTECT_BUYERS",
     "DEFAULT_SHARES",
     "DETECTORS",
+    "DETECTOR_FIT_CAP",
     "MAX_PROBLEM_ROWS",
     "POLICY_NAME",
     "SCORE_CHUNK_ROWS",
@@ -90,6 +93,7 @@ __all__ = [
     "distinct_rows",
     "explain",
     "fit_detector",
+    "fit_sample",
     "flag_scores",
     "make_detector",
     "policy_label",

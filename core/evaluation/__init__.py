@@ -16,7 +16,6 @@ from core.evaluation.detectors import (
     fit_and_flag,
     quality_table,
     stability,
-    user_sample,
 )
 from core.evaluation.rankers import (
     EVAL_THREADS,
@@ -117,6 +116,5 @@ __all__ = [
     "temporal_split",
     "temporal_split_spec",
     "train_sample",
-    "user_sample",
     "write_all",
 ]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import combinations
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from core import anomaly
+from core import anomaly, arrays
 from core.evaluation.splits import SplitSpec
 from core.schema import DEFAULT_SEED, DEFAULT_SHARE
 from core.stats import flag_top_share, jaccard, pr_auc
@@ -17,19 +17,9 @@ from core.stats import flag_top_share, jaccard, pr_auc
 STABILITY_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
 # IsolationForest stability is measured on at most this many users (a fixed random sample).
 STABILITY_USER_CAP = 50_000
-# Split detectors are fitted on at most this many training users (a fixed random sample; the
-# forest itself subsamples 256 users per tree, the cap only bounds the threshold's quantile
-# estimate and the scoring time at RetailRocket scale).
-DETECTOR_FIT_CAP = 300_000
+# Detectors (build and split) are fitted on at most this many users, anomaly.fit_sample.
+DETECTOR_FIT_CAP = anomaly.DETECTOR_FIT_CAP
 METRICS: tuple[str, ...] = ("coverage", "top1", "top3", "top1_all", "top3_all")
-
-
-def user_sample(features: pd.DataFrame, cap: int, seed: int) -> pd.DataFrame:
-    """All users when at most cap, else a fixed random sample of cap users (row order kept)."""
-    if len(features) <= cap:
-        return features
-    idx = np.sort(np.random.default_rng(seed).choice(len(features), cap, replace=False))
-    return features.iloc[idx].reset_index(drop=True)
 
 
 def fit_and_flag(
@@ -38,11 +28,11 @@ def fit_and_flag(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Default detector fitted on the split's training users, flags after the buyer policy;
     flagged train ids, flagged test ids, info."""
-    fit_users = user_sample(spec.detector_train, DETECTOR_FIT_CAP, seed)
+    fit_users = anomaly.fit_sample(spec.detector_train, DETECTOR_FIT_CAP, seed)
     det = anomaly.fit_detector(fit_users, share=share, seed=seed)
     # Only training visitors that have cases matter for cleaning the training cases.
     dv = spec.detector_train["visitorid"].to_numpy()
-    with_cases = spec.detector_train.loc[np.isin(dv, np.unique(spec.train["visitorid"].to_numpy()))]
+    with_cases = spec.detector_train.loc[np.isin(dv, arrays.unique(spec.train["visitorid"].to_numpy()))]
     tr_flag = (det.score_samples(with_cases) >= det.threshold_ if len(with_cases)
                else np.zeros(0, bool))
     tr_flag = anomaly.apply_policy(tr_flag, with_cases, protect_buyers)
@@ -50,7 +40,7 @@ def fit_and_flag(
     te_flag = anomaly.apply_policy(te_scores >= det.threshold_, spec.detector_test, protect_buyers)
     flagged_train = with_cases["visitorid"].to_numpy()[tr_flag]
     flagged_test = spec.detector_test["visitorid"].to_numpy()[te_flag]
-    test_case_vis = np.unique(spec.test["visitorid"].to_numpy())
+    test_case_vis = arrays.unique(spec.test["visitorid"].to_numpy())
     info: dict[str, Any] = {
         "population": f"detector fitted on the {spec.name} split's training users only; its "
         f"threshold is frozen at their (1 - {share:g}) score quantile and applied to test visitors",
@@ -141,6 +131,8 @@ def detector_quality(
     features: pd.DataFrame, labels: pd.DataFrame | None, share: float = DEFAULT_SHARE,
     seed: int = DEFAULT_SEED, seeds: Sequence[int] = STABILITY_SEEDS,
     lookalikes: pd.DataFrame | None = None,
+    fitted: Mapping[str, anomaly.Detector] | None = None,
+    fitted_scores: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Every registered detector vs the volume rule (events) at one share: PR-AUC, precision,
     recall, per-kind recall, buyers and transactions hit, overlap, and seed stability.
@@ -148,12 +140,17 @@ def detector_quality(
     Flags are the detector alone (no buyer policy), so what it does to buyers stays visible.
     ``lookalikes``: feature rows of normal look-alike visitors with a ``kind`` column, scored by
     detectors fitted on ``features`` and flagged at the main population's cut score.
+    ``fitted`` / ``fitted_scores``: every registered detector already fitted on
+    ``anomaly.fit_sample(features, DETECTOR_FIT_CAP, seed)`` and its scores of ``features`` (the
+    build's own), reused instead of fitted and scored again.
     """
     ids = features["visitorid"].to_numpy()
     truth = None if labels is None else np.isin(ids, labels["visitorid"].to_numpy())
-    fit_users = user_sample(features, DETECTOR_FIT_CAP, seed)
-    fitted = {name: anomaly.fit_detector(fit_users, name, share=share, seed=seed)
-              for name in anomaly.DETECTORS}
+    if fitted is None:
+        fit_users = anomaly.fit_sample(features, DETECTOR_FIT_CAP, seed)
+        fitted = {name: anomaly.fit_detector(fit_users, name, share=share, seed=seed)
+                  for name in anomaly.DETECTORS}
+        fitted_scores = None
     methods: dict[str, tuple[anomaly.Detector | str, str]] = {name: (det, f"{name} (core.anomaly, one-sided behaviour columns, seed {seed})")
                for name, det in fitted.items()}
     methods["volume_rule"] = ("events", "events per visitor (higher = more anomalous)")
@@ -166,7 +163,9 @@ def detector_quality(
         kind_of = pd.Series(ids).map(kinds)
     population = (f"all {len(features)} visitors of the events; each method flags its top "
                   f"{share:g} share (round(share x n) users, ties by visitorid); no buyer policy")
-    scores = {m: (features[d].to_numpy(np.float64) if isinstance(d, str) else d.score_samples(features))
+    known = dict(fitted_scores or {})
+    scores = {m: (features[d].to_numpy(np.float64) if isinstance(d, str)
+                  else known[m] if m in known else d.score_samples(features))
               for m, (d, _) in methods.items()}
     flags = {m: flag_top_share(sc, share, ids) for m, sc in scores.items()}
     volume = ids[flags["volume_rule"]]

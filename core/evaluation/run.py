@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from core import anomaly, artifacts, ranking
+from core import anomaly, arrays, artifacts, ranking
 from core.evaluation.detectors import (
     DETECTOR_FIT_CAP,
     STABILITY_USER_CAP,
@@ -133,7 +133,7 @@ def evaluate_split(
             "clean": {"trained_on": models["clean"].trained_on,
                       "description": "the same learner trained on the training visitors minus "
                                      "the ones the train-fitted detector flags (cleaned)",
-                      "train_visitors_removed": int(np.unique(train_vis[np.isin(train_vis, flagged_train)]).size)},
+                      "train_visitors_removed": int(arrays.unique(train_vis[np.isin(train_vis, flagged_train)]).size)},
             "rule": {"trained_on": "no training",
                      "description": "count + recency rule (cnt desc, then pos_from_end asc); reference"},
         },
@@ -225,9 +225,12 @@ def write_all(
     events: pd.DataFrame, labels: pd.DataFrame | None, seed: int = DEFAULT_SEED,
     share: float = DEFAULT_SHARE, out: str | Path = ".", n_boot: int = N_BOOT,
     features: pd.DataFrame | None = None, cases: tuple[pd.DataFrame, int, int] | None = None,
+    detectors: Mapping[str, anomaly.Detector] | None = None,
+    detector_scores: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Write the honest-evaluation, Markov-candidate and detector-quality JSON/CSV files
-    (``features`` and ``cases`` as in honest_evaluation)."""
+    (``features`` and ``cases`` as in honest_evaluation; ``detectors`` and ``detector_scores``
+    as ``fitted`` and ``fitted_scores`` of detector_quality)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -235,7 +238,7 @@ def write_all(
         features = anomaly.user_features(events)
     report = honest_evaluation(events, labels, seed, share, n_boot, features=features, cases=cases)
     t1 = time.perf_counter()
-    quality = detector_quality(features, labels, share, seed)
+    quality = detector_quality(features, labels, share, seed, fitted=detectors, fitted_scores=detector_scores)
     t2 = time.perf_counter()
     artifacts.write_json(report, out / EVALUATION_JSON, decimals=REPORT_DECIMALS)
     flat_table(report["splits"]).to_csv(out / EVALUATION_CSV, index=False, float_format="%.6f")
