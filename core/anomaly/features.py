@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core import arrays
 from core.errors import DataError
 from core.schema import (
     COUNT_FEATURES,
@@ -109,15 +110,7 @@ def user_features(events: pd.DataFrame) -> pd.DataFrame:
         return _empty_features()
     ts = events["timestamp"].to_numpy(np.int64)
     vis = events["visitorid"].to_numpy(np.int64)
-    # One stable sort by (visitor, timestamp), ties in file order. A single int64 key sorts
-    # several times faster than np.lexsort on two keys; lexsort only if the key would overflow.
-    t0 = ts.min()
-    tspan = int(ts.max()) - int(t0) + 1
-    vmin = vis.min()
-    if (int(vis.max()) - int(vmin) + 1) * tspan < 2**62:
-        order = np.argsort((vis - vmin) * np.int64(tspan) + (ts - t0), kind="stable")
-    else:
-        order = np.lexsort((ts, vis))
+    order = arrays.stable_order(vis, ts)  # by (visitor, timestamp), ties in file order
     ts = ts[order]
     vis = vis[order]
     etype = pd.Categorical(events["event"], categories=list(EVENT_TYPES)).codes[order]

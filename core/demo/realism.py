@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from core import arrays
 from core.demo.common import DAY, HOUR
 from core.schema import EVENT_TYPES, LOOKBACK, UNKNOWN_CATEGORY, WINDOW_MS
 
@@ -26,7 +27,7 @@ def _consecutive_views(events: pd.DataFrame, known_only: bool = False) -> tuple[
         mask &= events["categoryid"].to_numpy() != UNKNOWN_CATEGORY
     vis = events["visitorid"].to_numpy(np.int64)[mask]
     ts = events["timestamp"].to_numpy(np.int64)[mask]
-    order = np.lexsort((ts, vis))  # lexsort is stable
+    order = arrays.stable_order(vis, ts)
     return (vis[order], ts[order], events["itemid"].to_numpy(np.int64)[mask][order],
             events["categoryid"].to_numpy(np.int64)[mask][order])
 
@@ -44,7 +45,7 @@ def candidate_rows_estimate(events: pd.DataFrame, lookback: int = LOOKBACK, wind
     a = np.maximum(np.maximum(first, idx - lookback), np.searchsorted(key_t, key_t - window_ms, side="left"))
     # j counts in case i iff a_i <= j < i and j is the last view of its category before i, i.e.
     # i in (j, min(next same-category view of j, last i with a_i <= j)].
-    o = np.lexsort((cats, vis))  # stable, so index order within (visitor, category)
+    o = arrays.stable_order(vis, cats)  # stable, so index order within (visitor, category)
     nxt = np.full(n, n, dtype=np.int64)
     same = (vis[o][1:] == vis[o][:-1]) & (cats[o][1:] == cats[o][:-1])
     nxt[o[:-1][same]] = o[1:][same]
@@ -52,23 +53,18 @@ def candidate_rows_estimate(events: pd.DataFrame, lookback: int = LOOKBACK, wind
     return int(np.maximum(np.minimum(nxt, last_i) - idx, 0).sum())
 
 
-def realism_summary(events: pd.DataFrame) -> dict:
-    """Headline statistics to compare with the real RetailRocket data (see the README table)."""
+def _shape_figures(events: pd.DataFrame) -> dict:
+    """Event mix, events per visitor and the shape of consecutive views (what the report needs)."""
     codes = event_codes(events)
-    mix = {e: float((codes == i).mean()) for i, e in enumerate(EVENT_TYPES)}
     per = events["visitorid"].value_counts().to_numpy()
     vis, ts, item, cats = _consecutive_views(events)
     same_v = vis[1:] == vis[:-1]
     gaps_s = (ts[1:] - ts[:-1])[same_v] / 1000.0
     kc = (cats[1:] != UNKNOWN_CATEGORY) & (cats[:-1] != UNKNOWN_CATEGORY) & same_v
-    t = events["timestamp"].to_numpy()
-    hours = (t // HOUR) % 24
     return {
         "n_events": int(len(events)),
         "n_visitors": int(per.size),
-        "n_items": int(events["itemid"].nunique()),
-        "n_categories_with_events": int(events.loc[events["categoryid"] != UNKNOWN_CATEGORY, "categoryid"].nunique()),
-        "event_mix": mix,
+        "event_mix": {e: float((codes == i).mean()) for i, e in enumerate(EVENT_TYPES)},
         "events_per_visitor": {
             "mean": float(per.mean()), "median": float(np.median(per)),
             "p90": float(np.quantile(per, 0.9)), "p99": float(np.quantile(per, 0.99)),
@@ -78,6 +74,17 @@ def realism_summary(events: pd.DataFrame) -> dict:
         "same_category_share": float((cats[1:] == cats[:-1])[kc].mean()) if kc.any() else 0.0,
         "view_gap_median_s": float(np.median(gaps_s)) if gaps_s.size else 0.0,
         "view_gap_within_24h_share": float((gaps_s <= 86400).mean()) if gaps_s.size else 0.0,
+    }
+
+
+def realism_summary(events: pd.DataFrame) -> dict:
+    """Headline statistics to compare with the real RetailRocket data (see the README table)."""
+    t = events["timestamp"].to_numpy()
+    hours = (t // HOUR) % 24
+    return {
+        **_shape_figures(events),
+        "n_items": int(events["itemid"].nunique()),
+        "n_categories_with_events": int(events.loc[events["categoryid"] != UNKNOWN_CATEGORY, "categoryid"].nunique()),
         "unknown_category_share": float((events["categoryid"].to_numpy() == UNKNOWN_CATEGORY).mean()),
         "night_share": float((hours < 6).mean()),
         "span_days": float((t.max() - t.min()) / DAY),
@@ -145,7 +152,7 @@ def realism_report(events: pd.DataFrame, category_tree: pd.DataFrame | None = No
     ``ranking.train_and_evaluate(...).metrics`` or the build's task1_metrics.csv; without it (or
     without the tree) those rows are left out.
     """
-    s = realism_summary(events)
+    s = _shape_figures(events)  # not realism_summary: the report needs no candidate count
     values: dict[str, float] = {
         "view_share": s["event_mix"]["view"], "addtocart_share": s["event_mix"]["addtocart"],
         "transaction_share": s["event_mix"]["transaction"],

@@ -29,8 +29,7 @@ def view_order(events: pd.DataFrame) -> np.ndarray:
     )
     vis = events["visitorid"].to_numpy(dtype=np.int64)[keep]
     ts = events["timestamp"].to_numpy(dtype=np.int64)[keep]
-    # lexsort is stable: ties on (visitorid, timestamp) keep file order.
-    return keep[np.lexsort((ts, vis))]
+    return keep[arrays.stable_order(vis, ts)]  # ties on (visitorid, timestamp) keep file order
 
 
 def sorted_views(events: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
