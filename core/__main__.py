@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="time every stage at RetailRocket scale, with peak RSS")
     bench.add_argument("--seed", type=int, default=DEFAULT_SEED)
     bench.add_argument("--n-events", type=int, default=None,
-                       help="events to generate (default 4,000,000: at least RetailRocket's visitors and candidates)")
+                       help="events to generate (default 2,960,000 of the bench mix: at least RetailRocket's events, visitors and candidate rows)")
     bench.add_argument("--engine", choices=("pandas", "dask"), default="pandas", help="engine of the build")
     return parser
 

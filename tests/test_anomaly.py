@@ -609,3 +609,39 @@ def test_clean_events_removes_exactly_flagged_users():
     assert rep["users_before"] == 3 and rep["users_after"] == 2 and rep["users_removed"] == 1
     assert math.isclose(rep["events_removed_share"], 0.5)
     assert math.isclose(rep["users_removed_share"], 1 / 3)
+
+
+def test_scores_of_distinct_rows_are_the_scores_of_every_row(train_features):
+    # Many users with identical rows (and identical z rows): de-duplication must not change a bit.
+    repeated = train_features.iloc[np.random.default_rng(4).integers(0, 400, 6000)].reset_index(drop=True)
+    for name in anomaly.DETECTORS:
+        det = anomaly.fit_detector(train_features, name, share=0.05, seed=7)
+        every_row = det._score_rows(repeated)  # the reference path, no de-duplication
+        assert np.array_equal(det.score_samples(repeated), every_row), name
+
+
+def test_fit_sample_caps_users_and_keeps_their_order(train_features):
+    assert anomaly.fit_sample(train_features, cap=10**6) is train_features
+    sample = anomaly.fit_sample(train_features, cap=500, seed=3)
+    pos = pd.Index(train_features["visitorid"]).get_indexer(sample["visitorid"])
+    assert len(sample) == 500 and (pos >= 0).all() and (np.diff(pos) > 0).all()  # a subset, in order
+    assert sample.equals(anomaly.fit_sample(train_features, cap=500, seed=3))  # fixed by the seed
+
+
+@pytest.mark.parametrize("protect_buyers", [False, True])
+def test_cleaning_cost_equals_flagging_every_user(train_features, protect_buyers):
+    rng = np.random.default_rng(5)
+    scores = rng.integers(0, 40, len(train_features)).astype(float)  # many ties
+    scores[rng.random(len(scores)) < 0.05] = np.nan  # unscorable users are never flagged
+    cost = anomaly.cleaning_cost(train_features, scores, anomaly.DEFAULT_SHARES, 30.0, protect_buyers)
+    buyer = train_features["transaction"].to_numpy() > 0
+    for _, row in cost.iterrows():
+        with np.errstate(invalid="ignore"):
+            flags = scores >= row["threshold"]
+        if protect_buyers:
+            flags &= ~buyer
+        assert row["users_removed"] == flags.sum()
+        assert row["events_removed"] == train_features["events"].to_numpy()[flags].sum()
+        assert row["transaction_removed"] == train_features["transaction"].to_numpy()[flags].sum()
+        assert row["buyers_removed"] == (flags & buyer).sum()
+    assert cost["point"].iloc[-1] == "frozen" and cost["threshold"].iloc[-1] == 30.0

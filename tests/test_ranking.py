@@ -641,3 +641,42 @@ def test_seeded_draw_prefers_visitors_with_several_categories():
     seqs = R.view_sequences(events)
     assert {R.pick_visitor(seqs, seed=s, prefer_categories=3) for s in range(10)} == {2}
     assert R.pick_visitor(seqs, seed=1, prefer_categories=9) in (1, 2)  # nobody that varied: anyone
+
+
+@pytest.mark.parametrize("name", ["hgb", "rf"])
+def test_tree_rankers_score_each_split_pattern_once_bit_for_bit(name, one_thread, monkeypatch):
+    from core.ranking import models
+
+    cands = R.build_candidates(synthetic_events(1500, seed=4))
+    model = R.fit_ranker(name, cands, seed=1)
+    splits = models.tree_splits(model.estimator)
+    assert splits is not None and len(splits) == len(CANDIDATE_FEATURES)
+    sides = models.split_sides([cands[f].to_numpy() for f in CANDIDATE_FEATURES], splits)
+    first, _ = models.distinct_rows(sides)
+    assert len(cands) >= models.PARALLEL_MIN_ROWS and len(first) < len(cands)  # the fast path runs
+    monkeypatch.setattr(models, "FOREST_JOBS", 1)  # sequential sums: comparable to the last bit
+    fast = model.score(cands)
+    monkeypatch.setattr(models, "tree_splits", lambda estimator: None)
+    assert np.array_equal(fast, model.score(cands))
+
+
+def test_linear_ranker_has_no_split_points(one_thread):
+    from core.ranking import models
+
+    model = R.fit_ranker("logreg", R.build_candidates(synthetic_events(200, seed=4)), seed=1)
+    assert models.tree_splits(model.estimator) is None
+
+
+def test_markov_run_cuts_fit_rows_to_the_cap_and_keeps_its_fit(one_thread, monkeypatch):
+    from core.ranking import models
+
+    ev = synthetic_events(1500, seed=9)
+    full = R.train_and_evaluate(ev, seed=1, markov_top_n=2, rankers=("hgb",))
+    assert full.metrics.query("split == 'test'")["fit_on"].tolist() == ["train"]  # small: refitted
+    monkeypatch.setitem(models.TRAIN_ROW_CAPS, "hgb", 3000)
+    capped = R.train_and_evaluate(ev, seed=1, markov_top_n=2, rankers=("hgb",))
+    test = capped.metrics.query("split == 'test'")
+    assert test["fit_on"].tolist() == ["train minus validation visitors"]  # kept, not refitted
+    rows = int(capped.best_model.trained_on.split("(")[1].split(" ")[0])
+    assert 0 < rows <= 3000
+    assert test["n_cases"].iloc[0] == full.metrics.query("split == 'test'")["n_cases"].iloc[0]  # same test cases

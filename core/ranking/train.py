@@ -72,21 +72,24 @@ class Task1Result:
 
 def _with_markov(
     train: pd.DataFrame,
-    others: Iterable[pd.DataFrame],
+    parts: Iterable[pd.DataFrame],
+    test: pd.DataFrame,
     top_n: int,
     seed: int,
     lookback: int,
     window_ms: int,
-) -> tuple[pd.DataFrame, list[pd.DataFrame], MarkovModel]:
-    """Markov features: cross-fitted on `train` (no own-label leak), full-train model elsewhere.
+) -> tuple[list[pd.DataFrame], pd.DataFrame, MarkovModel]:
+    """Markov features: cross-fitted on `parts` of `train` (no own-label leak), the model of all
+    of `train` on `test`.
 
-    Train rows come back grouped by fold (each fold in case order); no consumer needs case order.
+    Every fold model is fitted on all of train's transitions but the fold's visitors'; only the
+    rows of `parts` get features. Rows of a part come back grouped by fold (each fold in case
+    order); no consumer needs case order.
     """
     pairs = transition_pairs(train)
-    train_aug = cross_fit_markov(pairs, train, top_n, seed, lookback, window_ms)
+    parts_aug = [cross_fit_markov(pairs, part, top_n, seed, lookback, window_ms) for part in parts]
     markov = fit_markov(pairs[["prev_cat", "y"]])
-    others_aug = [add_markov(o, markov, top_n, lookback, window_ms) for o in others]
-    return train_aug, others_aug, markov
+    return parts_aug, add_markov(test, markov, top_n, lookback, window_ms), markov
 
 
 def _dataset_sample(
@@ -151,13 +154,6 @@ def train_and_evaluate(
     features = CANDIDATE_FEATURES
     markov: MarkovModel | None = None
     top_n = markov_top_n if use_markov else 0
-    if use_markov:
-        # Train rows get cross-fitted Markov features (folds by visitor: a case's own label never
-        # enters its features), test rows the model fitted on all of train. Validation rows are
-        # train rows, so they are out-of-fold too.
-        features = CANDIDATE_FEATURES + (MARKOV_FEATURE,)
-        train, (test,), markov = _with_markov(train, [test], top_n, seed, lookback, window_ms)
-        lap("markov")
     fit_v, val_v = visitor_split(case_table(train)["visitorid"].to_numpy(), TEST_SIZE, seed + 1)
     in_val = np.isin(train["visitorid"].to_numpy(), val_v)
     fit_part = train.loc[~in_val].reset_index(drop=True)
@@ -166,6 +162,19 @@ def train_and_evaluate(
     leakage["validation_disjoint_from_test"] = bool(
         arrays.intersect(val_v, arrays.unique(test["visitorid"])).size == 0
     )
+    presampled = False
+    if use_markov:
+        # Fit and validation rows get cross-fitted Markov features (folds by visitor: a case's own
+        # label never enters its features), test rows the model fitted on all of train. Top-N
+        # adds N rows per case, so the fit rows are first cut to whole cases within the largest
+        # row cap: the learners could not use more, and the extra rows would cost gigabytes.
+        features = CANDIDATE_FEATURES + (MARKOV_FEATURE,)
+        caps = [TRAIN_ROW_CAPS[r] for r in rankers if r in TRAIN_ROW_CAPS]
+        if caps and len(fit_part) > max(caps):
+            fit_part, presampled = cap_by_case(fit_part, max(caps), seed).reset_index(drop=True), True
+        (fit_part, val_part), test, markov = _with_markov(train, [fit_part, val_part], test, top_n,
+                                                          seed, lookback, window_ms)
+        lap("markov")
     lap("split")
     results: dict[tuple[str, str], dict[str, Any]] = {}
     fitted: dict[str, RankingModel] = {}
@@ -183,10 +192,12 @@ def train_and_evaluate(
     # The winner is refitted on the full train, unless its row cap already binds on the fit part:
     # a refit would then see as many rows, only others, for the cost of a fit and a scoring.
     # The others keep their fit-part models. The table says which is which.
-    if cap_binds(best_name, len(fit_part)):
+    if presampled or cap_binds(best_name, len(fit_part)):
         best = fitted[best_name]
         lap(f"{best_name}: kept (its row cap binds on the fit part)")
     else:
+        if use_markov:  # the whole train's rows, cross-fitted as the parts were
+            train = cross_fit_markov(transition_pairs(train), train, top_n, seed, lookback, window_ms)
         best = fit_ranker(best_name, train, features, seed, markov, top_n, lookback, window_ms, source)
         results[best_name, "test"] = {"ranker": best_name, "split": "test", "fit_on": "train",
                                       **ranking_metrics(test, best.score(test))}
