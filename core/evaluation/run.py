@@ -194,7 +194,7 @@ def honest_evaluation(
             "test_size": TEST_SIZE, "test_days": test_days, "learner": LEARNER,
             "learner_note": "ranking.make_estimator('hgb') = HistGradientBoostingClassifier; the "
                             "same learner for the raw, clean and Markov rankers",
-            "train_row_cap": EVAL_TRAIN_ROW_CAP, "threads": EVAL_THREADS, "fit_threads": "every available core (the fitted models do not depend on it)", "markov_top_ns": {k: list(v) for k, v in top_ns.items()},
+            "train_row_cap": EVAL_TRAIN_ROW_CAP, "threads": EVAL_THREADS, "fit_threads": "RECSYS_FIT_THREADS, default 1 (the fitted models do not depend on it)", "markov_top_ns": {k: list(v) for k, v in top_ns.items()},
             "detector_fit_cap": DETECTOR_FIT_CAP, "stability_user_cap": STABILITY_USER_CAP,
             "lookback": LOOKBACK, "window_ms": WINDOW_MS,
         },

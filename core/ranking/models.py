@@ -29,19 +29,12 @@ TRAIN_ROW_CAPS: dict[str, int] = {"logreg": 1_000_000, "hgb": 500_000, "rf": 200
 ESTIMATOR_THREADS = 1
 
 
-def _available_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-# OpenMP threads for fitting: every available core unless RECSYS_FIT_THREADS says otherwise. The
-# gradient boosting fits the same model on any number of threads (1 vs 2 threads: identical
-# predictions) and 1.5x faster on 2 idle cores; on a machine busy with other jobs, spinning
-# OpenMP threads can be slower than one (set RECSYS_FIT_THREADS=1 there). BLAS stays on one.
-FIT_THREADS = int(os.environ.get("RECSYS_FIT_THREADS") or 0) or _available_cores()
+# OpenMP threads for fitting: one unless RECSYS_FIT_THREADS says otherwise. The gradient
+# boosting fits the same model on any number of threads (1 vs 2 threads: identical predictions);
+# 2 threads fit a 500k-row model 1.5x faster on 2 idle cores, but with any other job on the
+# machine the spinning OpenMP threads made the evaluation's 100k-row fits 3x slower than one.
+# BLAS stays on one thread.
+FIT_THREADS = int(os.environ.get("RECSYS_FIT_THREADS") or 1)
 SCORE_CHUNK = 1_000_000
 # The forest predicts with joblib threads (n_jobs=-1) only from this many rows: below it, threads
 # cost more than they save (100 views: 11.5 ms vs 1.6 ms sequential) and make the sum over trees,
