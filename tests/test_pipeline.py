@@ -75,7 +75,7 @@ def test_build_progress_names_every_stage_with_timings(two_builds):
     _, _, run = two_builds
     for stage in ("load events", "user features and history candidates (pandas engine)", "detectors and cleaning",
                   "realism report", "task 1 on raw events",
-                  "task 1 on cleaned events", "honest evaluation", "manifest"):
+                  "task 1 on cleaned events", "rest of the honest evaluation", "manifest"):
         assert f"{stage} done in" in run.stderr
 
 

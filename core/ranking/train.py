@@ -176,6 +176,10 @@ def train_and_evaluate(
                                                           seed, lookback, window_ms)
         lap("markov")
     lap("split")
+    learned = [r for r in rankers if r in TRAIN_ROW_CAPS]
+    if presampled or (learned and all(cap_binds(r, len(fit_part)) for r in learned)):
+        del train  # no refit can happen (see below): free the whole training table now
+        train = None
     results: dict[tuple[str, str], dict[str, Any]] = {}
     fitted: dict[str, RankingModel] = {}
     fit_on = "train minus validation visitors"
@@ -192,7 +196,7 @@ def train_and_evaluate(
     # The winner is refitted on the full train, unless its row cap already binds on the fit part:
     # a refit would then see as many rows, only others, for the cost of a fit and a scoring.
     # The others keep their fit-part models. The table says which is which.
-    if presampled or cap_binds(best_name, len(fit_part)):
+    if train is None or cap_binds(best_name, len(fit_part)):
         best = fitted[best_name]
         lap(f"{best_name}: kept (its row cap binds on the fit part)")
     else:
