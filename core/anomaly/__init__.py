@@ -33,6 +33,7 @@ from core.anomaly.detector import (
 )
 from core.anomaly.features import user_features
 from core.anomaly.policy import (
+    COST_COLUMNS,
     DEFAULT_PROTECT_BUYERS,
     DEFAULT_SHARES,
     POLICY_NAME,
@@ -50,6 +51,7 @@ from core.anomaly.scoring import (
     flag_scores,
     provenance,
     score,
+    score_rows,
     score_table,
     stamped,
     threshold_for,
@@ -59,6 +61,7 @@ from core.schema import COUNT_FEATURES, USER_FEATURES
 
 __all__ = [
     "BEHAVIOUR_COLUMNS",
+    "COST_COLUMNS",
     "COUNT_FEATURES",
     "DEFAULT_AUDIT_SHARES",
     "DEFAULT_BUYER_MARGIN",
@@ -96,6 +99,7 @@ __all__ = [
     "provenance",
     "proxy_labels",
     "score",
+    "score_rows",
     "score_table",
     "stamped",
     "threshold_for",
