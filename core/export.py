@@ -128,7 +128,8 @@ def parquet_from_slices(
     there); ``metadata`` is added to the file's key-value metadata.
     """
     if metadata:
-        schema = schema.with_metadata({**(schema.metadata or {}), **{k.encode(): v.encode() for k, v in metadata.items()}})
+        extra = {k.encode(): v.encode() for k, v in metadata.items()}
+        schema = schema.with_metadata({**(schema.metadata or {}), **extra})
     sink = io.BytesIO()
     with pq.ParquetWriter(sink, schema, compression="snappy") as writer:
         for part in slices:
@@ -190,7 +191,8 @@ def scored_parquet_bytes(features: pd.DataFrame, scores: np.ndarray, flags: np.n
 def scored_schema(features: pd.DataFrame, constants: dict[str, object]) -> pa.Schema:
     """The Arrow schema of ``scored_slices``: feature types inferred on every row, not one slice."""
     whole = pa.Schema.from_pandas(features, preserve_index=False)
-    head = pa.Schema.from_pandas(next(scored_slices(features.iloc[:1], np.full(1, np.nan), np.zeros(1, bool),
+    n = min(len(features), 1)
+    head = pa.Schema.from_pandas(next(scored_slices(features.iloc[:n], np.full(n, np.nan), np.zeros(n, bool),
                                                     constants)), preserve_index=False)
     return pa.schema([whole.field(f.name) if f.name in whole.names else f for f in head], metadata=head.metadata)
 
