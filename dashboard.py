@@ -7,6 +7,10 @@ It lives next to streamlit_app.py, not in pages/: Streamlit's legacy multipage m
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +19,16 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core import artifacts as A
+from core.memory import release_memory, use_returning_allocators
 from core.ranking import view_sequences
 from core.schema import SYNTHETIC_SOURCE
 
 ENTRY_POINT = Path(__file__).resolve().parent / "streamlit_app.py"
 # Set by streamlit_app.py on every run, just before it runs the page; each page's guard takes it.
 ENTRY_MARKER = "_ran_streamlit_app"
+
+# A dropped upload's memory goes back to the OS instead of staying with the server (core.memory).
+use_returning_allocators()
 
 
 def entry_point_guard(page_file: str) -> None:
@@ -251,3 +259,154 @@ def category_paths() -> dict[int, str] | None:
             node = parent.get(int(node))
         paths[int(cat)] = " › ".join(reversed(chain))
     return paths
+
+
+def _server() -> Any:
+    """The Streamlit server's Runtime; None in a bare script or in AppTest (a mock Runtime)."""
+    from streamlit.runtime import Runtime
+
+    if not Runtime.exists():
+        return None
+    runtime = Runtime.instance()
+    return runtime if type(runtime) is Runtime else None
+
+
+def drop_upload_bytes(uploaded: Any, key: str) -> None:
+    """Let Streamlit drop an uploaded file's bytes once the page has read them.
+
+    The uploader keeps every file's bytes for as long as the file is in it (82 MB for a
+    1.4M-row features CSV), next to the table decoded from them. The file's record is replaced
+    by an empty one with the same id, name and type, so the widget keeps showing the file and
+    its value keeps its id (the page reads a file once per id). The widget's values (``key``'s
+    and the one returned) are closed too: they share the bytes, copy-on-write.
+    """
+    from streamlit.runtime.uploaded_file_manager import UploadedFile, UploadedFileRec
+
+    ctx = get_script_run_ctx()
+    if ctx is None or _server() is None:  # AppTest re-reads the files it uploaded: leave them
+        return
+    try:
+        ctx.uploaded_file_mgr.add_file(  # the memory manager's own method, as the upload route calls it
+            ctx.session_id, UploadedFileRec(uploaded.file_id, uploaded.name, uploaded.type, b""))
+    except Exception:  # another uploaded-file manager: its bytes stay until the file is removed
+        pass
+    for value in (uploaded, st.session_state.get(key)):
+        if isinstance(value, UploadedFile):
+            value.close()
+
+
+def download_data(build: Callable[..., bytes], *args: Any) -> Callable[[], bytes]:
+    """A download button's ``data``: ``build(*args)`` when the button is clicked, after which the
+    build's temporaries go back to the OS.
+
+    Made here, not in a page: a function defined in a page script holds every name of that run
+    (the uploaded table too) for as long as Streamlit keeps the button's callable.
+    """
+    return partial(_build_and_release, build, *args)
+
+
+def _build_and_release(build: Callable[..., bytes], *args: Any) -> bytes:
+    """build(*args), then release_memory."""
+    data = build(*args)
+    release_memory()
+    return data
+
+
+def drop_served_downloads() -> None:
+    """Free the bytes of downloads already served, as the end of a script run does.
+
+    Streamlit keeps a clicked download's bytes (the scored CSV of a 1.4M-row upload is 200 MB)
+    until two later script runs have ended: the first marks them, the second deletes them. The
+    run that drops an upload is often the last one, so it does the first pass itself and its own
+    end the second. Every session's served downloads are swept alike, as any run's end sweeps them.
+    """
+    runtime = _server()
+    try:
+        if runtime is not None:
+            runtime.media_file_mgr.remove_orphaned_files()
+    except Exception:  # Streamlit changed: the next runs' ends free them
+        pass
+
+
+WATCH_INTERVAL_S = 2.0
+# session id -> when it was first seen without its tab (time.monotonic), None while connected
+_watched: dict[str, float | None] = {}
+# session id -> the session-state entries to empty when it is closed (keep_in_session)
+_held: dict[str, list[dict[str, Any]]] = {}
+_watch_lock = threading.Lock()
+_watcher: list[threading.Thread] = []
+
+
+def keep_in_session(key: str, entry: dict[str, Any]) -> None:
+    """``st.session_state[key] = entry``; the entry is emptied by ``release_from_session`` or
+    when the tab's session is closed (``close_session_when_tab_closes``).
+
+    Emptied, not only dropped: after a tab closes, Streamlit's event loop can keep a reference
+    to its last session (a loop variable) until another session sends messages.
+    """
+    st.session_state[key] = entry
+    ctx = get_script_run_ctx()
+    if ctx is None or _server() is None:  # a bare script or AppTest: no server to outlive
+        return
+    with _watch_lock:
+        _held[ctx.session_id] = [e for e in _held.get(ctx.session_id, []) if e] + [entry]
+    close_session_when_tab_closes()
+
+
+def release_from_session(key: str) -> None:
+    """Drop and empty a ``keep_in_session`` entry, so nothing that still holds it keeps its data."""
+    entry = st.session_state.pop(key, None)
+    if isinstance(entry, dict):
+        entry.clear()
+
+
+def close_session_when_tab_closes() -> None:
+    """Close this session, and free what it holds, once its tab has been gone for
+    ``server.disconnectedSessionTTL`` (30 s, .streamlit/config.toml).
+
+    Streamlit keeps a closed tab's session that long so a reconnecting tab can resume it, but
+    when the time is up it only stops offering it: it does not shut it down. Its session state
+    (a 1.4M-row table) stays in memory until some other session disconnects, and its uploaded
+    files stay for good (measured with Streamlit 1.67). A watcher thread therefore empties the
+    session's ``keep_in_session`` entries and closes it just before the TTL runs out, with
+    ``Runtime.clear_user_info_for_session`` (safe from any thread: it marks the session as not
+    resumable and closes it on the event loop).
+    """
+    ctx = get_script_run_ctx()
+    if ctx is None or _server() is None:  # a bare script or AppTest: no server to outlive
+        return
+    with _watch_lock:
+        _watched.setdefault(ctx.session_id, None)
+        if not _watcher:
+            _watcher.append(threading.Thread(target=_watch, name="close-closed-tabs", daemon=True))
+            _watcher[0].start()
+
+
+def _watch() -> None:
+    """Every WATCH_INTERVAL_S: close the watched sessions whose tab is gone for the TTL (less
+    two intervals, so the session is closed before Streamlit stops offering it), then free."""
+    grace = max(0.0, float(st.get_option("server.disconnectedSessionTTL")) - 2 * WATCH_INTERVAL_S)
+    to_free = 0  # ticks left that free memory after a close (shutdown runs on the event loop)
+    while True:
+        time.sleep(WATCH_INTERVAL_S)
+        try:
+            runtime = _server()
+            now = time.monotonic()
+            with _watch_lock:
+                for session_id, since in list(_watched.items()):
+                    if runtime.is_active_session(session_id):
+                        _watched[session_id] = None
+                    elif since is None:
+                        _watched[session_id] = now
+                    elif now - since >= grace:
+                        del _watched[session_id]
+                        for entry in _held.pop(session_id, []):
+                            entry.clear()
+                        runtime.clear_user_info_for_session(session_id)
+                        to_free = 2
+            if to_free:
+                to_free -= 1
+                drop_served_downloads()  # the second pass: the session's shutdown did the first
+                release_memory()
+        except Exception:  # the server is stopping, or Streamlit changed: try again later
+            continue

@@ -26,10 +26,10 @@ from core.schema import EVENT_COLUMNS, RAW_EVENT_COLUMNS, UNKNOWN_CATEGORY
 UPLOAD_EXTENSIONS: tuple[str, ...] = (".parquet", ".pq", ".csv")
 # Measured by benchmarks/bench_dashboard_upload.py against the 1 GB budget (README, "Upload limits").
 MAX_FEATURE_ROWS = 1_500_000  # RetailRocket has 1.41M visitors
-MAX_EVENT_ROWS = 2_000_000  # 2M raw events peak at 0.89 GB in the dashboard, 3M at 1.19 GB
+MAX_EVENT_ROWS = 2_000_000  # 2M raw events peak at 0.82 GB in the dashboard (3M were 1.19 GB)
 MAX_COLUMNS = 64
 MAX_UNCOMPRESSED_MB = 400  # decoded parquet size: 1.5M feature rows are ~210 MB, 2M events ~100 MB
-MAX_UPLOAD_MB = 150  # a 1.5M-row features CSV is ~140 MB; the bytes stay in memory while uploaded
+MAX_UPLOAD_MB = 150  # a 1.5M-row features CSV is ~140 MB; its bytes sit next to the table while read
 MAX_HEADER_BYTES = 1 << 16
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
 MAGIC = {b"\x1f\x8b": "gzip-compressed", b"PK\x03\x04": "a zip archive (or an Excel .xlsx workbook)",

@@ -1,6 +1,5 @@
 """Anomalous users: upload user features, check them, score them, download the scored rows."""
 
-import gc
 import re
 
 import altair as alt
@@ -11,10 +10,22 @@ import streamlit as st
 from core import anomaly
 from core import artifacts as A
 from core.errors import DataError
-from core.export import csv_bytes, parquet_bytes, with_scores
+from core.export import scored_csv_bytes, scored_parquet_bytes
+from core.memory import release_memory
 from core.schema import USER_FEATURES
 from core.uploads import MAX_UPLOAD_MB, read_upload
-from dashboard import artifacts, count, entry_point_guard, glossary, pct
+from dashboard import (
+    artifacts,
+    count,
+    download_data,
+    drop_served_downloads,
+    drop_upload_bytes,
+    entry_point_guard,
+    glossary,
+    keep_in_session,
+    pct,
+    release_from_session,
+)
 
 entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server
 
@@ -29,34 +40,67 @@ def plain(text: str) -> str:
 
 
 def release_input() -> None:
-    """Drop the current table and its scores (one copy at a time), and return the memory."""
-    st.session_state.pop("anomaly_input", None)
-    st.session_state.pop("anomaly_scores", None)
-    gc.collect()
+    """Drop the current table, its scores and its served downloads, and return the memory."""
+    release_from_session("anomaly_input")
+    release_from_session("anomaly_scores")
+    drop_served_downloads()
+    release_memory()
 
 
 def load_input(name: str, data: bytes, token: str) -> None:
     """Read and validate a features or raw-events file once; keep the table or the error."""
     release_input()  # the previous table goes before the new one is read
-    st.session_state.anomaly_input = {"name": name, "token": token}
+    entry: dict = {"name": name, "token": token}
     try:
         up = read_upload(name, data)
-        st.session_state.anomaly_input |= {
-            "df": up.features, "kind": up.kind, "notes": up.notes,
-            "validation": anomaly.validate_features(up.features),
-        }
+        entry |= {"df": up.features, "kind": up.kind, "notes": up.notes,
+                  "validation": anomaly.validate_features(up.features)}
     except DataError as exc:
-        st.session_state.anomaly_input["error"] = str(exc)
+        entry["error"] = str(exc)
+    keep_in_session("anomaly_input", entry)
+    release_memory()  # the parser's and the validator's temporaries
 
 
-def histogram(scores: np.ndarray, threshold: float) -> alt.LayerChart:
-    """Binned scores (binned here, so a million rows stay a few dozen bars) and the threshold.
+def score_once(df: pd.DataFrame, scorable: np.ndarray, detector: anomaly.Detector, key: tuple) -> dict:
+    """Scores of every row (NaN = unscorable) and the binned histogram, once per file and detector.
+
+    Scores do not change with the share or the policy: a slider move only re-thresholds them.
+    """
+    if st.session_state.get("anomaly_scores", {}).get("key") != key:
+        release_from_session("anomaly_scores")
+        bar = st.progress(0.0, text="Scoring…")
+        scores = anomaly.score_rows(  # what score() (the API's call) runs after validating
+            df, scorable, detector,
+            on_progress=lambda done: bar.progress(done, text=f"Scoring… {done:.0%} of the distinct feature rows"),
+        )
+        bar.empty()
+        counts, edges = np.histogram(scores[np.isfinite(scores)], bins=60)
+        keep_in_session("anomaly_scores", {"key": key, "scores": scores, "bins": (counts, edges), "cost": {}})
+        release_memory()  # the feature matrix and the forest's copy
+    return st.session_state.anomaly_scores
+
+
+def cost_of(scored: dict, df: pd.DataFrame, detector: anomaly.Detector, protect_buyers: bool) -> pd.DataFrame:
+    """What cleaning removes at every share and at the frozen threshold, once per policy.
+
+    Measured on the scorable rows only, as the caption says.
+    """
+    if protect_buyers not in scored["cost"]:
+        scores = scored["scores"]
+        ok = np.isfinite(scores)
+        rows = df[list(anomaly.COST_COLUMNS)]  # no copy of the other 13 columns
+        scored["cost"][protect_buyers] = anomaly.cleaning_cost(
+            rows if ok.all() else rows[ok], scores[ok], anomaly.DEFAULT_SHARES, detector.threshold_, protect_buyers)
+    return scored["cost"][protect_buyers]
+
+
+def histogram(binned: tuple[np.ndarray, np.ndarray], threshold: float) -> alt.LayerChart:
+    """Binned scores (binned once per file, so a million rows stay a few dozen bars) and the threshold.
 
     A linear count axis: bar areas are then proportional to users, so the flagged tail looks as
     small as it is (a log axis made ~5% of users look like ~40%).
     """
-    finite = scores[np.isfinite(scores)]
-    counts, edges = np.histogram(finite, bins=60)
+    counts, edges = binned
     bins = pd.DataFrame({"start": edges[:-1], "end": edges[1:], "users": counts})
     bins["side"] = np.where(bins["end"] > threshold, "at or above threshold", "below threshold")
     bars = (
@@ -112,6 +156,8 @@ if upload_id != st.session_state.get("last_upload_id"):  # a new file, or the fi
         load_input(uploaded.name, uploaded.getvalue(), upload_id)
     elif str(st.session_state.get("anomaly_input", {}).get("token", "")).startswith("upload:"):
         release_input()
+if uploaded is not None:
+    drop_upload_bytes(uploaded, "features_file")  # read once above: the decoded table is what the page uses
 if use_demo:
     demo_path = arts.verified_path(A.USER_FEATURES)
     if demo_path is None:
@@ -175,22 +221,15 @@ else:
     st.caption(f"Threshold {detector.threshold_:.4f}: the score of the top {pct(detector.share)} of the {detector.n_users_:,} training users.")
 
 score_key = (source["token"], detector.name, detector.threshold_, detector.fingerprint_)  # a rebuild rescores
-if st.session_state.get("anomaly_scores", (None,))[0] != score_key:  # scored once per file and detector
-    bar = st.progress(0.0, text="Scoring…")
-    scored = anomaly.score(  # the API's call; identical feature rows are scored once
-        df, detector=detector, protect_buyers=protect_buyers,
-        on_progress=lambda done: bar.progress(done, text=f"Scoring… {done:.0%} of the distinct feature rows"),
-    )
-    bar.empty()
-    st.session_state.anomaly_scores = (score_key, scored["anomaly_score"].to_numpy())
-scores = st.session_state.anomaly_scores[1]
+scored = score_once(df, validation.scorable, detector, score_key)
+scores = scored["scores"]
 # score()'s threshold and policy rule, without rescoring when the share or the policy moves
 flags = anomaly.flag_scores(scores, share, detector, df, protect_buyers=protect_buyers)
 threshold = float(flags["threshold"].iloc[0])
 
 # What cleaning would remove from this batch at every share and at the frozen threshold.
 scorable = np.isfinite(scores)
-cost = anomaly.cleaning_cost(df[scorable], scores[scorable], anomaly.DEFAULT_SHARES, detector.threshold_, protect_buyers)
+cost = cost_of(scored, df, detector, protect_buyers)
 point = cost.iloc[-1] if share is None else cost.iloc[int(np.argmin(np.abs(cost["share"].fillna(9) - share)))]
 (st.warning if point["txn_warning"] else st.info)(anomaly.cost_sentence(point), icon=":material/cleaning_services:")
 with st.expander("What cleaning removes at every share"):
@@ -210,7 +249,7 @@ c[2].metric("Flagged", count(n_flagged), help="Users with score ≥ threshold, a
 c[3].metric("% of scored users", pct(n_flagged / n_scored if n_scored else None),
             help="The flagged users as a share of the scored rows.")
 c[4].metric("Threshold", f"{threshold:.4f}", help="Frozen: fixed on the training users. Share: this batch's own quantile.")
-st.altair_chart(histogram(scores, threshold), width="stretch")
+st.altair_chart(histogram(scored["bins"], threshold), width="stretch")
 st.caption(
     f"{count(n_flagged)} users ({pct(n_flagged / n_scored if n_scored else None)} of the scored) are at or above "
     f"the dashed threshold and flagged (detector {detector.name}, policy: {anomaly.policy_label(protect_buyers)}). "
@@ -241,26 +280,24 @@ st.caption(
 )
 
 # --- 5. Downloads ----------------------------------------------------------------------------
-# Built only when a button is clicked (a callable `data`), so nothing is kept in the session.
+# Built only when a button is clicked, a slice of rows at a time, so no copy of the table is kept
+# in the session; the detector, policy, threshold and mode behind the flags go in every row.
 stem = source["name"].rsplit(".", 1)[0]
 mode_label = "frozen threshold" if share is None else f"top {round(100 * share)}% of this batch"
 tag = f"{detector.name}_{'keep-buyers' if protect_buyers else 'all-visitors'}_" + (
     "frozen" if share is None else f"share{round(100 * share)}") + f"_t{threshold:.4f}"
-
-
-def download_frame() -> pd.DataFrame:
-    """Every uploaded row with its score, flag and the detector, policy and threshold behind them."""
-    return anomaly.stamped(with_scores(df, flags), detector, protect_buyers, threshold).assign(mode=mode_label)
-
+constants = {**anomaly.provenance(detector, protect_buyers, threshold), "mode": mode_label}
+is_anomaly = flags["is_anomaly"].to_numpy()
 
 c = st.columns(2)
 c[0].download_button(
-    "Scored rows as CSV", lambda: csv_bytes(download_frame()), f"{stem}_scored_{tag}.csv", "text/csv",
-    key="dl_csv", on_click="ignore", icon=":material/download:",
+    "Scored rows as CSV", download_data(scored_csv_bytes, df, scores, is_anomaly, constants),
+    f"{stem}_scored_{tag}.csv", "text/csv", key="dl_csv", on_click="ignore", icon=":material/download:",
 )
 c[1].download_button(
-    "Scored rows as parquet", lambda: parquet_bytes(download_frame()), f"{stem}_scored_{tag}.parquet",
-    "application/octet-stream", key="dl_parquet", on_click="ignore", icon=":material/download:",
+    "Scored rows as parquet", download_data(scored_parquet_bytes, df, scores, is_anomaly, constants),
+    f"{stem}_scored_{tag}.parquet", "application/octet-stream", key="dl_parquet", on_click="ignore",
+    icon=":material/download:",
 )
 st.caption(
     "Both hold every uploaded row in the original order plus `anomaly_score` (empty when the row "

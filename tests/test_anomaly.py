@@ -626,22 +626,3 @@ def test_fit_sample_caps_users_and_keeps_their_order(train_features):
     pos = pd.Index(train_features["visitorid"]).get_indexer(sample["visitorid"])
     assert len(sample) == 500 and (pos >= 0).all() and (np.diff(pos) > 0).all()  # a subset, in order
     assert sample.equals(anomaly.fit_sample(train_features, cap=500, seed=3))  # fixed by the seed
-
-
-@pytest.mark.parametrize("protect_buyers", [False, True])
-def test_cleaning_cost_equals_flagging_every_user(train_features, protect_buyers):
-    rng = np.random.default_rng(5)
-    scores = rng.integers(0, 40, len(train_features)).astype(float)  # many ties
-    scores[rng.random(len(scores)) < 0.05] = np.nan  # unscorable users are never flagged
-    cost = anomaly.cleaning_cost(train_features, scores, anomaly.DEFAULT_SHARES, 30.0, protect_buyers)
-    buyer = train_features["transaction"].to_numpy() > 0
-    for _, row in cost.iterrows():
-        with np.errstate(invalid="ignore"):
-            flags = scores >= row["threshold"]
-        if protect_buyers:
-            flags &= ~buyer
-        assert row["users_removed"] == flags.sum()
-        assert row["events_removed"] == train_features["events"].to_numpy()[flags].sum()
-        assert row["transaction_removed"] == train_features["transaction"].to_numpy()[flags].sum()
-        assert row["buyers_removed"] == (flags & buyer).sum()
-    assert cost["point"].iloc[-1] == "frozen" and cost["threshold"].iloc[-1] == 30.0

@@ -262,6 +262,13 @@ def test_upload_slider_and_scored_csv_download(page, dashboard_url, browser_arti
     assert len(scored) == len(features)
     pd.testing.assert_frame_equal(scored[features.columns], features, check_dtype=False)
     assert int(scored["is_anomaly"].sum()) == n_flagged
+    assert set(scored["detector"]) == {"isolation_forest"} and set(scored["mode"]) == {f"top {after}% of this batch"}
+
+    # removing the file releases the table (and the served download) and the page starts over
+    page.locator('[data-testid="stFileChipDeleteBtn"]').first.click()
+    page.get_by_text("Upload a features file or use the demo features to begin.").wait_for()
+    settle(page)
+    assert_no_exception(page)
 
 
 def test_raw_events_upload_is_scored(page, dashboard_url, browser_artifact_dir, tmp_path):

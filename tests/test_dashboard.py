@@ -514,9 +514,13 @@ def test_demo_features_are_scored_with_the_frozen_operating_point(dashboard_buil
 def test_share_slider_flags_that_share_of_the_batch(dashboard_built):
     at = open_page("pages/anomaly.py")
     at.button(key="use_demo").click().run()
+    scores = at.session_state["anomaly_scores"]["scores"]
     at.radio(key="anomaly_mode").set_value("a share of this batch").run()
     at.slider(key="share_pct").set_value(10).run()
     no_exception(at)
+    # the share only re-thresholds: the scores and the cost of every share are not recomputed
+    assert at.session_state["anomaly_scores"]["scores"] is scores
+    assert list(at.session_state["anomaly_scores"]["cost"]) == [True]
     n = len(demo_features(dashboard_built))
     kept_buyers = int(at.metric[2].value.replace(",", ""))
     at.toggle(key="protect_buyers").set_value(False).run()
@@ -525,6 +529,7 @@ def test_share_slider_flags_that_share_of_the_batch(dashboard_built):
     assert kept_buyers <= flagged  # the policy only ever unflags
     at.slider(key="share_pct").set_value(1).run()
     assert int(at.metric[2].value.replace(",", "")) < flagged
+    assert sorted(at.session_state["anomaly_scores"]["cost"]) == [False, True]  # once per policy
 
 
 def test_uploaded_csv_with_bad_rows_lists_them_and_keeps_every_row(dashboard_built, downloads):
@@ -707,9 +712,11 @@ def test_removing_the_file_releases_the_table(dashboard_built):
     at = open_page("pages/anomaly.py")
     at = upload(at, "f.parquet", parquet_bytes(demo_features(dashboard_built).head(100)))
     assert "anomaly_input" in at.session_state and "anomaly_scores" in at.session_state
+    held = at.session_state["anomaly_input"], at.session_state["anomaly_scores"]
     at = at.file_uploader(key="features_file").set_value(None).run()
     no_exception(at)
     assert "anomaly_input" not in at.session_state and "anomaly_scores" not in at.session_state
+    assert held == ({}, {})  # emptied too: anything still holding them no longer holds the table
 
 
 @pytest.mark.parametrize("page", PAGES)

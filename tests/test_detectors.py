@@ -198,6 +198,32 @@ def test_default_shares_grid() -> None:
     assert (np.diff(cost["users_removed"]) >= 0).all()
 
 
+@pytest.mark.parametrize("protect_buyers", [False, True])
+def test_cleaning_cost_equals_flagging_every_user_at_every_threshold(protect_buyers: bool) -> None:
+    """The sorted cumulative sums give the counts of flagging each user against each threshold,
+    with tied scores, NaN scores (never flagged, still in the totals) and the frozen point."""
+    rng = np.random.default_rng(7)
+    n = 5_000
+    events = rng.integers(1, 50, n)
+    f = pd.DataFrame({"events": events, "view": events - 1, "addtocart": np.ones(n, int),
+                      "transaction": rng.integers(0, 2, n)})
+    s = np.round(rng.normal(size=n), 1)  # about 60 distinct values: many ties
+    s[rng.choice(n, 200, replace=False)] = np.nan
+    cost = cleaning_cost(f, s, frozen_threshold=0.3, protect_buyers=protect_buyers)
+    finite = s[np.isfinite(s)]
+    for _, row in cost.iterrows():
+        thr = 0.3 if row["point"] == "frozen" else np.quantile(finite, 1 - row["share"])
+        assert row["threshold"] == thr
+        flags = np.nan_to_num(s, nan=-np.inf) >= thr
+        if protect_buyers:
+            flags &= f["transaction"].to_numpy() == 0
+        assert row["users_removed"] == flags.sum()
+        for col in ("events", "view", "addtocart", "transaction"):
+            assert row[f"{col}_removed"] == f.loc[flags, col].sum()
+            assert row[f"{col}_removed_share"] == f.loc[flags, col].sum() / f[col].sum()
+        assert row["buyers_removed"] == (flags & (f["transaction"].to_numpy() > 0)).sum()
+
+
 def test_apply_policy() -> None:
     """The policy unflags buyers only when on, and never flags anyone new."""
     f, _ = _cost_example()

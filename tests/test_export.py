@@ -9,6 +9,7 @@ import io
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from core import export as E
@@ -83,6 +84,53 @@ def test_with_scores_keeps_all_rows_in_order():
     back = pd.read_csv(io.BytesIO(E.csv_bytes(out)), keep_default_na=False)
     assert back["is_anomaly"].astype(str).tolist() == ["False", "", "True"] or back["is_anomaly"].tolist() == [
         "false", "", "true"]
+
+
+def _scored_example() -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict[str, object]]:
+    """Seven rows: a text column empty in the first rows, a formula, an unscored row."""
+    feats = pd.DataFrame({"visitorid": [9, 3, 7, 1, 2, 5, 4], "events": [1, 2, 3, 4, 5, 6, 7],
+                          "note": [None, None, None, "=cmd", "ok", None, "x"]}, index=range(10, 17))
+    scores = np.array([0.2, np.nan, 0.9, 0.1, 0.5, 0.7, 0.3])
+    flags = scores > 0.6
+    constants = {"detector": "robust_z", "policy": "flag buyers too", "threshold": 0.6000000000000001,
+                 "mode": "top 30% of this batch"}
+    return feats, scores, flags, constants
+
+
+def test_scored_csv_streamed_in_slices_equals_the_whole_table():
+    feats, scores, flags, constants = _scored_example()
+    whole = E.with_scores(feats, pd.DataFrame({"anomaly_score": scores, "is_anomaly": flags})).assign(**constants)
+    streamed = E.csv_from_slices(E.scored_slices(feats, scores, flags, constants, rows=3), threads=2)
+    assert streamed == E.csv_bytes(whole) == E.scored_csv_bytes(feats, scores, flags, constants)
+    back = pd.read_csv(io.BytesIO(streamed), keep_default_na=False)
+    assert back["visitorid"].tolist() == [9, 3, 7, 1, 2, 5, 4]
+    assert back["note"].tolist() == ["", "", "", "'=cmd", "ok", "", "x"]
+    assert back["anomaly_score"].iloc[1] == "" and back["is_anomaly"].iloc[1] == ""
+    assert set(back["detector"]) == {"robust_z"} and set(back["threshold"]) == {0.6000000000000001}
+
+
+def test_scored_parquet_streamed_in_slices_keeps_types_and_provenance():
+    feats, scores, flags, constants = _scored_example()
+    data = E.parquet_from_slices(E.scored_slices(feats, scores, flags, constants, rows=3),
+                                 E.scored_schema(feats, constants), {"detector": "robust_z"})
+    back = pd.read_parquet(io.BytesIO(data))
+    whole = E.with_scores(feats, pd.DataFrame({"anomaly_score": scores, "is_anomaly": flags})).assign(**constants)
+    pd.testing.assert_frame_equal(back, pd.read_parquet(io.BytesIO(E.parquet_bytes(whole))))
+    assert back["note"].tolist()[3:5] == ["=cmd", "ok"]  # typed as text although the first slice is empty
+    assert back["is_anomaly"].isna().tolist() == [False, True, False, False, False, False, False]
+    assert pq.read_metadata(io.BytesIO(data)).metadata[b"detector"] == b"robust_z"
+    meta = pq.read_metadata(io.BytesIO(E.scored_parquet_bytes(feats, scores, flags, constants))).metadata
+    assert float(meta[b"threshold"]) == constants["threshold"] and meta[b"mode"] == b"top 30% of this batch"
+
+
+def test_scored_downloads_of_an_empty_table_have_the_header():
+    feats, scores, flags, constants = _scored_example()
+    empty = feats.iloc[:0]
+    header = pd.read_csv(io.BytesIO(E.scored_csv_bytes(empty, scores[:0], flags[:0], constants)))
+    assert len(header) == 0 and list(header.columns) == [
+        "visitorid", "events", "note", "anomaly_score", "is_anomaly", "detector", "policy", "threshold", "mode"]
+    back = pd.read_parquet(io.BytesIO(E.scored_parquet_bytes(empty, scores[:0], flags[:0], constants)))
+    assert len(back) == 0 and "detector" in back.columns
 
 
 # --------------------------------------------------------------------------- uploads

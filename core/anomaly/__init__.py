@@ -35,6 +35,7 @@ from core.anomaly.detector import (
 )
 from core.anomaly.features import user_features
 from core.anomaly.policy import (
+    COST_COLUMNS,
     DEFAULT_PROTECT_BUYERS,
     DEFAULT_SHARES,
     POLICY_NAME,
@@ -52,6 +53,7 @@ from core.anomaly.scoring import (
     flag_scores,
     provenance,
     score,
+    score_rows,
     score_table,
     stamped,
     threshold_for,
@@ -61,6 +63,7 @@ from core.schema import COUNT_FEATURES, USER_FEATURES
 
 __all__ = [
     "BEHAVIOUR_COLUMNS",
+    "COST_COLUMNS",
     "COUNT_FEATURES",
     "DEFAULT_AUDIT_SHARES",
     "DEFAULT_BUYER_MARGIN",
@@ -100,6 +103,7 @@ __all__ = [
     "provenance",
     "proxy_labels",
     "score",
+    "score_rows",
     "score_table",
     "stamped",
     "threshold_for",

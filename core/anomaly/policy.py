@@ -40,6 +40,8 @@ def apply_policy(flags: np.ndarray, features: pd.DataFrame, protect_buyers: bool
 
 
 _COST_COUNTS = ("events", "view", "addtocart", "transaction")
+# The feature columns cleaning_cost reads: a caller may pass only these.
+COST_COLUMNS: tuple[str, ...] = _COST_COUNTS
 
 
 def cleaning_cost(
@@ -50,33 +52,37 @@ def cleaning_cost(
     protect_buyers: bool = False,
 ) -> pd.DataFrame:
     """What cleaning removes at each share (threshold = (1 - s) quantile of these scores) and
-    at the frozen threshold: users, events, views, add-to-carts, transactions, buyers."""
+    at the frozen threshold: users, events, views, add-to-carts, transactions, buyers.
+
+    The users are sorted by score once and every count is a cumulative sum read at each
+    threshold: no (points x users) matrix, which at 1.4M users and 21 points took 0.5 s and
+    235 MB per column. Sums of whole numbers below 2**53 are exact, so the counts are the same.
+    """
     s = np.asarray(scores, np.float64)
     shares = np.asarray(shares, np.float64)
-    finite = s[np.isfinite(s)]
-    thr = np.quantile(finite, 1.0 - shares) if finite.size else np.full(shares.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(s))  # NaN scores are never flagged
+    order = finite[np.argsort(s[finite], kind="stable")[::-1]]  # highest score first
+    desc = s[order]
+    thr = np.quantile(desc, 1.0 - shares) if desc.size else np.full(shares.shape, np.nan)
     labels = [f"{x:.0%}" for x in shares]
     if frozen_threshold is not None:
         thr = np.append(thr, float(frozen_threshold))
         shares = np.append(shares, np.nan)
         labels.append("frozen")
+    # users flagged at each threshold: the scores >= it, a prefix of the descending order
+    n_flagged = desc.size - np.searchsorted(desc[::-1], thr, side="left")
+    n_flagged[np.isnan(thr)] = 0
     buyer = bought(features)
+    kept = ~buyer[order] if protect_buyers else np.ones(order.size, bool)  # the policy unflags buyers
     vals = {"users": np.ones(len(s)), "buyers": buyer.astype(np.float64)}
     vals.update({c: np.nan_to_num(pd.to_numeric(features[c], errors="coerce").to_numpy(np.float64))
                  for c in _COST_COUNTS})
-    # Users with score >= t are a suffix of the users sorted by score: each point's removed
-    # total is a suffix sum, whatever the number of points. NaN scores are never flagged.
-    scored = np.flatnonzero(np.isfinite(s))
-    order = scored[np.argsort(s[scored], kind="stable")]
-    first_flagged = np.searchsorted(s[order], np.nan_to_num(thr, nan=np.inf), side="left")
-    kept = ~buyer if protect_buyers else np.ones(len(s), bool)
     out: dict[str, Any] = {"point": labels, "share": shares, "threshold": thr,
                            "protect_buyers": protect_buyers}
     for name in ("users", *_COST_COUNTS, "buyers"):
         v = vals[name]
-        flaggable = np.where(kept, v, 0.0)[order]
-        suffix = np.append(np.cumsum(flaggable[::-1])[::-1], 0.0)
-        removed = np.where(np.isnan(thr), 0.0, suffix[first_flagged])
+        prefix = np.concatenate([[0.0], np.cumsum(np.where(kept, v[order], 0.0))])
+        removed = prefix[n_flagged]
         total = v.sum()
         out[f"{name}_removed"] = removed.astype(np.int64)
         out[f"{name}_removed_share"] = removed / total if total else np.nan

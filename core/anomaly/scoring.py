@@ -113,6 +113,27 @@ def stamped(frame: pd.DataFrame, detector: Detector, protect_buyers: bool,
     return out
 
 
+def score_rows(
+    df: pd.DataFrame,
+    scorable: np.ndarray,
+    detector: Detector,
+    on_progress: Callable[[float], None] | None = None,
+) -> np.ndarray:
+    """The score of every row of df (NaN where ``scorable``, from ``validate_features``, is False).
+
+    For a caller that has validated df already (the dashboard keeps the validation to show it):
+    ``score`` would validate again, which at 1.4M rows costs 0.3 s and 170 MB of temporaries.
+    """
+    scores = np.full(len(df), np.nan)
+    if scorable.any():
+        X = _scorable_matrix(df, scorable, detector.features)
+        scores[scorable] = _score_distinct(X, detector, on_progress)
+        del X
+    elif on_progress is not None:
+        on_progress(1.0)
+    return scores
+
+
 def _score_validated(
     df: pd.DataFrame,
     share: float | None,
@@ -124,14 +145,7 @@ def _score_validated(
     if share is not None:
         share = check_share(share)
     val = validate_features(df)
-    mask = val.scorable
-    scores = np.full(len(df), np.nan)
-    if mask.any():
-        X = _scorable_matrix(df, mask, detector.features)
-        scores[mask] = _score_distinct(X, detector, on_progress)
-        del X
-    elif on_progress is not None:
-        on_progress(1.0)
+    scores = score_rows(df, val.scorable, detector, on_progress)
     flagged = flag_scores(scores, share, detector, df, protect_buyers=protect_buyers)
     return flagged, val
 

@@ -1,0 +1,57 @@
+"""Giving freed memory back to the operating system, for the long-lived dashboard process.
+
+The dashboard holds one user's 1.4M-row table at a time on a 1 GB host. By default the allocators
+keep what a freed table used: glibc raises its mmap threshold to the size of the last freed
+block (up to 32 MB), so later blocks land on a heap that fragments and rarely shrinks, and
+pyarrow's mimalloc pool keeps its pages. Measured on a 1.4M-row upload scored and downloaded
+in one process: 770 MB still resident after everything was freed by default, 370 MB with both
+settings below (the process started at 270 MB).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import logging
+from functools import cache
+
+import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+M_MMAP_THRESHOLD = -3  # glibc mallopt parameter (malloc.h)
+# Blocks from 1 MiB up are mmapped and unmapped on free: a column of 1.4M values is 11 MB.
+# Setting it also switches off glibc's dynamic threshold, which would otherwise rise to 32 MB.
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+@cache
+def _glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc (mallopt and malloc_trim exist), else None (macOS, musl)."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt  # noqa: B018 - glibc only: the attribute lookup is the check
+        libc.malloc_trim  # noqa: B018
+    except (OSError, AttributeError, TypeError):
+        return None
+    return libc
+
+
+def use_returning_allocators() -> None:
+    """Arrow on the system allocator and glibc mmap for blocks of 1 MiB and more, so a freed
+    table's memory goes back to the OS (idempotent; blocks allocated earlier keep their pool)."""
+    if pa.default_memory_pool().backend_name != "system":
+        pa.set_memory_pool(pa.system_memory_pool())
+    libc = _glibc()
+    if libc is not None and not libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES):
+        log.warning("mallopt(M_MMAP_THRESHOLD) failed; freed memory may stay with the process")
+
+
+def release_memory() -> None:
+    """Collect garbage, then hand glibc's free heap pages back to the OS (malloc_trim)."""
+    gc.collect()
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
