@@ -221,13 +221,17 @@ def _build_into(out: Path, *, raw_dir: str | None, events_file: str | None, scal
         t2 = detect_and_clean(events, inputs.labels, seed, share, fp, detector=detector,
                               protect_buyers=protect_buyers, features=features)
         served_detector = write_task2(out, t2)
-        clean = t2["clean"]
+        clean = t2.pop("clean")  # the build's own reference only: freed after the cleaned run
         committed = _commit_sample(clean, seed)
+        sampled_clean = len(committed) < len(clean)
         data.write_events(committed, out / artifacts.CLEAN_EVENTS)
+        del committed
 
     with timer.stage("rare-label drop, raw and cleaned cases"):
         raw_cases = engine_pkg.prepared_cases(cands)
-        flagged = t2["scored"].loc[t2["scored"]["is_anomaly"], "visitorid"].to_numpy()
+        scored = t2.pop("scored")  # written already; only the flagged ids are needed from here on
+        flagged = scored.loc[scored["is_anomaly"], "visitorid"].to_numpy()
+        del scored
         # A visitor's cases depend only on that visitor's views: the cleaned events' candidates
         # are the raw ones without the flagged visitors' cases (ids renumbered).
         clean_cases = engine_pkg.prepared_cases(engine_pkg.without_visitors(cands, flagged))
@@ -247,7 +251,7 @@ def _build_into(out: Path, *, raw_dir: str | None, events_file: str | None, scal
 
         with timer.stage("task 1 on cleaned events"):
             clean_run = ranking.train_and_evaluate(clean, seed=seed, source="cleaned events", cases=clean_cases)
-            del clean_cases
+            del clean_cases, clean
 
         with timer.stage("task 1 with Markov candidates"):
             markov_run = ranking.train_and_evaluate(events, seed=seed, markov_top_n=MARKOV_TOP_N,
@@ -273,7 +277,7 @@ def _build_into(out: Path, *, raw_dir: str | None, events_file: str | None, scal
     with timer.stage("manifest"):
         (out / artifacts.RESULTS_MD).write_text(results_markdown(out))
         write_manifest(out, seed=seed, source=inputs.source, scale=scale, fingerprint=fp, events=events,
-                       load_report=inputs.load_report, sampled_clean=len(committed) < len(clean),
+                       load_report=inputs.load_report, sampled_clean=sampled_clean,
                        served={"ranking_model": served_ranker, "detector": served_detector})
     timer.note({"stage": "honest evaluation, on its own thread (from the cleaned run on)",
                 "seconds": evaluation_seconds})

@@ -86,11 +86,15 @@ def evaluate_split(
     flagged_train, flagged_test, det_info = fit_and_flag(spec, share, seed, labels)
     log.info("evaluation %s: detector %.1fs", spec.name, time.perf_counter() - t0)
     train_vis = spec.train["visitorid"].to_numpy()
-    clean_train = spec.train.loc[~np.isin(train_vis, flagged_train)]
+    # The cleaned training cases are sampled on their case ids alone, then the sampled rows are
+    # taken: the same rows as sampling a filtered copy, without copying ~400 MB of training rows.
+    kept = spec.train.loc[~np.isin(train_vis, flagged_train), ["case_id"]]
+    clean_sample = spec.train.loc[train_sample(kept, seed).index]
+    del kept
     models = {
         "raw": fit_learned(train_sample(spec.train, seed), seed,
                            source=f"{spec.name} split, raw training cases"),
-        "clean": fit_learned(train_sample(clean_train, seed), seed,
+        "clean": fit_learned(clean_sample, seed,
                              source=f"{spec.name} split, cleaned training cases"),
         "rule": ranking.fit_ranker("rule", spec.train),
     }

@@ -71,7 +71,7 @@ class Task1Result:
 
 
 def _with_markov(
-    train: pd.DataFrame,
+    pairs: pd.DataFrame,
     parts: Iterable[pd.DataFrame],
     test: pd.DataFrame,
     top_n: int,
@@ -79,14 +79,13 @@ def _with_markov(
     lookback: int,
     window_ms: int,
 ) -> tuple[list[pd.DataFrame], pd.DataFrame, MarkovModel]:
-    """Markov features: cross-fitted on `parts` of `train` (no own-label leak), the model of all
-    of `train` on `test`.
+    """Markov features: cross-fitted on `parts` of train (no own-label leak), the model of all
+    of train's transition `pairs` on `test`.
 
     Every fold model is fitted on all of train's transitions but the fold's visitors'; only the
     rows of `parts` get features. Rows of a part come back grouped by fold (each fold in case
     order); no consumer needs case order.
     """
-    pairs = transition_pairs(train)
     parts_aug = [cross_fit_markov(pairs, part, top_n, seed, lookback, window_ms) for part in parts]
     markov = fit_markov(pairs[["prev_cat", "y"]])
     return parts_aug, add_markov(test, markov, top_n, lookback, window_ms), markov
@@ -172,7 +171,11 @@ def train_and_evaluate(
         caps = [TRAIN_ROW_CAPS[r] for r in rankers if r in TRAIN_ROW_CAPS]
         if caps and len(fit_part) > max(caps):
             fit_part, presampled = cap_by_case(fit_part, max(caps), seed).reset_index(drop=True), True
-        (fit_part, val_part), test, markov = _with_markov(train, [fit_part, val_part], test, top_n,
+        pairs = transition_pairs(train)
+        if presampled:  # no refit can happen: free the whole training table before augmenting
+            del train
+            train = None
+        (fit_part, val_part), test, markov = _with_markov(pairs, [fit_part, val_part], test, top_n,
                                                           seed, lookback, window_ms)
         lap("markov")
     lap("split")
@@ -201,7 +204,7 @@ def train_and_evaluate(
         lap(f"{best_name}: kept (its row cap binds on the fit part)")
     else:
         if use_markov:  # the whole train's rows, cross-fitted as the parts were
-            train = cross_fit_markov(transition_pairs(train), train, top_n, seed, lookback, window_ms)
+            train = cross_fit_markov(pairs, train, top_n, seed, lookback, window_ms)
         best = fit_ranker(best_name, train, features, seed, markov, top_n, lookback, window_ms, source)
         results[best_name, "test"] = {"ranker": best_name, "split": "test", "fit_on": "train",
                                       **ranking_metrics(test, best.score(test))}
