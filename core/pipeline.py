@@ -237,49 +237,49 @@ def _build_into(out: Path, *, raw_dir: str | None, events_file: str | None, scal
         clean_cases = engine_pkg.prepared_cases(engine_pkg.without_visitors(cands, flagged))
         del cands
 
-    with timer.stage("task 1 on raw events"):
-        raw_run = ranking.train_and_evaluate(events, seed=seed, source="raw events", cases=raw_cases)
-
     # The same-population evaluation needs nothing from the Task 1 runs: it runs on a second
-    # thread beside the cleaned and Markov runs (all only read the events, features and cases;
+    # thread beside the raw and cleaned runs (all only read the events, features and cases;
     # numpy, pandas and scikit-learn release the GIL in their heavy loops), so the build uses
-    # both cores of a 2-core machine; every result is the same as one after the other. It starts
-    # after the raw run, whose split copies of the candidates are the build's largest.
+    # both cores of a 2-core machine; every result is the same as one after the other. The
+    # Markov run, the build's largest in memory, starts once the evaluation is done.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluation") as pool:
         evaluation = pool.submit(_timed, _honest_evaluation, events, inputs.labels, seed, share, out, features,
                                  raw_cases, t2["detectors"], t2["detector_scores"])
+
+        with timer.stage("task 1 on raw events"):
+            raw_run = ranking.train_and_evaluate(events, seed=seed, source="raw events", cases=raw_cases)
 
         with timer.stage("task 1 on cleaned events"):
             clean_run = ranking.train_and_evaluate(clean, seed=seed, source="cleaned events", cases=clean_cases)
             del clean_cases, clean
 
-        with timer.stage("task 1 with Markov candidates"):
-            markov_run = ranking.train_and_evaluate(events, seed=seed, markov_top_n=MARKOV_TOP_N,
-                                                    rankers=MARKOV_RANKERS,
-                                                    source=f"raw events + Markov top-{MARKOV_TOP_N} candidates",
-                                                    cases=raw_cases)
-
-        with timer.stage("write task 1 artifacts"):
-            served = choose_served(raw_run, markov_run)
-            served_ranker = write_task1(out, raw_run, clean_run, markov_run, served, t2["cleaning"])
-            raw_metrics = raw_run.metrics
-            del clean_run, markov_run, raw_run, served
-
-        with timer.stage("realism report"):
-            realism = demo.realism_report(events, inputs.category_tree, raw_metrics)
-            artifacts.write_json(realism, out / schema.REALISM_REPORT)
-            for line in realism_lines(realism):
-                log.info("realism: %s", line)
-
         with timer.stage("rest of the honest evaluation"):
             evaluation_seconds = evaluation.result()  # re-raises anything the evaluation raised
+
+    with timer.stage("task 1 with Markov candidates"):
+        markov_run = ranking.train_and_evaluate(events, seed=seed, markov_top_n=MARKOV_TOP_N,
+                                                rankers=MARKOV_RANKERS,
+                                                source=f"raw events + Markov top-{MARKOV_TOP_N} candidates",
+                                                cases=raw_cases)
+
+    with timer.stage("write task 1 artifacts"):
+        served = choose_served(raw_run, markov_run)
+        served_ranker = write_task1(out, raw_run, clean_run, markov_run, served, t2["cleaning"])
+        raw_metrics = raw_run.metrics
+        del clean_run, markov_run, raw_run, served
+
+    with timer.stage("realism report"):
+        realism = demo.realism_report(events, inputs.category_tree, raw_metrics)
+        artifacts.write_json(realism, out / schema.REALISM_REPORT)
+        for line in realism_lines(realism):
+            log.info("realism: %s", line)
 
     with timer.stage("manifest"):
         (out / artifacts.RESULTS_MD).write_text(results_markdown(out))
         write_manifest(out, seed=seed, source=inputs.source, scale=scale, fingerprint=fp, events=events,
                        load_report=inputs.load_report, sampled_clean=sampled_clean,
                        served={"ranking_model": served_ranker, "detector": served_detector})
-    timer.note({"stage": "honest evaluation, on its own thread (from the cleaned run on)",
+    timer.note({"stage": "honest evaluation, on its own thread (beside the raw and cleaned runs)",
                 "seconds": evaluation_seconds})
     log.info("build finished: %s", ", ".join(f"{t['stage']} {t['seconds']}s" for t in timer.timings))
     return {"timings": timer.timings, "peak_rss_mb": round(peak_rss_mb()), "cleaning": t2["cleaning"],

@@ -14,11 +14,11 @@ import pandas as pd
 from core import arrays
 from core.errors import DataError
 from core.ranking.candidates import build_candidates
-from core.ranking.cases import cap_by_case, case_table
+from core.ranking.cases import cap_by_case
 from core.ranking.markov import MarkovModel, add_markov, cross_fit_markov, fit_markov, transition_pairs
 from core.ranking.metrics import ranking_metrics
 from core.ranking.models import LEARNED_RANKERS, TRAIN_ROW_CAPS, RankingModel, cap_binds, fit_ranker
-from core.ranking.split import drop_rare_labels, split_by_visitor, visitor_split
+from core.ranking.split import drop_rare_labels, holdout_mask, visitor_split
 from core.schema import (
     CANDIDATE_FEATURES,
     DEFAULT_SEED,
@@ -146,21 +146,23 @@ def train_and_evaluate(
     if cands.empty:
         raise DataError("no ranking cases left after dropping rare labels")
     lap("drop_rare_labels")
-    train, test, leakage = split_by_visitor(cands, TEST_SIZE, seed)
+    # The parts are taken from cands by mask: the whole training table (~400 MB at RetailRocket
+    # scale) is only built for a refit, which happens when the row caps do not bind.
+    is_test, leakage = holdout_mask(cands, TEST_SIZE, seed)
     n_rows = int(len(cands))
-    sample, is_sample = _dataset_sample(cands, arrays.unique(test["visitorid"]), seed)
-    del cands  # train and test hold every row now
+    vis = cands["visitorid"].to_numpy()
+    test_v = arrays.unique(vis[is_test])
+    sample, is_sample = _dataset_sample(cands, test_v, seed)
+    test = cands.loc[is_test].reset_index(drop=True)
     features = CANDIDATE_FEATURES
     markov: MarkovModel | None = None
     top_n = markov_top_n if use_markov else 0
-    fit_v, val_v = visitor_split(case_table(train)["visitorid"].to_numpy(), TEST_SIZE, seed + 1)
-    in_val = np.isin(train["visitorid"].to_numpy(), val_v)
-    fit_part = train.loc[~in_val].reset_index(drop=True)
-    val_part = train.loc[in_val].reset_index(drop=True)
+    fit_v, val_v = visitor_split(vis[~is_test], TEST_SIZE, seed + 1)
+    in_val = np.isin(vis, val_v)  # validation visitors are training visitors, never test ones
+    fit_part = cands.loc[~is_test & ~in_val].reset_index(drop=True)
+    val_part = cands.loc[in_val].reset_index(drop=True)
     leakage["validation_visitors"] = int(len(val_v))
-    leakage["validation_disjoint_from_test"] = bool(
-        arrays.intersect(val_v, arrays.unique(test["visitorid"])).size == 0
-    )
+    leakage["validation_disjoint_from_test"] = bool(arrays.intersect(val_v, test_v).size == 0)
     presampled = False
     if use_markov:
         # Fit and validation rows get cross-fitted Markov features (folds by visitor: a case's own
@@ -171,18 +173,13 @@ def train_and_evaluate(
         caps = [TRAIN_ROW_CAPS[r] for r in rankers if r in TRAIN_ROW_CAPS]
         if caps and len(fit_part) > max(caps):
             fit_part, presampled = cap_by_case(fit_part, max(caps), seed).reset_index(drop=True), True
-        pairs = transition_pairs(train)
-        if presampled:  # no refit can happen: free the whole training table before augmenting
-            del train
-            train = None
+        pairs = transition_pairs(cands.loc[~is_test, ["case_id", "visitorid", "is_last", "categoryid", "y"]])
         (fit_part, val_part), test, markov = _with_markov(pairs, [fit_part, val_part], test, top_n,
                                                           seed, lookback, window_ms)
         lap("markov")
     lap("split")
     learned = [r for r in rankers if r in TRAIN_ROW_CAPS]
-    if presampled or (learned and all(cap_binds(r, len(fit_part)) for r in learned)):
-        del train  # no refit can happen (see below): free the whole training table now
-        train = None
+    refit_possible = not presampled and not (learned and all(cap_binds(r, len(fit_part)) for r in learned))
     results: dict[tuple[str, str], dict[str, Any]] = {}
     fitted: dict[str, RankingModel] = {}
     fit_on = "train minus validation visitors"
@@ -199,10 +196,11 @@ def train_and_evaluate(
     # The winner is refitted on the full train, unless its row cap already binds on the fit part:
     # a refit would then see as many rows, only others, for the cost of a fit and a scoring.
     # The others keep their fit-part models. The table says which is which.
-    if train is None or cap_binds(best_name, len(fit_part)):
+    if not refit_possible or cap_binds(best_name, len(fit_part)):
         best = fitted[best_name]
         lap(f"{best_name}: kept (its row cap binds on the fit part)")
     else:
+        train = cands.loc[~is_test].reset_index(drop=True)
         if use_markov:  # the whole train's rows, cross-fitted as the parts were
             train = cross_fit_markov(pairs, train, top_n, seed, lookback, window_ms)
         best = fit_ranker(best_name, train, features, seed, markov, top_n, lookback, window_ms, source)
