@@ -8,6 +8,7 @@ identical tables: same rows, same order, same case ids.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -107,7 +108,12 @@ def per_visitor_stages(events: pd.DataFrame, engine: str = "pandas", scheduler: 
                        n_workers: int = 2, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> tuple[pd.DataFrame, pd.DataFrame]:
     """User features and history candidates of in-memory events, each computed once on ``engine``."""
     if engine == "pandas":
-        return anomaly.user_features(events), ranking.build_candidates(events)
+        # Two independent stages on two threads (numpy and pandas release the GIL in their sorts
+        # and group sums): the same tables, in less time on two cores.
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="per-visitor") as pool:
+            features = pool.submit(anomaly.user_features, events)
+            cands = pool.submit(ranking.build_candidates, events)
+            return features.result(), cands.result()
     if engine != "dask":
         raise ValueError(f"unknown engine {engine!r}; expected one of {ENGINES}")
     from core.engine import dask_engine
