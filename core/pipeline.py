@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 from core import anomaly, artifacts, data, demo, ranking, schema
 from core import engine as engine_pkg
 from core.bench import StageTimer, peak_rss_mb
+from core.memory import release_memory
 from core.outputs import LIBRARIES, fresh_output, swap_in, write_manifest  # noqa: F401  (re-exported for callers)
 from core.results import METRIC_COLUMNS, markdown_table, results_markdown  # noqa: F401  (re-exported for callers)
 from core.schema import (
@@ -225,6 +226,8 @@ def _build_into(out: Path, *, raw_dir: str | None, events_file: str | None, scal
     with timer.stage(f"user features and history candidates ({engine} engine)"):
         features, cands = engine_pkg.per_visitor_stages(events, engine, scheduler, n_workers, memory_limit)
 
+    release_memory()  # what the two threads freed stays in their malloc arenas otherwise
+
     with timer.stage("detectors and cleaning"):
         t2 = detect_and_clean(events, inputs.labels, seed, share, fp, detector=detector,
                               protect_buyers=protect_buyers, features=features)
@@ -234,6 +237,8 @@ def _build_into(out: Path, *, raw_dir: str | None, events_file: str | None, scal
         sampled_clean = len(committed) < len(clean)
         data.write_events(committed, out / artifacts.CLEAN_EVENTS)
         del committed
+
+    release_memory()
 
     with timer.stage("rare-label drop, raw and cleaned cases"):
         raw_cases = engine_pkg.prepared_cases(cands)
@@ -257,6 +262,7 @@ def _build_into(out: Path, *, raw_dir: str | None, events_file: str | None, scal
         with timer.stage("task 1 on raw events"):
             raw_run = ranking.train_and_evaluate(events, seed=seed, source="raw events", cases=raw_cases)
 
+        release_memory()
         with timer.stage("task 1 on cleaned events"):
             clean_run = ranking.train_and_evaluate(clean, seed=seed, source="cleaned events", cases=clean_cases)
             del clean_cases, clean
@@ -264,6 +270,7 @@ def _build_into(out: Path, *, raw_dir: str | None, events_file: str | None, scal
         with timer.stage("rest of the honest evaluation"):
             evaluation_seconds = evaluation.result()  # re-raises anything the evaluation raised
 
+    release_memory()
     with timer.stage("task 1 with Markov candidates"):
         markov_run = ranking.train_and_evaluate(events, seed=seed, markov_top_n=MARKOV_TOP_N,
                                                 rankers=MARKOV_RANKERS,
