@@ -74,7 +74,7 @@ def markov_candidates(
     caption = f"all {spec.caption}; the same case ids for every candidate set"
     arms: dict[str, pd.DataFrame] = {"history": history_outcomes}
     rankers = {"history": f"{LEARNER} on the 7 spec features (the 'raw' ranker)"}
-    sample = train_sample(spec.train, seed)
+    sample = spec.train_rows(train_sample(spec.train, seed))
     feats = CANDIDATE_FEATURES + (MARKOV_FEATURE,)
     for n in top_ns:  # N = 5 (and 10)
         train_aug = ranking.cross_fit_markov(train_pairs, sample, n, seed)

@@ -89,10 +89,10 @@ def evaluate_split(
     # The cleaned training cases are sampled on their case ids alone, then the sampled rows are
     # taken: the same rows as sampling a filtered copy, without copying ~400 MB of training rows.
     kept = spec.train.loc[~np.isin(train_vis, flagged_train), ["case_id"]]
-    clean_sample = spec.train.loc[train_sample(kept, seed).index]
+    clean_sample = spec.train_rows(train_sample(kept, seed))
     del kept
     models = {
-        "raw": fit_learned(train_sample(spec.train, seed), seed,
+        "raw": fit_learned(spec.train_rows(train_sample(spec.train, seed)), seed,
                            source=f"{spec.name} split, raw training cases"),
         "clean": fit_learned(clean_sample, seed,
                              source=f"{spec.name} split, cleaned training cases"),

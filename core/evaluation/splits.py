@@ -17,6 +17,10 @@ from core.errors import DataError
 from core.schema import LOOKBACK, MIN_LABEL_COUNT, MS_PER_DAY, TEST_SIZE, WINDOW_MS
 
 TEST_DAYS = 14
+# What a split keeps of its training rows: enough for case ids, visitors and Markov transitions.
+# Whole rows of the (sampled) training cases come from the source table (SplitSpec.train_rows);
+# a copy of every training row would cost ~400 MB at RetailRocket scale.
+TRAIN_KEYS: list[str] = ["case_id", "visitorid", "is_last", "categoryid", "y"]
 
 
 def temporal_cutoff(timestamps: np.ndarray, test_days: int = TEST_DAYS) -> int:
@@ -53,12 +57,17 @@ class SplitSpec:
     """A train/test split of cases, plus the users the detector is fitted on and scores."""
 
     name: str
-    train: pd.DataFrame  # candidate rows of training cases
+    train: pd.DataFrame  # TRAIN_KEYS of the training cases' candidate rows, with the source's index
     test: pd.DataFrame  # candidate rows of test cases (raw: nobody removed)
     detector_train: pd.DataFrame  # user features the detector is fitted on
     detector_test: pd.DataFrame  # user features of the test visitors (scored, frozen threshold)
     caption: str  # plain language: who the test visitors are
     info: dict[str, Any]
+    source: pd.DataFrame | None = None  # every candidate row; train_rows takes whole rows from it
+
+    def train_rows(self, keys: pd.DataFrame) -> pd.DataFrame:
+        """Whole candidate rows of some training rows (a subset of ``train``, by index)."""
+        return keys if self.source is None else self.source.loc[keys.index]
 
 
 def prepared_cases(
@@ -87,7 +96,7 @@ def group_split_spec(cands: pd.DataFrame, features: pd.DataFrame, seed: int) -> 
     """Visitors split once (GroupShuffleSplit over ALL visitors); cases and users follow them."""
     train_v, test_v = ranking.visitor_split(features["visitorid"].to_numpy(), TEST_SIZE, seed)
     is_test = np.isin(cands["visitorid"].to_numpy(), test_v)
-    train, test = cands.loc[~is_test], cands.loc[is_test]
+    train, test = cands.loc[~is_test, TRAIN_KEYS], cands.loc[is_test]
     overlap = arrays.intersect(arrays.unique(train["visitorid"]), arrays.unique(test["visitorid"])).size
     if overlap or arrays.intersect(train_v, test_v).size:
         raise DataError(f"group split: train and test share {overlap} visitors")
@@ -109,6 +118,7 @@ def group_split_spec(cands: pd.DataFrame, features: pd.DataFrame, seed: int) -> 
         detector_test=features.loc[np.isin(uv, test_v)].reset_index(drop=True),
         caption=f"test visitors ({TEST_SIZE:.0%} of visitors, split by visitor)",
         info=info,
+        source=cands,
     )
 
 
@@ -125,7 +135,7 @@ def temporal_split_spec(
     ):
         raise DataError("temporal split: case view times disagree with ranking's case ids")
     is_test = view_ts[cid] >= cutoff
-    train, test = cands.loc[~is_test], cands.loc[is_test]
+    train, test = cands.loc[~is_test, TRAIN_KEYS], cands.loc[is_test]
     if train.empty or test.empty:
         raise DataError(f"temporal split: {len(train)} train and {len(test)} test candidate rows")
     test_vis = arrays.unique(test["visitorid"].to_numpy())
@@ -154,4 +164,5 @@ def temporal_split_spec(
         caption=f"visitors with a view in the last {test_days} days (from {date[:10]}), cases "
                 "whose labelled view falls in that window",
         info=info,
+        source=cands,
     )
