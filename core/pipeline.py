@@ -91,13 +91,10 @@ def detect_and_clean(
     """
     features = anomaly.user_features(events) if features is None else features
     fit_users = anomaly.fit_sample(features, anomaly.DETECTOR_FIT_CAP, seed)
-    # Every detector scores the distinct feature rows (~3 users per row at RetailRocket scale).
-    first, codes = anomaly.distinct_rows(features.loc[:, list(schema.USER_FEATURES)].to_numpy(np.float64))
-    distinct = features.iloc[first]
-
     def fit_and_score(name: str) -> tuple[anomaly.Detector, np.ndarray]:
+        """One detector fitted, and its scores of every user (each distinct row scored once)."""
         det = anomaly.fit_detector(fit_users, name, share=share, seed=seed, fingerprint=fingerprint)
-        return det, det.score_samples(distinct)[codes]
+        return det, det.score_samples(features)
 
     # The detectors are independent: two at a time on two threads (each fit is seeded; the
     # results do not depend on the order).
