@@ -229,6 +229,7 @@ DISPLAY_NAMES: dict[str, str] = {
 
 def display(frame: pd.DataFrame) -> pd.DataFrame:
     """A stored table with readable column names (underscores become spaces)."""
+
     def name(col: Any) -> str:
         col = str(col)
         if col in DISPLAY_NAMES:
@@ -287,7 +288,8 @@ def drop_upload_bytes(uploaded: Any, key: str) -> None:
         return
     try:
         ctx.uploaded_file_mgr.add_file(  # the memory manager's own method, as the upload route calls it
-            ctx.session_id, UploadedFileRec(uploaded.file_id, uploaded.name, uploaded.type, b""))
+            ctx.session_id, UploadedFileRec(uploaded.file_id, uploaded.name, uploaded.type, b"")
+        )
     except Exception:  # another uploaded-file manager: its bytes stay until the file is removed
         pass
     for value in (uploaded, st.session_state.get(key)):

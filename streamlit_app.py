@@ -43,8 +43,11 @@ with st.sidebar:
         f"- **Detector:** {'loaded' if info['detector_loaded'] else 'not loaded'}\n"
         f"- **Built:** {built_date(info['built_at'])}\n"
         f"- **Data:** {data.get('source', '–')}\n"
-        + (f"- **Events:** {events:,}" + (f" ({data['scale']} scale)" if data.get("scale") else "") + "\n"
-           if isinstance(events, int) else "")
+        + (
+            f"- **Events:** {events:,}" + (f" ({data['scale']} scale)" if data.get("scale") else "") + "\n"
+            if isinstance(events, int)
+            else ""
+        )
         + f"- **Seed:** {info['seed'] if info['seed'] is not None else '–'}"
     )
     if info["problems"]:

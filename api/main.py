@@ -37,7 +37,8 @@ def create_app(artifact_dir: str | Path | None = None, limits: settings.Settings
     app.state.artifact_dir = artifact_dir
     app.state.artifacts = None
     app.state.scorer = Scorer(limits.scoring_threads)
-    middleware.install(app, body_timeout=limits.body_timeout_s,
-                       max_pending=max(limits.max_pending, limits.scoring_threads))
+    middleware.install(
+        app, body_timeout=limits.body_timeout_s, max_pending=max(limits.max_pending, limits.scoring_threads)
+    )
     app.include_router(router)
     return app

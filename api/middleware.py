@@ -51,12 +51,13 @@ async def send_json(send: Any, status: int, detail: str, headers: dict[str, str]
     """Send a complete JSON error response (and close the connection)."""
     body = json.dumps({"detail": detail}).encode()
     extra = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [(b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()), *extra],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -77,8 +78,12 @@ class RequestGuard:
         chunked = any(k == b"transfer-encoding" for k, _ in headers)
         if (lengths and chunked) or len(lengths) > 1:
             # Two framings a proxy and this server could read differently: request smuggling.
-            await send_json(send, 400, "Ambiguous request framing (Content-Length with "
-                            "Transfer-Encoding, or repeated Content-Length).", {"Connection": "close"})
+            await send_json(
+                send,
+                400,
+                "Ambiguous request framing (Content-Length with Transfer-Encoding, or repeated Content-Length).",
+                {"Connection": "close"},
+            )
             return
         if lengths:
             try:
@@ -138,8 +143,12 @@ class ScoringGate:
             await self.app(scope, receive, send)
             return
         if self.pending >= self.max_pending:
-            await send_json(send, 503, "The server is busy scoring other requests; retry shortly.",
-                            {"Retry-After": str(RETRY_AFTER_S)})
+            await send_json(
+                send,
+                503,
+                "The server is busy scoring other requests; retry shortly.",
+                {"Retry-After": str(RETRY_AFTER_S)},
+            )
             return
         self.pending += 1
         try:
@@ -160,9 +169,16 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         if key in seen:
             # Starlette annotates detail as str, but passes it through to the JSON body as is (FastAPI's
             # handler and its own subclass take any JSON value): a list like a 422 of FastAPI's.
-            raise HTTPException(status_code=422, detail=[{  # type: ignore[arg-type]
-                "loc": ["body"], "msg": f"duplicate key {key[:50]!r} in a JSON object",
-                "type": "duplicate_key"}])
+            raise HTTPException(
+                status_code=422,
+                detail=[
+                    {  # type: ignore[arg-type]
+                        "loc": ["body"],
+                        "msg": f"duplicate key {key[:50]!r} in a JSON object",
+                        "type": "duplicate_key",
+                    }
+                ],
+            )
         seen.add(key)
     return dict(pairs)
 
@@ -223,13 +239,12 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     """500 as JSON, the error logged with its traceback."""
     # Last resort, so a client still gets JSON; the fuzz tests show no body gets here.
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return JSONResponse(
-        status_code=500, content={"detail": f"Internal error ({type(exc).__name__})."}
-    )
+    return JSONResponse(status_code=500, content={"detail": f"Internal error ({type(exc).__name__})."})
 
 
-def install(app: FastAPI, max_body_bytes: int = MAX_BODY_BYTES, body_timeout: float = BODY_TIMEOUT_S,
-            max_pending: int = 8) -> None:
+def install(
+    app: FastAPI, max_body_bytes: int = MAX_BODY_BYTES, body_timeout: float = BODY_TIMEOUT_S, max_pending: int = 8
+) -> None:
     """Install the request guards and the error handlers on ``app``."""
     app.add_middleware(ScoringGate, max_pending=max_pending)
     app.add_middleware(RequestGuard, max_bytes=max_body_bytes, body_timeout=body_timeout)  # outermost

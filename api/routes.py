@@ -127,8 +127,11 @@ def refuse_invalid_rows(features: pd.DataFrame) -> None:
     bad = val.row_problems[~val.row_problems["row"].isin(np.flatnonzero(val.scorable))]
     n_bad = len(features) - val.n_scorable
     errors = [
-        {"loc": ("body", "users", int(r), str(c)), "msg": f"{p} ({n_bad} user(s) break a feature rule)",
-         "type": "feature_rule"}
+        {
+            "loc": ("body", "users", int(r), str(c)),
+            "msg": f"{p} ({n_bad} user(s) break a feature rule)",
+            "type": "feature_rule",
+        }
         for r, c, p in bad[["row", "column", "problem"]].head(MAX_RULE_ERRORS).itertuples(index=False)
     ]
     raise RequestValidationError(errors)
@@ -152,8 +155,7 @@ def _score_anomaly(arts: Artifacts, body: AnomalyRequest) -> JSONResponse:
     """The scores of one request, rendered to JSON (runs on a scoring thread)."""
     if arts.detector is None:
         raise ArtifactError(
-            "The anomaly detector artifact is not available, so users cannot be scored. "
-            + " ".join(arts.problems)
+            "The anomaly detector artifact is not available, so users cannot be scored. " + " ".join(arts.problems)
         )
     detector = arts.detector if body.detector is None else arts.detectors.get(body.detector)
     if detector is None:
@@ -165,16 +167,13 @@ def _score_anomaly(arts: Artifacts, body: AnomalyRequest) -> JSONResponse:
     columns = ("visitorid", *USER_FEATURES)
     features = pd.DataFrame({c: [getattr(u, c) for u in body.users] for c in columns})
     refuse_invalid_rows(features)
-    scored = anomaly.score(features, share=body.share, detector=detector,
-                           protect_buyers=body.protect_buyers)
+    scored = anomaly.score(features, share=body.share, detector=detector, protect_buyers=body.protect_buyers)
     scores = scored["anomaly_score"].to_numpy(dtype=np.float64)
     flags = scored["is_anomaly"].to_numpy(dtype=bool)
     finite = np.isfinite(scores)
     users = [
         {"visitorid": v, "anomaly_score": s if ok else None, "is_anomaly": f}
-        for v, s, ok, f in zip(
-            features["visitorid"].tolist(), scores.tolist(), finite.tolist(), flags.tolist()
-        )
+        for v, s, ok, f in zip(features["visitorid"].tolist(), scores.tolist(), finite.tolist(), flags.tolist())
     ]
     threshold = float(scored["threshold"].iloc[0]) if len(scored) else math.nan
     content = {

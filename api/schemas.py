@@ -39,9 +39,7 @@ def _integral_float_to_int(value: Any) -> Any:
 # real type aliases (not built by a helper) so a type checker accepts them as annotations.
 Count: TypeAlias = Annotated[int, Field(ge=0, le=MAX_COUNT), BeforeValidator(_integral_float_to_int)]
 Id: TypeAlias = Annotated[int, Field(ge=0, le=MAX_ID), BeforeValidator(_integral_float_to_int)]
-Timestamp: TypeAlias = Annotated[
-    int, Field(ge=0, le=MAX_TIMESTAMP_MS), BeforeValidator(_integral_float_to_int)
-]
+Timestamp: TypeAlias = Annotated[int, Field(ge=0, le=MAX_TIMESTAMP_MS), BeforeValidator(_integral_float_to_int)]
 TopK: TypeAlias = Annotated[int, Field(ge=1, le=MAX_TOP_K), BeforeValidator(_integral_float_to_int)]
 
 
@@ -89,9 +87,7 @@ class RankedCategory(BaseModel):
 
 class RankResponse(BaseModel):
     ranker: str = Field(description="Name of the ranker used (the model, or the rule).")
-    fallback_reason: str | None = Field(
-        default=None, description="Why the rule ranking was used instead of the model."
-    )
+    fallback_reason: str | None = Field(default=None, description="Why the rule ranking was used instead of the model.")
     ranking: list[RankedCategory]
     n_history_views: int = Field(description="Views that entered the history (24 h, last 100).")
 
@@ -149,8 +145,7 @@ class AnomalyRequest(BaseModel):
     )
     detector: DetectorName | None = Field(
         default=None,
-        description="Which built detector scores the users; omit for the build's default. An "
-        "unknown name is a 422.",
+        description="Which built detector scores the users; omit for the build's default. An unknown name is a 422.",
     )
     protect_buyers: bool = Field(
         default=True,
@@ -226,9 +221,7 @@ RANK_EXAMPLES = {
     "demo_visitor": _example("rank_request.json", "A real demo visitor's recent views", _INLINE_RANK),
 }
 ANOMALY_EXAMPLES = {
-    "frozen": _example(
-        "anomaly_request.json", "Demo users, frozen threshold", {"users": [_INLINE_USER]}
-    ),
+    "frozen": _example("anomaly_request.json", "Demo users, frozen threshold", {"users": [_INLINE_USER]}),
     "batch_share": _example(
         "anomaly_batch_share_request.json",
         "Demo users, flag 10% of this batch",
@@ -245,6 +238,8 @@ NO_DETECTOR_RESPONSE: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorResponse, "description": "No trusted detector artifact, or the server is busy."},
 }
 BUSY_RESPONSE: dict[int | str, dict[str, Any]] = {
-    503: {"model": ErrorResponse,
-          "description": "Too many scoring requests at once; retry after the Retry-After seconds."},
+    503: {
+        "model": ErrorResponse,
+        "description": "Too many scoring requests at once; retry after the Retry-After seconds.",
+    },
 }

@@ -22,10 +22,14 @@ MAX_HEADER_BYTES = 16 * 1024
 
 # The uvicorn options of the documented run command (tests and benchmarks start it the same way).
 SERVER_ARGS: tuple[str, ...] = (
-    "--http", "api.server:GuardedH11Protocol",
-    "--timeout-keep-alive", str(KEEP_ALIVE_S),
-    "--limit-concurrency", str(LIMIT_CONCURRENCY),
-    "--h11-max-incomplete-event-size", str(MAX_HEADER_BYTES),
+    "--http",
+    "api.server:GuardedH11Protocol",
+    "--timeout-keep-alive",
+    str(KEEP_ALIVE_S),
+    "--limit-concurrency",
+    str(LIMIT_CONCURRENCY),
+    "--h11-max-incomplete-event-size",
+    str(MAX_HEADER_BYTES),
 )
 
 

@@ -118,8 +118,13 @@ def main(argv: list[str] | None = None) -> int:
         return lambda: anomaly.score(pd.DataFrame(body["users"]), detector=arts.detector)
 
     rows = [
-        ("POST /rank", "100 views", "/rank", rank_body,
-         lambda: ranking.rank(rank_body["views"], model=arts.ranking_model, top_k=3)),
+        (
+            "POST /rank",
+            "100 views",
+            "/rank",
+            rank_body,
+            lambda: ranking.rank(rank_body["views"], model=arts.ranking_model, top_k=3),
+        ),
         ("POST /anomaly", "1 user", "/anomaly", one, core_anomaly(one)),
         ("POST /anomaly", "1,000 users", "/anomaly", thousand, core_anomaly(thousand)),
     ]
@@ -133,21 +138,29 @@ def main(argv: list[str] | None = None) -> int:
             core = timings_ms(direct, min(args.n, 300))
             results.append((name, payload, size_kb, http, core))
 
-    print(f"uvicorn app:app, 1 worker, 127.0.0.1; {args.n} sequential keep-alive requests per row "
-          f"after {WARMUP} warm-up; ranker {health['ranking_model']!r}; artifacts {arts.path}")
-    header = (f"{'endpoint':<15}{'payload':<13}{'body KB':>8}{'p50 ms':>9}{'p90 ms':>9}"
-              f"{'p99 ms':>9}{'max ms':>9}{'core p50':>10}{'core p99':>10}")
+    print(
+        f"uvicorn app:app, 1 worker, 127.0.0.1; {args.n} sequential keep-alive requests per row "
+        f"after {WARMUP} warm-up; ranker {health['ranking_model']!r}; artifacts {arts.path}"
+    )
+    header = (
+        f"{'endpoint':<15}{'payload':<13}{'body KB':>8}{'p50 ms':>9}{'p90 ms':>9}"
+        f"{'p99 ms':>9}{'max ms':>9}{'core p50':>10}{'core p99':>10}"
+    )
     print(header)
     print("-" * len(header))
     for name, payload, size_kb, http, core in results:
         p50, p90, p99 = np.percentile(http, [50, 90, 99])
         c50, c99 = np.percentile(core, [50, 99])
-        print(f"{name:<15}{payload:<13}{size_kb:>8.1f}{p50:>9.2f}{p90:>9.2f}{p99:>9.2f}"
-              f"{http.max():>9.2f}{c50:>10.2f}{c99:>10.2f}")
+        print(
+            f"{name:<15}{payload:<13}{size_kb:>8.1f}{p50:>9.2f}{p90:>9.2f}{p99:>9.2f}"
+            f"{http.max():>9.2f}{c50:>10.2f}{c99:>10.2f}"
+        )
     rank_p99 = float(np.percentile(results[0][3], 99))
     verdict = "meets" if rank_p99 <= RANK_P99_TARGET_MS else "MISSES"
-    print(f"/rank p99 {rank_p99:.2f} ms {verdict} the {RANK_P99_TARGET_MS:.0f} ms target "
-          "(core p50/p99 = core.ranking.rank in-process, no HTTP).")
+    print(
+        f"/rank p99 {rank_p99:.2f} ms {verdict} the {RANK_P99_TARGET_MS:.0f} ms target "
+        "(core p50/p99 = core.ranking.rank in-process, no HTTP)."
+    )
     if args.profile or rank_p99 > RANK_P99_TARGET_MS:
         print("\ncProfile of core.ranking.rank on the 100-view payload (200 calls):")
         print(profile_rank(rank_body, arts.ranking_model))

@@ -141,9 +141,25 @@ def main() -> None:
     print(f"file: {path.name}, {path.stat().st_size / MB:.1f} MB")
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"],
-        cwd=ROOT, stdout=open(folder / "streamlit.log", "w"), stderr=subprocess.STDOUT, env=dict(os.environ),
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "streamlit_app.py",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=ROOT,
+        stdout=open(folder / "streamlit.log", "w"),
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ),
     )
     url = f"http://127.0.0.1:{port}"
     sampler = RssSampler(server.pid)
@@ -156,7 +172,9 @@ def main() -> None:
                 time.sleep(0.5)
         sampler.start()
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+            browser = pw.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
+            )
             pg = browser.new_context(viewport={"width": 1400, "height": 1800}, accept_downloads=True).new_page()
             pg.set_default_timeout(300_000)
             pg.goto(f"{url}/anomaly")
@@ -169,11 +187,16 @@ def main() -> None:
             pg.get_by_role("button", name="Scored rows as parquet").wait_for()
             settle(pg)
             print(f"time to results and downloads ready: {time.perf_counter() - t0:.1f} s")
-            print(f"server RSS after scoring: {sampler.now() / MB:.0f} MB (upload and scoring peak {sampler.step() / MB:.0f} MB)")
+            print(
+                f"server RSS after scoring: {sampler.now() / MB:.0f} MB (upload and scoring peak {sampler.step() / MB:.0f} MB)"
+            )
             pg.get_by_text("a share of this batch").click()
             print(f"switch to share mode: {settle(pg):.2f} s")
-            flagged = pg.locator('[data-testid="stMetric"]').filter(has_text="Flagged").locator(
-                '[data-testid="stMetricValue"]')
+            flagged = (
+                pg.locator('[data-testid="stMetric"]')
+                .filter(has_text="Flagged")
+                .locator('[data-testid="stMetricValue"]')
+            )
             for i in range(5):
                 thumb = pg.locator('[data-testid="stSlider"] input[type="range"]').first
                 thumb.focus()
@@ -188,7 +211,9 @@ def main() -> None:
                     " if (app.dataset.testScriptState === 'running') window.__ran = true;"
                     " const e = [...document.querySelectorAll('[data-testid=stMetric]')].find(m => "
                     "m.innerText.includes('Flagged')); return (e && !e.innerText.includes(b))"
-                    " || (window.__ran && app.dataset.testScriptState === 'notRunning'); }", arg=before)
+                    " || (window.__ran && app.dataset.testScriptState === 'notRunning'); }",
+                    arg=before,
+                )
                 latency = time.perf_counter() - t1
                 settle(pg)
                 print(f"slider move {i + 1}: {latency:.2f} s to the new flag count ({flagged.inner_text()})")
@@ -199,8 +224,10 @@ def main() -> None:
                     pg.get_by_role("button", name=label).click()
                 saved = folder / info.value.suggested_filename
                 info.value.save_as(saved)
-                print(f"download {label!r}: {time.perf_counter() - t1:.1f} s, {saved.stat().st_size / MB:.0f} MB, "
-                      f"server RSS {sampler.now() / MB:.0f} MB (peak {sampler.step() / MB:.0f} MB)")
+                print(
+                    f"download {label!r}: {time.perf_counter() - t1:.1f} s, {saved.stat().st_size / MB:.0f} MB, "
+                    f"server RSS {sampler.now() / MB:.0f} MB (peak {sampler.step() / MB:.0f} MB)"
+                )
                 saved.unlink()
             assert pg.locator('[data-testid="stException"]').count() == 0
             print(f"server peak RSS, whole session: {sampler.peak / MB:.0f} MB")
@@ -212,8 +239,10 @@ def main() -> None:
             pg.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(other))
             pg.get_by_text(other.name, exact=True).wait_for()
             settle_fully(pg)
-            print(f"file replaced: results in {time.perf_counter() - t1:.1f} s, server RSS {sampler.now() / MB:.0f} MB "
-                  f"(peak {sampler.step() / MB:.0f} MB)")
+            print(
+                f"file replaced: results in {time.perf_counter() - t1:.1f} s, server RSS {sampler.now() / MB:.0f} MB "
+                f"(peak {sampler.step() / MB:.0f} MB)"
+            )
             pg.locator('[data-testid="stFileChipDeleteBtn"]').first.click()
             pg.get_by_text("Upload a features file or use the demo features to begin.").wait_for()
             settle_fully(pg)
@@ -222,13 +251,17 @@ def main() -> None:
             pg.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(path))
             pg.get_by_role("button", name="Scored rows as parquet").wait_for()
             settle_fully(pg)
-            print(f"uploaded again, then the browser closes with the file in place: server RSS {sampler.now() / MB:.0f} MB")
+            print(
+                f"uploaded again, then the browser closes with the file in place: server RSS {sampler.now() / MB:.0f} MB"
+            )
             assert pg.locator('[data-testid="stException"]').count() == 0
             browser.close()
         closed = time.perf_counter()
         while (waited := time.perf_counter() - closed) < args.after_close:
             time.sleep(min(15.0, args.after_close - waited))
-            print(f"server RSS {time.perf_counter() - closed:.0f} s after the browser closed: {sampler.now() / MB:.0f} MB")
+            print(
+                f"server RSS {time.perf_counter() - closed:.0f} s after the browser closed: {sampler.now() / MB:.0f} MB"
+            )
         print(f"server peak RSS, whole run: {sampler.peak / MB:.0f} MB")
     finally:
         sampler.stop = True

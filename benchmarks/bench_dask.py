@@ -54,9 +54,16 @@ def run_dask(folder: Path, out: Path, workers: int, memory_limit: str) -> list[d
             n = dask_engine.run_files(stage, engine.parquet_files(folder), out / f"{stage}_dask")
             seconds = time.perf_counter() - start
             peaks = client.run(_worker_peak_mb)
-        rows.append({"engine": "dask", "stage": stage, "seconds": round(seconds, 1), "rows": n,
-                     "worker_peak_rss_mb": [round(v) for v in peaks.values()],
-                     "driver_peak_rss_mb": round(peak_rss_mb())})
+        rows.append(
+            {
+                "engine": "dask",
+                "stage": stage,
+                "seconds": round(seconds, 1),
+                "rows": n,
+                "worker_peak_rss_mb": [round(v) for v in peaks.values()],
+                "driver_peak_rss_mb": round(peak_rss_mb()),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -66,15 +73,26 @@ def run_pandas(folder: Path, out: Path) -> list[dict]:
     rows = []
     for stage in engine.STAGES:
         start = time.perf_counter()
-        run = subprocess.run([sys.executable, "-m", "core", stage, str(folder), str(out / f"{stage}_pandas.parquet")],
-                             cwd=ROOT, capture_output=True, text=True)
+        run = subprocess.run(
+            [sys.executable, "-m", "core", stage, str(folder), str(out / f"{stage}_pandas.parquet")],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
         seconds = time.perf_counter() - start
         if run.returncode != 0:
             rows.append({"engine": "pandas", "stage": stage, "failed": run.stderr[-500:]})
         else:
             result = json.loads(run.stdout.strip().splitlines()[-1])
-            rows.append({"engine": "pandas", "stage": stage, "seconds": round(seconds, 1), "rows": result["rows"],
-                         "peak_rss_mb": result["peak_rss_mb"]})
+            rows.append(
+                {
+                    "engine": "pandas",
+                    "stage": stage,
+                    "seconds": round(seconds, 1),
+                    "rows": result["rows"],
+                    "peak_rss_mb": result["peak_rss_mb"],
+                }
+            )
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -93,8 +111,9 @@ def main() -> None:
     if not folder.exists():
         start = time.perf_counter()
         n = make_folder(folder, args.copies)
-        print(json.dumps({"made": str(folder), "events": n, "seconds": round(time.perf_counter() - start, 1)}),
-              flush=True)
+        print(
+            json.dumps({"made": str(folder), "events": n, "seconds": round(time.perf_counter() - start, 1)}), flush=True
+        )
     out.mkdir(parents=True, exist_ok=True)
     run_dask(folder, out, args.workers, args.memory_limit)
     if not args.skip_pandas:

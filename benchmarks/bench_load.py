@@ -99,8 +99,10 @@ def main() -> None:
     with running_server() as url:
         port = int(url.rsplit(":", 1)[1])
         print(f"{CLIENTS} clients, {args.duration:g} s per scenario, server on {url}")
-        header = f"{'scenario':<24} {'requests':>8} {'errors':>6} {'503s':>6} {'p50 ms':>8} {'p99 ms':>8} " \
-                 f"{'RSS before':>10} {'RSS after':>10} {'/health s':>9}"
+        header = (
+            f"{'scenario':<24} {'requests':>8} {'errors':>6} {'503s':>6} {'p50 ms':>8} {'p99 ms':>8} "
+            f"{'RSS before':>10} {'RSS after':>10} {'/health s':>9}"
+        )
         print(header)
         for path, body in payloads.items():
             before = server_rss_mb(port)
@@ -109,8 +111,10 @@ def main() -> None:
             lat = np.array(out["latency"]) * 1000
             p50, p99 = (np.percentile(lat, 50), np.percentile(lat, 99)) if len(lat) else (np.nan, np.nan)
             total = len(lat) + out["busy"] + len(out["errors"])
-            print(f"{path:<24} {total:>8} {len(out['errors']):>6} {out['busy']:>6} {p50:>8.1f} {p99:>8.1f} "
-                  f"{before:>8.0f}MB {after:>8.0f}MB {out['health_after_s']:>9.3f}")
+            print(
+                f"{path:<24} {total:>8} {len(out['errors']):>6} {out['busy']:>6} {p50:>8.1f} {p99:>8.1f} "
+                f"{before:>8.0f}MB {after:>8.0f}MB {out['health_after_s']:>9.3f}"
+            )
             if out["errors"]:
                 print(f"  errors: {sorted(set(out['errors']))}")
 

@@ -48,7 +48,9 @@ def make_file(rows: int, path: Path, seed: int = 42) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_400_000)
-    parser.add_argument("--artifacts", type=Path, default=None, help="default: $RECSYS_ARTIFACT_DIR or recsys_artifacts/")
+    parser.add_argument(
+        "--artifacts", type=Path, default=None, help="default: $RECSYS_ARTIFACT_DIR or recsys_artifacts/"
+    )
     parser.add_argument("--file", type=Path, default=ROOT / "build-output" / "bench_features_1.4M.parquet")
     parser.add_argument("--every-row", action="store_true", help="score every row (no de-duplication), for comparison")
     parser.add_argument("--make-only", action="store_true", help=argparse.SUPPRESS)
@@ -59,8 +61,9 @@ def main() -> None:
         return
     if not args.file.exists() or len(pd.read_parquet(args.file, columns=["visitorid"])) != args.rows:
         args.file.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, __file__, "--make-only", "--rows", str(args.rows), "--file", str(args.file)],
-                       check=True)
+        subprocess.run(
+            [sys.executable, __file__, "--make-only", "--rows", str(args.rows), "--file", str(args.file)], check=True
+        )
 
     arts = A.load_artifacts(args.artifacts)
     detector = A.require(arts.detector, "anomaly detector")
@@ -72,7 +75,9 @@ def main() -> None:
         df = export.read_table_upload(args.file.name, data)
     with timer.stage("validate"):
         validation = anomaly.validate_features(df)
-    score_stage = "score every row" if args.every_row else f"score distinct rows (chunks of {anomaly.SCORE_CHUNK_ROWS:,})"
+    score_stage = (
+        "score every row" if args.every_row else f"score distinct rows (chunks of {anomaly.SCORE_CHUNK_ROWS:,})"
+    )
     with timer.stage(score_stage):
         if args.every_row:  # the reference: the detector on every scorable row, no de-duplication
             scores = np.full(len(df), np.nan)
@@ -93,9 +98,11 @@ def main() -> None:
     total = sum(row["seconds"] for row in timer.timings)
     peak = peak_rss_mb()  # before the report-only count of distinct rows below
     n_distinct = len(anomaly.distinct_rows(df.loc[validation.scorable, list(USER_FEATURES)].to_numpy(np.float64))[0])
-    print(f"{len(df):,} rows ({len(data) / 1e6:.0f} MB parquet, {n_distinct:,} distinct feature rows), "
-          f"{validation.n_scorable:,} scorable, "
-          f"{int(flags['is_anomaly'].sum()):,} flagged at share 4%")
+    print(
+        f"{len(df):,} rows ({len(data) / 1e6:.0f} MB parquet, {n_distinct:,} distinct feature rows), "
+        f"{validation.n_scorable:,} scorable, "
+        f"{int(flags['is_anomaly'].sum()):,} flagged at share 4%"
+    )
     for row in timer.timings:
         print(f"  {row['stage']:<40} {row['seconds']:6.2f} s   peak RSS so far {row['peak_rss_mb']:5.0f} MB")
     print(f"  {'total':<40} {total:6.2f} s")

@@ -46,8 +46,7 @@ SELECTION_SEED = 42
 HELD_BACK_SEED = 7
 SHARE = 0.04
 # Stand-in alt mix: share of each bot kind kept from the held-back data.
-ALT_KEEP = {"price_monitor": 0.3, "cart_stuffer": 1.0, "night_scraper": 0.5, "crawler": 1.0,
-            "burst_bot": 1.0}
+ALT_KEEP = {"price_monitor": 0.3, "cart_stuffer": 1.0, "night_scraper": 0.5, "crawler": 1.0, "burst_bot": 1.0}
 LOOKALIKE_KINDS = ("heavy_buyer", "b2b_reseller", "loyal_daily")
 TARGETS = {"txn_held_by_flagged": 0.05, "normal_buyers_flagged": 0.02}
 DAY_MS = 86_400_000
@@ -56,9 +55,19 @@ POOL = 256
 T0 = 1_430_784_000_000  # 2015-05-05 00:00 UTC, inside the demo's window
 
 
-def _sessions(rng: np.random.Generator, n_vis: int, days: np.ndarray, spread: np.ndarray,
-              hours: tuple[int, int], views: np.ndarray, view_gap_s: float, carts: np.ndarray,
-              buy_p: float, kind: str, id0: int) -> pd.DataFrame:
+def _sessions(
+    rng: np.random.Generator,
+    n_vis: int,
+    days: np.ndarray,
+    spread: np.ndarray,
+    hours: tuple[int, int],
+    views: np.ndarray,
+    view_gap_s: float,
+    carts: np.ndarray,
+    buy_p: float,
+    kind: str,
+    id0: int,
+) -> pd.DataFrame:
     """Events of n_vis visitors, one session per active day (vectorised over sessions)."""
     s_owner = np.repeat(np.arange(n_vis), days)
     s_pos = np.arange(s_owner.size) - np.repeat(np.cumsum(days) - days, days)
@@ -73,8 +82,11 @@ def _sessions(rng: np.random.Generator, n_vis: int, days: np.ndarray, spread: np
     e_pos = np.arange(e_sess.size) - np.repeat(np.cumsum(per) - per, per)
     is_view = e_pos < nv[e_sess]
     is_cart = ~is_view & (e_pos < (nv + nc)[e_sess])
-    gap = np.where(is_view, rng.lognormal(np.log(view_gap_s), 0.8, e_sess.size).clip(6, 1700),
-                   np.where(is_cart, rng.uniform(10, 40, e_sess.size), 1.0))  # checkout: 1 s
+    gap = np.where(
+        is_view,
+        rng.lognormal(np.log(view_gap_s), 0.8, e_sess.size).clip(6, 1700),
+        np.where(is_cart, rng.uniform(10, 40, e_sess.size), 1.0),
+    )  # checkout: 1 s
     gap[e_pos == 0] = 0
     rel = np.cumsum(gap) - np.repeat((np.cumsum(gap) - gap)[np.cumsum(per) - per], per)
     ts = start[e_sess] + (rel * 1000).astype(np.int64)
@@ -88,8 +100,16 @@ def _sessions(rng: np.random.Generator, n_vis: int, days: np.ndarray, spread: np
     k_view[~is_view] = (e_pos - nv[e_sess])[~is_view] % np.maximum(nc[e_sess], 1)[~is_view]
     item = pool[owner, (k_view + 7 * s_pos[e_sess]) % POOL]
     event = np.where(is_view, "view", np.where(is_cart, "addtocart", "transaction"))
-    return pd.DataFrame({"timestamp": ts, "visitorid": id0 + owner, "event": event,
-                         "itemid": item, "categoryid": item // 200, "kind": kind})
+    return pd.DataFrame(
+        {
+            "timestamp": ts,
+            "visitorid": id0 + owner,
+            "event": event,
+            "itemid": item,
+            "categoryid": item // 200,
+            "kind": kind,
+        }
+    )
 
 
 def stand_in_lookalikes(seed: int = 0, n: int = 300) -> pd.DataFrame:
@@ -100,14 +120,47 @@ def stand_in_lookalikes(seed: int = 0, n: int = 300) -> pd.DataFrame:
     loyal_days = rng.integers(20, 60, n)
     parts = [
         # Heavy buyers: several purchases over many sessions on scattered days, normal gaps.
-        _sessions(rng, n, heavy_days, rng.uniform(2, 4, n), (6, 22), rng.integers(3, 15, n),
-                  120.0, rng.integers(1, 4, n), 0.4, "heavy_buyer", 10_000_000),
+        _sessions(
+            rng,
+            n,
+            heavy_days,
+            rng.uniform(2, 4, n),
+            (6, 22),
+            rng.integers(3, 15, n),
+            120.0,
+            rng.integers(1, 4, n),
+            0.4,
+            "heavy_buyer",
+            10_000_000,
+        ),
         # B2B resellers: bulk add-to-carts and transactions, business hours, working days.
-        _sessions(rng, n, b2b_days, rng.uniform(1.3, 2, n), (7, 16), rng.integers(5, 25, n),
-                  40.0, rng.integers(5, 25, n), 0.7, "b2b_reseller", 20_000_000),
+        _sessions(
+            rng,
+            n,
+            b2b_days,
+            rng.uniform(1.3, 2, n),
+            (7, 16),
+            rng.integers(5, 25, n),
+            40.0,
+            rng.integers(5, 25, n),
+            0.7,
+            "b2b_reseller",
+            20_000_000,
+        ),
         # Loyal daily visitors: most days for weeks, a few views with normal gaps, rarely a cart.
-        _sessions(rng, n, loyal_days, rng.uniform(1.0, 1.3, n), (5, 23), rng.integers(2, 8, n),
-                  150.0, (rng.random(n) < 0.1).astype(np.int64), 0.3, "loyal_daily", 30_000_000),
+        _sessions(
+            rng,
+            n,
+            loyal_days,
+            rng.uniform(1.0, 1.3, n),
+            (5, 23),
+            rng.integers(2, 8, n),
+            150.0,
+            (rng.random(n) < 0.1).astype(np.int64),
+            0.3,
+            "loyal_daily",
+            30_000_000,
+        ),
     ]
     ev = pd.concat(parts, ignore_index=True)
     kind = ev.drop_duplicates("visitorid").set_index("visitorid")["kind"]
@@ -160,8 +213,11 @@ def main() -> None:
     detectors["volume_rule_events"] = "events"
     detectors["volume_rule_events_per_day"] = "events_per_active_day"
 
-    configs = {"selection": (SELECTION_SEED, None), "held_back": (HELD_BACK_SEED, None),
-               "held_back_alt": (HELD_BACK_SEED, "alt")}
+    configs = {
+        "selection": (SELECTION_SEED, None),
+        "held_back": (HELD_BACK_SEED, None),
+        "held_back_alt": (HELD_BACK_SEED, "alt"),
+    }
     reports = []
     for cfg, (seed, mix) in configs.items():  # three configurations
         t = time.time()
@@ -180,8 +236,7 @@ def main() -> None:
         print(rep.drop(columns=["config", "data", "lookalikes", "share"]).round(3).T.to_string())
         if cfg == "selection":
             default = make_detector("isolation_forest").fit(feats.loc[:, list(USER_FEATURES)])
-            cost = cleaning_cost(feats, default.score_samples(feats),
-                                 frozen_threshold=default.threshold_)
+            cost = cleaning_cost(feats, default.score_samples(feats), frozen_threshold=default.threshold_)
             cost.to_csv(out / "cleaning_cost_selection.csv", index=False)
             print("\ncleaning cost of the default (selection config, policy off):")
             print(cost.round(4).to_string(index=False))
@@ -190,12 +245,18 @@ def main() -> None:
 
     sel = table[table["config"] == "selection"]
     volume = sel.loc[sel["detector"] == "volume_rule_events", "pr_auc"].max()
-    ok = sel[(sel["txn_held_by_flagged"] <= TARGETS["txn_held_by_flagged"])
-             & (sel["normal_buyers_flagged"] <= TARGETS["normal_buyers_flagged"])
-             & (sel["pr_auc"] > volume) & sel["detector"].isin(list(DETECTORS))]
+    ok = sel[
+        (sel["txn_held_by_flagged"] <= TARGETS["txn_held_by_flagged"])
+        & (sel["normal_buyers_flagged"] <= TARGETS["normal_buyers_flagged"])
+        & (sel["pr_auc"] > volume)
+        & sel["detector"].isin(list(DETECTORS))
+    ]
     print("\nmeeting the targets on the selection config:", list(ok["detector"]))
-    choice = "isolation_forest" if "isolation_forest" in set(ok["detector"]) else (
-        ok.sort_values("pr_auc", ascending=False)["detector"].iloc[0] if len(ok) else None)
+    choice = (
+        "isolation_forest"
+        if "isolation_forest" in set(ok["detector"])
+        else (ok.sort_values("pr_auc", ascending=False)["detector"].iloc[0] if len(ok) else None)
+    )
     print("chosen default:", choice)
 
 

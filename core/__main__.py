@@ -22,21 +22,34 @@ def _parser() -> argparse.ArgumentParser:
     source = build.add_mutually_exclusive_group()
     source.add_argument("--raw-dir", help="directory with the real RetailRocket CSV files")
     source.add_argument("--events", dest="events_file", help="a prepared events parquet")
-    build.add_argument("--scale", choices=sorted(demo.SCALES), default="demo",
-                       help="demo data size when no input is given (default: demo)")
+    build.add_argument(
+        "--scale",
+        choices=sorted(demo.SCALES),
+        default="demo",
+        help="demo data size when no input is given (default: demo)",
+    )
     build.add_argument("--n-events", type=int, default=None, help="demo data size in events (overrides --scale)")
     build.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
     build.add_argument("--share", type=float, default=DEFAULT_SHARE, help="flagged share of the operating point")
-    build.add_argument("--detector", default=DEFAULT_DETECTOR,
-                       help=f"detector that scores and cleans (default {DEFAULT_DETECTOR}); every "
-                       "detector is fitted and saved: isolation_forest, robust_z, hbos, ecod")
-    build.add_argument("--no-protect-buyers", dest="protect_buyers", action="store_false",
-                       help="let cleaning remove visitors who bought (the policy is on by default)")
+    build.add_argument(
+        "--detector",
+        default=DEFAULT_DETECTOR,
+        help=f"detector that scores and cleans (default {DEFAULT_DETECTOR}); every "
+        "detector is fitted and saved: isolation_forest, robust_z, hbos, ecod",
+    )
+    build.add_argument(
+        "--no-protect-buyers",
+        dest="protect_buyers",
+        action="store_false",
+        help="let cleaning remove visitors who bought (the policy is on by default)",
+    )
     build.add_argument("--out", default=str(artifacts.ARTIFACT_DIR), help="artifact directory")
     _engine_arguments(build)
 
-    for stage, what in (("features", "the 16 user features per visitor"),
-                        ("candidates", "the ranking candidates (7 contract features, label, y)")):
+    for stage, what in (
+        ("features", "the 16 user features per visitor"),
+        ("candidates", "the ranking candidates (7 contract features, label, y)"),
+    ):
         cmd = sub.add_parser(stage, help=f"{what} of prepared events, on the pandas or Dask engine")
         cmd.add_argument("events", help="prepared-events parquet file, or a folder of parquet files")
         cmd.add_argument("out", help="output parquet (a folder of parts with --engine dask) or .csv")
@@ -44,18 +57,27 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="time every stage at RetailRocket scale, with peak RSS")
     bench.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    bench.add_argument("--n-events", type=int, default=None,
-                       help="events to generate (default 2,960,000 of the bench mix: at least RetailRocket's events, visitors and candidate rows)")
+    bench.add_argument(
+        "--n-events",
+        type=int,
+        default=None,
+        help="events to generate (default 2,960,000 of the bench mix: at least RetailRocket's events, visitors and candidate rows)",
+    )
     bench.add_argument("--engine", choices=("pandas", "dask"), default="pandas", help="engine of the build")
     return parser
 
 
 def _engine_arguments(cmd: argparse.ArgumentParser) -> None:
     """--engine, --scheduler, --workers and --memory-limit of the per-visitor stages."""
-    cmd.add_argument("--engine", choices=("pandas", "dask"), default="pandas",
-                     help="per-visitor stages in this process (pandas) or on a Dask cluster (dask)")
-    cmd.add_argument("--scheduler", default=None,
-                     help="Dask scheduler address (tcp://host:8786); default: a LocalCluster here")
+    cmd.add_argument(
+        "--engine",
+        choices=("pandas", "dask"),
+        default="pandas",
+        help="per-visitor stages in this process (pandas) or on a Dask cluster (dask)",
+    )
+    cmd.add_argument(
+        "--scheduler", default=None, help="Dask scheduler address (tcp://host:8786); default: a LocalCluster here"
+    )
     cmd.add_argument("--workers", type=int, default=2, help="LocalCluster workers (default 2)")
     cmd.add_argument("--memory-limit", default="4GB", help="memory limit per LocalCluster worker")
 
@@ -74,11 +96,21 @@ def main(argv: list[str] | None = None) -> int:
 
             if args.detector not in DETECTORS:
                 raise ProjectError(f"--detector must be one of {sorted(DETECTORS)}, got {args.detector!r}")
-            result = pipeline.build(args.out, raw_dir=args.raw_dir, events_file=args.events_file,
-                                    scale=args.scale, n_events=args.n_events, seed=args.seed, share=args.share,
-                                    detector=args.detector, protect_buyers=args.protect_buyers,
-                                    engine=args.engine, scheduler=args.scheduler, memory_limit=args.memory_limit,
-                                    n_workers=args.workers)
+            result = pipeline.build(
+                args.out,
+                raw_dir=args.raw_dir,
+                events_file=args.events_file,
+                scale=args.scale,
+                n_events=args.n_events,
+                seed=args.seed,
+                share=args.share,
+                detector=args.detector,
+                protect_buyers=args.protect_buyers,
+                engine=args.engine,
+                scheduler=args.scheduler,
+                memory_limit=args.memory_limit,
+                n_workers=args.workers,
+            )
             realism = result.pop("realism")
             print(json.dumps(result, indent=2))
             print("\nRealism report: each figure of this build next to its real-data target")
@@ -87,10 +119,18 @@ def main(argv: list[str] | None = None) -> int:
             from core import engine
 
             start = time.perf_counter()
-            result = engine.run_file(args.command, args.events, args.out, args.engine, args.scheduler,
-                                     args.workers, args.memory_limit)
-            print(json.dumps({**result, "seconds": round(time.perf_counter() - start, 2),
-                              "peak_rss_mb": round(bench.peak_rss_mb())}))
+            result = engine.run_file(
+                args.command, args.events, args.out, args.engine, args.scheduler, args.workers, args.memory_limit
+            )
+            print(
+                json.dumps(
+                    {
+                        **result,
+                        "seconds": round(time.perf_counter() - start, 2),
+                        "peak_rss_mb": round(bench.peak_rss_mb()),
+                    }
+                )
+            )
         else:
             rows = bench.bench(seed=args.seed, n_events=args.n_events, engine=args.engine)
             print(f"{'stage':<60}{'seconds':>10}{'CPU s':>10}{'peak RSS MB':>14}")
@@ -99,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
                 seconds = "" if row["seconds"] is None else f"{row['seconds']:.2f}"
                 cpu = "" if row.get("cpu_s") is None else f"{row['cpu_s']:.2f}"
                 rss = "" if row["peak_rss_mb"] is None else str(row["peak_rss_mb"])
-                print(f"{row['stage']:<60}{seconds:>10}{cpu:>10}{rss:>14}" + (f"  {value:,}" if value is not None else ""))
+                print(
+                    f"{row['stage']:<60}{seconds:>10}{cpu:>10}{rss:>14}" + (f"  {value:,}" if value is not None else "")
+                )
     except ProjectError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

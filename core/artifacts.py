@@ -233,8 +233,9 @@ def _read_manifest(arts: Artifacts, dir_fd: int) -> Manifest | None:
     try:
         data = read_regular(dir_fd, MANIFEST, MAX_MANIFEST_BYTES)
     except MissingFile:
-        arts.problems.append(f"No {MANIFEST} in {arts.path.name}: no model can be verified, so none "
-                             f"is loaded. {REBUILD_HINT}")
+        arts.problems.append(
+            f"No {MANIFEST} in {arts.path.name}: no model can be verified, so none is loaded. {REBUILD_HINT}"
+        )
         return None
     except ArtifactError as exc:
         arts.problems.append(f"{exc}; no model is loaded. {REBUILD_HINT}")
@@ -246,8 +247,10 @@ def _read_manifest(arts: Artifacts, dir_fd: int) -> Manifest | None:
         except (ArtifactError, UnicodeDecodeError):
             signature = ""
         if not signature_ok(data, signature, keys):
-            arts.problems.append(f"{MANIFEST} has no valid signature ({MANIFEST_SIG}) for the key in "
-                                 f"${MANIFEST_KEY_ENV}; no model is loaded. {REBUILD_HINT}")
+            arts.problems.append(
+                f"{MANIFEST} has no valid signature ({MANIFEST_SIG}) for the key in "
+                f"${MANIFEST_KEY_ENV}; no model is loaded. {REBUILD_HINT}"
+            )
             return None
         arts.signed = True
     try:
@@ -305,8 +308,9 @@ def load_artifacts(path: str | Path | None = None) -> Artifacts:
     try:
         dir_fd = open_dir(arts.path)
     except OSError:
-        arts.problems.append(f"No {MANIFEST} in {arts.path.name}: the folder cannot be opened, so no "
-                             f"model is loaded. {REBUILD_HINT}")
+        arts.problems.append(
+            f"No {MANIFEST} in {arts.path.name}: the folder cannot be opened, so no model is loaded. {REBUILD_HINT}"
+        )
         return arts
     try:
         _load_into(arts, dir_fd)
@@ -352,7 +356,6 @@ def load_detector(path: str | Path | None = None) -> Any:
     if arts.detector is None:
         why = " ".join(arts.problems)
         raise ArtifactError(
-            "No verified anomaly detector is available; run `python -m core build` to create "
-            f"one. {why}".strip()
+            f"No verified anomaly detector is available; run `python -m core build` to create one. {why}".strip()
         )
     return arts.detector

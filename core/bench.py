@@ -45,8 +45,9 @@ class StageTimer:
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         # CPU seconds of this process (all its threads): on a shared machine they vary far less
         # than wall time, which grows with other people's load.
-        self.timings.append({"stage": name, "seconds": round(seconds, 2), "cpu_s": round(cpu, 2),
-                             "peak_rss_mb": round(peak_rss_mb())})
+        self.timings.append(
+            {"stage": name, "seconds": round(seconds, 2), "cpu_s": round(cpu, 2), "peak_rss_mb": round(peak_rss_mb())}
+        )
         log.info("%s %s done in %.1f s (CPU %.1f s, peak RSS %.0f MB)", of, name, seconds, cpu, peak_rss_mb())
 
     def note(self, row: dict[str, Any]) -> None:
@@ -65,9 +66,25 @@ def _timed_build(tmp: Path, seed: int, engine: str) -> tuple[list[dict[str, Any]
     """The whole build from the raw CSVs in its own process: its stage rows and its own total row."""
     start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     run = subprocess.run(
-        [sys.executable, "-m", "core", "build", "--raw-dir", str(tmp / "raw"), "--seed", str(seed),
-         "--scale", "retailrocket", "--out", str(tmp / "artifacts"), "--engine", engine],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "core",
+            "build",
+            "--raw-dir",
+            str(tmp / "raw"),
+            "--seed",
+            str(seed),
+            "--scale",
+            "retailrocket",
+            "--out",
+            str(tmp / "artifacts"),
+            "--engine",
+            engine,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     seconds = round(time.perf_counter() - start, 2)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -76,8 +93,12 @@ def _timed_build(tmp: Path, seed: int, engine: str) -> tuple[list[dict[str, Any]
     log.info("whole build (own process) %.2f s, CPU %.2f s, peak RSS %.0f MB", seconds, cpu, rss)
     result, _ = json.JSONDecoder().raw_decode(run.stdout)  # the JSON, then the realism report's lines
     stages = [{**row, "stage": f"  build: {row['stage']}"} for row in result["timings"]]
-    total = {"stage": f"whole build, --engine {engine} (own process)", "seconds": seconds, "cpu_s": cpu,
-             "peak_rss_mb": rss}
+    total = {
+        "stage": f"whole build, --engine {engine} (own process)",
+        "seconds": seconds,
+        "cpu_s": cpu,
+        "peak_rss_mb": rss,
+    }
     return stages, total
 
 
@@ -85,8 +106,11 @@ def _sizes(out: Path) -> list[dict[str, Any]]:
     """Events, visitors and candidate rows of the benchmarked data, from the build's artifacts."""
     summary = json.loads((out / "dataset_summary.json").read_text())
     metrics = json.loads((out / "task1_metrics.json").read_text())
-    return [{"stage": "events", "value": summary["events"]}, {"stage": "visitors", "value": summary["visitors"]},
-            {"stage": "candidate rows", "value": metrics["dataset_file"]["candidate_rows_in_run"]}]
+    return [
+        {"stage": "events", "value": summary["events"]},
+        {"stage": "visitors", "value": summary["visitors"]},
+        {"stage": "candidate rows", "value": metrics["dataset_file"]["candidate_rows_in_run"]},
+    ]
 
 
 def bench(seed: int = DEFAULT_SEED, n_events: int | None = None, engine: str = "pandas") -> list[dict[str, Any]]:

@@ -37,15 +37,17 @@ def read_category_snapshots(path: str | Path, *, block_size: int | None = None) 
     parts: dict[str, list[np.ndarray]] = {"timestamp": [], "itemid": [], "categoryid": []}
     offset = 0  # data rows before the current batch
     try:
-        reader = pacsv.open_csv(path, read_options=read_opts,
-                                convert_options=_string_options(ITEM_PROPERTY_COLUMNS))
+        reader = pacsv.open_csv(path, read_options=read_opts, convert_options=_string_options(ITEM_PROPERTY_COLUMNS))
         for batch in reader:
             mask = pc.equal(batch.column("property"), CATEGORY_PROPERTY)
             rows = np.asarray(pc.indices_nonzero(mask).to_numpy(), dtype=np.int64)
             if len(rows):
                 sub = batch.filter(mask)
-                for col, kind, out in (("timestamp", "int", "timestamp"), ("itemid", "int", "itemid"),
-                                       ("value", "digits", "categoryid")):
+                for col, kind, out in (
+                    ("timestamp", "int", "timestamp"),
+                    ("itemid", "int", "itemid"),
+                    ("value", "digits", "categoryid"),
+                ):
                     values = sub.column(col)
                     _raise_bad_strings(str(path), col, values, kind, offset, rows)
                     parts[out].append(pc.cast(values, pa.int64()).to_numpy())
@@ -56,19 +58,23 @@ def read_category_snapshots(path: str | Path, *, block_size: int | None = None) 
             f"({exc}). Fix: repair the file."
         ) from exc
     if offset == 0:
-        raise DataError(f"{path}: the file has a header but no data rows. Fix: provide the rows "
-                        f"or remove the file (it is optional).")
-    return pd.DataFrame({
-        k: (np.concatenate(v) if v else np.empty(0, np.int64)).astype(np.int64, copy=False)
-        for k, v in parts.items()
-    })
+        raise DataError(
+            f"{path}: the file has a header but no data rows. Fix: provide the rows "
+            f"or remove the file (it is optional)."
+        )
+    return pd.DataFrame(
+        {k: (np.concatenate(v) if v else np.empty(0, np.int64)).astype(np.int64, copy=False) for k, v in parts.items()}
+    )
 
 
 # --------------------------------------------------------------------------- as-of join
 
 
 def asof_categories(
-    ev_ts: np.ndarray, ev_item: np.ndarray, snap_ts: np.ndarray, snap_item: np.ndarray,
+    ev_ts: np.ndarray,
+    ev_item: np.ndarray,
+    snap_ts: np.ndarray,
+    snap_item: np.ndarray,
     snap_cat: np.ndarray,
 ) -> np.ndarray:
     """Category of each event: latest snapshot at or before it, else the item's earliest, else -1.
@@ -136,8 +142,7 @@ def read_category_tree(path: str | Path) -> pd.DataFrame:
     except pa.ArrowInvalid as exc:
         raise DataError(f"{path}: the CSV cannot be parsed ({exc}). Fix: repair the file.") from exc
     if table.num_rows == 0:
-        raise DataError(f"{path}: the file has a header but no data rows. Fix: provide the rows "
-                        f"or remove the file.")
+        raise DataError(f"{path}: the file has a header but no data rows. Fix: provide the rows or remove the file.")
     cat, parent = table.column("categoryid"), table.column("parentid")
     _raise_bad_strings(str(path), "categoryid", cat, "digits")
     parent_null = pc.equal(pc.utf8_trim_whitespace(parent), "")
@@ -148,5 +153,4 @@ def read_category_tree(path: str | Path) -> pd.DataFrame:
         raise DataError(f"{exc} (an empty parentid marks a root)") from None
     parent_ids = pd.array(pc.cast(parent_filled, pa.int64()).to_numpy(), dtype="Int64")
     parent_ids[np.asarray(parent_null.to_numpy(zero_copy_only=False), dtype=bool)] = pd.NA
-    return pd.DataFrame({"categoryid": pc.cast(cat, pa.int64()).to_numpy().astype(np.int64),
-                         "parentid": parent_ids})
+    return pd.DataFrame({"categoryid": pc.cast(cat, pa.int64()).to_numpy().astype(np.int64), "parentid": parent_ids})

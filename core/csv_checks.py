@@ -38,13 +38,18 @@ def _rows_text(rows: Sequence[int] | np.ndarray, values: Sequence[object], conve
 
 
 def _bad_values_error(
-    source: str, column: str, problem: str, rows: Sequence[int] | np.ndarray, values: Sequence[object],
-    convention: str, total: int, fix: str,
+    source: str,
+    column: str,
+    problem: str,
+    rows: Sequence[int] | np.ndarray,
+    values: Sequence[object],
+    convention: str,
+    total: int,
+    fix: str,
 ) -> DataError:
     """A DataError naming the file, the column, the first offending rows and the fix."""
     return DataError(
-        f"{source}: column '{column}' {problem}; {_rows_text(rows, values, convention, total)}. "
-        f"Fix: {fix}"
+        f"{source}: column '{column}' {problem}; {_rows_text(rows, values, convention, total)}. Fix: {fix}"
     )
 
 
@@ -87,8 +92,7 @@ def _csv_header(path: Path) -> list[str]:
         header = next(csv.reader(fh), [])
     if not any(h.strip() for h in header):
         raise DataError(
-            f"{path}: the first line is blank, so there is no header. Fix: the first line must be "
-            f"the column names."
+            f"{path}: the first line is blank, so there is no header. Fix: the first line must be the column names."
         )
     return header
 
@@ -125,16 +129,24 @@ def _bad_mask(values: pa.Array | pa.ChunkedArray, kind: str) -> np.ndarray:
 
 
 _KIND_TEXT = {
-    "int": ("must hold integers (digits with an optional leading '-'); empty values are not allowed",
-            "make every value a whole number without decimals, spaces or blanks"),
-    "digits": ("must hold a category id made of digits only",
-               "make every categoryid value a non-negative whole number"),
+    "int": (
+        "must hold integers (digits with an optional leading '-'); empty values are not allowed",
+        "make every value a whole number without decimals, spaces or blanks",
+    ),
+    "digits": (
+        "must hold a category id made of digits only",
+        "make every categoryid value a non-negative whole number",
+    ),
     "float": ("must hold numbers or be empty", "leave it empty or write a number"),
 }
 
 
 def _raise_bad_strings(
-    source: str, column: str, values: pa.Array | pa.ChunkedArray, kind: str, row_offset: int = 0,
+    source: str,
+    column: str,
+    values: pa.Array | pa.ChunkedArray,
+    kind: str,
+    row_offset: int = 0,
     rows_index: np.ndarray | None = None,
 ) -> None:
     """Raise a DataError for the first bad strings of a column (CSV 1-based data-row numbers)."""

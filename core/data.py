@@ -128,54 +128,69 @@ def read_raw_events(path: str | Path) -> tuple[pd.DataFrame, int]:
         bad = np.asarray(codes.is_null().to_numpy(zero_copy_only=False), dtype=bool)
         idx = np.flatnonzero(bad)
         raise _bad_values_error(
-            str(path), "event", f"must be one of {list(EVENT_TYPES)}", idx + 1,
-            event.take(pa.array(idx[:MAX_SHOWN])).to_pylist(), _CSV_ROWS, int(bad.sum()),
+            str(path),
+            "event",
+            f"must be one of {list(EVENT_TYPES)}",
+            idx + 1,
+            event.take(pa.array(idx[:MAX_SHOWN])).to_pylist(),
+            _CSV_ROWS,
+            int(bad.sum()),
             "drop those rows or map them to one of the known event types (lower case)",
         )
-    df = pd.DataFrame({
-        "timestamp": table.column("timestamp").to_numpy().astype(np.int64, copy=False),
-        "visitorid": table.column("visitorid").to_numpy().astype(np.int64, copy=False),
-        "event": pd.Categorical.from_codes(
-            codes.to_numpy(zero_copy_only=False).astype(np.int8), categories=list(EVENT_TYPES)
-        ),
-        "itemid": table.column("itemid").to_numpy().astype(np.int64, copy=False),
-        "transactionid": table.column("transactionid").to_numpy(zero_copy_only=False).astype(np.float64),
-    })
+    df = pd.DataFrame(
+        {
+            "timestamp": table.column("timestamp").to_numpy().astype(np.int64, copy=False),
+            "visitorid": table.column("visitorid").to_numpy().astype(np.int64, copy=False),
+            "event": pd.Categorical.from_codes(
+                codes.to_numpy(zero_copy_only=False).astype(np.int8), categories=list(EVENT_TYPES)
+            ),
+            "itemid": table.column("itemid").to_numpy().astype(np.int64, copy=False),
+            "transactionid": table.column("transactionid").to_numpy(zero_copy_only=False).astype(np.float64),
+        }
+    )
     return df, table.num_rows
 
 
 # --------------------------------------------------------------------------- load_raw
 
 
-def load_raw_with_report(
-    raw_dir: str | Path, *, block_size: int | None = None
-) -> tuple[pd.DataFrame, LoadReport]:
+def load_raw_with_report(raw_dir: str | Path, *, block_size: int | None = None) -> tuple[pd.DataFrame, LoadReport]:
     """Load a RetailRocket directory into the prepared events table and its LoadReport."""
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
-        raise DataError(f"{raw_dir}: the raw data directory does not exist. Fix: pass the folder "
-                        f"that holds {EVENTS_FILE}.")
+        raise DataError(
+            f"{raw_dir}: the raw data directory does not exist. Fix: pass the folder that holds {EVENTS_FILE}."
+        )
     events_path = raw_dir / EVENTS_FILE
     if not events_path.is_file():
         present = sorted(p.name for p in raw_dir.iterdir())[:20]
-        raise DataError(f"{events_path}: the required file {EVENTS_FILE} is missing; the folder "
-                        f"holds {present}. Fix: put the RetailRocket {EVENTS_FILE} there.")
+        raise DataError(
+            f"{events_path}: the required file {EVENTS_FILE} is missing; the folder "
+            f"holds {present}. Fix: put the RetailRocket {EVENTS_FILE} there."
+        )
     events, rows_read = read_raw_events(events_path)
     dup = duplicated_rows(events)
     if dup.any():
         events = events.loc[~dup].reset_index(drop=True)
 
-    snaps = [read_category_snapshots(raw_dir / name, block_size=block_size)
-             for name in ITEM_PROPERTY_FILES if (raw_dir / name).is_file()]
+    snaps = [
+        read_category_snapshots(raw_dir / name, block_size=block_size)
+        for name in ITEM_PROPERTY_FILES
+        if (raw_dir / name).is_file()
+    ]
     snap = pd.concat(snaps, ignore_index=True) if snaps else None
     n_snap = 0 if snap is None else len(snap)
     if snap is None:
         logger.warning("%s: no item properties files, every categoryid is %d", raw_dir, UNKNOWN_CATEGORY)
         cats = np.full(len(events), UNKNOWN_CATEGORY, dtype=np.int64)
     else:
-        cats = asof_categories(events["timestamp"].to_numpy(), events["itemid"].to_numpy(),
-                               snap["timestamp"].to_numpy(), snap["itemid"].to_numpy(),
-                               snap["categoryid"].to_numpy())
+        cats = asof_categories(
+            events["timestamp"].to_numpy(),
+            events["itemid"].to_numpy(),
+            snap["timestamp"].to_numpy(),
+            snap["itemid"].to_numpy(),
+            snap["categoryid"].to_numpy(),
+        )
     events["categoryid"] = cats
     events = events[list(EVENT_COLUMNS)]
 
@@ -212,16 +227,24 @@ def _coerce_int(df: pd.DataFrame, col: str, source: str) -> np.ndarray:
         raise DataError(f"{source}: column '{col}' is boolean, expected int64. Fix: store integers.")
     if pd.api.types.is_integer_dtype(s.dtype) and not s.isna().any():
         return s.to_numpy(dtype=np.int64)
-    num = pd.to_numeric(s, errors="coerce").astype("float64") if not pd.api.types.is_float_dtype(
-        s.dtype) else s.astype("float64")
+    num = (
+        pd.to_numeric(s, errors="coerce").astype("float64")
+        if not pd.api.types.is_float_dtype(s.dtype)
+        else s.astype("float64")
+    )
     vals = num.to_numpy()
     with np.errstate(invalid="ignore"):
         bad = ~np.isfinite(vals) | (vals != np.round(vals)) | (np.abs(vals) > 2.0**63 - 1)
     if bad.any():
         idx = np.flatnonzero(bad)
         raise _bad_values_error(
-            source, col, "must hold whole numbers (no NaN, no fraction)", idx,
-            s.iloc[idx[:MAX_SHOWN]].tolist(), _POS_ROWS, int(bad.sum()),
+            source,
+            col,
+            "must hold whole numbers (no NaN, no fraction)",
+            idx,
+            s.iloc[idx[:MAX_SHOWN]].tolist(),
+            _POS_ROWS,
+            int(bad.sum()),
             "drop or repair those rows; ids and timestamps are int64",
         )
     if pd.api.types.is_integer_dtype(s.dtype):
@@ -246,8 +269,13 @@ def validate_events(df: pd.DataFrame, source: str) -> pd.DataFrame:
     if bad.any():
         idx = np.flatnonzero(bad)
         raise _bad_values_error(
-            source, "categoryid", f"must be >= 0 or {UNKNOWN_CATEGORY} (unknown)", idx,
-            cat[idx[:MAX_SHOWN]].tolist(), _POS_ROWS, int(bad.sum()),
+            source,
+            "categoryid",
+            f"must be >= 0 or {UNKNOWN_CATEGORY} (unknown)",
+            idx,
+            cat[idx[:MAX_SHOWN]].tolist(),
+            _POS_ROWS,
+            int(bad.sum()),
             f"use {UNKNOWN_CATEGORY} for an unknown category",
         )
 
@@ -258,8 +286,13 @@ def validate_events(df: pd.DataFrame, source: str) -> pd.DataFrame:
     if bad.any():
         idx = np.flatnonzero(bad)
         raise _bad_values_error(
-            source, "event", f"must be one of {list(EVENT_TYPES)}", idx,
-            ev.iloc[idx[:MAX_SHOWN]].tolist(), _POS_ROWS, int(bad.sum()),
+            source,
+            "event",
+            f"must be one of {list(EVENT_TYPES)}",
+            idx,
+            ev.iloc[idx[:MAX_SHOWN]].tolist(),
+            _POS_ROWS,
+            int(bad.sum()),
             "drop those rows or map them to a known event type",
         )
 
@@ -269,17 +302,26 @@ def validate_events(df: pd.DataFrame, source: str) -> pd.DataFrame:
     if bad.any():
         idx = np.flatnonzero(bad)
         raise _bad_values_error(
-            source, "transactionid", "must be numeric or NaN", idx, txn.iloc[idx[:MAX_SHOWN]].tolist(),
-            _POS_ROWS, int(bad.sum()), "leave it NaN or store the numeric transaction id",
+            source,
+            "transactionid",
+            "must be numeric or NaN",
+            idx,
+            txn.iloc[idx[:MAX_SHOWN]].tolist(),
+            _POS_ROWS,
+            int(bad.sum()),
+            "leave it NaN or store the numeric transaction id",
         )
-    result = pd.DataFrame({
-        "timestamp": out["timestamp"],
-        "visitorid": out["visitorid"],
-        "event": pd.Categorical.from_codes(codes, categories=list(EVENT_TYPES)),
-        "itemid": out["itemid"],
-        "transactionid": txn_num.to_numpy(),
-        "categoryid": cat,
-    }, index=df.index)
+    result = pd.DataFrame(
+        {
+            "timestamp": out["timestamp"],
+            "visitorid": out["visitorid"],
+            "event": pd.Categorical.from_codes(codes, categories=list(EVENT_TYPES)),
+            "itemid": out["itemid"],
+            "transactionid": txn_num.to_numpy(),
+            "categoryid": cat,
+        },
+        index=df.index,
+    )
     result.attrs = dict(df.attrs)
     return result
 
@@ -291,8 +333,9 @@ def read_events(path: str | Path) -> pd.DataFrame:
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"{path}: not a readable parquet file ({exc}). Fix: rebuild it with "
-                        f"write_events or `python -m core build`.") from exc
+        raise DataError(
+            f"{path}: not a readable parquet file ({exc}). Fix: rebuild it with write_events or `python -m core build`."
+        ) from exc
     return validate_events(table.to_pandas(), str(path))
 
 

@@ -157,7 +157,10 @@ def with_scores(features: pd.DataFrame, scored: pd.DataFrame) -> pd.DataFrame:
 
 
 def scored_slices(
-    features: pd.DataFrame, scores: np.ndarray, flags: np.ndarray, constants: dict[str, object],
+    features: pd.DataFrame,
+    scores: np.ndarray,
+    flags: np.ndarray,
+    constants: dict[str, object],
     rows: int = DOWNLOAD_SLICE_ROWS,
 ) -> Iterator[pd.DataFrame]:
     """The scored download a slice of rows at a time: every uploaded row in order, its score and
@@ -167,33 +170,40 @@ def scored_slices(
     """
     for lo in range(0, max(len(features), 1), rows):
         hi = lo + rows
-        part = with_scores(features.iloc[lo:hi], pd.DataFrame({"anomaly_score": scores[lo:hi],
-                                                               "is_anomaly": flags[lo:hi]}))
+        part = with_scores(
+            features.iloc[lo:hi], pd.DataFrame({"anomaly_score": scores[lo:hi], "is_anomaly": flags[lo:hi]})
+        )
         for col, value in constants.items():
             part[col] = value
         yield part
 
 
-def scored_csv_bytes(features: pd.DataFrame, scores: np.ndarray, flags: np.ndarray,
-                     constants: dict[str, object]) -> bytes:
+def scored_csv_bytes(
+    features: pd.DataFrame, scores: np.ndarray, flags: np.ndarray, constants: dict[str, object]
+) -> bytes:
     """The scored download as formula-safe CSV, built a slice at a time (``scored_slices``)."""
     return csv_from_slices(scored_slices(features, scores, flags, constants))
 
 
-def scored_parquet_bytes(features: pd.DataFrame, scores: np.ndarray, flags: np.ndarray,
-                         constants: dict[str, object]) -> bytes:
+def scored_parquet_bytes(
+    features: pd.DataFrame, scores: np.ndarray, flags: np.ndarray, constants: dict[str, object]
+) -> bytes:
     """The scored download as parquet, a row group per slice; the constants are also in the
     file's key-value metadata (as text)."""
-    return parquet_from_slices(scored_slices(features, scores, flags, constants),
-                               scored_schema(features, constants), {k: str(v) for k, v in constants.items()})
+    return parquet_from_slices(
+        scored_slices(features, scores, flags, constants),
+        scored_schema(features, constants),
+        {k: str(v) for k, v in constants.items()},
+    )
 
 
 def scored_schema(features: pd.DataFrame, constants: dict[str, object]) -> pa.Schema:
     """The Arrow schema of ``scored_slices``: feature types inferred on every row, not one slice."""
     whole = pa.Schema.from_pandas(features, preserve_index=False)
     n = min(len(features), 1)
-    head = pa.Schema.from_pandas(next(scored_slices(features.iloc[:n], np.full(n, np.nan), np.zeros(n, bool),
-                                                    constants)), preserve_index=False)
+    head = pa.Schema.from_pandas(
+        next(scored_slices(features.iloc[:n], np.full(n, np.nan), np.zeros(n, bool), constants)), preserve_index=False
+    )
     return pa.schema([whole.field(f.name) if f.name in whole.names else f for f in head], metadata=head.metadata)
 
 
@@ -274,13 +284,10 @@ def views_from_csv_text(text: str) -> pd.DataFrame:
     missing = [c for c in ("timestamp", "categoryid") if c not in raw.columns]
     if missing:
         raise DataError(
-            f"The pasted CSV has no column {', '.join(missing)}; the header must be "
-            "timestamp,categoryid[,itemid]."
+            f"The pasted CSV has no column {', '.join(missing)}; the header must be timestamp,categoryid[,itemid]."
         )
     views = pd.DataFrame({"timestamp": _parse_timestamp_cells(raw["timestamp"])})
     for col in ("categoryid", "itemid"):
         if col in raw.columns:
             views[col] = _integral_cells(raw[col])
     return views
-
-

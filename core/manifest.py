@@ -160,6 +160,6 @@ def parse_manifest(data: bytes) -> Manifest:
     try:
         return Manifest.model_validate(raw)
     except ValidationError as exc:
-        raise ArtifactError(f"{MANIFEST} does not follow the manifest schema: "
-                            + "; ".join(_schema_reasons(exc))) from exc
-
+        raise ArtifactError(
+            f"{MANIFEST} does not follow the manifest schema: " + "; ".join(_schema_reasons(exc))
+        ) from exc

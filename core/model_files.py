@@ -58,4 +58,3 @@ def load_model(data: bytes, expected: type) -> Any:
     if not isinstance(obj, expected):  # every detector is a subclass of the Detector base
         raise ArtifactError(f"holds a {type(obj).__name__}, expected {expected.__name__}")
     return obj
-

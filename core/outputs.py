@@ -19,13 +19,34 @@ import pandas as pd
 import core
 from core import artifacts
 
-LIBRARIES = ("numpy", "pandas", "scikit-learn", "skops", "pyarrow", "joblib", "threadpoolctl", "streamlit",
-             "altair", "fastapi", "pydantic", "uvicorn")
+LIBRARIES = (
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "skops",
+    "pyarrow",
+    "joblib",
+    "threadpoolctl",
+    "streamlit",
+    "altair",
+    "fastapi",
+    "pydantic",
+    "uvicorn",
+)
 
 
-def write_manifest(out: Path, *, seed: int, source: str, scale: str, fingerprint: str,
-                   events: pd.DataFrame, load_report: dict[str, Any] | None, sampled_clean: bool,
-                   served: dict[str, Any]) -> None:
+def write_manifest(
+    out: Path,
+    *,
+    seed: int,
+    source: str,
+    scale: str,
+    fingerprint: str,
+    events: pd.DataFrame,
+    load_report: dict[str, Any] | None,
+    sampled_clean: bool,
+    served: dict[str, Any],
+) -> None:
     """List every file of this build with its sha256 and size, the served models, versions,
     seed and data; sign it when $RECSYS_MANIFEST_KEY is set.
 
@@ -84,8 +105,8 @@ def fresh_output(target: Path) -> Iterator[Path]:
     target = target.absolute()
     if not _replaceable(target):
         raise artifacts.ArtifactError(
-            f"{target} exists and is not an artifact folder (no {artifacts.MANIFEST}); "
-            "refusing to replace it")
+            f"{target} exists and is not an artifact folder (no {artifacts.MANIFEST}); refusing to replace it"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
     try:

@@ -73,13 +73,25 @@ def load_inputs(raw_dir: str | None, events_file: str | None, n_events: int, see
     with tempfile.TemporaryDirectory() as tmp:
         demo.write_raw(ds, tmp)
         events, report = data.load_raw_with_report(tmp)
-    return Inputs(events, f"{SYNTHETIC_SOURCE} ({n_events:,} events, seed {seed})", ds.labels, report.as_dict(),
-                  ds.category_tree, ds.lookalikes)
+    return Inputs(
+        events,
+        f"{SYNTHETIC_SOURCE} ({n_events:,} events, seed {seed})",
+        ds.labels,
+        report.as_dict(),
+        ds.category_tree,
+        ds.lookalikes,
+    )
 
 
 def detect_and_clean(
-    events: pd.DataFrame, labels: pd.DataFrame | None, seed: int, share: float, fingerprint: str,
-    *, detector: str = DEFAULT_DETECTOR, protect_buyers: bool = anomaly.DEFAULT_PROTECT_BUYERS,
+    events: pd.DataFrame,
+    labels: pd.DataFrame | None,
+    seed: int,
+    share: float,
+    fingerprint: str,
+    *,
+    detector: str = DEFAULT_DETECTOR,
+    protect_buyers: bool = anomaly.DEFAULT_PROTECT_BUYERS,
     features: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Task 2: user features, every detector, audit and cost tables, operating point, cleaning.
@@ -91,6 +103,7 @@ def detect_and_clean(
     """
     features = anomaly.user_features(events) if features is None else features
     fit_users = anomaly.fit_sample(features, anomaly.DETECTOR_FIT_CAP, seed)
+
     def fit_and_score(name: str) -> tuple[anomaly.Detector, np.ndarray]:
         """One detector fitted, and its scores of every user (each distinct row scored once)."""
         det = anomaly.fit_detector(fit_users, name, share=share, seed=seed, fingerprint=fingerprint)
@@ -116,17 +129,22 @@ def detect_and_clean(
     audit["detector"] = detector
     # What cleaning removes at every share, for every detector and both policies.
     cost = pd.concat(
-        [anomaly.cleaning_cost(features, all_scores[name], anomaly.DEFAULT_SHARES,
-                               det.threshold_, policy).assign(detector=name)
-         for name, det in fitted.items() for policy in (True, False)],
+        [
+            anomaly.cleaning_cost(features, all_scores[name], anomaly.DEFAULT_SHARES, det.threshold_, policy).assign(
+                detector=name
+            )
+            for name, det in fitted.items()
+            for policy in (True, False)
+        ],
         ignore_index=True,
     )
     flagged_ids = features.loc[flags, "visitorid"].to_numpy()
     clean = anomaly.clean_events(events, flagged_ids)
     scored = anomaly.stamped(
-        pd.DataFrame({"visitorid": features["visitorid"].to_numpy(), "anomaly_score": scores,
-                      "is_anomaly": flags}),
-        served, protect_buyers, served.threshold_,
+        pd.DataFrame({"visitorid": features["visitorid"].to_numpy(), "anomaly_score": scores, "is_anomaly": flags}),
+        served,
+        protect_buyers,
+        served.threshold_,
     )
     cleaning = anomaly.cleaning_report(events, clean)
     cleaning.update(anomaly.provenance(served, protect_buyers, served.threshold_))
@@ -157,12 +175,13 @@ def write_task2(out: Path, t2: dict[str, Any]) -> dict[str, Any]:
         files[name] = anomaly.detector_file(name)
         (out / files[name]).write_bytes(artifacts.dump_model(det))
     op = served.operating_point()
-    op.update(protect_buyers=t2["protect_buyers"], policy=anomaly.policy_label(t2["protect_buyers"]),
-              detectors={n: {"file": files[n], "threshold": float(d.threshold_)}
-                         for n, d in t2["detectors"].items()})
+    op.update(
+        protect_buyers=t2["protect_buyers"],
+        policy=anomaly.policy_label(t2["protect_buyers"]),
+        detectors={n: {"file": files[n], "threshold": float(d.threshold_)} for n, d in t2["detectors"].items()},
+    )
     artifacts.write_json(op, out / artifacts.OPERATING_POINT)
-    return {"file": files[served.name], "name": served.name, "protect_buyers": t2["protect_buyers"],
-            "detectors": files}
+    return {"file": files[served.name], "name": served.name, "protect_buyers": t2["protect_buyers"], "detectors": files}
 
 
 def _metric_rows(result: Any, run: str, population: str) -> pd.DataFrame:
@@ -200,15 +219,39 @@ def build(
     # One OpenMP/BLAS limit for the whole build: the fits and scorings that set their own limits
     # run on two threads at once, and each would otherwise restore the default on exit.
     with fresh_output(Path(out)) as staging, threadpool_limits(limits=1):
-        return _build_into(staging, raw_dir=raw_dir, events_file=events_file, scale=scale,
-                           n_events=n_events, seed=seed, share=share, detector=detector,
-                           protect_buyers=protect_buyers, engine=engine, scheduler=scheduler,
-                           memory_limit=memory_limit, n_workers=n_workers)
+        return _build_into(
+            staging,
+            raw_dir=raw_dir,
+            events_file=events_file,
+            scale=scale,
+            n_events=n_events,
+            seed=seed,
+            share=share,
+            detector=detector,
+            protect_buyers=protect_buyers,
+            engine=engine,
+            scheduler=scheduler,
+            memory_limit=memory_limit,
+            n_workers=n_workers,
+        )
 
 
-def _build_into(out: Path, *, raw_dir: str | None, events_file: str | None, scale: str,
-                n_events: int | None, seed: int, share: float, detector: str, protect_buyers: bool,
-                engine: str, scheduler: str | None, memory_limit: str, n_workers: int) -> dict[str, Any]:
+def _build_into(
+    out: Path,
+    *,
+    raw_dir: str | None,
+    events_file: str | None,
+    scale: str,
+    n_events: int | None,
+    seed: int,
+    share: float,
+    detector: str,
+    protect_buyers: bool,
+    engine: str,
+    scheduler: str | None,
+    memory_limit: str,
+    n_workers: int,
+) -> dict[str, Any]:
     """Every stage, writing into the empty folder ``out``."""
     n_events = n_events or demo.SCALES[scale]
     timer = StageTimer(total=11)
@@ -226,8 +269,9 @@ def _build_into(out: Path, *, raw_dir: str | None, events_file: str | None, scal
     release_memory()  # what the two threads freed stays in their malloc arenas otherwise
 
     with timer.stage("detectors and cleaning"):
-        t2 = detect_and_clean(events, inputs.labels, seed, share, fp, detector=detector,
-                              protect_buyers=protect_buyers, features=features)
+        t2 = detect_and_clean(
+            events, inputs.labels, seed, share, fp, detector=detector, protect_buyers=protect_buyers, features=features
+        )
         served_detector = write_task2(out, t2)
         clean = t2.pop("clean")  # the build's own reference only: freed after the cleaned run
         committed = _commit_sample(clean, seed)
@@ -253,8 +297,19 @@ def _build_into(out: Path, *, raw_dir: str | None, events_file: str | None, scal
     # both cores of a 2-core machine; every result is the same as one after the other. The
     # Markov run, the build's largest in memory, starts once the evaluation is done.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluation") as pool:
-        evaluation = pool.submit(_timed, _honest_evaluation, events, inputs.labels, seed, share, out, features,
-                                 raw_cases, t2["detectors"], t2["detector_scores"])
+        evaluation = pool.submit(
+            _timed,
+            _honest_evaluation,
+            events,
+            inputs.labels,
+            seed,
+            share,
+            out,
+            features,
+            raw_cases,
+            t2["detectors"],
+            t2["detector_scores"],
+        )
 
         with timer.stage("task 1 on raw events"):
             raw_run = ranking.train_and_evaluate(events, seed=seed, source="raw events", cases=raw_cases)
@@ -269,10 +324,14 @@ def _build_into(out: Path, *, raw_dir: str | None, events_file: str | None, scal
 
     release_memory()
     with timer.stage("task 1 with Markov candidates"):
-        markov_run = ranking.train_and_evaluate(events, seed=seed, markov_top_n=MARKOV_TOP_N,
-                                                rankers=MARKOV_RANKERS,
-                                                source=f"raw events + Markov top-{MARKOV_TOP_N} candidates",
-                                                cases=raw_cases)
+        markov_run = ranking.train_and_evaluate(
+            events,
+            seed=seed,
+            markov_top_n=MARKOV_TOP_N,
+            rankers=MARKOV_RANKERS,
+            source=f"raw events + Markov top-{MARKOV_TOP_N} candidates",
+            cases=raw_cases,
+        )
 
     with timer.stage("write task 1 artifacts"):
         served = choose_served(raw_run, markov_run)
@@ -288,20 +347,39 @@ def _build_into(out: Path, *, raw_dir: str | None, events_file: str | None, scal
 
     with timer.stage("manifest"):
         (out / artifacts.RESULTS_MD).write_text(results_markdown(out))
-        write_manifest(out, seed=seed, source=inputs.source, scale=scale, fingerprint=fp, events=events,
-                       load_report=inputs.load_report, sampled_clean=sampled_clean,
-                       served={"ranking_model": served_ranker, "detector": served_detector})
-    timer.note({"stage": "honest evaluation, on its own thread (beside the raw and cleaned runs)",
-                "seconds": evaluation_seconds})
+        write_manifest(
+            out,
+            seed=seed,
+            source=inputs.source,
+            scale=scale,
+            fingerprint=fp,
+            events=events,
+            load_report=inputs.load_report,
+            sampled_clean=sampled_clean,
+            served={"ranking_model": served_ranker, "detector": served_detector},
+        )
+    timer.note(
+        {
+            "stage": "honest evaluation, on its own thread (beside the raw and cleaned runs)",
+            "seconds": evaluation_seconds,
+        }
+    )
     log.info("build finished: %s", ", ".join(f"{t['stage']} {t['seconds']}s" for t in timer.timings))
-    return {"timings": timer.timings, "peak_rss_mb": round(peak_rss_mb()), "cleaning": t2["cleaning"],
-            "realism": realism}
+    return {
+        "timings": timer.timings,
+        "peak_rss_mb": round(peak_rss_mb()),
+        "cleaning": t2["cleaning"],
+        "realism": realism,
+    }
 
 
 def realism_lines(rows: list[dict[str, Any]]) -> list[str]:
     """The realism report as aligned text lines: figure, this build's value, target range, real value."""
-    return [f"{r['figure']:<28} {r['value']:>10.4g}   target {r['target_low']:.4g}-{r['target_high']:.4g}"
-            f"   real {r['real_value']:.4g}   {'ok' if r['ok'] else 'OUT OF RANGE'}" for r in rows]
+    return [
+        f"{r['figure']:<28} {r['value']:>10.4g}   target {r['target_low']:.4g}-{r['target_high']:.4g}"
+        f"   real {r['real_value']:.4g}   {'ok' if r['ok'] else 'OUT OF RANGE'}"
+        for r in rows
+    ]
 
 
 def _validation_score(run: Any) -> float:
@@ -331,12 +409,17 @@ def served_identity(model: ranking.RankingModel) -> dict[str, Any]:
     candidates = f"history+markov{model.markov_top_n}" if markov else "history"
     # The name is what the dashboard and API show as "ranker": it says when the candidates differ.
     name = f"{model.name}_markov{model.markov_top_n}" if markov else model.name
-    return {"file": f"{artifacts.RANKING_MODEL_PREFIX}{name}{artifacts.MODEL_SUFFIX}", "name": name, "ranker": model.name,
-            "candidates": candidates}
+    return {
+        "file": f"{artifacts.RANKING_MODEL_PREFIX}{name}{artifacts.MODEL_SUFFIX}",
+        "name": name,
+        "ranker": model.name,
+        "candidates": candidates,
+    }
 
 
-def write_task1(out: Path, raw_run: Any, clean_run: Any, markov_run: Any, served: Any,
-                cleaning: dict[str, Any]) -> dict[str, Any]:
+def write_task1(
+    out: Path, raw_run: Any, clean_run: Any, markov_run: Any, served: Any, cleaning: dict[str, Any]
+) -> dict[str, Any]:
     """Write the served model, the candidate dataset sample, the metrics and before/after tables.
 
     Returns the served ranker's manifest entry (``served_identity``).
@@ -357,12 +440,17 @@ def write_task1(out: Path, raw_run: Any, clean_run: Any, markov_run: Any, served
     metrics.to_csv(out / artifacts.RANKING_METRICS_CSV, index=False, float_format="%.6f")
     artifacts.write_json(
         {
-            "population": ("test cases of the test visitors (20% of visitors, GroupShuffleSplit "
-                           "by visitor) of the raw events; validation visitors are carved out of train"),
+            "population": (
+                "test cases of the test visitors (20% of visitors, GroupShuffleSplit "
+                "by visitor) of the raw events; validation visitors are carved out of train"
+            ),
             "best": best.name,
-            "served_model": {"name": best.name, "trained_on": best.trained_on,
-                             "candidate_set": "history + Markov" if best.markov_top_n else "history",
-                             "validation_top1_all": _validation_score(served)},
+            "served_model": {
+                "name": best.name,
+                "trained_on": best.trained_on,
+                "candidate_set": "history + Markov" if best.markov_top_n else "history",
+                "validation_top1_all": _validation_score(served),
+            },
             "selected_on": "validation split carved out of train (by visitor), metric top1_all",
             "dataset_file": {
                 "name": artifacts.RANKING_DATASET,
@@ -409,14 +497,31 @@ def _timed(func: Any, *args: Any) -> float:
     return round(time.perf_counter() - start, 2)
 
 
-def _honest_evaluation(events: pd.DataFrame, labels: pd.DataFrame | None, seed: int, share: float, out: Path,
-                       features: pd.DataFrame, cases: tuple[pd.DataFrame, int, int],
-                       detectors: dict[str, anomaly.Detector], detector_scores: dict[str, np.ndarray]) -> None:
+def _honest_evaluation(
+    events: pd.DataFrame,
+    labels: pd.DataFrame | None,
+    seed: int,
+    share: float,
+    out: Path,
+    features: pd.DataFrame,
+    cases: tuple[pd.DataFrame, int, int],
+    detectors: dict[str, anomaly.Detector],
+    detector_scores: dict[str, np.ndarray],
+) -> None:
     """The same-population evaluation (core.evaluation), on the build's features, cases and detectors."""
     from core import evaluation
 
-    evaluation.write_all(events, labels, seed=seed, share=share, out=out, features=features, cases=cases,
-                         detectors=detectors, detector_scores=detector_scores)
+    evaluation.write_all(
+        events,
+        labels,
+        seed=seed,
+        share=share,
+        out=out,
+        features=features,
+        cases=cases,
+        detectors=detectors,
+        detector_scores=detector_scores,
+    )
 
 
 def _case_sample(cands: pd.DataFrame, max_rows: int) -> pd.DataFrame:

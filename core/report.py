@@ -115,8 +115,11 @@ def html_report(title: str, blocks: Sequence[ReportBlock], inline_svg: bool | No
         )
     findings = [b for b in blocks if b.kind == "summary"]
     if findings:
-        body.append("<h2>Summary</h2><ul class='summary'>"
-                    + "".join(f"<li>{html.escape(str(b.content))}</li>" for b in findings) + "</ul>")
+        body.append(
+            "<h2>Summary</h2><ul class='summary'>"
+            + "".join(f"<li>{html.escape(str(b.content))}</li>" for b in findings)
+            + "</ul>"
+        )
     for i, block in enumerate(blocks):
         if block.kind == "summary":
             continue
@@ -139,10 +142,7 @@ def html_report(title: str, blocks: Sequence[ReportBlock], inline_svg: bool | No
             raise ValueError(f"unknown report block kind {block.kind!r}")
         if block.caption:
             body.append(f"<p class='caption'>{html.escape(block.caption)}</p>")
-    return (
-        "<!DOCTYPE html><html><head>" + "".join(head) + "</head><body>" + "\n".join(body)
-        + "</body></html>"
-    )
+    return "<!DOCTYPE html><html><head>" + "".join(head) + "</head><body>" + "\n".join(body) + "</body></html>"
 
 
 def _fmt(x: float) -> str:

@@ -26,7 +26,6 @@ def check_name(name: str) -> str:
     return name
 
 
-
 class MissingFile(ArtifactError):
     """A listed file is not in the folder."""
 
@@ -79,12 +78,13 @@ def read_verified(dir_fd: int, name: str, entry: FileEntry) -> bytes:
     try:
         data = read_regular(dir_fd, name, entry.bytes)
     except TooLarge as exc:
-        raise ArtifactError(f"{name} is larger than the {entry.bytes} bytes {MANIFEST} lists, so it "
-                            "cannot match its sha256: tampered") from exc
+        raise ArtifactError(
+            f"{name} is larger than the {entry.bytes} bytes {MANIFEST} lists, so it cannot match its sha256: tampered"
+        ) from exc
     if len(data) != entry.bytes:
-        raise ArtifactError(f"{name} has {len(data)} bytes, {MANIFEST} lists {entry.bytes}, so it cannot "
-                            "match its sha256: tampered")
+        raise ArtifactError(
+            f"{name} has {len(data)} bytes, {MANIFEST} lists {entry.bytes}, so it cannot match its sha256: tampered"
+        )
     if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), entry.sha256):
         raise ArtifactError(f"{name} does not match its sha256 in {MANIFEST}: tampered")
     return data
-

@@ -82,9 +82,7 @@ def bootstrap_weights(n_visitors: int, n_boot: int, rng: np.random.Generator) ->
     """(n_boot, n_visitors) resampling counts: each row is one draw of n visitors with replacement."""
     idx = rng.integers(0, n_visitors, size=(n_boot, n_visitors))
     flat = (idx + n_visitors * np.arange(n_boot)[:, None]).ravel()
-    return np.bincount(flat, minlength=n_boot * n_visitors).reshape(n_boot, n_visitors).astype(
-        np.float64
-    )
+    return np.bincount(flat, minlength=n_boot * n_visitors).reshape(n_boot, n_visitors).astype(np.float64)
 
 
 def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:

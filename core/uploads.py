@@ -32,9 +32,15 @@ MAX_UNCOMPRESSED_MB = 400  # decoded parquet size: 1.5M feature rows are ~210 MB
 MAX_UPLOAD_MB = 150  # a 1.5M-row features CSV is ~140 MB; its bytes sit next to the table while read
 MAX_HEADER_BYTES = 1 << 16
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
-MAGIC = {b"\x1f\x8b": "gzip-compressed", b"PK\x03\x04": "a zip archive (or an Excel .xlsx workbook)",
-         b"PAR1": "a parquet file", b"\xff\xfe": "UTF-16 text", b"\xfe\xff": "UTF-16 text",
-         b"BZh": "bzip2-compressed", b"\x28\xb5\x2f\xfd": "zstd-compressed"}
+MAGIC = {
+    b"\x1f\x8b": "gzip-compressed",
+    b"PK\x03\x04": "a zip archive (or an Excel .xlsx workbook)",
+    b"PAR1": "a parquet file",
+    b"\xff\xfe": "UTF-16 text",
+    b"\xfe\xff": "UTF-16 text",
+    b"BZh": "bzip2-compressed",
+    b"\x28\xb5\x2f\xfd": "zstd-compressed",
+}
 REPEATED_NAME = re.compile(r"(.+)\.(\d+)")
 
 
@@ -59,19 +65,24 @@ def _what_it_is(data: bytes) -> str | None:
 def _check_names(name: str, names: list[str]) -> None:
     """Refuse repeated, pandas-renamed repeated (events.1) and too many column names."""
     if len(names) > MAX_COLUMNS:
-        raise DataError(f"{name!r} has {len(names)} columns; at most {MAX_COLUMNS} are accepted. "
-                        "Upload visitorid and the 16 features (or the raw event columns) only.")
+        raise DataError(
+            f"{name!r} has {len(names)} columns; at most {MAX_COLUMNS} are accepted. "
+            "Upload visitorid and the 16 features (or the raw event columns) only."
+        )
     seen: set[str] = set()
     for col in names:  # a loop over the header, not the rows
         if col in seen:
-            raise DataError(f"{name!r} repeats the column name {col!r}; each column must appear once. "
-                            "Remove or rename the copy.")
+            raise DataError(
+                f"{name!r} repeats the column name {col!r}; each column must appear once. Remove or rename the copy."
+            )
         seen.add(col)
     for col in names:
         match = REPEATED_NAME.fullmatch(col)
         if match and match.group(1) in seen:
-            raise DataError(f"{name!r} has both {match.group(1)!r} and {col!r}: {col!r} is how pandas renames a "
-                            f"repeated {match.group(1)!r} column. Keep one of them.")
+            raise DataError(
+                f"{name!r} has both {match.group(1)!r} and {col!r}: {col!r} is how pandas renames a "
+                f"repeated {match.group(1)!r} column. Keep one of them."
+            )
 
 
 def kind_of(names: list[str]) -> str:
@@ -84,15 +95,19 @@ def _row_limit(name: str, kind: str, n_rows: int) -> None:
     limit = MAX_EVENT_ROWS if kind == "events" else MAX_FEATURE_ROWS
     if n_rows > limit:
         what = "events" if kind == "events" else "feature rows"
-        raise DataError(f"{name!r} has {n_rows:,} {what}; the dashboard accepts at most {limit:,} "
-                        "(its memory budget is 1 GB). Split the file, or score it with the API in batches.")
+        raise DataError(
+            f"{name!r} has {n_rows:,} {what}; the dashboard accepts at most {limit:,} "
+            "(its memory budget is 1 GB). Split the file, or score it with the API in batches."
+        )
 
 
 _REFUSED_TYPES = (
     (pa.types.is_boolean, "boolean (true/false)"),
     (pa.types.is_temporal, "a date, time or duration"),
-    (lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t),
-     "binary (bytes)"),
+    (
+        lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t),
+        "binary (bytes)",
+    ),
     (lambda t: pa.types.is_nested(t), "nested (list, struct or map)"),
 )
 
@@ -112,8 +127,10 @@ def _check_types(name: str, schema: pa.Schema) -> None:
     bad = [(f.name, why) for f in schema if (why := _refused_type(f.type)) is not None]
     if bad:
         listed = "; ".join(f"{col!r} is {why}" for col, why in bad)
-        raise DataError(f"{name!r}: {listed}. Every column must hold numbers (ids, counts, rates) or, for raw "
-                        "events, text event names; convert them (timestamps as Unix milliseconds) and re-upload.")
+        raise DataError(
+            f"{name!r}: {listed}. Every column must hold numbers (ids, counts, rates) or, for raw "
+            "events, text event names; convert them (timestamps as Unix milliseconds) and re-upload."
+        )
 
 
 def _read_parquet(name: str, data: bytes) -> tuple[pd.DataFrame, str]:
@@ -122,16 +139,20 @@ def _read_parquet(name: str, data: bytes) -> tuple[pd.DataFrame, str]:
         pf = pq.ParquetFile(pa.BufferReader(data))
         meta, schema = pf.metadata, pf.schema_arrow
     except (pa.ArrowException, OSError, ValueError) as exc:
-        raise DataError(f"{name!r} is not a readable parquet file ({exc}). It may be truncated or not parquet "
-                        "at all: write it again with DataFrame.to_parquet(), or upload a CSV.") from exc
+        raise DataError(
+            f"{name!r} is not a readable parquet file ({exc}). It may be truncated or not parquet "
+            "at all: write it again with DataFrame.to_parquet(), or upload a CSV."
+        ) from exc
     _check_names(name, list(schema.names))
     _check_types(name, schema)
     kind = kind_of(list(schema.names))
     _row_limit(name, kind, meta.num_rows)
     size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
     if size > MAX_UNCOMPRESSED_MB * 2**20:
-        raise DataError(f"{name!r} expands to {size / 2**20:,.0f} MB when decoded; at most {MAX_UNCOMPRESSED_MB} MB "
-                        "are accepted. Drop unused columns, or split the file.")
+        raise DataError(
+            f"{name!r} expands to {size / 2**20:,.0f} MB when decoded; at most {MAX_UNCOMPRESSED_MB} MB "
+            "are accepted. Drop unused columns, or split the file."
+        )
     try:
         if kind == "events" and pa.types.is_string(schema.field("event").type):
             # event names as a dictionary: 2M Python strings would cost ~100 MB more
@@ -184,14 +205,23 @@ def _read_csv(name: str, data: bytes) -> tuple[pd.DataFrame, str, list[str]]:
             warnings.simplefilter("error", pd.errors.ParserWarning)
             warnings.simplefilter("ignore", pd.errors.DtypeWarning)  # mixed chunks are made text below
             # low_memory parses in chunks: 100 MB less peak on a 1.4M-row features CSV
-            df = pd.read_csv(io.BytesIO(data), sep=delim, low_memory=True, index_col=False,
-                             nrows=limit + 1, encoding="utf-8-sig", skipinitialspace=True,
-                             dtype={"event": "category"} if kind == "events" else None)
+            df = pd.read_csv(
+                io.BytesIO(data),
+                sep=delim,
+                low_memory=True,
+                index_col=False,
+                nrows=limit + 1,
+                encoding="utf-8-sig",
+                skipinitialspace=True,
+                dtype={"event": "category"} if kind == "events" else None,
+            )
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{name!r} has no header and no rows; upload a CSV with a header.") from exc
     except (pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError, ValueError) as exc:
-        raise DataError(f"{name!r} could not be parsed as CSV ({exc}). Save it as UTF-8 CSV with a header row "
-                        "and one value per column on every line.") from exc
+        raise DataError(
+            f"{name!r} could not be parsed as CSV ({exc}). Save it as UTF-8 CSV with a header row "
+            "and one value per column on every line."
+        ) from exc
     _row_limit(name, kind, len(df))
     _text_if_mixed(df)
     _check_types(name, pa.Schema.from_pandas(df.iloc[:0], preserve_index=False))
@@ -207,9 +237,12 @@ def read_table(name: str, data: bytes) -> tuple[pd.DataFrame, str, list[str]]:
         raise DataError(f"{name!r} is empty (0 bytes); export the table again and re-upload.")
     what = _what_it_is(data)
     if suffix == ".csv" and what is not None:
-        raise DataError(f"{name!r} is named .csv but is {what}. Decompress it (or save it as UTF-8 CSV) and "
-                        "upload the .csv file itself." if what != "a parquet file" else
-                        f"{name!r} is named .csv but is a parquet file. Rename it to .parquet and re-upload.")
+        raise DataError(
+            f"{name!r} is named .csv but is {what}. Decompress it (or save it as UTF-8 CSV) and "
+            "upload the .csv file itself."
+            if what != "a parquet file"
+            else f"{name!r} is named .csv but is a parquet file. Rename it to .parquet and re-upload."
+        )
     if suffix != ".csv" and what not in (None, "a parquet file"):
         raise DataError(f"{name!r} is named {suffix} but is {what}. Decompress it and upload the parquet file itself.")
     if suffix == ".csv":
@@ -228,8 +261,10 @@ def features_from_events(name: str, events: pd.DataFrame) -> pd.DataFrame:
 
     missing = [c for c in RAW_EVENT_COLUMNS if c not in events.columns]
     if missing:
-        raise DataError(f"{name!r} looks like raw events but lacks {', '.join(missing)}; raw events need "
-                        f"{', '.join(RAW_EVENT_COLUMNS)} (and optionally categoryid).")
+        raise DataError(
+            f"{name!r} looks like raw events but lacks {', '.join(missing)}; raw events need "
+            f"{', '.join(RAW_EVENT_COLUMNS)} (and optionally categoryid)."
+        )
     if "categoryid" not in events.columns:
         events = events.assign(categoryid=UNKNOWN_CATEGORY)
     return user_features(validate_events(events[list(EVENT_COLUMNS)], name))
@@ -243,6 +278,8 @@ def read_upload(name: str, data: bytes) -> Upload:
     n_events = len(df)
     features = features_from_events(name, df)
     del df
-    notes.append(f"{name} holds {n_events:,} raw events of {len(features):,} visitors: the 16 features were "
-                 "computed with the build's user_features (categoryid -1 = unknown when the file has none).")
+    notes.append(
+        f"{name} holds {n_events:,} raw events of {len(features):,} visitors: the 16 features were "
+        "computed with the build's user_features (categoryid -1 = unknown when the file has none)."
+    )
     return Upload(features, kind, n_events=n_events, notes=notes)

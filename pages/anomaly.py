@@ -53,8 +53,12 @@ def load_input(name: str, data: bytes, token: str) -> None:
     entry: dict = {"name": name, "token": token}
     try:
         up = read_upload(name, data)
-        entry |= {"df": up.features, "kind": up.kind, "notes": up.notes,
-                  "validation": anomaly.validate_features(up.features)}
+        entry |= {
+            "df": up.features,
+            "kind": up.kind,
+            "notes": up.notes,
+            "validation": anomaly.validate_features(up.features),
+        }
     except DataError as exc:
         entry["error"] = str(exc)
     keep_in_session("anomaly_input", entry)
@@ -70,7 +74,9 @@ def score_once(df: pd.DataFrame, scorable: np.ndarray, detector: anomaly.Detecto
         release_from_session("anomaly_scores")
         bar = st.progress(0.0, text="Scoring…")
         scores = anomaly.score_rows(  # what score() (the API's call) runs after validating
-            df, scorable, detector,
+            df,
+            scorable,
+            detector,
             on_progress=lambda done: bar.progress(done, text=f"Scoring… {done:.0%} of the distinct feature rows"),
         )
         bar.empty()
@@ -90,7 +96,8 @@ def cost_of(scored: dict, df: pd.DataFrame, detector: anomaly.Detector, protect_
         ok = np.isfinite(scores)
         rows = df[list(anomaly.COST_COLUMNS)]  # no copy of the other 13 columns
         scored["cost"][protect_buyers] = anomaly.cleaning_cost(
-            rows if ok.all() else rows[ok], scores[ok], anomaly.DEFAULT_SHARES, detector.threshold_, protect_buyers)
+            rows if ok.all() else rows[ok], scores[ok], anomaly.DEFAULT_SHARES, detector.threshold_, protect_buyers
+        )
     return scored["cost"][protect_buyers]
 
 
@@ -107,19 +114,28 @@ def histogram(binned: tuple[np.ndarray, np.ndarray], threshold: float) -> alt.La
         alt.Chart(bins)
         .mark_bar()
         .encode(
-            x=alt.X("start:Q", title="Anomaly score (higher = more anomalous)", bin="binned",
-                    axis=alt.Axis(titlePadding=8)),
+            x=alt.X(
+                "start:Q", title="Anomaly score (higher = more anomalous)", bin="binned", axis=alt.Axis(titlePadding=8)
+            ),
             x2="end:Q",
             y=alt.Y("users:Q", title="Users", axis=alt.Axis(format="~s")),
-            color=alt.Color("side:N", title=None, scale=alt.Scale(domain=["below threshold", "at or above threshold"],
-                                                                range=["#94a3b8", "#dc2626"]),
-                            legend=alt.Legend(orient="top")),
-            tooltip=[alt.Tooltip("start:Q", format=".3f", title="from"), alt.Tooltip("end:Q", format=".3f", title="to"),
-                     alt.Tooltip("users:Q", format=",")],
+            color=alt.Color(
+                "side:N",
+                title=None,
+                scale=alt.Scale(domain=["below threshold", "at or above threshold"], range=["#94a3b8", "#dc2626"]),
+                legend=alt.Legend(orient="top"),
+            ),
+            tooltip=[
+                alt.Tooltip("start:Q", format=".3f", title="from"),
+                alt.Tooltip("end:Q", format=".3f", title="to"),
+                alt.Tooltip("users:Q", format=","),
+            ],
         )
     )
-    rule = alt.Chart(pd.DataFrame({"threshold": [threshold]})).mark_rule(color="black", strokeDash=[6, 3]).encode(
-        x="threshold:Q", tooltip=[alt.Tooltip("threshold:Q", format=".4f")]
+    rule = (
+        alt.Chart(pd.DataFrame({"threshold": [threshold]}))
+        .mark_rule(color="black", strokeDash=[6, 3])
+        .encode(x="threshold:Q", tooltip=[alt.Tooltip("threshold:Q", format=".4f")])
     )
     return (bars + rule).properties(height=280, padding={"left": 10, "right": 20, "top": 10, "bottom": 30})
 
@@ -144,7 +160,9 @@ if detector is None:
 # --- 1. Features -------------------------------------------------------------------------
 st.header("1 · Features")
 uploaded = st.file_uploader(
-    "User features or raw events, as parquet or CSV", type=["parquet", "csv"], key="features_file",
+    "User features or raw events, as parquet or CSV",
+    type=["parquet", "csv"],
+    key="features_file",
     max_upload_size=MAX_UPLOAD_MB,
     help=f"At most {MAX_UPLOAD_MB} MB, 1.5M feature rows or 2M events: the app's memory budget is 1 GB.",
 )
@@ -189,8 +207,10 @@ if len(validation.row_problems):
     with st.expander(f"Rows with problems ({count(len(validation.row_problems))} listed)", expanded=True):
         shown = validation.row_problems.drop(columns="row").astype({"visitorid": str})
         st.dataframe(shown, hide_index=True)
-        st.caption("Lines as in a spreadsheet (header = line 1). Rows that break a rule stay in the downloads "
-                   "with an empty score and an empty flag.")
+        st.caption(
+            "Lines as in a spreadsheet (header = line 1). Rows that break a rule stay in the downloads "
+            "with an empty score and an empty flag."
+        )
 if validation.missing_columns or detector is None:
     st.stop()
 
@@ -199,12 +219,17 @@ st.header("3 · Operating point")
 names = sorted(arts.detectors) or [detector.name]
 c = st.columns(2)
 name = c[0].selectbox(
-    "Detector", names, index=names.index(detector.name) if detector.name in names else 0,
-    key="anomaly_detector", help="Every detector of the build, judged the same way (Cleaning KPIs page).",
+    "Detector",
+    names,
+    index=names.index(detector.name) if detector.name in names else 0,
+    key="anomaly_detector",
+    help="Every detector of the build, judged the same way (Cleaning KPIs page).",
 )
 detector = arts.detectors.get(name, detector)
 protect_buyers = c[1].toggle(
-    "Keep visitors who bought", value=anomaly.DEFAULT_PROTECT_BUYERS, key="protect_buyers",
+    "Keep visitors who bought",
+    value=anomaly.DEFAULT_PROTECT_BUYERS,
+    key="protect_buyers",
     help="Never flag a visitor with transaction > 0 (applied after the threshold, as in the build and the API).",
 )
 mode = st.radio(
@@ -218,7 +243,9 @@ share = None
 if mode == "a share of this batch":
     share = st.slider("Share of scorable users to flag (%)", 1, 20, round(100 * detector.share), key="share_pct") / 100
 else:
-    st.caption(f"Threshold {detector.threshold_:.4f}: the score of the top {pct(detector.share)} of the {detector.n_users_:,} training users.")
+    st.caption(
+        f"Threshold {detector.threshold_:.4f}: the score of the top {pct(detector.share)} of the {detector.n_users_:,} training users."
+    )
 
 score_key = (source["token"], detector.name, detector.threshold_, detector.fingerprint_)  # a rebuild rescores
 scored = score_once(df, validation.scorable, detector, score_key)
@@ -246,9 +273,14 @@ c = st.columns(5)
 c[0].metric("Rows", count(len(df)))
 c[1].metric("Scored", count(n_scored))
 c[2].metric("Flagged", count(n_flagged), help="Users with score ≥ threshold, after the policy.")
-c[3].metric("% of scored users", pct(n_flagged / n_scored if n_scored else None),
-            help="The flagged users as a share of the scored rows.")
-c[4].metric("Threshold", f"{threshold:.4f}", help="Frozen: fixed on the training users. Share: this batch's own quantile.")
+c[3].metric(
+    "% of scored users",
+    pct(n_flagged / n_scored if n_scored else None),
+    help="The flagged users as a share of the scored rows.",
+)
+c[4].metric(
+    "Threshold", f"{threshold:.4f}", help="Frozen: fixed on the training users. Share: this batch's own quantile."
+)
 st.altair_chart(histogram(scored["bins"], threshold), width="stretch")
 st.caption(
     f"{count(n_flagged)} users ({pct(n_flagged / n_scored if n_scored else None)} of the scored) are at or above "
@@ -275,8 +307,11 @@ st.dataframe(pd.concat([table, flagged[list(USER_FEATURES)]], axis=1), hide_inde
 st.caption(
     "“Why” lists the behaviour columns furthest above the training users (one-sided robust z, σ); "
     f"low values never count. Showing {len(top):,} of {len(flagged_rows):,} flagged users; the downloads hold every row. "
-    + ("“line”: the line of the file as a spreadsheet numbers it (header = line 1)." if as_lines
-       else "“row”: the position of the user in the table, counting from 1.")
+    + (
+        "“line”: the line of the file as a spreadsheet numbers it (header = line 1)."
+        if as_lines
+        else "“row”: the position of the user in the table, counting from 1."
+    )
 )
 
 # --- 5. Downloads ----------------------------------------------------------------------------
@@ -284,19 +319,31 @@ st.caption(
 # in the session; the detector, policy, threshold and mode behind the flags go in every row.
 stem = source["name"].rsplit(".", 1)[0]
 mode_label = "frozen threshold" if share is None else f"top {round(100 * share)}% of this batch"
-tag = f"{detector.name}_{'keep-buyers' if protect_buyers else 'all-visitors'}_" + (
-    "frozen" if share is None else f"share{round(100 * share)}") + f"_t{threshold:.4f}"
+tag = (
+    f"{detector.name}_{'keep-buyers' if protect_buyers else 'all-visitors'}_"
+    + ("frozen" if share is None else f"share{round(100 * share)}")
+    + f"_t{threshold:.4f}"
+)
 constants = {**anomaly.provenance(detector, protect_buyers, threshold), "mode": mode_label}
 is_anomaly = flags["is_anomaly"].to_numpy()
 
 c = st.columns(2)
 c[0].download_button(
-    "Scored rows as CSV", download_data(scored_csv_bytes, df, scores, is_anomaly, constants),
-    f"{stem}_scored_{tag}.csv", "text/csv", key="dl_csv", on_click="ignore", icon=":material/download:",
+    "Scored rows as CSV",
+    download_data(scored_csv_bytes, df, scores, is_anomaly, constants),
+    f"{stem}_scored_{tag}.csv",
+    "text/csv",
+    key="dl_csv",
+    on_click="ignore",
+    icon=":material/download:",
 )
 c[1].download_button(
-    "Scored rows as parquet", download_data(scored_parquet_bytes, df, scores, is_anomaly, constants),
-    f"{stem}_scored_{tag}.parquet", "application/octet-stream", key="dl_parquet", on_click="ignore",
+    "Scored rows as parquet",
+    download_data(scored_parquet_bytes, df, scores, is_anomaly, constants),
+    f"{stem}_scored_{tag}.parquet",
+    "application/octet-stream",
+    key="dl_parquet",
+    on_click="ignore",
     icon=":material/download:",
 )
 st.caption(

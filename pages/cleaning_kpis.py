@@ -22,8 +22,14 @@ METRICS = ["coverage", "top1", "top3", "top1_all", "top3_all"]  # one order in e
 PALETTE = ["#2563eb", "#94a3b8", "#f59e0b", "#10b981", "#dc2626", "#8b5cf6"]
 PADDING = {"left": 10, "right": 20, "top": 10, "bottom": 30}  # room for the axis titles
 SPLITS = {"group": "by visitor", "temporal": "by time"}
-NAMES = {"precision": "precision", "recall": "recall", "events_removed_share": "events",
-         "users_removed_share": "users", "transaction_removed_share": "transactions", "buyers_removed_share": "buyers"}
+NAMES = {
+    "precision": "precision",
+    "recall": "recall",
+    "events_removed_share": "events",
+    "users_removed_share": "users",
+    "transaction_removed_share": "transactions",
+    "buyers_removed_share": "buyers",
+}
 NAMES_JS = str(NAMES).replace("'", '"')  # the same names inside a chart's calculate expression
 
 
@@ -45,8 +51,12 @@ def filtered(rows: pd.DataFrame, key: str) -> pd.DataFrame:
     present = [c for c in ("split", "population", "average") if c in rows.columns]
     for col, box in zip(present, st.columns(max(len(present), 1))):
         label = {"split": "Test split", "population": "Test visitors", "average": "Average"}[col]
-        value = box.selectbox(label, list(dict.fromkeys(rows[col])), key=f"{key}_{col}",
-                              format_func=lambda v, col=col: SPLITS.get(v, v) if col == "split" else v)
+        value = box.selectbox(
+            label,
+            list(dict.fromkeys(rows[col])),
+            key=f"{key}_{col}",
+            format_func=lambda v, col=col: SPLITS.get(v, v) if col == "split" else v,
+        )
         rows = rows[rows[col] == value]
     return rows
 
@@ -58,16 +68,28 @@ def estimates_chart(rows: pd.DataFrame, group: str, title: str, difference: bool
     base = alt.Chart(rows).encode(
         x=alt.X("metric:N", title=None, sort=METRICS, axis=alt.Axis(labelAngle=0)),
         xOffset=alt.XOffset(f"{group}:N", sort=groups),
-        color=alt.Color(f"{group}:N", sort=groups, title=None, legend=alt.Legend(orient="top"),
-                        scale=alt.Scale(domain=groups, range=PALETTE[: len(groups)])),
+        color=alt.Color(
+            f"{group}:N",
+            sort=groups,
+            title=None,
+            legend=alt.Legend(orient="top"),
+            scale=alt.Scale(domain=groups, range=PALETTE[: len(groups)]),
+        ),
     )
     y_title, fmt = ("Difference, percentage points", "+.1%") if difference else ("Estimate", "%")
-    tooltip = [alt.Tooltip(f"{group}:N"), alt.Tooltip("metric:N"), alt.Tooltip("value:Q", format=".2%"),
-               alt.Tooltip("ci_low:Q", format=".2%", title="95% CI low"),
-               alt.Tooltip("ci_high:Q", format=".2%", title="95% CI high")]
-    tooltip += [alt.Tooltip(f"{c}:Q", format=",", title=DISPLAY.get(c, c)) for c in ("n_cases", "n_visitors") if c in rows]
+    tooltip = [
+        alt.Tooltip(f"{group}:N"),
+        alt.Tooltip("metric:N"),
+        alt.Tooltip("value:Q", format=".2%"),
+        alt.Tooltip("ci_low:Q", format=".2%", title="95% CI low"),
+        alt.Tooltip("ci_high:Q", format=".2%", title="95% CI high"),
+    ]
+    tooltip += [
+        alt.Tooltip(f"{c}:Q", format=",", title=DISPLAY.get(c, c)) for c in ("n_cases", "n_visitors") if c in rows
+    ]
     bars = base.mark_bar().encode(
-        y=alt.Y("value:Q", title=y_title, axis=alt.Axis(format=fmt), stack=None), tooltip=tooltip)
+        y=alt.Y("value:Q", title=y_title, axis=alt.Axis(format=fmt), stack=None), tooltip=tooltip
+    )
     layers = bars + base.mark_errorbar(color="black").encode(y=alt.Y("ci_low:Q", title=y_title), y2="ci_high:Q")
     if difference:
         layers += alt.Chart(pd.DataFrame({"zero": [0]})).mark_rule(color="#1f2430").encode(y="zero:Q")
@@ -91,7 +113,9 @@ def before_after() -> list[ReportBlock]:
     default = rankers.index(served["ranker"]) if served is not None else 0
     ranker = st.selectbox("Ranker", rankers, index=default, key="ba_ranker")
     if best and best not in rankers:
-        st.caption(f"The served model `{best}` is not run on raw vs cleaned events; `{rankers[default]}` is its closest ranker here.")
+        st.caption(
+            f"The served model `{best}` is not run on raw vs cleaned events; `{rankers[default]}` is its closest ranker here."
+        )
     long = rows[rows["ranker"] == ranker].melt(
         id_vars=["run", "population", "ranker", "n_cases", "n_covered"], value_vars=METRICS, var_name="metric"
     )
@@ -102,11 +126,21 @@ def before_after() -> list[ReportBlock]:
             x=alt.X("metric:N", sort=METRICS, title=None, axis=alt.Axis(labelAngle=0)),
             xOffset=alt.XOffset("run:N", sort=["raw", "cleaned"]),
             y=alt.Y("value:Q", title="Share of test cases", axis=alt.Axis(format="%")),
-            color=alt.Color("run:N", sort=["raw", "cleaned"], title=None, legend=alt.Legend(orient="top"),
-                            scale=alt.Scale(domain=["raw", "cleaned"], range=["#94a3b8", "#2563eb"])),
-            tooltip=["run", "metric", alt.Tooltip("value:Q", format=".2%"),
-                     alt.Tooltip("n_cases:Q", format=",", title="cases"),
-                     alt.Tooltip("n_covered:Q", format=",", title="covered cases"), "population"],
+            color=alt.Color(
+                "run:N",
+                sort=["raw", "cleaned"],
+                title=None,
+                legend=alt.Legend(orient="top"),
+                scale=alt.Scale(domain=["raw", "cleaned"], range=["#94a3b8", "#2563eb"]),
+            ),
+            tooltip=[
+                "run",
+                "metric",
+                alt.Tooltip("value:Q", format=".2%"),
+                alt.Tooltip("n_cases:Q", format=",", title="cases"),
+                alt.Tooltip("n_covered:Q", format=",", title="covered cases"),
+                "population",
+            ],
         )
         .properties(height=300, title=f"{ranker}: raw vs cleaned")
     )
@@ -134,8 +168,11 @@ def before_after() -> list[ReportBlock]:
         f"Ranking ({ranker}): top-1 over all test cases is {pct(by_run.get('raw'))} on the raw events and "
         f"{pct(by_run.get('cleaned'))} on the cleaned ones, but on different test visitors, so this is not a model gain."
     )
-    return blocks + [ReportBlock("summary", finding), ReportBlock("chart", chart, caption),
-                     ReportBlock("table", display(rows))]
+    return blocks + [
+        ReportBlock("summary", finding),
+        ReportBlock("chart", chart, caption),
+        ReportBlock("table", display(rows)),
+    ]
 
 
 def same_population() -> list[ReportBlock]:
@@ -151,24 +188,34 @@ def same_population() -> list[ReportBlock]:
     population = "; ".join(map(str, dict.fromkeys(rows.get("population", []))))
     if {"metric", "value", "ci_low", "ci_high", "ranker"} <= set(rows.columns):
         is_diff = rows["ranker"].astype(str).str.contains(" - ")
-        chart = estimates_chart(rows[~is_diff], "ranker", "Rankers on the same test cases, with 95% bootstrap intervals")
+        chart = estimates_chart(
+            rows[~is_diff], "ranker", "Rankers on the same test cases, with 95% bootstrap intervals"
+        )
         st.altair_chart(chart, width="stretch")
         blocks.append(ReportBlock("chart", chart))
         if is_diff.any():
             diff = rows[is_diff].assign(ranker=lambda d: d["ranker"].str.replace(" - ", " − "))
             diff_chart = estimates_chart(diff, "ranker", "Cleaned minus raw, on the same test cases", difference=True)
             st.altair_chart(diff_chart, width="stretch")
-            st.caption("Below zero: the model trained on cleaned events does worse on the same test cases. "
-                       "An interval that crosses zero means no measurable difference.")
+            st.caption(
+                "Below zero: the model trained on cleaned events does worse on the same test cases. "
+                "An interval that crosses zero means no measurable difference."
+            )
             blocks.append(ReportBlock("chart", diff_chart))
             top1 = diff[diff["metric"] == "top1_all"]
             if len(top1):
                 r = top1.iloc[0]
-                blocks.insert(0, ReportBlock("summary", (
-                    f"Same test cases ({population}): training on cleaned events changes top-1 over all cases by "
-                    f"{100 * r['value']:+.1f} percentage points (95% interval {100 * r['ci_low']:+.1f} to "
-                    f"{100 * r['ci_high']:+.1f})."
-                )))
+                blocks.insert(
+                    0,
+                    ReportBlock(
+                        "summary",
+                        (
+                            f"Same test cases ({population}): training on cleaned events changes top-1 over all cases by "
+                            f"{100 * r['value']:+.1f} percentage points (95% interval {100 * r['ci_low']:+.1f} to "
+                            f"{100 * r['ci_high']:+.1f})."
+                        ),
+                    ),
+                )
     caption = (
         f"Population: {population}. Every ranker is scored on the same test cases, so these differences "
         "are like for like. Split by visitor: test visitors never seen in training; by time: the last days "
@@ -190,9 +237,11 @@ def audit() -> list[ReportBlock]:
         return blocks + [ReportBlock("note", f"{A.AUDIT_CSV} is not built yet.")]
     op_share = (read_json(A.OPERATING_POINT) or {}).get("share")
     label_source = str(rows["label_source"].iloc[0]) if "label_source" in rows else "unknown labels"
-    marker = alt.Chart(pd.DataFrame({"share": [op_share] if op_share else []})).mark_rule(
-        color="black", strokeDash=[6, 3]
-    ).encode(x="share:Q", tooltip=[alt.Tooltip("share:Q", format=".1%", title="operating point")])
+    marker = (
+        alt.Chart(pd.DataFrame({"share": [op_share] if op_share else []}))
+        .mark_rule(color="black", strokeDash=[6, 3])
+        .encode(x="share:Q", tooltip=[alt.Tooltip("share:Q", format=".1%", title="operating point")])
+    )
 
     def lines(columns: list[str], title: str, y_title: str) -> alt.LayerChart:
         long = rows.melt(id_vars=["share"], value_vars=columns, var_name="measure")
@@ -202,8 +251,13 @@ def audit() -> list[ReportBlock]:
             .encode(
                 x=alt.X("share:Q", title="Share of users flagged", axis=alt.Axis(format="%")),
                 y=alt.Y("value:Q", title=y_title, axis=alt.Axis(format="%")),
-                color=alt.Color("measure:N", title=None, sort=columns, legend=alt.Legend(orient="top"),
-                                scale=alt.Scale(domain=[NAMES.get(c, c) for c in columns], range=PALETTE[: len(columns)])),
+                color=alt.Color(
+                    "measure:N",
+                    title=None,
+                    sort=columns,
+                    legend=alt.Legend(orient="top"),
+                    scale=alt.Scale(domain=[NAMES.get(c, c) for c in columns], range=PALETTE[: len(columns)]),
+                ),
                 tooltip=[alt.Tooltip("share:Q", format=".0%"), "measure:N", alt.Tooltip("value:Q", format=".2%")],
             )
             .transform_calculate(measure=f"{NAMES_JS}[datum.measure] || datum.measure")
@@ -229,11 +283,16 @@ def audit() -> list[ReportBlock]:
         st.dataframe(display(rows), hide_index=True)
     at_op = nearest(rows, op_share)
     if at_op is not None:
-        blocks.append(ReportBlock("summary", (
-            f"Detector at the operating point ({pct(op_share)} of users flagged): precision "
-            f"{pct(at_op['precision'])}, recall {pct(at_op['recall'])} against the {label_source}; cleaning "
-            f"removes {pct(at_op['events_removed_share'])} of the events."
-        )))
+        blocks.append(
+            ReportBlock(
+                "summary",
+                (
+                    f"Detector at the operating point ({pct(op_share)} of users flagged): precision "
+                    f"{pct(at_op['precision'])}, recall {pct(at_op['recall'])} against the {label_source}; cleaning "
+                    f"removes {pct(at_op['events_removed_share'])} of the events."
+                ),
+            )
+        )
     return blocks + [ReportBlock("chart", pr), ReportBlock("chart", removed, note), ReportBlock("table", display(rows))]
 
 
@@ -258,18 +317,24 @@ def cleaning_cost() -> list[ReportBlock]:
     if sentence:
         (st.warning if bool(frozen["txn_warning"].iloc[0]) else st.info)(sentence)
     grid = rows[rows["point"] != "frozen"]
-    long = grid.melt(id_vars=["share"], var_name="removed",
-                     value_vars=["users_removed_share", "events_removed_share", "transaction_removed_share",
-                                 "buyers_removed_share"])
+    long = grid.melt(
+        id_vars=["share"],
+        var_name="removed",
+        value_vars=["users_removed_share", "events_removed_share", "transaction_removed_share", "buyers_removed_share"],
+    )
     chart = (
         alt.Chart(long)
         .mark_line(point=True)
         .encode(
             x=alt.X("share:Q", title="Share of users flagged", axis=alt.Axis(format="%")),
             y=alt.Y("removed_value:Q", title="Share removed by cleaning", axis=alt.Axis(format="%")),
-            color=alt.Color("removed:N", title=None, legend=alt.Legend(orient="top"),
-                            sort=["users", "events", "transactions", "buyers"],
-                            scale=alt.Scale(domain=["users", "events", "transactions", "buyers"], range=PALETTE[:4])),
+            color=alt.Color(
+                "removed:N",
+                title=None,
+                legend=alt.Legend(orient="top"),
+                sort=["users", "events", "transactions", "buyers"],
+                scale=alt.Scale(domain=["users", "events", "transactions", "buyers"], range=PALETTE[:4]),
+            ),
             tooltip=[alt.Tooltip("share:Q", format=".0%"), "removed:N", alt.Tooltip("removed_value:Q", format=".2%")],
         )
         .transform_calculate(removed_value="datum.value", removed=f"{NAMES_JS}[datum.removed] || datum.removed")
@@ -279,14 +344,17 @@ def cleaning_cost() -> list[ReportBlock]:
     st.altair_chart(chart, width="stretch")
     caption = (
         f"Population: every visitor of the build's events, scored by {name}; policy: {policy_label(protect)}. "
-        "A share's threshold is that quantile of these scores; \"frozen\" is the threshold fixed at the "
+        'A share\'s threshold is that quantile of these scores; "frozen" is the threshold fixed at the '
         f"operating point. “transaction warning”: flagged users hold more than {TXN_WARNING_SHARE:.0%} "
         "of all transactions."
     )
     st.caption(caption)
     st.dataframe(display(rows), hide_index=True)
-    return blocks + [ReportBlock("summary", f"Cost at the frozen operating point ({name}, {policy_label(protect)}): {sentence}"),
-                     ReportBlock("chart", chart), ReportBlock("table", display(rows), caption)]
+    return blocks + [
+        ReportBlock("summary", f"Cost at the frozen operating point ({name}, {policy_label(protect)}): {sentence}"),
+        ReportBlock("chart", chart),
+        ReportBlock("table", display(rows), caption),
+    ]
 
 
 def detector_quality() -> list[ReportBlock]:
@@ -303,7 +371,9 @@ def detector_quality() -> list[ReportBlock]:
     methods = sorted(methods, key=lambda m: (m != served, m == "volume_rule"))  # served first, baseline last
     measures = [c for c in ("pr_auc", "precision", "recall") if c in rows.columns]
     if methods and measures:
-        long = rows.melt(id_vars=["method"], value_vars=measures, var_name="measure").replace({"measure": {"pr_auc": "PR-AUC"}})
+        long = rows.melt(id_vars=["method"], value_vars=measures, var_name="measure").replace(
+            {"measure": {"pr_auc": "PR-AUC"}}
+        )
         chart = (
             alt.Chart(long)
             .mark_bar()
@@ -311,8 +381,13 @@ def detector_quality() -> list[ReportBlock]:
                 x=alt.X("measure:N", title=None, sort=["PR-AUC", "precision", "recall"], axis=alt.Axis(labelAngle=0)),
                 xOffset=alt.XOffset("method:N", sort=methods),
                 y=alt.Y("value:Q", title="Against the known labels", axis=alt.Axis(format="%")),
-                color=alt.Color("method:N", title=None, sort=methods, legend=alt.Legend(orient="top"),
-                                scale=alt.Scale(domain=methods, range=PALETTE[: len(methods)])),
+                color=alt.Color(
+                    "method:N",
+                    title=None,
+                    sort=methods,
+                    legend=alt.Legend(orient="top"),
+                    scale=alt.Scale(domain=methods, range=PALETTE[: len(methods)]),
+                ),
                 tooltip=["method", "measure", alt.Tooltip("value:Q", format=".3f")],
             )
             .properties(height=280, title="Every detector and the volume rule, each flagging the same share")
@@ -320,12 +395,16 @@ def detector_quality() -> list[ReportBlock]:
         chart = fitted(chart)
         st.altair_chart(chart, width="stretch")
         blocks.append(ReportBlock("chart", chart))
-    meaning = quality_meaning(rows.set_index("method"), served) if "method" in rows and served in set(rows["method"]) else ""
+    meaning = (
+        quality_meaning(rows.set_index("method"), served) if "method" in rows and served in set(rows["method"]) else ""
+    )
     if meaning:
         st.info(meaning, icon=":material/balance:")
         blocks += [ReportBlock("summary", meaning), ReportBlock("text", meaning)]
-    caption = ("Population: " + "; ".join(map(str, dict.fromkeys(rows.get("population", [])))) + ". "
-               "Volume rule: flag the visitors with the most events, the simple baseline.")
+    caption = (
+        "Population: " + "; ".join(map(str, dict.fromkeys(rows.get("population", [])))) + ". "
+        "Volume rule: flag the visitors with the most events, the simple baseline."
+    )
     st.caption(caption)
     shown = display(rows.drop(columns=[c for c in ("description", "population", "share") if c in rows]))
     st.dataframe(shown, hide_index=True)
@@ -340,16 +419,20 @@ def quality_meaning(by: pd.DataFrame, served: str) -> str:
     """
     me = by.loc[served]
     best = by["pr_auc"].idxmax()
-    text = (f"The served detector, {served}, reaches PR-AUC {me['pr_auc']:.2f}"
-            + (f" against {by.loc['volume_rule', 'pr_auc']:.2f} for the volume rule" if "volume_rule" in by.index else "")
-            + f"; the users it flags hold {pct(me.get('txn_held_by_flagged'))} of the transactions and include "
-            f"{pct(me.get('normal_buyers_flagged'))} of the normal buyers.")
+    text = (
+        f"The served detector, {served}, reaches PR-AUC {me['pr_auc']:.2f}"
+        + (f" against {by.loc['volume_rule', 'pr_auc']:.2f} for the volume rule" if "volume_rule" in by.index else "")
+        + f"; the users it flags hold {pct(me.get('txn_held_by_flagged'))} of the transactions and include "
+        f"{pct(me.get('normal_buyers_flagged'))} of the normal buyers."
+    )
     if best != served:
         other = by.loc[best]
-        text += (f" {best} puts the bots first more often (PR-AUC {other['pr_auc']:.2f}) but its flagged users hold "
-                 f"{pct(other.get('txn_held_by_flagged'))} of the transactions and {pct(other.get('normal_buyers_flagged'))} "
-                 "of the normal buyers: the detectors are chosen to spare buyers first and to rank bots second, "
-                 "so a higher PR-AUC alone does not win.")
+        text += (
+            f" {best} puts the bots first more often (PR-AUC {other['pr_auc']:.2f}) but its flagged users hold "
+            f"{pct(other.get('txn_held_by_flagged'))} of the transactions and {pct(other.get('normal_buyers_flagged'))} "
+            "of the normal buyers: the detectors are chosen to spare buyers first and to rank bots second, "
+            "so a higher PR-AUC alone does not win."
+        )
     return text
 
 

@@ -72,12 +72,27 @@ with left:
             st.warning(f"No test row for the served ranker {best!r} in {A.RANKING_METRICS_JSON}.")
         else:
             c = st.columns(3)
-            c[0].metric("Top-1 hit rate", pct(r["top1"]), help="Of the test cases whose next category was among the candidates (covered), the share where it is ranked first.")
-            c[1].metric("Top-3 hit rate", pct(r["top3"]), help="Of the covered test cases, the share with the next category in the first three.")
-            c[2].metric("Coverage", pct(r["coverage"]), help="Share of test cases whose next category is among the candidates at all.")
+            c[0].metric(
+                "Top-1 hit rate",
+                pct(r["top1"]),
+                help="Of the test cases whose next category was among the candidates (covered), the share where it is ranked first.",
+            )
+            c[1].metric(
+                "Top-3 hit rate",
+                pct(r["top3"]),
+                help="Of the covered test cases, the share with the next category in the first three.",
+            )
+            c[2].metric(
+                "Coverage",
+                pct(r["coverage"]),
+                help="Share of test cases whose next category is among the candidates at all.",
+            )
             candidates = str(r.get("candidate_set", "history"))
-            pool = ("the categories in the history plus categories that often follow the last one"
-                    if "markov" in candidates.lower() else "the categories in the visitor's history")
+            pool = (
+                "the categories in the history plus categories that often follow the last one"
+                if "markov" in candidates.lower()
+                else "the categories in the visitor's history"
+            )
             st.caption(
                 f"Served model: {ranker_label(best)}, choosing among {pool}; picked on validation visitors and "
                 f"measured on {count(r['n_cases'])} test cases of visitors it never saw, of which "
@@ -100,7 +115,11 @@ with right:
         if scored is not None and "is_anomaly" in scored:
             flagged = int(scored["is_anomaly"].sum())
         c = st.columns(3)
-        c[0].metric("Flagged share", pct(op["share"]), help="The frozen operating point: this share of training users scores at or above the threshold.")
+        c[0].metric(
+            "Flagged share",
+            pct(op["share"]),
+            help="The frozen operating point: this share of training users scores at or above the threshold.",
+        )
         c[1].metric("Users flagged", count(flagged), help=f"Out of {op['n_users']:,} users.")
         c[2].metric(
             "Events removed",
@@ -110,8 +129,12 @@ with right:
         st.caption(
             f"Frozen threshold {op['threshold']:.4f} (fixed on {op['n_users']:,} training users)"
             + (f"; {count(at_op['events_removed'])} events removed" if at_op is not None else "")
-            + (f"; precision {pct(at_op['precision'])}, recall {pct(at_op['recall'])} against the "
-               f"{at_op['label_source']}" if at_op is not None and "label_source" in at_op else "")
+            + (
+                f"; precision {pct(at_op['precision'])}, recall {pct(at_op['recall'])} against the "
+                f"{at_op['label_source']}"
+                if at_op is not None and "label_source" in at_op
+                else ""
+            )
             + "."
         )
 
@@ -144,6 +167,10 @@ else:
         st.altair_chart(chart, width="stretch")
     st.caption(
         "Events per day (UTC), one chart per event type, each on its own scale (not starting at zero)."
-        + (f" Left out: {', '.join(cut_days)}, where the log starts or ends mid-day, so the "
-           "day's count is a cut, not a change in traffic." if cut_days else "")
+        + (
+            f" Left out: {', '.join(cut_days)}, where the log starts or ends mid-day, so the "
+            "day's count is a cut, not a change in traffic."
+            if cut_days
+            else ""
+        )
     )

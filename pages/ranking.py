@@ -81,9 +81,13 @@ def view_usage(views: pd.DataFrame) -> pd.DataFrame:
     in_window = ts >= ts[-1] - window_ms
     recent = np.arange(len(ts)) >= len(ts) - lookback
     out["used"] = np.where(
-        in_window & recent, "used",
-        np.where(~in_window, f"not used: over {hours(window_ms)} before the last view",
-                 f"not used: beyond the {lookback} most recent views"),
+        in_window & recent,
+        "used",
+        np.where(
+            ~in_window,
+            f"not used: over {hours(window_ms)} before the last view",
+            f"not used: beyond the {lookback} most recent views",
+        ),
     )
     return out
 
@@ -99,8 +103,11 @@ def history_roles(views_v: pd.DataFrame, target: int) -> list[str]:
         if i in used:
             roles.append("history (used)")
         elif i < target:
-            roles.append(f"earlier, not used (over {hours(window_ms)} before)" if t < t_next - window_ms
-                         else f"earlier, not used (beyond the last {lookback} views)")
+            roles.append(
+                f"earlier, not used (over {hours(window_ms)} before)"
+                if t < t_next - window_ms
+                else f"earlier, not used (beyond the last {lookback} views)"
+            )
         else:
             roles.append("next view (to predict)" if i == target else "later")
     return roles
@@ -129,8 +136,12 @@ def show_ranking(result, top_k: int) -> None:
         .encode(
             x=alt.X("score:Q", title="Score (higher = more likely to be viewed next)"),
             y=alt.Y("category:N", sort=alt.EncodingSortField("rank"), title="Category"),
-            color=alt.Color("source:N", title=None, sort=["viewed", SUGGESTED],
-                            scale=alt.Scale(domain=["viewed", SUGGESTED], range=["#2563eb", "#f59e0b"])),
+            color=alt.Color(
+                "source:N",
+                title=None,
+                sort=["viewed", SUGGESTED],
+                scale=alt.Scale(domain=["viewed", SUGGESTED], range=["#2563eb", "#f59e0b"]),
+            ),
             tooltip=["rank", "categoryid", "source", alt.Tooltip("score:Q", format=".4f")],
         )
         .properties(height=max(120, 36 * len(ranking) + 50), padding={"left": 10, "right": 20, "bottom": 10})
@@ -152,12 +163,14 @@ def show_ranking(result, top_k: int) -> None:
         )
     notes.append(
         "Categories are shown by id with their parent categories."
-        if paths is not None else
-        "Categories are shown by id: this build holds no category tree, so parent categories are not known."
+        if paths is not None
+        else "Categories are shown by id: this build holds no category tree, so parent categories are not known."
     )
     st.caption(" ".join(notes))
-    st.dataframe(ranking[["rank", "categoryid", "source", "score"]
-                         + (["parent categories"] if paths is not None else [])], hide_index=True)
+    st.dataframe(
+        ranking[["rank", "categoryid", "source", "score"] + (["parent categories"] if paths is not None else [])],
+        hide_index=True,
+    )
     with st.expander("What the model saw for each category"):
         st.dataframe(ranking.drop(columns="category"), hide_index=True)
         st.caption(
@@ -211,7 +224,11 @@ st.caption(
     "Given a visitor's recent views, rank the categories they are likely to view next. The model "
     f"looks at the views of the last {hours(window_ms)} before the last view (at most the "
     f"{lookback} most recent) and ranks the categories seen there"
-    + (", plus a few categories that often follow the last one" if getattr(artifacts().ranking_model, "markov", None) is not None else "")
+    + (
+        ", plus a few categories that often follow the last one"
+        if getattr(artifacts().ranking_model, "markov", None) is not None
+        else ""
+    )
     + ". The API ranks the same way."
 )
 glossary("case", "candidate", "score", "coverage", "top1")  # the words below, explained
@@ -231,14 +248,21 @@ st.header("Rank a history of views")
 if "views_base" not in st.session_state:
     set_views(example_views())
 
-mode = st.radio("Enter the views as", ["Table", "Pasted CSV"], horizontal=True, key="views_mode",
-                on_change=switch_mode, help="Switching carries the current views across.")
+mode = st.radio(
+    "Enter the views as",
+    ["Table", "Pasted CSV"],
+    horizontal=True,
+    key="views_mode",
+    on_change=switch_mode,
+    help="Switching carries the current views across.",
+)
 if note := st.session_state.pop("views_switch_note", None):
     st.warning(note, icon=":material/warning:")
 views, problem = None, None
 if mode == "Table":
     in_ms = st.toggle(  # switching keeps the edits: the last edited table becomes the new base
-        "Timestamps in Unix milliseconds", key="views_in_ms",
+        "Timestamps in Unix milliseconds",
+        key="views_in_ms",
         on_change=lambda: set_views(st.session_state.get("views_edited", st.session_state.views_base)),
     )
     base = st.session_state.views_base.copy()
@@ -260,8 +284,10 @@ if mode == "Table":
         },
         column_order=VIEW_COLUMNS,
     )
-    st.caption("Rows are numbered from 0, as on the left of the table. Add rows at the bottom; delete rows "
-               "by selecting them at their left edge.")
+    st.caption(
+        "Rows are numbered from 0, as on the left of the table. Add rows at the bottom; delete rows "
+        "by selecting them at their left edge."
+    )
     views = views_from_editor(edited, timestamps_in_ms=in_ms)
     st.session_state.views_edited = views.reindex(columns=VIEW_COLUMNS)
     if st.button("Reset to the example", key="reset_views"):
@@ -299,16 +325,25 @@ try:
         left_out = (usage["used"] != "used").sum()
         with st.expander(f"Which views the model used ({len(usage) - left_out} of {len(usage)})"):
             shown = usage.assign(time=ms_to_datetimes(usage["timestamp"]))
-            st.dataframe(shown[["time", "categoryid", "itemid", "used"] if "itemid" in shown else
-                               ["time", "categoryid", "used"]], hide_index=True,
-                         column_config={"time": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm:ss")})
-            st.caption(f"Only views within {hours(window_ms)} of the last view count, and at most the "
-                       f"{lookback} most recent of them.")
+            st.dataframe(
+                shown[
+                    ["time", "categoryid", "itemid", "used"] if "itemid" in shown else ["time", "categoryid", "used"]
+                ],
+                hide_index=True,
+                column_config={"time": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm:ss")},
+            )
+            st.caption(
+                f"Only views within {hours(window_ms)} of the last view count, and at most the "
+                f"{lookback} most recent of them."
+            )
 except DataError as exc:
     message = str(exc)
     if kept_rows is not None:  # name the rows as the table numbers them (blank rows were left out)
-        message = re.sub(r"row (\d+)", lambda m: f"row {kept_rows[int(m.group(1))]}"
-                         if int(m.group(1)) < len(kept_rows) else m.group(0), message)
+        message = re.sub(
+            r"row (\d+)",
+            lambda m: f"row {kept_rows[int(m.group(1))]}" if int(m.group(1)) < len(kept_rows) else m.group(0),
+            message,
+        )
     st.error(f"These views cannot be ranked: {message}", icon=":material/block:")
 
 # --- Sample a real visitor ------------------------------------------------------------------
@@ -317,8 +352,10 @@ seqs = sequences()
 if seqs is None:
     st.info(f"The cleaned demo events are not built yet. {A.REBUILD_HINT}", icon=":material/info:")
 else:
-    st.caption("Draws a visitor who viewed at least three categories (most visitors view one item "
-               "again and again, which makes a dull example).")
+    st.caption(
+        "Draws a visitor who viewed at least three categories (most visitors view one item "
+        "again and again, which makes a dull example)."
+    )
     if st.button("Sample a visitor", key="sample", icon=":material/casino:"):
         st.session_state.sample_seed = st.session_state.get("sample_seed", 1) + 1
     seed = st.session_state.get("sample_seed", 1)
@@ -331,24 +368,34 @@ else:
         target = cases[-1]
         if len(cases) > 1:
             target = st.select_slider(
-                "Predict the view number", options=cases, value=cases[-1], key=f"target_{visitor}",
+                "Predict the view number",
+                options=cases,
+                value=cases[-1],
+                key=f"target_{visitor}",
                 help=f"Only views with an earlier view within {hours(window_ms)} can be predicted (they are cases).",
             )
         shown = views_v.assign(time=ms_to_datetimes(views_v["timestamp"]), role=history_roles(views_v, target))
         st.markdown(f"Visitor **{visitor}** · draw {seed} · {len(views_v)} views with a known category")
         st.dataframe(
-            shown.loc[max(0, target - 15): target + 2, ["time", "categoryid", "itemid", "role"]],
+            shown.loc[max(0, target - 15) : target + 2, ["time", "categoryid", "itemid", "role"]],
             column_config={"time": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm:ss")},
         )
-        st.caption("The number on the left is the view number. “history (used)” rows are what the model "
-                   f"sees: views within {hours(window_ms)} before the view to predict, at most the {lookback} "
-                   "most recent; earlier views are shown but not used.")
+        st.caption(
+            "The number on the left is the view number. “history (used)” rows are what the model "
+            f"sees: views within {hours(window_ms)} before the view to predict, at most the {lookback} "
+            "most recent; earlier views are shown but not used."
+        )
         history = history_before(views_v, target, window_ms, lookback)
         result = rank(history[VIEW_COLUMNS], model, top_k)
         actual = int(views_v["categoryid"].iloc[target])
         ranked = result.ranking["categoryid"].tolist()
         if actual in ranked:
-            st.success(f"Hit: the actual next category **{actual}** is ranked #{ranked.index(actual) + 1} of the top {top_k}.", icon=":material/check_circle:")
+            st.success(
+                f"Hit: the actual next category **{actual}** is ranked #{ranked.index(actual) + 1} of the top {top_k}.",
+                icon=":material/check_circle:",
+            )
         else:
-            st.warning(f"Miss: the actual next category **{actual}** is not in the top {top_k}.", icon=":material/cancel:")
+            st.warning(
+                f"Miss: the actual next category **{actual}** is not in the top {top_k}.", icon=":material/cancel:"
+            )
         show_ranking(result, top_k)

@@ -67,26 +67,58 @@ def entropy_bits(*counts: int) -> float:
 
 EXPECTED = {
     3: dict(
-        events=1, view=1, addtocart=0, transaction=0, uniq_items=1, uniq_cats=0, cat_entropy=0.0,
-        events_per_active_day=1.0, add_to_view_rate=0.0, txn_to_cart_rate=0.0, night_share=0.0,
-        p95_gap_s=0.0, short_gap_share=0.0, n_sessions=1, sessions_per_day=1.0, uniq_item_ratio=1.0,
+        events=1,
+        view=1,
+        addtocart=0,
+        transaction=0,
+        uniq_items=1,
+        uniq_cats=0,
+        cat_entropy=0.0,
+        events_per_active_day=1.0,
+        add_to_view_rate=0.0,
+        txn_to_cart_rate=0.0,
+        night_share=0.0,
+        p95_gap_s=0.0,
+        short_gap_share=0.0,
+        n_sessions=1,
+        sessions_per_day=1.0,
+        uniq_item_ratio=1.0,
     ),
     7: dict(
-        events=6, view=3, addtocart=3, transaction=0, uniq_items=3, uniq_cats=3,
-        cat_entropy=entropy_bits(1, 2, 3), events_per_active_day=6.0, add_to_view_rate=1.0,
-        txn_to_cart_rate=0.0, night_share=1.0,
+        events=6,
+        view=3,
+        addtocart=3,
+        transaction=0,
+        uniq_items=3,
+        uniq_cats=3,
+        cat_entropy=entropy_bits(1, 2, 3),
+        events_per_active_day=6.0,
+        add_to_view_rate=1.0,
+        txn_to_cart_rate=0.0,
+        night_share=1.0,
         p95_gap_s=60 + 0.8 * (900 - 60),  # sorted gaps 0,10,30,60,900; index 4*0.95 = 3.8
-        short_gap_share=1 / 5, n_sessions=1, sessions_per_day=1.0, uniq_item_ratio=0.5,
+        short_gap_share=1 / 5,
+        n_sessions=1,
+        sessions_per_day=1.0,
+        uniq_item_ratio=0.5,
     ),
     10: dict(
-        events=7, view=5, addtocart=1, transaction=1, uniq_items=4, uniq_cats=2,
+        events=7,
+        view=5,
+        addtocart=1,
+        transaction=1,
+        uniq_items=4,
+        uniq_cats=2,
         cat_entropy=entropy_bits(5, 1),  # 6 known-category events: cat 5 x5, cat 7 x1
-        events_per_active_day=3.5, add_to_view_rate=0.2, txn_to_cart_rate=1.0,
+        events_per_active_day=3.5,
+        add_to_view_rate=0.2,
+        txn_to_cart_rate=1.0,
         night_share=3 / 7,  # 00:29, 00:59, 05:59:59 (not 23:59 nor 06:00)
         p95_gap_s=1801 + 0.75 * (18053 - 1801),  # sorted gaps 0,1,5,1800,1801,18053; 5*0.95=4.75
         short_gap_share=2 / 6,  # gaps 0 and 1 (5 is not short)
         n_sessions=3,  # gaps 1801 and 18053 (1800 is not a new session)
-        sessions_per_day=1.5, uniq_item_ratio=4 / 7,
+        sessions_per_day=1.5,
+        uniq_item_ratio=4 / 7,
     ),
 }
 
@@ -129,7 +161,7 @@ def test_event_column_may_be_categorical():
 def random_events(n: int, n_vis: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     ts = D0 + rng.integers(0, 3 * 86400, n) * S
-    ts[:: 5] = ts[0]  # many exact timestamp ties
+    ts[::5] = ts[0]  # many exact timestamp ties
     return pd.DataFrame(
         {
             "timestamp": ts,
@@ -159,15 +191,22 @@ def loop_reference(events: pd.DataFrame) -> pd.DataFrame:
         sessions = 1 + int((gaps > 1800).sum())
         rows.append(
             {
-                "visitorid": vid, "events": n, "view": view, "addtocart": atc, "transaction": txn,
-                "uniq_items": g["itemid"].nunique(), "uniq_cats": cats.nunique(),
+                "visitorid": vid,
+                "events": n,
+                "view": view,
+                "addtocart": atc,
+                "transaction": txn,
+                "uniq_items": g["itemid"].nunique(),
+                "uniq_cats": cats.nunique(),
                 "cat_entropy": float(-(p * np.log2(p)).sum()) if len(p) else 0.0,
-                "events_per_active_day": n / days, "add_to_view_rate": atc / max(view, 1),
+                "events_per_active_day": n / days,
+                "add_to_view_rate": atc / max(view, 1),
                 "txn_to_cart_rate": txn / max(atc, 1),
                 "night_share": float((((t // 3_600_000) % 24) < 6).mean()),
                 "p95_gap_s": float(np.percentile(gaps, 95)) if n > 1 else 0.0,
                 "short_gap_share": float((gaps < 5).mean()) if n > 1 else 0.0,
-                "n_sessions": sessions, "sessions_per_day": sessions / days,
+                "n_sessions": sessions,
+                "sessions_per_day": sessions / days,
                 "uniq_item_ratio": g["itemid"].nunique() / n,
             }
         )
@@ -180,8 +219,9 @@ def test_features_match_loop_reference_on_random_events():
     want = loop_reference(events)
     assert got["visitorid"].tolist() == want["visitorid"].tolist()
     for name in USER_FEATURES:
-        np.testing.assert_allclose(got[name].to_numpy(float), want[name].to_numpy(float),
-                                   rtol=1e-12, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(
+            got[name].to_numpy(float), want[name].to_numpy(float), rtol=1e-12, atol=1e-12, err_msg=name
+        )
     # The percentile is reproduced bit for bit.
     assert np.array_equal(got["p95_gap_s"].to_numpy(), want["p95_gap_s"].to_numpy())
 
@@ -429,7 +469,8 @@ def test_flag_scores_moves_the_share_without_rescoring(detector, train_features)
         for protect in (True, False):
             again = anomaly.flag_scores(scores, share, detector, t, protect_buyers=protect)
             pd.testing.assert_frame_equal(
-                again, anomaly.score(t, share=share, detector=detector, protect_buyers=protect))
+                again, anomaly.score(t, share=share, detector=detector, protect_buyers=protect)
+            )
     assert np.isnan(anomaly.threshold_for(np.array([np.nan]), 0.1, detector))
     with pytest.raises(DataError, match="share"):
         anomaly.flag_scores(scores, 1.5, detector, t)
@@ -485,8 +526,17 @@ def test_validate_features_reports_each_problem(train_features):
     vid = int(t.loc[2, "visitorid"])
     assert probs[(5, "visitorid")] == f"duplicate visitorid {vid} (also line 4)"
     text = " ".join(val.messages())
-    for needle in ("uniq_cats", "extra_col", "'events'", "not numbers", "infinite", "negative",
-                   "are empty", "repeat a visitorid", "line 3"):
+    for needle in (
+        "uniq_cats",
+        "extra_col",
+        "'events'",
+        "not numbers",
+        "infinite",
+        "negative",
+        "are empty",
+        "repeat a visitorid",
+        "line 3",
+    ):
         assert needle in text, needle
 
 
@@ -498,8 +548,10 @@ def test_validate_scorable_mask_and_ok(train_features):
     t.loc[1, "visitorid"] = t.loc[3, "visitorid"]  # duplicates stay scorable
     val = anomaly.validate_features(t)
     assert val.scorable.tolist() == [False, True, True, True, True]
-    assert probs_of(val) == {(0, "txn_to_cart_rate"): "negative value -0.1",
-                             (3, "visitorid"): f"duplicate visitorid {t.loc[1, 'visitorid']} (also line 3)"}
+    assert probs_of(val) == {
+        (0, "txn_to_cart_rate"): "negative value -0.1",
+        (3, "visitorid"): f"duplicate visitorid {t.loc[1, 'visitorid']} (also line 3)",
+    }
 
 
 def probs_of(val) -> dict:
@@ -538,16 +590,20 @@ def test_explain_names_the_obvious_outlier(detector, train_features):
 
 def test_proxy_labels_rules():
     base = {f: 0.0 for f in USER_FEATURES}
-    rows = [
-        {**base, "events": 60, "short_gap_share": 0.5, "events_per_active_day": 1},  # burst
-        {**base, "events": 40, "short_gap_share": 0.5, "events_per_active_day": 1},  # too few
-        {**base, "events": 25, "addtocart": 20, "transaction": 0, "events_per_active_day": 1},
-        {**base, "events": 25, "addtocart": 20, "transaction": 1, "events_per_active_day": 1},
-        {**base, "events": 30, "night_share": 0.8, "events_per_active_day": 1},  # night
-        {**base, "events": 10, "night_share": 1.0, "events_per_active_day": 1},
-    ] + [{**base, "events": 2, "events_per_active_day": 2}] * 300 + [
-        {**base, "events": 500, "events_per_active_day": 500},  # volume
-    ]
+    rows = (
+        [
+            {**base, "events": 60, "short_gap_share": 0.5, "events_per_active_day": 1},  # burst
+            {**base, "events": 40, "short_gap_share": 0.5, "events_per_active_day": 1},  # too few
+            {**base, "events": 25, "addtocart": 20, "transaction": 0, "events_per_active_day": 1},
+            {**base, "events": 25, "addtocart": 20, "transaction": 1, "events_per_active_day": 1},
+            {**base, "events": 30, "night_share": 0.8, "events_per_active_day": 1},  # night
+            {**base, "events": 10, "night_share": 1.0, "events_per_active_day": 1},
+        ]
+        + [{**base, "events": 2, "events_per_active_day": 2}] * 300
+        + [
+            {**base, "events": 500, "events_per_active_day": 500},  # volume
+        ]
+    )
     got = anomaly.proxy_labels(pd.DataFrame(rows))
     assert got[:6].tolist() == [True, False, True, False, True, False]
     assert got[-1] and not got[6:-1].any()
@@ -568,8 +624,16 @@ def test_audit_table_by_hand():
     np.testing.assert_allclose(a["events_removed_share"], np.array([100, 110, 160, 162]) / 200)
     np.testing.assert_allclose(a["users_removed_share"], [0.1, 0.2, 0.3, 0.5])
     np.testing.assert_allclose(a["threshold"], np.quantile(scores, [0.9, 0.8, 0.7, 0.5]))
-    assert list(a.columns) == ["share", "threshold", "n_flagged", "precision", "recall",
-                               "events_removed", "events_removed_share", "users_removed_share"]
+    assert list(a.columns) == [
+        "share",
+        "threshold",
+        "n_flagged",
+        "precision",
+        "recall",
+        "events_removed",
+        "events_removed_share",
+        "users_removed_share",
+    ]
 
 
 def test_audit_table_flags_scores_equal_to_the_threshold():
@@ -580,8 +644,7 @@ def test_audit_table_flags_scores_equal_to_the_threshold():
     assert a["threshold"].iloc[0] == 0.9
     assert a["n_flagged"].iloc[0] == 2 and a["recall"].iloc[0] == 1.0
     # NaN scores (unscorable users) are left out
-    a = anomaly.audit_table(np.append(scores, np.nan), np.append(labels, True), np.ones(12),
-                            shares=np.array([0.1]))
+    a = anomaly.audit_table(np.append(scores, np.nan), np.append(labels, True), np.ones(12), shares=np.array([0.1]))
     assert a["n_flagged"].iloc[0] == 2 and a["recall"].iloc[0] == 1.0
 
 

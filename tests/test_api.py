@@ -128,16 +128,15 @@ def test_rank_matches_core(client, arts, top_k, example):
     assert [r["categoryid"] for r in out["ranking"]] == direct.ranking["categoryid"].tolist()
     # Not bit-exact: a forest predicting with n_jobs=-1 sums its trees in thread order, so two
     # identical core calls can already differ in the last bit (reported to core).
-    assert [r["score"] for r in out["ranking"]] == pytest.approx(
-        direct.ranking["score"].tolist(), rel=1e-12, abs=1e-15
-    )
+    assert [r["score"] for r in out["ranking"]] == pytest.approx(direct.ranking["score"].tolist(), rel=1e-12, abs=1e-15)
     assert out["n_history_views"] == direct.n_history_views
 
 
 @needs_artifacts
 def test_rank_without_itemid_and_unsorted(client, arts, example):
-    views = [{"timestamp": v["timestamp"], "categoryid": v["categoryid"]}
-             for v in example("rank_request.json")["views"]][::-1]
+    views = [
+        {"timestamp": v["timestamp"], "categoryid": v["categoryid"]} for v in example("rank_request.json")["views"]
+    ][::-1]
     out = client.post("/rank", json={"views": views}).json()
     direct = ranking.rank(views, model=arts.ranking_model, top_k=3)
     assert [r["categoryid"] for r in out["ranking"]] == direct.ranking["categoryid"].tolist()
@@ -189,8 +188,7 @@ def test_anomaly_every_detector_and_policy_match_core(client, arts, example, nam
     assert (out["detector"], out["protect_buyers"]) == (name, protect)
     assert out["policy"] == anomaly.policy_label(protect)
     det = arts.detectors[name]
-    direct = anomaly.score(pd.DataFrame(body["users"]), share=body["share"], detector=det,
-                           protect_buyers=protect)
+    direct = anomaly.score(pd.DataFrame(body["users"]), share=body["share"], detector=det, protect_buyers=protect)
     assert out["threshold"] == direct["threshold"].iloc[0]
     assert [u["anomaly_score"] for u in out["users"]] == direct["anomaly_score"].tolist()
     assert [u["is_anomaly"] for u in out["users"]] == direct["is_anomaly"].tolist()
@@ -248,9 +246,7 @@ def test_anomaly_accepts_the_maximum_batch(client, example):
 def test_openapi_has_examples(client, example):
     spec = client.get("/openapi.json").json()
     for path in ("/rank", "/anomaly"):
-        examples = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"][
-            "examples"
-        ]
+        examples = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["examples"]
         assert examples and all("(inline)" not in e["summary"] for e in examples.values())
     rank_example = spec["paths"]["/rank"]["post"]["requestBody"]["content"]["application/json"]
     assert rank_example["examples"]["demo_visitor"]["value"] == example("rank_request.json")
@@ -260,10 +256,23 @@ def test_openapi_has_examples(client, example):
 
 VIEW = {"timestamp": 1_442_004_589_439, "categoryid": 1051, "itemid": 285930}
 USER = {
-    "visitorid": 7, "events": 3, "view": 3, "addtocart": 0, "transaction": 0, "uniq_items": 3,
-    "uniq_cats": 2, "cat_entropy": 0.9, "events_per_active_day": 3.0, "add_to_view_rate": 0.0,
-    "txn_to_cart_rate": 0.0, "night_share": 0.0, "p95_gap_s": 160.0, "short_gap_share": 0.0,
-    "n_sessions": 1, "sessions_per_day": 1.0, "uniq_item_ratio": 1.0,
+    "visitorid": 7,
+    "events": 3,
+    "view": 3,
+    "addtocart": 0,
+    "transaction": 0,
+    "uniq_items": 3,
+    "uniq_cats": 2,
+    "cat_entropy": 0.9,
+    "events_per_active_day": 3.0,
+    "add_to_view_rate": 0.0,
+    "txn_to_cart_rate": 0.0,
+    "night_share": 0.0,
+    "p95_gap_s": 160.0,
+    "short_gap_share": 0.0,
+    "n_sessions": 1,
+    "sessions_per_day": 1.0,
+    "uniq_item_ratio": 1.0,
 }
 
 
@@ -285,13 +294,9 @@ BAD_RANK = {
     "views missing": ({"top_k": 3}, ["body", "views"]),
     "too many views": ({"views": [VIEW] * (MAX_VIEWS + 1)}, ["body", "views"]),
     "negative timestamp": (rank_body(timestamp=-1), ["body", "views", 0, "timestamp"]),
-    "timestamp after 2100": (
-        rank_body(timestamp=MAX_TIMESTAMP_MS + 1), ["body", "views", 0, "timestamp"]
-    ),
+    "timestamp after 2100": (rank_body(timestamp=MAX_TIMESTAMP_MS + 1), ["body", "views", 0, "timestamp"]),
     "timestamp in seconds as float": (rank_body(timestamp=1.5), ["body", "views", 0, "timestamp"]),
-    "timestamp as ISO string": (
-        rank_body(timestamp="2015-09-11T20:49:49Z"), ["body", "views", 0, "timestamp"]
-    ),
+    "timestamp as ISO string": (rank_body(timestamp="2015-09-11T20:49:49Z"), ["body", "views", 0, "timestamp"]),
     "categoryid missing": ({"views": [{"timestamp": 1}]}, ["body", "views", 0, "categoryid"]),
     "categoryid -2": (rank_body(categoryid=-2), ["body", "views", 0, "categoryid"]),
     "categoryid bool": (rank_body(categoryid=True), ["body", "views", 0, "categoryid"]),
@@ -418,9 +423,7 @@ def test_tampered_model_falls_back_to_rule_with_reason(artifact_copy, monkeypatc
         body = example("rank_request.json")
         out = c.post("/rank", json=body).json()
         assert out["ranker"] == "rule"
-        assert out["fallback_reason"] == (
-            f"model artifact refused: {path.name} sha256 differs from manifest"
-        )
+        assert out["fallback_reason"] == (f"model artifact refused: {path.name} sha256 differs from manifest")
         assert out["fallback_reason"] == load_artifacts(artifact_copy).ranking_fallback_reason()
         direct = ranking.rank(body["views"], model=None, top_k=body["top_k"])
         assert [r["categoryid"] for r in out["ranking"]] == direct.ranking["categoryid"].tolist()
@@ -585,8 +588,12 @@ def test_duplicate_json_keys_are_422(client, raw):
 
 def test_rank_does_not_depend_on_the_order_of_tied_views(client):
     ts = VIEW["timestamp"]
-    views = [{"timestamp": ts, "categoryid": 10}, {"timestamp": ts, "categoryid": 20},
-             {"timestamp": ts - 60_000, "categoryid": 30}, {"timestamp": ts, "categoryid": 20, "itemid": 5}]
+    views = [
+        {"timestamp": ts, "categoryid": 10},
+        {"timestamp": ts, "categoryid": 20},
+        {"timestamp": ts - 60_000, "categoryid": 30},
+        {"timestamp": ts, "categoryid": 20, "itemid": 5},
+    ]
     for v in views:
         v.setdefault("itemid", 1)
     answers = set()
@@ -613,7 +620,9 @@ def test_no_server_paths_in_any_response(artifact_copy, tmp_path, example):
     (artifact_copy / DETECTOR).unlink()
     with TestClient(create_app(artifact_copy), raise_server_exceptions=False) as c:
         answers = [
-            c.get("/health"), c.get("/version"), c.get("/nope"),
+            c.get("/health"),
+            c.get("/version"),
+            c.get("/nope"),
             c.post("/rank", json=example("rank_request.json")),
             c.post("/rank", json={"views": []}),
             c.post("/anomaly", json=example("anomaly_request.json")),
@@ -621,8 +630,12 @@ def test_no_server_paths_in_any_response(artifact_copy, tmp_path, example):
     for r in answers:
         _assert_no_paths(r.text, artifact_copy, tmp_path)
     with TestClient(create_app(tmp_path / "missing")) as c:
-        for r in (c.get("/health"), c.get("/version"), c.post("/rank", json=rank_body()),
-                  c.post("/anomaly", json=users_body())):
+        for r in (
+            c.get("/health"),
+            c.get("/version"),
+            c.post("/rank", json=rank_body()),
+            c.post("/anomaly", json=users_body()),
+        ):
             _assert_no_paths(r.text, tmp_path)
 
 

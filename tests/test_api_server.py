@@ -42,8 +42,21 @@ def running_server(env: dict[str, str] | None = None, attempts: int = 3) -> Iter
         port = free_port()
         log = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would block the server
         proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1",
-             "--port", str(port), "--workers", "1", "--log-level", "warning", *SERVER_ARGS],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "app:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                "--log-level",
+                "warning",
+                *SERVER_ARGS,
+            ],
             cwd=ROOT,
             env={**os.environ, **(env or {})},
             stdout=log,
@@ -154,8 +167,12 @@ def test_server_serves_another_artifact_dir(tmp_path, example):
 
 # ------------------------------------------------------------------------------ hardening
 
-LIMITED = {"RECSYS_API_HEADER_TIMEOUT_S": "1", "RECSYS_API_BODY_TIMEOUT_S": "1",
-           "RECSYS_API_MAX_PENDING": "2", "RECSYS_API_SCORING_THREADS": "1"}
+LIMITED = {
+    "RECSYS_API_HEADER_TIMEOUT_S": "1",
+    "RECSYS_API_BODY_TIMEOUT_S": "1",
+    "RECSYS_API_MAX_PENDING": "2",
+    "RECSYS_API_SCORING_THREADS": "1",
+}
 
 
 @pytest.fixture(scope="module")
@@ -184,9 +201,14 @@ def test_duplicate_keys_over_http_are_422(http):
 
 def test_content_length_with_transfer_encoding_is_400(base_url):
     body = b'{"views": [{"timestamp": 1, "categoryid": 2}]}'
-    answer = _raw(base_url, b"POST /rank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
-                  + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
+    answer = _raw(
+        base_url,
+        b"POST /rank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + f"{len(body):x}\r\n".encode()
+        + body
+        + b"\r\n0\r\n\r\n",
+    )
     assert answer.split(b"\r\n", 1)[0].split()[1] == b"400", answer[:200]
 
 
@@ -196,8 +218,9 @@ def test_stalled_connections_are_dropped(limited_url):
     for i in range(40):
         sock = socket.create_connection((host, int(port)), timeout=15)
         if i % 4 == 0:  # complete headers, then a body that never comes
-            sock.sendall(b"POST /rank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 100\r\n\r\n{")
+            sock.sendall(
+                b"POST /rank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+            )
         else:  # headers that never finish
             sock.sendall(b"POST /rank HTTP/1.1\r\nHost: x\r\n")
         stalled.append(sock)
@@ -224,8 +247,9 @@ def test_scoring_over_capacity_is_503_with_retry_after_and_health_stays_fast(lim
     retry_after: list[str | None] = []
 
     def post() -> None:
-        r = httpx.post(f"{limited_url}/anomaly", content=body, timeout=120,
-                       headers={"content-type": "application/json"})
+        r = httpx.post(
+            f"{limited_url}/anomaly", content=body, timeout=120, headers={"content-type": "application/json"}
+        )
         statuses.append(r.status_code)
         retry_after.append(r.headers.get("retry-after"))
 
@@ -249,8 +273,11 @@ def test_scoring_over_capacity_is_503_with_retry_after_and_health_stays_fast(lim
 
 def test_no_server_paths_over_http(tmp_path, example):
     with running_server(env={"RECSYS_ARTIFACT_DIR": str(tmp_path)}) as url:
-        answers = [httpx.get(f"{url}/health"), httpx.get(f"{url}/version"),
-                   httpx.post(f"{url}/rank", json=example("rank_request.json")),
-                   httpx.post(f"{url}/anomaly", json=example("anomaly_request.json"))]
+        answers = [
+            httpx.get(f"{url}/health"),
+            httpx.get(f"{url}/version"),
+            httpx.post(f"{url}/rank", json=example("rank_request.json")),
+            httpx.post(f"{url}/anomaly", json=example("anomaly_request.json")),
+        ]
     for r in answers:
         assert str(tmp_path) not in r.text and str(ROOT) not in r.text, r.text

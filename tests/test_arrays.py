@@ -38,11 +38,15 @@ def test_stable_order_is_lexsort(span):
 
 def _events(n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    df = pd.DataFrame({
-        "timestamp": rng.integers(0, 20, n), "visitorid": rng.integers(0, 5, n),
-        "event": pd.Categorical(rng.choice(["view", "addtocart", "transaction"], n)),
-        "itemid": rng.integers(0, 3, n), "transactionid": np.where(rng.random(n) < 0.7, np.nan, 1.0),
-    })
+    df = pd.DataFrame(
+        {
+            "timestamp": rng.integers(0, 20, n),
+            "visitorid": rng.integers(0, 5, n),
+            "event": pd.Categorical(rng.choice(["view", "addtocart", "transaction"], n)),
+            "itemid": rng.integers(0, 3, n),
+            "transactionid": np.where(rng.random(n) < 0.7, np.nan, 1.0),
+        }
+    )
     return df
 
 
@@ -56,5 +60,7 @@ def test_duplicated_rows_is_pandas_duplicated_with_missing_values():
 
 def test_duplicated_rows_survive_a_hash_collision(monkeypatch):
     ev = _events(50, 3)
-    monkeypatch.setattr(pd.util, "hash_pandas_object", lambda frame, index: pd.Series(np.full(len(frame), 7, np.uint64)))
+    monkeypatch.setattr(
+        pd.util, "hash_pandas_object", lambda frame, index: pd.Series(np.full(len(frame), 7, np.uint64))
+    )
     assert np.array_equal(duplicated_rows(ev), ev.duplicated(keep="first").to_numpy())

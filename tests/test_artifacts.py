@@ -120,9 +120,14 @@ def test_every_learned_ranker_round_trips_through_the_trusted_format(learner):
 
 
 def test_no_code_unpickles_artifacts():
-    sources = [*ROOT.glob("*.py"), *(ROOT / "core").rglob("*.py"), *(ROOT / "api").glob("*.py"),
-               *(ROOT / "pages").glob("*.py"), *(ROOT / "scripts").glob("*.py"),
-               *(ROOT / "benchmarks").glob("*.py")]
+    sources = [
+        *ROOT.glob("*.py"),
+        *(ROOT / "core").rglob("*.py"),
+        *(ROOT / "api").glob("*.py"),
+        *(ROOT / "pages").glob("*.py"),
+        *(ROOT / "scripts").glob("*.py"),
+        *(ROOT / "benchmarks").glob("*.py"),
+    ]
     for path in sources:
         text = path.read_text()
         for call in ("joblib.load", "pickle.load", "pickle.loads", "trusted=True"):
@@ -248,9 +253,22 @@ def _bad_manifests(good: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-BAD_MANIFESTS = ("files is a list", "a string", "an empty object", "no files", "a list", "absolute path",
-                 "parent folder", "hidden name", "entry not an object", "bad sha256", "negative size",
-                 "served file not listed", "no served block", "unknown field")
+BAD_MANIFESTS = (
+    "files is a list",
+    "a string",
+    "an empty object",
+    "no files",
+    "a list",
+    "absolute path",
+    "parent folder",
+    "hidden name",
+    "entry not an object",
+    "bad sha256",
+    "negative size",
+    "served file not listed",
+    "no served block",
+    "unknown field",
+)
 
 
 @pytest.mark.parametrize("case", BAD_MANIFESTS)
@@ -376,13 +394,25 @@ def _tiny_build(staging: Path, model_name: str) -> None:
     (staging / model_name).write_bytes(b"model")
     (staging / artifacts.DETECTOR).write_bytes(b"detector")
     events = pd.DataFrame({"visitorid": [1, 2]})
-    pipeline.write_manifest(staging, seed=1, source="test", scale="demo", fingerprint="f", events=events,
-                            load_report=None, sampled_clean=False,
-                            served={"ranking_model": {"file": model_name, "name": "m", "ranker": "m",
-                                                      "candidates": "history"},
-                                    "detector": {"file": artifacts.DETECTOR, "name": "isolation_forest",
-                                                 "protect_buyers": True,
-                                                 "detectors": {"isolation_forest": artifacts.DETECTOR}}})
+    pipeline.write_manifest(
+        staging,
+        seed=1,
+        source="test",
+        scale="demo",
+        fingerprint="f",
+        events=events,
+        load_report=None,
+        sampled_clean=False,
+        served={
+            "ranking_model": {"file": model_name, "name": "m", "ranker": "m", "candidates": "history"},
+            "detector": {
+                "file": artifacts.DETECTOR,
+                "name": "isolation_forest",
+                "protect_buyers": True,
+                "detectors": {"isolation_forest": artifacts.DETECTOR},
+            },
+        },
+    )
 
 
 def test_a_build_replaces_the_folder_and_never_lists_planted_files(tmp_path, monkeypatch):
@@ -396,8 +426,7 @@ def test_a_build_replaces_the_folder_and_never_lists_planted_files(tmp_path, mon
         assert staging.parent == target.parent and not any(staging.iterdir())
         _tiny_build(staging, "task1_ranking_best_b.skops")
     names = {p.name for p in target.iterdir()}
-    assert names == {"task1_ranking_best_b.skops", artifacts.DETECTOR, artifacts.MANIFEST,
-                     artifacts.MANIFEST_SIG}
+    assert names == {"task1_ranking_best_b.skops", artifacts.DETECTOR, artifacts.MANIFEST, artifacts.MANIFEST_SIG}
     manifest = _manifest(target)
     assert set(manifest["files"]) == {"task1_ranking_best_b.skops", artifacts.DETECTOR}
     sig = (target / artifacts.MANIFEST_SIG).read_text().strip()

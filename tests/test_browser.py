@@ -72,10 +72,27 @@ def streamlit_server(artifact_dir: Path, log_path: Path):
     log = log_path.open("w")
     env = dict(os.environ, **{A.ARTIFACT_DIR_ENV: str(artifact_dir)})
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "streamlit_app.py",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -157,7 +174,9 @@ def open_page(pg, base: str, name: str) -> None:
 
 
 def assert_no_exception(pg) -> None:
-    assert pg.locator('[data-testid="stException"]').count() == 0, pg.locator('[data-testid="stException"]').first.inner_text()
+    assert pg.locator('[data-testid="stException"]').count() == 0, pg.locator(
+        '[data-testid="stException"]'
+    ).first.inner_text()
 
 
 def assert_entry_point_ran(pg, name: str) -> None:
@@ -248,7 +267,9 @@ def test_upload_slider_and_scored_csv_download(page, dashboard_url, browser_arti
     settle(page)
     after = int(page.locator('[data-testid="stSlider"] input[type="range"]').first.input_value())
     assert after == min(before + 6, 20)
-    flagged = page.locator('[data-testid="stMetric"]').filter(has_text="Flagged").locator('[data-testid="stMetricValue"]')
+    flagged = (
+        page.locator('[data-testid="stMetric"]').filter(has_text="Flagged").locator('[data-testid="stMetricValue"]')
+    )
     n_flagged = int(flagged.inner_text().replace(",", ""))
     assert abs(n_flagged - after / 100 * len(features)) <= 0.01 * len(features) + 2
     assert_no_exception(page)

@@ -103,7 +103,9 @@ def set_views(at: AppTest, table: dict[str, list]) -> AppTest:
     editor = at.data_editor[0]
     rows = [dict(zip(table, values, strict=True)) for values in zip(*table.values(), strict=True)]
     at.session_state[editor.key] = {
-        "edited_rows": {}, "added_rows": rows, "deleted_rows": list(range(len(editor.value))),
+        "edited_rows": {},
+        "added_rows": rows,
+        "deleted_rows": list(range(len(editor.value))),
     }
     return at.run()
 
@@ -186,7 +188,9 @@ def test_tampered_artifact_fails_the_manifest_check(built_artifact_dir, monkeypa
     assert any("sha256" in str(e.value) for e in at.sidebar.markdown)
 
 
-def test_a_rebuild_or_another_artifact_dir_is_picked_up_without_a_restart(dashboard_empty, built_artifact_dir, monkeypatch):
+def test_a_rebuild_or_another_artifact_dir_is_picked_up_without_a_restart(
+    dashboard_empty, built_artifact_dir, monkeypatch
+):
     at = open_page(PAGES[0])
     assert "No build found" in texts(at.sidebar.warning)
     monkeypatch.setenv(A.ARTIFACT_DIR_ENV, str(built_artifact_dir))  # the cache key changes
@@ -204,8 +208,11 @@ def test_pages_folder_holds_only_guarded_pages():
     scripts = sorted(p.name for p in (ROOT / "pages").glob("*.py"))
     assert scripts == sorted(Path(p).name for p in PAGES)
     for name in scripts:
-        body = [n for n in ast.parse((ROOT / "pages" / name).read_text()).body[1:]  # after the docstring
-                if not isinstance(n, (ast.Import, ast.ImportFrom))]
+        body = [
+            n
+            for n in ast.parse((ROOT / "pages" / name).read_text()).body[1:]  # after the docstring
+            if not isinstance(n, (ast.Import, ast.ImportFrom))
+        ]
         assert ast.unparse(body[0]) == "entry_point_guard(__file__)", name
 
 
@@ -242,15 +249,29 @@ def test_sidebar_shows_the_verified_build(dashboard_built):
     arts = A.load_artifacts(dashboard_built)
     assert "Manifest check passed" in texts(at.sidebar.success)
     side = texts(at.sidebar.markdown)
-    assert arts.ranking_model_name in side and built_date(arts.manifest["built_at"]) in side and arts.manifest["built_at"] not in side
+    assert (
+        arts.ranking_model_name in side
+        and built_date(arts.manifest["built_at"]) in side
+        and arts.manifest["built_at"] not in side
+    )
 
 
 def test_overview_shows_dataset_and_headline_kpis(dashboard_built):
     at = open_page("pages/overview.py")
     no_exception(at)
     labels = {m.label: m.value for m in at.metric}
-    for label in ["Events", "Visitors", "Items", "Categories", "Top-1 hit rate", "Top-3 hit rate",
-                  "Coverage", "Flagged share", "Users flagged", "Events removed"]:
+    for label in [
+        "Events",
+        "Visitors",
+        "Items",
+        "Categories",
+        "Top-1 hit rate",
+        "Top-3 hit rate",
+        "Coverage",
+        "Flagged share",
+        "Users flagged",
+        "Events removed",
+    ]:
         assert label in labels and labels[label] not in ("", "–"), label
     summary = A.load_artifacts(dashboard_built).read_json(A.DATASET_SUMMARY)
     assert labels["Events"] == f"{summary['events']:,}"
@@ -374,10 +395,12 @@ def test_suggested_categories_are_marked_and_their_placeholders_blank(dashboard_
 
     def with_suggestion(views, model=None, top_k=3):  # as a model with Markov candidates answers
         result = real(views, model, top_k)
-        extra = result.ranking.iloc[[-1]].assign(categoryid=999, score=-1.0, cnt=0, share=0.0, is_last=0,
-                                                 last_gap_min=1440.0, pos_from_end=100)
+        extra = result.ranking.iloc[[-1]].assign(
+            categoryid=999, score=-1.0, cnt=0, share=0.0, is_last=0, last_gap_min=1440.0, pos_from_end=100
+        )
         result.ranking = pd.concat([result.ranking, extra], ignore_index=True).assign(
-            rank=lambda d: range(1, len(d) + 1))
+            rank=lambda d: range(1, len(d) + 1)
+        )
         return result
 
     monkeypatch.setattr(core.ranking, "rank", with_suggestion)
@@ -396,7 +419,10 @@ def test_switching_to_pasted_csv_carries_the_edited_table(dashboard_built):
     at.radio(key="views_mode").set_value("Pasted CSV").run()
     no_exception(at)
     assert at.text_area(key="views_csv").value.splitlines() == [
-        "timestamp,categoryid", "1433152800000,7", "1433152860000,8"]
+        "timestamp,categoryid",
+        "1433152800000,7",
+        "1433152860000,8",
+    ]
     assert set(frame(at, "rank", "categoryid", "score")["categoryid"]) == {7, 8}
     at.text_area(key="views_csv").input("timestamp,categoryid\n1433152800000,9\n1433152860000,10\n").run()
     at.radio(key="views_mode").set_value("Table").run()  # and back: the pasted views fill the table
@@ -539,7 +565,7 @@ def test_uploaded_csv_with_bad_rows_lists_them_and_keeps_every_row(dashboard_bui
     features.loc[5, "view"] = -1
     features.loc[7, "night_share"] = np.inf
     features.loc[9, "visitorid"] = features.loc[8, "visitorid"]
-    features["note"] = "=HYPERLINK(\"http://x\")"
+    features["note"] = '=HYPERLINK("http://x")'
     at = open_page("pages/anomaly.py")
     at = upload(at, "features.csv", features.to_csv(index=False).encode())
     no_exception(at)
@@ -549,7 +575,9 @@ def test_uploaded_csv_with_bad_rows_lists_them_and_keeps_every_row(dashboard_bui
     assert "not numbers" in messages and "negative" in messages and "infinite" in messages
     assert "duplicate" in messages.lower() or ("repeat a visitorid" in messages and "note" in messages)
     assert at.file_uploader(key="features_file").value.name == "features.csv"
-    back = pd.read_csv(io.BytesIO(only(downloads, "features_scored_isolation_forest_keep-buyers_frozen_t", ".csv")[1]()))
+    back = pd.read_csv(
+        io.BytesIO(only(downloads, "features_scored_isolation_forest_keep-buyers_frozen_t", ".csv")[1]())
+    )
     assert len(back) == 500 and back["visitorid"].tolist() == features["visitorid"].tolist()
     assert back.loc[[3, 5, 7], "anomaly_score"].isna().all() and back.loc[[3, 5, 7], "is_anomaly"].isna().all()
     assert back["is_anomaly"].notna().sum() == 497
@@ -577,7 +605,9 @@ def test_detector_select_policy_toggle_and_cost_on_an_upload(dashboard_built, do
     assert flagged["why"].str.contains("σ").all()
     threshold = arts.detectors["robust_z"].threshold_
     assert f"users_scored_robust_z_all-visitors_frozen_t{threshold:.4f}.csv" in downloads
-    back = pd.read_parquet(io.BytesIO(downloads[f"users_scored_robust_z_all-visitors_frozen_t{threshold:.4f}.parquet"][1]()))
+    back = pd.read_parquet(
+        io.BytesIO(downloads[f"users_scored_robust_z_all-visitors_frozen_t{threshold:.4f}.parquet"][1]())
+    )
     assert set(back["detector"]) == {"robust_z"} and set(back["policy"]) == {"flag buyers too"}
     # a low threshold that reaches buyers: the warning appears when flagged users hold > 5% of sales
     at.radio(key="anomaly_mode").set_value("a share of this batch").run()
@@ -637,7 +667,12 @@ def test_cleaning_kpis_page_shows_charts_captions_and_report(dashboard_built):
         assert not [e for e in at.expander if "tables)" in e.label]
     assert "This operating point removes" in texts(at.info) + texts(at.warning)
     cost = frame(at, "point", "transactions removed")
-    assert len(cost) == 21 and cost["keep buyers"].all() and (cost["buyers removed"] == 0).all() and "share of transactions removed" in cost
+    assert (
+        len(cost) == 21
+        and cost["keep buyers"].all()
+        and (cost["buyers removed"] == 0).all()
+        and "share of transactions removed" in cost
+    )
     at.toggle(key="cost_protect").set_value(False).run()
     at.selectbox(key="cost_detector").set_value("robust_z").run()
     no_exception(at)
@@ -670,7 +705,9 @@ def test_raw_events_upload_is_turned_into_features_and_scored(dashboard_built, d
     assert "5,000 raw events of" in texts(at.info)
     labels = {m.label: m.value for m in at.metric}
     assert labels["Rows"] == f"{events['visitorid'].nunique():,}"
-    back = pd.read_parquet(io.BytesIO(only(downloads, "raw_scored_isolation_forest_keep-buyers_frozen_t", ".parquet")[1]()))
+    back = pd.read_parquet(
+        io.BytesIO(only(downloads, "raw_scored_isolation_forest_keep-buyers_frozen_t", ".parquet")[1]())
+    )
     from core.anomaly import user_features
 
     expected = user_features(events.assign(categoryid=-1))

@@ -25,31 +25,43 @@ def write(path: Path, text: str) -> Path:
 
 # Unsorted, an extra column, two exact duplicates (rows 4 and 7 on the event columns), no
 # trailing newline.
-EVENTS = "\n".join([
-    HEADER + ",extra",
-    "500,1,view,10,,a",
-    "100,2,view,10,,b",
-    "300,1,addtocart,20,,c",
-    "500,1,view,10,,a2",
-    "700,3,transaction,30,9.0,d",
-    "200,2,view,40,,e",
-    "300,1,addtocart,20,,c",
-    "250,3,view,10,,f",
-    "400,4,view,10,,g",
-])
-PROPS1 = "\n".join([
-    "timestamp,itemid,property,value",
-    "200,10,categoryid,1",
-    "100,20,available,1",
-    "400,10,categoryid,2",
-    "300,20,790,n123.000",
-    "300,20,categoryid,5",
-]) + "\n"
-PROPS2 = "\n".join([
-    "timestamp,itemid,property,value",
-    "600,10,categoryid,3",
-    "300,20,categoryid,6",  # same item and timestamp as part1's "5": last in file order wins
-]) + "\n"
+EVENTS = "\n".join(
+    [
+        HEADER + ",extra",
+        "500,1,view,10,,a",
+        "100,2,view,10,,b",
+        "300,1,addtocart,20,,c",
+        "500,1,view,10,,a2",
+        "700,3,transaction,30,9.0,d",
+        "200,2,view,40,,e",
+        "300,1,addtocart,20,,c",
+        "250,3,view,10,,f",
+        "400,4,view,10,,g",
+    ]
+)
+PROPS1 = (
+    "\n".join(
+        [
+            "timestamp,itemid,property,value",
+            "200,10,categoryid,1",
+            "100,20,available,1",
+            "400,10,categoryid,2",
+            "300,20,790,n123.000",
+            "300,20,categoryid,5",
+        ]
+    )
+    + "\n"
+)
+PROPS2 = (
+    "\n".join(
+        [
+            "timestamp,itemid,property,value",
+            "600,10,categoryid,3",
+            "300,20,categoryid,6",  # same item and timestamp as part1's "5": last in file order wins
+        ]
+    )
+    + "\n"
+)
 TREE = "categoryid,parentid\n1,\n2,1\n3,1\n5,\n6,5\n"
 
 
@@ -74,16 +86,22 @@ def test_load_raw_full(raw: Path, caplog: pytest.LogCaptureFixture) -> None:
     # 500 -> snapshot@400=2; 100 precedes all -> earliest=1; 300 exactly at the item-20 snapshots
     # (5 then 6 in file order) -> 6; items 30, 40 have none -> -1; 250 -> @200=1; 400 exactly -> 2.
     assert df["categoryid"].tolist() == [2, 1, 6, -1, -1, 1, 2]
-    np.testing.assert_array_equal(df["transactionid"].to_numpy(),
-                                  [np.nan, np.nan, np.nan, 9.0, np.nan, np.nan, np.nan])
+    np.testing.assert_array_equal(df["transactionid"].to_numpy(), [np.nan, np.nan, np.nan, 9.0, np.nan, np.nan, np.nan])
     assert list(df.index) == list(range(7))
     for col in ("timestamp", "visitorid", "itemid", "categoryid"):
         assert df[col].dtype == np.int64
     assert df["transactionid"].dtype == np.float64
     assert isinstance(df["event"].dtype, pd.CategoricalDtype)
     assert list(df["event"].cat.categories) == list(EVENT_TYPES)
-    expected = {"rows_read": 9, "duplicates_dropped": 2, "events_kept": 7, "visitors": 4,
-                "items": 4, "unknown_category_events": 2, "category_snapshots": 5}
+    expected = {
+        "rows_read": 9,
+        "duplicates_dropped": 2,
+        "events_kept": 7,
+        "visitors": 4,
+        "items": 4,
+        "unknown_category_events": 2,
+        "category_snapshots": 5,
+    }
     assert df.attrs["load_report"] == expected
     assert "duplicates_dropped" in caplog.text
 
@@ -99,9 +117,15 @@ def test_optional_files_absent(tmp_path: Path) -> None:
     write(tmp_path / "events.csv", EVENTS)
     df, report = data.load_raw_with_report(tmp_path)
     assert df["categoryid"].tolist() == [-1] * 7
-    assert report.as_dict() == {"rows_read": 9, "duplicates_dropped": 2, "events_kept": 7,
-                                "visitors": 4, "items": 4, "unknown_category_events": 7,
-                                "category_snapshots": 0}
+    assert report.as_dict() == {
+        "rows_read": 9,
+        "duplicates_dropped": 2,
+        "events_kept": 7,
+        "visitors": 4,
+        "items": 4,
+        "unknown_category_events": 7,
+        "category_snapshots": 0,
+    }
 
 
 def test_only_part2_present(tmp_path: Path) -> None:
@@ -161,8 +185,9 @@ def test_asof_no_duplication_and_order() -> None:
 
 
 def test_asof_empty_snapshots() -> None:
-    got = data.asof_categories(np.array([1, 2]), np.array([3, 4]), np.array([], np.int64),
-                               np.array([], np.int64), np.array([], np.int64))
+    got = data.asof_categories(
+        np.array([1, 2]), np.array([3, 4]), np.array([], np.int64), np.array([], np.int64), np.array([], np.int64)
+    )
     assert got.tolist() == [-1, -1]
 
 
@@ -284,8 +309,9 @@ def test_missing_file_and_dir(tmp_path: Path) -> None:
 
 def test_bad_property_timestamp_and_missing_property_column(tmp_path: Path) -> None:
     _events_with(tmp_path, GOOD)
-    write(tmp_path / "item_properties_part2.csv",
-          "timestamp,itemid,property,value\n1,1,categoryid,4\nxx,2,categoryid,5\n")
+    write(
+        tmp_path / "item_properties_part2.csv", "timestamp,itemid,property,value\n1,1,categoryid,4\nxx,2,categoryid,5\n"
+    )
     with pytest.raises(DataError) as exc:
         data.load_raw(tmp_path)
     msg = str(exc.value)
@@ -297,8 +323,9 @@ def test_bad_property_timestamp_and_missing_property_column(tmp_path: Path) -> N
 
 def test_bad_rows_of_other_properties_are_ignored(tmp_path: Path) -> None:
     _events_with(tmp_path, GOOD)
-    write(tmp_path / "item_properties_part1.csv",
-          "timestamp,itemid,property,value\nzz,1,available,q\n5,1,categoryid,4\n")
+    write(
+        tmp_path / "item_properties_part1.csv", "timestamp,itemid,property,value\nzz,1,available,q\n5,1,categoryid,4\n"
+    )
     df, report = data.load_raw_with_report(tmp_path)
     assert df["categoryid"].tolist() == [4, -1, -1]
     assert report.category_snapshots == 1
@@ -347,8 +374,14 @@ def test_corrupt_parquet(tmp_path: Path) -> None:
 
 
 def _prepared(**over: object) -> pd.DataFrame:
-    base = {"timestamp": [1, 2, 3], "visitorid": [7, 7, 8], "event": ["view", "addtocart", "view"],
-            "itemid": [4, 5, 6], "transactionid": [np.nan, np.nan, np.nan], "categoryid": [1, -1, 2]}
+    base = {
+        "timestamp": [1, 2, 3],
+        "visitorid": [7, 7, 8],
+        "event": ["view", "addtocart", "view"],
+        "itemid": [4, 5, 6],
+        "transactionid": [np.nan, np.nan, np.nan],
+        "categoryid": [1, -1, 2],
+    }
     base.update(over)
     return pd.DataFrame(base)
 

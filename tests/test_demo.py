@@ -53,12 +53,26 @@ def per_visitor(ds: demo.DemoDataset) -> pd.DataFrame:
     kinds = pd.concat([ds.labels, ds.lookalikes]).set_index("visitorid")["kind"]
     gap = ev.groupby("visitorid")["timestamp"].diff() / 1000
     hour = (ev["timestamp"] // demo.HOUR) % 24
-    g = ev.assign(gap=gap, business=hour.between(6, 14), day=ev["timestamp"] // demo.DAY,
-                  view=ev["event"] == "view", atc=ev["event"] == "addtocart",
-                  txn=ev["event"] == "transaction").groupby("visitorid")
-    per = pd.DataFrame({"n": g.size(), "view": g["view"].sum(), "atc": g["atc"].sum(), "txn": g["txn"].sum(),
-                        "gap_median": g["gap"].median(), "gap_max": g["gap"].max(), "days": g["day"].nunique(),
-                        "business": g["business"].mean()})
+    g = ev.assign(
+        gap=gap,
+        business=hour.between(6, 14),
+        day=ev["timestamp"] // demo.DAY,
+        view=ev["event"] == "view",
+        atc=ev["event"] == "addtocart",
+        txn=ev["event"] == "transaction",
+    ).groupby("visitorid")
+    per = pd.DataFrame(
+        {
+            "n": g.size(),
+            "view": g["view"].sum(),
+            "atc": g["atc"].sum(),
+            "txn": g["txn"].sum(),
+            "gap_median": g["gap"].median(),
+            "gap_max": g["gap"].max(),
+            "days": g["day"].nunique(),
+            "business": g["business"].mean(),
+        }
+    )
     per["kind"] = per.index.map(kinds).fillna("normal")
     return per
 
@@ -66,9 +80,13 @@ def per_visitor(ds: demo.DemoDataset) -> pd.DataFrame:
 def _snapshots(ds: demo.DemoDataset) -> pd.DataFrame:
     ip = ds.item_properties
     c = ip[ip["property"] == "categoryid"]
-    return pd.DataFrame({"timestamp": c["timestamp"].to_numpy(np.int64),
-                         "itemid": c["itemid"].to_numpy(np.int64),
-                         "categoryid": c["value"].astype("int64").to_numpy()})
+    return pd.DataFrame(
+        {
+            "timestamp": c["timestamp"].to_numpy(np.int64),
+            "itemid": c["itemid"].to_numpy(np.int64),
+            "categoryid": c["value"].astype("int64").to_numpy(),
+        }
+    )
 
 
 def _sorted(df: pd.DataFrame) -> pd.DataFrame:
@@ -234,11 +252,17 @@ def test_abnormal_kinds_behave(ds: demo.DemoDataset, kind_of: np.ndarray) -> Non
     for e in EVENT_TYPES:
         ev[e] = ev["event"] == e
     g = ev.groupby(["kind", "visitorid"])
-    per = pd.DataFrame({
-        "n": g.size(), "gap": g["gap"].median(), "night": g["night"].mean(),
-        "atc": g["addtocart"].sum(), "view": g["view"].sum(), "txn": g["transaction"].sum(),
-        "uniq_ratio": g["itemid"].nunique() / g.size(),
-    })
+    per = pd.DataFrame(
+        {
+            "n": g.size(),
+            "gap": g["gap"].median(),
+            "night": g["night"].mean(),
+            "atc": g["addtocart"].sum(),
+            "view": g["view"].sum(),
+            "txn": g["transaction"].sum(),
+            "uniq_ratio": g["itemid"].nunique() / g.size(),
+        }
+    )
     crawl = per.loc["crawler"]
     assert crawl["n"].median() >= 200 and (crawl["gap"] < 5).mean() >= 0.8
     night = per.loc["night_scraper"]
@@ -299,17 +323,25 @@ def test_asof_helper_semantics() -> None:
 def test_event_categories_follow_the_asof_join(ds: demo.DemoDataset) -> None:
     snap = _snapshots(ds)
     ev = ds.events
-    got = demo.asof_categories(ev["timestamp"].to_numpy(), ev["itemid"].to_numpy(),
-                                snap["timestamp"].to_numpy(), snap["itemid"].to_numpy(),
-                                snap["categoryid"].to_numpy())
+    got = demo.asof_categories(
+        ev["timestamp"].to_numpy(),
+        ev["itemid"].to_numpy(),
+        snap["timestamp"].to_numpy(),
+        snap["itemid"].to_numpy(),
+        snap["categoryid"].to_numpy(),
+    )
     assert (got == ev["categoryid"].to_numpy()).all()
     try:
         from core.data import asof_categories
     except ImportError:
         return
-    other = asof_categories(ev["timestamp"].to_numpy(), ev["itemid"].to_numpy(),
-                            snap["timestamp"].to_numpy(), snap["itemid"].to_numpy(),
-                            snap["categoryid"].to_numpy())
+    other = asof_categories(
+        ev["timestamp"].to_numpy(),
+        ev["itemid"].to_numpy(),
+        snap["timestamp"].to_numpy(),
+        snap["itemid"].to_numpy(),
+        snap["categoryid"].to_numpy(),
+    )
     assert (other == ev["categoryid"].to_numpy()).all()
 
 
@@ -359,8 +391,15 @@ def test_realism_summary_accepts_string_events(ds: demo.DemoDataset, summary: di
     a = demo.realism_summary(sub)
     b = demo.realism_summary(sub.assign(event=sub["event"].astype(str)))
     assert a == b
-    assert {"event_mix", "events_per_visitor", "repeat_view_share", "same_category_share",
-            "view_gap_median_s", "view_gap_within_24h_share", "span_days"} <= set(summary)
+    assert {
+        "event_mix",
+        "events_per_visitor",
+        "repeat_view_share",
+        "same_category_share",
+        "view_gap_median_s",
+        "view_gap_within_24h_share",
+        "span_days",
+    } <= set(summary)
 
 
 # --------------------------------------------------------------------------- raw files
@@ -456,8 +495,13 @@ def test_bot_mix_alt_differs_and_is_deterministic() -> None:
 
 def test_realism_report_data_figures_in_range(ds: demo.DemoDataset) -> None:
     rows = demo.realism_report(ds.events, ds.category_tree)
-    assert {r["figure"] for r in rows} >= {"view_share", "events_per_visitor_p90", "buyer_share",
-                                           "buyer_median_events", "n_categories"}
+    assert {r["figure"] for r in rows} >= {
+        "view_share",
+        "events_per_visitor_p90",
+        "buyer_share",
+        "buyer_median_events",
+        "n_categories",
+    }
     for r in rows:
         assert set(r) == {"figure", "value", "target_low", "target_high", "real_value", "source", "ok"}
         assert r["ok"], r
@@ -469,8 +513,11 @@ def test_realism_report_task1_like_real_data(ds: demo.DemoDataset) -> None:
     from core import ranking
 
     metrics = ranking.train_and_evaluate(ds.events, seed=42, rankers=("rule", "hgb")).metrics
-    rows = {r["figure"]: r for r in demo.realism_report(ds.events, task1_metrics=metrics)
-            if r["figure"].startswith(("rule_", "learned_"))}
+    rows = {
+        r["figure"]: r
+        for r in demo.realism_report(ds.events, task1_metrics=metrics)
+        if r["figure"].startswith(("rule_", "learned_"))
+    }
     assert set(rows) == {"rule_coverage", "rule_top1", "rule_top3", "learned_gain_top1_all"}
     for r in rows.values():
         assert r["ok"], r

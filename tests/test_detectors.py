@@ -33,20 +33,27 @@ def _features(n: int, seed: int = 0) -> pd.DataFrame:
     n_sessions = np.minimum(events, days + rng.integers(0, 2, n))
     gaps = np.maximum(events - 1, 0)
     short = np.where(bot, gaps, (gaps * rng.uniform(0, 0.2, n)).astype(np.int64))
-    return pd.DataFrame({
-        "visitorid": np.arange(n, dtype=np.int64),
-        "events": events, "view": view, "addtocart": addtocart, "transaction": transaction,
-        "uniq_items": uniq_items, "uniq_cats": uniq_cats,
-        "cat_entropy": np.log2(np.maximum(uniq_cats, 1)) * rng.uniform(0, 1, n),
-        "events_per_active_day": events / days,
-        "add_to_view_rate": addtocart / np.maximum(view, 1),
-        "txn_to_cart_rate": transaction / np.maximum(addtocart, 1),
-        "night_share": rng.uniform(0, 1, n) * (rng.random(n) < 0.3),
-        "p95_gap_s": np.where(events < 2, 0.0, np.where(bot, 2.0, rng.lognormal(6, 2, n))),
-        "short_gap_share": short / np.maximum(gaps, 1),
-        "n_sessions": n_sessions, "sessions_per_day": n_sessions / days,
-        "uniq_item_ratio": uniq_items / events,
-    })
+    return pd.DataFrame(
+        {
+            "visitorid": np.arange(n, dtype=np.int64),
+            "events": events,
+            "view": view,
+            "addtocart": addtocart,
+            "transaction": transaction,
+            "uniq_items": uniq_items,
+            "uniq_cats": uniq_cats,
+            "cat_entropy": np.log2(np.maximum(uniq_cats, 1)) * rng.uniform(0, 1, n),
+            "events_per_active_day": events / days,
+            "add_to_view_rate": addtocart / np.maximum(view, 1),
+            "txn_to_cart_rate": transaction / np.maximum(addtocart, 1),
+            "night_share": rng.uniform(0, 1, n) * (rng.random(n) < 0.3),
+            "p95_gap_s": np.where(events < 2, 0.0, np.where(bot, 2.0, rng.lognormal(6, 2, n))),
+            "short_gap_share": short / np.maximum(gaps, 1),
+            "n_sessions": n_sessions,
+            "sessions_per_day": n_sessions / days,
+            "uniq_item_ratio": uniq_items / events,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +130,16 @@ def test_low_tail_is_never_evidence(name: str, feats: pd.DataFrame, fitted: dict
     det = fitted[name]
     quiet = feats.iloc[[0]].copy()
     quiet.loc[:, list(USER_FEATURES)] = 0.0
-    quiet = quiet.assign(events=1, view=1, uniq_items=1, uniq_cats=1, n_sessions=1,
-                         events_per_active_day=1.0, sessions_per_day=1.0, uniq_item_ratio=1.0)
+    quiet = quiet.assign(
+        events=1,
+        view=1,
+        uniq_items=1,
+        uniq_cats=1,
+        n_sessions=1,
+        events_per_active_day=1.0,
+        sessions_per_day=1.0,
+        uniq_item_ratio=1.0,
+    )
     z = det.one_sided_z(quiet)
     assert (z == 0).all()
     assert det.score_samples(quiet)[0] <= np.median(det.score_samples(feats)) + 1e-12
@@ -151,12 +166,14 @@ def test_why_names_bot_ward_columns(feats: pd.DataFrame, fitted: dict) -> None:
 
 def _cost_example() -> tuple[pd.DataFrame, np.ndarray]:
     """Ten users with known counts and distinct scores 0..9."""
-    f = pd.DataFrame({
-        "events": [1, 2, 3, 4, 5, 6, 7, 8, 9, 100],
-        "view": [1, 2, 3, 2, 5, 6, 7, 8, 9, 100],
-        "addtocart": [0, 0, 0, 1, 0, 0, 0, 0, 0, 0],
-        "transaction": [0, 0, 0, 1, 0, 0, 0, 0, 0, 0],
-    })
+    f = pd.DataFrame(
+        {
+            "events": [1, 2, 3, 4, 5, 6, 7, 8, 9, 100],
+            "view": [1, 2, 3, 2, 5, 6, 7, 8, 9, 100],
+            "addtocart": [0, 0, 0, 1, 0, 0, 0, 0, 0, 0],
+            "transaction": [0, 0, 0, 1, 0, 0, 0, 0, 0, 0],
+        }
+    )
     f.loc[8, ["view", "addtocart", "transaction"]] = [5, 2, 2]
     return f, np.arange(10, dtype=np.float64)
 
@@ -205,8 +222,9 @@ def test_cleaning_cost_equals_flagging_every_user_at_every_threshold(protect_buy
     rng = np.random.default_rng(7)
     n = 5_000
     events = rng.integers(1, 50, n)
-    f = pd.DataFrame({"events": events, "view": events - 1, "addtocart": np.ones(n, int),
-                      "transaction": rng.integers(0, 2, n)})
+    f = pd.DataFrame(
+        {"events": events, "view": events - 1, "addtocart": np.ones(n, int), "transaction": rng.integers(0, 2, n)}
+    )
     s = np.round(rng.normal(size=n), 1)  # about 60 distinct values: many ties
     s[rng.choice(n, 200, replace=False)] = np.nan
     cost = cleaning_cost(f, s, frozen_threshold=0.3, protect_buyers=protect_buyers)
@@ -239,10 +257,16 @@ def test_detector_report_columns(feats: pd.DataFrame) -> None:
     bots = feats.loc[feats["events"] >= 100, "visitorid"]
     labels = pd.DataFrame({"visitorid": bots, "kind": "crawler"})
     la = feats[feats["transaction"] > 0].head(20).assign(kind="heavy_buyer")
-    rep = detector_report(feats, labels, la,
-                          {"rz": make_detector("robust_z"), "volume": "events"}, (0.05,))
-    for col in ("pr_auc", "precision", "recall", "normal_buyers_flagged",
-                "txn_held_by_flagged", "recall_crawler", "lookalike_heavy_buyer_flagged"):
+    rep = detector_report(feats, labels, la, {"rz": make_detector("robust_z"), "volume": "events"}, (0.05,))
+    for col in (
+        "pr_auc",
+        "precision",
+        "recall",
+        "normal_buyers_flagged",
+        "txn_held_by_flagged",
+        "recall_crawler",
+        "lookalike_heavy_buyer_flagged",
+    ):
         assert col in rep.columns
     assert set(rep["detector"]) == {"rz", "volume"}
     assert rep["recall_crawler"].between(0, 1).all()

@@ -116,8 +116,9 @@ def test_metric_rows_hand_computed_with_covered_denominators():
 
 def _outcomes(hit1: list[float], vis: list[int]) -> pd.DataFrame:
     n = len(hit1)
-    return pd.DataFrame({"case_id": np.arange(n), "visitorid": vis, "one": 1.0, "covered": 1.0,
-                         "hit1": hit1, "hit3": 1.0})
+    return pd.DataFrame(
+        {"case_id": np.arange(n), "visitorid": vis, "one": 1.0, "covered": 1.0, "hit1": hit1, "hit3": 1.0}
+    )
 
 
 def test_metric_rows_multi_paired_difference():
@@ -130,7 +131,8 @@ def test_metric_rows_multi_paired_difference():
     assert ra == key(ev.metric_rows(a, n_boot=200, seed=1))  # same as one arm alone
     assert d[("top1_all", "per case")]["value"] == pytest.approx(6 / 8 - 3 / 8)
     assert d[("top1_all", "per visitor")]["value"] == pytest.approx(
-        np.mean([1, 0, 2 / 3, 1, 1]) - np.mean([1 / 2, 0, 1 / 3, 1, 0]))
+        np.mean([1, 0, 2 / 3, 1, 1]) - np.mean([1 / 2, 0, 1 / 3, 1, 0])
+    )
     # a >= b on every case: every paired replicate difference is >= 0, so the CI is too.
     assert d[("top1_all", "per case")]["ci_low"] >= 0
     assert d[("coverage", "per case")]["value"] == 0 and d[("coverage", "per case")]["ci_high"] == 0
@@ -194,10 +196,14 @@ def test_temporal_split_boundary_is_exactly_14_days():
 def test_temporal_spec_cases_at_the_cutoff_are_test_and_keep_old_history():
     cutoff = 50 * DAY
     rows = [
-        (1, cutoff - 2 * MIN, A), (1, cutoff, B),  # view exactly at the cutoff: test case
-        (2, cutoff - 3 * MIN, A), (2, cutoff - 1, A),  # one ms before: train case
-        (3, 0, C), (3, MIN, C),  # early train case
-        (4, cutoff + 14 * DAY - MIN, A), (4, cutoff + 14 * DAY, C),  # the last event defines max
+        (1, cutoff - 2 * MIN, A),
+        (1, cutoff, B),  # view exactly at the cutoff: test case
+        (2, cutoff - 3 * MIN, A),
+        (2, cutoff - 1, A),  # one ms before: train case
+        (3, 0, C),
+        (3, MIN, C),  # early train case
+        (4, cutoff + 14 * DAY - MIN, A),
+        (4, cutoff + 14 * DAY, C),  # the last event defines max
     ]
     events = views(rows)
     cands, _ = ranking.drop_rare_labels(ranking.build_candidates(events), min_count=1)
@@ -272,12 +278,18 @@ def test_case_outcomes_agree_with_ranking_metrics():
 
 def _markov_events() -> pd.DataFrame:
     # Training transitions (last of H -> y): A->B twice, A->C once, B->A once.
-    return views([
-        (1, 0, A), (1, MIN, B),
-        (2, 0, A), (2, MIN, B),
-        (3, 0, A), (3, MIN, C),
-        (4, 0, B), (4, MIN, A),
-    ])
+    return views(
+        [
+            (1, 0, A),
+            (1, MIN, B),
+            (2, 0, A),
+            (2, MIN, B),
+            (3, 0, A),
+            (3, MIN, C),
+            (4, 0, B),
+            (4, MIN, A),
+        ]
+    )
 
 
 def test_markov_transition_probabilities_hand_computed():
@@ -295,8 +307,9 @@ def test_markov_extra_candidates_raise_coverage_on_the_same_cases():
     test = ranking.build_candidates(views([(9, 0, A), (9, MIN, C), (8, 0, B), (8, MIN, B)]))
     hist = ranking.case_outcomes(test, ranking.rule_scores(test))
     aug = ranking.add_markov(test, mk, top_n=2)
-    assert set(aug.loc[aug["case_id"] == ranking.case_table(test).query("visitorid == 9")["case_id"].iloc[0],
-                       "categoryid"]) == {A, B, C}
+    assert set(
+        aug.loc[aug["case_id"] == ranking.case_table(test).query("visitorid == 9")["case_id"].iloc[0], "categoryid"]
+    ) == {A, B, C}
     with_markov = ranking.case_outcomes(aug, aug["markov_prob"].to_numpy())
     assert with_markov["case_id"].tolist() == hist["case_id"].tolist()  # same case ids
     assert hist["covered"].sum() == 1 and with_markov["covered"].sum() == 2
@@ -382,7 +395,13 @@ def test_write_all_files_captions_and_byte_identical_rerun(world, tmp_path):
     events, labels, _, _ = world
     ev.write_all(events, labels, seed=0, share=0.05, out=tmp_path / "a", n_boot=30)
     ev.write_all(events, labels, seed=0, share=0.05, out=tmp_path / "b", n_boot=30)
-    for name in (ev.EVALUATION_JSON, ev.EVALUATION_CSV, ev.MARKOV_CANDIDATES_CSV, ev.DETECTOR_QUALITY_JSON, ev.DETECTOR_QUALITY_CSV):
+    for name in (
+        ev.EVALUATION_JSON,
+        ev.EVALUATION_CSV,
+        ev.MARKOV_CANDIDATES_CSV,
+        ev.DETECTOR_QUALITY_JSON,
+        ev.DETECTOR_QUALITY_CSV,
+    ):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     report = json.loads((tmp_path / "a" / ev.EVALUATION_JSON).read_text())
     assert set(report["splits"]) == {"group", "temporal"}
@@ -410,15 +429,26 @@ def _feature_table(n: int = 100, n_bad: int = 4, seed: int = 0) -> tuple[pd.Data
     n_sessions = rng.integers(1, events + 1)
     days = np.where(np.isin(np.arange(n), bad), 4, rng.integers(1, n_sessions + 1))
     uniq_items, uniq_cats = rng.integers(1, events + 1), rng.integers(0, events + 1)
-    f = pd.DataFrame({
-        "events": events, "view": view, "addtocart": addtocart, "transaction": transaction,
-        "uniq_items": uniq_items, "uniq_cats": uniq_cats,
-        "cat_entropy": rng.uniform(0, 1, n) * np.log2(np.maximum(uniq_cats, 1)),
-        "events_per_active_day": events / days, "add_to_view_rate": addtocart / np.maximum(view, 1),
-        "txn_to_cart_rate": transaction / np.maximum(addtocart, 1), "night_share": rng.uniform(0, 1, n),
-        "p95_gap_s": np.where(events < 2, 0.0, rng.uniform(0.5, 200, n)), "short_gap_share": rng.uniform(0, 1, n),
-        "n_sessions": n_sessions, "sessions_per_day": n_sessions / days, "uniq_item_ratio": uniq_items / events,
-    })[list(USER_FEATURES)]
+    f = pd.DataFrame(
+        {
+            "events": events,
+            "view": view,
+            "addtocart": addtocart,
+            "transaction": transaction,
+            "uniq_items": uniq_items,
+            "uniq_cats": uniq_cats,
+            "cat_entropy": rng.uniform(0, 1, n) * np.log2(np.maximum(uniq_cats, 1)),
+            "events_per_active_day": events / days,
+            "add_to_view_rate": addtocart / np.maximum(view, 1),
+            "txn_to_cart_rate": transaction / np.maximum(addtocart, 1),
+            "night_share": rng.uniform(0, 1, n),
+            "p95_gap_s": np.where(events < 2, 0.0, rng.uniform(0.5, 200, n)),
+            "short_gap_share": rng.uniform(0, 1, n),
+            "n_sessions": n_sessions,
+            "sessions_per_day": n_sessions / days,
+            "uniq_item_ratio": uniq_items / events,
+        }
+    )[list(USER_FEATURES)]
     f.insert(0, "visitorid", np.arange(n, dtype=np.int64) + 1000)
     labels = pd.DataFrame({"visitorid": f["visitorid"].to_numpy()[bad], "kind": "crawler"})
     return f, labels

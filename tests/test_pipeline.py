@@ -30,7 +30,10 @@ METRICS_FILES = (
 def _build(out: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "core", "build", "--scale", "demo", "--seed", "7", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
 
 
@@ -48,11 +51,22 @@ def test_build_writes_every_artifact_listed_in_the_manifest(two_builds):
     out, _, _ = two_builds
     manifest = json.loads((out / artifacts.MANIFEST).read_text())
     expected = {
-        artifacts.RANKING_DATASET, artifacts.RANKING_METRICS_JSON, artifacts.RANKING_METRICS_CSV,
-        artifacts.DETECTOR, artifacts.OPERATING_POINT, artifacts.USER_FEATURES, artifacts.SCORED_USERS,
-        artifacts.AUDIT_CSV, artifacts.CLEAN_EVENTS, artifacts.BEFORE_AFTER_CSV, artifacts.BEFORE_AFTER_JSON,
-        artifacts.DATASET_SUMMARY, artifacts.DAILY_ACTIVITY, artifacts.EVALUATION_JSON,
-        artifacts.DETECTOR_QUALITY_JSON, artifacts.CLEANING_COST_CSV,
+        artifacts.RANKING_DATASET,
+        artifacts.RANKING_METRICS_JSON,
+        artifacts.RANKING_METRICS_CSV,
+        artifacts.DETECTOR,
+        artifacts.OPERATING_POINT,
+        artifacts.USER_FEATURES,
+        artifacts.SCORED_USERS,
+        artifacts.AUDIT_CSV,
+        artifacts.CLEAN_EVENTS,
+        artifacts.BEFORE_AFTER_CSV,
+        artifacts.BEFORE_AFTER_JSON,
+        artifacts.DATASET_SUMMARY,
+        artifacts.DAILY_ACTIVITY,
+        artifacts.EVALUATION_JSON,
+        artifacts.DETECTOR_QUALITY_JSON,
+        artifacts.CLEANING_COST_CSV,
         *(anomaly.detector_file(n) for n in anomaly.DETECTORS),
     }
     assert expected <= set(manifest["files"])
@@ -60,8 +74,12 @@ def test_build_writes_every_artifact_listed_in_the_manifest(two_builds):
     assert len(models) == 1 and models[0].endswith(artifacts.MODEL_SUFFIX)
     served = manifest["served"]  # the served models are named, never inferred from file names
     assert served["ranking_model"]["file"] == models[0]
-    assert served["detector"] == {"file": artifacts.DETECTOR, "name": anomaly.DEFAULT_DETECTOR, "protect_buyers": True,
-                                  "detectors": {n: anomaly.detector_file(n) for n in anomaly.DETECTORS}}
+    assert served["detector"] == {
+        "file": artifacts.DETECTOR,
+        "name": anomaly.DEFAULT_DETECTOR,
+        "protect_buyers": True,
+        "detectors": {n: anomaly.detector_file(n) for n in anomaly.DETECTORS},
+    }
     assert {"name", "ranker", "candidates"} <= set(served["ranking_model"])
     for name, entry in manifest["files"].items():
         assert sha256_file(out / name) == entry["sha256"]
@@ -73,9 +91,16 @@ def test_build_writes_every_artifact_listed_in_the_manifest(two_builds):
 
 def test_build_progress_names_every_stage_with_timings(two_builds):
     _, _, run = two_builds
-    for stage in ("load events", "user features and history candidates (pandas engine)", "detectors and cleaning",
-                  "realism report", "task 1 on raw events",
-                  "task 1 on cleaned events", "rest of the honest evaluation", "manifest"):
+    for stage in (
+        "load events",
+        "user features and history candidates (pandas engine)",
+        "detectors and cleaning",
+        "realism report",
+        "task 1 on raw events",
+        "task 1 on cleaned events",
+        "rest of the honest evaluation",
+        "manifest",
+    ):
         assert f"{stage} done in" in run.stderr
 
 
@@ -143,7 +168,10 @@ def test_build_rejects_a_bad_events_file_with_a_clear_message(tmp_path):
     bad.write_bytes(b"not a parquet file")
     run = subprocess.run(
         [sys.executable, "-m", "core", "build", "--events", str(bad), "--out", str(tmp_path / "out")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run.returncode == 2
     assert "events.parquet" in run.stderr and "Traceback" not in run.stderr

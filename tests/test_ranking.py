@@ -51,13 +51,23 @@ def reference_candidates(ev: pd.DataFrame, lookback: int, window_ms: int) -> pd.
                 streak += 1
             for c in sorted(set(hc)):
                 last = max(p for p, cc in enumerate(hc) if cc == c)
-                out.append(dict(visitorid=vid, case_id=case_id, t_ref=t_ref, categoryid=c,
-                                cnt=hc.count(c), share=hc.count(c) / len(hc),
-                                is_last=int(c == hc[-1]),
-                                last_gap_min=(t_ref - ts[hist[last]]) / MIN,
-                                pos_from_end=len(hc) - 1 - last,
-                                tail_streak_if_last=streak if c == hc[-1] else 0,
-                                n_views=len(hc), label=int(c == cat[i]), y=cat[i]))
+                out.append(
+                    dict(
+                        visitorid=vid,
+                        case_id=case_id,
+                        t_ref=t_ref,
+                        categoryid=c,
+                        cnt=hc.count(c),
+                        share=hc.count(c) / len(hc),
+                        is_last=int(c == hc[-1]),
+                        last_gap_min=(t_ref - ts[hist[last]]) / MIN,
+                        pos_from_end=len(hc) - 1 - last,
+                        tail_streak_if_last=streak if c == hc[-1] else 0,
+                        n_views=len(hc),
+                        label=int(c == cat[i]),
+                        y=cat[i],
+                    )
+                )
             case_id += 1
     return pd.DataFrame(out)
 
@@ -73,9 +83,16 @@ def synthetic_events(n_visitors: int = 300, seed: int = 0) -> pd.DataFrame:
     cat = favs[np.repeat(np.arange(n_visitors), n_views), pick]
     cat = np.where(stay & (np.arange(len(vis)) > 0), np.roll(cat, 1), cat) + 100
     ts = np.cumsum(rng.integers(1, 40 * MIN, len(vis))) + 1_433_000_000_000
-    df = pd.DataFrame({"timestamp": ts, "visitorid": vis, "event": "view",
-                       "itemid": rng.integers(0, 500, len(vis)), "transactionid": np.nan,
-                       "categoryid": cat})
+    df = pd.DataFrame(
+        {
+            "timestamp": ts,
+            "visitorid": vis,
+            "event": "view",
+            "itemid": rng.integers(0, 500, len(vis)),
+            "transactionid": np.nan,
+            "categoryid": cat,
+        }
+    )
     df.loc[rng.random(len(df)) < 0.05, "event"] = "addtocart"
     df.loc[rng.random(len(df)) < 0.03, "categoryid"] = -1
     return df.sample(frac=1.0, random_state=seed).reset_index(drop=True)  # file order != time
@@ -86,8 +103,7 @@ def synthetic_events(n_visitors: int = 300, seed: int = 0) -> pd.DataFrame:
 
 def test_seven_features_on_a_hand_worked_visitor():
     # H of the 6th view (t=100min): A@0, B@10, A@20, C@30, C@40 -> t_ref = 40 min
-    ev = events([(1, 0, 5), (1, 10 * MIN, 6), (1, 20 * MIN, 5), (1, 30 * MIN, 7),
-                 (1, 40 * MIN, 7), (1, 100 * MIN, 6)])
+    ev = events([(1, 0, 5), (1, 10 * MIN, 6), (1, 20 * MIN, 5), (1, 30 * MIN, 7), (1, 40 * MIN, 7), (1, 100 * MIN, 6)])
     c = R.build_candidates(ev)
     assert list(c.columns) == list(R.CANDIDATE_COLUMNS)
     case = case_rows(c, 4)
@@ -125,8 +141,17 @@ def test_same_timestamp_views_keep_file_order():
 
 
 def test_one_view_visitor_unknown_categories_and_non_views_give_no_case():
-    ev = events([(1, 0, 5), (2, 0, -1), (2, MIN, 6), (3, 0, 4, "addtocart"), (3, MIN, 4),
-                 (4, 0, 3, "transaction"), (4, MIN, -1)])
+    ev = events(
+        [
+            (1, 0, 5),
+            (2, 0, -1),
+            (2, MIN, 6),
+            (3, 0, 4, "addtocart"),
+            (3, MIN, 4),
+            (4, 0, 3, "transaction"),
+            (4, MIN, -1),
+        ]
+    )
     assert R.build_candidates(ev).empty
 
 
@@ -162,8 +187,7 @@ def test_lookback_truncates_to_the_last_views():
 def test_visitors_do_not_mix_and_case_ids_follow_visitor_then_time():
     ev = events([(2, 0, 5), (1, 0, 6), (2, MIN, 7), (1, MIN, 8), (1, 2 * MIN, 9)])
     c = R.build_candidates(ev)
-    per_case = c.groupby("case_id").agg(v=("visitorid", "first"), y=("y", "first"),
-                                        cats=("categoryid", list))
+    per_case = c.groupby("case_id").agg(v=("visitorid", "first"), y=("y", "first"), cats=("categoryid", list))
     assert per_case["v"].tolist() == [1, 1, 2]
     assert per_case["y"].tolist() == [8, 9, 7]
     assert per_case["cats"].tolist() == [[6], [6, 8], [5]]
@@ -174,9 +198,15 @@ def test_visitors_do_not_mix_and_case_ids_follow_visitor_then_time():
 
 
 def test_rule_scores_count_first_then_recency():
-    cands = pd.DataFrame({"case_id": [0, 0, 0, 1, 1], "categoryid": [1, 2, 3, 1, 2],
-                          "cnt": [2, 2, 3, 1, 1], "pos_from_end": [4, 1, 9, 0, 1],
-                          "label": [0, 1, 0, 0, 1]})
+    cands = pd.DataFrame(
+        {
+            "case_id": [0, 0, 0, 1, 1],
+            "categoryid": [1, 2, 3, 1, 2],
+            "cnt": [2, 2, 3, 1, 1],
+            "pos_from_end": [4, 1, 9, 0, 1],
+            "label": [0, 1, 0, 0, 1],
+        }
+    )
     s = R.rule_scores(cands)
     assert s[2] > s[1] > s[0]  # higher count wins even if older; same count -> more recent
     assert s[3] > s[4]
@@ -186,12 +216,14 @@ def test_rule_scores_count_first_then_recency():
 
 def test_metrics_on_a_hand_made_example():
     # case 0: label ranked 1st; case 1: 2nd; case 2: 4th; case 3: not covered
-    cands = pd.DataFrame({
-        "case_id": [0, 0, 1, 1, 2, 2, 2, 2, 3, 3],
-        "categoryid": [1, 2, 1, 2, 1, 2, 3, 4, 1, 2],
-        "pos_from_end": [0, 1, 0, 1, 0, 1, 2, 3, 0, 1],
-        "label": [1, 0, 0, 1, 0, 0, 0, 1, 0, 0],
-    })
+    cands = pd.DataFrame(
+        {
+            "case_id": [0, 0, 1, 1, 2, 2, 2, 2, 3, 3],
+            "categoryid": [1, 2, 1, 2, 1, 2, 3, 4, 1, 2],
+            "pos_from_end": [0, 1, 0, 1, 0, 1, 2, 3, 0, 1],
+            "label": [1, 0, 0, 1, 0, 0, 0, 1, 0, 0],
+        }
+    )
     scores = np.array([0.9, 0.1, 0.8, 0.2, 0.4, 0.3, 0.2, 0.1, 0.5, 0.5])
     m = R.ranking_metrics(cands, scores)
     assert (m["n_cases"], m["n_covered"]) == (4, 3)
@@ -200,19 +232,22 @@ def test_metrics_on_a_hand_made_example():
     assert m["top1_all"] == pytest.approx(m["top1"] * m["coverage"]) == pytest.approx(0.25)
     assert m["top3_all"] == pytest.approx(0.5)
     # ties: lower pos_from_end first, then smaller categoryid
-    tie = pd.DataFrame({"case_id": [0, 0, 1, 1], "categoryid": [7, 3, 7, 3],
-                        "pos_from_end": [0, 1, 4, 4], "label": [1, 0, 0, 1]})
+    tie = pd.DataFrame(
+        {"case_id": [0, 0, 1, 1], "categoryid": [7, 3, 7, 3], "pos_from_end": [0, 1, 4, 4], "label": [1, 0, 0, 1]}
+    )
     assert R.ranking_metrics(tie, np.zeros(4))["top1"] == 1.0
 
 
 def test_drop_rare_labels_counts_cases_not_rows():
     # label 9: two cases with 3 candidate rows each (6 rows); label 8: three cases
-    cands = pd.DataFrame({
-        "case_id": [0, 0, 0, 1, 1, 1, 2, 3, 4],
-        "visitorid": [1, 1, 1, 1, 1, 1, 2, 2, 3],
-        "categoryid": [1, 2, 3, 1, 2, 3, 1, 1, 1],
-        "y": [9, 9, 9, 9, 9, 9, 8, 8, 8],
-    })
+    cands = pd.DataFrame(
+        {
+            "case_id": [0, 0, 0, 1, 1, 1, 2, 3, 4],
+            "visitorid": [1, 1, 1, 1, 1, 1, 2, 2, 3],
+            "categoryid": [1, 2, 3, 1, 2, 3, 1, 1, 1],
+            "y": [9, 9, 9, 9, 9, 9, 8, 8, 8],
+        }
+    )
     kept, dropped = R.drop_rare_labels(cands, min_count=3)
     assert dropped == 2 and kept["case_id"].unique().tolist() == [2, 3, 4]
     kept, dropped = R.drop_rare_labels(cands, min_count=2)
@@ -280,8 +315,9 @@ def test_rank_uses_the_training_features_for_the_equivalent_case():
     c = R.build_candidates(ev)
     want = case_rows(c, c["case_id"].max()).reset_index()
     got = res.ranking.sort_values("categoryid").reset_index(drop=True)
-    pd.testing.assert_frame_equal(got[["categoryid", *CANDIDATE_FEATURES]],
-                                  want[["categoryid", *CANDIDATE_FEATURES]], check_dtype=False)
+    pd.testing.assert_frame_equal(
+        got[["categoryid", *CANDIDATE_FEATURES]], want[["categoryid", *CANDIDATE_FEATURES]], check_dtype=False
+    )
     assert res.n_history_views == 5  # views at >= 26h - 24h: 3h, 3h, 5h, 25h, 26h
     assert res.ranking["rank"].tolist() == [1, 2, 3]
     # 7: cnt 2 at pos 0; 5: cnt 2 at pos 1; 6: cnt 1
@@ -303,9 +339,13 @@ def test_rank_fallback_and_model():
     res = R.rank(views)
     assert res.ranker == "rule" and res.fallback_reason == "no model given"
     assert res.ranking["categoryid"].tolist() == [7, 5]  # same count, 7 more recent
-    model = R.RankingModel("markov", None, (MARKOV_FEATURE,),
-                           markov=R.fit_markov(pd.DataFrame({"prev_cat": [7], "y": [9]})),
-                           markov_top_n=1)
+    model = R.RankingModel(
+        "markov",
+        None,
+        (MARKOV_FEATURE,),
+        markov=R.fit_markov(pd.DataFrame({"prev_cat": [7], "y": [9]})),
+        markov_top_n=1,
+    )
     res = R.rank(views, model=model, top_k=1)
     assert res.ranker == "markov" and res.fallback_reason is None
     assert res.ranking["categoryid"].tolist() == [9] and res.n_history_views == 4
@@ -319,10 +359,15 @@ def test_rank_fallback_and_model():
 @pytest.mark.parametrize(
     "views, needle",
     [
-        ([{"timestamp": 1, "categoryid": 2}, {"timestamp": "abc", "categoryid": 2}], "row 1: timestamp is not a number"),
+        (
+            [{"timestamp": 1, "categoryid": 2}, {"timestamp": "abc", "categoryid": 2}],
+            "row 1: timestamp is not a number",
+        ),
         ([{"timestamp": 1, "categoryid": 2}, {"timestamp": 2, "categoryid": None}], "row 1: categoryid is missing"),
-        ([{"timestamp": 1, "categoryid": 2}, {"timestamp": 2, "categoryid": 3},
-          {"timestamp": -5, "categoryid": 3}], "row 2: timestamp is negative"),
+        (
+            [{"timestamp": 1, "categoryid": 2}, {"timestamp": 2, "categoryid": 3}, {"timestamp": -5, "categoryid": 3}],
+            "row 2: timestamp is negative",
+        ),
         ([{"timestamp": 1, "categoryid": -1}], "row 0: categoryid is -1 (unknown category)"),
         ([{"timestamp": 1.5, "categoryid": 2}], "row 0: timestamp is not an integer"),
         ([{"timestamp": 1, "categoryid": 2, "itemid": -3}], "row 0: itemid is negative"),
@@ -342,16 +387,16 @@ def test_validate_views_accepts_numeric_input_and_optional_itemid():
     out = R.validate_views([{"timestamp": 2.0, "categoryid": "7"}, {"timestamp": 1, "categoryid": 8}])
     assert out.dtypes.tolist() == [np.int64, np.int64]
     assert out["categoryid"].tolist() == [7, 8]
-    out = R.validate_views([{"timestamp": 2, "categoryid": 7, "itemid": 5},
-                            {"timestamp": 1, "categoryid": 8, "itemid": None}])
+    out = R.validate_views(
+        [{"timestamp": 2, "categoryid": 7, "itemid": 5}, {"timestamp": 1, "categoryid": 8, "itemid": None}]
+    )
     assert out["itemid"].isna().tolist() == [False, True]
 
 
 def rank_via_build_candidates(views: list[dict], model, top_k):
     """rank() as it was computed before its numpy path: build_candidates on the equivalent
     training case (the views, then a next view at the last timestamp), score, order, frame."""
-    ev = events([(1, v["timestamp"], v["categoryid"]) for v in views]
-                + [(1, max(v["timestamp"] for v in views), 0)])
+    ev = events([(1, v["timestamp"], v["categoryid"]) for v in views] + [(1, max(v["timestamp"] for v in views), 0)])
     lookback = model.lookback if model is not None else R.LOOKBACK
     window_ms = model.window_ms if model is not None else WINDOW_MS
     markov = model.markov if model is not None else None
@@ -372,18 +417,25 @@ def view_tables() -> dict[str, list[dict]]:
     rng = np.random.default_rng(11)
     t0 = 1_433_000_000_000
     out = {
-        "100_views": [{"timestamp": t0 + i * MIN, "categoryid": int(c), "itemid": int(i)}
-                      for i, c in enumerate(rng.integers(100, 112, 100))],
-        "ties_shuffled": [{"timestamp": t0 + int(t) * 15 * MIN, "categoryid": int(c)}
-                          for t, c in zip(rng.integers(0, 8, 40), rng.integers(100, 106, 40))],
-        "window_cut": [{"timestamp": t0 + int(t), "categoryid": int(c)}
-                       for t, c in zip(np.sort(rng.integers(0, 2 * WINDOW_MS, 60)),
-                                       rng.integers(100, 112, 60))],
-        "lookback_cut": [{"timestamp": t0 + i * 5 * MIN, "categoryid": int(c)}
-                         for i, c in enumerate(rng.integers(100, 112, 250))],
+        "100_views": [
+            {"timestamp": t0 + i * MIN, "categoryid": int(c), "itemid": int(i)}
+            for i, c in enumerate(rng.integers(100, 112, 100))
+        ],
+        "ties_shuffled": [
+            {"timestamp": t0 + int(t) * 15 * MIN, "categoryid": int(c)}
+            for t, c in zip(rng.integers(0, 8, 40), rng.integers(100, 106, 40))
+        ],
+        "window_cut": [
+            {"timestamp": t0 + int(t), "categoryid": int(c)}
+            for t, c in zip(np.sort(rng.integers(0, 2 * WINDOW_MS, 60)), rng.integers(100, 112, 60))
+        ],
+        "lookback_cut": [
+            {"timestamp": t0 + i * 5 * MIN, "categoryid": int(c)} for i, c in enumerate(rng.integers(100, 112, 250))
+        ],
         "one_view": [{"timestamp": t0, "categoryid": 104}],
-        "unknown_categories": [{"timestamp": t0 + i * MIN, "categoryid": int(c)}
-                               for i, c in enumerate([7, 104, 900, 900, 104, 5])],
+        "unknown_categories": [
+            {"timestamp": t0 + i * MIN, "categoryid": int(c)} for i, c in enumerate([7, 104, 900, 900, 104, 5])
+        ],
     }
     return out
 
@@ -434,17 +486,41 @@ def test_rank_equals_the_build_candidates_computation(fitted_models, table):
 
 def test_rank_values_are_those_of_the_pre_numpy_implementation():
     # computed with the DataFrame implementation of rank() before its numpy path was added
-    views = [{"timestamp": t, "categoryid": c} for t, c in [
-        (26 * HOUR, 7), (3 * HOUR, 6), (0, 5), (25 * HOUR, 5), (3 * HOUR, 5), (5 * HOUR, 7),
-        (25 * HOUR, 8), (26 * HOUR, 9)]]
+    views = [
+        {"timestamp": t, "categoryid": c}
+        for t, c in [
+            (26 * HOUR, 7),
+            (3 * HOUR, 6),
+            (0, 5),
+            (25 * HOUR, 5),
+            (3 * HOUR, 5),
+            (5 * HOUR, 7),
+            (25 * HOUR, 8),
+            (26 * HOUR, 9),
+        ]
+    ]
     res = R.rank(views, top_k=None)
     assert res.n_history_views == 7
     assert res.ranking["categoryid"].tolist() == [7, 5, 9, 8, 6]
     assert res.ranking["score"].tolist() == [
-        1.99009900990099, 1.9702970297029703, 1.0, 0.9801980198019802, 0.9405940594059405]
+        1.99009900990099,
+        1.9702970297029703,
+        1.0,
+        0.9801980198019802,
+        0.9405940594059405,
+    ]
     assert res.ranking.dtypes.astype(str).tolist() == [
-        "int64", "float64", "int64", "int32", "float64", "int8", "float64", "int32", "int32",
-        "int32"]
+        "int64",
+        "float64",
+        "int64",
+        "int32",
+        "float64",
+        "int8",
+        "float64",
+        "int32",
+        "int32",
+        "int32",
+    ]
     mk = R.fit_markov(pd.DataFrame({"prev_cat": [9, 9, 9, 9, 7, 5], "y": [7, 4, 4, 3, 9, 9]}))
     model = R.RankingModel("markov", None, (MARKOV_FEATURE,), markov=mk, markov_top_n=2)
     res = R.rank(views, model=model, top_k=None)
@@ -459,8 +535,7 @@ def test_forest_predicts_sequentially_and_deterministically_for_small_inputs(fit
     views = view_tables()["100_views"]
     first = R.rank(views, model=model, top_k=None).ranking
     for _ in range(5):  # a thread-order sum would differ in the last bit now and then
-        pd.testing.assert_frame_equal(R.rank(views, model=model, top_k=None).ranking, first,
-                                      check_exact=True)
+        pd.testing.assert_frame_equal(R.rank(views, model=model, top_k=None).ranking, first, check_exact=True)
     # big batches use the threads, on a shallow copy: the shared model is never changed
     threaded = R.with_n_jobs(model.estimator, -1)
     assert threaded.n_jobs == -1 and model.estimator.n_jobs == 1
@@ -477,8 +552,10 @@ def test_validate_views_numpy_path_and_row_checks_agree():
     assert want.dtypes.astype(str).tolist() == ["int64", "int64", "Int64"]
     same = [
         [{"timestamp": 5.0, "categoryid": "7", "itemid": 1}, {"timestamp": 3, "categoryid": 8, "itemid": 2.0}],
-        [{"timestamp": np.int32(5), "categoryid": np.int64(7), "itemid": np.uint8(1)},
-         {"timestamp": 3, "categoryid": 8, "itemid": 2}],
+        [
+            {"timestamp": np.int32(5), "categoryid": np.int64(7), "itemid": np.uint8(1)},
+            {"timestamp": 3, "categoryid": 8, "itemid": 2},
+        ],
         pd.DataFrame(ints),
         pd.DataFrame(ints).astype(object),
         pd.DataFrame(ints, index=[10, 3]),
@@ -487,28 +564,35 @@ def test_validate_views_numpy_path_and_row_checks_agree():
         pd.testing.assert_frame_equal(R.validate_views(views), want)
 
 
-@pytest.mark.parametrize("items", [
-    [5, None, 7],  # null
-    [5, float("nan"), 7],  # NaN
-    [5, "absent", 7],  # key not in the row
-    [2**53 + 1, None, 7],  # exact beyond float precision
-])
+@pytest.mark.parametrize(
+    "items",
+    [
+        [5, None, 7],  # null
+        [5, float("nan"), 7],  # NaN
+        [5, "absent", 7],  # key not in the row
+        [2**53 + 1, None, 7],  # exact beyond float precision
+    ],
+)
 def test_validate_views_itemid_is_optional_per_row(items):
-    views = [{"timestamp": i, "categoryid": 3} | ({} if it == "absent" else {"itemid": it})
-             for i, it in enumerate(items)]
+    views = [
+        {"timestamp": i, "categoryid": 3} | ({} if it == "absent" else {"itemid": it}) for i, it in enumerate(items)
+    ]
     out = R.validate_views(views)
     assert out["itemid"].isna().tolist() == [False, True, False]
     assert out["itemid"].iloc[0] == items[0] and out["itemid"].iloc[2] == 7
     assert R.rank(views).n_history_views == 3  # every view ranks, with or without itemid
 
 
-@pytest.mark.parametrize("item, needle", [
-    (-3, "row 1: itemid is negative"),
-    (1.5, "row 1: itemid is not an integer (value 1.5)"),
-    ("x", "row 1: itemid is not a number (value x)"),
-    (True, "row 1: itemid is not a number (value True)"),
-    (2**63, "row 1: itemid is out of the int64 range"),
-])
+@pytest.mark.parametrize(
+    "item, needle",
+    [
+        (-3, "row 1: itemid is negative"),
+        (1.5, "row 1: itemid is not an integer (value 1.5)"),
+        ("x", "row 1: itemid is not a number (value x)"),
+        (True, "row 1: itemid is not a number (value True)"),
+        (2**63, "row 1: itemid is out of the int64 range"),
+    ],
+)
 def test_validate_views_rejects_a_present_bad_itemid(item, needle):
     views = [{"timestamp": 1, "categoryid": 3}, {"timestamp": 2, "categoryid": 3, "itemid": item}]
     with pytest.raises(DataError) as err:
@@ -516,18 +600,27 @@ def test_validate_views_rejects_a_present_bad_itemid(item, needle):
     assert needle in str(err.value)
 
 
-@pytest.mark.parametrize("views, needle", [
-    ([{"timestamp": True, "categoryid": 2}], "row 0: timestamp is not a number (value True)"),
-    ([{"timestamp": 2**63, "categoryid": 2}], "row 0: timestamp is out of the int64 range"),
-    ([{"timestamp": 1, "categoryid": 2}, {"timestamp": 2, "categoryid": -1}],
-     "row 1: categoryid is -1 (unknown category); drop unknown-category views before ranking"),
-    ([{"timestamp": 1}, {"timestamp": 2, "categoryid": 4}], "row 0: categoryid is missing (value nan)"),
-    (pd.DataFrame({"timestamp": [1, -2], "categoryid": [3, 3]}), "row 1: timestamp is negative (value -2)"),
-    (pd.DataFrame({"timestamp": np.array([1, 2**63], dtype=np.uint64), "categoryid": [3, 3]}),
-     "row 1: timestamp is out of the int64 range"),
-    ([{"timestamp": -1, "categoryid": -1}] * 7,
-     "row 0: timestamp is negative (value -1); categoryid is -1 (unknown category)"),
-])
+@pytest.mark.parametrize(
+    "views, needle",
+    [
+        ([{"timestamp": True, "categoryid": 2}], "row 0: timestamp is not a number (value True)"),
+        ([{"timestamp": 2**63, "categoryid": 2}], "row 0: timestamp is out of the int64 range"),
+        (
+            [{"timestamp": 1, "categoryid": 2}, {"timestamp": 2, "categoryid": -1}],
+            "row 1: categoryid is -1 (unknown category); drop unknown-category views before ranking",
+        ),
+        ([{"timestamp": 1}, {"timestamp": 2, "categoryid": 4}], "row 0: categoryid is missing (value nan)"),
+        (pd.DataFrame({"timestamp": [1, -2], "categoryid": [3, 3]}), "row 1: timestamp is negative (value -2)"),
+        (
+            pd.DataFrame({"timestamp": np.array([1, 2**63], dtype=np.uint64), "categoryid": [3, 3]}),
+            "row 1: timestamp is out of the int64 range",
+        ),
+        (
+            [{"timestamp": -1, "categoryid": -1}] * 7,
+            "row 0: timestamp is negative (value -1); categoryid is -1 (unknown category)",
+        ),
+    ],
+)
 def test_validate_views_failing_columns_still_name_the_row(views, needle):
     with pytest.raises(DataError) as err:
         R.validate_views(views)
@@ -565,8 +658,7 @@ def test_train_and_evaluate_is_deterministic_and_reports_every_ranker(one_thread
     assert a.dataset_sample["case_id"].nunique() > 0 and not a.dataset_is_sample
     json.dumps(a.info)  # JSON-safe for the pipeline's metrics file
     # the chosen model ranks a single history through the same code path
-    res = R.rank([{"timestamp": 0, "categoryid": 101}, {"timestamp": MIN, "categoryid": 103}],
-                 model=a.best_model)
+    res = R.rank([{"timestamp": 0, "categoryid": 101}, {"timestamp": MIN, "categoryid": 103}], model=a.best_model)
     assert res.ranker == a.chosen_ranker and len(res.ranking) == 2
 
 
@@ -614,13 +706,15 @@ def test_history_before_applies_window_and_lookback():
 
 
 def test_pick_visitor_by_final_history_and_by_categories():
-    events = pd.DataFrame({
-        "timestamp": [0, 10, 20, 30, 0, 10, 20, 0, 5],
-        "visitorid": [1, 1, 1, 1, 2, 2, 2, 3, 3],
-        "event": ["view"] * 9,
-        "itemid": range(9),
-        "categoryid": [5, 5, 5, 6, 7, 8, 9, 7, 7],
-    })
+    events = pd.DataFrame(
+        {
+            "timestamp": [0, 10, 20, 30, 0, 10, 20, 0, 5],
+            "visitorid": [1, 1, 1, 1, 2, 2, 2, 3, 3],
+            "event": ["view"] * 9,
+            "itemid": range(9),
+            "categoryid": [5, 5, 5, 6, 7, 8, 9, 7, 7],
+        }
+    )
     seqs = R.view_sequences(events)
     per = R.final_histories(seqs)
     assert per["history"].tolist() == [3, 2, 1] and per["history_categories"].tolist() == [1, 2, 1]
@@ -631,13 +725,15 @@ def test_pick_visitor_by_final_history_and_by_categories():
 
 
 def test_seeded_draw_prefers_visitors_with_several_categories():
-    events = pd.DataFrame({
-        "timestamp": [0, 10, 20, 0, 10, 20],
-        "visitorid": [1, 1, 1, 2, 2, 2],
-        "event": ["view"] * 6,
-        "itemid": range(6),
-        "categoryid": [5, 5, 5, 7, 8, 9],
-    })
+    events = pd.DataFrame(
+        {
+            "timestamp": [0, 10, 20, 0, 10, 20],
+            "visitorid": [1, 1, 1, 2, 2, 2],
+            "event": ["view"] * 6,
+            "itemid": range(6),
+            "categoryid": [5, 5, 5, 7, 8, 9],
+        }
+    )
     seqs = R.view_sequences(events)
     assert {R.pick_visitor(seqs, seed=s, prefer_categories=3) for s in range(10)} == {2}
     assert R.pick_visitor(seqs, seed=1, prefer_categories=9) in (1, 2)  # nobody that varied: anyone

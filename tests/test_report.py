@@ -53,7 +53,10 @@ def test_unknown_report_block_is_an_error():
 def test_summary_blocks_come_first_and_the_page_is_fitted():
     from core.report import ReportBlock, html_report
 
-    page = html_report("t", [ReportBlock("heading", "Section"), ReportBlock("summary", "finding <1>"),
-                             ReportBlock("text", "body")], inline_svg=False)
+    page = html_report(
+        "t",
+        [ReportBlock("heading", "Section"), ReportBlock("summary", "finding <1>"), ReportBlock("text", "body")],
+        inline_svg=False,
+    )
     assert page.index("Summary") < page.index("finding &lt;1&gt;") < page.index("Section") < page.index("<p>body")
     assert "max-width:960px" in page and "#2563eb" in page

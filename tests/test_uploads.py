@@ -26,14 +26,16 @@ def events_table(n: int = 400, seed: int = 3) -> pd.DataFrame:
     """Raw RetailRocket-like events (unsorted, with transactions and categories)."""
     rng = np.random.default_rng(seed)
     event = rng.choice(["view", "addtocart", "transaction"], n, p=[0.85, 0.1, 0.05])
-    return pd.DataFrame({
-        "timestamp": 1_433_000_000_000 + rng.integers(0, 10**9, n),
-        "visitorid": rng.integers(0, 60, n),
-        "event": event,
-        "itemid": rng.integers(0, 90, n),
-        "transactionid": np.where(event == "transaction", rng.integers(0, 50, n), np.nan),
-        "categoryid": rng.integers(-1, 12, n),
-    })
+    return pd.DataFrame(
+        {
+            "timestamp": 1_433_000_000_000 + rng.integers(0, 10**9, n),
+            "visitorid": rng.integers(0, 60, n),
+            "event": event,
+            "itemid": rng.integers(0, 90, n),
+            "transactionid": np.where(event == "transaction", rng.integers(0, 50, n), np.nan),
+            "categoryid": rng.integers(-1, 12, n),
+        }
+    )
 
 
 FEATURES = anomaly.user_features(events_table())
@@ -98,25 +100,51 @@ BAD_FILES = [
     ("f.csv", b"visitorid;events;events\n1;2;3\n", "repeats the column name 'events'"),
     ("f.parquet", pq_of(pa.table([[1], [2], [3]], names=["visitorid", "events", "events"])), "repeats the column"),
     ("f.parquet", pq_of(pa.table([[1], [2], [3]], names=["visitorid", "view", "view.2"])), "how pandas renames"),
-    ("f.csv", (",".join(f"c{i}" for i in range(U.MAX_COLUMNS + 1)) + "\n" + ",".join("1" * (U.MAX_COLUMNS + 1))).encode(),
-     "at most 64 are accepted"),
+    (
+        "f.csv",
+        (",".join(f"c{i}" for i in range(U.MAX_COLUMNS + 1)) + "\n" + ",".join("1" * (U.MAX_COLUMNS + 1))).encode(),
+        "at most 64 are accepted",
+    ),
     ("f.parquet", with_column("night_share", pa.array([True, False, True])), "'night_share' is boolean"),
     ("f.parquet", with_column("p95_gap_s", TS), "'p95_gap_s' is a date, time or duration"),
     ("f.parquet", with_column("p95_gap_s", pa.array(pd.to_timedelta([1, 2, 3], unit="s"))), "'p95_gap_s' is a date"),
     ("f.parquet", with_column("visitorid", pa.array(pd.to_datetime(["2015-06-01"] * 3).date)), "'visitorid' is a date"),
     ("f.parquet", with_column("events", pa.array([[1], [2, 3], []])), "'events' is nested"),
     ("f.parquet", with_column("view", pa.array([{"a": 1}] * 3)), "'view' is nested"),
-    ("f.parquet", with_column("view", pa.array([[("a", 1)]] * 3, pa.map_(pa.string(), pa.int64()))), "'view' is nested"),
+    (
+        "f.parquet",
+        with_column("view", pa.array([[("a", 1)]] * 3, pa.map_(pa.string(), pa.int64()))),
+        "'view' is nested",
+    ),
     ("f.parquet", with_column("visitorid", pa.array([b"=1", b"2", b"3"])), "'visitorid' is binary"),
-    ("f.parquet", with_column("uniq_cats", pa.array([True, None, False]).dictionary_encode()), "'uniq_cats' is boolean"),
-    ("f.csv", f"{HEADER},flag\n".encode() + b"\n".join(line + b",True" for line in CSV.splitlines()[1:4]) + b"\n",
-     "'flag' is boolean"),
-    ("f.parquet", pq_of(pa.table({"visitorid": pa.array(np.zeros(U.MAX_FEATURE_ROWS + 1, np.int8))})),
-     "1,500,001 feature rows"),
+    (
+        "f.parquet",
+        with_column("uniq_cats", pa.array([True, None, False]).dictionary_encode()),
+        "'uniq_cats' is boolean",
+    ),
+    (
+        "f.csv",
+        f"{HEADER},flag\n".encode() + b"\n".join(line + b",True" for line in CSV.splitlines()[1:4]) + b"\n",
+        "'flag' is boolean",
+    ),
+    (
+        "f.parquet",
+        pq_of(pa.table({"visitorid": pa.array(np.zeros(U.MAX_FEATURE_ROWS + 1, np.int8))})),
+        "1,500,001 feature rows",
+    ),
     ("f.csv", b"visitorid,events\n" + b"1,1\n" * (U.MAX_FEATURE_ROWS + 1), "at most 1,500,000"),
-    ("e.parquet", pq_of(pa.table({"timestamp": np.zeros(U.MAX_EVENT_ROWS + 1, np.int8),
-                                  "event": pa.array(["view"] * (U.MAX_EVENT_ROWS + 1)).dictionary_encode()})),
-     "2,000,001 events"),
+    (
+        "e.parquet",
+        pq_of(
+            pa.table(
+                {
+                    "timestamp": np.zeros(U.MAX_EVENT_ROWS + 1, np.int8),
+                    "event": pa.array(["view"] * (U.MAX_EVENT_ROWS + 1)).dictionary_encode(),
+                }
+            )
+        ),
+        "2,000,001 events",
+    ),
     ("e.csv", EV.drop(columns="itemid").to_csv(index=False).encode(), "lacks itemid"),
     ("e.csv", EV.assign(event=["view"] * 19 + ["click"]).to_csv(index=False).encode(), "must be one of"),
     ("e.csv", EV.assign(timestamp=EV["timestamp"] + 0.5).to_csv(index=False).encode(), "whole numbers"),
@@ -216,9 +244,26 @@ RULES = [
     ({"sessions_per_day": first("n_sessions") + 1}, "sessions_per_day", "<= n_sessions"),
     ({"cat_entropy": np.log2(max(first("uniq_cats"), 1)) + 0.01}, "cat_entropy", "log2(max(uniq_cats, 1))"),
     ({"p95_gap_s": -1.0}, "p95_gap_s", "negative"),
-    ({"events": 1, "view": 1, "addtocart": 0, "transaction": 0, "uniq_items": 1, "uniq_cats": 0, "cat_entropy": 0.0,
-      "n_sessions": 1, "events_per_active_day": 1.0, "sessions_per_day": 1.0, "uniq_item_ratio": 1.0,
-      "add_to_view_rate": 0.0, "txn_to_cart_rate": 0.0, "p95_gap_s": 12.0}, "p95_gap_s", "events < 2"),
+    (
+        {
+            "events": 1,
+            "view": 1,
+            "addtocart": 0,
+            "transaction": 0,
+            "uniq_items": 1,
+            "uniq_cats": 0,
+            "cat_entropy": 0.0,
+            "n_sessions": 1,
+            "events_per_active_day": 1.0,
+            "sessions_per_day": 1.0,
+            "uniq_item_ratio": 1.0,
+            "add_to_view_rate": 0.0,
+            "txn_to_cart_rate": 0.0,
+            "p95_gap_s": 12.0,
+        },
+        "p95_gap_s",
+        "events < 2",
+    ),
     ({"view": first("view") + 0.5}, "view", "not whole numbers"),
     ({"visitorid": 1.5}, "visitorid", "not an integer visitorid"),
     ({"visitorid": 2**64}, "visitorid", "not an integer visitorid"),
@@ -306,7 +351,7 @@ def test_text_late_in_a_long_csv_is_reported_not_crashed():
     data = t.to_csv(index=False).encode()
     last = f"\n{len(t) - 1},".encode()
     at = data.rindex(last)
-    data = data[: at + len(last)] + b"lots" + data[data.index(b",", at + len(last)):]
+    data = data[: at + len(last)] + b"lots" + data[data.index(b",", at + len(last)) :]
     up = U.read_upload("f.csv", data)
     assert len(up.features) == len(t) and up.features["visitorid"].tolist() == t["visitorid"].tolist()
     text = " ".join(anomaly.validate_features(up.features).messages())

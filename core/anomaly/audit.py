@@ -23,8 +23,7 @@ def proxy_labels(features: pd.DataFrame) -> np.ndarray:
     """
     cols = {
         c: numeric(features[c])
-        for c in ("events", "addtocart", "transaction", "short_gap_share",
-                  "events_per_active_day", "night_share")
+        for c in ("events", "addtocart", "transaction", "short_gap_share", "events_per_active_day", "night_share")
     }
     ev = cols["events"]
     epd = cols["events_per_active_day"]

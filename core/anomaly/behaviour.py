@@ -48,9 +48,7 @@ def as_frame(X: pd.DataFrame | np.ndarray) -> pd.DataFrame:
         return X
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != len(USER_FEATURES):
-        raise DataError(
-            f"Expected a matrix with {len(USER_FEATURES)} feature columns, got shape {X.shape}."
-        )
+        raise DataError(f"Expected a matrix with {len(USER_FEATURES)} feature columns, got shape {X.shape}.")
     return pd.DataFrame(X, columns=list(USER_FEATURES), copy=False)
 
 
@@ -133,4 +131,3 @@ def without_purchases(X: pd.DataFrame) -> pd.DataFrame:
     X0 = X.loc[:, list(USER_FEATURES)].copy()
     X0["transaction"] = 0
     return X0
-

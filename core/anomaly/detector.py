@@ -55,6 +55,7 @@ SCORE_DEFINITION = (
     "anomaly_score >= threshold, the (1 - share) quantile of the training users' scores."
 )
 
+
 class Detector(BaseEstimator):
     """Shared fit/score/predict over one-sided robust z of the behaviour matrix.
 
@@ -65,8 +66,7 @@ class Detector(BaseEstimator):
     name = "one_sided"
     features: tuple[str, ...] = USER_FEATURES
 
-    def __init__(self, share: float = DEFAULT_SHARE,
-                 buyer_margin: float = DEFAULT_BUYER_MARGIN) -> None:
+    def __init__(self, share: float = DEFAULT_SHARE, buyer_margin: float = DEFAULT_BUYER_MARGIN) -> None:
         self.share = share
         self.buyer_margin = buyer_margin
 
@@ -101,8 +101,7 @@ class Detector(BaseEstimator):
         self.fingerprint_ = fingerprint
         self.version_ = __version__
         self.threshold_ = float(np.quantile(self.score_samples(X), 1.0 - share))
-        log.info("%s fitted on %d users: share %.3f, threshold %.6f",
-                 self.name, self.n_users_, share, self.threshold_)
+        log.info("%s fitted on %d users: share %.3f, threshold %.6f", self.name, self.n_users_, share, self.threshold_)
         return self
 
     def score_samples(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
@@ -149,8 +148,7 @@ class Detector(BaseEstimator):
             "detector": self.name,
             "share": float(self.share),
             "threshold": float(self.threshold_),
-            "score_definition": SCORE_DEFINITION.format(
-                name=self.name, columns=", ".join(BEHAVIOUR_COLUMNS)),
+            "score_definition": SCORE_DEFINITION.format(name=self.name, columns=", ".join(BEHAVIOUR_COLUMNS)),
             "flag_rule": "anomaly_score >= threshold",
             "features": list(self.features),
             "behaviour_columns": list(BEHAVIOUR_COLUMNS),
@@ -201,8 +199,9 @@ class RobustZDetector(Detector):
 
     name = "robust_z"
 
-    def __init__(self, share: float = DEFAULT_SHARE,
-                 buyer_margin: float = DEFAULT_BUYER_MARGIN, combine: str = "max") -> None:
+    def __init__(
+        self, share: float = DEFAULT_SHARE, buyer_margin: float = DEFAULT_BUYER_MARGIN, combine: str = "max"
+    ) -> None:
         self.share = share
         self.buyer_margin = buyer_margin
         self.combine = combine
@@ -227,8 +226,9 @@ class HBOSDetector(Detector):
 
     name = "hbos"
 
-    def __init__(self, share: float = DEFAULT_SHARE,
-                 buyer_margin: float = DEFAULT_BUYER_MARGIN, n_bins: int = 20) -> None:
+    def __init__(
+        self, share: float = DEFAULT_SHARE, buyer_margin: float = DEFAULT_BUYER_MARGIN, n_bins: int = 20
+    ) -> None:
         self.share = share
         self.buyer_margin = buyer_margin
         self.n_bins = n_bins
@@ -263,8 +263,9 @@ class ECODDetector(Detector):
 
     name = "ecod"
 
-    def __init__(self, share: float = DEFAULT_SHARE,
-                 buyer_margin: float = DEFAULT_BUYER_MARGIN, n_knots: int = 1024) -> None:
+    def __init__(
+        self, share: float = DEFAULT_SHARE, buyer_margin: float = DEFAULT_BUYER_MARGIN, n_knots: int = 1024
+    ) -> None:
         self.share = share
         self.buyer_margin = buyer_margin
         self.n_knots = n_knots
@@ -272,15 +273,18 @@ class ECODDetector(Detector):
     def _fit_model(self, Z: np.ndarray) -> None:
         """Per column knots and log survival at them (padded to a common length)."""
         n = len(Z)
-        probs = np.unique(np.concatenate([
-            np.linspace(0.0, 1.0, self.n_knots // 2),
-            1.0 - np.geomspace(1.0, 1.0 / n, self.n_knots // 2),
-        ]).clip(0.0, 1.0))
+        probs = np.unique(
+            np.concatenate(
+                [
+                    np.linspace(0.0, 1.0, self.n_knots // 2),
+                    1.0 - np.geomspace(1.0, 1.0 / n, self.n_knots // 2),
+                ]
+            ).clip(0.0, 1.0)
+        )
         knots = np.quantile(Z, probs, axis=0, method="inverted_cdf").T
         srt = np.sort(Z, axis=0)
         # P(train >= knot), exactly, by counting below the knot in the sorted column.
-        below = np.stack([np.searchsorted(srt[:, j], knots[j], side="left")
-                          for j in range(Z.shape[1])])
+        below = np.stack([np.searchsorted(srt[:, j], knots[j], side="left") for j in range(Z.shape[1])])
         self.knots_ = knots
         self.log_sf_ = np.log((n - below + 1.0) / (n + 1.0))
         self.log_floor_ = float(np.log(1.0 / (n + 1.0)))
@@ -305,8 +309,7 @@ DETECTORS: dict[str, type[Detector]] = {
 
 def _plain_numeric(X: pd.DataFrame) -> bool:
     """True when X holds each of the 16 features once, as a numeric column."""
-    return X.columns.is_unique and all(
-        f in X.columns and pd.api.types.is_numeric_dtype(X[f]) for f in USER_FEATURES)
+    return X.columns.is_unique and all(f in X.columns and pd.api.types.is_numeric_dtype(X[f]) for f in USER_FEATURES)
 
 
 def detector_file(name: str) -> str:
@@ -358,8 +361,9 @@ def why(detector: Detector, X: pd.DataFrame | np.ndarray, top_n: int = 3) -> pd.
     names = np.asarray(BEHAVIOUR_COLUMNS, dtype=object)
     text = np.full(len(X), "", dtype=object)
     for j in range(k):  # a loop over the k named columns, not over rows
-        part = np.where(zt[:, j] > 0, names[idx[:, j]] + " "
-                        + pd.Series(zt[:, j]).map("{:.1f}σ".format).to_numpy(object), "")
+        part = np.where(
+            zt[:, j] > 0, names[idx[:, j]] + " " + pd.Series(zt[:, j]).map("{:.1f}σ".format).to_numpy(object), ""
+        )
         sep = np.where((text != "") & (part != ""), ", ", "")
         text = text + sep + part
     index = X.index if isinstance(X, pd.DataFrame) else None

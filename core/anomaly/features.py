@@ -39,9 +39,7 @@ def _empty_features() -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-def _group_p95(
-    gaps: np.ndarray, gap_vis: np.ndarray, n_vis: int, gap_ms: np.ndarray | None = None
-) -> np.ndarray:
+def _group_p95(gaps: np.ndarray, gap_vis: np.ndarray, n_vis: int, gap_ms: np.ndarray | None = None) -> np.ndarray:
     """Per-visitor 95th percentile of gaps (numpy 'linear'), 0 for visitors without gaps.
 
     gap_vis must be non-decreasing. gap_ms (non-negative integer gaps, same order as gaps)
@@ -77,9 +75,7 @@ def _group_p95(
     return out
 
 
-def _distinct_pairs(
-    code: np.ndarray, values: np.ndarray, n_vis: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _distinct_pairs(code: np.ndarray, values: np.ndarray, n_vis: int) -> tuple[np.ndarray, np.ndarray]:
     """Distinct (visitor code, value) pairs: their visitor codes and occurrence counts.
 
     Sorting one int64 key and reading its runs is several times faster than hashing the pairs.
@@ -129,8 +125,7 @@ def user_features(events: pd.DataFrame) -> pd.DataFrame:
 
     n_events = np.bincount(code, minlength=n_vis)
     view, addtocart, transaction = (
-        np.bincount(code, weights=(etype == k), minlength=n_vis).astype(np.int64)
-        for k in range(len(EVENT_TYPES))
+        np.bincount(code, weights=(etype == k), minlength=n_vis).astype(np.int64) for k in range(len(EVENT_TYPES))
     )
     del etype
 
@@ -161,9 +156,7 @@ def user_features(events: pd.DataFrame) -> pd.DataFrame:
     n_gaps = n_events - 1
     short = np.bincount(gap_vis, weights=gaps < SHORT_GAP_S, minlength=n_vis)
     short_gap_share = short / np.maximum(n_gaps, 1)
-    n_sessions = 1 + np.bincount(gap_vis, weights=gaps > SESSION_GAP_S, minlength=n_vis).astype(
-        np.int64
-    )
+    n_sessions = 1 + np.bincount(gap_vis, weights=gaps > SESSION_GAP_S, minlength=n_vis).astype(np.int64)
     p95 = _group_p95(gaps, gap_vis, n_vis, gap_ms)
     del ts, day, hour, night, gaps, gap_ms, gap_vis, code, same
 

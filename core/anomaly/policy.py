@@ -75,10 +75,10 @@ def cleaning_cost(
     buyer = bought(features)
     kept = ~buyer[order] if protect_buyers else np.ones(order.size, bool)  # the policy unflags buyers
     vals = {"users": np.ones(len(s)), "buyers": buyer.astype(np.float64)}
-    vals.update({c: np.nan_to_num(pd.to_numeric(features[c], errors="coerce").to_numpy(np.float64))
-                 for c in _COST_COUNTS})
-    out: dict[str, Any] = {"point": labels, "share": shares, "threshold": thr,
-                           "protect_buyers": protect_buyers}
+    vals.update(
+        {c: np.nan_to_num(pd.to_numeric(features[c], errors="coerce").to_numpy(np.float64)) for c in _COST_COUNTS}
+    )
+    out: dict[str, Any] = {"point": labels, "share": shares, "threshold": thr, "protect_buyers": protect_buyers}
     for name in ("users", *_COST_COUNTS, "buyers"):
         v = vals[name]
         prefix = np.concatenate([[0.0], np.cumsum(np.where(kept, v[order], 0.0))])
@@ -101,6 +101,8 @@ def cost_sentence(row: pd.Series | dict[str, Any]) -> str:
         f"and {row['buyers_removed']:,} buyers ({row['buyers_removed_share']:.1%})."
     )
     if bool(row["txn_warning"]):
-        text += (f" Warning: the flagged users hold more than {TXN_WARNING_SHARE:.0%} of all "
-                 "transactions; cleaning would remove real sales.")
+        text += (
+            f" Warning: the flagged users hold more than {TXN_WARNING_SHARE:.0%} of all "
+            "transactions; cleaning would remove real sales."
+        )
     return text

@@ -64,7 +64,9 @@ def detector_report(
                 s_la = None if lookalikes is None else fitted.score_samples(lookalikes)
             flag = s >= thr
             row: dict[str, Any] = {
-                "detector": name, "share": share, "threshold": thr,
+                "detector": name,
+                "share": share,
+                "threshold": thr,
                 "flagged_share": flag.mean(),
                 "pr_auc": pr_auc(bot, s),
                 "precision": (flag & bot).sum() / max(flag.sum(), 1),

@@ -44,9 +44,7 @@ def _scorable_matrix(df: pd.DataFrame, mask: np.ndarray, features: tuple[str, ..
     return X
 
 
-def _score_distinct(
-    X: np.ndarray, detector: Detector, on_progress: Callable[[float], None] | None
-) -> np.ndarray:
+def _score_distinct(X: np.ndarray, detector: Detector, on_progress: Callable[[float], None] | None) -> np.ndarray:
     """detector.score_samples of every row of X, each distinct row scored once, in chunks.
 
     A score depends on the 16 feature values alone, and RetailRocket-like data has about three
@@ -100,12 +98,10 @@ def flag_scores(
 
 def provenance(detector: Detector, protect_buyers: bool, threshold: float) -> dict[str, object]:
     """The columns every scored output carries: which detector, policy and threshold."""
-    return {"detector": detector.name, "policy": policy_label(protect_buyers),
-            "threshold": float(threshold)}
+    return {"detector": detector.name, "policy": policy_label(protect_buyers), "threshold": float(threshold)}
 
 
-def stamped(frame: pd.DataFrame, detector: Detector, protect_buyers: bool,
-            threshold: float) -> pd.DataFrame:
+def stamped(frame: pd.DataFrame, detector: Detector, protect_buyers: bool, threshold: float) -> pd.DataFrame:
     """frame plus the detector, policy and threshold columns (a shallow copy)."""
     out = frame.copy(deep=False)
     for col, value in provenance(detector, protect_buyers, threshold).items():
@@ -167,9 +163,7 @@ def score(
     distinct rows scored so far, after each chunk of ``SCORE_CHUNK_ROWS``.
     """
     if not isinstance(features, pd.DataFrame):
-        raise DataError(
-            f"Expected a pandas DataFrame of user features, got {type(features).__name__}."
-        )
+        raise DataError(f"Expected a pandas DataFrame of user features, got {type(features).__name__}.")
     return _score_validated(features, share, detector, protect_buyers, on_progress)[0]
 
 

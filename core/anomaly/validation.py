@@ -43,9 +43,7 @@ def _column(df: pd.DataFrame, col: str) -> pd.Series:
 def _not_a_number_type(s: pd.Series) -> bool:
     """Booleans, dates and durations are not numbers, whatever numpy can cast them to."""
     return (
-        pd.api.types.is_bool_dtype(s)
-        or pd.api.types.is_datetime64_any_dtype(s)
-        or pd.api.types.is_timedelta64_dtype(s)
+        pd.api.types.is_bool_dtype(s) or pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_timedelta64_dtype(s)
     )
 
 
@@ -89,25 +87,37 @@ _PROBLEM_TEXT: dict[str, tuple[str, str]] = {
     "negative": ("are negative", "Every feature is non-negative by definition; fix the values."),
     "not_integer": ("are not whole numbers", "Counts are integers; recompute them from the events."),
     "bad_id": ("are not an integer visitorid within int64", "Give every row its integer visitorid."),
-    "duplicate": ("repeat a visitorid seen in an earlier row",
-                  "Keep one row per visitor; duplicates are still scored, each on its own."),
+    "duplicate": (
+        "repeat a visitorid seen in an earlier row",
+        "Keep one row per visitor; duplicates are still scored, each on its own.",
+    ),
     "events_min": ("have events < 1", "A visitor in the table has at least one event."),
-    "event_sum": ("have view + addtocart + transaction != events",
-                  "events counts every event of the three types; recompute it."),
+    "event_sum": (
+        "have view + addtocart + transaction != events",
+        "events counts every event of the three types; recompute it.",
+    ),
     "uniq_items_range": ("are outside 1 <= uniq_items <= events", "Recompute uniq_items from the events."),
     "uniq_cats_range": ("are outside 0 <= uniq_cats <= events", "Recompute uniq_cats from the events."),
     "n_sessions_range": ("are outside 1 <= n_sessions <= events", "Recompute n_sessions from the gaps."),
     "uniq_item_ratio_eq": ("differ from uniq_items / events", "Set uniq_item_ratio = uniq_items / events."),
     "share_range": ("are outside [0, 1]", "A share lies between 0 and 1; recompute it."),
     "add_rate_eq": ("differ from addtocart / max(view, 1)", "Set add_to_view_rate = addtocart / max(view, 1)."),
-    "txn_rate_eq": ("differ from transaction / max(addtocart, 1)",
-                    "Set txn_to_cart_rate = transaction / max(addtocart, 1)."),
-    "epad_range": ("are outside 1 <= events_per_active_day <= events",
-                   "events_per_active_day = events / active days; recompute it."),
-    "spd_range": ("are outside 0 < sessions_per_day <= n_sessions",
-                  "sessions_per_day = n_sessions / active days; recompute it."),
-    "entropy_range": ("are outside 0 <= cat_entropy <= log2(max(uniq_cats, 1))",
-                      "Recompute cat_entropy (bits) from the known categories."),
+    "txn_rate_eq": (
+        "differ from transaction / max(addtocart, 1)",
+        "Set txn_to_cart_rate = transaction / max(addtocart, 1).",
+    ),
+    "epad_range": (
+        "are outside 1 <= events_per_active_day <= events",
+        "events_per_active_day = events / active days; recompute it.",
+    ),
+    "spd_range": (
+        "are outside 0 < sessions_per_day <= n_sessions",
+        "sessions_per_day = n_sessions / active days; recompute it.",
+    ),
+    "entropy_range": (
+        "are outside 0 <= cat_entropy <= log2(max(uniq_cats, 1))",
+        "Recompute cat_entropy (bits) from the known categories.",
+    ),
     "p95_single": ("are not 0 although events < 2", "A visitor with one event has no gap: p95_gap_s is 0."),
 }
 _SINGULAR = {"are": "is", "have": "has", "differ": "differs"}
@@ -156,8 +166,7 @@ class FeatureValidation:
             ex = self.first_examples.get((col, kind), "")
             unscored = "" if kind == "duplicate" else " These rows are not scored."
             msgs.append(
-                f"Column '{col}': {n} row(s) {what} (line{'s' if n > 1 else ''} {where}; first: {ex}). "
-                f"{fix}{unscored}"
+                f"Column '{col}': {n} row(s) {what} (line{'s' if n > 1 else ''} {where}; first: {ex}). {fix}{unscored}"
             )
         if self.truncated:
             msgs.append(f"Only the first {MAX_PROBLEM_ROWS} row problems are listed; the counts above are complete.")
@@ -198,20 +207,30 @@ class _Collector:
         self.examples.setdefault(key, f"line {int(line_numbers(keep[:1])[0])}, {text[0]}")
         self.lines.setdefault(key, line_numbers(keep[:LINES_NAMED]).tolist())
         self.listed += keep.size
-        self.parts.append(pd.DataFrame({
-            "row": keep.astype(np.int64),
-            "line": line_numbers(keep),
-            "visitorid": self.ids.iloc[keep].to_numpy(object) if self.ids is not None else None,
-            "column": col,
-            "problem": text,
-        }))
+        self.parts.append(
+            pd.DataFrame(
+                {
+                    "row": keep.astype(np.int64),
+                    "line": line_numbers(keep),
+                    "visitorid": self.ids.iloc[keep].to_numpy(object) if self.ids is not None else None,
+                    "column": col,
+                    "problem": text,
+                }
+            )
+        )
 
     def table(self) -> pd.DataFrame:
         """The problem rows in file order, at most MAX_PROBLEM_ROWS."""
         if not self.parts:
-            return pd.DataFrame({"row": np.empty(0, np.int64), "line": np.empty(0, np.int64),
-                                 "visitorid": np.empty(0, object), "column": np.empty(0, object),
-                                 "problem": np.empty(0, object)})
+            return pd.DataFrame(
+                {
+                    "row": np.empty(0, np.int64),
+                    "line": np.empty(0, np.int64),
+                    "visitorid": np.empty(0, object),
+                    "column": np.empty(0, object),
+                    "problem": np.empty(0, object),
+                }
+            )
         out = pd.concat(self.parts, ignore_index=True).sort_values("row", kind="stable", ignore_index=True)
         return out.iloc[:MAX_PROBLEM_ROWS].reset_index(drop=True)
 
@@ -259,31 +278,59 @@ def _range_rules(v: dict[str, np.ndarray], found: _Collector) -> None:
         rule("events", "event_sum", np.isnan(total) | (total == ev), np.where(np.isnan(total), np.nan, ev))
         big = ev >= 1
         evb = np.where(big, ev, np.nan)  # the bounds below need a valid events count
-        rule("uniq_items", "uniq_items_range", (v["uniq_items"] >= 1) & (v["uniq_items"] <= evb + _tol(evb)),
-             np.where(big, v["uniq_items"], np.nan))
+        rule(
+            "uniq_items",
+            "uniq_items_range",
+            (v["uniq_items"] >= 1) & (v["uniq_items"] <= evb + _tol(evb)),
+            np.where(big, v["uniq_items"], np.nan),
+        )
         rule("uniq_cats", "uniq_cats_range", v["uniq_cats"] <= evb + _tol(evb), np.where(big, v["uniq_cats"], np.nan))
-        rule("n_sessions", "n_sessions_range", (v["n_sessions"] >= 1) & (v["n_sessions"] <= evb + _tol(evb)),
-             np.where(big, v["n_sessions"], np.nan))
+        rule(
+            "n_sessions",
+            "n_sessions_range",
+            (v["n_sessions"] >= 1) & (v["n_sessions"] <= evb + _tol(evb)),
+            np.where(big, v["n_sessions"], np.nan),
+        )
         ratio = v["uniq_items"] / evb
-        rule("uniq_item_ratio", "uniq_item_ratio_eq", _close(v["uniq_item_ratio"], ratio),
-             np.where(np.isnan(ratio), np.nan, v["uniq_item_ratio"]))
+        rule(
+            "uniq_item_ratio",
+            "uniq_item_ratio_eq",
+            _close(v["uniq_item_ratio"], ratio),
+            np.where(np.isnan(ratio), np.nan, v["uniq_item_ratio"]),
+        )
         for col in ("night_share", "short_gap_share"):
             rule(col, "share_range", v[col] <= 1 + REL_TOL, v[col])
         add_rate = v["addtocart"] / np.maximum(v["view"], 1)
-        rule("add_to_view_rate", "add_rate_eq", _close(v["add_to_view_rate"], add_rate),
-             np.where(np.isnan(add_rate), np.nan, v["add_to_view_rate"]))
+        rule(
+            "add_to_view_rate",
+            "add_rate_eq",
+            _close(v["add_to_view_rate"], add_rate),
+            np.where(np.isnan(add_rate), np.nan, v["add_to_view_rate"]),
+        )
         txn_rate = v["transaction"] / np.maximum(v["addtocart"], 1)
-        rule("txn_to_cart_rate", "txn_rate_eq", _close(v["txn_to_cart_rate"], txn_rate),
-             np.where(np.isnan(txn_rate), np.nan, v["txn_to_cart_rate"]))
+        rule(
+            "txn_to_cart_rate",
+            "txn_rate_eq",
+            _close(v["txn_to_cart_rate"], txn_rate),
+            np.where(np.isnan(txn_rate), np.nan, v["txn_to_cart_rate"]),
+        )
         epad = v["events_per_active_day"]
-        rule("events_per_active_day", "epad_range", (epad >= 1 - REL_TOL) & (epad <= evb + _tol(evb)),
-             np.where(big, epad, np.nan))
+        rule(
+            "events_per_active_day",
+            "epad_range",
+            (epad >= 1 - REL_TOL) & (epad <= evb + _tol(evb)),
+            np.where(big, epad, np.nan),
+        )
         ns = np.where(v["n_sessions"] >= 1, v["n_sessions"], np.nan)
         spd = v["sessions_per_day"]
         rule("sessions_per_day", "spd_range", (spd > 0) & (spd <= ns + _tol(ns)), np.where(np.isnan(ns), np.nan, spd))
         cap = np.log2(np.maximum(v["uniq_cats"], 1))
-        rule("cat_entropy", "entropy_range", v["cat_entropy"] <= cap + _tol(cap),
-             np.where(np.isnan(cap), np.nan, v["cat_entropy"]))
+        rule(
+            "cat_entropy",
+            "entropy_range",
+            v["cat_entropy"] <= cap + _tol(cap),
+            np.where(np.isnan(cap), np.nan, v["cat_entropy"]),
+        )
         p95 = v["p95_gap_s"]
         rule("p95_gap_s", "p95_single", ~(ev < 2) | (p95 == 0), np.where(np.isnan(ev), np.nan, p95))
 
@@ -302,8 +349,12 @@ def _visitor_ids(raw: pd.Series, found: _Collector) -> None:
     else:
         # float64 cannot tell 2**63 - 1 from 2**63: the limit is the last exactly representable value
         ok = np.isfinite(vnum) & (vnum == np.round(vnum)) & (np.abs(vnum) < INT64_LIMIT)
-        found.add("visitorid", "bad_id", ~ok, lambda k: np.where(raw.iloc[k].isna(), "empty",
-                                                                 "not an id: '" + raw.iloc[k].astype(str) + "'"))
+        found.add(
+            "visitorid",
+            "bad_id",
+            ~ok,
+            lambda k: np.where(raw.iloc[k].isna(), "empty", "not an id: '" + raw.iloc[k].astype(str) + "'"),
+        )
     index = pd.Index(raw)
     if index.is_monotonic_increasing and index.is_unique:  # sorted ids, as the build writes them
         return
@@ -311,9 +362,16 @@ def _visitor_ids(raw: pd.Series, found: _Collector) -> None:
     dup = pd.Series(codes).duplicated(keep="first").to_numpy() & (codes >= 0) & ok
     if dup.any():
         firsts = np.flatnonzero((codes >= 0) & ~pd.Series(codes).duplicated(keep="first").to_numpy())
+
         def dup_text(k: np.ndarray) -> np.ndarray:
             """'duplicate visitorid 12 (also line 5)'."""
-            return "duplicate visitorid " + raw.iloc[k].astype(str).to_numpy(object) + " (also line " + line_numbers(firsts[codes[k]]).astype(str).astype(object) + ")"
+            return (
+                "duplicate visitorid "
+                + raw.iloc[k].astype(str).to_numpy(object)
+                + " (also line "
+                + line_numbers(firsts[codes[k]]).astype(str).astype(object)
+                + ")"
+            )
 
         found.add("visitorid", "duplicate", dup, dup_text)
 
@@ -343,7 +401,13 @@ def validate_features(df: pd.DataFrame) -> FeatureValidation:
             _visitor_ids(vis, found)
     scorable &= ~found.unscorable  # a row breaking any rule is not scored
     return FeatureValidation(
-        n_rows=n, missing_columns=missing, extra_columns=extra, row_problems=found.table(),
-        scorable=scorable, problem_counts=found.counts, first_examples=found.examples,
-        first_lines=found.lines, truncated=sum(found.counts.values()) > MAX_PROBLEM_ROWS,
+        n_rows=n,
+        missing_columns=missing,
+        extra_columns=extra,
+        row_problems=found.table(),
+        scorable=scorable,
+        problem_counts=found.counts,
+        first_examples=found.examples,
+        first_lines=found.lines,
+        truncated=sum(found.counts.values()) > MAX_PROBLEM_ROWS,
     )

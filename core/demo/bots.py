@@ -29,8 +29,14 @@ from core.demo.common import (
     uniform_start,
 )
 
-ABNORMAL_KINDS: tuple[str, ...] = ("crawler", "night_scraper", "burst_bot", "cart_stuffer",
-                                   "price_monitor", "headless_probe")
+ABNORMAL_KINDS: tuple[str, ...] = (
+    "crawler",
+    "night_scraper",
+    "burst_bot",
+    "cart_stuffer",
+    "price_monitor",
+    "headless_probe",
+)
 
 
 @dataclass(frozen=True)
@@ -59,8 +65,12 @@ BOT_MIXES: dict[str, BotMix] = {
             "price_monitor": (0.10, 6.5, 0.6, 4, 400),
             "headless_probe": (0.006, 3.0, 0.4, 2, 8),
         },
-        crawler_run=(200, 800), crawler_slow=0.15, night_gap_s=(20.0, 60.0), subtle=0.25,
-        monitor_items=(0.7, 0.15, 0.1, 0.05), probe_gap_s=0.35,
+        crawler_run=(200, 800),
+        crawler_slow=0.15,
+        night_gap_s=(20.0, 60.0),
+        subtle=0.25,
+        monitor_items=(0.7, 0.15, 0.1, 0.05),
+        probe_gap_s=0.35,
     ),
     # Held out for detector evaluation: other shares, more subtle variants, slower crawlers, more
     # low-volume probes, so a detector chosen on the default mix meets bots it never saw.
@@ -74,8 +84,12 @@ BOT_MIXES: dict[str, BotMix] = {
             "price_monitor": (0.09, 8.0, 0.7, 4, 500),
             "headless_probe": (0.012, 4.0, 0.5, 2, 12),
         },
-        crawler_run=(80, 400), crawler_slow=0.4, night_gap_s=(35.0, 110.0), subtle=0.45,
-        monitor_items=(0.5, 0.25, 0.15, 0.1), probe_gap_s=0.6,
+        crawler_run=(80, 400),
+        crawler_slow=0.4,
+        night_gap_s=(35.0, 110.0),
+        subtle=0.45,
+        monitor_items=(0.5, 0.25, 0.15, 0.1),
+        probe_gap_s=0.6,
     ),
 }
 # Sized for `python -m core bench`, not for realism: crawlers hop to another leaf every 4-10 pages,
@@ -94,8 +108,9 @@ def resolve_bot_mix(mix: str | BotMix) -> BotMix:
     return BOT_MIXES[mix]
 
 
-def _runs(counts: np.ndarray, r_len: np.ndarray, r_owner: np.ndarray,
-          r_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _runs(
+    counts: np.ndarray, r_len: np.ndarray, r_owner: np.ndarray, r_starts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cut each visitor's events into consecutive runs of the given (over-generated) lengths.
 
     Returns the kept runs' index into r_len, and for each event its run (index into the kept runs)
@@ -109,16 +124,18 @@ def _runs(counts: np.ndarray, r_len: np.ndarray, r_owner: np.ndarray,
     return kept, run, idx - r_global[run]
 
 
-def _listing_items(rng: np.random.Generator, cat: Catalogue, leaf: np.ndarray, run: np.ndarray,
-                   k: np.ndarray) -> np.ndarray:
+def _listing_items(
+    rng: np.random.Generator, cat: Catalogue, leaf: np.ndarray, run: np.ndarray, k: np.ndarray
+) -> np.ndarray:
     """The k-th item of each run's leaf listing, from a random page offset, wrapping round."""
     off = rng.integers(0, 1 << 30, leaf.size)
     lf = leaf[run]
     return cat.leaf_items[cat.leaf_ptr[lf] + (off[run] + k) % cat.leaf_cnt[lf]]
 
 
-def _catalogue_walk(rng: np.random.Generator, cat: Catalogue, counts: np.ndarray,
-                    run_lo: int, run_hi: int) -> np.ndarray:
+def _catalogue_walk(
+    rng: np.random.Generator, cat: Catalogue, counts: np.ndarray, run_lo: int, run_hi: int
+) -> np.ndarray:
     """Items of visitors walking the catalogue leaf by leaf (depth-first), runs of run_lo..run_hi views."""
     r_owner, _, r_starts = group_index(-(-counts // run_lo) + 1)
     r_len = rng.integers(run_lo, run_hi + 1, r_owner.size)
@@ -130,8 +147,9 @@ def _catalogue_walk(rng: np.random.Generator, cat: Catalogue, counts: np.ndarray
     return _listing_items(rng, cat, r_leaf, run, k)
 
 
-def _few_leaf_items(rng: np.random.Generator, cat: Catalogue, owner: np.ndarray, n_vis: int,
-                    max_leaves: int, p_repeat: float) -> np.ndarray:
+def _few_leaf_items(
+    rng: np.random.Generator, cat: Catalogue, owner: np.ndarray, n_vis: int, max_leaves: int, p_repeat: float
+) -> np.ndarray:
     """Items from 1..max_leaves popular leaves per visitor, in no order, sometimes repeated."""
     leaves = rng.choice(cat.leaf_marginal, size=(n_vis, max_leaves), p=cat.leaf_marginal_p)
     k = rng.integers(1, max_leaves + 1, n_vis)
@@ -153,8 +171,9 @@ def _crawlers(rng: np.random.Generator, cat: Catalogue, counts: np.ndarray, mix:
     n_vis = counts.size
     owner, pos, starts = group_index(counts)
     slow = rng.random(n_vis) < mix.crawler_slow  # subtle: slower crawlers overlap heavy humans a bit
-    gap = np.where(slow[owner], lognormal(rng, 4.5, 0.5, owner.size, 1.0, 15.0),
-                   lognormal(rng, 1.3, 0.45, owner.size, 0.15, 4.9))
+    gap = np.where(
+        slow[owner], lognormal(rng, 4.5, 0.5, owner.size, 1.0, 15.0), lognormal(rng, 1.3, 0.45, owner.size, 0.15, 4.9)
+    )
     pause = rng.random(owner.size) < 1 / 350
     gap = np.where(pause, lognormal(rng, 3 * 3600, 1.0, owner.size, 600, 20 * 3600), gap)
     gap_ms = np.where(pos == 0, 0, to_ms(gap))
@@ -192,7 +211,9 @@ def _night_scrapers(rng: np.random.Generator, cat: Catalogue, counts: np.ndarray
     gap_ms = np.where(j == 0, 0, to_ms(g[owner] * jitter))
     night_start_idx = np.arange(owner.size) - j
     rel = grouped_cumsum(gap_ms, night_start_idx)
-    offset = rng.integers(0, int(1.3 * HOUR), n_vis)[owner] + rng.integers(0, 20 * 60 * SEC, owner.size)[night_start_idx]
+    offset = (
+        rng.integers(0, int(1.3 * HOUR), n_vis)[owner] + rng.integers(0, 20 * 60 * SEC, owner.size)[night_start_idx]
+    )
     t = DAY0 + (first_day[owner] + night * step[owner]) * DAY + offset + rel
     item = _listing_items(rng, cat, n_leaf[kept], night_run, j)
     return bot_part(n_vis, owner, t, item, None, "night_scraper")
@@ -225,8 +246,11 @@ def _cart_stuffers(rng: np.random.Generator, cat: Catalogue, n_atc: np.ndarray, 
     days = np.where(rng.random(n_vis) < 0.3, rng.integers(2, 6, n_vis), 1)  # multi-day hoarders
     sess = pos * days[owner] // counts[owner]
     new_sess = (pos > 0) & (sess != np.roll(sess, 1))
-    gap_s = np.where(new_sess, rng.integers(1, 4, owner.size) * 86400 + rng.normal(0, 7200, owner.size),
-                     lognormal(rng, 12.0, 0.8, owner.size, 1.0, 600.0))
+    gap_s = np.where(
+        new_sess,
+        rng.integers(1, 4, owner.size) * 86400 + rng.normal(0, 7200, owner.size),
+        lognormal(rng, 12.0, 0.8, owner.size, 1.0, 600.0),
+    )
     gap_ms = np.where(pos == 0, 0, to_ms(np.maximum(gap_s, 3600 * new_sess)))
     rel = grouped_cumsum(gap_ms, starts[owner])
     dur = group_sum(gap_ms, starts, counts)
@@ -242,8 +266,11 @@ def _price_monitors(rng: np.random.Generator, cat: Catalogue, counts: np.ndarray
     visits = np.maximum(np.rint(counts / k).astype(np.int64), 2)
     counts = visits * k
     subtle = rng.random(n_vis) < mix.subtle
-    period = np.where(subtle, lognormal(rng, 22 * 3600, 0.5, n_vis, 6 * 3600, 60 * 3600),
-                      lognormal(rng, 4 * 3600, 0.7, n_vis, 1800, 24 * 3600))
+    period = np.where(
+        subtle,
+        lognormal(rng, 22 * 3600, 0.5, n_vis, 6 * 3600, 60 * 3600),
+        lognormal(rng, 4 * 3600, 0.7, n_vis, 1800, 24 * 3600),
+    )
     period = np.minimum(period, 0.85 * (T_END - T_START) / SEC / visits)
     jit = np.where(subtle, 0.25, 0.02)
     # Watched items: the first by global popularity, the others nearly always from the same leaf
@@ -284,6 +311,11 @@ def _headless_probes(rng: np.random.Generator, cat: Catalogue, counts: np.ndarra
     return bot_part(n_vis, owner, t, item, code, "headless_probe")
 
 
-MAKERS = {"crawler": _crawlers, "night_scraper": _night_scrapers, "burst_bot": _burst_bots,
-          "cart_stuffer": _cart_stuffers, "price_monitor": _price_monitors,
-          "headless_probe": _headless_probes}
+MAKERS = {
+    "crawler": _crawlers,
+    "night_scraper": _night_scrapers,
+    "burst_bot": _burst_bots,
+    "cart_stuffer": _cart_stuffers,
+    "price_monitor": _price_monitors,
+    "headless_probe": _headless_probes,
+}

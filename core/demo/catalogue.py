@@ -18,6 +18,7 @@ _PARENT_POOL: tuple[int, ...] = (25, 174, 316, 45, 7)
 ITEMS_PER_EVENT = 0.085  # 235k items at 2.76M events
 DUPLICATE_RATE = 460 / 2_756_101  # exact duplicate rows in the real events.csv
 
+
 class CondSampler:
     """Draws an entity given its group with probability proportional to weight (vectorised)."""
 
@@ -91,7 +92,7 @@ def _build_tree(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.nd
     parent = np.full(n, -1, dtype=np.int64)
     anc = np.full((n, len(DEPTH_COUNTS)), -1, dtype=np.int64)
     offs = np.concatenate([[0], np.cumsum(DEPTH_COUNTS)])
-    anc[offs[0]:offs[1], 0] = np.arange(offs[0], offs[1])
+    anc[offs[0] : offs[1], 0] = np.arange(offs[0], offs[1])
     for d in range(1, len(DEPTH_COUNTS)):  # loop over the 5 tree depths
         prev = np.arange(offs[d - 1], offs[d])
         cur = np.arange(offs[d], offs[d + 1])
@@ -149,15 +150,29 @@ def build_catalogue(rng: np.random.Generator, n_items: int) -> Catalogue:
     root_w = np.bincount(root, weights=par_w, minlength=n)
     root_nodes = np.flatnonzero(root_w > 0)
     return Catalogue(
-        cat_id=cat_id, parent=parent, root=root, is_leaf=is_leaf, leaf_weight=leaf_weight,
-        item_ids=item_ids, item_leaf=item_leaf, item_weight=item_weight,
-        leaf_items=by_leaf, leaf_ptr=leaf_ptr, leaf_cnt=leaf_cnt, dfs_leaves=dfs_leaves,
-        root_nodes=root_nodes, root_p=root_w[root_nodes] / root_w[root_nodes].sum(),
+        cat_id=cat_id,
+        parent=parent,
+        root=root,
+        is_leaf=is_leaf,
+        leaf_weight=leaf_weight,
+        item_ids=item_ids,
+        item_leaf=item_leaf,
+        item_weight=item_weight,
+        leaf_items=by_leaf,
+        leaf_ptr=leaf_ptr,
+        leaf_cnt=leaf_cnt,
+        dfs_leaves=dfs_leaves,
+        root_nodes=root_nodes,
+        root_p=root_w[root_nodes] / root_w[root_nodes].sum(),
         parent_given_root=CondSampler(root, par_w),
         leaf_given_parent=CondSampler(np.where(parent >= 0, parent, 0), leaf_weight),
         item_given_leaf=CondSampler(item_leaf, item_weight),
-        leaf_marginal=active, leaf_marginal_p=leaf_weight[active] / leaf_weight[active].sum(),
-        sib_list=sib_list, sib_ptr=np.cumsum(sib_cnt) - sib_cnt, sib_cnt=sib_cnt, sib_pos=sib_pos,
+        leaf_marginal=active,
+        leaf_marginal_p=leaf_weight[active] / leaf_weight[active].sum(),
+        sib_list=sib_list,
+        sib_ptr=np.cumsum(sib_cnt) - sib_cnt,
+        sib_cnt=sib_cnt,
+        sib_pos=sib_pos,
     )
 
 
@@ -167,4 +182,3 @@ def category_tree_frame(cat: Catalogue) -> pd.DataFrame:
     pid[cat.parent < 0] = pd.NA
     df = pd.DataFrame({"categoryid": cat.cat_id, "parentid": pid})
     return df.sort_values("categoryid", kind="stable").reset_index(drop=True)
-

@@ -17,8 +17,34 @@ FIRST_SNAPSHOT = 1_431_226_800_000  # Sunday 2015-05-10 03:00 UTC; the real snap
 N_WEEKS = 19  # 2015-05-10 .. 2015-09-13
 
 # UTC hour-of-day weights: the shop is in UTC+3, so the trough is 0-4 UTC and the peak 15-19 UTC.
-HOUR_WEIGHTS = np.array([0.42, 0.3, 0.24, 0.24, 0.32, 0.5, 0.72, 0.9, 1.0, 1.05, 1.08, 1.1,
-                          1.1, 1.15, 1.22, 1.3, 1.4, 1.48, 1.5, 1.42, 1.25, 1.0, 0.78, 0.58])
+HOUR_WEIGHTS = np.array(
+    [
+        0.42,
+        0.3,
+        0.24,
+        0.24,
+        0.32,
+        0.5,
+        0.72,
+        0.9,
+        1.0,
+        1.05,
+        1.08,
+        1.1,
+        1.1,
+        1.15,
+        1.22,
+        1.3,
+        1.4,
+        1.48,
+        1.5,
+        1.42,
+        1.25,
+        1.0,
+        0.78,
+        0.58,
+    ]
+)
 WEEKDAY_WEIGHTS = np.array([1.05, 1.05, 1.02, 1.0, 0.95, 0.9, 1.0])  # Mon..Sun (1970-01-01 = Thu)
 
 # --------------------------------------------------------------------------- small vector helpers
@@ -45,8 +71,9 @@ def group_sum(values: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.
     return cs[starts + counts] - cs[starts]
 
 
-def lognormal(rng: np.random.Generator, median: float | np.ndarray, sigma: float | np.ndarray,
-               size: int, lo: float, hi: float) -> np.ndarray:
+def lognormal(
+    rng: np.random.Generator, median: float | np.ndarray, sigma: float | np.ndarray, size: int, lo: float, hi: float
+) -> np.ndarray:
     """Clipped lognormal draws given the median."""
     return np.clip(rng.lognormal(np.log(median), sigma, size), lo, hi)
 
@@ -54,7 +81,6 @@ def lognormal(rng: np.random.Generator, median: float | np.ndarray, sigma: float
 def run_ids(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Run id of each element (a run starts where flags is True) and the index of each run start."""
     return np.cumsum(flags) - 1, np.flatnonzero(flags)
-
 
 
 # --------------------------------------------------------------------------- time helpers
@@ -105,15 +131,15 @@ class Part:
     abnormal: bool  # listed in the abnormal labels
 
 
-def bot_part(n_vis: int, owner: np.ndarray, t: np.ndarray, item: np.ndarray, code: np.ndarray | None,
-             kind: str) -> Part:
+def bot_part(
+    n_vis: int, owner: np.ndarray, t: np.ndarray, item: np.ndarray, code: np.ndarray | None, kind: str
+) -> Part:
     """A Part of an abnormal kind, without transactions."""
     code = np.zeros(owner.size, np.int8) if code is None else code.astype(np.int8)
     return Part(n_vis, owner, t.astype(np.int64), item, code, np.full(owner.size, -1, np.int64), kind, True)
 
 
-def kind_counts(rng: np.random.Generator, budget: float, median: float, sigma: float,
-                 lo: int, hi: int) -> np.ndarray:
+def kind_counts(rng: np.random.Generator, budget: float, median: float, sigma: float, lo: int, hi: int) -> np.ndarray:
     """Heavy-tailed per-visitor event counts of one kind, rescaled so they sum to about the budget."""
     mean = median * np.exp(sigma**2 / 2)
     n = int(round(budget / mean))
@@ -124,4 +150,3 @@ def kind_counts(rng: np.random.Generator, budget: float, median: float, sigma: f
     raw = lognormal(rng, median, sigma, n, lo, hi)
     scaled = raw * budget / raw.sum()
     return np.clip(np.rint(scaled), lo, hi * 2).astype(np.int64)
-

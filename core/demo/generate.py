@@ -53,8 +53,9 @@ class DemoDataset:
     n_events_requested: int
     n_duplicates: int  # exact duplicate rows write_raw injects into events.csv
     info: dict = field(default_factory=dict)
-    lookalikes: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
-        {"visitorid": np.zeros(0, np.int64), "kind": np.zeros(0, object)}))
+    lookalikes: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame({"visitorid": np.zeros(0, np.int64), "kind": np.zeros(0, object)})
+    )
     bot_mix: str = "default"
 
 
@@ -87,12 +88,18 @@ def _visitor_parts(rng: np.random.Generator, cat: Catalogue, n_events: int, mix:
 def _kind_frame(parts: list[Part], vid_of: np.ndarray, vis_off: np.ndarray, abnormal: bool) -> pd.DataFrame:
     """visitorid, kind of the visitors of the parts that are (not) abnormal, by visitorid."""
     chosen = [i for i, p in enumerate(parts) if p.abnormal == abnormal and p.kind != "normal"]
-    ids = [vid_of[vis_off[i]:vis_off[i + 1]] for i in chosen]
+    ids = [vid_of[vis_off[i] : vis_off[i + 1]] for i in chosen]
     kinds = [np.full(parts[i].n_visitors, parts[i].kind, dtype=object) for i in chosen]
-    return pd.DataFrame({
-        "visitorid": np.concatenate(ids) if ids else np.zeros(0, np.int64),
-        "kind": np.concatenate(kinds) if kinds else np.zeros(0, object),
-    }).sort_values("visitorid", kind="stable").reset_index(drop=True)
+    return (
+        pd.DataFrame(
+            {
+                "visitorid": np.concatenate(ids) if ids else np.zeros(0, np.int64),
+                "kind": np.concatenate(kinds) if kinds else np.zeros(0, object),
+            }
+        )
+        .sort_values("visitorid", kind="stable")
+        .reset_index(drop=True)
+    )
 
 
 def generate(n_events: int = 300_000, seed: int = 42, bot_mix: str | BotMix = "default") -> DemoDataset:
@@ -133,14 +140,16 @@ def generate(n_events: int = 300_000, seed: int = 42, bot_mix: str | BotMix = "d
 
     itemid = cat.item_ids[item]
     categoryid = asof_categories(t, itemid, snap_ts, cat.item_ids[snap_item], cat.cat_id[snap_leaf])
-    events = pd.DataFrame({
-        "timestamp": t,
-        "visitorid": vid_of[vis],
-        "event": pd.Categorical.from_codes(code, categories=list(EVENT_TYPES)),
-        "itemid": itemid,
-        "transactionid": np.where(co >= 0, txn_ids[np.maximum(co, 0)], np.nan),
-        "categoryid": categoryid,
-    })[list(EVENT_COLUMNS)]
+    events = pd.DataFrame(
+        {
+            "timestamp": t,
+            "visitorid": vid_of[vis],
+            "event": pd.Categorical.from_codes(code, categories=list(EVENT_TYPES)),
+            "itemid": itemid,
+            "transactionid": np.where(co >= 0, txn_ids[np.maximum(co, 0)], np.nan),
+            "categoryid": categoryid,
+        }
+    )[list(EVENT_COLUMNS)]
 
     labels = _kind_frame(parts, vid_of, vis_off, abnormal=True)
     lookalikes = _kind_frame(parts, vid_of, vis_off, abnormal=False)
@@ -151,17 +160,31 @@ def generate(n_events: int = 300_000, seed: int = 42, bot_mix: str | BotMix = "d
 
     per_kind = {p.kind: {"visitors": p.n_visitors, "events": int(p.owner.size)} for p in parts}
     info = {
-        "n_events": len(events), "n_visitors": n_vis, "n_items": int(cat.item_ids.size),
-        "n_categories": int(cat.cat_id.size), "n_leaves": int(cat.is_leaf.sum()),
-        "items_without_category": n_no_cat, "items_recategorised": n_recat,
-        "category_snapshots": int(snap_ts.size), "item_property_rows": len(item_properties),
-        "transactions": n_co, "per_kind": per_kind, "bot_mix": mix.name,
+        "n_events": len(events),
+        "n_visitors": n_vis,
+        "n_items": int(cat.item_ids.size),
+        "n_categories": int(cat.cat_id.size),
+        "n_leaves": int(cat.is_leaf.sum()),
+        "items_without_category": n_no_cat,
+        "items_recategorised": n_recat,
+        "category_snapshots": int(snap_ts.size),
+        "item_property_rows": len(item_properties),
+        "transactions": n_co,
+        "per_kind": per_kind,
+        "bot_mix": mix.name,
     }
     n_dup = max(1, int(round(len(events) * DUPLICATE_RATE)))
     info["n_duplicates"] = n_dup
     logger.info("generated demo data n_events=%d seed=%d: %s", n_events, seed, info)
-    return DemoDataset(events=events, item_properties=item_properties,
-                       category_tree=category_tree_frame(cat), labels=labels, seed=seed,
-                       n_events_requested=n_events, n_duplicates=n_dup, info=info,
-                       lookalikes=lookalikes, bot_mix=mix.name)
-
+    return DemoDataset(
+        events=events,
+        item_properties=item_properties,
+        category_tree=category_tree_frame(cat),
+        labels=labels,
+        seed=seed,
+        n_events_requested=n_events,
+        n_duplicates=n_dup,
+        info=info,
+        lookalikes=lookalikes,
+        bot_mix=mix.name,
+    )

@@ -12,8 +12,9 @@ from core.demo.common import DAY, FIRST_SNAPSHOT, N_WEEKS, group_index, grouped_
 from core.schema import UNKNOWN_CATEGORY
 
 
-def asof_categories(ev_ts: np.ndarray, ev_item: np.ndarray, snap_ts: np.ndarray,
-                     snap_item: np.ndarray, snap_cat: np.ndarray) -> np.ndarray:
+def asof_categories(
+    ev_ts: np.ndarray, ev_item: np.ndarray, snap_ts: np.ndarray, snap_item: np.ndarray, snap_cat: np.ndarray
+) -> np.ndarray:
     """Spec §1 as-of join: latest snapshot at or before the event, else the earliest, else -1."""
     out = np.full(ev_ts.size, UNKNOWN_CATEGORY, dtype=np.int64)
     if snap_ts.size == 0 or ev_ts.size == 0:
@@ -47,8 +48,9 @@ def asof_categories(ev_ts: np.ndarray, ev_item: np.ndarray, snap_ts: np.ndarray,
 # --------------------------------------------------------------------------- item properties
 
 
-def _weekly_rows(rng: np.random.Generator, n_items: int, n_rows: np.ndarray,
-                 p_first_week0: float, max_step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _weekly_rows(
+    rng: np.random.Generator, n_items: int, n_rows: np.ndarray, p_first_week0: float, max_step: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct increasing snapshot weeks per item: (item index, week, rank among the item's rows)."""
     first = np.where(rng.random(n_items) < p_first_week0, 0, rng.integers(0, N_WEEKS, n_items))
     own, rank, starts = group_index(n_rows)
@@ -58,9 +60,7 @@ def _weekly_rows(rng: np.random.Generator, n_items: int, n_rows: np.ndarray,
     return own[keep], week[keep], rank[keep]
 
 
-def category_snapshots(
-    rng: np.random.Generator, cat: Catalogue
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+def category_snapshots(rng: np.random.Generator, cat: Catalogue) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
     """Weekly categoryid snapshots (timestamp, item index, leaf node) plus two info counts."""
     n_items = cat.item_ids.size
     has = rng.random(n_items) >= 0.015  # ~1.5 % of items never get a categoryid
@@ -95,8 +95,16 @@ def other_properties(rng: np.random.Generator, cat: Catalogue) -> list[tuple[np.
     n = cat.item_ids.size
     out = []
     # (property, mean extra weekly rows): values are drawn per row below.
-    for prop, extra_p in (("available", 0.45), ("790", 0.2), ("888", 0.1), ("364", 0.0),
-                          ("283", 0.05), ("112", 0.0), ("159", 0.0), ("6", 0.0)):
+    for prop, extra_p in (
+        ("available", 0.45),
+        ("790", 0.2),
+        ("888", 0.1),
+        ("364", 0.0),
+        ("283", 0.05),
+        ("112", 0.0),
+        ("159", 0.0),
+        ("6", 0.0),
+    ):
         own, week, _ = _weekly_rows(rng, n, 1 + rng.binomial(4, extra_p, n), 0.7, 4)
         k = own.size
         if prop == "available":
@@ -104,27 +112,32 @@ def other_properties(rng: np.random.Generator, cat: Catalogue) -> list[tuple[np.
         elif prop == "790":  # price, "n<digits>.000"
             val = _join("n", ints_to_str((rng.lognormal(8.5, 1.0, k) // 120 * 120).astype(np.int64)), ".000")
         elif prop == "888":  # a few hashed tokens and a number
-            val = _join(ints_to_str(rng.integers(1000, 1_300_000, k)), " n",
-                        ints_to_str(rng.integers(1, 600, k) * 12), ".000 ",
-                        ints_to_str(rng.integers(1000, 1_300_000, k)))
+            val = _join(
+                ints_to_str(rng.integers(1000, 1_300_000, k)),
+                " n",
+                ints_to_str(rng.integers(1, 600, k) * 12),
+                ".000 ",
+                ints_to_str(rng.integers(1000, 1_300_000, k)),
+            )
         elif prop in ("112", "159"):  # near-constant hashed values, as in the real file
-            val = ints_to_str(np.where(rng.random(k) < 0.97, 679677 if prop == "112" else 519769,
-                                        rng.integers(1000, 1_300_000, k)))
+            val = ints_to_str(
+                np.where(rng.random(k) < 0.97, 679677 if prop == "112" else 519769, rng.integers(1000, 1_300_000, k))
+            )
         else:
             val = ints_to_str(rng.integers(1000, 1_300_000, k))
         out.append((FIRST_SNAPSHOT + week * 7 * DAY, own, prop, val))
     return out
 
 
-def item_properties_frame(parts: list[tuple[np.ndarray, np.ndarray, str, pa.Array]],
-                           cat: Catalogue) -> pd.DataFrame:
+def item_properties_frame(parts: list[tuple[np.ndarray, np.ndarray, str, pa.Array]], cat: Catalogue) -> pd.DataFrame:
     """Raw item_properties rows (timestamp, itemid, property, value), Arrow-backed strings."""
     prop = pa.chunked_array([pa.repeat(pa.scalar(p[2]), p[1].size) for p in parts], type=pa.string())
     val = pa.chunked_array([p[3] for p in parts], type=pa.string())
-    return pd.DataFrame({
-        "timestamp": np.concatenate([p[0] for p in parts]).astype(np.int64),
-        "itemid": cat.item_ids[np.concatenate([p[1] for p in parts])],
-        "property": pd.arrays.ArrowStringArray(prop.combine_chunks()),
-        "value": pd.arrays.ArrowStringArray(val.combine_chunks()),
-    })
-
+    return pd.DataFrame(
+        {
+            "timestamp": np.concatenate([p[0] for p in parts]).astype(np.int64),
+            "itemid": cat.item_ids[np.concatenate([p[1] for p in parts])],
+            "property": pd.arrays.ArrowStringArray(prop.combine_chunks()),
+            "value": pd.arrays.ArrowStringArray(val.combine_chunks()),
+        }
+    )

@@ -28,8 +28,12 @@ def _consecutive_views(events: pd.DataFrame, known_only: bool = False) -> tuple[
     vis = events["visitorid"].to_numpy(np.int64)[mask]
     ts = events["timestamp"].to_numpy(np.int64)[mask]
     order = arrays.stable_order(vis, ts)
-    return (vis[order], ts[order], events["itemid"].to_numpy(np.int64)[mask][order],
-            events["categoryid"].to_numpy(np.int64)[mask][order])
+    return (
+        vis[order],
+        ts[order],
+        events["itemid"].to_numpy(np.int64)[mask][order],
+        events["categoryid"].to_numpy(np.int64)[mask][order],
+    )
 
 
 def candidate_rows_estimate(events: pd.DataFrame, lookback: int = LOOKBACK, window_ms: int = WINDOW_MS) -> int:
@@ -66,8 +70,10 @@ def _shape_figures(events: pd.DataFrame) -> dict:
         "n_visitors": int(per.size),
         "event_mix": {e: float((codes == i).mean()) for i, e in enumerate(EVENT_TYPES)},
         "events_per_visitor": {
-            "mean": float(per.mean()), "median": float(np.median(per)),
-            "p90": float(np.quantile(per, 0.9)), "p99": float(np.quantile(per, 0.99)),
+            "mean": float(per.mean()),
+            "median": float(np.median(per)),
+            "p90": float(np.quantile(per, 0.9)),
+            "p99": float(np.quantile(per, 0.99)),
             "max": int(per.max()),
         },
         "repeat_view_share": float((item[1:] == item[:-1])[same_v].mean()) if same_v.any() else 0.0,
@@ -125,8 +131,11 @@ def _buyer_figures(events: pd.DataFrame) -> dict[str, float]:
     buyer = np.bincount(inv, weights=codes == 2, minlength=uniq.size) > 0
     if not buyer.any():
         return {"buyer_share": 0.0, "buyer_median_events": 0.0, "buyer_median_views": 0.0}
-    return {"buyer_share": float(buyer.mean()), "buyer_median_events": float(np.median(n_ev[buyer])),
-            "buyer_median_views": float(np.median(n_view[buyer]))}
+    return {
+        "buyer_share": float(buyer.mean()),
+        "buyer_median_events": float(np.median(n_ev[buyer])),
+        "buyer_median_views": float(np.median(n_view[buyer])),
+    }
 
 
 def _task1_figures(metrics: pd.DataFrame | list[dict]) -> dict[str, float]:
@@ -137,15 +146,17 @@ def _task1_figures(metrics: pd.DataFrame | list[dict]) -> dict[str, float]:
         m = m[m["candidate_set"] == "history (spec)"]
     rule = m[m["ranker"] == "rule"].iloc[-1]
     learned = m[~m["ranker"].isin(["rule", "markov"])]
-    out = {"rule_coverage": float(rule["coverage"]), "rule_top1": float(rule["top1"]),
-           "rule_top3": float(rule["top3"])}
+    out = {"rule_coverage": float(rule["coverage"]), "rule_top1": float(rule["top1"]), "rule_top3": float(rule["top3"])}
     if len(learned):
         out["learned_gain_top1_all"] = float(learned["top1_all"].max() - rule["top1_all"])
     return out
 
 
-def realism_report(events: pd.DataFrame, category_tree: pd.DataFrame | None = None,
-                   task1_metrics: pd.DataFrame | list[dict] | None = None) -> list[dict]:
+def realism_report(
+    events: pd.DataFrame,
+    category_tree: pd.DataFrame | None = None,
+    task1_metrics: pd.DataFrame | list[dict] | None = None,
+) -> list[dict]:
     """Each calibrated figure next to its target range and real RetailRocket value.
 
     task1_metrics is a Task 1 metrics table (ranker, split, coverage, top1, top3, top1_all), as
@@ -154,12 +165,15 @@ def realism_report(events: pd.DataFrame, category_tree: pd.DataFrame | None = No
     """
     s = _shape_figures(events)  # not realism_summary: the report needs no candidate count
     values: dict[str, float] = {
-        "view_share": s["event_mix"]["view"], "addtocart_share": s["event_mix"]["addtocart"],
+        "view_share": s["event_mix"]["view"],
+        "addtocart_share": s["event_mix"]["addtocart"],
         "transaction_share": s["event_mix"]["transaction"],
         "events_per_visitor_median": s["events_per_visitor"]["median"],
         "events_per_visitor_p90": s["events_per_visitor"]["p90"],
-        "repeat_view_share": s["repeat_view_share"], "view_gap_median_s": s["view_gap_median_s"],
-        "view_gap_within_24h_share": s["view_gap_within_24h_share"], **_buyer_figures(events),
+        "repeat_view_share": s["repeat_view_share"],
+        "view_gap_median_s": s["view_gap_median_s"],
+        "view_gap_within_24h_share": s["view_gap_within_24h_share"],
+        **_buyer_figures(events),
     }
     if category_tree is not None:
         values["n_categories"] = float(len(category_tree))
@@ -168,6 +182,15 @@ def realism_report(events: pd.DataFrame, category_tree: pd.DataFrame | None = No
     rows = []
     for figure, value in values.items():  # a few figures
         lo, hi, real, source = REAL_TARGETS[figure]
-        rows.append({"figure": figure, "value": float(value), "target_low": lo, "target_high": hi,
-                     "real_value": real, "source": source, "ok": bool(lo - 1e-12 <= value <= hi + 1e-12)})
+        rows.append(
+            {
+                "figure": figure,
+                "value": float(value),
+                "target_low": lo,
+                "target_high": hi,
+                "real_value": real,
+                "source": source,
+                "ok": bool(lo - 1e-12 <= value <= hi + 1e-12),
+            }
+        )
     return rows

@@ -37,8 +37,7 @@ P_CART = 0.012  # add-to-cart of a browsing (non-checkout) view: abandoned carts
 P_ALT = 0.3  # chance that a view (after the first of a session) is away from the hub
 NORMAL_EVENTS_GUESS = 1.30  # lower bound of events per ordinary visitor, to over-generate then trim
 # Business hours of a reseller, in UTC (the shop is in UTC+3: 09-18 local).
-_BUSINESS_HOURS = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0.3, 0, 0, 0, 0, 0, 0, 0, 0],
-                           dtype=np.float64)
+_BUSINESS_HOURS = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0.3, 0, 0, 0, 0, 0, 0, 0, 0], dtype=np.float64)
 
 
 @dataclass
@@ -60,43 +59,76 @@ class Profile:
 
 def _profile(n: int, **values: float | np.ndarray) -> Profile:
     """A Profile of n visitors, every field broadcast from a scalar or an array."""
-    defaults: dict[str, float | np.ndarray] = dict(n_sess=1, browse_len=0.18, checkout_len=3.0, p_checkout=0.0, last_checkout=False,
-                    basket=1.0, p_convert=0.35, p_later=0.8, day_p=0.25, hour_jitter_s=5400.0,
-                    business=False)
+    defaults: dict[str, float | np.ndarray] = dict(
+        n_sess=1,
+        browse_len=0.18,
+        checkout_len=3.0,
+        p_checkout=0.0,
+        last_checkout=False,
+        basket=1.0,
+        p_convert=0.35,
+        p_later=0.8,
+        day_p=0.25,
+        hour_jitter_s=5400.0,
+        business=False,
+    )
     defaults.update(values)
     return Profile(**{k: np.broadcast_to(np.asarray(v), (n,)).copy() for k, v in defaults.items()})
 
 
 def ordinary_profile(rng: np.random.Generator, n_vis: int) -> Profile:
     """Ordinary visitors: mostly one short session; about 0.85 % buy once, at their last session."""
-    return _profile(n_vis, n_sess=np.minimum(rng.geometric(0.85, n_vis), 40),
-                    last_checkout=rng.random(n_vis) < P_BUYER)
+    return _profile(n_vis, n_sess=np.minimum(rng.geometric(0.85, n_vis), 40), last_checkout=rng.random(n_vis) < P_BUYER)
 
 
 def lookalike_profile(rng: np.random.Generator, kind: str, n: int) -> Profile:
     """Normal visitors who look abnormal by volume alone (never labelled abnormal)."""
     if kind == "heavy_buyer":  # several purchases over many sessions
-        return _profile(n, n_sess=np.minimum(3 + rng.geometric(0.15, n), 30), browse_len=1.2,
-                        p_checkout=0.4, last_checkout=True, basket=1.6, p_convert=0.5, day_p=0.15)
+        return _profile(
+            n,
+            n_sess=np.minimum(3 + rng.geometric(0.15, n), 30),
+            browse_len=1.2,
+            p_checkout=0.4,
+            last_checkout=True,
+            basket=1.6,
+            p_convert=0.5,
+            day_p=0.15,
+        )
     if kind == "b2b_reseller":  # bulk orders in business hours
-        return _profile(n, n_sess=np.minimum(3 + rng.geometric(0.15, n), 25), browse_len=6.0,
-                        checkout_len=14.0, p_checkout=0.6, last_checkout=True,
-                        basket=rng.uniform(5, 14, n), p_convert=0.85, p_later=1.0, day_p=0.3,
-                        hour_jitter_s=900.0, business=True)
+        return _profile(
+            n,
+            n_sess=np.minimum(3 + rng.geometric(0.15, n), 25),
+            browse_len=6.0,
+            checkout_len=14.0,
+            p_checkout=0.6,
+            last_checkout=True,
+            basket=rng.uniform(5, 14, n),
+            p_convert=0.85,
+            p_later=1.0,
+            day_p=0.3,
+            hour_jitter_s=900.0,
+            business=True,
+        )
     if kind == "loyal_daily":  # visits most days for weeks
-        return _profile(n, n_sess=rng.integers(15, 46, n), browse_len=0.6, p_checkout=0.02,
-                        p_later=0.97, day_p=0.75)
+        return _profile(n, n_sess=rng.integers(15, 46, n), browse_len=0.6, p_checkout=0.02, p_later=0.97, day_p=0.75)
     raise ValueError(f"unknown look-alike kind {kind!r}")
 
 
-def _session_times(rng: np.random.Generator, prof: Profile, s_owner: np.ndarray, s_pos: np.ndarray,
-                   s_starts: np.ndarray, s_dur: np.ndarray) -> np.ndarray:
+def _session_times(
+    rng: np.random.Generator,
+    prof: Profile,
+    s_owner: np.ndarray,
+    s_pos: np.ndarray,
+    s_starts: np.ndarray,
+    s_dur: np.ndarray,
+) -> np.ndarray:
     """Start time (ms) of each session: a cycle-shaped first start, then same-day or days-later gaps."""
     n_vis, n_s = prof.n_sess.size, s_owner.size
     later = rng.random(n_s) < prof.p_later[s_owner]
     days = rng.geometric(prof.day_p[s_owner]) * 86400.0
-    g_s = np.where(later, days + rng.normal(0, prof.hour_jitter_s[s_owner]),
-                   lognormal(rng, 3 * 3600, 0.8, n_s, 2100, 20 * 3600))
+    g_s = np.where(
+        later, days + rng.normal(0, prof.hour_jitter_s[s_owner]), lognormal(rng, 3 * 3600, 0.8, n_s, 2100, 20 * 3600)
+    )
     g_s = np.where(s_pos == 0, 0, to_ms(np.maximum(g_s, 2100.0)))
     g_s = np.minimum(g_s, 30 * DAY)
     # Long-lived returners: shrink the gaps between sessions so the visitor fits in 100 days.
@@ -114,8 +146,7 @@ def _session_times(rng: np.random.Generator, prof: Profile, s_owner: np.ndarray,
     return fit_span(t0, dur + HOUR)[s_owner] + s_rel  # + room for the last cart/checkout
 
 
-def _hub_leaves(rng: np.random.Generator, cat: Catalogue, first_v: np.ndarray,
-                first_s: np.ndarray) -> np.ndarray:
+def _hub_leaves(rng: np.random.Generator, cat: Catalogue, first_v: np.ndarray, first_s: np.ndarray) -> np.ndarray:
     """Hub leaf of each view: changed at the first view, at 45 % of later session starts, rarely inside."""
     n = first_v.size
     r, lv = rng.random(n), rng.random(n)
@@ -135,15 +166,13 @@ def _hub_leaves(rng: np.random.Generator, cat: Catalogue, first_v: np.ndarray,
     base = cat.leaf_given_parent.sample(seg_par, rng.random(seg_first.size))
     run_first = par_sw[seg_first]
     n_sib = cat.sib_cnt[seg_par]
-    step = np.where(run_first, 0, 1 + np.minimum(rng.geometric(0.55, seg_first.size) - 1,
-                                                 np.maximum(n_sib - 2, 0)))
+    step = np.where(run_first, 0, 1 + np.minimum(rng.geometric(0.55, seg_first.size) - 1, np.maximum(n_sib - 2, 0)))
     run_start = np.maximum.accumulate(np.where(run_first, np.arange(seg_first.size), 0))
     sib = (cat.sib_pos[base[run_start]] + grouped_cumsum(step, run_start)) % np.maximum(n_sib, 1)
     return cat.sib_list[cat.sib_ptr[seg_par] + sib][seg]
 
 
-def _with_detours(rng: np.random.Generator, cat: Catalogue, hub: np.ndarray,
-                  first: np.ndarray) -> np.ndarray:
+def _with_detours(rng: np.random.Generator, cat: Catalogue, hub: np.ndarray, first: np.ndarray) -> np.ndarray:
     """Leaf of each view: the hub, or a short detour that usually returns to it.
 
     Each hub has one alternative (a sibling: the product type being compared), which most detours
@@ -166,8 +195,15 @@ def _with_detours(rng: np.random.Generator, cat: Catalogue, hub: np.ndarray,
     return np.where(in_detour, away[block], hub)
 
 
-def _carts(rng: np.random.Generator, prof: Profile, v_owner: np.ndarray, v_sess: np.ndarray,
-           v_pos: np.ndarray, basket: np.ndarray, checkout: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _carts(
+    rng: np.random.Generator,
+    prof: Profile,
+    v_owner: np.ndarray,
+    v_sess: np.ndarray,
+    v_pos: np.ndarray,
+    basket: np.ndarray,
+    checkout: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Add-to-cart and purchase flags of each view: baskets in checkout sessions, rare abandoned carts."""
     n = v_owner.size
     order = np.lexsort((rng.random(n), v_sess))  # a random rank of each view within its session
@@ -180,8 +216,7 @@ def _carts(rng: np.random.Generator, prof: Profile, v_owner: np.ndarray, v_sess:
     return atc, buy
 
 
-def human_visitors(rng: np.random.Generator, cat: Catalogue, prof: Profile, kind: str,
-                   abnormal: bool = False) -> Part:
+def human_visitors(rng: np.random.Generator, cat: Catalogue, prof: Profile, kind: str, abnormal: bool = False) -> Part:
     """Sessions of hub-and-spoke browsing with carts and checkouts for visitors of one Profile."""
     n_vis = prof.n_sess.size
     s_owner, s_pos, s_starts = group_index(prof.n_sess)
@@ -218,8 +253,11 @@ def human_visitors(rng: np.random.Generator, cat: Catalogue, prof: Profile, kind
     nxt = np.roll(t, -1) - t
     last_in_sess = np.ones(n, bool)
     last_in_sess[:-1] = v_sess[1:] != v_sess[:-1]
-    atc_gap = np.where(last_in_sess, to_ms(lognormal(rng, 30.0, 0.7, n, 2.0, 600.0)),
-                       np.maximum((nxt * rng.uniform(0.15, 0.85, n)).astype(np.int64), 1))
+    atc_gap = np.where(
+        last_in_sess,
+        to_ms(lognormal(rng, 30.0, 0.7, n, 2.0, 600.0)),
+        np.maximum((nxt * rng.uniform(0.15, 0.85, n)).astype(np.int64), 1),
+    )
     t_atc = t + atc_gap
     s_end = np.where(atc, t_atc, t)[v_starts + length - 1]
     has_co = np.bincount(v_sess[conv], minlength=n_s) > 0
@@ -232,8 +270,7 @@ def human_visitors(rng: np.random.Generator, cat: Catalogue, prof: Profile, kind
     owner = np.concatenate([v_owner, v_owner[atc_idx], v_owner[conv_idx]])
     t_all = np.concatenate([t, t_atc[atc_idx], co_t[c_sess] + c_rank])
     item_all = np.concatenate([v_item, v_item[atc_idx], v_item[conv_idx]])
-    code = np.concatenate([np.zeros(n, np.int8), np.ones(atc_idx.size, np.int8),
-                           np.full(conv_idx.size, 2, np.int8)])
+    code = np.concatenate([np.zeros(n, np.int8), np.ones(atc_idx.size, np.int8), np.full(conv_idx.size, 2, np.int8)])
     co = np.concatenate([np.full(n + atc_idx.size, -1, np.int64), co_id[c_sess]])
     return Part(n_vis, owner, t_all.astype(np.int64), item_all, code, co, kind, abnormal)
 
@@ -244,5 +281,6 @@ def trim_visitors(part: Part, n_target: int) -> Part:
     keep_vis = int(np.searchsorted(np.cumsum(per), n_target, side="right"))
     m = part.owner < keep_vis
     # Checkouts are numbered in visitor order, so a prefix of visitors keeps ids 0..k-1.
-    return Part(keep_vis, part.owner[m], part.t[m], part.item[m], part.code[m], part.checkout[m],
-                part.kind, part.abnormal)
+    return Part(
+        keep_vis, part.owner[m], part.t[m], part.item[m], part.code[m], part.checkout[m], part.kind, part.abnormal
+    )

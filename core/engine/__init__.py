@@ -88,8 +88,15 @@ def write_table(table: pd.DataFrame, out: str | Path) -> None:
         table.to_parquet(out, index=False, compression="zstd")
 
 
-def run_file(stage: str, events_path: str | Path, out: str | Path, engine: str = "pandas",
-             scheduler: str | None = None, n_workers: int = 2, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> dict:
+def run_file(
+    stage: str,
+    events_path: str | Path,
+    out: str | Path,
+    engine: str = "pandas",
+    scheduler: str | None = None,
+    n_workers: int = 2,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+) -> dict:
     """``python -m core features|candidates``: events parquet (file or folder) in, table out."""
     if engine == "pandas":
         table = stage_function(stage)(read_events(events_path))
@@ -104,8 +111,13 @@ def run_file(stage: str, events_path: str | Path, out: str | Path, engine: str =
     return {"engine": engine, "rows": rows, "out": str(out)}
 
 
-def per_visitor_stages(events: pd.DataFrame, engine: str = "pandas", scheduler: str | None = None,
-                       n_workers: int = 2, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> tuple[pd.DataFrame, pd.DataFrame]:
+def per_visitor_stages(
+    events: pd.DataFrame,
+    engine: str = "pandas",
+    scheduler: str | None = None,
+    n_workers: int = 2,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """User features and history candidates of in-memory events, each computed once on ``engine``."""
     if engine == "pandas":
         # Two independent stages on two threads (numpy and pandas release the GIL in their sorts

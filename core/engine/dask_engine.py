@@ -42,8 +42,12 @@ def cluster(scheduler: str | None, n_workers: int = 2, memory_limit: str = "4GB"
         return
     # One thread per worker: the core functions are single-threaded numpy, and memory_limit is per
     # worker process; no dashboard, so parallel runs never fight over its port.
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, memory_limit=memory_limit,
-                      dashboard_address=None, processes=True) as local, Client(local) as client:
+    with (
+        LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, memory_limit=memory_limit, dashboard_address=None, processes=True
+        ) as local,
+        Client(local) as client,
+    ):
         log.info("dask LocalCluster: %d workers, %s each", n_workers, memory_limit)
         yield client
 
@@ -73,8 +77,18 @@ def _read_file(path: str, offset: int) -> pd.DataFrame:
 def _file_meta() -> pd.DataFrame:
     """An empty validated events table with the row-number column (the Dask meta)."""
     empty = data.validate_events(
-        pd.DataFrame({"timestamp": [0], "visitorid": [0], "event": ["view"], "itemid": [0],
-                      "transactionid": [np.nan], "categoryid": [0]}), "meta").iloc[:0]
+        pd.DataFrame(
+            {
+                "timestamp": [0],
+                "visitorid": [0],
+                "event": ["view"],
+                "itemid": [0],
+                "transactionid": [np.nan],
+                "categoryid": [0],
+            }
+        ),
+        "meta",
+    ).iloc[:0]
     return empty.assign(**{ROW: np.zeros(0, np.int64)})
 
 
@@ -84,8 +98,7 @@ def events_from_files(files: list[Path]) -> tuple[Any, int]:
 
     counts = [pq.ParquetFile(f).metadata.num_rows for f in files]
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int).tolist()
-    ddf = dd.from_map(_read_file, [str(f) for f in files], offsets, meta=_file_meta(),
-                      enforce_metadata=False)
+    ddf = dd.from_map(_read_file, [str(f) for f in files], offsets, meta=_file_meta(), enforce_metadata=False)
     return ddf, int(sum(counts))
 
 
@@ -174,6 +187,5 @@ def run_files(stage: str, files: list[Path], out: str | Path) -> int:
     for old in out.glob("part-*.parquet"):
         old.unlink()
     table = table.reset_index(drop=True)
-    table.to_parquet(str(out), write_index=False, compression="zstd",
-                     name_function=lambda i: f"part-{i:05d}.parquet")
+    table.to_parquet(str(out), write_index=False, compression="zstd", name_function=lambda i: f"part-{i:05d}.parquet")
     return int(sum(pq.ParquetFile(p).metadata.num_rows for p in out.glob("part-*.parquet")))

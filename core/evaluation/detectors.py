@@ -23,7 +23,10 @@ METRICS: tuple[str, ...] = ("coverage", "top1", "top3", "top1_all", "top3_all")
 
 
 def fit_and_flag(
-    spec: SplitSpec, share: float, seed: int, labels: pd.DataFrame | None,
+    spec: SplitSpec,
+    share: float,
+    seed: int,
+    labels: pd.DataFrame | None,
     protect_buyers: bool = anomaly.DEFAULT_PROTECT_BUYERS,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Default detector fitted on the split's training users, flags after the buyer policy;
@@ -33,8 +36,7 @@ def fit_and_flag(
     # Only training visitors that have cases matter for cleaning the training cases.
     dv = spec.detector_train["visitorid"].to_numpy()
     with_cases = spec.detector_train.loc[np.isin(dv, arrays.unique(spec.train["visitorid"].to_numpy()))]
-    tr_flag = (det.score_samples(with_cases) >= det.threshold_ if len(with_cases)
-               else np.zeros(0, bool))
+    tr_flag = det.score_samples(with_cases) >= det.threshold_ if len(with_cases) else np.zeros(0, bool)
     tr_flag = anomaly.apply_policy(tr_flag, with_cases, protect_buyers)
     te_scores = det.score_samples(spec.detector_test) if len(spec.detector_test) else np.zeros(0)
     te_flag = anomaly.apply_policy(te_scores >= det.threshold_, spec.detector_test, protect_buyers)
@@ -68,9 +70,7 @@ def fit_and_flag(
     return flagged_train, flagged_test, info
 
 
-def detection_stats(
-    flags: np.ndarray, scores: np.ndarray, truth: np.ndarray | None
-) -> dict[str, Any]:
+def detection_stats(flags: np.ndarray, scores: np.ndarray, truth: np.ndarray | None) -> dict[str, Any]:
     """Flagged count, precision, recall and PR-AUC of one method (NaN without labels)."""
     out: dict[str, Any] = {"n_flagged": int(flags.sum())}
     if truth is None:
@@ -84,7 +84,10 @@ def detection_stats(
 
 
 def stability(
-    features: pd.DataFrame, share: float, seeds: Sequence[int], truth: np.ndarray | None,
+    features: pd.DataFrame,
+    share: float,
+    seeds: Sequence[int],
+    truth: np.ndarray | None,
     sample_seed: int = DEFAULT_SEED,
 ) -> dict[str, Any]:
     """The isolation_forest detector refitted with several seeds: pairwise Jaccard of flagged
@@ -105,8 +108,9 @@ def stability(
     pairs = [jaccard(a, b) for a, b in combinations(flagged, 2)]
     out = {
         "method": "isolation_forest",
-        "population": f"{len(features)} users" + (f" (fixed random sample of {n})" if n > len(features) else " (all)")
-                      + f"; each seed flags its top {share:g} share",
+        "population": f"{len(features)} users"
+        + (f" (fixed random sample of {n})" if n > len(features) else " (all)")
+        + f"; each seed flags its top {share:g} share",
         "seeds": list(seeds),
         "n_users": int(len(features)),
         "jaccard_pairwise_mean": float(np.mean(pairs)) if pairs else float("nan"),
@@ -118,8 +122,7 @@ def stability(
     return out
 
 
-def _per_user_rates(flags: np.ndarray, bot: np.ndarray, buyer: np.ndarray,
-                    txn: np.ndarray) -> dict[str, float]:
+def _per_user_rates(flags: np.ndarray, bot: np.ndarray, buyer: np.ndarray, txn: np.ndarray) -> dict[str, float]:
     """Share of labelled-normal buyers flagged and share of all transactions held by flagged users."""
     return {
         "normal_buyers_flagged": float((flags & buyer).sum() / max(buyer.sum(), 1)),
@@ -128,8 +131,11 @@ def _per_user_rates(flags: np.ndarray, bot: np.ndarray, buyer: np.ndarray,
 
 
 def detector_quality(
-    features: pd.DataFrame, labels: pd.DataFrame | None, share: float = DEFAULT_SHARE,
-    seed: int = DEFAULT_SEED, seeds: Sequence[int] = STABILITY_SEEDS,
+    features: pd.DataFrame,
+    labels: pd.DataFrame | None,
+    share: float = DEFAULT_SHARE,
+    seed: int = DEFAULT_SEED,
+    seeds: Sequence[int] = STABILITY_SEEDS,
     lookalikes: pd.DataFrame | None = None,
     fitted: Mapping[str, anomaly.Detector] | None = None,
     fitted_scores: Mapping[str, np.ndarray] | None = None,
@@ -148,11 +154,11 @@ def detector_quality(
     truth = None if labels is None else np.isin(ids, labels["visitorid"].to_numpy())
     if fitted is None:
         fit_users = anomaly.fit_sample(features, DETECTOR_FIT_CAP, seed)
-        fitted = {name: anomaly.fit_detector(fit_users, name, share=share, seed=seed)
-                  for name in anomaly.DETECTORS}
+        fitted = {name: anomaly.fit_detector(fit_users, name, share=share, seed=seed) for name in anomaly.DETECTORS}
         fitted_scores = None
-    methods: dict[str, tuple[anomaly.Detector | str, str]] = {name: (det, f"{name} (core.anomaly, one-sided behaviour columns, seed {seed})")
-               for name, det in fitted.items()}
+    methods: dict[str, tuple[anomaly.Detector | str, str]] = {
+        name: (det, f"{name} (core.anomaly, one-sided behaviour columns, seed {seed})") for name, det in fitted.items()
+    }
     methods["volume_rule"] = ("events", "events per visitor (higher = more anomalous)")
     txn = features["transaction"].to_numpy(np.float64)
     bot = np.zeros(len(ids), bool) if truth is None else truth
@@ -161,44 +167,59 @@ def detector_quality(
     if labels is not None and "kind" in labels.columns:
         kinds = labels.drop_duplicates("visitorid").set_index("visitorid")["kind"].astype(str)
         kind_of = pd.Series(ids).map(kinds)
-    population = (f"all {len(features)} visitors of the events; each method flags its top "
-                  f"{share:g} share (round(share x n) users, ties by visitorid); no buyer policy")
+    population = (
+        f"all {len(features)} visitors of the events; each method flags its top "
+        f"{share:g} share (round(share x n) users, ties by visitorid); no buyer policy"
+    )
     known = dict(fitted_scores or {})
-    scores = {m: (features[d].to_numpy(np.float64) if isinstance(d, str)
-                  else known[m] if m in known else d.score_samples(features))
-              for m, (d, _) in methods.items()}
+    scores = {
+        m: (
+            features[d].to_numpy(np.float64)
+            if isinstance(d, str)
+            else known[m]
+            if m in known
+            else d.score_samples(features)
+        )
+        for m, (d, _) in methods.items()
+    }
     flags = {m: flag_top_share(sc, share, ids) for m, sc in scores.items()}
     volume = ids[flags["volume_rule"]]
     rows = []
     for m, (det, desc) in methods.items():  # a handful of methods
-        row = {"method": m, "description": desc, "population": population, "share": share,
-               "n_users": int(len(features)),
-               **detection_stats(flags[m], scores[m], truth),
-               **_per_user_rates(flags[m], bot, buyer, txn),
-               "jaccard_with_volume_rule": jaccard(ids[flags[m]], volume)}
+        row = {
+            "method": m,
+            "description": desc,
+            "population": population,
+            "share": share,
+            "n_users": int(len(features)),
+            **detection_stats(flags[m], scores[m], truth),
+            **_per_user_rates(flags[m], bot, buyer, txn),
+            "jaccard_with_volume_rule": jaccard(ids[flags[m]], volume),
+        }
         if kind_of is not None:
             flagged_kind = kind_of[flags[m]].value_counts()
             total_kind = kind_of.value_counts()
-            row["recall_by_kind"] = {str(k): float(flagged_kind.get(k, 0) / v)
-                                     for k, v in total_kind.items()}
+            row["recall_by_kind"] = {str(k): float(flagged_kind.get(k, 0) / v) for k, v in total_kind.items()}
         if lookalikes is not None and len(lookalikes):
             cut = scores[m][flags[m]].min() if flags[m].any() else np.inf
-            la = (lookalikes[det].to_numpy(np.float64) if isinstance(det, str)
-                  else det.score_samples(lookalikes))
+            la = lookalikes[det].to_numpy(np.float64) if isinstance(det, str) else det.score_samples(lookalikes)
             la_kind = lookalikes["kind"].astype(str).to_numpy()
-            row["lookalikes_flagged"] = {k: float((la[la_kind == k] >= cut).mean())
-                                         for k in sorted(set(la_kind))}
+            row["lookalikes_flagged"] = {k: float((la[la_kind == k] >= cut).mean()) for k in sorted(set(la_kind))}
         rows.append(row)
     lab: dict[str, Any] = {"present": labels is not None}
     if truth is not None:
-        lab.update(source="demo generator ground truth (visitors in labels are abnormal)",
-                   n_abnormal=int(truth.sum()), base_rate=float(truth.mean()),
-                   note="PR-AUC of a random score equals the base rate; normal buyers = buyers "
-                        "not in the labels")
+        lab.update(
+            source="demo generator ground truth (visitors in labels are abnormal)",
+            n_abnormal=int(truth.sum()),
+            base_rate=float(truth.mean()),
+            note="PR-AUC of a random score equals the base rate; normal buyers = buyers not in the labels",
+        )
     else:
-        lab["note"] = ("labels are absent (real data): precision, recall and PR-AUC cannot be "
-                       "computed; normal buyers = every buyer; only overlap and stability are "
-                       "reported otherwise")
+        lab["note"] = (
+            "labels are absent (real data): precision, recall and PR-AUC cannot be "
+            "computed; normal buyers = every buyer; only overlap and stability are "
+            "reported otherwise"
+        )
     return {
         "title": "Task 2: detector quality at the operating share",
         "population": population,

@@ -81,8 +81,9 @@ def markov_candidates(
         # Rows in case order: the order of training rows can change a fit.
         train_aug = train_aug.iloc[np.argsort(train_aug["case_id"].to_numpy(), kind="stable")]
         train_aug = train_aug.reset_index(drop=True)
-        model = fit_learned(train_aug, seed, feats, markov, n,
-                            source=f"{spec.name} split, raw training cases + Markov top-{n}")
+        model = fit_learned(
+            train_aug, seed, feats, markov, n, source=f"{spec.name} split, raw training cases + Markov top-{n}"
+        )
         test_aug = ranking.add_markov(spec.test, markov, n)
         arms[f"history + markov top{n}"] = ranking.case_outcomes(test_aug, model_scores(model, test_aug))
         rankers[f"history + markov top{n}"] = f"{LEARNER} on 7 features + markov_prob"
@@ -93,28 +94,39 @@ def markov_candidates(
     # One shared bootstrap: CIs of every set and paired CIs of each gain over history
     # (metric_rows_multi also checks that every set is on the same case ids).
     others = [a for a in arms if a != "history"]
-    stats = metric_rows_multi(arms, n_boot, seed, metrics=shown,
-                              diffs=[(a, "history") for a in others])
+    stats = metric_rows_multi(arms, n_boot, seed, metrics=shown, diffs=[(a, "history") for a in others])
     rows: list[dict[str, Any]] = []
     for cset, outcomes in arms.items():
-        row = {"split": spec.name, "candidate_set": cset, "ranker": rankers[cset],
-               "population": caption, **headline(outcomes)}
+        row = {
+            "split": spec.name,
+            "candidate_set": cset,
+            "ranker": rankers[cset],
+            "population": caption,
+            **headline(outcomes),
+        }
         for r in stats[cset]:
             if r["average"] == "per case":
                 row[f"{r['metric']}_ci_low"], row[f"{r['metric']}_ci_high"] = r["ci_low"], r["ci_high"]
         rows.append(row)
     gains = {
-        a: {r["metric"]: {"value": r["value"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]}
-            for r in stats[f"{a} - history"] if r["average"] == "per case"}
+        a: {
+            r["metric"]: {"value": r["value"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]}
+            for r in stats[f"{a} - history"]
+            if r["average"] == "per case"
+        }
         for a in others
     }
     return {
         "population": caption,
-        "markov": {"fitted_on": f"{markov.n_cases} training cases' (last category of H -> y) "
-                                "transitions", "categories": int(len(markov.categories)),
-                   "test_cases_last_category_unseen": int((~np.isin(test_cases["last_cat"].to_numpy(), markov.categories)).sum())},
+        "markov": {
+            "fitted_on": f"{markov.n_cases} training cases' (last category of H -> y) transitions",
+            "categories": int(len(markov.categories)),
+            "test_cases_last_category_unseen": int(
+                (~np.isin(test_cases["last_cat"].to_numpy(), markov.categories)).sum()
+            ),
+        },
         "rows": rows,
         "gain_vs_history": gains,
         "gain_note": "candidate set minus history on the same test cases, per case, with a "
-                     "paired visitor-bootstrap 95% CI",
+        "paired visitor-bootstrap 95% CI",
     }

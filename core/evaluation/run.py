@@ -65,9 +65,7 @@ EVAL_RANKERS: tuple[str, ...] = ("raw", "clean", "rule")
 REPORT_DECIMALS = 6  # report tables only; nothing here is re-used as a threshold
 
 
-def _population_masks(
-    outcomes: pd.DataFrame, flagged_test: np.ndarray
-) -> dict[str, np.ndarray]:
+def _population_masks(outcomes: pd.DataFrame, flagged_test: np.ndarray) -> dict[str, np.ndarray]:
     """Per population key, the boolean mask over the outcome rows."""
     flagged = np.isin(outcomes["visitorid"].to_numpy(), flagged_test)
     return {"all": np.ones(len(outcomes), dtype=bool), "non_flagged": ~flagged, "flagged": flagged}
@@ -92,10 +90,10 @@ def evaluate_split(
     clean_sample = spec.train_rows(train_sample(kept, seed))
     del kept
     models = {
-        "raw": fit_learned(spec.train_rows(train_sample(spec.train, seed)), seed,
-                           source=f"{spec.name} split, raw training cases"),
-        "clean": fit_learned(clean_sample, seed,
-                             source=f"{spec.name} split, cleaned training cases"),
+        "raw": fit_learned(
+            spec.train_rows(train_sample(spec.train, seed)), seed, source=f"{spec.name} split, raw training cases"
+        ),
+        "clean": fit_learned(clean_sample, seed, source=f"{spec.name} split, cleaned training cases"),
         "rule": ranking.fit_ranker("rule", spec.train),
     }
     log.info("evaluation %s: rankers %.1fs", spec.name, time.perf_counter() - t0)
@@ -108,19 +106,25 @@ def evaluate_split(
     for key in POPULATION_KEYS:  # three populations, the three rankers bootstrapped together
         arms = {r: outcomes[r].loc[pops[key]] for r in EVAL_RANKERS}
         for r, rows in metric_rows_multi(arms, n_boot, seed, diffs=arms_diffs).items():
-            long.extend({"split": spec.name, "ranker": r, "population_key": key,
-                         "population": captions[key], **row} for row in rows)
-        table.extend({"ranker": r, "population_key": key, "population": captions[key],
-                      **headline(arms[r])} for r in EVAL_RANKERS)
+            long.extend(
+                {"split": spec.name, "ranker": r, "population_key": key, "population": captions[key], **row}
+                for row in rows
+            )
+        table.extend(
+            {"ranker": r, "population_key": key, "population": captions[key], **headline(arms[r])} for r in EVAL_RANKERS
+        )
     switch_mask = outcomes["raw"]["switch"].to_numpy()
     sw_caption = captions["switch"]
     sw_arms = {r: outcomes[r].loc[switch_mask] for r in EVAL_RANKERS}
-    sw_table = [{"ranker": r, "population_key": "switch", "population": sw_caption,
-                 **headline(sw_arms[r])} for r in EVAL_RANKERS]
-    sw_long = [{"split": spec.name, "ranker": r, "population_key": "switch",
-                "population": sw_caption, **row}
-               for r, rows in metric_rows_multi(sw_arms, n_boot, seed, diffs=arms_diffs).items()
-               for row in rows]
+    sw_table = [
+        {"ranker": r, "population_key": "switch", "population": sw_caption, **headline(sw_arms[r])}
+        for r in EVAL_RANKERS
+    ]
+    sw_long = [
+        {"split": spec.name, "ranker": r, "population_key": "switch", "population": sw_caption, **row}
+        for r, rows in metric_rows_multi(sw_arms, n_boot, seed, diffs=arms_diffs).items()
+        for row in rows
+    ]
     log.info("evaluation %s: tables %.1fs", spec.name, time.perf_counter() - t0)
     top_ns = MARKOV_TOP_NS.get(spec.name, (5,)) if markov_top_ns is None else tuple(markov_top_ns)
     markov = markov_candidates(spec, outcomes["raw"], seed, n_boot, top_ns)
@@ -131,15 +135,21 @@ def evaluate_split(
         "split": spec.info,
         "detector": det_info,
         "rankers": {
-            "raw": {"trained_on": models["raw"].trained_on,
-                    "description": "HistGradientBoosting on the 7 spec features, trained on every "
-                                   "training visitor's cases (raw events)"},
-            "clean": {"trained_on": models["clean"].trained_on,
-                      "description": "the same learner trained on the training visitors minus "
-                                     "the ones the train-fitted detector flags (cleaned)",
-                      "train_visitors_removed": int(arrays.unique(train_vis[np.isin(train_vis, flagged_train)]).size)},
-            "rule": {"trained_on": "no training",
-                     "description": "count + recency rule (cnt desc, then pos_from_end asc); reference"},
+            "raw": {
+                "trained_on": models["raw"].trained_on,
+                "description": "HistGradientBoosting on the 7 spec features, trained on every "
+                "training visitor's cases (raw events)",
+            },
+            "clean": {
+                "trained_on": models["clean"].trained_on,
+                "description": "the same learner trained on the training visitors minus "
+                "the ones the train-fitted detector flags (cleaned)",
+                "train_visitors_removed": int(arrays.unique(train_vis[np.isin(train_vis, flagged_train)]).size),
+            },
+            "rule": {
+                "trained_on": "no training",
+                "description": "count + recency rule (cnt desc, then pos_from_end asc); reference",
+            },
         },
         "table": table,
         "metrics": long,
@@ -162,15 +172,19 @@ def _population_captions(spec: SplitSpec, share: float) -> dict[str, str]:
         "all": f"all {base}",
         "non_flagged": f"{base} that the train-fitted detector does NOT flag at {pct}",
         "flagged": f"{base} that the train-fitted detector flags at {pct}",
-        "switch": f"switch cases of all {base}: the true next category differs from the last "
-                  "viewed one",
+        "switch": f"switch cases of all {base}: the true next category differs from the last viewed one",
     }
 
 
 def honest_evaluation(
-    events: pd.DataFrame, labels: pd.DataFrame | None, seed: int = DEFAULT_SEED,
-    share: float = DEFAULT_SHARE, n_boot: int = N_BOOT, test_days: int = TEST_DAYS,
-    features: pd.DataFrame | None = None, cases: tuple[pd.DataFrame, int, int] | None = None,
+    events: pd.DataFrame,
+    labels: pd.DataFrame | None,
+    seed: int = DEFAULT_SEED,
+    share: float = DEFAULT_SHARE,
+    n_boot: int = N_BOOT,
+    test_days: int = TEST_DAYS,
+    features: pd.DataFrame | None = None,
+    cases: tuple[pd.DataFrame, int, int] | None = None,
 ) -> dict[str, Any]:
     """The whole task-1 evaluation report (JSON-ready dict, not yet rounded).
 
@@ -184,23 +198,33 @@ def honest_evaluation(
     log.info("honest evaluation: candidates and user features %.1fs", time.perf_counter() - t0)
     top_ns = markov_top_ns_for(len(events))
     splits = {
-        "group": evaluate_split(group_split_spec(cands, features, seed), share, seed, labels, n_boot,
-                                top_ns["group"]),
-        "temporal": evaluate_split(temporal_split_spec(events, cands, features, test_days), share,
-                                   seed, labels, n_boot, top_ns["temporal"]),
+        "group": evaluate_split(group_split_spec(cands, features, seed), share, seed, labels, n_boot, top_ns["group"]),
+        "temporal": evaluate_split(
+            temporal_split_spec(events, cands, features, test_days), share, seed, labels, n_boot, top_ns["temporal"]
+        ),
     }
     return {
         "title": "Task 1: same-population evaluation of rankers trained on raw vs cleaned events",
         "population": "every figure is on test cases only; each table row names its population",
         "settings": {
-            "seed": seed, "share": share, "n_boot": n_boot, "ci_level": CI_LEVEL,
+            "seed": seed,
+            "share": share,
+            "n_boot": n_boot,
+            "ci_level": CI_LEVEL,
             "ci_method": "percentile bootstrap over test visitors (resampled with replacement)",
-            "test_size": TEST_SIZE, "test_days": test_days, "learner": LEARNER,
+            "test_size": TEST_SIZE,
+            "test_days": test_days,
+            "learner": LEARNER,
             "learner_note": "ranking.make_estimator('hgb') = HistGradientBoostingClassifier; the "
-                            "same learner for the raw, clean and Markov rankers",
-            "train_row_cap": EVAL_TRAIN_ROW_CAP, "threads": EVAL_THREADS, "fit_threads": "RECSYS_FIT_THREADS, default 1 (the fitted models do not depend on it)", "markov_top_ns": {k: list(v) for k, v in top_ns.items()},
-            "detector_fit_cap": DETECTOR_FIT_CAP, "stability_user_cap": STABILITY_USER_CAP,
-            "lookback": LOOKBACK, "window_ms": WINDOW_MS,
+            "same learner for the raw, clean and Markov rankers",
+            "train_row_cap": EVAL_TRAIN_ROW_CAP,
+            "threads": EVAL_THREADS,
+            "fit_threads": "RECSYS_FIT_THREADS, default 1 (the fitted models do not depend on it)",
+            "markov_top_ns": {k: list(v) for k, v in top_ns.items()},
+            "detector_fit_cap": DETECTOR_FIT_CAP,
+            "stability_user_cap": STABILITY_USER_CAP,
+            "lookback": LOOKBACK,
+            "window_ms": WINDOW_MS,
         },
         "definitions": DEFINITIONS,
         "rare_labels": rare,
@@ -216,19 +240,24 @@ DEFINITIONS: dict[str, str] = {
     "top3_all": "share of ALL cases with the true category in the first three",
     "per case": "hits / cases pooled over every case of the population",
     "per visitor": "mean over visitors of each visitor's own hit rate (visitors with >= 1 case "
-                   "in the metric's denominator)",
+    "in the metric's denominator)",
     "ci": "95% percentile bootstrap: visitors resampled with replacement, all their cases kept",
     "switch": "cases whose true next category differs from the last viewed category",
     "markov only coverage": "share of cases with P(y | last category) > 0 under the training "
-                            "transitions (y reachable in the full ranking of all categories)",
+    "transitions (y reachable in the full ranking of all categories)",
     "flagged": "visitors whose anomaly score is >= the threshold frozen on the training users",
 }
 
 
 def write_all(
-    events: pd.DataFrame, labels: pd.DataFrame | None, seed: int = DEFAULT_SEED,
-    share: float = DEFAULT_SHARE, out: str | Path = ".", n_boot: int = N_BOOT,
-    features: pd.DataFrame | None = None, cases: tuple[pd.DataFrame, int, int] | None = None,
+    events: pd.DataFrame,
+    labels: pd.DataFrame | None,
+    seed: int = DEFAULT_SEED,
+    share: float = DEFAULT_SHARE,
+    out: str | Path = ".",
+    n_boot: int = N_BOOT,
+    features: pd.DataFrame | None = None,
+    cases: tuple[pd.DataFrame, int, int] | None = None,
     detectors: Mapping[str, anomaly.Detector] | None = None,
     detector_scores: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
@@ -246,15 +275,16 @@ def write_all(
     t2 = time.perf_counter()
     artifacts.write_json(report, out / EVALUATION_JSON, decimals=REPORT_DECIMALS)
     flat_table(report["splits"]).to_csv(out / EVALUATION_CSV, index=False, float_format="%.6f")
-    markov_rows = pd.DataFrame(
-        [r for s in report["splits"].values() for r in s["markov_candidates"]["rows"]]
-    ).reindex(columns=list(MARKOV_CSV_COLUMNS))
+    markov_rows = pd.DataFrame([r for s in report["splits"].values() for r in s["markov_candidates"]["rows"]]).reindex(
+        columns=list(MARKOV_CSV_COLUMNS)
+    )
     markov_rows.to_csv(out / MARKOV_CANDIDATES_CSV, index=False, float_format="%.6f")
     artifacts.write_json(quality, out / DETECTOR_QUALITY_JSON, decimals=REPORT_DECIMALS)
-    quality_table(quality).to_csv(
-        out / DETECTOR_QUALITY_CSV, index=False, float_format="%.6f"
-    )
-    timings = {"task1_s": round(t1 - t0, 2), "task2_s": round(t2 - t1, 2),
-               "total_s": round(time.perf_counter() - t0, 2)}
+    quality_table(quality).to_csv(out / DETECTOR_QUALITY_CSV, index=False, float_format="%.6f")
+    timings = {
+        "task1_s": round(t1 - t0, 2),
+        "task2_s": round(t2 - t1, 2),
+        "total_s": round(time.perf_counter() - t0, 2),
+    }
     log.info("honest evaluation written to %s: %s", out, timings)
     return {"report": report, "quality": quality, "timings": timings}

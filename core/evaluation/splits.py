@@ -31,9 +31,7 @@ def temporal_cutoff(timestamps: np.ndarray, test_days: int = TEST_DAYS) -> int:
     return int(ts.max()) - int(test_days) * MS_PER_DAY
 
 
-def temporal_split(
-    events: pd.DataFrame, test_days: int = TEST_DAYS
-) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+def temporal_split(events: pd.DataFrame, test_days: int = TEST_DAYS) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """(events before the cutoff, events at/after it, cutoff ms); cutoff = max ts - test_days."""
     cutoff = temporal_cutoff(events["timestamp"].to_numpy(), test_days)
     test = events["timestamp"].to_numpy(np.int64) >= cutoff
@@ -80,8 +78,12 @@ def prepared_cases(
     cands, n_all, n_dropped = cases
     if cands.empty:
         raise DataError("honest evaluation: no ranking cases left after dropping rare labels")
-    return cands, {"min_count": MIN_LABEL_COUNT, "cases_before": n_all, "cases_dropped": n_dropped,
-                   "cases_kept": n_all - n_dropped}
+    return cands, {
+        "min_count": MIN_LABEL_COUNT,
+        "cases_before": n_all,
+        "cases_dropped": n_dropped,
+        "cases_kept": n_all - n_dropped,
+    }
 
 
 def _unseen_share(train: pd.DataFrame, test: pd.DataFrame) -> tuple[int, float]:
@@ -103,17 +105,21 @@ def group_split_spec(cands: pd.DataFrame, features: pd.DataFrame, seed: int) -> 
     unseen, unseen_share = _unseen_share(train, test)
     uv = features["visitorid"].to_numpy()
     info = {
-        "method": f"GroupShuffleSplit by visitorid over all visitors, test_size {TEST_SIZE}, "
-                  f"random_state {seed}",
-        "train_visitors": int(train_v.size), "test_visitors": int(test_v.size),
-        "visitor_overlap": int(overlap), "disjoint": True,
-        "train_cases": int(train["case_id"].nunique()), "test_cases": int(test["case_id"].nunique()),
+        "method": f"GroupShuffleSplit by visitorid over all visitors, test_size {TEST_SIZE}, random_state {seed}",
+        "train_visitors": int(train_v.size),
+        "test_visitors": int(test_v.size),
+        "visitor_overlap": int(overlap),
+        "disjoint": True,
+        "train_cases": int(train["case_id"].nunique()),
+        "test_cases": int(test["case_id"].nunique()),
         "test_visitors_with_cases": int(test["visitorid"].nunique()),
-        "test_cases_label_unseen_in_train": unseen, "test_label_unseen_share": unseen_share,
+        "test_cases_label_unseen_in_train": unseen,
+        "test_label_unseen_share": unseen_share,
     }
     return SplitSpec(
         name="group",
-        train=train, test=test,
+        train=train,
+        test=test,
         detector_train=features.loc[np.isin(uv, train_v)].reset_index(drop=True),
         detector_test=features.loc[np.isin(uv, test_v)].reset_index(drop=True),
         caption=f"test visitors ({TEST_SIZE:.0%} of visitors, split by visitor)",
@@ -130,9 +136,7 @@ def temporal_split_spec(
     view_ts, ref_ts = ranking.case_times(events)
     cid = cands["case_id"].to_numpy(np.int64)
     # Consistency with ranking's case numbering: every case's t_ref is its previous view's time.
-    if view_ts.size <= cid.max(initial=-1) or not np.array_equal(
-        ref_ts[cid], cands["t_ref"].to_numpy(np.int64)
-    ):
+    if view_ts.size <= cid.max(initial=-1) or not np.array_equal(ref_ts[cid], cands["t_ref"].to_numpy(np.int64)):
         raise DataError("temporal split: case view times disagree with ranking's case ids")
     is_test = view_ts[cid] >= cutoff
     train, test = cands.loc[~is_test, TRAIN_KEYS], cands.loc[is_test]
@@ -143,26 +147,31 @@ def temporal_split_spec(
     date = pd.Timestamp(cutoff, unit="ms", tz="UTC").isoformat()
     info = {
         "method": f"cases whose labelled view has timestamp >= max timestamp - {test_days} days "
-                  "are test; their history may reach back before the cutoff (as a live system "
-                  "sees it); detector, Markov statistics and rankers use earlier data only",
-        "test_days": test_days, "cutoff_ms": cutoff, "cutoff_utc": date,
-        "train_cases": int(train["case_id"].nunique()), "test_cases": int(test["case_id"].nunique()),
+        "are test; their history may reach back before the cutoff (as a live system "
+        "sees it); detector, Markov statistics and rankers use earlier data only",
+        "test_days": test_days,
+        "cutoff_ms": cutoff,
+        "cutoff_utc": date,
+        "train_cases": int(train["case_id"].nunique()),
+        "test_cases": int(test["case_id"].nunique()),
         "test_visitors_with_cases": int(test_vis.size),
         "test_visitors_also_in_train": int(np.isin(test_vis, arrays.unique(train["visitorid"])).sum()),
-        "test_cases_label_unseen_in_train": unseen, "test_label_unseen_share": unseen_share,
+        "test_cases_label_unseen_in_train": unseen,
+        "test_label_unseen_share": unseen_share,
         "detector_train_events": int(len(before)),
     }
     feats_before = anomaly.user_features(before)
     uv = features["visitorid"].to_numpy()
     return SplitSpec(
         name="temporal",
-        train=train, test=test,
+        train=train,
+        test=test,
         detector_train=feats_before,
         # Test visitors are scored on all their events up to the end of the data (what an audit
         # at the end of the window sees), with the threshold frozen on pre-cutoff users.
         detector_test=features.loc[np.isin(uv, test_vis)].reset_index(drop=True),
         caption=f"visitors with a view in the last {test_days} days (from {date[:10]}), cases "
-                "whose labelled view falls in that window",
+        "whose labelled view falls in that window",
         info=info,
         source=cands,
     )

@@ -32,13 +32,34 @@ METRIC_PARTS: dict[str, tuple[str, str]] = {
 }
 POPULATION_KEYS: tuple[str, ...] = ("all", "non_flagged", "flagged")
 CSV_COLUMNS: tuple[str, ...] = (
-    "split", "ranker", "population", "metric", "average", "value", "ci_low", "ci_high",
-    "n_cases", "n_visitors",
+    "split",
+    "ranker",
+    "population",
+    "metric",
+    "average",
+    "value",
+    "ci_low",
+    "ci_high",
+    "n_cases",
+    "n_visitors",
 )
 MARKOV_CSV_COLUMNS: tuple[str, ...] = (
-    "candidate_set", "split", "ranker", "coverage", "top1_all", "top3_all", "top1", "top3",
-    "n_cases", "n_covered", "coverage_ci_low", "coverage_ci_high", "top1_all_ci_low",
-    "top1_all_ci_high", "top3_all_ci_low", "top3_all_ci_high",
+    "candidate_set",
+    "split",
+    "ranker",
+    "coverage",
+    "top1_all",
+    "top3_all",
+    "top1",
+    "top3",
+    "n_cases",
+    "n_covered",
+    "coverage_ci_low",
+    "coverage_ci_high",
+    "top1_all_ci_low",
+    "top1_all_ci_high",
+    "top3_all_ci_low",
+    "top3_all_ci_high",
 )
 
 
@@ -63,8 +84,10 @@ def metric_rows_multi(
     num_cols = [METRIC_PARTS[m][0] for m in metrics]
     den_cols = [METRIC_PARTS[m][1] for m in metrics]
     cols = sorted(set(num_cols + den_cols))
-    values = np.column_stack([arms[a][cols].to_numpy(np.float64) for a in names]) if len(ref) else (
-        np.zeros((0, len(cols) * len(names)))
+    values = (
+        np.column_stack([arms[a][cols].to_numpy(np.float64) for a in names])
+        if len(ref)
+        else (np.zeros((0, len(cols) * len(names))))
     )
     sums, _ = visitor_sums(ref["visitorid"].to_numpy(), values)
     k = len(cols)
@@ -75,28 +98,34 @@ def metric_rows_multi(
     point = point_estimates(h, c)
     m = len(metrics)
 
-    def rows_for(j0: int, value: dict[str, np.ndarray], rep: dict[str, np.ndarray],
-                 counts_from: int) -> list[dict[str, Any]]:
+    def rows_for(
+        j0: int, value: dict[str, np.ndarray], rep: dict[str, np.ndarray], counts_from: int
+    ) -> list[dict[str, Any]]:
         out = []
         for j, metric in enumerate(metrics):
             for avg in AVERAGES:
                 lo, hi = percentile_ci(rep[avg][:, [j]], level)
                 den = c[:, counts_from + j]
-                out.append({
-                    "metric": metric, "average": avg, "value": float(value[avg][j0 + j]),
-                    "ci_low": float(lo[0]), "ci_high": float(hi[0]),
-                    "n_cases": int(round(den.sum())), "n_visitors": int((den > 0).sum()),
-                })
+                out.append(
+                    {
+                        "metric": metric,
+                        "average": avg,
+                        "value": float(value[avg][j0 + j]),
+                        "ci_low": float(lo[0]),
+                        "ci_high": float(hi[0]),
+                        "n_cases": int(round(den.sum())),
+                        "n_visitors": int((den > 0).sum()),
+                    }
+                )
         return out
 
     result: dict[str, list[dict[str, Any]]] = {}
     for i, name in enumerate(names):
-        result[name] = rows_for(i * m, point, {a: reps[a][:, i * m:(i + 1) * m] for a in AVERAGES},
-                                i * m)
+        result[name] = rows_for(i * m, point, {a: reps[a][:, i * m : (i + 1) * m] for a in AVERAGES}, i * m)
     for a_name, b_name in diffs:
         ia, ib = names.index(a_name) * m, names.index(b_name) * m
-        value = {avg: point[avg][ia:ia + m] - point[avg][ib:ib + m] for avg in AVERAGES}
-        rep = {avg: reps[avg][:, ia:ia + m] - reps[avg][:, ib:ib + m] for avg in AVERAGES}
+        value = {avg: point[avg][ia : ia + m] - point[avg][ib : ib + m] for avg in AVERAGES}
+        rep = {avg: reps[avg][:, ia : ia + m] - reps[avg][:, ib : ib + m] for avg in AVERAGES}
         result[f"{a_name} - {b_name}"] = rows_for(0, value, rep, ia)
     return result
 
@@ -131,7 +160,11 @@ def flat_table(splits: dict[str, dict[str, Any]]) -> pd.DataFrame:
         rows.extend(s["metrics"])
         rows.extend(s["switch_only"]["metrics"])
     df = pd.DataFrame(rows)
-    short = {"all": "all test visitors", "non_flagged": "non-flagged test visitors",
-             "flagged": "flagged test visitors", "switch": "switch-only cases (all test visitors)"}
+    short = {
+        "all": "all test visitors",
+        "non_flagged": "non-flagged test visitors",
+        "flagged": "flagged test visitors",
+        "switch": "switch-only cases (all test visitors)",
+    }
     df["population"] = df["population_key"].map(short)
     return df.loc[:, list(CSV_COLUMNS)]

@@ -69,10 +69,19 @@ def _aggregate_pairs(
 
 
 _COLUMN_DTYPES: dict[str, type] = {
-    "visitorid": np.int64, "case_id": np.int64, "t_ref": np.int64, "categoryid": np.int64,
-    "cnt": np.int32, "share": np.float64, "is_last": np.int8, "last_gap_min": np.float64,
-    "pos_from_end": np.int32, "tail_streak_if_last": np.int32, "n_views": np.int32,
-    "label": np.int8, "y": np.int64,
+    "visitorid": np.int64,
+    "case_id": np.int64,
+    "t_ref": np.int64,
+    "categoryid": np.int64,
+    "cnt": np.int32,
+    "share": np.float64,
+    "is_last": np.int8,
+    "last_gap_min": np.float64,
+    "pos_from_end": np.int32,
+    "tail_streak_if_last": np.int32,
+    "n_views": np.int32,
+    "label": np.int8,
+    "y": np.int64,
 }
 
 
@@ -103,9 +112,7 @@ def candidate_arrays(
     out: dict[str, np.ndarray] = {c: np.empty(bound, dtype=d) for c, d in _COLUMN_DTYPES.items()}
     n = 0
     for a, b in zip(bounds[:-1], bounds[1:]):  # chunks of cases, for memory
-        case_local, code, cnt, kmin = _aggregate_pairs(
-            cases[a:b], lens[a:b], cat_code, n_codes, kbits
-        )
+        case_local, code, cnt, kmin = _aggregate_pairs(cases[a:b], lens[a:b], cat_code, n_codes, kbits)
         m = len(cnt)
         row = {c: arr[n : n + m] for c, arr in out.items()}
         row_case = cases[a:b][case_local]
@@ -146,7 +153,9 @@ def build_candidates(
     cands = pd.DataFrame(candidate_arrays(vis, ts, cat, lookback, window_ms), copy=False)
     logger.info(
         "build_candidates: %d views -> %d cases, %d candidate rows in %.1fs",
-        len(ts), int(cands["case_id"].iloc[-1]) + 1 if len(cands) else 0, len(cands),
+        len(ts),
+        int(cands["case_id"].iloc[-1]) + 1 if len(cands) else 0,
+        len(cands),
         time.perf_counter() - t0,
     )
     if markov is not None:

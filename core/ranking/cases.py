@@ -24,8 +24,7 @@ def view_order(events: pd.DataFrame) -> np.ndarray:
     if missing:
         raise DataError(f"events table: missing column(s) {missing}")
     keep = np.flatnonzero(
-        (events["event"] == "view").to_numpy(dtype=bool)
-        & (events["categoryid"].to_numpy() != UNKNOWN_CATEGORY)
+        (events["event"] == "view").to_numpy(dtype=bool) & (events["categoryid"].to_numpy() != UNKNOWN_CATEGORY)
     )
     vis = events["visitorid"].to_numpy(dtype=np.int64)[keep]
     ts = events["timestamp"].to_numpy(dtype=np.int64)[keep]
@@ -113,9 +112,7 @@ def history_before(
     return visitor_views.iloc[target - n : target]
 
 
-def final_histories(
-    sequences: pd.DataFrame, lookback: int = LOOKBACK, window_ms: int = WINDOW_MS
-) -> pd.DataFrame:
+def final_histories(sequences: pd.DataFrame, lookback: int = LOOKBACK, window_ms: int = WINDOW_MS) -> pd.DataFrame:
     """Per visitor (sorted by id): views, categories, and len(H) / categories of its final view."""
     vis = sequences["visitorid"].to_numpy(np.int64)
     ts = sequences["timestamp"].to_numpy(np.int64)
@@ -131,9 +128,7 @@ def final_histories(
     per = frame.groupby("visitorid").agg(views=("categoryid", "size"), categories=("categoryid", "nunique"))
     per["history"] = hist[final_pos]
     inside = frame.loc[in_final]
-    per["history_categories"] = inside.groupby("visitorid")["categoryid"].nunique().reindex(
-        per.index, fill_value=0
-    )
+    per["history_categories"] = inside.groupby("visitorid")["categoryid"].nunique().reindex(per.index, fill_value=0)
     cases = frame.assign(case=sequences["has_history"].to_numpy(bool))
     per["has_case"] = cases.groupby("visitorid")["case"].any()
     return per

@@ -193,9 +193,7 @@ def add_markov(
 def transition_pairs(cands: pd.DataFrame) -> pd.DataFrame:
     """(visitorid, prev_cat, y) per case, by case_id: the transition from H's last category to y."""
     cases = case_table(cands)
-    return pd.DataFrame(
-        {"visitorid": cases["visitorid"], "prev_cat": cases["last_cat"], "y": cases["y"]}
-    )
+    return pd.DataFrame({"visitorid": cases["visitorid"], "prev_cat": cases["last_cat"], "y": cases["y"]})
 
 
 def cross_fit_markov(

@@ -32,9 +32,7 @@ def case_ranks_by_score(cands: pd.DataFrame, scores: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def _outcome_frame(
-    cases: pd.DataFrame, covered: np.ndarray, hit1: np.ndarray, hit3: np.ndarray
-) -> pd.DataFrame:
+def _outcome_frame(cases: pd.DataFrame, covered: np.ndarray, hit1: np.ndarray, hit3: np.ndarray) -> pd.DataFrame:
     """The per-case outcome table: case_id, visitorid, one, covered, hit1, hit3, switch."""
     return pd.DataFrame(
         {

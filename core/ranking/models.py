@@ -62,15 +62,17 @@ def make_estimator(name: str, seed: int = DEFAULT_SEED):
     from sklearn.preprocessing import StandardScaler
 
     if name == "logreg":
-        return make_pipeline(
-            StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed)
-        )
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
     if name == "hgb":
         return HistGradientBoostingClassifier(random_state=seed)
     if name == "rf":
         # max_samples: each tree sees a 50% bootstrap, halving fit time for no measured loss
         return RandomForestClassifier(
-            n_estimators=100, max_depth=12, min_samples_leaf=20, max_samples=0.5, n_jobs=-1,
+            n_estimators=100,
+            max_depth=12,
+            min_samples_leaf=20,
+            max_samples=0.5,
+            n_jobs=-1,
             random_state=seed,
         )
     raise ValueError(f"unknown learned ranker {name!r}; expected one of {LEARNED_RANKERS}")
@@ -125,7 +127,8 @@ def tree_splits(estimator: Any) -> list[np.ndarray] | None:
             return None
         feature, threshold = nodes["feature_idx"][split], nodes["num_threshold"][split]
     elif getattr(estimator, "estimators_", None) is not None and all(
-            hasattr(t, "tree_") for t in estimator.estimators_):  # a random forest
+        hasattr(t, "tree_") for t in estimator.estimators_
+    ):  # a random forest
         feature = np.concatenate([t.tree_.feature for t in estimator.estimators_])
         threshold = np.concatenate([t.tree_.threshold for t in estimator.estimators_])
         split = feature >= 0  # leaves have feature -2
@@ -197,14 +200,10 @@ def fit_ranker(
 ) -> RankingModel:
     """Fit one ranker on candidate rows (target `label`); rule/markov need no fitting."""
     n_cases = int(pd.unique(train["case_id"].to_numpy()).size)
-    common: dict[str, Any] = dict(
-        markov=markov, markov_top_n=markov_top_n, lookback=lookback, window_ms=window_ms
-    )
+    common: dict[str, Any] = dict(markov=markov, markov_top_n=markov_top_n, lookback=lookback, window_ms=window_ms)
     if name in ("rule", "markov"):
         feats = ("cnt", "pos_from_end") if name == "rule" else (MARKOV_FEATURE,)
-        return RankingModel(
-            name, None, feats, trained_on=f"{source}, {n_cases} train cases (no fitting)", **common
-        )
+        return RankingModel(name, None, feats, trained_on=f"{source}, {n_cases} train cases (no fitting)", **common)
     rows = cap_by_case(train, TRAIN_ROW_CAPS[name], seed)
     y = rows["label"].to_numpy()
     if np.unique(y).size < 2:

@@ -156,8 +156,7 @@ def _checked_views(views: pd.DataFrame | list[dict] | Any) -> CheckedViews:
     item = fast.get("itemid")
     ts, cat = fast["timestamp"], fast["categoryid"]
     assert ts is not None and cat is not None  # every column left None above was filled in
-    return CheckedViews(ts[0], cat[0],
-                        item[0] if item else None, item[1] if item else None)
+    return CheckedViews(ts[0], cat[0], item[0] if item else None, item[1] if item else None)
 
 
 def validate_views(views: pd.DataFrame | list[dict] | Any) -> pd.DataFrame:
@@ -165,9 +164,7 @@ def validate_views(views: pd.DataFrame | list[dict] | Any) -> pd.DataFrame:
     return _checked_views(views).frame()
 
 
-def rank(
-    views: pd.DataFrame | list[dict], model: RankingModel | None = None, top_k: int | None = 3
-) -> RankResult:
+def rank(views: pd.DataFrame | list[dict], model: RankingModel | None = None, top_k: int | None = 3) -> RankResult:
     """Rank next categories after the last of `views` with `model` (rule ranking if None)."""
     if top_k is not None and (not isinstance(top_k, (int, np.integer)) or top_k < 1):
         raise DataError(f"top_k must be a positive integer or None, got {top_k!r}")
@@ -209,8 +206,12 @@ def rank(
         order = order[:top_k]
     feats = [c for c in CANDIDATE_FEATURES + (MARKOV_FEATURE,) if c in cands]
     ranking = pd.DataFrame(
-        {"categoryid": cands["categoryid"][order], "score": np.asarray(scores)[order],
-         "rank": np.arange(1, len(order) + 1), **{f: cands[f][order] for f in feats}},
+        {
+            "categoryid": cands["categoryid"][order],
+            "score": np.asarray(scores)[order],
+            "rank": np.arange(1, len(order) + 1),
+            **{f: cands[f][order] for f in feats},
+        },
         copy=False,
     )
     return RankResult(

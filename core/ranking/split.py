@@ -13,9 +13,7 @@ from core.ranking.cases import case_table
 from core.schema import DEFAULT_SEED, MIN_LABEL_COUNT, TEST_SIZE
 
 
-def drop_rare_labels(
-    cands: pd.DataFrame, min_count: int = MIN_LABEL_COUNT
-) -> tuple[pd.DataFrame, int]:
+def drop_rare_labels(cands: pd.DataFrame, min_count: int = MIN_LABEL_COUNT) -> tuple[pd.DataFrame, int]:
     """Drop cases whose label occurs in fewer than min_count cases; return (cands, n dropped)."""
     cases = case_table(cands)
     label_count = cases["y"].map(cases["y"].value_counts())
@@ -26,9 +24,7 @@ def drop_rare_labels(
     return cands.loc[keep].reset_index(drop=True), int(len(rare))
 
 
-def visitor_split(
-    visitorid: np.ndarray, test_size: float, random_state: int
-) -> tuple[np.ndarray, np.ndarray]:
+def visitor_split(visitorid: np.ndarray, test_size: float, random_state: int) -> tuple[np.ndarray, np.ndarray]:
     """Disjoint (train, test) visitor id arrays from GroupShuffleSplit over unique visitors."""
     from sklearn.model_selection import GroupShuffleSplit
 

@@ -91,16 +91,12 @@ def _with_markov(
     return parts_aug, add_markov(test, markov, top_n, lookback, window_ms), markov
 
 
-def _dataset_sample(
-    cands: pd.DataFrame, test_visitors: np.ndarray, seed: int
-) -> tuple[pd.DataFrame, bool]:
+def _dataset_sample(cands: pd.DataFrame, test_visitors: np.ndarray, seed: int) -> tuple[pd.DataFrame, bool]:
     """Deterministic case sample (<= DATASET_SAMPLE_ROWS rows) with a split column."""
     sample = cap_by_case(cands, DATASET_SAMPLE_ROWS, seed)
     is_sample = len(sample) < len(cands)
     sample = sample.reset_index(drop=True)
-    sample["split"] = np.where(
-        np.isin(sample["visitorid"].to_numpy(), test_visitors), "test", "train"
-    )
+    sample["split"] = np.where(np.isin(sample["visitorid"].to_numpy(), test_visitors), "test", "train")
     sample.attrs["is_sample"] = is_sample
     sample.attrs["rows_total"] = int(len(cands))
     return sample, is_sample
@@ -174,8 +170,9 @@ def train_and_evaluate(
         if caps and len(fit_part) > max(caps):
             fit_part, presampled = cap_by_case(fit_part, max(caps), seed).reset_index(drop=True), True
         pairs = transition_pairs(cands.loc[~is_test, ["case_id", "visitorid", "is_last", "categoryid", "y"]])
-        (fit_part, val_part), test, markov = _with_markov(pairs, [fit_part, val_part], test, top_n,
-                                                          seed, lookback, window_ms)
+        (fit_part, val_part), test, markov = _with_markov(
+            pairs, [fit_part, val_part], test, top_n, seed, lookback, window_ms
+        )
         lap("markov")
     lap("split")
     learned = [r for r in rankers if r in TRAIN_ROW_CAPS]
@@ -184,11 +181,14 @@ def train_and_evaluate(
     fitted: dict[str, RankingModel] = {}
     fit_on = "train minus validation visitors"
     for name in rankers:  # a handful of rankers
-        fitted[name] = model = fit_ranker(name, fit_part, features, seed, markov, top_n, lookback,
-                                          window_ms, source)
+        fitted[name] = model = fit_ranker(name, fit_part, features, seed, markov, top_n, lookback, window_ms, source)
         for split, part in (("validation", val_part), ("test", test)):
-            results[name, split] = {"ranker": name, "split": split, "fit_on": fit_on,
-                                    **ranking_metrics(part, model.score(part))}
+            results[name, split] = {
+                "ranker": name,
+                "split": split,
+                "fit_on": fit_on,
+                **ranking_metrics(part, model.score(part)),
+            }
         lap(f"{name}: fit, score validation and test")
     # Choice on validation only; ties keep the earlier (simpler) ranker in `rankers` order.
     val_top1 = {r: results[r, "validation"]["top1_all"] for r in rankers}
@@ -204,8 +204,12 @@ def train_and_evaluate(
         if use_markov:  # the whole train's rows, cross-fitted as the parts were
             train = cross_fit_markov(pairs, train, top_n, seed, lookback, window_ms)
         best = fit_ranker(best_name, train, features, seed, markov, top_n, lookback, window_ms, source)
-        results[best_name, "test"] = {"ranker": best_name, "split": "test", "fit_on": "train",
-                                      **ranking_metrics(test, best.score(test))}
+        results[best_name, "test"] = {
+            "ranker": best_name,
+            "split": "test",
+            "fit_on": "train",
+            **ranking_metrics(test, best.score(test)),
+        }
         lap(f"{best_name}: refit on train, score test")
     metrics = pd.DataFrame([results[r, sp] for r in rankers for sp in ("validation", "test")])
     logger.info("task1 chosen ranker %s (validation top1_all %.4f)", best_name, val_top1[best_name])
