@@ -8,13 +8,16 @@ files, each with the visitor ids offset so every copy is a new set of visitors (
 memory at a time). Then runs ``user features`` and ``candidates`` through the Dask engine on a
 LocalCluster (--workers workers of --memory-limit each): wall time, output rows, peak RSS of
 each worker process and of the driver. Then the pandas engine on the same folder, each stage in
-its own process (`python -m core features|candidates`), for its time and peak RSS.
+its own process (`python -m core features|candidates`), for its time and peak RSS. Every line
+carries the machine's load averages (1, 5, 15 min) when the run ended: on a shared machine wall
+times grow with other people's load.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -45,6 +48,11 @@ def _worker_peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages (as `uptime` prints them)."""
+    return [round(v, 2) for v in os.getloadavg()]
+
+
 def run_dask(folder: Path, out: Path, workers: int, memory_limit: str) -> list[dict]:
     """Both stages on a fresh LocalCluster each, with the peak RSS of every worker."""
     rows = []
@@ -62,6 +70,7 @@ def run_dask(folder: Path, out: Path, workers: int, memory_limit: str) -> list[d
                 "rows": n,
                 "worker_peak_rss_mb": [round(v) for v in peaks.values()],
                 "driver_peak_rss_mb": round(peak_rss_mb()),
+                "load_average": load_average(),
             }
         )
         print(json.dumps(rows[-1]), flush=True)
@@ -91,6 +100,7 @@ def run_pandas(folder: Path, out: Path) -> list[dict]:
                     "seconds": round(seconds, 1),
                     "rows": result["rows"],
                     "peak_rss_mb": result["peak_rss_mb"],
+                    "load_average": load_average(),
                 }
             )
         print(json.dumps(rows[-1]), flush=True)
@@ -112,9 +122,18 @@ def main() -> None:
         start = time.perf_counter()
         n = make_folder(folder, args.copies)
         print(
-            json.dumps({"made": str(folder), "events": n, "seconds": round(time.perf_counter() - start, 1)}), flush=True
+            json.dumps(
+                {
+                    "made": str(folder),
+                    "events": n,
+                    "seconds": round(time.perf_counter() - start, 1),
+                    "load_average": load_average(),
+                }
+            ),
+            flush=True,
         )
     out.mkdir(parents=True, exist_ok=True)
+    print(json.dumps({"start": True, "load_average": load_average()}), flush=True)
     run_dask(folder, out, args.workers, args.memory_limit)
     if not args.skip_pandas:
         run_pandas(folder, out)
