@@ -23,6 +23,7 @@ from core.categories import (  # noqa: F401  (re-exported for callers)
     CATEGORY_PROPERTY,
     DEFAULT_BLOCK_SIZE,
     asof_categories,
+    read_category_files,
     read_category_snapshots,
     read_category_tree,
 )
@@ -173,12 +174,8 @@ def load_raw_with_report(raw_dir: str | Path, *, block_size: int | None = None) 
     if dup.any():
         events = events.loc[~dup].reset_index(drop=True)
 
-    snaps = [
-        read_category_snapshots(raw_dir / name, block_size=block_size)
-        for name in ITEM_PROPERTY_FILES
-        if (raw_dir / name).is_file()
-    ]
-    snap = pd.concat(snaps, ignore_index=True) if snaps else None
+    prop_files = [raw_dir / name for name in ITEM_PROPERTY_FILES if (raw_dir / name).is_file()]
+    snap = read_category_files(prop_files, block_size=block_size) if prop_files else None
     n_snap = 0 if snap is None else len(snap)
     if snap is None:
         logger.warning("%s: no item properties files, every categoryid is %d", raw_dir, UNKNOWN_CATEGORY)

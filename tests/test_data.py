@@ -429,3 +429,139 @@ def test_fingerprint() -> None:
     b.loc[2, "itemid"] = 99
     assert data.fingerprint(b) != fp
     assert data.fingerprint(a.iloc[::-1].reset_index(drop=True)) != fp
+
+
+# ----------------------------------------------------------------------------- the chunked scan
+
+
+def _old_reader(path: Path) -> pd.DataFrame:
+    """The streaming reader before issue 22 (open_csv, 1 MiB blocks, every line parsed): the reference."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    from core.csv_checks import _CSV_ROWS, _raise_bad_strings, _string_options
+    from core.schema import ITEM_PROPERTY_COLUMNS
+
+    parts: dict[str, list[np.ndarray]] = {"timestamp": [], "itemid": [], "categoryid": []}
+    offset = 0
+    try:
+        opts = pacsv.ReadOptions(block_size=1 << 20)
+        for batch in pacsv.open_csv(path, read_options=opts, convert_options=_string_options(ITEM_PROPERTY_COLUMNS)):
+            mask = pc.equal(batch.column("property"), "categoryid")
+            rows = np.asarray(pc.indices_nonzero(mask).to_numpy(), dtype=np.int64)
+            if len(rows):
+                sub = batch.filter(mask)
+                for col, kind, out in (
+                    ("timestamp", "int", "timestamp"),
+                    ("itemid", "int", "itemid"),
+                    ("value", "digits", "categoryid"),
+                ):
+                    _raise_bad_strings(str(path), col, sub.column(col), kind, offset, rows)
+                    parts[out].append(pc.cast(sub.column(col), pa.int64()).to_numpy())
+            offset += batch.num_rows
+    except pa.ArrowInvalid as exc:
+        raise DataError(f"{path}: the CSV cannot be parsed ({_CSV_ROWS}) ({exc})") from exc
+    return pd.DataFrame({k: np.concatenate(v) if v else np.empty(0, np.int64) for k, v in parts.items()})
+
+
+PROPS_TRICKY = [
+    "timestamp,itemid,property,value",
+    "200,10,categoryid,1",
+    '100,20,888,"a,b,categoryid,c"',  # commas (and the word) inside a quoted value
+    '150,21,"categoryid",7',  # a quoted property name is still categoryid
+    '160,22,categoryid,"8"',
+    "300,20,790,n123.000 categoryid",
+    "",  # a blank line: skipped, not counted
+    "400,10,categoryid,2",
+    "410,11,xcategoryid,3",
+    "420,12,categoryidx,4",
+    "430,13,available,categoryid",
+    "440,14,categoryid,0",
+]
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "\r"])
+@pytest.mark.parametrize("trailing", [True, False])
+@pytest.mark.parametrize("block_size", [16, 64, None])
+def test_scan_matches_old_reader(tmp_path: Path, ending: str, trailing: bool, block_size: int | None) -> None:
+    text = ending.join(PROPS_TRICKY) + (ending if trailing else "")
+    p = write(tmp_path / "item_properties_part1.csv", text)
+    got = data.read_category_snapshots(p, block_size=block_size)
+    pd.testing.assert_frame_equal(got, _old_reader(p))
+    assert got.values.tolist() == [[200, 10, 1], [150, 21, 7], [160, 22, 8], [400, 10, 2], [440, 14, 0]]
+
+
+def test_scan_other_column_order_and_extra_column(tmp_path: Path) -> None:
+    lines = ["value,extra,property,itemid,timestamp", "5,x,categoryid,7,100", "6,y,888,8,200", "9,,categoryid,1,300"]
+    p = write(tmp_path / "item_properties_part1.csv", "\n".join(lines))
+    got = data.read_category_snapshots(p, block_size=8)
+    pd.testing.assert_frame_equal(got, _old_reader(p))
+    assert got.values.tolist() == [[100, 7, 5], [300, 1, 9]]
+
+
+def test_scan_random_files_match_old_reader(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    props = np.array(["categoryid", "888", "available", '"categoryid"', "790"])
+    for trial in range(8):
+        n = 400
+        prop = props[rng.integers(0, len(props), n)]
+        value = np.where(rng.random(n) < 0.2, '"1,2 n3.000"', rng.integers(0, 50, n).astype(str))
+        value = np.where(np.char.find(prop, "categoryid") >= 0, rng.integers(0, 50, n).astype(str), value)
+        lines = [
+            f"{t},{i},{pr},{v}" for t, i, pr, v in zip(rng.integers(0, 10**12, n), rng.integers(0, 999, n), prop, value)
+        ]
+        ending = ["\n", "\r\n"][trial % 2]
+        p = write(tmp_path / f"p{trial}.csv", ending.join(["timestamp,itemid,property,value", *lines]) + ending)
+        expected = _old_reader(p)
+        for block_size in (50, 333, 4096):
+            pd.testing.assert_frame_equal(data.read_category_snapshots(p, block_size=block_size), expected)
+
+
+@pytest.mark.parametrize(
+    ("line", "column", "needle"),
+    [
+        ("6,1,categoryid,12x", "value", "row 3 = '12x'"),
+        ("6,1,categoryid,-4", "value", "row 3 = '-4'"),
+        ("6,1,categoryid,", "value", "row 3 = ''"),
+        ("6.5,1,categoryid,4", "timestamp", "row 3 = '6.5'"),
+        ("6,a1,categoryid,4", "itemid", "row 3 = 'a1'"),
+    ],
+)
+@pytest.mark.parametrize("block_size", [8, None])
+def test_scan_bad_category_values_same_message_as_old_reader(
+    tmp_path: Path, line: str, column: str, needle: str, block_size: int | None
+) -> None:
+    text = "\r\n".join(["timestamp,itemid,property,value", "1,1,categoryid,4", "2,2,888,x,y", line, "7,1,888,zz"])
+    text = text.replace("2,2,888,x,y", '2,2,888,"x,y"')
+    p = write(tmp_path / "item_properties_part2.csv", text)
+    with pytest.raises(DataError) as old:
+        _old_reader(p)
+    with pytest.raises(DataError) as new:
+        data.read_category_snapshots(p, block_size=block_size)
+    assert str(new.value) == str(old.value)
+    msg = str(new.value)
+    assert "item_properties_part2.csv" in msg and f"'{column}'" in msg and needle in msg and "1-based" in msg
+
+
+@pytest.mark.parametrize("bad", ["5,1,888", "5,1,888,1,2", "5,1,888,a,b,c"])
+def test_scan_line_that_does_not_parse_names_file_and_row(tmp_path: Path, bad: str) -> None:
+    # A non-category line with a wrong field count: the old reader failed too; this one names the row.
+    lines = ["timestamp,itemid,property,value"] + [f"{i},1,888,v" for i in range(30)] + [bad, "9,9,categoryid,3"]
+    p = write(tmp_path / "item_properties_part1.csv", "\n".join(lines) + "\n")
+    with pytest.raises(DataError):
+        _old_reader(p)
+    for block_size in (40, None):
+        with pytest.raises(DataError) as exc:
+            data.read_category_snapshots(p, block_size=block_size)
+        msg = str(exc.value)
+        assert "item_properties_part1.csv" in msg and "at data row 31" in msg and "Fix:" in msg
+
+
+def test_scan_both_files_in_file_order(raw: Path) -> None:
+    files = [raw / "item_properties_part1.csv", raw / "item_properties_part2.csv"]
+    got = data.read_category_files(files, block_size=16)
+    pd.testing.assert_frame_equal(got, pd.concat([_old_reader(f) for f in files], ignore_index=True))
+    assert got["categoryid"].tolist() == [1, 2, 5, 3, 6]
+    with pytest.raises(DataError, match="header but no data rows"):
+        data.read_category_files([write(raw / "empty.csv", "timestamp,itemid,property,value\r\n\r\n")])
