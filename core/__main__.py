@@ -64,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
         help="events to generate (default 2,960,000 of the bench mix: at least RetailRocket's events, visitors and candidate rows)",
     )
     bench.add_argument("--engine", choices=("pandas", "dask"), default="pandas", help="engine of the build")
+    bench.add_argument(
+        "--full-properties",
+        action="store_true",
+        help="item properties files of the real size (20.3M rows, ~0.75 GB) instead of the generated rows only",
+    )
     return parser
 
 
@@ -132,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         else:
-            rows = bench.bench(seed=args.seed, n_events=args.n_events, engine=args.engine)
+            rows = bench.bench(
+                seed=args.seed, n_events=args.n_events, engine=args.engine, full_properties=args.full_properties
+            )
             print(f"{'stage':<60}{'seconds':>10}{'CPU s':>10}{'peak RSS MB':>14}")
             for row in rows:
                 value = row.get("value")

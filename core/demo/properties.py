@@ -129,6 +129,38 @@ def other_properties(rng: np.random.Generator, cat: Catalogue) -> list[tuple[np.
     return out
 
 
+def filler_properties(rng: np.random.Generator, item_ids: np.ndarray, n: int) -> pa.Table:
+    """``n`` rows of non-category properties of the real files' shape, for full-size property files.
+
+    The real files hold 20.3M rows of ~1,100 numeric property names (a few very common), weekly
+    timestamps and values such as "n552.000", "1338" or "1338 n12.000 924617 n24.000"; only
+    ~4 % are categoryid rows, which never come from here.
+    """
+    week = rng.integers(0, N_WEEKS, n)
+    prop = ints_to_str(np.minimum(rng.geometric(0.01, n) - 1, 1103))
+    kind = rng.choice(3, size=n, p=[0.4, 0.3, 0.3])
+    sizes = np.bincount(kind, minlength=3)
+    tokens = [ints_to_str(rng.integers(1000, 1_300_000, int(sizes[k]))) for k in (1, 2, 2)]
+    values = pa.concat_arrays(
+        [
+            _join("n", ints_to_str(rng.integers(1, 3000, int(sizes[0])) * 12), ".000"),
+            tokens[0],
+            _join(tokens[1], " n", ints_to_str(rng.integers(1, 600, int(sizes[2])) * 12), ".000 ", tokens[2]),
+        ]
+    )
+    # Rows of each value format are made together, then put back in the drawn order.
+    place = np.empty(n, np.int64)
+    place[np.argsort(kind, kind="stable")] = np.arange(n)
+    return pa.table(
+        {
+            "timestamp": pa.array(FIRST_SNAPSHOT + week * 7 * DAY, pa.int64()),
+            "itemid": pa.array(item_ids[rng.integers(0, item_ids.size, n)], pa.int64()),
+            "property": prop,
+            "value": values.take(pa.array(place)),
+        }
+    )
+
+
 def item_properties_frame(parts: list[tuple[np.ndarray, np.ndarray, str, pa.Array]], cat: Catalogue) -> pd.DataFrame:
     """Raw item_properties rows (timestamp, itemid, property, value), Arrow-backed strings."""
     prop = pa.chunked_array([pa.repeat(pa.scalar(p[2]), p[1].size) for p in parts], type=pa.string())
