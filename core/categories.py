@@ -49,7 +49,7 @@ class _Chunk:
 class _Lines(NamedTuple):
     """A chunk of whole lines: buf[begin:end], each line ending with a line break."""
 
-    buf: bytearray | bytes
+    buf: bytes
     begin: int
     end: int
 
@@ -63,28 +63,34 @@ class _Lines(NamedTuple):
 
 
 def _line_chunks(path: Path, size: int) -> Iterator[_Lines]:
-    """The file after its header line, in chunks of whole lines (each ends with a line break)."""
+    """The file after its header line, in chunks of whole lines (each ends with a line break).
+
+    Each chunk is one read; the partial line at its end is read again with the next chunk (a
+    seek back), so no bytes are copied.
+    """
     with open(path, "rb") as fh:
-        rest, header_done = b"", False
-        while True:
-            buf = bytearray(len(rest) + size)  # a new buffer each time: a worker may still hold the last
-            buf[: len(rest)] = rest
-            got = fh.readinto(memoryview(buf)[len(rest) :])
-            if not got:
-                break
-            n, begin = len(rest) + got, 0
+        pos, header_done = 0, False
+        while data := fh.read(size):
+            first = 0
             if not header_done:
-                breaks = [i for i in (buf.find(b"\n", 0, n), buf.find(b"\r", 0, n)) if i >= 0]
-                if not breaks:
-                    rest = bytes(buf[:n])
-                    continue
-                begin, header_done = min(breaks) + 1, True
-            cut = max(buf.rfind(b"\n", begin, n), buf.rfind(b"\r", begin, n)) + 1
-            if cut > begin:
-                yield _Lines(buf, begin, cut)
-            rest = bytes(buf[max(cut, begin) : n])
-        if rest and header_done:
-            yield _Lines(rest + b"\n", 0, len(rest) + 1)
+                breaks = [i for i in (data.find(b"\n"), data.find(b"\r")) if i >= 0]
+                first = min(breaks, default=-1) + 1
+            cut = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
+            if len(data) < size:  # the end of the file: its last line may lack a line break
+                if first or header_done:
+                    if cut < len(data):
+                        data, cut = data + b"\n", len(data) + 1
+                    if cut > first:
+                        yield _Lines(data, first, cut)
+                return
+            if cut <= first:  # no line break after the header in this read: read more at once
+                size *= 2
+                fh.seek(pos)
+                continue
+            header_done = True
+            yield _Lines(data, first, cut)
+            pos += cut
+            fh.seek(pos)
 
 
 def _line_bounds(a: np.ndarray, raw: _Lines) -> tuple[np.ndarray, np.ndarray]:
