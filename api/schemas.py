@@ -14,16 +14,13 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from core.anomaly.detector import DETECTORS
 from core.ranking import MAX_VIEWS  # the core's own limit, so the two never disagree
-from core.schema import UNKNOWN_CATEGORY, USER_FEATURES
+from core.schema import MAX_ID, MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, UNKNOWN_CATEGORY, USER_FEATURES
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 
 MAX_USERS = 10_000
 MAX_TOP_K = 50
-MAX_TIMESTAMP_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
-# Ids are int64 in the core; capped at 2**53 - 1, the largest integer a JSON client (and the
-# float-valued OpenAPI maximum) represents exactly.
-MAX_ID = 2**53 - 1
+# MAX_ID and the timestamp bounds come from core.schema: the dashboard's validators apply the same.
 MAX_COUNT = 10**9
 MAX_RATE = 1e9
 
@@ -39,7 +36,9 @@ def _integral_float_to_int(value: Any) -> Any:
 # real type aliases (not built by a helper) so a type checker accepts them as annotations.
 Count: TypeAlias = Annotated[int, Field(ge=0, le=MAX_COUNT), BeforeValidator(_integral_float_to_int)]
 Id: TypeAlias = Annotated[int, Field(ge=0, le=MAX_ID), BeforeValidator(_integral_float_to_int)]
-Timestamp: TypeAlias = Annotated[int, Field(ge=0, le=MAX_TIMESTAMP_MS), BeforeValidator(_integral_float_to_int)]
+Timestamp: TypeAlias = Annotated[
+    int, Field(ge=MIN_TIMESTAMP_MS, le=MAX_TIMESTAMP_MS), BeforeValidator(_integral_float_to_int)
+]
 TopK: TypeAlias = Annotated[int, Field(ge=1, le=MAX_TOP_K), BeforeValidator(_integral_float_to_int)]
 
 

@@ -43,6 +43,8 @@ from core.schema import (
     EVENT_COLUMNS,
     EVENT_TYPES,
     ITEM_PROPERTY_FILES,
+    MAX_TIMESTAMP_MS,
+    MIN_TIMESTAMP_MS,
     RAW_EVENT_COLUMNS,
     UNKNOWN_CATEGORY,
 )
@@ -252,6 +254,24 @@ def _coerce_int(df: pd.DataFrame, col: str, source: str) -> np.ndarray:
     return pd.to_numeric(s, errors="raise").astype(np.int64).to_numpy()
 
 
+def _check_timestamps(ts: np.ndarray, source: str) -> None:
+    """Refuse timestamps outside 1970..2100, the API's bounds too (core.schema)."""
+    bad = (ts < MIN_TIMESTAMP_MS) | (ts > MAX_TIMESTAMP_MS)
+    if bad.any():
+        idx = np.flatnonzero(bad)
+        raise _bad_values_error(
+            source,
+            "timestamp",
+            f"must lie between 1970-01-01 and 2100-01-01 (Unix milliseconds {MIN_TIMESTAMP_MS} to "
+            f"{MAX_TIMESTAMP_MS:,})",
+            idx,
+            ts[idx[:MAX_SHOWN]].tolist(),
+            _POS_ROWS,
+            int(bad.sum()),
+            "store Unix time in milliseconds (seconds x 1000), and drop rows without a real time",
+        )
+
+
 def validate_events(df: pd.DataFrame, source: str) -> pd.DataFrame:
     """Check and coerce a prepared events table; returns EVENT_COLUMNS with contract dtypes."""
     if not isinstance(df, pd.DataFrame):
@@ -260,6 +280,7 @@ def validate_events(df: pd.DataFrame, source: str) -> pd.DataFrame:
     if len(df) == 0:
         raise DataError(f"{source}: the events table has no rows. Fix: provide events.")
     out = {col: _coerce_int(df, col, source) for col in ("timestamp", "visitorid", "itemid", "categoryid")}
+    _check_timestamps(out["timestamp"], source)
 
     cat = out["categoryid"]
     bad = cat < UNKNOWN_CATEGORY
@@ -328,7 +349,7 @@ def read_events(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     _require_file(path, "the prepared events parquet file")
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(path, page_checksum_verification=True)
     except (pa.ArrowException, OSError) as exc:
         raise DataError(
             f"{path}: not a readable parquet file ({exc}). Fix: rebuild it with write_events or `python -m core build`."
@@ -342,7 +363,7 @@ def write_events(df: pd.DataFrame, path: str | Path) -> None:
     clean = validate_events(df, "write_events input").reset_index(drop=True)
     clean.attrs = {}  # attrs would be serialised into parquet metadata; the report is not data
     path.parent.mkdir(parents=True, exist_ok=True)
-    clean.to_parquet(path, compression="zstd", index=False)
+    clean.to_parquet(path, compression="zstd", index=False, write_page_checksum=True)  # checked on read
 
 
 def fingerprint(df: pd.DataFrame) -> str:

@@ -18,6 +18,7 @@ from pathlib import PurePath
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from core.errors import DataError
@@ -133,8 +134,61 @@ def _check_types(name: str, schema: pa.Schema) -> None:
         )
 
 
-def _read_parquet(name: str, data: bytes) -> tuple[pd.DataFrame, str]:
-    """The table of a parquet upload, its footer checked before any page is decoded."""
+def _is_text(t: pa.DataType) -> bool:
+    """True for a string column (plain or dictionary-encoded)."""
+    t = t.value_type if pa.types.is_dictionary(t) else t
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
+
+
+def _fixed_bytes_per_row(schema: pa.Schema) -> int:
+    """Decoded bytes per row of every column but the text values: a dictionary-encoded column of
+    one repeated number is tiny on disk but 8 bytes a row once read."""
+    total = 0
+    for f in schema:  # a loop over the columns, not the rows
+        t = f.type.value_type if pa.types.is_dictionary(f.type) else f.type
+        total += 8 if _is_text(t) else max(t.bit_width // 8, 1)  # a text cell: its offset / pointer
+    return total
+
+
+def _text_bytes(table: pa.Table) -> int:
+    """Bytes of the text columns' values once their dictionaries are expanded."""
+    total = 0
+    for col in table.columns:
+        if not pa.types.is_dictionary(col.type):
+            continue
+        for chunk in col.chunks:  # a dictionary's value lengths, taken by its indices, summed
+            lengths = pc.take(pc.binary_length(chunk.dictionary), chunk.indices)
+            total += pc.sum(lengths).as_py() or 0
+    return total
+
+
+def _check_decoded(name: str, size: int) -> None:
+    """Refuse a table larger than MAX_UNCOMPRESSED_MB once decoded."""
+    if size > MAX_UNCOMPRESSED_MB * 2**20:
+        raise DataError(
+            f"{name!r} expands to {size / 2**20:,.0f} MB when decoded; at most {MAX_UNCOMPRESSED_MB} MB "
+            "are accepted. Drop unused columns, or split the file."
+        )
+
+
+def _pandas_metadata_ok(table: pa.Table) -> str | None:
+    """None when the table's pandas metadata converts; else why it does not (tried on no rows)."""
+    if b"pandas" not in (table.schema.metadata or {}):
+        return None
+    try:
+        table.schema.empty_table().to_pandas()
+    except Exception as exc:  # hostile metadata fails in json, pyarrow or pandas, with any error
+        return type(exc).__name__
+    return None
+
+
+def _read_parquet(name: str, data: bytes) -> tuple[pd.DataFrame, str, list[str]]:
+    """The table of a parquet upload, its footer checked before any page is decoded.
+
+    Text columns are read as dictionaries, so a column of one long value repeated (a dictionary
+    bomb: 58 KB on disk, 1 GB decoded) is measured before it is expanded. Page checksums are
+    verified when the file has them.
+    """
     try:
         pf = pq.ParquetFile(pa.BufferReader(data))
         meta, schema = pf.metadata, pf.schema_arrow
@@ -147,28 +201,42 @@ def _read_parquet(name: str, data: bytes) -> tuple[pd.DataFrame, str]:
     _check_types(name, schema)
     kind = kind_of(list(schema.names))
     _row_limit(name, kind, meta.num_rows)
-    size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-    if size > MAX_UNCOMPRESSED_MB * 2**20:
-        raise DataError(
-            f"{name!r} expands to {size / 2**20:,.0f} MB when decoded; at most {MAX_UNCOMPRESSED_MB} MB "
-            "are accepted. Drop unused columns, or split the file."
-        )
+    footer = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    fixed = meta.num_rows * _fixed_bytes_per_row(schema)
+    _check_decoded(name, max(footer, fixed))
+    text = [f.name for f in schema if _is_text(f.type)]
     try:
-        if kind == "events" and pa.types.is_string(schema.field("event").type):
-            # event names as a dictionary: 2M Python strings would cost ~100 MB more
-            pf = pq.ParquetFile(pa.BufferReader(data), read_dictionary=["event"])
+        pf = pq.ParquetFile(pa.BufferReader(data), read_dictionary=text, page_checksum_verification=True)
         table = pf.read()
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise DataError(f"{name!r} has a readable footer but its data is damaged ({exc}). Write it again.") from exc
-    # one block per column and no consolidation copy: 8x faster on 1.4M rows, half the peak memory
-    return table.to_pandas(split_blocks=True, self_destruct=True), kind
+    _check_decoded(name, fixed + _text_bytes(table))
+    for col in text:
+        if not (kind == "events" and col == "event"):  # event names stay a dictionary: 100 MB less on 2M
+            i = table.schema.get_field_index(col)
+            table = table.set_column(i, col, table.column(i).cast(table.schema.field(i).type.value_type))
+    notes = []
+    why = _pandas_metadata_ok(table)
+    if why is not None:
+        table = table.replace_schema_metadata({k: v for k, v in table.schema.metadata.items() if k != b"pandas"})
+        notes.append(
+            f"{name}: its pandas metadata is damaged ({why}), so it was ignored and the columns were "
+            "read as stored (no index, Arrow types)."
+        )
+    try:
+        # one block per column and no consolidation copy: 8x faster on 1.4M rows, half the peak memory
+        return table.to_pandas(split_blocks=True, self_destruct=True), kind, notes
+    except (pa.ArrowException, ValueError, TypeError, KeyError) as exc:
+        raise DataError(f"{name!r} could not be converted to a table ({exc}). Write it again.") from exc
 
 
 def _header(name: str, data: bytes) -> tuple[list[str], str, list[str]]:
     """(column names, delimiter, notes) from the first line of a CSV upload."""
     if b"\x00" in data[:MAX_HEADER_BYTES]:
         raise DataError(f"{name!r} contains NUL bytes, so it is not a text CSV. Save it as UTF-8 CSV.")
-    end = data.find(b"\n", 0, MAX_HEADER_BYTES)
+    # the header ends at the first \n or \r: files saved by old Mac software end lines in \r only
+    ends = [i for i in (data.find(b"\n", 0, MAX_HEADER_BYTES), data.find(b"\r", 0, MAX_HEADER_BYTES)) if i >= 0]
+    end = min(ends, default=-1)
     if end < 0 and len(data) > MAX_HEADER_BYTES:
         raise DataError(f"{name!r}: the first line is longer than {MAX_HEADER_BYTES // 1024} KB; that is not a header.")
     try:
@@ -180,7 +248,10 @@ def _header(name: str, data: bytes) -> tuple[list[str], str, list[str]]:
     counts = {d: text.count(d) for d in DELIMITERS}
     delim = "," if counts[","] else max(counts, key=counts.__getitem__)
     notes = [] if delim == "," or not counts[delim] else [f"{name} is {DELIMITERS[delim]}-separated; read it as such."]
-    names = [c.strip() for c in next(csv.reader([text], delimiter=delim))]
+    try:
+        names = [c.strip() for c in next(csv.reader([text], delimiter=delim))]
+    except csv.Error as exc:
+        raise DataError(f"{name!r}: the header line cannot be read as CSV ({exc}). Save it as UTF-8 CSV.") from exc
     return names, delim, notes
 
 
@@ -196,7 +267,9 @@ def _read_csv(name: str, data: bytes) -> tuple[pd.DataFrame, str, list[str]]:
     names, delim, notes = _header(name, data)
     _check_names(name, names)
     kind = kind_of(names)
-    n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    # lines end in \n, \r\n or \r alone (pandas reads all three)
+    n_ends = data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+    n_lines = n_ends + (0 if data.endswith((b"\n", b"\r")) else 1)
     _row_limit(name, kind, n_lines - 1)  # a quoted newline can only overcount
     limit = MAX_EVENT_ROWS if kind == "events" else MAX_FEATURE_ROWS
     try:
@@ -248,7 +321,7 @@ def read_table(name: str, data: bytes) -> tuple[pd.DataFrame, str, list[str]]:
     if suffix == ".csv":
         df, kind, notes = _read_csv(name, data)
     else:
-        (df, kind), notes = _read_parquet(name, data), []
+        df, kind, notes = _read_parquet(name, data)
     if len(df) == 0:
         raise DataError(f"{name!r} has a header but no rows; there is nothing to score.")
     return df, kind, notes

@@ -16,13 +16,12 @@ import numpy as np
 import pandas as pd
 
 from core.errors import DataError
-from core.schema import COUNT_FEATURES, USER_FEATURES
+from core.schema import COUNT_FEATURES, MAX_ID, USER_FEATURES
 
 # The detailed row_problems table is capped; counts in the messages stay exact.
 MAX_PROBLEM_ROWS = 100_000
 LINES_NAMED = 5  # lines listed per problem in a message
 REL_TOL = 1e-9  # equalities hold within this relative difference; bounds allow this rounding
-INT64_LIMIT = 2.0**63
 HEADER_LINES = 1
 
 
@@ -86,7 +85,10 @@ _PROBLEM_TEXT: dict[str, tuple[str, str]] = {
     "inf": ("are infinite", "Replace them with finite values."),
     "negative": ("are negative", "Every feature is non-negative by definition; fix the values."),
     "not_integer": ("are not whole numbers", "Counts are integers; recompute them from the events."),
-    "bad_id": ("are not an integer visitorid within int64", "Give every row its integer visitorid."),
+    "bad_id": (
+        "are not an integer visitorid from 0 to 2^53 - 1",
+        "Give every row its integer visitorid in that range (the API accepts the same ids).",
+    ),
     "duplicate": (
         "repeat a visitorid seen in an earlier row",
         "Keep one row per visitor; duplicates are still scored, each on its own.",
@@ -336,24 +338,27 @@ def _range_rules(v: dict[str, np.ndarray], found: _Collector) -> None:
 
 
 def _visitor_ids(raw: pd.Series, found: _Collector) -> None:
-    """Report ids that are not integers within int64, and repeated ids."""
+    """Report ids that are not integers from 0 to MAX_ID (the API's bounds too), and repeated ids."""
     if _not_a_number_type(raw):
-        vnum = np.full(len(raw), np.nan)
+        whole, ok = np.zeros(len(raw), bool), np.zeros(len(raw), bool)
     elif pd.api.types.is_signed_integer_dtype(raw) and not raw.hasnans:
-        vnum = None  # int64 or narrower: every value is a valid id
+        ints = raw.to_numpy(np.int64)  # int64 or narrower: only the range to check
+        whole, ok = np.ones(len(raw), bool), (ints >= 0) & (ints <= MAX_ID)
     else:
         num = pd.to_numeric(raw, errors="coerce") if not pd.api.types.is_numeric_dtype(raw) else raw
         vnum = num.to_numpy(np.float64, na_value=np.nan)
-    if vnum is None:
-        ok = np.ones(len(raw), bool)
-    else:
-        # float64 cannot tell 2**63 - 1 from 2**63: the limit is the last exactly representable value
-        ok = np.isfinite(vnum) & (vnum == np.round(vnum)) & (np.abs(vnum) < INT64_LIMIT)
+        whole = np.isfinite(vnum) & (vnum == np.round(vnum))
+        ok = whole & (vnum >= 0) & (vnum <= MAX_ID)  # MAX_ID = 2**53 - 1 is exact in float64
+    if not ok.all():
         found.add(
             "visitorid",
             "bad_id",
             ~ok,
-            lambda k: np.where(raw.iloc[k].isna(), "empty", "not an id: '" + raw.iloc[k].astype(str) + "'"),
+            lambda k: np.where(
+                raw.iloc[k].isna(),
+                "empty",
+                np.where(whole[k], "outside 0 to 2^53 - 1: '", "not an id: '") + raw.iloc[k].astype(str) + "'",
+            ),
         )
     index = pd.Index(raw)
     if index.is_monotonic_increasing and index.is_unique:  # sorted ids, as the build writes them
