@@ -29,15 +29,14 @@ class FlatForest:
     """Every tree's nodes in one set of arrays; node ids are global, leaves point to themselves."""
 
     roots: np.ndarray  # (n_trees,) global id of each tree's root
-    left: np.ndarray  # child when going left (a leaf: itself)
-    right: np.ndarray  # child when going right (a leaf: itself)
+    children: np.ndarray  # node k's left child at 2k, right child at 2k + 1 (a leaf: itself, twice)
     feature: np.ndarray  # column of the input the node compares (a leaf: 0)
     threshold: np.ndarray  # x <= threshold goes left (float64, as scikit-learn compares)
     missing_left: np.ndarray  # where NaN goes
     depth: int  # the deepest tree's depth: steps that bring every row to its leaf
 
 
-_cache: weakref.WeakKeyDictionary[Any, tuple[FlatForest, np.ndarray]] = weakref.WeakKeyDictionary()
+_cache: weakref.WeakKeyDictionary[Any, tuple[FlatForest, Any]] = weakref.WeakKeyDictionary()
 _cache_lock = threading.Lock()
 
 
@@ -61,8 +60,7 @@ def flatten(trees: list[Any], features: list[np.ndarray] | None = None) -> FlatF
         offset += t.node_count
     return FlatForest(
         roots=roots,
-        left=np.concatenate(lefts),
-        right=np.concatenate(rights),
+        children=np.column_stack([np.concatenate(lefts), np.concatenate(rights)]).ravel(),
         feature=np.concatenate(feats),
         threshold=np.concatenate(thresholds),
         missing_left=np.concatenate(missing),
@@ -77,14 +75,18 @@ def leaves(flat: FlatForest, X: np.ndarray) -> np.ndarray:
     flat_x = X.ravel()
     node = np.repeat(flat.roots, n)
     row_start = np.tile(np.arange(n, dtype=np.int64) * n_cols, len(flat.roots))
+    has_nan = bool(np.isnan(flat_x).any())
     for _ in range(flat.depth):  # one step per tree level, all trees and rows at once
         x = flat_x[row_start + flat.feature[node]]
-        go_left = np.where(np.isnan(x), flat.missing_left[node], x <= flat.threshold[node])
-        node = np.where(go_left, flat.left[node], flat.right[node])
+        if has_nan:
+            go_right = np.where(np.isnan(x), ~flat.missing_left[node], x > flat.threshold[node])
+        else:
+            go_right = x > flat.threshold[node]  # not (x <= threshold), x being a number
+        node = flat.children[2 * node + go_right]
     return node.reshape(len(flat.roots), n)
 
 
-def _packed(estimator: Any, leaf_values: Any) -> tuple[FlatForest, np.ndarray]:
+def _packed(estimator: Any, leaf_values: Any) -> tuple[FlatForest, Any]:
     """The estimator's packed trees and per-node values, built on first use."""
     with _cache_lock:
         hit = _cache.get(estimator)
@@ -114,24 +116,25 @@ def forest_positive_proba(forest: Any, X: np.ndarray) -> np.ndarray:
     return total / len(forest.estimators_)
 
 
-def _path_terms(forest: Any) -> np.ndarray:
-    """Per node, the depth a row ending there adds: path length + average path length - 1."""
-    return np.concatenate(
+def _path_terms(forest: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per node, the depth a row ending there adds (path length + average path length - 1), and
+    the forest's normalising denominator."""
+    from sklearn.ensemble._iforest import _average_path_length
+
+    terms = np.concatenate(
         [
             np.asarray(d, np.float64) + np.asarray(a, np.float64) - 1.0
             for d, a in zip(forest._decision_path_lengths, forest._average_path_length_per_tree)
         ]
     )
+    return terms, len(forest.estimators_) * _average_path_length([forest._max_samples])
 
 
 def isolation_score_samples(forest: Any, X: np.ndarray) -> np.ndarray:
     """``forest.score_samples(X)`` of a fitted IsolationForest (lower = more abnormal)."""
-    from sklearn.ensemble._iforest import _average_path_length
-
-    flat, terms = _packed(forest, _path_terms)
+    flat, (terms, denominator) = _packed(forest, _path_terms)
     per_tree = terms[leaves(flat, X)]
     depths = np.add.accumulate(per_tree, axis=0)[-1] if len(per_tree) else np.zeros(len(X))
-    denominator = len(forest.estimators_) * _average_path_length([forest._max_samples])
     scores = 2 ** (-np.divide(depths, denominator, out=np.ones_like(depths), where=denominator != 0))
     return -scores
 
