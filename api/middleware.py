@@ -32,6 +32,9 @@ from core.errors import ArtifactError, DataError
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
+# Bodies held in memory at once per worker (read, queued or being scored): bodies are read whole
+# before they queue, and this keeps 512 connections from holding 512 bodies of 5 MB.
+MAX_BUFFERED_BYTES = 64 * 1024 * 1024
 BODY_TIMEOUT_S = 10.0
 RETRY_AFTER_S = 1
 SCORING_PATHS = frozenset({"/rank", "/anomaly"})
@@ -61,10 +64,18 @@ class RequestGuard:
     """Refuse CL+TE framing (400) and bodies over ``max_bytes`` (413); read the whole body within
     ``body_timeout`` seconds (else 408) before calling the app."""
 
-    def __init__(self, app: Any, max_bytes: int = MAX_BODY_BYTES, body_timeout: float = BODY_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        app: Any,
+        max_bytes: int = MAX_BODY_BYTES,
+        body_timeout: float = BODY_TIMEOUT_S,
+        max_buffered: int = MAX_BUFFERED_BYTES,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.body_timeout = body_timeout
+        self.max_buffered = max_buffered
+        self.buffered = 0  # bytes of bodies held now; only touched on the event loop thread
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -90,26 +101,30 @@ class RequestGuard:
             if too_big:
                 await send_json(send, 413, _too_large_message(self.max_bytes), {"Connection": "close"})
                 return
-        body = await self._read_body(receive, send)
-        if body is None:
-            return
-        replayed = False
+        held = [0]  # bytes of this body counted in self.buffered
+        try:
+            body = await self._read_body(scope, receive, send, held)
+            if body is None:
+                return
+            replayed = False
 
-        async def replay() -> dict:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # after the body only a disconnect can come
+            async def replay() -> dict:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()  # after the body only a disconnect can come
 
-        await self.app(scope, replay, send)
+            await self.app(scope, replay, send)
+        finally:
+            self.buffered -= held[0]
 
-    async def _read_body(self, receive: Any, send: Any) -> bytes | None:
-        """The whole body; None once a 408/413 is sent or the client has left."""
+    async def _read_body(self, scope: dict, receive: Any, send: Any, held: list[int]) -> bytes | None:
+        """The whole body (its size added to ``held``); None once a 408/413/503 is sent or the
+        client has left."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.body_timeout  # for the whole body: trickling bytes do not extend it
         chunks: list[bytes] = []
-        received = 0
         while True:
             try:
                 message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
@@ -120,10 +135,20 @@ class RequestGuard:
             if message["type"] != "http.request":  # the client disconnected
                 return None
             chunk = message.get("body", b"")
-            received += len(chunk)
-            if received > self.max_bytes:
+            if held[0] + len(chunk) > self.max_bytes:
                 await send_json(send, 413, _too_large_message(self.max_bytes), {"Connection": "close"})
                 return None
+            if self.buffered + len(chunk) > self.max_buffered:
+                metrics.REJECTED.labels(route=metrics.route_label(scope.get("path", ""))).inc()
+                await send_json(
+                    send,
+                    503,
+                    "The server holds too many request bodies; retry shortly.",
+                    {"Retry-After": str(RETRY_AFTER_S), "Connection": "close"},
+                )
+                return None
+            held[0] += len(chunk)
+            self.buffered += len(chunk)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)

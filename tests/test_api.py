@@ -674,3 +674,35 @@ def test_scoring_gate_queues_then_answers_503_with_retry_after():
     refused = sent[0]
     assert refused["status"] == 503 and (b"retry-after", b"1") in refused["headers"]
     assert ran == [0, 1, 2]  # the queued ones ran, in order
+
+
+def test_request_guard_bounds_the_bodies_held_in_memory():
+    import asyncio
+
+    from api.middleware import RequestGuard
+
+    sent: list[dict] = []
+    seen: list[bytes] = []
+
+    async def app(scope, receive, send):
+        seen.append((await receive())["body"])
+
+    async def send(message):
+        sent.append(message)
+
+    def receive_of(body: bytes):
+        async def receive():
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return receive
+
+    async def scenario():
+        guard = RequestGuard(app, max_bytes=100, max_buffered=30)
+        scope = {"type": "http", "path": "/rank", "headers": []}
+        await guard(scope, receive_of(b"x" * 20), send)  # fits: read whole, then handed on
+        await guard(scope, receive_of(b"y" * 40), send)  # more than all bodies may hold: 503
+        return guard.buffered
+
+    assert asyncio.run(scenario()) == 0  # every body's bytes given back
+    assert seen == [b"x" * 20]
+    assert sent[0]["status"] == 503 and (b"retry-after", b"1") in sent[0]["headers"]
