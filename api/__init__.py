@@ -1,5 +1,5 @@
 """HTTP API over the core: next-category ranking and user anomaly scores.
 
-``api.main.create_app`` builds the app; ``app.py`` at the repository root is the
-``uvicorn app:app`` entry point.
+``python -m api`` serves it (``api.server.run``); ``api.main.create_app`` builds the app, and
+``app.py`` at the repository root is the ``app:app`` it serves.
 """

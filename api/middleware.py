@@ -1,15 +1,19 @@
 """Request guards and error handlers: every answer, even an error, is JSON.
 
-- ``RequestGuard`` refuses ambiguous framing (Content-Length with Transfer-Encoding: 400),
-  bodies over the size limit (413) and bodies that stall (408), before the app sees them.
-- ``ScoringGate`` admits a bounded number of scoring requests; the rest get 503 + Retry-After
-  at once instead of queueing without bound.
+- ``RequestGuard`` refuses ambiguous framing (Content-Length with Transfer-Encoding: 400) and
+  bodies over the size limit (413), and reads the whole body before the app sees it: a body not
+  complete within the body deadline (one deadline for the whole body, not per chunk) gets 408,
+  so a slow client never holds a scoring slot while its body trickles in.
+- ``ApiKeyGuard`` asks for ``Authorization: Bearer <key>`` on the scoring routes when keys are set.
+- ``ScoringGate`` runs a bounded number of scoring requests at once and lets a bounded number
+  wait, in order, for a short time; beyond that, 503 + Retry-After at once.
 - ``StrictJSONRoute`` parses JSON bodies refusing duplicate keys (422), so a body has one meaning.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 from collections.abc import Callable, Coroutine
@@ -21,30 +25,25 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
+from api import metrics
+from api.settings import Settings
 from core.errors import ArtifactError, DataError
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
+# Bodies held in memory at once per worker (read, queued or being scored): bodies are read whole
+# before they queue, and this keeps 512 connections from holding 512 bodies of 5 MB.
+MAX_BUFFERED_BYTES = 64 * 1024 * 1024
 BODY_TIMEOUT_S = 10.0
 RETRY_AFTER_S = 1
 SCORING_PATHS = frozenset({"/rank", "/anomaly"})
+AUTH_CHALLENGE = 'Bearer realm="recsys-api"'
 
 
 def _too_large_message(max_bytes: int) -> str:
     """The 413 message."""
     return f"Request body larger than {max_bytes} bytes."
-
-
-class _BodyRefused(HTTPException):
-    """Raised from receive() when the body breaks a limit.
-
-    An HTTPException, because FastAPI turns any other error raised while reading the body into
-    a 400; this one it re-raises, and the exception middleware answers with its status.
-    """
-
-    def __init__(self, status_code: int, detail: str) -> None:
-        super().__init__(status_code=status_code, detail=detail, headers={"Connection": "close"})
 
 
 async def send_json(send: Any, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
@@ -62,12 +61,21 @@ async def send_json(send: Any, status: int, detail: str, headers: dict[str, str]
 
 
 class RequestGuard:
-    """Refuse CL+TE framing (400), bodies over ``max_bytes`` (413) and stalled bodies (408)."""
+    """Refuse CL+TE framing (400) and bodies over ``max_bytes`` (413); read the whole body within
+    ``body_timeout`` seconds (else 408) before calling the app."""
 
-    def __init__(self, app: Any, max_bytes: int = MAX_BODY_BYTES, body_timeout: float = BODY_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        app: Any,
+        max_bytes: int = MAX_BODY_BYTES,
+        body_timeout: float = BODY_TIMEOUT_S,
+        max_buffered: int = MAX_BUFFERED_BYTES,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.body_timeout = body_timeout
+        self.max_buffered = max_buffered
+        self.buffered = 0  # bytes of bodies held now; only touched on the event loop thread
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -93,68 +101,161 @@ class RequestGuard:
             if too_big:
                 await send_json(send, 413, _too_large_message(self.max_bytes), {"Connection": "close"})
                 return
-        received = 0
-        body_done = False
-        started = False
-
-        async def guarded_receive() -> dict:
-            nonlocal received, body_done
-            if body_done:  # after the body only a disconnect can come: no deadline
-                return await receive()
-            try:
-                message = await asyncio.wait_for(receive(), self.body_timeout)
-            except TimeoutError:
-                raise _BodyRefused(408, f"Request body not received within {self.body_timeout:g} s.") from None
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyRefused(413, _too_large_message(self.max_bytes))
-                body_done = not message.get("more_body", False)
-            return message
-
-        async def tracking_send(message: dict) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        held = [0]  # bytes of this body counted in self.buffered
         try:
-            await self.app(scope, guarded_receive, tracking_send)
-        except _BodyRefused as exc:
-            if started:  # cannot change the status any more; the server closes the connection
-                raise
-            await send_json(send, exc.status_code, str(exc.detail), {"Connection": "close"})
+            body = await self._read_body(scope, receive, send, held)
+            if body is None:
+                return
+            replayed = False
+
+            async def replay() -> dict:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()  # after the body only a disconnect can come
+
+            await self.app(scope, replay, send)
+        finally:
+            self.buffered -= held[0]
+
+    async def _read_body(self, scope: dict, receive: Any, send: Any, held: list[int]) -> bytes | None:
+        """The whole body (its size added to ``held``); None once a 408/413/503 is sent or the
+        client has left."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.body_timeout  # for the whole body: trickling bytes do not extend it
+        chunks: list[bytes] = []
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                detail = f"Request body not received within {self.body_timeout:g} s."
+                await send_json(send, 408, detail, {"Connection": "close"})
+                return None
+            if message["type"] != "http.request":  # the client disconnected
+                return None
+            chunk = message.get("body", b"")
+            if held[0] + len(chunk) > self.max_bytes:
+                await send_json(send, 413, _too_large_message(self.max_bytes), {"Connection": "close"})
+                return None
+            if self.buffered + len(chunk) > self.max_buffered:
+                metrics.REJECTED.labels(route=metrics.route_label(scope.get("path", ""))).inc()
+                await send_json(
+                    send,
+                    503,
+                    "The server holds too many request bodies; retry shortly.",
+                    {"Retry-After": str(RETRY_AFTER_S), "Connection": "close"},
+                )
+                return None
+            held[0] += len(chunk)
+            self.buffered += len(chunk)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class ApiKeyGuard:
+    """With keys set, the scoring routes need ``Authorization: Bearer <key>``; else 401.
+
+    Checked on the headers, before the body is read or a queue place taken. Every key is compared
+    in constant time, so the answer's timing tells nothing about how much of a key was right.
+    """
+
+    def __init__(self, app: Any, keys: tuple[str, ...], paths: frozenset[str] = SCORING_PATHS) -> None:
+        self.app = app
+        self.keys = tuple(k.encode() for k in keys)
+        self.paths = paths
+
+    def allowed(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        """True when the Authorization header carries one of the keys."""
+        values = [v for k, v in headers if k == b"authorization"]
+        if len(values) != 1:
+            return False
+        scheme, _, token = values[0].partition(b" ")
+        if scheme.lower() != b"bearer":
+            return False
+        token = token.strip()
+        matches = [hmac.compare_digest(token, key) for key in self.keys]  # all of them, no early exit
+        return any(matches)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if not self.keys or scope["type"] != "http" or scope.get("path") not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        if not self.allowed(scope.get("headers") or []):
+            await send_json(
+                send,
+                401,
+                "Missing or unknown API key: send the header 'Authorization: Bearer <key>'.",
+                {"WWW-Authenticate": AUTH_CHALLENGE, "Connection": "close"},
+            )
+            return
+        await self.app(scope, receive, send)
 
 
 class ScoringGate:
-    """Admit at most ``max_pending`` scoring requests at a time; answer the rest 503 at once.
+    """At most ``slots`` scoring requests at a time; up to ``queue`` more wait (first come, first
+    served) for at most ``wait_s`` seconds; any other gets 503 + Retry-After at once.
 
-    Admission happens before the body is read, so refused requests cost almost nothing and the
-    event loop stays free for /health.
+    Sits behind ``RequestGuard``, so only requests whose body has fully arrived take a place. A
+    slot is given back when the answer starts, so a client slow to read it holds no slot.
     """
 
-    def __init__(self, app: Any, max_pending: int, paths: frozenset[str] = SCORING_PATHS) -> None:
+    def __init__(
+        self, app: Any, slots: int, queue: int, wait_s: float = 5.0, paths: frozenset[str] = SCORING_PATHS
+    ) -> None:
         self.app = app
-        self.max_pending = max_pending
+        self.slots = asyncio.Semaphore(slots)
+        self.queue = queue
+        self.wait_s = wait_s
         self.paths = paths
-        self.pending = 0  # only touched on the event loop thread: no lock needed
+        self.waiting = 0  # only touched on the event loop thread: no lock needed
+
+    async def _busy(self, scope: dict, send: Any) -> None:
+        """503 with Retry-After, counted."""
+        metrics.REJECTED.labels(route=metrics.route_label(scope.get("path", ""))).inc()
+        await send_json(
+            send,
+            503,
+            "The server is busy scoring other requests; retry shortly.",
+            {"Retry-After": str(RETRY_AFTER_S)},
+        )
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope.get("path") not in self.paths:
             await self.app(scope, receive, send)
             return
-        if self.pending >= self.max_pending:
-            await send_json(
-                send,
-                503,
-                "The server is busy scoring other requests; retry shortly.",
-                {"Retry-After": str(RETRY_AFTER_S)},
-            )
-            return
-        self.pending += 1
+        if self.slots.locked():
+            if self.waiting >= self.queue:
+                await self._busy(scope, send)
+                return
+            self.waiting += 1
+            try:
+                await asyncio.wait_for(self.slots.acquire(), self.wait_s)
+            except TimeoutError:
+                await self._busy(scope, send)
+                return
+            finally:
+                self.waiting -= 1
+        else:
+            await self.slots.acquire()  # free: returns at once
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self.slots.release()
+
+        async def releasing_send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                release()
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, releasing_send)
         finally:
-            self.pending -= 1
+            release()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,12 +343,14 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=500, content={"detail": f"Internal error ({type(exc).__name__})."})
 
 
-def install(
-    app: FastAPI, max_body_bytes: int = MAX_BODY_BYTES, body_timeout: float = BODY_TIMEOUT_S, max_pending: int = 8
-) -> None:
-    """Install the request guards and the error handlers on ``app``."""
-    app.add_middleware(ScoringGate, max_pending=max_pending)
-    app.add_middleware(RequestGuard, max_bytes=max_body_bytes, body_timeout=body_timeout)  # outermost
+def install(app: FastAPI, limits: Settings, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+    """Install the request guards, with ``limits``, and the error handlers on ``app``."""
+    # Added innermost first: Observe sees every answer, the key is checked before the body is
+    # read, and only complete bodies queue for a scoring slot.
+    app.add_middleware(ScoringGate, slots=limits.scoring_threads, queue=limits.queue, wait_s=limits.queue_wait_s)
+    app.add_middleware(RequestGuard, max_bytes=max_body_bytes, body_timeout=limits.body_timeout_s)
+    app.add_middleware(ApiKeyGuard, keys=limits.api_keys)
+    app.add_middleware(metrics.Observe)
     # Starlette types a handler as taking any Exception, though it only calls it with the class it
     # is registered for; a handler of a narrower exception is correct but rejected by the stubs.
     app.add_exception_handler(RequestValidationError, _invalid_body)  # type: ignore[arg-type]

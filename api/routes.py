@@ -116,14 +116,15 @@ def _rank(arts: Artifacts, body: RankRequest) -> RankResponse:
 MAX_RULE_ERRORS = 20  # rows named in one 422; the message gives the total
 
 
-def refuse_invalid_rows(features: pd.DataFrame) -> None:
-    """422 naming the users that break a rule of the data contract's valid feature rows.
+def refuse_invalid_rows(features: pd.DataFrame) -> anomaly.FeatureValidation:
+    """422 naming the users that break a rule of the data contract's valid feature rows; else
+    the validation, for scoring without validating again.
 
     The dashboard's validator (``core.anomaly.validate_features``): the two never disagree.
     """
     val = anomaly.validate_features(features)
     if val.scorable.all():
-        return
+        return val
     bad = val.row_problems[~val.row_problems["row"].isin(np.flatnonzero(val.scorable))]
     n_bad = len(features) - val.n_scorable
     errors = [
@@ -166,8 +167,10 @@ def _score_anomaly(arts: Artifacts, body: AnomalyRequest) -> JSONResponse:
     # Column-wise from the validated models: cheaper than a dict per user.
     columns = ("visitorid", *USER_FEATURES)
     features = pd.DataFrame({c: [getattr(u, c) for u in body.users] for c in columns})
-    refuse_invalid_rows(features)
-    scored = anomaly.score(features, share=body.share, detector=detector, protect_buyers=body.protect_buyers)
+    val = refuse_invalid_rows(features)
+    # anomaly.score's own steps, minus its second validation of the same rows.
+    scores = anomaly.score_rows(features, val.scorable, detector)
+    scored = anomaly.flag_scores(scores, body.share, detector, features, protect_buyers=body.protect_buyers)
     scores = scored["anomaly_score"].to_numpy(dtype=np.float64)
     flags = scored["is_anomaly"].to_numpy(dtype=bool)
     finite = np.isfinite(scores)

@@ -3,8 +3,7 @@
     python benchmarks/bench_load.py                 # 30 s per scenario
     python benchmarks/bench_load.py --duration 5    # a short run (e.g. in CI)
 
-The server is started exactly as the tests start it (``uvicorn app:app`` with the documented
-options) on 127.0.0.1. Scenarios: /rank with the example visitor, /anomaly with 5 users and
+The server is started exactly as the tests start it (``python -m api``, one worker) on 127.0.0.1. Scenarios: /rank with the example visitor, /anomaly with 5 users and
 /anomaly with 10,000 users. A 503 with Retry-After is the server refusing work it has no room
 for, counted apart; any other non-200 answer or transport error is an error.
 """
@@ -45,11 +44,11 @@ def bodies() -> dict[str, bytes]:
 
 
 def server_rss_mb(port: int) -> float:
-    """RSS of the uvicorn process started on ``port`` (from /proc), in MB."""
+    """RSS of the `python -m api` process started on ``port`` (from /proc), in MB."""
     for proc in Path("/proc").iterdir():
         try:
             args = (proc / "cmdline").read_bytes().split(b"\0")
-            if b"uvicorn" in args and str(port).encode() in args:
+            if b"api" in args and str(port).encode() in args:  # python -m api ... --port PORT
                 for line in (proc / "status").read_text().splitlines():
                     if line.startswith("VmRSS:"):
                         return int(line.split()[1]) / 1024

@@ -418,10 +418,13 @@ def test_distinct_rows_group_identical_rows_only():
 
 
 def test_distinct_rows_survive_a_hash_collision(monkeypatch):
-    X = np.array([[1.0], [2.0], [1.0]])
-    monkeypatch.setattr(pd.util, "hash_pandas_object", lambda frame, index: pd.Series([7, 7, 7], dtype="uint64"))
+    from core.distinct import SMALL_ROWS  # fewer rows are sorted, not hashed
+
+    n = SMALL_ROWS + 1
+    X = np.array([[1.0], [2.0]] * n)[:n]
+    monkeypatch.setattr(pd.util, "hash_pandas_object", lambda frame, index: pd.Series(np.full(n, 7), dtype="uint64"))
     first, codes = anomaly.distinct_rows(X)
-    assert first.tolist() == [0, 1, 2] and codes.tolist() == [0, 1, 2]
+    assert first.tolist() == list(range(n)) and codes.tolist() == list(range(n))
 
 
 def duplicated_messy_table(train_features: pd.DataFrame, n: int = 5_000) -> pd.DataFrame:

@@ -639,32 +639,70 @@ def test_no_server_paths_in_any_response(artifact_copy, tmp_path, example):
             _assert_no_paths(r.text, tmp_path)
 
 
-def test_scoring_gate_answers_503_with_retry_after_when_full():
+def test_scoring_gate_queues_then_answers_503_with_retry_after():
     import asyncio
 
     from api.middleware import ScoringGate
 
     release = asyncio.Event()
     sent: list[dict] = []
+    ran: list[int] = []
 
     async def slow_app(scope, receive, send):
         if scope["path"] == "/anomaly":
+            ran.append(scope["n"])
             await release.wait()
+            await send({"type": "http.response.start", "status": 200, "headers": []})
 
     async def send(message):
         sent.append(message)
 
     async def scenario():
-        gate = ScoringGate(slow_app, max_pending=2)
-        scope = {"type": "http", "path": "/anomaly"}
-        running = [asyncio.create_task(gate(scope, None, send)) for _ in range(2)]
-        await asyncio.sleep(0)
-        await gate(scope, None, send)  # the third is refused at once, never queued
+        gate = ScoringGate(slow_app, slots=1, queue=2, wait_s=30)
+        first, *queued = [
+            asyncio.create_task(gate({"type": "http", "path": "/anomaly", "n": n}, None, send)) for n in range(3)
+        ]
+        await asyncio.sleep(0.01)
+        assert ran == [0] and gate.waiting == 2  # one runs, two wait
+        await gate({"type": "http", "path": "/anomaly", "n": 3}, None, send)  # the queue is full: refused at once
         await gate({"type": "http", "path": "/health"}, None, send)  # other paths pass
         release.set()
-        await asyncio.gather(*running)
-        return gate.pending
+        await asyncio.gather(first, *queued)
+        return gate.waiting
 
     assert asyncio.run(scenario()) == 0
-    start = sent[0]
-    assert start["status"] == 503 and (b"retry-after", b"1") in start["headers"]
+    refused = sent[0]
+    assert refused["status"] == 503 and (b"retry-after", b"1") in refused["headers"]
+    assert ran == [0, 1, 2]  # the queued ones ran, in order
+
+
+def test_request_guard_bounds_the_bodies_held_in_memory():
+    import asyncio
+
+    from api.middleware import RequestGuard
+
+    sent: list[dict] = []
+    seen: list[bytes] = []
+
+    async def app(scope, receive, send):
+        seen.append((await receive())["body"])
+
+    async def send(message):
+        sent.append(message)
+
+    def receive_of(body: bytes):
+        async def receive():
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return receive
+
+    async def scenario():
+        guard = RequestGuard(app, max_bytes=100, max_buffered=30)
+        scope = {"type": "http", "path": "/rank", "headers": []}
+        await guard(scope, receive_of(b"x" * 20), send)  # fits: read whole, then handed on
+        await guard(scope, receive_of(b"y" * 40), send)  # more than all bodies may hold: 503
+        return guard.buffered
+
+    assert asyncio.run(scenario()) == 0  # every body's bytes given back
+    assert seen == [b"x" * 20]
+    assert sent[0]["status"] == 503 and (b"retry-after", b"1") in sent[0]["headers"]

@@ -1,4 +1,4 @@
-"""The API as it really runs: a `uvicorn app:app` process on a free localhost port, over HTTP."""
+"""The API as it really runs: a `python -m api` process (uvicorn) on a free localhost port, over HTTP."""
 
 from __future__ import annotations
 
@@ -19,12 +19,11 @@ import pytest
 
 from api.middleware import MAX_BODY_BYTES
 from api.schemas import MAX_USERS
-from api.server import SERVER_ARGS
 
 pytestmark = pytest.mark.e2e  # a real uvicorn process
 
 ROOT = Path(__file__).resolve().parent.parent
-START_TIMEOUT_S = 60.0
+START_TIMEOUT_S = 180.0  # two workers importing scikit-learn on a busy 2-core machine
 
 
 def free_port() -> int:
@@ -35,27 +34,28 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(env: dict[str, str] | None = None, attempts: int = 3) -> Iterator[str]:
-    """Start `uvicorn app:app` (1 worker, the documented options) on a free port; yield its base
-    URL; always stop it."""
+def running_server(
+    env: dict[str, str] | None = None, attempts: int = 3, workers: int = 1, log_path: Path | None = None
+) -> Iterator[str]:
+    """Start `python -m api` (the production settings) on a free port; yield its base URL; always
+    stop it. Its output goes to ``log_path`` when given."""
     for attempt in range(attempts):
         port = free_port()
-        log = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would block the server
+        # a file, not a pipe: a full pipe would block the server
+        log = open(log_path, "w+b") if log_path is not None else tempfile.TemporaryFile()
         proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "uvicorn",
-                "app:app",
+                "api",
                 "--host",
                 "127.0.0.1",
                 "--port",
                 str(port),
                 "--workers",
-                "1",
+                str(workers),
                 "--log-level",
                 "warning",
-                *SERVER_ARGS,
             ],
             cwd=ROOT,
             env={**os.environ, **(env or {})},
@@ -169,15 +169,15 @@ def test_server_serves_another_artifact_dir(tmp_path, example):
 
 LIMITED = {
     "RECSYS_API_HEADER_TIMEOUT_S": "1",
-    "RECSYS_API_BODY_TIMEOUT_S": "1",
-    "RECSYS_API_MAX_PENDING": "2",
+    "RECSYS_API_BODY_TIMEOUT_S": "5",  # whole 3 MB bodies from 12 clients at once, on a busy machine
+    "RECSYS_API_QUEUE": "2",
     "RECSYS_API_SCORING_THREADS": "1",
 }
 
 
 @pytest.fixture(scope="module")
 def limited_url() -> Iterator[str]:
-    """A server with short timeouts and room for two scoring requests at a time."""
+    """A server with short deadlines, one scoring slot and two queue places."""
     with running_server(env=LIMITED) as url:
         yield url
 
@@ -230,8 +230,8 @@ def test_stalled_connections_are_dropped(limited_url):
             data = b""
             while chunk := sock.recv(65_536):  # returns b"" once the server closes
                 data += chunk
-            # closed silently (headers), 408 (body), or 503 when the scoring slots were all taken
-            assert data == b"" or data.split()[1] in (b"408", b"503"), data[:200]
+            # closed silently (headers) or 408 (body); never 503: a body still arriving takes no slot
+            assert data == b"" or data.split()[1] == b"408", data[:200]
     finally:
         for sock in stalled:
             sock.close()
@@ -267,8 +267,9 @@ def test_scoring_over_capacity_is_503_with_retry_after_and_health_stays_fast(lim
     assert set(statuses) <= {200, 503} and 200 in statuses and 503 in statuses, statuses
     assert all(ra == "1" for s, ra in zip(statuses, retry_after) if s == 503)
     # Not behind scoring (it took 23 s before the gate); what remains is the event loop reading
-    # and validating the admitted 3 MB bodies, on two cores shared with the client threads.
-    assert max(health_s) < 2.5, health_s
+    # every 3 MB body (read whole before queueing) and validating the admitted ones, on two cores
+    # shared with the client threads.
+    assert max(health_s) < 5, health_s
 
 
 def test_no_server_paths_over_http(tmp_path, example):

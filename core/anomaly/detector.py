@@ -37,6 +37,7 @@ from core.anomaly.behaviour import (
 from core.anomaly.validation import check_share, validate_features
 from core.distinct import distinct_rows
 from core.errors import DataError
+from core.forest_eval import MAX_FAST_ROWS, isolation_score_samples
 from core.schema import DEFAULT_DETECTOR, DEFAULT_SEED, DEFAULT_SHARE, DETECTOR_PREFIX, MODEL_SUFFIX, USER_FEATURES
 
 log = logging.getLogger(__name__)
@@ -191,6 +192,8 @@ class IsolationForestDetector(Detector):
 
     def _score_z(self, Z: np.ndarray) -> np.ndarray:
         """Minus the forest's score_samples."""
+        if len(Z) <= MAX_FAST_ROWS:  # a few rows (an API request): identical scores, all trees at once
+            return -isolation_score_samples(self.forest_, Z)
         return -self.forest_.score_samples(Z)
 
 

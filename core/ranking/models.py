@@ -14,6 +14,7 @@ from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from core.distinct import distinct_rows
 from core.errors import DataError
+from core.forest_eval import MAX_FAST_ROWS, forest_positive_proba, is_random_forest_classifier
 from core.ranking.cases import cap_by_case
 from core.ranking.markov import MarkovModel
 from core.schema import CANDIDATE_FEATURES, DEFAULT_SEED, LOOKBACK, MARKOV_FEATURE, WINDOW_MS
@@ -99,6 +100,9 @@ class RankingModel:
             return np.asarray(cands[MARKOV_FEATURE], dtype=np.float64)
         cols = [np.asarray(cands[f]) for f in self.features]
         n = len(cols[0]) if cols else 0
+        if n <= MAX_FAST_ROWS and is_random_forest_classifier(self.estimator):
+            # A few rows (an API request): all trees at once, identical scores, no joblib per tree.
+            return forest_positive_proba(self.estimator, _feature_matrix(cols, 0, n))
         codes = None
         splits = tree_splits(self.estimator) if n >= PARALLEL_MIN_ROWS else None
         if splits is not None:
