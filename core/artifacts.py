@@ -62,6 +62,7 @@ from core.schema import (  # noqa: F401  (the file names are re-exported for cal
     DETECTOR,
     DETECTOR_PREFIX,
     DETECTOR_QUALITY_JSON,
+    DRIFT_REFERENCE,
     EVALUATION_JSON,
     MANIFEST,
     MANIFEST_SIG,
@@ -138,6 +139,7 @@ class Artifacts:
     detector: Any = None
     detectors: dict[str, Any] = field(default_factory=dict)
     operating_point: dict[str, Any] | None = None
+    drift_reference: Any = None  # core.anomaly.drift.DriftReference, or None when not built
 
     @property
     def manifest_ok(self) -> bool:
@@ -341,6 +343,25 @@ def _load_into(arts: Artifacts, dir_fd: int) -> None:
         if det is not None:
             arts.detectors[name] = det
     arts.operating_point = arts.read_json(OPERATING_POINT)
+    arts.drift_reference = _drift_reference(arts)
+
+
+def _drift_reference(arts: Artifacts) -> Any:
+    """The verified, schema-checked drift reference, or None (a build without one has no drift check)."""
+    from pydantic import ValidationError
+
+    from core.anomaly.drift import DriftReference
+
+    data = arts.read_bytes(DRIFT_REFERENCE)
+    if data is None:
+        return None
+    try:
+        return DriftReference.model_validate_json(data)
+    except ValidationError as exc:
+        arts.problems.append(
+            f"{DRIFT_REFERENCE} does not follow its schema ({exc.error_count()} errors); no drift check."
+        )
+        return None
 
 
 def require(obj: Any, what: str) -> Any:

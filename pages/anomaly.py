@@ -9,6 +9,7 @@ import streamlit as st
 
 from core import anomaly
 from core import artifacts as A
+from core.anomaly import batch
 from core.errors import DataError
 from core.export import scored_csv_bytes, scored_parquet_bytes
 from core.memory import release_memory
@@ -140,6 +141,48 @@ def histogram(binned: tuple[np.ndarray, np.ndarray], threshold: float) -> alt.La
     return (bars + rule).properties(height=280, padding={"left": 10, "right": 20, "top": 10, "bottom": 30})
 
 
+def show_drift(drift: dict | None, detector: anomaly.Detector) -> None:
+    """The batch's drift against the training users: verdict, flagged shares, PSI per feature."""
+    st.header("Drift against the training users")
+    if drift is None:
+        st.info(f"This build has no drift reference ({A.DRIFT_REFERENCE}). {A.REBUILD_HINT}")
+        return
+    verdict = str(drift["verdict"])
+    say = {"drift": st.warning, "moderate drift": st.info, "no drift": st.success, "too few rows": st.info}[verdict]
+    text = {
+        "drift": "These users differ from the users the detector and its frozen threshold were set on: "
+        "the frozen threshold's share is not what it was set for. Prefer a share of this batch or a fit on it.",
+        "moderate drift": "Some features differ moderately from the training users; check the flagged share.",
+        "no drift": "Every feature is distributed like the training users' (PSI below 0.1).",
+        "too few rows": f"Fewer than {anomaly.MIN_DRIFT_ROWS} scorable rows: no verdict.",
+    }[verdict]
+    say(f"Drift verdict: {anomaly.drift_sentence(drift)}. {text}")
+    c = st.columns(3)
+    c[0].metric("Verdict", verdict)
+    c[1].metric(
+        "Frozen threshold flags",
+        pct(drift["frozen_flagged_share"]),
+        help="Share of this batch's scorable users at or above the frozen threshold, before the buyer policy.",
+    )
+    c[2].metric("It was set to flag", pct(drift["expected_flagged_share"]), help="Of the training users.")
+    feats = drift["features"]
+    table = pd.DataFrame(
+        {
+            "feature": list(feats),
+            "psi": [feats[f]["psi"] for f in feats],
+            "band": [feats[f]["band"] for f in feats],
+        }
+    ).sort_values("psi", ascending=False, kind="stable")
+    with st.expander("PSI of every feature", expanded=verdict == "drift"):
+        st.dataframe(table, hide_index=True)
+    st.caption(
+        f"Population: the {count(drift['rows'])} scorable rows of this file against the reference of the "
+        f"{drift['reference_population']} (10 quantile bins, one bin per value for features with at most 10 values). "
+        f"PSI below {anomaly.MODERATE_PSI} no drift, up to {anomaly.DRIFT_PSI} moderate, above it drift; "
+        f"flagged shares by {detector.name}."
+    )
+
+
 st.title("Anomalous users")
 st.caption(
     "Score users with the bot detectors of task 2. Upload one row per visitor with the 16 "
@@ -214,6 +257,9 @@ if len(validation.row_problems):
 if validation.missing_columns or detector is None:
     st.stop()
 
+# Drawn once the scores exist (the frozen share needs the chosen detector), shown above them.
+drift_box = st.container()
+
 # --- 3. Operating point ----------------------------------------------------------------------
 st.header("3 · Operating point")
 names = sorted(arts.detectors) or [detector.name]
@@ -253,6 +299,12 @@ scores = scored["scores"]
 # score()'s threshold and policy rule, without rescoring when the share or the policy moves
 flags = anomaly.flag_scores(scores, share, detector, df, protect_buyers=protect_buyers)
 threshold = float(flags["threshold"].iloc[0])
+
+if "drift" not in scored:  # once per file and detector: the shares do not move with the slider
+    scored["drift"] = batch.batch_drift(df, validation.scorable, scores, detector, arts.drift_reference)
+drift = scored["drift"]
+with drift_box:
+    show_drift(drift, detector)
 
 # What cleaning would remove from this batch at every share and at the frozen threshold.
 scorable = np.isfinite(scores)
@@ -318,13 +370,14 @@ st.caption(
 # Built only when a button is clicked, a slice of rows at a time, so no copy of the table is kept
 # in the session; the detector, policy, threshold and mode behind the flags go in every row.
 stem = source["name"].rsplit(".", 1)[0]
-mode_label = "frozen threshold" if share is None else f"top {round(100 * share)}% of this batch"
+mode_label = batch.mode_label(share)
 tag = (
     f"{detector.name}_{'keep-buyers' if protect_buyers else 'all-visitors'}_"
     + ("frozen" if share is None else f"share{round(100 * share)}")
     + f"_t{threshold:.4f}"
 )
-constants = {**anomaly.provenance(detector, protect_buyers, threshold), "mode": mode_label}
+constants = batch.output_constants(detector, protect_buyers, threshold, mode_label, drift)
+metadata = batch.output_metadata(constants, drift)
 is_anomaly = flags["is_anomaly"].to_numpy()
 
 c = st.columns(2)
@@ -339,7 +392,7 @@ c[0].download_button(
 )
 c[1].download_button(
     "Scored rows as parquet",
-    download_data(scored_parquet_bytes, df, scores, is_anomaly, constants),
+    download_data(scored_parquet_bytes, df, scores, is_anomaly, constants, metadata),
     f"{stem}_scored_{tag}.parquet",
     "application/octet-stream",
     key="dl_parquet",
@@ -348,7 +401,8 @@ c[1].download_button(
 )
 st.caption(
     "Both hold every uploaded row in the original order plus `anomaly_score` (empty when the row "
-    "cannot be scored), `is_anomaly`, and the `detector`, `policy`, `threshold` and `mode` that produced them; "
+    "cannot be scored), `is_anomaly`, and the `detector`, `policy`, `threshold` and `mode` that produced them "
+    "(and the batch's `drift` verdict; the parquet file's metadata holds the whole drift report); "
     "the file name carries the same. "
     "In the CSV, text cells starting with = + - @ are prefixed with ' so spreadsheets do not run them as formulas."
 )

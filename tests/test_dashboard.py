@@ -83,6 +83,12 @@ def demo_features(artifact_dir: Path) -> pd.DataFrame:
     return pd.read_parquet(artifact_dir / A.USER_FEATURES)
 
 
+def metric(at: AppTest, label: str) -> str:
+    """The value of the one metric with this label."""
+    (value,) = [m.value for m in at.metric if m.label == label]
+    return value
+
+
 def charts(at: AppTest) -> list:
     """The Altair/Vega-Lite charts shown."""
     return list(at.get("vega_lite_chart"))
@@ -548,13 +554,13 @@ def test_share_slider_flags_that_share_of_the_batch(dashboard_built):
     assert at.session_state["anomaly_scores"]["scores"] is scores
     assert list(at.session_state["anomaly_scores"]["cost"]) == [True]
     n = len(demo_features(dashboard_built))
-    kept_buyers = int(at.metric[2].value.replace(",", ""))
+    kept_buyers = int(metric(at, "Flagged").replace(",", ""))
     at.toggle(key="protect_buyers").set_value(False).run()
-    flagged = int(at.metric[2].value.replace(",", ""))
+    flagged = int(metric(at, "Flagged").replace(",", ""))
     assert abs(flagged - 0.10 * n) <= 0.005 * n + 2
     assert kept_buyers <= flagged  # the policy only ever unflags
     at.slider(key="share_pct").set_value(1).run()
-    assert int(at.metric[2].value.replace(",", "")) < flagged
+    assert int(metric(at, "Flagged").replace(",", "")) < flagged
     assert sorted(at.session_state["anomaly_scores"]["cost"]) == [False, True]  # once per policy
 
 
@@ -596,7 +602,7 @@ def test_detector_select_policy_toggle_and_cost_on_an_upload(dashboard_built, do
     box.set_value("robust_z").run()
     no_exception(at)
     arts = A.load_artifacts(dashboard_built)
-    assert at.metric[4].value == f"{arts.detectors['robust_z'].threshold_:.4f}"
+    assert metric(at, "Threshold") == f"{arts.detectors['robust_z'].threshold_:.4f}"
     at.toggle(key="protect_buyers").set_value(False).run()
     no_exception(at)
     cost = texts(at.info) + texts(at.warning)
@@ -764,3 +770,29 @@ def test_every_page_has_the_glossary_and_no_code_references(dashboard_built, pag
     shown = texts(at.caption) + texts(at.markdown) + texts(at.info) + texts(at.warning)
     for code in ("docs/", "DATA_CONTRACT", "core.", ".py", "GroupShuffleSplit"):
         assert code not in shown, code
+
+
+def test_drift_section_sits_above_the_operating_point_and_goes_into_the_downloads(dashboard_built, downloads):
+    features = demo_features(dashboard_built)
+    at = open_page("pages/anomaly.py")
+    at = upload(at, "sample.parquet", parquet_bytes(features.sample(3000, random_state=3)))
+    no_exception(at)
+    headers = [h.value for h in at.header]
+    assert headers.index("Drift against the training users") < headers.index("3 · Operating point")
+    assert metric(at, "Verdict") == "no drift"
+    assert "Drift verdict: no drift" in texts(at.success)
+    at = upload(at, "heavy.parquet", parquet_bytes(features[features["events"] >= 5]))
+    no_exception(at)
+    assert metric(at, "Verdict") == "drift"
+    assert "largest PSI" in texts(at.warning)
+    psi = frame(at, "feature", "psi", "band")
+    assert psi.iloc[0]["band"] == "drift" and "events" in set(psi.loc[psi["band"] == "drift", "feature"])
+    name, build = only(downloads, "heavy_scored_", ".parquet")
+    data = build()
+    import pyarrow.parquet as pq
+
+    meta = pq.read_metadata(io.BytesIO(data)).metadata
+    report = json.loads(meta[b"drift_report"])
+    assert report["verdict"] == "drift" and "events" in report["drifted_features"]
+    back = pd.read_parquet(io.BytesIO(data))
+    assert back["drift"].str.startswith("drift (largest PSI").all()
