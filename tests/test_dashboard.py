@@ -796,3 +796,104 @@ def test_drift_section_sits_above_the_operating_point_and_goes_into_the_download
     assert report["verdict"] == "drift" and "events" in report["drifted_features"]
     back = pd.read_parquet(io.BytesIO(data))
     assert back["drift"].str.startswith("drift (largest PSI").all()
+
+
+def raw_upload_case(artifact_dir: Path, tmp_path: Path) -> tuple[Path, pd.DataFrame]:
+    """A raw-events CSV of 3,000 demo visitors with 5 exact duplicate events, and its distinct events."""
+    from tests.test_score_command import raw_events
+
+    raw, distinct = raw_events(artifact_dir)
+    path = tmp_path / "events.csv"
+    raw.to_csv(path, index=False)
+    return path, distinct
+
+
+def test_raw_upload_cleaned_download_and_the_score_command_give_the_same_files(dashboard_built, downloads, tmp_path):
+    from core.__main__ import main
+
+    path, distinct = raw_upload_case(dashboard_built, tmp_path)
+    at = open_page("pages/anomaly.py")
+    at = upload(at, "events.csv", path.read_bytes())
+    no_exception(at)
+    assert "5 exact duplicate events were dropped" in texts(at.info)
+    # the committed events are the build's cleaned ones: a share of this batch flags some of them
+    at.radio(key="anomaly_mode").set_value("a share of this batch").run()
+    at.slider(key="share_pct").set_value(5).run()
+    downloads.clear()
+    at.run()
+    _, scored_csv = only(downloads, "events_scored_", ".csv")
+    _, clean_csv = only(downloads, "events_cleaned_", ".csv")
+    _, clean_pq = only(downloads, "events_cleaned_", ".parquet")
+    out, clean = tmp_path / "out.csv", tmp_path / "clean.csv"
+    argv = ["score", str(path), str(out), "--share", "0.05", "--cleaned-events", str(clean)]
+    argv += ["--artifacts", str(dashboard_built)]
+    assert main(argv) == 0
+    assert scored_csv() == out.read_bytes()  # the command's OUT is the page's download
+    assert clean_csv() == clean.read_bytes()
+    cleaned = pd.read_parquet(io.BytesIO(clean_pq()))
+    scored = pd.read_csv(out)
+    flagged = set(scored.loc[scored["is_anomaly"] == True, "visitorid"])  # noqa: E712
+    assert flagged and not set(cleaned["visitorid"]) & flagged
+    assert len(cleaned) == int((~distinct["visitorid"].isin(flagged)).sum())
+    assert scored["events"].sum() == len(distinct)
+
+
+def test_fit_on_batch_search_paging_and_evidence_of_a_flagged_visitor(dashboard_built, downloads, tmp_path):
+    from core.__main__ import main
+
+    path, _ = raw_upload_case(dashboard_built, tmp_path)
+    at = open_page("pages/anomaly.py")
+    at = upload(at, "events.csv", path.read_bytes())
+    at.radio(key="anomaly_mode").set_value("a detector fitted on this batch").run()
+    at.slider(key="share_pct").set_value(5).run()
+    no_exception(at)
+    assert "fitted on 3,000 scorable users of this batch (seed 42)" in texts(at.caption)
+    _, build = only(downloads, "events_scored_isolation_forest_keep-buyers_fit5_t", ".parquet")
+    back = pd.read_parquet(io.BytesIO(build()))
+    assert set(back["mode"]) == {"fitted on this batch (seed 42, 3,000 fit rows), top 5% of this batch"}
+    out = tmp_path / "fit.parquet"
+    assert (
+        main(["score", str(path), str(out), "--share", "0.05", "--fit-on-batch", "--artifacts", str(dashboard_built)])
+        == 0
+    )
+    pd.testing.assert_frame_equal(pd.read_parquet(out), back)
+    # every flagged user is in the table (one page here), and a search finds one
+    flagged = frame(at, "why")
+    n_flagged = int(metric(at, "Flagged").replace(",", ""))
+    assert len(flagged) == n_flagged
+    target = int(flagged["visitorid"].iloc[3])
+    at.text_input(key="flagged_search").set_value(str(target)).run()
+    no_exception(at)
+    assert frame(at, "why")["visitorid"].tolist() == [target]
+    at.text_input(key="flagged_search").set_value("12x").run()
+    assert "whole number" in texts(at.warning)
+    at.text_input(key="flagged_search").set_value("").run()
+    # the drill-down: only the flagged visitors' events are kept, and the chosen one is charted
+    at.selectbox(key="evidence_visitor").set_value(3).run()
+    no_exception(at)
+    kept = at.session_state["anomaly_flagged_events"]["events"]
+    assert set(kept["visitorid"]) <= set(flagged["visitorid"])
+    shown = [t.value for t in at.text if t.value.startswith(f"Visitor {target}:")]
+    assert shown and "Why:" in shown[0]
+    assert len(charts(at)) >= 4  # histogram, timeline, hour profile, gaps
+
+
+def test_labels_upload_measures_every_detector(dashboard_built, tmp_path):
+    features = demo_features(dashboard_built)
+    at = open_page("pages/anomaly.py")
+    at = upload(at, "users.parquet", parquet_bytes(features))
+    labels = pd.read_parquet(dashboard_built / A.SCORED_USERS)[["visitorid", "is_anomaly"]].head(3000)
+    csv = labels.rename(columns={"is_anomaly": "is_bot"}).to_csv(index=False)
+    csv += "999999999999,1\n"  # not in the file
+    at.file_uploader(key="labels_file").set_value(("labels.csv", csv.encode(), "text/csv")).run()
+    no_exception(at)
+    table = frame(at, "detector", "PR-AUC [95% CI]")
+    assert set(table["detector"]) == {"isolation_forest", "robust_z", "hbos", "ecod"}
+    assert (table["labelled"] == 3000).all()
+    assert "**1** visitorids are not in this file" in "\n".join(m.value for m in at.markdown)
+    cost = frame(at, "known_bots_removed", "labelled_normal_removed")
+    assert cost["known_bots_removed"].max() > 0
+    bad = "visitorid,is_bot\n1,1\n1,0\n"
+    at.file_uploader(key="labels_file").set_value(("bad.csv", bad.encode(), "text/csv")).run()
+    no_exception(at)
+    assert "repeats" in texts(at.error)

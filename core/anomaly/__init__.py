@@ -45,7 +45,16 @@ from core.anomaly.drift import (
     drift_sentence,
     frozen_share,
 )
+from core.anomaly.evidence import GAP_LABELS, Evidence, visitor_evidence
 from core.anomaly.features import user_features
+from core.anomaly.labels import (
+    BOOTSTRAP_RESAMPLES,
+    label_cost,
+    label_metrics,
+    match_labels,
+    pr_curve,
+    read_labels,
+)
 from core.anomaly.policy import (
     COST_COLUMNS,
     DEFAULT_PROTECT_BUYERS,
@@ -75,6 +84,7 @@ from core.schema import COUNT_FEATURES, USER_FEATURES
 
 __all__ = [
     "BEHAVIOUR_COLUMNS",
+    "BOOTSTRAP_RESAMPLES",
     "COST_COLUMNS",
     "COUNT_FEATURES",
     "DEFAULT_AUDIT_SHARES",
@@ -86,6 +96,7 @@ __all__ = [
     "DETECTOR_FIT_CAP",
     "DRIFT_BINS",
     "DRIFT_PSI",
+    "GAP_LABELS",
     "MAX_PROBLEM_ROWS",
     "MIN_DRIFT_ROWS",
     "MODERATE_PSI",
@@ -98,6 +109,7 @@ __all__ = [
     "Detector",
     "DriftReference",
     "ECODDetector",
+    "Evidence",
     "FeatureValidation",
     "HBOSDetector",
     "IsolationForestDetector",
@@ -120,10 +132,15 @@ __all__ = [
     "fit_sample",
     "flag_scores",
     "frozen_share",
+    "label_cost",
+    "label_metrics",
     "make_detector",
+    "match_labels",
     "policy_label",
+    "pr_curve",
     "provenance",
     "proxy_labels",
+    "read_labels",
     "score",
     "score_rows",
     "score_table",
@@ -131,5 +148,6 @@ __all__ = [
     "threshold_for",
     "user_features",
     "validate_features",
+    "visitor_evidence",
     "why",
 ]

@@ -33,15 +33,15 @@ def fit_on_batch(
     features: pd.DataFrame,
     scorable: np.ndarray,
     name: str,
-    share: float,
     seed: int = DEFAULT_SEED,
     cap: int = DETECTOR_FIT_CAP,
 ) -> BatchFit:
     """The named detector fitted on the batch's scorable rows (a fixed random sample of ``cap``
-    rows when there are more, as the build does), with its own operating share."""
+    rows when there are more, as the build does). Its scores do not depend on a share: the
+    batch's own quantile flags them (``flag_scores``), so one fit serves every share."""
     rows = features.loc[scorable] if not scorable.all() else features
     sample = fit_sample(rows, cap, seed)
-    detector = fit_detector(sample, name, share=share, seed=seed, fingerprint="this batch")
+    detector = fit_detector(sample, name, seed=seed, fingerprint="this batch")
     return BatchFit(detector, len(sample), seed)
 
 
