@@ -210,7 +210,7 @@ def flagged_events(packed: bytes, ids: np.ndarray, key: tuple) -> pd.DataFrame:
     return st.session_state.anomaly_flagged_events["events"]
 
 
-def bars(frame: pd.DataFrame, x: str, y: str, title: str, **extra: object) -> alt.Chart:
+def bars(frame: pd.DataFrame, x: str | alt.X, y: str, title: str, **extra: object) -> alt.Chart:
     """A small bar chart of one evidence table."""
     return alt.Chart(frame).mark_bar().encode(x=x, y=alt.Y(y, title=title), **extra).properties(height=200)
 
@@ -234,11 +234,17 @@ def show_evidence(
         f"Visitor {vid}: {ev.n_events:,} events. Why: {why_text[pick] or 'no column above the training users’ usual range'}"
     )
     st.altair_chart(
-        bars(ev.timeline, "time:T", "events:Q", "Events per hour", color=alt.Color("event:N", title="event type")),
+        bars(
+            ev.timeline,
+            alt.X("time:T", scale=alt.Scale(type="utc"), title="time (UTC)"),
+            "events:Q",
+            "Events per hour",
+            color=alt.Color("event:N", title="event type"),
+        ),
         width="stretch",
     )
     c = st.columns(2)
-    c[0].altair_chart(bars(ev.hours, "hour:O", "events:Q", "Events by hour of day (UTC)"), width="stretch")
+    c[0].altair_chart(bars(ev.hours, alt.X("hour:O", title="hour of day (UTC)"), "events:Q", "Events"), width="stretch")
     c[1].altair_chart(
         bars(ev.gaps, alt.X("gap:N", sort=list(anomaly.GAP_LABELS), title="gap to the next event"), "gaps:Q", "Gaps"),
         width="stretch",
@@ -278,7 +284,7 @@ def labels_section(
     cost: pd.DataFrame,
 ) -> None:
     """The optional labels upload and every detector measured on it."""
-    st.header("5 · Your own labels")
+    st.header("Your own labels")
     up = st.file_uploader(
         "Known bots and normal users (optional): visitorid,is_bot with 0/1 or true/false",
         type=["csv", "parquet"],
@@ -344,7 +350,8 @@ def labels_section(
             width="stretch",
         )
     extra = anomaly.label_cost(cost, scores, y, df, protect_buyers)
-    st.dataframe(extra, hide_index=True)
+    shown = ["point", "threshold", "users_removed", "known_bots_removed", "labelled_normal_removed", "events_removed"]
+    st.dataframe(extra[shown], hide_index=True)
     st.caption(
         f"What cleaning removes at every share and the frozen threshold ({detector.name}), with your labels: "
         "known bots removed and labelled-normal users removed (after the policy)."
@@ -564,7 +571,6 @@ st.caption(
 if source.get("events") is not None and len(top):
     show_evidence(source, df, ranked, top, why_text, (source["token"], detector.name, threshold, protect_buyers))
 
-labels_section(df, scores, flags["is_anomaly"].to_numpy(), share, protect_buyers, detector, fit, cost)
 
 # --- 5. Downloads ----------------------------------------------------------------------------
 # Built only when a button is clicked, a slice of rows at a time, so no copy of the table is kept
@@ -633,3 +639,5 @@ if source.get("events") is not None:
         f"The cleaned events: this file's events after the build loader's exact-duplicate rule, without any event "
         f"of the {count(len(flagged_ids))} flagged visitors, in file order (`categoryid` -1 when the file had none)."
     )
+
+labels_section(df, scores, flags["is_anomaly"].to_numpy(), share, protect_buyers, detector, fit, cost)
