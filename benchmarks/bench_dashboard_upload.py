@@ -186,7 +186,7 @@ def main() -> None:
             print(f"server RSS before upload: {sampler.now() / MB:.0f} MB")
             sampler.step()
             t0 = time.perf_counter()
-            pg.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(path))
+            pg.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(path))
             pg.get_by_role("button", name="Scored rows as parquet").wait_for()
             settle(pg)
             print(f"time to results and downloads ready: {time.perf_counter() - t0:.1f} s")
@@ -252,7 +252,7 @@ def main() -> None:
             other = folder / f"{path.stem}_again{path.suffix}"
             os.link(path, other)
             t1 = time.perf_counter()
-            pg.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(other))
+            pg.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(other))
             pg.get_by_text(other.name, exact=True).wait_for()
             settle_fully(pg)
             print(
@@ -264,7 +264,7 @@ def main() -> None:
             settle_fully(pg)
             time.sleep(5)
             print(f"server RSS 5 s after the file was removed: {sampler.now() / MB:.0f} MB")
-            pg.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(path))
+            pg.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(path))
             pg.get_by_role("button", name="Scored rows as parquet").wait_for()
             settle_fully(pg)
             print(

@@ -78,7 +78,7 @@ def run(opts: ScoreOptions) -> dict[str, Any]:
     threshold = float(flagged["threshold"].iloc[0]) if len(flagged) else float("nan")
     drift = batch.batch_drift(df, val.scorable, frozen_scores, frozen, arts.drift_reference)
     mode = batch.mode_label(opts.share, fit)
-    constants = batch.output_constants(detector, opts.protect_buyers, threshold, mode, drift)
+    constants = batch.output_constants(detector, opts.protect_buyers, threshold, mode, drift, fit)
     metadata = batch.output_metadata(constants, drift)
     data = (
         scored_csv_bytes(df, scores, flags, constants)

@@ -582,7 +582,7 @@ tag = (
     + ("frozen" if share is None else f"{'fit' if fit else 'share'}{round(100 * share)}")
     + f"_t{threshold:.4f}"
 )
-constants = batch.output_constants(detector, protect_buyers, threshold, mode_label, drift)
+constants = batch.output_constants(detector, protect_buyers, threshold, mode_label, drift, fit)
 metadata = batch.output_metadata(constants, drift)
 is_anomaly = flags["is_anomaly"].to_numpy()
 
