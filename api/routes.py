@@ -32,6 +32,7 @@ from api.schemas import (
     RankResponse,
 )
 from core import anomaly, ranking
+from core.anomaly import batch
 from core.artifacts import Artifacts
 from core.errors import ArtifactError
 from core.schema import USER_FEATURES
@@ -189,6 +190,7 @@ def _score_anomaly(arts: Artifacts, body: AnomalyRequest) -> JSONResponse:
         "n_users": len(users),
         "n_flagged": int(flags.sum()),
         "users": users,
+        "drift": batch.api_drift(features, finite, scores, detector, arts.drift_reference),
     }
     # Built from plain Python types that match AnomalyResponse, so it skips FastAPI's
     # re-validation of 10,000 rows; the schema (and the fuzz tests' response check) still holds.

@@ -158,6 +158,24 @@ class UserScore(BaseModel):
     is_anomaly: bool
 
 
+class FeatureDrift(BaseModel):
+    psi: float | None = Field(description="Population stability index against the training users.")
+    band: Literal["no drift", "moderate drift", "drift"]
+    drifted: bool = Field(description="PSI >= 0.25.")
+
+
+class DriftSummary(BaseModel):
+    verdict: Literal["no drift", "moderate drift", "drift", "too few rows"]
+    rows: int = Field(description="Scorable users the PSI was computed on.")
+    min_rows: int
+    reference_population: str
+    features: dict[str, FeatureDrift]
+    drifted_features: list[str] = Field(description="Features with PSI >= 0.25, largest first.")
+    moderate_features: list[str]
+    expected_flagged_share: float | None = Field(description="The share the frozen threshold was set to flag.")
+    frozen_flagged_share: float | None = Field(description="The share it flags in this batch, before the policy.")
+
+
 class AnomalyResponse(BaseModel):
     mode: Literal["frozen", "batch share"]
     detector: str = Field(description="The detector that scored the users.")
@@ -168,6 +186,9 @@ class AnomalyResponse(BaseModel):
     n_users: int
     n_flagged: int
     users: list[UserScore] = Field(description="One per input user, in input order.")
+    drift: DriftSummary | None = Field(
+        default=None, description="Drift of the batch against the training users (200 or more users only)."
+    )
 
 
 class ErrorResponse(BaseModel):

@@ -2,13 +2,15 @@
 
     python benchmarks/bench_dashboard_upload.py [--rows 1400000] [--format parquet|csv]
     python benchmarks/bench_dashboard_upload.py --events 2000000   # raw events instead
+    python benchmarks/bench_dashboard_upload.py --fit              # also fit on the batch
 
 Makes the file (the demo build's features, or its prepared events, resampled with fresh
 visitorids), starts `streamlit run streamlit_app.py`, samples the server's RSS (children
 included, psutil, every 50 ms) for the whole session, and in headless Debian Chromium: uploads
 the file, waits for the results and both download buttons, switches to "a share of this batch",
-moves the share slider five times (one key press each, timed to the end of the rerun), clicks
-both downloads, removes the file from the uploader, closes the browser and samples the RSS for
+moves the share slider five times (one key press each, timed to the end of the rerun), with
+--fit switches to "a detector fitted on this batch", clicks both downloads (and, for raw events,
+with the first flagged visitor's drill-down on screen, both cleaned-events downloads), removes the file from the uploader, closes the browser and samples the RSS for
 --after-close seconds (Streamlit keeps a closed tab's session for server.disconnectedSessionTTL).
 Prints: time to results, each slider latency, download times, the peak RSS of each step and of
 the whole session, the RSS after the file was removed and after the browser closed.
@@ -132,6 +134,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_400_000)
     ap.add_argument("--events", type=int, default=0, help="upload this many raw events instead of features")
     ap.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    ap.add_argument("--fit", action="store_true", help="also switch to 'a detector fitted on this batch'")
     ap.add_argument("--after-close", type=float, default=60.0, help="seconds to sample after the browser closed")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
@@ -183,7 +186,7 @@ def main() -> None:
             print(f"server RSS before upload: {sampler.now() / MB:.0f} MB")
             sampler.step()
             t0 = time.perf_counter()
-            pg.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(path))
+            pg.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(path))
             pg.get_by_role("button", name="Scored rows as parquet").wait_for()
             settle(pg)
             print(f"time to results and downloads ready: {time.perf_counter() - t0:.1f} s")
@@ -218,7 +221,20 @@ def main() -> None:
                 settle(pg)
                 print(f"slider move {i + 1}: {latency:.2f} s to the new flag count ({flagged.inner_text()})")
             print(f"server RSS after the slider moves: {sampler.now() / MB:.0f} MB (peak {sampler.step() / MB:.0f} MB)")
-            for label in ("Scored rows as CSV", "Scored rows as parquet"):
+            if args.fit:
+                t1 = time.perf_counter()
+                pg.get_by_text("a detector fitted on this batch").click()
+                pg.get_by_text("scorable users of this batch (seed").wait_for()
+                settle_fully(pg)
+                print(
+                    f"fit on this batch: {time.perf_counter() - t1:.1f} s, server RSS {sampler.now() / MB:.0f} MB "
+                    f"(peak {sampler.step() / MB:.0f} MB)"
+                )
+            buttons = ["Scored rows as CSV", "Scored rows as parquet"]
+            if args.events:  # the drill-down of the first flagged visitor is on screen already
+                assert pg.get_by_text("Evidence for one flagged visitor").count() == 1
+                buttons += ["Cleaned events as CSV", "Cleaned events as parquet"]
+            for label in buttons:
                 t1 = time.perf_counter()
                 with pg.expect_download() as info:
                     pg.get_by_role("button", name=label).click()
@@ -236,7 +252,7 @@ def main() -> None:
             other = folder / f"{path.stem}_again{path.suffix}"
             os.link(path, other)
             t1 = time.perf_counter()
-            pg.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(other))
+            pg.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(other))
             pg.get_by_text(other.name, exact=True).wait_for()
             settle_fully(pg)
             print(
@@ -248,7 +264,7 @@ def main() -> None:
             settle_fully(pg)
             time.sleep(5)
             print(f"server RSS 5 s after the file was removed: {sampler.now() / MB:.0f} MB")
-            pg.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(path))
+            pg.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(path))
             pg.get_by_role("button", name="Scored rows as parquet").wait_for()
             settle_fully(pg)
             print(

@@ -1,4 +1,5 @@
 """Command line: ``python -m core build`` writes every artifact; ``python -m core bench`` times it;
+``python -m core score`` scores a file as the anomaly page does;
 ``python -m core features|candidates`` runs one per-visitor stage on the pandas or Dask engine."""
 
 from __future__ import annotations
@@ -54,6 +55,27 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("events", help="prepared-events parquet file, or a folder of parquet files")
         cmd.add_argument("out", help="output parquet (a folder of parts with --engine dask) or .csv")
         _engine_arguments(cmd)
+
+    score = sub.add_parser("score", help="score a user-features or raw-events file as the anomaly page does")
+    score.add_argument("input", help="user features or raw events, CSV or parquet")
+    score.add_argument("out", help="the scored rows (.csv or .parquet): the page's scored download")
+    score.add_argument("--detector", default=None, help="detector of the build (default: the served one)")
+    score.add_argument("--share", type=float, default=None, help="flag this share of the batch (default: frozen point)")
+    score.add_argument(
+        "--fit-on-batch", action="store_true", help="fit the detector on this batch (needs --share; fixed seed)"
+    )
+    score.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"seed of --fit-on-batch (default {DEFAULT_SEED})"
+    )
+    score.add_argument(
+        "--no-protect-buyers", dest="protect_buyers", action="store_false", help="let visitors who bought be flagged"
+    )
+    score.add_argument("--labels", default=None, help="visitorid,is_bot file: precision, recall, PR-AUC")
+    score.add_argument("--report", default=None, help="write the report as JSON here")
+    score.add_argument("--cleaned-events", default=None, help="raw input: write the cleaned events (.csv or .parquet)")
+    score.add_argument(
+        "--artifacts", default=None, help="artifact directory (default: $RECSYS_ARTIFACT_DIR or the repository's)"
+    )
 
     bench = sub.add_parser("bench", help="time every stage at RetailRocket scale, with peak RSS")
     bench.add_argument("--seed", type=int, default=DEFAULT_SEED)
@@ -120,6 +142,27 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(result, indent=2))
             print("\nRealism report: each figure of this build next to its real-data target")
             print("\n".join(pipeline.realism_lines(realism)))
+        elif args.command == "score":
+            from core.score_command import ScoreOptions, run
+
+            if args.share is not None and not 0 < args.share < 1:
+                raise ProjectError(f"--share must be between 0 and 1, got {args.share}")
+            report = run(
+                ScoreOptions(
+                    input=args.input,
+                    out=args.out,
+                    detector=args.detector,
+                    share=args.share,
+                    fit_on_batch=args.fit_on_batch,
+                    protect_buyers=args.protect_buyers,
+                    labels=args.labels,
+                    report=args.report,
+                    cleaned_events=args.cleaned_events,
+                    seed=args.seed,
+                    artifact_dir=args.artifacts,
+                )
+            )
+            print(json.dumps(artifacts.json_ready(report, 4), indent=2))
         elif args.command in ("features", "candidates"):
             from core import engine
 

@@ -66,6 +66,7 @@ from core.schema import (  # noqa: F401  (the file names are re-exported for cal
     DETECTOR,
     DETECTOR_PREFIX,
     DETECTOR_QUALITY_JSON,
+    DRIFT_REFERENCE,
     EVALUATION_JSON,
     MANIFEST,
     MANIFEST_SIG,
@@ -146,6 +147,7 @@ class Artifacts:
     refused: str | None = None
     # listed files whose hash matched but whose content could not be parsed: name -> why
     unreadable: dict[str, str] = field(default_factory=dict)
+    drift_reference: Any = None  # core.anomaly.drift.DriftReference, or None when not built
 
     @property
     def manifest_ok(self) -> bool:
@@ -382,6 +384,25 @@ def _load_into(arts: Artifacts, dir_fd: int) -> None:
     if why is not None:  # the server still starts, degraded, and /health names the file
         arts.status[OPERATING_POINT] = f"refused: {why}"
         arts.problems.append(f"{OPERATING_POINT} {why}; it was refused. {REBUILD_HINT}")
+    arts.drift_reference = _drift_reference(arts)
+
+
+def _drift_reference(arts: Artifacts) -> Any:
+    """The verified, schema-checked drift reference, or None (a build without one has no drift check)."""
+    from pydantic import ValidationError
+
+    from core.anomaly.drift import DriftReference
+
+    data = arts.read_bytes(DRIFT_REFERENCE)
+    if data is None:
+        return None
+    try:
+        return DriftReference.model_validate_json(data)
+    except ValidationError as exc:
+        arts.problems.append(
+            f"{DRIFT_REFERENCE} does not follow its schema ({exc.error_count()} errors); no drift check."
+        )
+        return None
 
 
 def require(obj: Any, what: str) -> Any:

@@ -157,6 +157,15 @@ def read_raw_events(path: str | Path) -> tuple[pd.DataFrame, int]:
 # --------------------------------------------------------------------------- load_raw
 
 
+def drop_exact_duplicates(events: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """(events without exact duplicate rows, how many were dropped): the first occurrence is kept,
+    file order too. The loader's rule, also applied to raw events uploaded to the dashboard."""
+    dup = duplicated_rows(events)
+    if not dup.any():
+        return events, 0
+    return events.loc[~dup].reset_index(drop=True), int(dup.sum())
+
+
 def load_raw_with_report(raw_dir: str | Path, *, block_size: int | None = None) -> tuple[pd.DataFrame, LoadReport]:
     """Load a RetailRocket directory into the prepared events table and its LoadReport."""
     raw_dir = Path(raw_dir)
@@ -172,9 +181,7 @@ def load_raw_with_report(raw_dir: str | Path, *, block_size: int | None = None) 
             f"holds {present}. Fix: put the RetailRocket {EVENTS_FILE} there."
         )
     events, rows_read = read_raw_events(events_path)
-    dup = duplicated_rows(events)
-    if dup.any():
-        events = events.loc[~dup].reset_index(drop=True)
+    events, n_duplicates = drop_exact_duplicates(events)
 
     prop_files = [raw_dir / name for name in ITEM_PROPERTY_FILES if (raw_dir / name).is_file()]
     snap = read_category_files(prop_files, block_size=block_size) if prop_files else None
@@ -199,7 +206,7 @@ def load_raw_with_report(raw_dir: str | Path, *, block_size: int | None = None) 
 
     report = LoadReport(
         rows_read=rows_read,
-        duplicates_dropped=int(dup.sum()),
+        duplicates_dropped=n_duplicates,
         events_kept=len(events),
         visitors=int(events["visitorid"].nunique()),
         items=int(events["itemid"].nunique()),

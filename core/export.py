@@ -120,7 +120,10 @@ def csv_bytes(df: pd.DataFrame, threads: int | None = None) -> bytes:
 
 
 def parquet_from_slices(
-    slices: Iterable[pd.DataFrame], schema: pa.Schema, metadata: dict[str, str] | None = None
+    slices: Iterable[pd.DataFrame],
+    schema: pa.Schema,
+    metadata: dict[str, str] | None = None,
+    compression: str = "snappy",
 ) -> bytes:
     """Parquet (snappy) of consecutive row slices of one table, one row group each, no index.
 
@@ -131,7 +134,7 @@ def parquet_from_slices(
         extra = {k.encode(): v.encode() for k, v in metadata.items()}
         schema = schema.with_metadata({**(schema.metadata or {}), **extra})
     sink = io.BytesIO()
-    with pq.ParquetWriter(sink, schema, compression="snappy", write_page_checksum=True) as writer:
+    with pq.ParquetWriter(sink, schema, compression=compression, write_page_checksum=True) as writer:
         for part in slices:
             writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False))
     return sink.getvalue()
@@ -188,14 +191,18 @@ def scored_csv_bytes(
 
 
 def scored_parquet_bytes(
-    features: pd.DataFrame, scores: np.ndarray, flags: np.ndarray, constants: dict[str, object]
+    features: pd.DataFrame,
+    scores: np.ndarray,
+    flags: np.ndarray,
+    constants: dict[str, object],
+    metadata: dict[str, str] | None = None,
 ) -> bytes:
     """The scored download as parquet, a row group per slice; the constants are also in the
-    file's key-value metadata (as text)."""
+    file's key-value metadata (as text), with ``metadata`` (e.g. the drift report) beside them."""
     return parquet_from_slices(
         scored_slices(features, scores, flags, constants),
         scored_schema(features, constants),
-        {k: str(v) for k, v in constants.items()},
+        {**{k: str(v) for k, v in constants.items()}, **(metadata or {})},
     )
 
 
@@ -207,6 +214,54 @@ def scored_schema(features: pd.DataFrame, constants: dict[str, object]) -> pa.Sc
         next(scored_slices(features.iloc[:n], np.full(n, np.nan), np.zeros(n, bool), constants)), preserve_index=False
     )
     return pa.schema([whole.field(f.name) if f.name in whole.names else f for f in head], metadata=head.metadata)
+
+
+# --------------------------------------------------------------------------- events of a raw upload
+
+
+def pack_events(events: pd.DataFrame) -> bytes:
+    """Prepared events as in-memory parquet (zstd, a row group per DOWNLOAD_SLICE_ROWS): a few
+    times smaller than the table, and read back a row group at a time (``event_slices``)."""
+    schema = pa.Schema.from_pandas(events.iloc[:0], preserve_index=False)
+    return parquet_from_slices(_slices(events, DOWNLOAD_SLICE_ROWS), schema, compression="zstd")
+
+
+def _packed(packed: bytes) -> pq.ParquetFile:
+    """The packed events' parquet reader."""
+    return pq.ParquetFile(pa.BufferReader(packed))
+
+
+def event_slices(
+    packed: bytes, drop: np.ndarray | None = None, keep: np.ndarray | None = None
+) -> Iterator[pd.DataFrame]:
+    """The packed events a row group at a time, in upload order, without the events of the
+    visitorids in ``drop`` or with only those in ``keep``."""
+    pf = _packed(packed)
+    for i in range(pf.num_row_groups):
+        part = pf.read_row_group(i).to_pandas()
+        if drop is not None:
+            part = part[~np.isin(part["visitorid"].to_numpy(), drop)]
+        if keep is not None:
+            part = part[np.isin(part["visitorid"].to_numpy(), keep)]
+        yield part.reset_index(drop=True)
+
+
+def events_of(packed: bytes, visitorids: np.ndarray) -> pd.DataFrame:
+    """Only these visitors' events (upload order): the drill-down keeps no other event in memory."""
+    return pd.concat(list(event_slices(packed, keep=np.asarray(visitorids))), ignore_index=True)
+
+
+def cleaned_csv_bytes(packed: bytes, flagged_visitorids: np.ndarray) -> bytes:
+    """The cleaned events (every event of a flagged visitor removed) as formula-safe CSV, in slices."""
+    return csv_from_slices(event_slices(packed, drop=np.asarray(flagged_visitorids)))
+
+
+def cleaned_parquet_bytes(
+    packed: bytes, flagged_visitorids: np.ndarray, metadata: dict[str, str] | None = None
+) -> bytes:
+    """The cleaned events as parquet, a row group per slice, with ``metadata`` (how they were cleaned)."""
+    schema = _packed(packed).schema_arrow
+    return parquet_from_slices(event_slices(packed, drop=np.asarray(flagged_visitorids)), schema, metadata)
 
 
 # --------------------------------------------------------------------------- views for ranking

@@ -160,6 +160,7 @@ def detect_and_clean(
         "clean": clean,
         "cleaning": cleaning,
         "label_source": label_source,
+        "drift_reference": anomaly.drift_reference(fit_users, population="training users of the detectors"),
     }
 
 
@@ -182,6 +183,7 @@ def write_task2(out: Path, t2: dict[str, Any]) -> dict[str, Any]:
         detectors={n: {"file": files[n], "threshold": float(d.threshold_)} for n, d in t2["detectors"].items()},
     )
     artifacts.write_json(op, out / artifacts.OPERATING_POINT)
+    artifacts.write_json(t2["drift_reference"].model_dump(mode="json"), out / schema.DRIFT_REFERENCE)
     return {"file": files[served.name], "name": served.name, "protect_buyers": t2["protect_buyers"], "detectors": files}
 
 

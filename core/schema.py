@@ -104,4 +104,6 @@ EVALUATION_JSON = "task1_honest_evaluation.json"
 EVALUATION_CSV = "task1_honest_evaluation.csv"
 MARKOV_CANDIDATES_CSV = "task1_markov_candidates.csv"
 DETECTOR_QUALITY_CSV = "task2_detector_quality.csv"
+# Per-feature bins and training shares for the drift check of a batch (core.anomaly.drift).
+DRIFT_REFERENCE = "task2_drift_reference.json"
 # --------------------------------------------------------------------------- end of artifact file names

@@ -53,6 +53,8 @@ class Upload:
     kind: str  # "features" or "events"
     n_events: int = 0
     notes: list[str] = field(default_factory=list)
+    events: bytes | None = None  # raw uploads: the prepared, de-duplicated events (core.export.pack_events)
+    duplicates_dropped: int = 0
 
 
 def _what_it_is(data: bytes) -> str | None:
@@ -91,10 +93,10 @@ def kind_of(names: list[str]) -> str:
     return "events" if {"event", "timestamp"} <= set(names) else "features"
 
 
-def _row_limit(name: str, kind: str, n_rows: int) -> None:
-    """Refuse more rows than the memory budget allows for this kind of table."""
+def _row_limit(name: str, kind: str, n_rows: int, limits: bool = True) -> None:
+    """Refuse more rows than the memory budget allows for this kind of table (unless ``limits`` is off)."""
     limit = MAX_EVENT_ROWS if kind == "events" else MAX_FEATURE_ROWS
-    if n_rows > limit:
+    if limits and n_rows > limit:
         what = "events" if kind == "events" else "feature rows"
         raise DataError(
             f"{name!r} has {n_rows:,} {what}; the dashboard accepts at most {limit:,} "
@@ -182,7 +184,7 @@ def _pandas_metadata_ok(table: pa.Table) -> str | None:
     return None
 
 
-def _read_parquet(name: str, data: bytes) -> tuple[pd.DataFrame, str, list[str]]:
+def _read_parquet(name: str, data: bytes, limits: bool = True) -> tuple[pd.DataFrame, str, list[str]]:
     """The table of a parquet upload, its footer checked before any page is decoded.
 
     Text columns are read as dictionaries, so a column of one long value repeated (a dictionary
@@ -200,17 +202,19 @@ def _read_parquet(name: str, data: bytes) -> tuple[pd.DataFrame, str, list[str]]
     _check_names(name, list(schema.names))
     _check_types(name, schema)
     kind = kind_of(list(schema.names))
-    _row_limit(name, kind, meta.num_rows)
+    _row_limit(name, kind, meta.num_rows, limits)
     footer = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
     fixed = meta.num_rows * _fixed_bytes_per_row(schema)
-    _check_decoded(name, max(footer, fixed))
+    if limits:
+        _check_decoded(name, max(footer, fixed))
     text = [f.name for f in schema if _is_text(f.type)]
     try:
         pf = pq.ParquetFile(pa.BufferReader(data), read_dictionary=text, page_checksum_verification=True)
         table = pf.read()
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise DataError(f"{name!r} has a readable footer but its data is damaged ({exc}). Write it again.") from exc
-    _check_decoded(name, fixed + _text_bytes(table))
+    if limits:
+        _check_decoded(name, fixed + _text_bytes(table))
     for col in text:
         if not (kind == "events" and col == "event"):  # event names stay a dictionary: 100 MB less on 2M
             i = table.schema.get_field_index(col)
@@ -262,7 +266,7 @@ def _text_if_mixed(df: pd.DataFrame) -> None:
             df[col] = df[col].where(df[col].isna(), df[col].astype(str))
 
 
-def _read_csv(name: str, data: bytes) -> tuple[pd.DataFrame, str, list[str]]:
+def _read_csv(name: str, data: bytes, limits: bool = True) -> tuple[pd.DataFrame, str, list[str]]:
     """The table of a CSV upload; the row count is checked on the raw line count before parsing."""
     names, delim, notes = _header(name, data)
     _check_names(name, names)
@@ -270,7 +274,7 @@ def _read_csv(name: str, data: bytes) -> tuple[pd.DataFrame, str, list[str]]:
     # lines end in \n, \r\n or \r alone (pandas reads all three)
     n_ends = data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
     n_lines = n_ends + (0 if data.endswith((b"\n", b"\r")) else 1)
-    _row_limit(name, kind, n_lines - 1)  # a quoted newline can only overcount
+    _row_limit(name, kind, n_lines - 1, limits)  # a quoted newline can only overcount
     limit = MAX_EVENT_ROWS if kind == "events" else MAX_FEATURE_ROWS
     try:
         with warnings.catch_warnings():
@@ -283,7 +287,7 @@ def _read_csv(name: str, data: bytes) -> tuple[pd.DataFrame, str, list[str]]:
                 sep=delim,
                 low_memory=True,
                 index_col=False,
-                nrows=limit + 1,
+                nrows=limit + 1 if limits else None,
                 encoding="utf-8-sig",
                 skipinitialspace=True,
                 dtype={"event": "category"} if kind == "events" else None,
@@ -295,14 +299,16 @@ def _read_csv(name: str, data: bytes) -> tuple[pd.DataFrame, str, list[str]]:
             f"{name!r} could not be parsed as CSV ({exc}). Save it as UTF-8 CSV with a header row "
             "and one value per column on every line."
         ) from exc
-    _row_limit(name, kind, len(df))
+    _row_limit(name, kind, len(df), limits)
     _text_if_mixed(df)
     _check_types(name, pa.Schema.from_pandas(df.iloc[:0], preserve_index=False))
     return df, kind, notes
 
 
-def read_table(name: str, data: bytes) -> tuple[pd.DataFrame, str, list[str]]:
-    """(table, kind, notes) of an uploaded CSV or parquet file; a DataError says what is wrong."""
+def read_table(name: str, data: bytes, limits: bool = True) -> tuple[pd.DataFrame, str, list[str]]:
+    """(table, kind, notes) of an uploaded CSV or parquet file; a DataError says what is wrong.
+
+    ``limits=False`` (the ``score`` command) lifts the dashboard's row and size limits."""
     suffix = PurePath(name or "").suffix.lower()
     if suffix not in UPLOAD_EXTENSIONS:
         raise DataError(f"{name!r} has the extension {suffix or '(none)'!r}; upload a .parquet or .csv file.")
@@ -319,18 +325,18 @@ def read_table(name: str, data: bytes) -> tuple[pd.DataFrame, str, list[str]]:
     if suffix != ".csv" and what not in (None, "a parquet file"):
         raise DataError(f"{name!r} is named {suffix} but is {what}. Decompress it and upload the parquet file itself.")
     if suffix == ".csv":
-        df, kind, notes = _read_csv(name, data)
+        df, kind, notes = _read_csv(name, data, limits)
     else:
-        df, kind, notes = _read_parquet(name, data)
+        df, kind, notes = _read_parquet(name, data, limits)
     if len(df) == 0:
         raise DataError(f"{name!r} has a header but no rows; there is nothing to score.")
     return df, kind, notes
 
 
-def features_from_events(name: str, events: pd.DataFrame) -> pd.DataFrame:
-    """The 16 user features of raw events, validated like the raw loader (categoryid -1 when absent)."""
-    from core.anomaly.features import user_features
-    from core.data import validate_events
+def prepared_events(name: str, events: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """(prepared events, exact duplicates dropped) of raw events, validated and de-duplicated
+    with the raw loader's own rule (categoryid -1 = unknown when absent)."""
+    from core.data import drop_exact_duplicates, validate_events
 
     missing = [c for c in RAW_EVENT_COLUMNS if c not in events.columns]
     if missing:
@@ -340,19 +346,35 @@ def features_from_events(name: str, events: pd.DataFrame) -> pd.DataFrame:
         )
     if "categoryid" not in events.columns:
         events = events.assign(categoryid=UNKNOWN_CATEGORY)
-    return user_features(validate_events(events[list(EVENT_COLUMNS)], name))
+    return drop_exact_duplicates(validate_events(events[list(EVENT_COLUMNS)], name).reset_index(drop=True))
 
 
-def read_upload(name: str, data: bytes) -> Upload:
-    """A feature table from an uploaded features or raw-events file, every row kept, in order."""
-    df, kind, notes = read_table(name, data)
+def features_from_events(name: str, events: pd.DataFrame) -> pd.DataFrame:
+    """The 16 user features of raw events, prepared as the raw loader prepares them."""
+    from core.anomaly.features import user_features
+
+    return user_features(prepared_events(name, events)[0])
+
+
+def read_upload(name: str, data: bytes, limits: bool = True) -> Upload:
+    """A feature table from an uploaded features or raw-events file, every row kept, in order.
+
+    Raw events also come back prepared and packed (``Upload.events``), for the cleaned download."""
+    from core.anomaly.features import user_features
+    from core.export import pack_events
+
+    df, kind, notes = read_table(name, data, limits)
     if kind == "features":
         return Upload(df, kind, notes=notes)
     n_events = len(df)
-    features = features_from_events(name, df)
+    events, n_dup = prepared_events(name, df)
     del df
+    features = user_features(events)
+    packed = pack_events(events)
+    del events
     notes.append(
-        f"{name} holds {n_events:,} raw events of {len(features):,} visitors: the 16 features were "
-        "computed with the build's user_features (categoryid -1 = unknown when the file has none)."
+        f"{name} holds {n_events:,} raw events of {len(features):,} visitors; {n_dup:,} exact duplicate "
+        "events were dropped (the build's loader rule), and the 16 features were computed with the build's "
+        "user_features (categoryid -1 = unknown when the file has none)."
     )
-    return Upload(features, kind, n_events=n_events, notes=notes)
+    return Upload(features, kind, n_events=n_events, notes=notes, events=packed, duplicates_dropped=n_dup)

@@ -9,10 +9,11 @@ import streamlit as st
 
 from core import anomaly
 from core import artifacts as A
+from core.anomaly import batch
 from core.errors import DataError
-from core.export import scored_csv_bytes, scored_parquet_bytes
+from core.export import cleaned_csv_bytes, cleaned_parquet_bytes, events_of, scored_csv_bytes, scored_parquet_bytes
 from core.memory import release_memory
-from core.schema import USER_FEATURES
+from core.schema import DEFAULT_SEED, USER_FEATURES
 from core.uploads import MAX_UPLOAD_MB, read_upload
 from dashboard import (
     artifacts,
@@ -29,7 +30,8 @@ from dashboard import (
 
 entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server
 
-MAX_FLAGGED_SHOWN = 1_000
+MAX_FLAGGED_SHOWN = 1_000  # flagged users per page of the table
+FROZEN, FITTED = "the frozen operating point", "a detector fitted on this batch"
 # Every character CommonMark (and Streamlit's math and icon syntax) gives a meaning to.
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
 
@@ -43,6 +45,9 @@ def release_input() -> None:
     """Drop the current table, its scores and its served downloads, and return the memory."""
     release_from_session("anomaly_input")
     release_from_session("anomaly_scores")
+    release_from_session("anomaly_fit")
+    release_from_session("anomaly_flagged_events")
+    release_from_session("anomaly_all_scores")
     drop_served_downloads()
     release_memory()
 
@@ -57,6 +62,7 @@ def load_input(name: str, data: bytes, token: str) -> None:
             "df": up.features,
             "kind": up.kind,
             "notes": up.notes,
+            "events": up.events,  # raw uploads: the prepared events, packed (cleaned download, drill-down)
             "validation": anomaly.validate_features(up.features),
         }
     except DataError as exc:
@@ -84,6 +90,19 @@ def score_once(df: pd.DataFrame, scorable: np.ndarray, detector: anomaly.Detecto
         keep_in_session("anomaly_scores", {"key": key, "scores": scores, "bins": (counts, edges), "cost": {}})
         release_memory()  # the feature matrix and the forest's copy
     return st.session_state.anomaly_scores
+
+
+def fit_once(df: pd.DataFrame, scorable: np.ndarray, name: str, key: tuple) -> dict:
+    """The detector fitted on this batch, its scores and histogram, once per file and detector."""
+    if st.session_state.get("anomaly_fit", {}).get("key") != key:
+        release_from_session("anomaly_fit")
+        with st.spinner(f"Fitting {name} on this batch…"):
+            fit = batch.fit_on_batch(df, scorable, name)
+            scores = anomaly.score_rows(df, scorable, fit.detector)
+        counts, edges = np.histogram(scores[np.isfinite(scores)], bins=60)
+        keep_in_session("anomaly_fit", {"key": key, "fit": fit, "scores": scores, "bins": (counts, edges), "cost": {}})
+        release_memory()
+    return st.session_state.anomaly_fit
 
 
 def cost_of(scored: dict, df: pd.DataFrame, detector: anomaly.Detector, protect_buyers: bool) -> pd.DataFrame:
@@ -138,6 +157,205 @@ def histogram(binned: tuple[np.ndarray, np.ndarray], threshold: float) -> alt.La
         .encode(x="threshold:Q", tooltip=[alt.Tooltip("threshold:Q", format=".4f")])
     )
     return (bars + rule).properties(height=280, padding={"left": 10, "right": 20, "top": 10, "bottom": 30})
+
+
+def show_drift(drift: dict | None, detector: anomaly.Detector) -> None:
+    """The batch's drift against the training users: verdict, flagged shares, PSI per feature."""
+    st.header("Drift against the training users")
+    if drift is None:
+        st.info(f"This build has no drift reference ({A.DRIFT_REFERENCE}). {A.REBUILD_HINT}")
+        return
+    verdict = str(drift["verdict"])
+    say = {"drift": st.warning, "moderate drift": st.info, "no drift": st.success, "too few rows": st.info}[verdict]
+    text = {
+        "drift": "These users differ from the users the detector and its frozen threshold were set on: "
+        "the frozen threshold's share is not what it was set for. Prefer a share of this batch or a fit on it.",
+        "moderate drift": "Some features differ moderately from the training users; check the flagged share.",
+        "no drift": "Every feature is distributed like the training users' (PSI below 0.1).",
+        "too few rows": f"Fewer than {anomaly.MIN_DRIFT_ROWS} scorable rows: no verdict.",
+    }[verdict]
+    say(f"Drift verdict: {anomaly.drift_sentence(drift)}. {text}")
+    c = st.columns(3)
+    c[0].metric("Verdict", verdict)
+    c[1].metric(
+        "Frozen threshold flags",
+        pct(drift["frozen_flagged_share"]),
+        help="Share of this batch's scorable users at or above the frozen threshold, before the buyer policy.",
+    )
+    c[2].metric("It was set to flag", pct(drift["expected_flagged_share"]), help="Of the training users.")
+    feats = drift["features"]
+    table = pd.DataFrame(
+        {
+            "feature": list(feats),
+            "psi": [feats[f]["psi"] for f in feats],
+            "band": [feats[f]["band"] for f in feats],
+        }
+    ).sort_values("psi", ascending=False, kind="stable")
+    with st.expander("PSI of every feature", expanded=verdict == "drift"):
+        st.dataframe(table, hide_index=True)
+    st.caption(
+        f"Population: the {count(drift['rows'])} scorable rows of this file against the reference of the "
+        f"{drift['reference_population']} (10 quantile bins, one bin per value for features with at most 10 values). "
+        f"PSI below {anomaly.MODERATE_PSI} no drift, up to {anomaly.DRIFT_PSI} moderate, above it drift; "
+        f"flagged shares by {detector.name}."
+    )
+
+
+def flagged_events(packed: bytes, ids: np.ndarray, key: tuple) -> pd.DataFrame:
+    """Only the flagged visitors' events, read once per set of flags: no other event stays in memory."""
+    if st.session_state.get("anomaly_flagged_events", {}).get("key") != key:
+        release_from_session("anomaly_flagged_events")
+        keep_in_session("anomaly_flagged_events", {"key": key, "events": events_of(packed, ids)})
+        release_memory()
+    return st.session_state.anomaly_flagged_events["events"]
+
+
+def bars(frame: pd.DataFrame, x: str | alt.X, y: str, title: str, **extra: object) -> alt.Chart:
+    """A small bar chart of one evidence table."""
+    return alt.Chart(frame).mark_bar().encode(x=x, y=alt.Y(y, title=title), **extra).properties(height=200)
+
+
+def show_evidence(
+    source: dict, df: pd.DataFrame, ranked: np.ndarray, top: np.ndarray, why_text: np.ndarray, key: tuple
+) -> None:
+    """One flagged visitor of the table: events over time by type, hour-of-day profile, gaps, why."""
+    st.subheader("Evidence for one flagged visitor")
+    ids = df["visitorid"].to_numpy()
+    pick = st.selectbox(
+        "Flagged visitor (from the table above)",
+        range(len(top)),
+        format_func=lambda i: f"{ids[top[i]]}",
+        key="evidence_visitor",
+    )
+    events = flagged_events(source["events"], ids[ranked], key)
+    vid = ids[top[pick]]
+    ev = anomaly.visitor_evidence(events[events["visitorid"].to_numpy() == vid])
+    st.text(
+        f"Visitor {vid}: {ev.n_events:,} events. Why: {why_text[pick] or 'no column above the training users’ usual range'}"
+    )
+    st.altair_chart(
+        bars(
+            ev.timeline,
+            alt.X("time:T", scale=alt.Scale(type="utc"), title="time (UTC)"),
+            "events:Q",
+            "Events per hour",
+            color=alt.Color("event:N", title="event type"),
+        ),
+        width="stretch",
+    )
+    c = st.columns(2)
+    c[0].altair_chart(bars(ev.hours, alt.X("hour:O", title="hour of day (UTC)"), "events:Q", "Events"), width="stretch")
+    c[1].altair_chart(
+        bars(ev.gaps, alt.X("gap:N", sort=list(anomaly.GAP_LABELS), title="gap to the next event"), "gaps:Q", "Gaps"),
+        width="stretch",
+    )
+    st.caption(
+        f"Population: the {ev.n_events:,} events of visitor {vid} in this file (after the exact-duplicate rule), UTC. "
+        f"Only the {count(len(ranked))} flagged visitors' events are kept for this view."
+    )
+
+
+def detector_scores(df: pd.DataFrame, scorable: np.ndarray, key: str) -> dict[str, np.ndarray]:
+    """Every build detector's scores of this file, once per file (for the labels table)."""
+    if st.session_state.get("anomaly_all_scores", {}).get("key") != key:
+        release_from_session("anomaly_all_scores")
+        with st.spinner("Scoring with every detector…"):
+            all_scores = {n: anomaly.score_rows(df, scorable, d) for n, d in sorted(arts.detectors.items())}
+        keep_in_session("anomaly_all_scores", {"key": key, "scores": all_scores})
+    return st.session_state.anomaly_all_scores["scores"]
+
+
+def interval(m: dict, name: str) -> str:
+    """ "0.812 [0.790, 0.833]" (or "–" when undefined)."""
+    value, ci = m.get(name), m.get(f"{name}_ci")
+    if value is None:
+        return "–"
+    return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def labels_section(
+    df: pd.DataFrame,
+    scores: np.ndarray,
+    flags: np.ndarray,
+    share: float | None,
+    protect_buyers: bool,
+    detector: anomaly.Detector,
+    fit: object,
+    cost: pd.DataFrame,
+) -> None:
+    """The optional labels upload and every detector measured on it."""
+    st.header("Your own labels")
+    up = st.file_uploader(
+        "Known bots and normal users (optional): visitorid,is_bot with 0/1 or true/false",
+        type=["csv", "parquet"],
+        key="labels_file",
+    )
+    token = f"labels:{up.file_id}" if up is not None else None
+    if token != st.session_state.get("last_labels_id"):
+        st.session_state.last_labels_id = token
+        release_from_session("anomaly_labels")
+        if up is not None:
+            try:
+                entry: dict = {"labels": anomaly.read_labels(up.name, up.getvalue()), "name": up.name}
+            except DataError as exc:
+                entry = {"error": str(exc)}
+            keep_in_session("anomaly_labels", entry)
+    lab = st.session_state.get("anomaly_labels")
+    if lab is None:
+        st.caption("With labels, every detector is measured on them: precision, recall and PR-AUC with 95% intervals.")
+        return
+    if "error" in lab:
+        st.error(plain(lab["error"]), icon=":material/block:")
+        return
+    y, unknown = anomaly.match_labels(lab["labels"], df["visitorid"].to_numpy())
+    n_lab = int(np.isfinite(y).sum())
+    st.markdown(
+        f"**{count(len(lab['labels']))}** labels, **{count(n_lab)}** of users in this file "
+        f"(**{count(int(np.nansum(y)))}** bots); **{count(unknown)}** visitorids are not in this file and are ignored."
+    )
+    rows, curves = [], []
+    all_scores = detector_scores(df, np.isfinite(scores), str(st.session_state.anomaly_input["token"]))
+    point = "the frozen point" if share is None else f"the top {pct(share, 0)} of this batch"
+    for name, sc in all_scores.items():
+        det = arts.detectors[name]
+        fl = anomaly.flag_scores(sc, share, det, df, protect_buyers=protect_buyers)["is_anomaly"].to_numpy()
+        rows.append((name, anomaly.label_metrics(y, sc, fl)))
+        curves.append(anomaly.pr_curve(y, sc).assign(detector=name))
+    if fit is not None:
+        rows.append((f"{detector.name} fitted on this batch", anomaly.label_metrics(y, scores, flags)))
+        curves.append(anomaly.pr_curve(y, scores).assign(detector=f"{detector.name} (fitted)"))
+    table = pd.DataFrame(
+        {
+            "detector": [n for n, _ in rows],
+            "labelled": [m["labelled"] for _, m in rows],
+            "bots": [m["positives"] for _, m in rows],
+            "precision [95% CI]": [interval(m, "precision") for _, m in rows],
+            "recall [95% CI]": [interval(m, "recall") for _, m in rows],
+            "PR-AUC [95% CI]": [interval(m, "pr_auc") for _, m in rows],
+        }
+    )
+    st.dataframe(table, hide_index=True)
+    st.caption(
+        f"Population: the {count(n_lab)} scored users of this file with a label. Precision and recall of the flags at "
+        f"{point} (policy: {anomaly.policy_label(protect_buyers)}); PR-AUC = average precision of the scores "
+        f"(scikit-learn); intervals from {anomaly.BOOTSTRAP_RESAMPLES} bootstrap resamples of the labelled visitors."
+    )
+    pr = pd.concat(curves, ignore_index=True)
+    if len(pr):
+        st.altair_chart(
+            alt.Chart(pr)
+            .mark_line()
+            .encode(x=alt.X("recall:Q", scale=alt.Scale(domain=[0, 1])), y="precision:Q", color="detector:N")
+            .properties(height=280),
+            width="stretch",
+        )
+    extra = anomaly.label_cost(cost, scores, y, df, protect_buyers)
+    shown = ["point", "threshold", "users_removed", "known_bots_removed", "labelled_normal_removed", "events_removed"]
+    st.dataframe(extra[shown], hide_index=True)
+    st.caption(
+        f"What cleaning removes at every share and the frozen threshold ({detector.name}), with your labels: "
+        "known bots removed and labelled-normal users removed (after the policy)."
+    )
 
 
 st.title("Anomalous users")
@@ -214,6 +432,9 @@ if len(validation.row_problems):
 if validation.missing_columns or detector is None:
     st.stop()
 
+# Drawn once the scores exist (the frozen share needs the chosen detector), shown above them.
+drift_box = st.container()
+
 # --- 3. Operating point ----------------------------------------------------------------------
 st.header("3 · Operating point")
 names = sorted(arts.detectors) or [detector.name]
@@ -234,13 +455,15 @@ protect_buyers = c[1].toggle(
 )
 mode = st.radio(
     "Flag users by",
-    ["the frozen operating point", "a share of this batch"],
+    [FROZEN, "a share of this batch", FITTED],
     horizontal=True,
     key="anomaly_mode",
-    help="Frozen: the threshold fixed on the training users. Share: this batch's own quantile.",
+    help="Frozen: the threshold fixed on the training users. Share: this batch's own quantile. "
+    f"Fitted: the detector fitted on this batch (at most {anomaly.DETECTOR_FIT_CAP:,} users, seed "
+    f"{DEFAULT_SEED}), then this batch's own quantile.",
 )
 share = None
-if mode == "a share of this batch":
+if mode != FROZEN:
     share = st.slider("Share of scorable users to flag (%)", 1, 20, round(100 * detector.share), key="share_pct") / 100
 else:
     st.caption(
@@ -250,6 +473,19 @@ else:
 score_key = (source["token"], detector.name, detector.threshold_, detector.fingerprint_)  # a rebuild rescores
 scored = score_once(df, validation.scorable, detector, score_key)
 scores = scored["scores"]
+if "drift" not in scored:  # once per file and detector: the shares do not move with the slider
+    scored["drift"] = batch.batch_drift(df, validation.scorable, scores, detector, arts.drift_reference)
+drift = scored["drift"]
+with drift_box:
+    show_drift(drift, detector)
+fit = None
+if mode == FITTED:  # from here on, the detector fitted on this batch and its scores
+    scored = fit_once(df, validation.scorable, detector.name, (source["token"], detector.name))
+    fit, detector, scores = scored["fit"], scored["fit"].detector, scored["scores"]
+    st.caption(
+        f"{detector.name} fitted on {fit.fit_rows:,} scorable users of this batch (seed {fit.seed}); "
+        f"it flags the top {pct(share, 0)} of this batch."
+    )
 # score()'s threshold and policy rule, without rescoring when the share or the policy moves
 flags = anomaly.flag_scores(scores, share, detector, df, protect_buyers=protect_buyers)
 threshold = float(flags["threshold"].iloc[0])
@@ -289,42 +525,65 @@ st.caption(
 )
 
 flagged_rows = np.flatnonzero(flags["is_anomaly"].to_numpy())
-top = flagged_rows[np.argsort(-scores[flagged_rows], kind="stable")][:MAX_FLAGGED_SHOWN]
+ranked = flagged_rows[np.argsort(-scores[flagged_rows], kind="stable")]  # every flagged user, most anomalous first
+st.subheader("Flagged users, most anomalous first")
+n_pages = max(1, -(-len(ranked) // MAX_FLAGGED_SHOWN))
+c = st.columns([3, 1])
+query = c[0].text_input(
+    "Find a flagged visitorid", key="flagged_search", help="The exact visitorid; empty = every page."
+)
+page_no = int(c[1].number_input(f"Page (of {n_pages:,})", 1, n_pages, 1, key="flagged_page"))
+if query.strip():
+    wanted = pd.to_numeric(pd.Series([query.strip()]), errors="coerce").iloc[0]
+    if pd.isna(wanted):
+        st.warning("A visitorid is a whole number; type it without spaces or separators.")
+    ids = pd.to_numeric(df["visitorid"].iloc[ranked], errors="coerce").to_numpy()
+    top = ranked[ids == wanted]
+    if not pd.isna(wanted) and not len(top):
+        st.info("That visitorid is not among the flagged users of this file.")
+else:
+    top = ranked[(page_no - 1) * MAX_FLAGGED_SHOWN : page_no * MAX_FLAGGED_SHOWN]
 flagged = df.iloc[top].reset_index(drop=True)
 # Where to find a user in the file: the line a spreadsheet shows for an uploaded features CSV
 # (header = line 1), else the 1-based row (parquet, or features computed from raw events).
 as_lines = source.get("kind") == "features" and source["name"].lower().endswith(".csv")
+why_text = anomaly.explain(flagged, detector).to_numpy() if len(flagged) else np.array([], dtype=object)
 table = pd.DataFrame(
     {
         ("line" if as_lines else "row"): top + 2 if as_lines else top + 1,
         "visitorid": flagged["visitorid"],
         "anomaly_score": scores[top],
-        "why": anomaly.explain(flagged, detector).to_numpy() if len(flagged) else [],
+        "why": why_text,
     }
 )
-st.subheader("Flagged users, most anomalous first")
 st.dataframe(pd.concat([table, flagged[list(USER_FEATURES)]], axis=1), hide_index=True)
 st.caption(
     "“Why” lists the behaviour columns furthest above the training users (one-sided robust z, σ); "
-    f"low values never count. Showing {len(top):,} of {len(flagged_rows):,} flagged users; the downloads hold every row. "
+    f"low values never count. Showing {len(top):,} of {len(ranked):,} flagged users "
+    f"({'search' if query.strip() else f'page {page_no:,} of {n_pages:,}, {MAX_FLAGGED_SHOWN:,} a page'}); "
+    "the downloads hold every row. "
     + (
         "“line”: the line of the file as a spreadsheet numbers it (header = line 1)."
         if as_lines
         else "“row”: the position of the user in the table, counting from 1."
     )
 )
+if source.get("events") is not None and len(top):
+    show_evidence(source, df, ranked, top, why_text, (source["token"], detector.name, threshold, protect_buyers))
+
 
 # --- 5. Downloads ----------------------------------------------------------------------------
 # Built only when a button is clicked, a slice of rows at a time, so no copy of the table is kept
 # in the session; the detector, policy, threshold and mode behind the flags go in every row.
 stem = source["name"].rsplit(".", 1)[0]
-mode_label = "frozen threshold" if share is None else f"top {round(100 * share)}% of this batch"
+mode_label = batch.mode_label(share, fit)
 tag = (
     f"{detector.name}_{'keep-buyers' if protect_buyers else 'all-visitors'}_"
-    + ("frozen" if share is None else f"share{round(100 * share)}")
+    + ("frozen" if share is None else f"{'fit' if fit else 'share'}{round(100 * share)}")
     + f"_t{threshold:.4f}"
 )
-constants = {**anomaly.provenance(detector, protect_buyers, threshold), "mode": mode_label}
+constants = batch.output_constants(detector, protect_buyers, threshold, mode_label, drift, fit)
+metadata = batch.output_metadata(constants, drift)
 is_anomaly = flags["is_anomaly"].to_numpy()
 
 c = st.columns(2)
@@ -339,7 +598,7 @@ c[0].download_button(
 )
 c[1].download_button(
     "Scored rows as parquet",
-    download_data(scored_parquet_bytes, df, scores, is_anomaly, constants),
+    download_data(scored_parquet_bytes, df, scores, is_anomaly, constants, metadata),
     f"{stem}_scored_{tag}.parquet",
     "application/octet-stream",
     key="dl_parquet",
@@ -348,7 +607,37 @@ c[1].download_button(
 )
 st.caption(
     "Both hold every uploaded row in the original order plus `anomaly_score` (empty when the row "
-    "cannot be scored), `is_anomaly`, and the `detector`, `policy`, `threshold` and `mode` that produced them; "
+    "cannot be scored), `is_anomaly`, and the `detector`, `policy`, `threshold` and `mode` that produced them "
+    "(and the batch's `drift` verdict; the parquet file's metadata holds the whole drift report); "
     "the file name carries the same. "
     "In the CSV, text cells starting with = + - @ are prefixed with ' so spreadsheets do not run them as formulas."
 )
+
+if source.get("events") is not None:
+    flagged_ids = df["visitorid"].to_numpy()[is_anomaly]
+    clean_meta = {**metadata, "cleaning": "every event of the flagged visitors removed"}
+    c = st.columns(2)
+    c[0].download_button(
+        "Cleaned events as CSV",
+        download_data(cleaned_csv_bytes, source["events"], flagged_ids),
+        f"{stem}_cleaned_{tag}.csv",
+        "text/csv",
+        key="dl_clean_csv",
+        on_click="ignore",
+        icon=":material/cleaning_services:",
+    )
+    c[1].download_button(
+        "Cleaned events as parquet",
+        download_data(cleaned_parquet_bytes, source["events"], flagged_ids, clean_meta),
+        f"{stem}_cleaned_{tag}.parquet",
+        "application/octet-stream",
+        key="dl_clean_parquet",
+        on_click="ignore",
+        icon=":material/cleaning_services:",
+    )
+    st.caption(
+        f"The cleaned events: this file's events after the build loader's exact-duplicate rule, without any event "
+        f"of the {count(len(flagged_ids))} flagged visitors, in file order (`categoryid` -1 when the file had none)."
+    )
+
+labels_section(df, scores, flags["is_anomaly"].to_numpy(), share, protect_buyers, detector, fit, cost)

@@ -39,7 +39,7 @@ from core.artifacts import (
 )
 from core.errors import DataError
 from core.ranking import MAX_VIEWS
-from core.schema import USER_FEATURES
+from core.schema import USER_FEATURES, USER_FEATURES_FILE
 
 API_DIR = Path(deps.__file__).resolve().parent
 API_SOURCES = [API_DIR.parent / "app.py", *sorted(API_DIR.glob("*.py"))]
@@ -706,3 +706,23 @@ def test_request_guard_bounds_the_bodies_held_in_memory():
     assert asyncio.run(scenario()) == 0  # every body's bytes given back
     assert seen == [b"x" * 20]
     assert sent[0]["status"] == 503 and (b"retry-after", b"1") in sent[0]["headers"]
+
+
+    start = sent[0]
+    assert start["status"] == 503 and (b"retry-after", b"1") in start["headers"]
+
+
+@needs_artifacts
+def test_anomaly_answer_carries_drift_for_200_or_more_users(client, arts):
+    features = arts.read_table(USER_FEATURES_FILE)
+    heavy = features[features["events"] >= 5].head(400)
+    users = heavy.astype(object).to_dict(orient="records")  # exact floats (to_json rounds them)
+    out = client.post("/anomaly", json={"users": users}).json()
+    drift = out["drift"]
+    assert drift["verdict"] == "drift" and "events" in drift["drifted_features"]
+    assert drift["rows"] == 400 and drift["features"]["events"]["drifted"] is True
+    assert drift["expected_flagged_share"] == arts.detector.share
+    scores = np.array([u["anomaly_score"] for u in out["users"]])
+    assert drift["frozen_flagged_share"] == pytest.approx(np.mean(scores >= arts.detector.threshold_))
+    few = client.post("/anomaly", json={"users": users[:199]}).json()
+    assert few["drift"] is None

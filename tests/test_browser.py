@@ -252,7 +252,7 @@ def test_upload_slider_and_scored_csv_download(page, dashboard_url, browser_arti
     features.to_csv(upload, index=False)
 
     open_page(page, dashboard_url, "anomaly")
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(upload))
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(upload))
     page.get_by_text("Flagged users, most anomalous first").wait_for()
     settle(page)
     assert_no_exception(page)
@@ -297,7 +297,7 @@ def test_raw_events_upload_is_scored(page, dashboard_url, browser_artifact_dir, 
     upload = tmp_path / "raw_events.csv"
     events.to_csv(upload, index=False)
     open_page(page, dashboard_url, "anomaly")
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(upload))
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(upload))
     page.get_by_text("Flagged users, most anomalous first").wait_for()
     settle(page)
     assert_no_exception(page)
@@ -317,7 +317,7 @@ def test_hostile_file_is_shown_as_plain_text_and_fetches_nothing(page, dashboard
     fetched: list[str] = []
     page.on("request", lambda req: fetched.append(req.url) if "probe-image" in req.url else None)
     open_page(page, dashboard_url, "anomaly")
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(upload))
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(upload))
     page.get_by_text("Rows with problems").wait_for()
     settle(page)
     assert_no_exception(page)
@@ -330,7 +330,7 @@ def test_hostile_file_is_shown_as_plain_text_and_fetches_nothing(page, dashboard
 
     gz = tmp_path / "features.csv"
     gz.write_bytes(gzip.compress(features.to_csv(index=False).encode()))
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(gz))
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(gz))
     page.get_by_text("is named .csv but is gzip-compressed").wait_for()
     settle(page)
     assert_no_exception(page)

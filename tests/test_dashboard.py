@@ -83,6 +83,12 @@ def demo_features(artifact_dir: Path) -> pd.DataFrame:
     return pd.read_parquet(artifact_dir / A.USER_FEATURES)
 
 
+def metric(at: AppTest, label: str) -> str:
+    """The value of the one metric with this label."""
+    (value,) = [m.value for m in at.metric if m.label == label]
+    return value
+
+
 def charts(at: AppTest) -> list:
     """The Altair/Vega-Lite charts shown."""
     return list(at.get("vega_lite_chart"))
@@ -548,13 +554,13 @@ def test_share_slider_flags_that_share_of_the_batch(dashboard_built):
     assert at.session_state["anomaly_scores"]["scores"] is scores
     assert list(at.session_state["anomaly_scores"]["cost"]) == [True]
     n = len(demo_features(dashboard_built))
-    kept_buyers = int(at.metric[2].value.replace(",", ""))
+    kept_buyers = int(metric(at, "Flagged").replace(",", ""))
     at.toggle(key="protect_buyers").set_value(False).run()
-    flagged = int(at.metric[2].value.replace(",", ""))
+    flagged = int(metric(at, "Flagged").replace(",", ""))
     assert abs(flagged - 0.10 * n) <= 0.005 * n + 2
     assert kept_buyers <= flagged  # the policy only ever unflags
     at.slider(key="share_pct").set_value(1).run()
-    assert int(at.metric[2].value.replace(",", "")) < flagged
+    assert int(metric(at, "Flagged").replace(",", "")) < flagged
     assert sorted(at.session_state["anomaly_scores"]["cost"]) == [False, True]  # once per policy
 
 
@@ -596,7 +602,7 @@ def test_detector_select_policy_toggle_and_cost_on_an_upload(dashboard_built, do
     box.set_value("robust_z").run()
     no_exception(at)
     arts = A.load_artifacts(dashboard_built)
-    assert at.metric[4].value == f"{arts.detectors['robust_z'].threshold_:.4f}"
+    assert metric(at, "Threshold") == f"{arts.detectors['robust_z'].threshold_:.4f}"
     at.toggle(key="protect_buyers").set_value(False).run()
     no_exception(at)
     cost = texts(at.info) + texts(at.warning)
@@ -764,3 +770,131 @@ def test_every_page_has_the_glossary_and_no_code_references(dashboard_built, pag
     shown = texts(at.caption) + texts(at.markdown) + texts(at.info) + texts(at.warning)
     for code in ("docs/", "DATA_CONTRACT", "core.", ".py", "GroupShuffleSplit"):
         assert code not in shown, code
+
+
+def test_drift_section_sits_above_the_operating_point_and_goes_into_the_downloads(dashboard_built, downloads):
+    features = demo_features(dashboard_built)
+    at = open_page("pages/anomaly.py")
+    at = upload(at, "sample.parquet", parquet_bytes(features.sample(3000, random_state=3)))
+    no_exception(at)
+    headers = [h.value for h in at.header]
+    assert headers.index("Drift against the training users") < headers.index("3 · Operating point")
+    assert metric(at, "Verdict") == "no drift"
+    assert "Drift verdict: no drift" in texts(at.success)
+    at = upload(at, "heavy.parquet", parquet_bytes(features[features["events"] >= 5]))
+    no_exception(at)
+    assert metric(at, "Verdict") == "drift"
+    assert "largest PSI" in texts(at.warning)
+    psi = frame(at, "feature", "psi", "band")
+    assert psi.iloc[0]["band"] == "drift" and "events" in set(psi.loc[psi["band"] == "drift", "feature"])
+    name, build = only(downloads, "heavy_scored_", ".parquet")
+    data = build()
+    import pyarrow.parquet as pq
+
+    meta = pq.read_metadata(io.BytesIO(data)).metadata
+    report = json.loads(meta[b"drift_report"])
+    assert report["verdict"] == "drift" and "events" in report["drifted_features"]
+    back = pd.read_parquet(io.BytesIO(data))
+    assert set(back["drift"]) == {"drift"}
+
+
+def raw_upload_case(artifact_dir: Path, tmp_path: Path) -> tuple[Path, pd.DataFrame]:
+    """A raw-events CSV of 3,000 demo visitors with 5 exact duplicate events, and its distinct events."""
+    from tests.test_score_command import raw_events
+
+    raw, distinct = raw_events(artifact_dir)
+    path = tmp_path / "events.csv"
+    raw.to_csv(path, index=False)
+    return path, distinct
+
+
+def test_raw_upload_cleaned_download_and_the_score_command_give_the_same_files(dashboard_built, downloads, tmp_path):
+    from core.__main__ import main
+
+    path, distinct = raw_upload_case(dashboard_built, tmp_path)
+    at = open_page("pages/anomaly.py")
+    at = upload(at, "events.csv", path.read_bytes())
+    no_exception(at)
+    assert "5 exact duplicate events were dropped" in texts(at.info)
+    # the committed events are the build's cleaned ones: a share of this batch flags some of them
+    at.radio(key="anomaly_mode").set_value("a share of this batch").run()
+    at.slider(key="share_pct").set_value(5).run()
+    downloads.clear()
+    at.run()
+    _, scored_csv = only(downloads, "events_scored_", ".csv")
+    _, clean_csv = only(downloads, "events_cleaned_", ".csv")
+    _, clean_pq = only(downloads, "events_cleaned_", ".parquet")
+    out, clean = tmp_path / "out.csv", tmp_path / "clean.csv"
+    argv = ["score", str(path), str(out), "--share", "0.05", "--cleaned-events", str(clean)]
+    argv += ["--artifacts", str(dashboard_built)]
+    assert main(argv) == 0
+    assert scored_csv() == out.read_bytes()  # the command's OUT is the page's download
+    assert clean_csv() == clean.read_bytes()
+    cleaned = pd.read_parquet(io.BytesIO(clean_pq()))
+    scored = pd.read_csv(out)
+    flagged = set(scored.loc[scored["is_anomaly"] == True, "visitorid"])  # noqa: E712
+    assert flagged and not set(cleaned["visitorid"]) & flagged
+    assert len(cleaned) == int((~distinct["visitorid"].isin(flagged)).sum())
+    assert scored["events"].sum() == len(distinct)
+
+
+def test_fit_on_batch_search_paging_and_evidence_of_a_flagged_visitor(dashboard_built, downloads, tmp_path):
+    from core.__main__ import main
+
+    path, _ = raw_upload_case(dashboard_built, tmp_path)
+    at = open_page("pages/anomaly.py")
+    at = upload(at, "events.csv", path.read_bytes())
+    at.radio(key="anomaly_mode").set_value("a detector fitted on this batch").run()
+    at.slider(key="share_pct").set_value(5).run()
+    no_exception(at)
+    assert "fitted on 3,000 scorable users of this batch (seed 42)" in texts(at.caption)
+    _, build = only(downloads, "events_scored_isolation_forest_keep-buyers_fit5_t", ".parquet")
+    back = pd.read_parquet(io.BytesIO(build()))
+    assert set(back["mode"]) == {"fitted on this batch, top 5%"}
+    assert set(back["fit_seed"]) == {42} and set(back["fit_rows"]) == {3000}
+    out = tmp_path / "fit.parquet"
+    assert (
+        main(["score", str(path), str(out), "--share", "0.05", "--fit-on-batch", "--artifacts", str(dashboard_built)])
+        == 0
+    )
+    pd.testing.assert_frame_equal(pd.read_parquet(out), back)
+    # every flagged user is in the table (one page here), and a search finds one
+    flagged = frame(at, "why")
+    n_flagged = int(metric(at, "Flagged").replace(",", ""))
+    assert len(flagged) == n_flagged
+    target = int(flagged["visitorid"].iloc[3])
+    at.text_input(key="flagged_search").set_value(str(target)).run()
+    no_exception(at)
+    assert frame(at, "why")["visitorid"].tolist() == [target]
+    at.text_input(key="flagged_search").set_value("12x").run()
+    assert "whole number" in texts(at.warning)
+    at.text_input(key="flagged_search").set_value("").run()
+    # the drill-down: only the flagged visitors' events are kept, and the chosen one is charted
+    at.selectbox(key="evidence_visitor").set_value(3).run()
+    no_exception(at)
+    kept = at.session_state["anomaly_flagged_events"]["events"]
+    assert set(kept["visitorid"]) <= set(flagged["visitorid"])
+    shown = [t.value for t in at.text if t.value.startswith(f"Visitor {target}:")]
+    assert shown and "Why:" in shown[0]
+    assert len(charts(at)) >= 4  # histogram, timeline, hour profile, gaps
+
+
+def test_labels_upload_measures_every_detector(dashboard_built, tmp_path):
+    features = demo_features(dashboard_built)
+    at = open_page("pages/anomaly.py")
+    at = upload(at, "users.parquet", parquet_bytes(features))
+    labels = pd.read_parquet(dashboard_built / A.SCORED_USERS)[["visitorid", "is_anomaly"]].head(3000)
+    csv = labels.rename(columns={"is_anomaly": "is_bot"}).to_csv(index=False)
+    csv += "999999999999,1\n"  # not in the file
+    at.file_uploader(key="labels_file").set_value(("labels.csv", csv.encode(), "text/csv")).run()
+    no_exception(at)
+    table = frame(at, "detector", "PR-AUC [95% CI]")
+    assert set(table["detector"]) == {"isolation_forest", "robust_z", "hbos", "ecod"}
+    assert (table["labelled"] == 3000).all()
+    assert "**1** visitorids are not in this file" in "\n".join(m.value for m in at.markdown)
+    cost = frame(at, "known_bots_removed", "labelled_normal_removed")
+    assert cost["known_bots_removed"].max() > 0
+    bad = "visitorid,is_bot\n1,1\n1,0\n"
+    at.file_uploader(key="labels_file").set_value(("bad.csv", bad.encode(), "text/csv")).run()
+    no_exception(at)
+    assert "repeats" in texts(at.error)
