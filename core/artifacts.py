@@ -218,6 +218,7 @@ class Artifacts:
             "manifest_sha256": self.manifest_sha256,
             "manifest_signed": self.signed,
             "ranking_model": self.ranking_model_name,
+            "ranking_model_why": self.served("ranking_model").get("reason") if self.ranking_model is not None else None,
             "detector_loaded": self.detector is not None,
             "detector": self.served("detector").get("name") if self.detector is not None else None,
             "detectors": sorted(self.detectors),

@@ -156,3 +156,27 @@ def point_estimates(h: np.ndarray, c: np.ndarray) -> dict[str, np.ndarray]:
         "per case": ratio(h.sum(axis=0), c.sum(axis=0)),
         "per visitor": ratio(rate.sum(axis=0), has.sum(axis=0).astype(np.float64)),
     }
+
+
+def paired_difference_ci(
+    a: np.ndarray,
+    b: np.ndarray,
+    visitor_ids: np.ndarray,
+    n_boot: int = N_BOOT,
+    seed: int = DEFAULT_SEED,
+    level: float = CI_LEVEL,
+) -> dict[str, float]:
+    """Per-case mean of a - b (two outcomes of the same cases) with a paired visitor-bootstrap
+    percentile CI: both arms are resampled with the same visitors."""
+    a = np.asarray(a, dtype=np.float64)
+    sums, _ = visitor_sums(np.asarray(visitor_ids), np.column_stack([a, np.asarray(b, np.float64), np.ones(a.size)]))
+    h, c = sums[:, :2], sums[:, [2, 2]]
+    rep_case, _ = bootstrap_replicates(h, c, n_boot, seed)
+    lo, hi = percentile_ci((rep_case[:, 0] - rep_case[:, 1])[:, None], level)
+    point = ratio(h.sum(axis=0), c.sum(axis=0))
+    return {
+        "value": float(point[0] - point[1]),
+        "ci_low": float(lo[0]),
+        "ci_high": float(hi[0]),
+        "n_cases": int(a.size),
+    }

@@ -29,6 +29,7 @@ METRIC_PARTS: dict[str, tuple[str, str]] = {
     "top3": ("hit3", "covered"),
     "top1_all": ("hit1", "one"),
     "top3_all": ("hit3", "one"),
+    "mrr5": ("rr5", "one"),  # on request: MRR@5 over all cases
 }
 POPULATION_KEYS: tuple[str, ...] = ("all", "non_flagged", "flagged")
 CSV_COLUMNS: tuple[str, ...] = (
@@ -145,12 +146,15 @@ def headline(outcomes: pd.DataFrame) -> dict[str, Any]:
     """Per-case point metrics (no CI) with case and visitor counts, for compact tables."""
     tot = outcomes[["one", "covered", "hit1", "hit3"]].sum()
     n, cov, hit1, hit3 = (int(tot[c]) for c in ("one", "covered", "hit1", "hit3"))
-    return {
+    out = {
         "n_cases": n,
         "n_covered": cov,
         "n_visitors": int(outcomes["visitorid"].nunique()),
         **ranking.rates(n, cov, hit1, hit3),
     }
+    if "rr5" in outcomes:
+        out["mrr5"] = float(outcomes["rr5"].sum() / n) if n else float("nan")
+    return out
 
 
 def flat_table(splits: dict[str, dict[str, Any]]) -> pd.DataFrame:

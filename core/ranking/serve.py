@@ -16,7 +16,7 @@ from core.errors import DataError
 from core.ranking.candidates import candidate_arrays
 from core.ranking.markov import markov_arrays
 from core.ranking.metrics import order_within_cases
-from core.ranking.models import RankingModel, rule_scores
+from core.ranking.models import UNRANKED, RankingModel, rule_scores
 from core.schema import CANDIDATE_FEATURES, LOOKBACK, MARKOV_FEATURE, UNKNOWN_CATEGORY, WINDOW_MS
 
 MAX_VIEWS = 1_000
@@ -202,6 +202,7 @@ def rank(views: pd.DataFrame | list[dict], model: RankingModel | None = None, to
         assert model is not None  # ranker is the model's name only when a model was given
         scores = model.score(cands)
     order = order_within_cases(cands, scores)
+    order = order[np.asarray(scores)[order] != UNRANKED]  # e.g. last_category ranks one candidate
     if top_k is not None:
         order = order[:top_k]
     feats = [c for c in CANDIDATE_FEATURES + (MARKOV_FEATURE,) if c in cands]
