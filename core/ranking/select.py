@@ -83,7 +83,7 @@ def serving_choice(
     reason = (
         f"{learn} is served: it beats the best simple baseline, {base}; {margin}"
         if earns
-        else f"the baseline {base} is served: the best learned ranker, {learn}, does not beat it by a "
+        else f"The baseline {base} is served: the best learned ranker, {learn}, does not beat it by a "
         f"margin whose 95% interval lies above zero; {margin}"
     )
     record.update(difference=diff, served=served, learned_served=earns, reason=reason)
