@@ -104,7 +104,7 @@ def detector_story(out: Path, op: dict[str, Any], cleaning: dict[str, Any]) -> l
         f"{_pp(d['txn_held_by_flagged'])} of the transactions (volume rule {_pp(v['txn_held_by_flagged'])}). "
         f"The best PR-AUC is `{best}`'s ({q.at[best, 'pr_auc']:.3f}), which flags "
         f"{_pp(q.at[best, 'normal_buyers_flagged'])} of normal buyers.",
-        f"- At the frozen operating point with the policy \"{op.get('policy')}\", cleaning removes "
+        f'- At the frozen operating point with the policy "{op.get("policy")}", cleaning removes '
         f"{_pp(cleaning['users_removed_share'])} of the users and {_pp(cleaning['events_removed_share'])} of "
         "the events.",
     ]

@@ -20,6 +20,7 @@ from core.ranking.cases import (
     tail_streaks,
     view_order,
     view_sequences,
+    with_final_probe,
 )
 from core.ranking.markov import (
     MARKOV_FOLDS,
@@ -42,6 +43,7 @@ from core.ranking.metrics import (
     rates,
 )
 from core.ranking.models import (
+    BASELINE_SCORES,
     BASELINES,
     LEARNED_RANKERS,
     PARALLEL_MIN_ROWS,
@@ -56,13 +58,14 @@ from core.ranking.models import (
     with_n_jobs,
 )
 from core.ranking.select import serving_choice
-from core.ranking.serve import MAX_VIEWS, VIEW_COLUMNS, CheckedViews, RankResult, rank, validate_views
+from core.ranking.serve import MAX_VIEWS, VIEW_COLUMNS, CheckedViews, RankResult, rank, rank_latest, validate_views
 from core.ranking.split import drop_rare_labels, split_by_visitor, visitor_split
 from core.ranking.train import DATASET_SAMPLE_ROWS, RANKERS, Task1Result, train_and_evaluate
 from core.schema import LOOKBACK, WINDOW_MS
 
 __all__ = [
     "BASELINES",
+    "BASELINE_SCORES",
     "CANDIDATE_COLUMNS",
     "DATASET_SAMPLE_ROWS",
     "LEARNED_RANKERS",
@@ -108,6 +111,7 @@ __all__ = [
     "pick_visitor",
     "prepare_cases",
     "rank",
+    "rank_latest",
     "ranking_metrics",
     "rates",
     "recency_scores",
@@ -122,5 +126,6 @@ __all__ = [
     "view_order",
     "view_sequences",
     "visitor_split",
+    "with_final_probe",
     "with_n_jobs",
 ]
