@@ -57,6 +57,7 @@ from core.schema import (  # noqa: F401  (the file names are re-exported for cal
     BEFORE_AFTER_JSON,
     CLEAN_EVENTS,
     CLEANING_COST_CSV,
+    CATEGORY_TREE,
     DAILY_ACTIVITY,
     DATASET_SUMMARY,
     DETECTOR,

@@ -262,6 +262,8 @@ def _build_into(
         fp = data.fingerprint(events)
         artifacts.write_json(dataset_summary(events, inputs.source), out / artifacts.DATASET_SUMMARY)
         daily_activity(events).to_csv(out / artifacts.DAILY_ACTIVITY, index=False)
+        if inputs.category_tree is not None:  # the pages show each category with its parent path
+            inputs.category_tree.to_csv(out / artifacts.CATEGORY_TREE, index=False)
 
     with timer.stage(f"user features and history candidates ({engine} engine)"):
         features, cands = engine_pkg.per_visitor_stages(events, engine, scheduler, n_workers, memory_limit)

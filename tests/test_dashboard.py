@@ -265,8 +265,8 @@ def test_overview_shows_dataset_and_headline_kpis(dashboard_built):
         "Visitors",
         "Items",
         "Categories",
-        "Top-1 hit rate",
-        "Top-3 hit rate",
+        "Top-1, all test cases",
+        "Top-3, all test cases",
         "Coverage",
         "Flagged share",
         "Users flagged",
@@ -276,7 +276,16 @@ def test_overview_shows_dataset_and_headline_kpis(dashboard_built):
     summary = A.load_artifacts(dashboard_built).read_json(A.DATASET_SUMMARY)
     assert labels["Events"] == f"{summary['events']:,}"
     assert "test cases" in texts(at.caption)
-    assert "GroupShuffleSplit" not in texts(at.caption) and "random forest (rf)" in texts(at.caption)
+    metrics = A.load_artifacts(dashboard_built).read_json(A.RANKING_METRICS_JSON)
+    served = metrics["best"]
+    row = next(r for r in metrics["rankers"] if r["split"] == "test" and r["ranker"] == served)
+    # the headline is over all cases (what a visitor experiences); covered-only figures are secondary
+    assert labels["Top-1, all test cases"] == f"{100 * row['top1_all']:.1f}%"
+    assert f"covered cases (next category among the candidates): top-1 {100 * row['top1']:.1f}%" in texts(at.caption)
+    assert "GroupShuffleSplit" not in texts(at.caption) and f"({served})" in texts(at.caption)
+    assert metrics["served_model"]["why"] in texts(at.markdown)
+    shown = frame(at, "ranker", "top-1, all cases")
+    assert {"count + recency rule (rule)", "recency (last viewed first) (recency)"} <= set(shown["ranker"])
     assert len(charts(at)) == 3  # one full-width chart per event type
 
 
