@@ -110,3 +110,19 @@ def test_serving_rule_serves_a_learned_ranker_only_when_its_interval_is_above_ze
     lost = R.serving_choice({**val, "hgb": outcomes(tie, vis)}, ["rule", "recency"], ["hgb"], n_boot=200)
     assert lost["served"] == "rule" and not lost["learned_served"]
     assert lost["difference"]["ci_low"] <= 0 and "baseline rule is served" in lost["reason"]
+
+
+def test_why_text_says_in_plain_words_why_each_category_is_ranked():
+    from core.ranking.explain import why_text
+
+    views = [
+        {"timestamp": 0, "categoryid": 5},
+        {"timestamp": 3 * MIN, "categoryid": 5},
+        {"timestamp": 5 * MIN, "categoryid": 5},
+        {"timestamp": 7 * MIN, "categoryid": 7},
+    ]
+    res = R.rank(views, None, top_k=5)
+    assert why_text(res.ranking).tolist() == [
+        "first: last viewed 2 min before the last view, 3 of the 4 views",
+        "second: viewed last, 1 of the 4 views",
+    ]
