@@ -92,9 +92,14 @@ def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def bootstrap_replicates(
-    hits: np.ndarray, cases: np.ndarray, n_boot: int = N_BOOT, seed: int = DEFAULT_SEED
+    hits: np.ndarray,
+    cases: np.ndarray,
+    n_boot: int = N_BOOT,
+    seed: int = DEFAULT_SEED,
+    block_cells: int = BOOT_BLOCK_CELLS,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-case and per-visitor replicates (n_boot, m) from per-visitor sums (V, m)."""
+    """Per-case and per-visitor replicates (n_boot, m) from per-visitor sums (V, m); weights are
+    drawn ``block_cells`` (replicate, visitor) cells at a time (the draws depend on it)."""
     hits = np.asarray(hits, dtype=np.float64)
     cases = np.asarray(cases, dtype=np.float64)
     n_vis, m = hits.shape
@@ -105,7 +110,7 @@ def bootstrap_replicates(
     has = (cases > 0).astype(np.float64)
     rate = np.nan_to_num(ratio(hits, cases))
     rng = np.random.default_rng(seed)
-    block = max(1, BOOT_BLOCK_CELLS // n_vis)
+    block = max(1, block_cells // n_vis)
     for start in range(0, n_boot, block):  # blocks of replicates, each fully vectorised
         b = min(block, n_boot - start)
         w = bootstrap_weights(n_vis, b, rng)

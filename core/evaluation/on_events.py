@@ -10,16 +10,21 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from core import data, ranking
 from core.errors import DataError
 from core.evaluation.tables import metric_rows_multi
+from core.memory import release_memory
 from core.ranking.cases import rank_in_groups
 from core.schema import DEFAULT_SEED
 from core.stats import CI_LEVEL, N_BOOT
 
 EVAL_METRICS: tuple[str, ...] = ("coverage", "top1", "top3", "top1_all", "top3_all", "mrr5")
 CASE_TOP_K = 5
+# Bootstrap weights in blocks of 2M (replicate, visitor) cells instead of 5M: at 1M events the
+# default blocks took the upload's peak RSS from ~750 to ~950 MiB (benchmarks/bench_evaluate_events.py).
+EVAL_BOOT_BLOCK_CELLS = 2_000_000
 POPULATION = "every case of the file (no split, no rare-label drop: the models are already trained)"
 
 
@@ -96,10 +101,21 @@ def evaluate_events(
     outcomes = {b: ranking.case_outcomes(cands, ranking.BASELINE_SCORES[b](cands)) for b in ranking.BASELINES}
     if served not in outcomes:
         outcomes[served] = ranking.case_outcomes(served_cands, served_scores)
+    cases = case_table(events, served_cands, served_scores, outcomes[served], top_k)
+    del cands, served_cands, served_scores  # only the per-case tables are needed from here on
+    release_memory()
     names = [served] + [r for r in outcomes if r != served]
-    stats = metric_rows_multi(
-        {r: outcomes[r] for r in names}, n_boot, seed, EVAL_METRICS, diffs=[(r, served) for r in names[1:]]
-    )
+    # One BLAS thread: many small blocks of weights x sums; with threads spinning on a busy
+    # 2-core machine the same bootstrap took 74 s instead of 4 s.
+    with threadpool_limits(limits=1, user_api="blas"):
+        stats = metric_rows_multi(
+            {r: outcomes[r] for r in names},
+            n_boot,
+            seed,
+            EVAL_METRICS,
+            diffs=[(r, served) for r in names[1:]],
+            block_cells=EVAL_BOOT_BLOCK_CELLS,
+        )
     rankers = {}
     for r in names:  # a handful of rankers
         per_case = [row for row in stats[r] if row["average"] == "per case"]
@@ -135,7 +151,7 @@ def evaluate_events(
             "minus_served": "this ranker minus the served one on the same cases, paired CI",
         },
     }
-    return EventsEvaluation(report, case_table(events, served_cands, served_scores, outcomes[served], top_k))
+    return EventsEvaluation(report, cases)
 
 
 def case_table(

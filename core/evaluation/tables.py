@@ -13,6 +13,7 @@ from core.errors import DataError
 from core.schema import DEFAULT_SEED
 from core.stats import (
     AVERAGES,
+    BOOT_BLOCK_CELLS,
     CI_LEVEL,
     N_BOOT,
     bootstrap_replicates,
@@ -71,6 +72,7 @@ def metric_rows_multi(
     metrics: Sequence[str] = METRICS,
     level: float = CI_LEVEL,
     diffs: Sequence[tuple[str, str]] = (),
+    block_cells: int = BOOT_BLOCK_CELLS,
 ) -> dict[str, list[dict[str, Any]]]:
     """metric_rows for several rankers on the SAME cases, with one shared bootstrap draw.
 
@@ -95,7 +97,7 @@ def metric_rows_multi(
     h = np.column_stack([sums[:, i * k + cols.index(col)] for i in range(len(names)) for col in num_cols])
     c = np.column_stack([sums[:, i * k + cols.index(col)] for i in range(len(names)) for col in den_cols])
     h, c = h.reshape(len(sums), -1), c.reshape(len(sums), -1)
-    reps = dict(zip(AVERAGES, bootstrap_replicates(h, c, n_boot, seed)))
+    reps = dict(zip(AVERAGES, bootstrap_replicates(h, c, n_boot, seed, block_cells)))
     point = point_estimates(h, c)
     m = len(metrics)
 
