@@ -513,6 +513,37 @@ def test_sampler_draws_a_real_visitor_and_reports_hit_or_miss(dashboard_built):
     assert frame(at, "role")["role"].tolist().count("history (used)") >= 1
 
 
+def test_a_served_baseline_is_named_with_the_rules_reason(built_artifact_dir, monkeypatch, tmp_path):
+    """A build whose serving rule chose a baseline: the page ranks with it and says why."""
+    from core import ranking
+
+    served = tmp_path / "served_baseline"
+    shutil.copytree(built_artifact_dir, served)
+    manifest = json.loads((served / A.MANIFEST).read_text())
+    old = manifest["served"]["ranking_model"]["file"]
+    (served / old).unlink()
+    del manifest["files"][old]
+    name = f"{A.RANKING_MODEL_PREFIX}recency{A.MODEL_SUFFIX}"
+    (served / name).write_bytes(A.dump_model(ranking.fit_ranker("recency", pd.DataFrame({"case_id": [0]}))))
+    manifest["files"][name] = A.file_entry(served / name)
+    reason = "The baseline recency is served: the best learned ranker, rf, does not beat it (made up for this test)"
+    manifest["served"]["ranking_model"] = {
+        "file": name,
+        "name": "recency",
+        "ranker": "recency",
+        "candidates": "history",
+        "reason": reason,
+    }
+    (served / A.MANIFEST).write_text(json.dumps(manifest))
+    monkeypatch.setenv(A.ARTIFACT_DIR_ENV, str(served))
+    at = ms_mode(open_page("pages/ranking.py"))
+    set_views(at, {"timestamp": [0, 1_000, 2_000], "categoryid": [5, 5, 7], "itemid": [None] * 3})
+    no_exception(at)
+    assert reason in texts(at.info) and "Served ranker: recency." in texts(at.info)
+    assert "Ranked by the served ranker **recency**" in texts(at.success)
+    assert frame(at, "rank", "categoryid", "score")["categoryid"].tolist() == [7, 5]  # most recent first
+
+
 def hand_events_csv() -> bytes:
     """The hand-made events of tests/test_evaluate_command.py as CSV bytes."""
     from test_evaluate_command import hand_events
