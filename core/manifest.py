@@ -88,6 +88,7 @@ class ServedRanking(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     ranker: str = Field(min_length=1, max_length=100)
     candidates: str = Field(min_length=1, max_length=100)
+    reason: str | None = Field(default=None, max_length=1000)  # the serving rule's why
 
 
 class ServedDetector(BaseModel):

@@ -265,6 +265,8 @@ def _build_into(
         fp = data.fingerprint(events)
         artifacts.write_json(dataset_summary(events, inputs.source), out / artifacts.DATASET_SUMMARY)
         daily_activity(events).to_csv(out / artifacts.DAILY_ACTIVITY, index=False)
+        if inputs.category_tree is not None:  # the pages show each category with its parent path
+            inputs.category_tree.to_csv(out / artifacts.CATEGORY_TREE, index=False)
 
     with timer.stage(f"user features and history candidates ({engine} engine)"):
         features, cands = engine_pkg.per_visitor_stages(events, engine, scheduler, n_workers, memory_limit)
@@ -337,7 +339,7 @@ def _build_into(
         )
 
     with timer.stage("write task 1 artifacts"):
-        served = choose_served(raw_run, markov_run)
+        served = choose_served(raw_run, markov_run, seed)
         served_ranker = write_task1(out, raw_run, clean_run, markov_run, served, t2["cleaning"])
         raw_metrics = raw_run.metrics
         del clean_run, markov_run, raw_run, served
@@ -392,13 +394,36 @@ def _validation_score(run: Any) -> float:
     return float(row["top1_all"].iloc[0])
 
 
-def choose_served(*runs: Any) -> Any:
-    """The run whose chosen ranker scores best on its validation split (never on test).
+@dataclass
+class ServedChoice:
+    """The served ranking model and the serving rule's record (ranking.serving_choice)."""
 
-    Every run here splits the same raw-event cases with the same seed, so their validation
-    visitors are the same and the comparison is fair.
+    model: ranking.RankingModel
+    serving: dict[str, Any]
+    run: Any  # the Task 1 run the model comes from
+
+
+def choose_served(raw_run: Any, markov_run: Any, seed: int = DEFAULT_SEED) -> ServedChoice:
+    """The served ranker by the serving rule (ranking.select), on validation only (never test).
+
+    The best learned ranker of either run faces the raw run's best simple baseline. Both runs
+    split the same raw-event cases with the same seed, so the validation cases are the same
+    and the comparison is paired.
     """
-    return max(runs, key=_validation_score)
+    serving = raw_run.serving
+    best_learned = serving.get("best_learned")
+    learned_val = serving["validation_top1_all"].get(best_learned, -np.inf) if best_learned else -np.inf
+    if _validation_score(markov_run) <= learned_val:
+        return ServedChoice(raw_run.best_model, serving, raw_run)
+    # The Markov run's learner is the best learned ranker: the rule is applied to it instead.
+    name = served_identity(markov_run.best_model)["name"]
+    baselines = [r for r in ranking.BASELINES if r in raw_run.validation_outcomes]
+    outcomes = {r: raw_run.validation_outcomes[r] for r in baselines}
+    outcomes[name] = markov_run.validation_outcomes[markov_run.chosen_ranker]
+    serving = ranking.serving_choice(outcomes, baselines, [name], seed)
+    if serving["served"] == name:
+        return ServedChoice(markov_run.best_model, serving, markov_run)
+    return ServedChoice(raw_run.models[serving["served"]], serving, raw_run)
 
 
 def _run_info(run: Any) -> dict[str, Any]:
@@ -421,15 +446,15 @@ def served_identity(model: ranking.RankingModel) -> dict[str, Any]:
 
 
 def write_task1(
-    out: Path, raw_run: Any, clean_run: Any, markov_run: Any, served: Any, cleaning: dict[str, Any]
+    out: Path, raw_run: Any, clean_run: Any, markov_run: Any, served: ServedChoice, cleaning: dict[str, Any]
 ) -> dict[str, Any]:
     """Write the served model, the candidate dataset sample, the metrics and before/after tables.
 
-    Returns the served ranker's manifest entry (``served_identity``).
+    Returns the served ranker's manifest entry (``served_identity`` plus the rule's reason).
     """
-    identity = served_identity(served.best_model)
+    identity = served_identity(served.model)
     # A copy under its served name: the fitted model of the run is left as it was.
-    best = dataclasses.replace(served.best_model, name=identity["name"])
+    best = dataclasses.replace(served.model, name=identity["name"])
     (out / identity["file"]).write_bytes(artifacts.dump_model(best))
     dataset = _case_sample(raw_run.dataset_sample, RANKING_DATASET_COMMIT_ROWS)
     dataset.to_parquet(out / artifacts.RANKING_DATASET, index=False, compression="zstd", write_page_checksum=True)
@@ -452,9 +477,13 @@ def write_task1(
                 "name": best.name,
                 "trained_on": best.trained_on,
                 "candidate_set": "history + Markov" if best.markov_top_n else "history",
-                "validation_top1_all": _validation_score(served),
+                "validation_top1_all": served.serving["validation_top1_all"][best.name],
+                "why": served.serving["reason"],
             },
-            "selected_on": "validation split carved out of train (by visitor), metric top1_all",
+            "selected_on": "validation split carved out of train (by visitor), metric top1_all; a learned "
+            "ranker is served only if its paired visitor-bootstrap 95% interval over the best simple "
+            "baseline lies above zero",
+            "serving_rule": served.serving,
             "dataset_file": {
                 "name": artifacts.RANKING_DATASET,
                 "rows": int(len(dataset)),
@@ -490,7 +519,7 @@ def write_task1(
         },
         out / artifacts.BEFORE_AFTER_JSON,
     )
-    return identity
+    return {**identity, "reason": served.serving["reason"]}
 
 
 def _timed(func: Any, *args: Any) -> float:

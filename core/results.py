@@ -29,14 +29,85 @@ def markdown_table(frame: pd.DataFrame, columns: dict[str, str]) -> list[str]:
     return [header, rule, *("| " + cells.agg(" | ".join, axis=1) + " |")]
 
 
+# Over all cases first (what a visitor experiences); covered-only figures after coverage.
 METRIC_COLUMNS = {
+    "top1_all": "top1_all (all cases)",
+    "top3_all": "top3_all (all cases)",
+    "mrr5": "MRR@5 (all cases)",
     "coverage": "coverage",
-    "top1": "top1",
-    "top3": "top3",
-    "top1_all": "top1_all",
-    "top3_all": "top3_all",
+    "top1": "top1 (covered)",
+    "top3": "top3 (covered)",
     "n_cases": "test cases",
 }
+
+
+def _pp(value: float) -> str:
+    """A share as a percentage with one decimal."""
+    return f"{100 * value:.1f} %"
+
+
+def serving_lines(serving: dict[str, Any]) -> list[str]:
+    """The serving rule's validation comparison as Markdown lines (ranking_metrics.json serving_rule)."""
+    val = pd.DataFrame(
+        {"ranker": list(serving["validation_top1_all"]), "top1_all": list(serving["validation_top1_all"].values())}
+    ).sort_values(["top1_all", "ranker"], ascending=[False, True])
+    return [
+        f"**Which ranker is served** (validation split: {serving['n_cases']:,} cases of "
+        f"{serving['n_visitors']:,} visitors carved out of train; test is never used). A learned ranker "
+        "is served only if it beats the best simple baseline (rule, recency, last category) in top1_all "
+        f"with a paired visitor-bootstrap {serving['ci_level']:.0%} interval above zero. {serving['reason']}.",
+        "",
+        *markdown_table(val, {"ranker": "ranker", "top1_all": "validation top1_all (all cases)"}),
+    ]
+
+
+def ranker_story(metrics: pd.DataFrame, serving: dict[str, Any], served: str, out: Path) -> list[str]:
+    """The ranking results in sentences, every figure read from this build's artifacts."""
+    test = metrics[(metrics["split"] == "test") & (metrics["candidate_set"] == "history")].set_index("ranker")
+    lines = [f"- Served: **{served}**. {serving['reason']}."]
+    if {"rule", "recency", "last_category"} <= set(test.index):
+        best = test.drop(index=["rule", "recency", "last_category"])["top1_all"]
+        lines.append(
+            f"- On the {int(test['n_cases'].iloc[0]):,} test cases, top1_all over all cases: the best learned "
+            f"ranker {best.idxmax()} {best.max():.3f}, recency {test.at['recency', 'top1_all']:.3f}, the count + "
+            f"recency rule {test.at['rule', 'top1_all']:.3f}, last category {test.at['last_category', 'top1_all']:.3f}; "
+            f"the history holds the true category in {_pp(test.at['rule', 'coverage'])} of cases (coverage), "
+            "so no history ranker can hit more."
+        )
+    honest = out / schema.EVALUATION_CSV
+    if honest.exists():
+        t = pd.read_csv(honest)
+        t = t[(t["metric"] == "top1_all") & (t["average"] == "per case") & (t["ranker"] == "raw - recency")]
+        for row in t[t["population"] == "all test visitors"].itertuples():
+            lines.append(
+                f"- Same population ({row.split} split, {row.n_cases:,} test cases): the learned ranker minus "
+                f"recency in top1_all is {row.value:+.3f} (95% CI {row.ci_low:+.3f} to {row.ci_high:+.3f})."
+            )
+    return lines
+
+
+def detector_story(out: Path, op: dict[str, Any], cleaning: dict[str, Any]) -> list[str]:
+    """The detector results in sentences, every figure read from this build's artifacts."""
+    quality = out / schema.DETECTOR_QUALITY_CSV
+    if not quality.exists():
+        return []
+    q = pd.read_csv(quality).set_index("method")
+    det = op.get("detector")
+    if det not in q.index or "volume_rule" not in q.index:
+        return []
+    d, v = q.loc[det], q.loc["volume_rule"]
+    best = q["pr_auc"].drop(index="volume_rule").idxmax()
+    return [
+        f"- Detectors ({q['population'].iloc[0]}): the served `{det}` reaches PR-AUC {d['pr_auc']:.3f} against "
+        f"{v['pr_auc']:.3f} for the volume rule; it flags {_pp(d['normal_buyers_flagged'])} of the "
+        f"labelled-normal buyers (volume rule {_pp(v['normal_buyers_flagged'])}), and the users it flags hold "
+        f"{_pp(d['txn_held_by_flagged'])} of the transactions (volume rule {_pp(v['txn_held_by_flagged'])}). "
+        f"The best PR-AUC is `{best}`'s ({q.at[best, 'pr_auc']:.3f}), which flags "
+        f"{_pp(q.at[best, 'normal_buyers_flagged'])} of normal buyers.",
+        f'- At the frozen operating point with the policy "{op.get("policy")}", cleaning removes '
+        f"{_pp(cleaning['users_removed_share'])} of the users and {_pp(cleaning['events_removed_share'])} of "
+        "the events.",
+    ]
 
 
 def results_markdown(out: Path) -> str:
@@ -46,6 +117,8 @@ def results_markdown(out: Path) -> str:
     before_after = json.loads((out / artifacts.BEFORE_AFTER_JSON).read_text())
     op = json.loads((out / artifacts.OPERATING_POINT).read_text())
     cleaning = before_after["cleaning"]
+    ranking_json = json.loads((out / artifacts.RANKING_METRICS_JSON).read_text())
+    serving = ranking_json.get("serving_rule")
     lines = [
         f"Data: {summary['source']}: {summary['events']:,} events, {summary['visitors']:,} visitors, "
         f"{summary['items']:,} items, {summary['categories']:,} categories.",
@@ -57,6 +130,7 @@ def results_markdown(out: Path) -> str:
             metrics[metrics["split"] == "test"], {"candidate_set": "candidates", "ranker": "ranker", **METRIC_COLUMNS}
         ),
         "",
+        *(serving_lines(serving) + [""] if serving else []),
         f"**Task 2, operating point**: detector `{op.get('detector')}`, flag the top {op['share']:.0%} "
         f"of users by anomaly score (threshold {op['threshold']:.4f} on {op['n_users']:,} users), "
         f"policy: {op.get('policy')}. Cleaning removed "
@@ -158,4 +232,9 @@ def results_markdown(out: Path) -> str:
             "",
             *markdown_table(table, {k: v for k, v in columns.items() if k in table.columns}),
         ]
+    story = (ranker_story(metrics, serving, ranking_json["best"], out) if serving else []) + detector_story(
+        out, op, cleaning
+    )
+    if story:
+        lines += ["", "**What the numbers say** (written by the build from the tables above):", "", *story]
     return "\n".join(lines) + "\n"

@@ -99,6 +99,7 @@ BEFORE_AFTER_CSV = "task1_before_after_cleaning.csv"
 BEFORE_AFTER_JSON = "task1_before_after_cleaning.json"
 DATASET_SUMMARY = "dataset_summary.json"
 DAILY_ACTIVITY = "daily_activity.csv"
+CATEGORY_TREE = "category_tree.csv"  # categoryid,parentid: written when the data has a tree
 REALISM_REPORT = "realism_report.json"
 EVALUATION_JSON = "task1_honest_evaluation.json"
 EVALUATION_CSV = "task1_honest_evaluation.csv"

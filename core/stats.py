@@ -92,9 +92,14 @@ def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def bootstrap_replicates(
-    hits: np.ndarray, cases: np.ndarray, n_boot: int = N_BOOT, seed: int = DEFAULT_SEED
+    hits: np.ndarray,
+    cases: np.ndarray,
+    n_boot: int = N_BOOT,
+    seed: int = DEFAULT_SEED,
+    block_cells: int = BOOT_BLOCK_CELLS,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-case and per-visitor replicates (n_boot, m) from per-visitor sums (V, m)."""
+    """Per-case and per-visitor replicates (n_boot, m) from per-visitor sums (V, m); weights are
+    drawn ``block_cells`` (replicate, visitor) cells at a time (the draws depend on it)."""
     hits = np.asarray(hits, dtype=np.float64)
     cases = np.asarray(cases, dtype=np.float64)
     n_vis, m = hits.shape
@@ -105,7 +110,7 @@ def bootstrap_replicates(
     has = (cases > 0).astype(np.float64)
     rate = np.nan_to_num(ratio(hits, cases))
     rng = np.random.default_rng(seed)
-    block = max(1, BOOT_BLOCK_CELLS // n_vis)
+    block = max(1, block_cells // n_vis)
     for start in range(0, n_boot, block):  # blocks of replicates, each fully vectorised
         b = min(block, n_boot - start)
         w = bootstrap_weights(n_vis, b, rng)
@@ -155,4 +160,28 @@ def point_estimates(h: np.ndarray, c: np.ndarray) -> dict[str, np.ndarray]:
     return {
         "per case": ratio(h.sum(axis=0), c.sum(axis=0)),
         "per visitor": ratio(rate.sum(axis=0), has.sum(axis=0).astype(np.float64)),
+    }
+
+
+def paired_difference_ci(
+    a: np.ndarray,
+    b: np.ndarray,
+    visitor_ids: np.ndarray,
+    n_boot: int = N_BOOT,
+    seed: int = DEFAULT_SEED,
+    level: float = CI_LEVEL,
+) -> dict[str, float]:
+    """Per-case mean of a - b (two outcomes of the same cases) with a paired visitor-bootstrap
+    percentile CI: both arms are resampled with the same visitors."""
+    a = np.asarray(a, dtype=np.float64)
+    sums, _ = visitor_sums(np.asarray(visitor_ids), np.column_stack([a, np.asarray(b, np.float64), np.ones(a.size)]))
+    h, c = sums[:, :2], sums[:, [2, 2]]
+    rep_case, _ = bootstrap_replicates(h, c, n_boot, seed)
+    lo, hi = percentile_ci((rep_case[:, 0] - rep_case[:, 1])[:, None], level)
+    point = ratio(h.sum(axis=0), c.sum(axis=0))
+    return {
+        "value": float(point[0] - point[1]),
+        "ci_low": float(lo[0]),
+        "ci_high": float(hi[0]),
+        "n_cases": int(a.size),
     }

@@ -9,10 +9,23 @@ import streamlit as st
 
 from core import artifacts as A
 from core.errors import DataError
-from core.export import ms_to_datetimes, views_from_csv_text, views_from_editor
+from core.evaluation.on_events import CASE_TOP_K, evaluate_events, prepared_events
+from core.export import csv_bytes, ms_to_datetimes, views_from_csv_text, views_from_editor
 from core.ranking import history_before, pick_visitor, rank
+from core.ranking.explain import why_text
 from core.schema import LOOKBACK, WINDOW_MS
-from dashboard import artifacts, category_paths, entry_point_guard, glossary, sequences
+from core.uploads import MAX_EVENT_ROWS, MAX_UPLOAD_MB, read_table
+from dashboard import (
+    artifacts,
+    category_paths,
+    download_data,
+    drop_upload_bytes,
+    entry_point_guard,
+    glossary,
+    keep_in_session,
+    release_from_session,
+    sequences,
+)
 
 entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server
 
@@ -117,10 +130,11 @@ def show_ranking(result, top_k: int) -> None:
     """Which ranker ranked, the bar chart and table of scores, and each candidate's features."""
     reason = artifacts().ranking_fallback_reason() or result.fallback_reason  # as the API says it
     if reason is None:
-        st.success(f"Ranked by the model **{result.ranker}** from {result.n_history_views} history view(s).")
+        st.success(f"Ranked by the served ranker **{result.ranker}** from {result.n_history_views} history view(s).")
     else:
         st.warning(f"Ranked by the **count + recency rule** (fallback: {reason}).")
     ranking = result.ranking.copy()
+    ranking.insert(2, "why", why_text(ranking) if len(ranking) else pd.Series(dtype=str))
     viewed = ranking["cnt"] > 0 if "cnt" in ranking else pd.Series(True, index=ranking.index)
     ranking.insert(2, "source", np.where(viewed, "viewed", SUGGESTED))
     for col in PLACEHOLDER_FEATURES:
@@ -168,7 +182,7 @@ def show_ranking(result, top_k: int) -> None:
     )
     st.caption(" ".join(notes))
     st.dataframe(
-        ranking[["rank", "categoryid", "source", "score"] + (["parent categories"] if paths is not None else [])],
+        ranking[["rank", "categoryid"] + (["parent categories"] if paths is not None else []) + ["why", "score"]],
         hide_index=True,
     )
     with st.expander("What the model saw for each category"):
@@ -231,10 +245,13 @@ st.caption(
     )
     + ". The API ranks the same way."
 )
-glossary("case", "candidate", "score", "coverage", "top1")  # the words below, explained
+glossary("case", "candidate", "score", "coverage", "top1", "top1_all")  # the words below, explained
 
 arts = artifacts()
 model = arts.ranking_model
+served_why = arts.served("ranking_model").get("reason") if model is not None else None
+if served_why:
+    st.info(f"**Served ranker: {arts.ranking_model_name}.** {served_why}.", icon=":material/rule:")
 if model is None:
     st.warning(
         f"No verified ranking model is loaded ({arts.ranking_fallback_reason()}), so the count + "
@@ -386,16 +403,129 @@ else:
             "most recent; earlier views are shown but not used."
         )
         history = history_before(views_v, target, window_ms, lookback)
-        result = rank(history[VIEW_COLUMNS], model, top_k)
+        full = rank(history[VIEW_COLUMNS], model, None)  # every candidate, to say where the actual one is
         actual = int(views_v["categoryid"].iloc[target])
-        ranked = result.ranking["categoryid"].tolist()
-        if actual in ranked:
+        ranked = full.ranking["categoryid"].tolist()
+        if actual in ranked and ranked.index(actual) < top_k:
             st.success(
                 f"Hit: the actual next category **{actual}** is ranked #{ranked.index(actual) + 1} of the top {top_k}.",
                 icon=":material/check_circle:",
             )
-        else:
+        elif actual in ranked:
             st.warning(
-                f"Miss: the actual next category **{actual}** is not in the top {top_k}.", icon=":material/cancel:"
+                f"Miss: the actual next category **{actual}** is a candidate, ranked #{ranked.index(actual) + 1} "
+                f"of {len(ranked)}, below the top {top_k}.",
+                icon=":material/cancel:",
             )
+        elif actual in set(history["categoryid"]):
+            st.warning(
+                f"Miss: the actual next category **{actual}** is in the history, but the served ranker "
+                f"({full.ranker}) does not rank it: it ranks only the last viewed category.",
+                icon=":material/cancel:",
+            )
+        else:
+            st.info(
+                f"Not a candidate: the actual next category **{actual}** is not among this history's "
+                "categories" + (" or the suggested ones" if "markov_prob" in full.ranking else "") + ", so no "
+                "ranker that picks from them could have ranked it (an uncovered case: a miss in top1_all).",
+                icon=":material/block:",
+            )
+        result = rank(history[VIEW_COLUMNS], model, top_k)
         show_ranking(result, top_k)
+
+# --- Evaluate on your events ------------------------------------------------------------------
+st.header("Evaluate on your events")
+st.caption(
+    "Upload events in the prepared layout (timestamp, visitorid, event, itemid, transactionid, categoryid; "
+    "CSV or parquet, for example the cleaned-events parquet of a build). Every case of the file is "
+    "measured, with no split and no rare-label drop, because the models are already trained. "
+    "Raw RetailRocket events without a categoryid column cannot be evaluated here: prepare them with "
+    "`python -m core build --raw-dir FOLDER` first. The same figures come from `python -m core evaluate FILE`."
+)
+eval_file = st.file_uploader(
+    "Events with a categoryid column, as parquet or CSV",
+    type=["parquet", "csv"],
+    key="eval_file",
+    max_upload_size=MAX_UPLOAD_MB,
+    help=f"At most {MAX_UPLOAD_MB} MB and {MAX_EVENT_ROWS:,} events: the app's memory budget is 1 GB.",
+)
+eval_id = eval_file.file_id if eval_file is not None else None
+if eval_id is None:
+    release_from_session("ranking_eval")
+elif st.session_state.get("ranking_eval", {}).get("id") != eval_id:
+    release_from_session("ranking_eval")
+    entry: dict = {"id": eval_id, "name": eval_file.name}
+    try:
+        with st.spinner("Building every case of the file and ranking it…"):
+            frame, kind, _ = read_table(eval_file.name, eval_file.getvalue())
+            if kind != "events":
+                raise DataError(
+                    f"{eval_file.name!r} looks like a user-features table, not events; upload events with a "
+                    "categoryid column."
+                )
+            events = prepared_events(frame, eval_file.name)
+            del frame
+            entry["result"] = evaluate_events(events, model, arts.ranking_model_name, CASE_TOP_K)
+            del events
+    except DataError as exc:
+        entry["error"] = str(exc)
+    keep_in_session("ranking_eval", entry)
+if eval_file is not None:
+    drop_upload_bytes(eval_file, "eval_file")
+evaluation = st.session_state.get("ranking_eval")
+if evaluation and "error" in evaluation:
+    st.error(f"This file cannot be evaluated: {evaluation['error']}", icon=":material/block:")
+elif evaluation and "result" in evaluation:
+    report = evaluation["result"].report
+    served = report["served"]
+    st.markdown(
+        f"**{report['cases']:,} cases** of {report['visitors']:,} visitors in `{evaluation['name']}`. "
+        f"Served ranker: **{served}**."
+    )
+
+    def with_ci(entry: dict, metric: str) -> str:
+        lo, hi = entry["ci"][metric]
+        return f"{100 * entry[metric]:.1f}% ({100 * lo:.1f} to {100 * hi:.1f})"
+
+    labels = {
+        "top1_all": "top-1, all cases",
+        "top3_all": "top-3, all cases",
+        "mrr5": "MRR@5, all cases",
+        "coverage": "coverage",
+        "top1": "top-1, covered cases",
+        "top3": "top-3, covered cases",
+    }
+    order = ["top1_all", "top3_all", "mrr5", "coverage", "top1", "top3"]
+    rows = []
+    for name, entry in report["rankers"].items():  # a handful of rankers
+        row = {"ranker": name + (" (served)" if name == served else "")}
+        row |= {labels[m]: with_ci(entry, m) for m in order}
+        diff = entry.get("minus_served", {}).get("top1_all")
+        row["top-1 all cases, minus served"] = (
+            "–"
+            if diff is None
+            else f"{100 * diff['value']:+.1f} pp ({100 * diff['ci'][0]:+.1f} to {100 * diff['ci'][1]:+.1f})"
+        )
+        rows.append(row)
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    st.caption(
+        f"Population: {report['population']}. Each figure has its visitor-bootstrap "
+        f"{report['ci_level']:.0%} interval in brackets ({report['n_boot']} resamples of the file's visitors); "
+        "“minus served” is the paired difference on the same cases, in percentage points. MRR@5 is "
+        "shown as a share (1/rank within the first five). Coverage is the share of cases whose next "
+        "category was a candidate: for the baselines, a category of the history."
+    )
+    st.download_button(
+        "Per-case results as CSV",
+        download_data(csv_bytes, evaluation["result"].cases),
+        f"{evaluation['name'].rsplit('.', 1)[0]}_cases_{served}.csv",
+        "text/csv",
+        key="dl_eval_cases",
+        on_click="ignore",
+        icon=":material/download:",
+    )
+    st.caption(
+        f"One row per case: visitor, time (ms) of the view to predict and of the last history view, the true "
+        f"category, whether it was a candidate at all, whether the served ranker hit it (top 1, top 3), and "
+        f"its ranked top {CASE_TOP_K} (rank_1 … rank_{CASE_TOP_K})."
+    )

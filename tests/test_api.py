@@ -90,6 +90,10 @@ def test_health_reports_loaded_artifacts(client):
     assert body["ranking"] == "model" and body["ranking_model"]
     assert body["anomaly"] == "available" and body["detector_loaded"] is True
     assert body["problems"] == []
+    # which ranker is served, and why (the serving rule's validation comparison)
+    served = json.loads((default_dir() / MANIFEST).read_text())["served"]["ranking_model"]
+    assert body["ranking_model"] == served["name"] and body["ranking_model_why"] == served["reason"]
+    assert "validation top1_all" in body["ranking_model_why"]
 
 
 @needs_artifacts

@@ -271,8 +271,8 @@ def test_overview_shows_dataset_and_headline_kpis(dashboard_built):
         "Visitors",
         "Items",
         "Categories",
-        "Top-1 hit rate",
-        "Top-3 hit rate",
+        "Top-1, all test cases",
+        "Top-3, all test cases",
         "Coverage",
         "Flagged share",
         "Users flagged",
@@ -282,7 +282,16 @@ def test_overview_shows_dataset_and_headline_kpis(dashboard_built):
     summary = A.load_artifacts(dashboard_built).read_json(A.DATASET_SUMMARY)
     assert labels["Events"] == f"{summary['events']:,}"
     assert "test cases" in texts(at.caption)
-    assert "GroupShuffleSplit" not in texts(at.caption) and "random forest (rf)" in texts(at.caption)
+    metrics = A.load_artifacts(dashboard_built).read_json(A.RANKING_METRICS_JSON)
+    served = metrics["best"]
+    row = next(r for r in metrics["rankers"] if r["split"] == "test" and r["ranker"] == served)
+    # the headline is over all cases (what a visitor experiences); covered-only figures are secondary
+    assert labels["Top-1, all test cases"] == f"{100 * row['top1_all']:.1f}%"
+    assert f"covered cases (next category among the candidates): top-1 {100 * row['top1']:.1f}%" in texts(at.caption)
+    assert "GroupShuffleSplit" not in texts(at.caption) and f"({served})" in texts(at.caption)
+    assert metrics["served_model"]["why"] in texts(at.markdown)
+    shown = frame(at, "ranker", "top-1, all cases")
+    assert {"count + recency rule (rule)", "recency (last viewed first) (recency)"} <= set(shown["ranker"])
     assert len(charts(at)) == 3  # one full-width chart per event type
 
 
@@ -324,13 +333,16 @@ def test_ranking_uses_the_model_on_the_real_example(dashboard_built):
     at = open_page("pages/ranking.py")
     no_exception(at)
     name = A.load_artifacts(dashboard_built).ranking_model_name
-    assert f"Ranked by the model **{name}**" in texts(at.success)
+    assert f"Ranked by the served ranker **{name}**" in texts(at.success)
+    assert A.load_artifacts(dashboard_built).served("ranking_model")["reason"] in texts(at.info)  # why served
     table = frame(at, "rank", "categoryid", "score")
-    assert list(table.columns) == ["rank", "categoryid", "source", "score"] and len(table) <= 5
+    assert list(table.columns) == ["rank", "categoryid", "parent categories", "why", "score"] and len(table) <= 5
     assert table["score"].is_monotonic_decreasing
+    assert table["why"].str.match(r"^(first|second|third|#\d+): ").all()  # plain words per category
+    assert (table["parent categories"].str.len() > 0).all()  # the build keeps the category tree
     caption = texts(at.caption)
     assert "not a probability" in caption  # the score is explained
-    assert "no category tree" in caption  # ids only, and why
+    assert "with their parent categories" in caption
 
 
 def test_top_k_slider_changes_the_number_of_categories(dashboard_built):
@@ -488,8 +500,11 @@ def test_sampler_draws_a_real_visitor_and_reports_hit_or_miss(dashboard_built):
     at.button(key="sample").click().run()
     no_exception(at)
     assert at.session_state["sample_seed"] == 2
-    outcome = texts(at.success) + texts(at.warning)
-    assert "Hit: the actual next category" in outcome or "Miss: the actual next category" in outcome
+    outcome = texts(at.success) + texts(at.warning) + texts(at.info)
+    assert any(
+        words in outcome
+        for words in ("Hit: the actual next category", "Miss: the actual next category", "Not a candidate: the actual")
+    )
     views = frame(at, "role")
     assert "next view (to predict)" in set(views["role"])
     assert texts(at.markdown) != first  # another visitor (or at least another seed)
@@ -502,6 +517,73 @@ def test_sampler_draws_a_real_visitor_and_reports_hit_or_miss(dashboard_built):
     slider.set_value(int(slider.options[0])).run()
     no_exception(at)
     assert frame(at, "role")["role"].tolist().count("history (used)") >= 1
+
+
+def test_a_served_baseline_is_named_with_the_rules_reason(built_artifact_dir, monkeypatch, tmp_path):
+    """A build whose serving rule chose a baseline: the page ranks with it and says why."""
+    from core import ranking
+
+    served = tmp_path / "served_baseline"
+    shutil.copytree(built_artifact_dir, served)
+    manifest = json.loads((served / A.MANIFEST).read_text())
+    old = manifest["served"]["ranking_model"]["file"]
+    (served / old).unlink()
+    del manifest["files"][old]
+    name = f"{A.RANKING_MODEL_PREFIX}recency{A.MODEL_SUFFIX}"
+    (served / name).write_bytes(A.dump_model(ranking.fit_ranker("recency", pd.DataFrame({"case_id": [0]}))))
+    manifest["files"][name] = A.file_entry(served / name)
+    reason = "The baseline recency is served: the best learned ranker, rf, does not beat it (made up for this test)"
+    manifest["served"]["ranking_model"] = {
+        "file": name,
+        "name": "recency",
+        "ranker": "recency",
+        "candidates": "history",
+        "reason": reason,
+    }
+    (served / A.MANIFEST).write_text(json.dumps(manifest))
+    monkeypatch.setenv(A.ARTIFACT_DIR_ENV, str(served))
+    at = ms_mode(open_page("pages/ranking.py"))
+    set_views(at, {"timestamp": [0, 1_000, 2_000], "categoryid": [5, 5, 7], "itemid": [None] * 3})
+    no_exception(at)
+    assert reason in texts(at.info) and "Served ranker: recency." in texts(at.info)
+    assert "Ranked by the served ranker **recency**" in texts(at.success)
+    assert frame(at, "rank", "categoryid", "score")["categoryid"].tolist() == [7, 5]  # most recent first
+
+
+def hand_events_csv() -> bytes:
+    """The hand-made events of tests/test_evaluate_command.py as CSV bytes."""
+    from test_evaluate_command import hand_events
+
+    return hand_events().to_csv(index=False).encode()
+
+
+def test_ranking_page_evaluates_uploaded_events_with_intervals_and_a_case_download(dashboard_built, downloads):
+    at = open_page("pages/ranking.py")
+    at.file_uploader(key="eval_file").set_value(("mine.csv", hand_events_csv(), "text/csv")).run()
+    no_exception(at)
+    served = A.load_artifacts(dashboard_built).ranking_model_name
+    shown = frame(at, "ranker", "top-1, all cases").set_index("ranker")
+    names = {n.removesuffix(" (served)") for n in shown.index}
+    assert {"rule", "recency", "last_category", served} <= names
+    rule = shown.loc["rule" if served != "rule" else "rule (served)"]
+    # hand-computed in tests/test_evaluate_command.py: 2 of 6 cases hit at rank 1, 3 of 6 covered
+    assert rule["top-1, all cases"].startswith("33.3% (") and rule["coverage"].startswith("50.0% (")
+    assert rule["top-1, covered cases"].startswith("66.7% (")
+    assert shown.loc[f"{served} (served)", "top-1 all cases, minus served"] == "–"
+    assert "visitor-bootstrap 95% interval" in texts(at.caption)
+    assert "**6 cases**" in texts(at.markdown)
+    _, build = only(downloads, "mine_cases_", ".csv")
+    cases = pd.read_csv(io.BytesIO(build()))
+    assert len(cases) == 6 and {"visitorid", "true_categoryid", "candidate", "hit_top1", "rank_1"} <= set(cases)
+    assert cases["candidate"].tolist() == [True, False, True, False, False, True]
+
+
+def test_ranking_page_explains_events_it_cannot_evaluate(dashboard_built):
+    at = open_page("pages/ranking.py")
+    raw = pd.read_csv(io.BytesIO(hand_events_csv())).drop(columns="categoryid").to_csv(index=False).encode()
+    at.file_uploader(key="eval_file").set_value(("raw.csv", raw, "text/csv")).run()
+    no_exception(at)
+    assert "no categoryid column" in texts(at.error) and "python -m core build --raw-dir" in texts(at.error)
 
 
 # --------------------------------------------------------------------------- anomaly

@@ -362,8 +362,8 @@ def test_group_split_table_has_2x3_populations_and_counts_add_up(world):
         assert t.loc["all", "n_cases"] == spec.test["case_id"].nunique()  # one fixed test set
     assert (table.loc[table["population_key"] == "flagged", "n_cases"] > 0).all()
     long = pd.DataFrame(res["metrics"])
-    assert set(long["ranker"]) == set(ev.EVAL_RANKERS) | {"clean - raw"}
-    assert len(long) == (len(ev.EVAL_RANKERS) + 1) * 3 * len(ev.METRICS) * 2
+    assert set(long["ranker"]) == set(ev.EVAL_RANKERS) | {"clean - raw", "raw - recency"}
+    assert len(long) == (len(ev.EVAL_RANKERS) + 2) * 3 * len(ev.METRICS) * 2
     assert set(long["average"]) == {"per case", "per visitor"}
     finite = long.dropna(subset=["value", "ci_low", "ci_high"])
     assert ((finite["ci_low"] <= finite["value"] + 1e-12) & (finite["value"] <= finite["ci_high"] + 1e-12)).mean() > 0.9

@@ -153,14 +153,21 @@ def test_every_ranker_reported_on_test_with_case_counts(two_builds):
     out, _, _ = two_builds
     metrics = json.loads((out / artifacts.RANKING_METRICS_JSON).read_text())
     test_rows = [r for r in metrics["rankers"] if r["split"] == "test"]
-    assert {"rule", "logreg", "hgb", "rf"} <= {r["ranker"] for r in test_rows}
+    assert {"rule", "recency", "last_category", "logreg", "hgb", "rf"} <= {r["ranker"] for r in test_rows}
     for row in test_rows:
         assert row["n_cases"] > 0
         assert row["top1_all"] == pytest.approx(row["top1"] * row["coverage"], abs=1e-6)
-    validation = [r["top1_all"] for r in metrics["rankers"] if r["split"] == "validation"]
     served = metrics["served_model"]
     assert served["name"] == metrics["best"]
-    assert served["validation_top1_all"] == pytest.approx(max(validation))  # chosen on validation, not test
+    # The serving rule, on validation only: a learned ranker only with an interval above zero.
+    rule = metrics["serving_rule"]
+    assert rule["served"] == metrics["best"] and served["why"] == rule["reason"]
+    val = rule["validation_top1_all"]
+    assert val[rule["best_baseline"]] == max(val[b] for b in ("rule", "recency", "last_category"))
+    assert rule["learned_served"] == (rule["difference"]["ci_low"] > 0)
+    assert metrics["best"] == (rule["best_learned"] if rule["learned_served"] else rule["best_baseline"])
+    manifest = json.loads((out / artifacts.MANIFEST).read_text())
+    assert manifest["served"]["ranking_model"]["reason"] == rule["reason"]
 
 
 def test_build_rejects_a_bad_events_file_with_a_clear_message(tmp_path):

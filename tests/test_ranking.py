@@ -649,9 +649,15 @@ def test_train_and_evaluate_is_deterministic_and_reports_every_ranker(one_thread
     assert (test["n_cases"] == a.leakage["n_test_cases"]).all()
     np.testing.assert_allclose(test["top1_all"], test["top1"] * test["coverage"])
     chosen = a.metrics[a.metrics["split"] == "validation"].set_index("ranker")["top1_all"]
-    assert chosen[a.chosen_ranker] == chosen.max()
+    serving = a.serving  # the serving rule: the best baseline unless a learned ranker earns it
+    assert serving["served"] == a.chosen_ranker
+    assert chosen[serving["best_baseline"]] == chosen[list(R.BASELINES)].max()
+    assert chosen[serving["best_learned"]] == chosen[list(R.LEARNED_RANKERS)].max()
+    assert serving["learned_served"] == (serving["difference"]["ci_low"] > 0)
     fit_on = test.set_index("ranker")["fit_on"]
-    assert fit_on[a.chosen_ranker] == "train" and (fit_on.drop(a.chosen_ranker) != "train").all()
+    assert (fit_on[list(R.BASELINES)] == "no fitting").all()
+    if serving["learned_served"]:
+        assert fit_on[a.chosen_ranker] == "train" and (fit_on.drop(a.chosen_ranker) != "train").all()
     assert a.metrics[["ranker", "split"]].values.tolist()[:2] == [["rule", "validation"], ["rule", "test"]]
     assert a.leakage["disjoint"] and a.leakage["validation_disjoint_from_test"]
     assert a.best_model.name == a.chosen_ranker and "train cases" in a.best_model.trained_on

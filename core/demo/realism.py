@@ -145,7 +145,7 @@ def _task1_figures(metrics: pd.DataFrame | list[dict]) -> dict[str, float]:
     if "candidate_set" in m:  # the build's table also holds the Markov-candidate runs
         m = m[m["candidate_set"] == "history (spec)"]
     rule = m[m["ranker"] == "rule"].iloc[-1]
-    learned = m[~m["ranker"].isin(["rule", "markov"])]
+    learned = m[~m["ranker"].isin(["rule", "recency", "last_category", "markov"])]  # the learned ones
     out = {"rule_coverage": float(rule["coverage"]), "rule_top1": float(rule["top1"]), "rule_top3": float(rule["top3"])}
     if len(learned):
         out["learned_gain_top1_all"] = float(learned["top1_all"].max() - rule["top1_all"])

@@ -60,8 +60,9 @@ from core.stats import CI_LEVEL, N_BOOT
 
 log = logging.getLogger(__name__)
 
-# The rankers compared on the same test cases: learned on raw events, on cleaned events, the rule.
-EVAL_RANKERS: tuple[str, ...] = ("raw", "clean", "rule")
+# The rankers compared on the same test cases: learned on raw events, on cleaned events, and
+# the simple baselines (ranking.BASELINES: the rule, recency, last category).
+EVAL_RANKERS: tuple[str, ...] = ("raw", "clean") + ranking.BASELINES
 REPORT_DECIMALS = 6  # report tables only; nothing here is re-used as a threshold
 
 
@@ -94,7 +95,7 @@ def evaluate_split(
             spec.train_rows(train_sample(spec.train, seed)), seed, source=f"{spec.name} split, raw training cases"
         ),
         "clean": fit_learned(clean_sample, seed, source=f"{spec.name} split, cleaned training cases"),
-        "rule": ranking.fit_ranker("rule", spec.train),
+        **{b: ranking.fit_ranker(b, spec.train) for b in ranking.BASELINES},
     }
     log.info("evaluation %s: rankers %.1fs", spec.name, time.perf_counter() - t0)
     outcomes = {r: ranking.case_outcomes(spec.test, model_scores(models[r], spec.test)) for r in EVAL_RANKERS}
@@ -102,7 +103,7 @@ def evaluate_split(
     captions = _population_captions(spec, share)
     table: list[dict[str, Any]] = []
     long: list[dict[str, Any]] = []
-    arms_diffs = [("clean", "raw")]
+    arms_diffs = [("clean", "raw"), ("raw", "recency")]
     for key in POPULATION_KEYS:  # three populations, the three rankers bootstrapped together
         arms = {r: outcomes[r].loc[pops[key]] for r in EVAL_RANKERS}
         for r, rows in metric_rows_multi(arms, n_boot, seed, diffs=arms_diffs).items():
@@ -149,6 +150,14 @@ def evaluate_split(
             "rule": {
                 "trained_on": "no training",
                 "description": "count + recency rule (cnt desc, then pos_from_end asc); reference",
+            },
+            "recency": {
+                "trained_on": "no training",
+                "description": "recency baseline (pos_from_end asc: the most recently viewed category first)",
+            },
+            "last_category": {
+                "trained_on": "no training",
+                "description": "last-category baseline: only the last viewed category, ranked first",
             },
         },
         "table": table,

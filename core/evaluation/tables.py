@@ -13,6 +13,7 @@ from core.errors import DataError
 from core.schema import DEFAULT_SEED
 from core.stats import (
     AVERAGES,
+    BOOT_BLOCK_CELLS,
     CI_LEVEL,
     N_BOOT,
     bootstrap_replicates,
@@ -29,6 +30,7 @@ METRIC_PARTS: dict[str, tuple[str, str]] = {
     "top3": ("hit3", "covered"),
     "top1_all": ("hit1", "one"),
     "top3_all": ("hit3", "one"),
+    "mrr5": ("rr5", "one"),  # on request: MRR@5 over all cases
 }
 POPULATION_KEYS: tuple[str, ...] = ("all", "non_flagged", "flagged")
 CSV_COLUMNS: tuple[str, ...] = (
@@ -70,6 +72,7 @@ def metric_rows_multi(
     metrics: Sequence[str] = METRICS,
     level: float = CI_LEVEL,
     diffs: Sequence[tuple[str, str]] = (),
+    block_cells: int = BOOT_BLOCK_CELLS,
 ) -> dict[str, list[dict[str, Any]]]:
     """metric_rows for several rankers on the SAME cases, with one shared bootstrap draw.
 
@@ -94,7 +97,7 @@ def metric_rows_multi(
     h = np.column_stack([sums[:, i * k + cols.index(col)] for i in range(len(names)) for col in num_cols])
     c = np.column_stack([sums[:, i * k + cols.index(col)] for i in range(len(names)) for col in den_cols])
     h, c = h.reshape(len(sums), -1), c.reshape(len(sums), -1)
-    reps = dict(zip(AVERAGES, bootstrap_replicates(h, c, n_boot, seed)))
+    reps = dict(zip(AVERAGES, bootstrap_replicates(h, c, n_boot, seed, block_cells)))
     point = point_estimates(h, c)
     m = len(metrics)
 
@@ -145,12 +148,15 @@ def headline(outcomes: pd.DataFrame) -> dict[str, Any]:
     """Per-case point metrics (no CI) with case and visitor counts, for compact tables."""
     tot = outcomes[["one", "covered", "hit1", "hit3"]].sum()
     n, cov, hit1, hit3 = (int(tot[c]) for c in ("one", "covered", "hit1", "hit3"))
-    return {
+    out = {
         "n_cases": n,
         "n_covered": cov,
         "n_visitors": int(outcomes["visitorid"].nunique()),
         **ranking.rates(n, cov, hit1, hit3),
     }
+    if "rr5" in outcomes:
+        out["mrr5"] = float(outcomes["rr5"].sum() / n) if n else float("nan")
+    return out
 
 
 def flat_table(splits: dict[str, dict[str, Any]]) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 
 cases: the case/history rule; candidates: the 7 contract features; markov: the transition
 extension; models: rankers; metrics: outcomes and metrics; split: rare labels and the visitor
-split; train: train_and_evaluate; serve: validate_views and rank.
+split; train: train_and_evaluate; select: which ranker is served; serve: validate_views and rank.
 """
 
 from core.ranking.candidates import CANDIDATE_COLUMNS, build_candidates, candidate_arrays, prepare_cases
@@ -20,6 +20,7 @@ from core.ranking.cases import (
     tail_streaks,
     view_order,
     view_sequences,
+    with_final_probe,
 )
 from core.ranking.markov import (
     MARKOV_FOLDS,
@@ -31,7 +32,10 @@ from core.ranking.markov import (
     transition_pairs,
 )
 from core.ranking.metrics import (
+    MRR_K,
+    NOT_RANKED,
     case_outcomes,
+    case_ranks,
     case_ranks_by_score,
     markov_only_outcomes,
     order_within_cases,
@@ -39,30 +43,41 @@ from core.ranking.metrics import (
     rates,
 )
 from core.ranking.models import (
+    BASELINE_SCORES,
+    BASELINES,
     LEARNED_RANKERS,
     PARALLEL_MIN_ROWS,
     TRAIN_ROW_CAPS,
+    UNRANKED,
     RankingModel,
     fit_ranker,
+    last_category_scores,
     make_estimator,
+    recency_scores,
     rule_scores,
     with_n_jobs,
 )
-from core.ranking.serve import MAX_VIEWS, VIEW_COLUMNS, CheckedViews, RankResult, rank, validate_views
+from core.ranking.select import serving_choice
+from core.ranking.serve import MAX_VIEWS, VIEW_COLUMNS, CheckedViews, RankResult, rank, rank_latest, validate_views
 from core.ranking.split import drop_rare_labels, split_by_visitor, visitor_split
 from core.ranking.train import DATASET_SAMPLE_ROWS, RANKERS, Task1Result, train_and_evaluate
 from core.schema import LOOKBACK, WINDOW_MS
 
 __all__ = [
+    "BASELINES",
+    "BASELINE_SCORES",
     "CANDIDATE_COLUMNS",
     "DATASET_SAMPLE_ROWS",
     "LEARNED_RANKERS",
     "LOOKBACK",
     "MARKOV_FOLDS",
     "MAX_VIEWS",
+    "MRR_K",
+    "NOT_RANKED",
     "PARALLEL_MIN_ROWS",
     "RANKERS",
     "TRAIN_ROW_CAPS",
+    "UNRANKED",
     "VIEW_COLUMNS",
     "WINDOW_MS",
     "CheckedViews",
@@ -76,6 +91,7 @@ __all__ = [
     "cap_by_case",
     "case_codes",
     "case_outcomes",
+    "case_ranks",
     "case_ranks_by_score",
     "case_table",
     "case_times",
@@ -87,6 +103,7 @@ __all__ = [
     "has_history",
     "history_before",
     "history_lengths",
+    "last_category_scores",
     "make_estimator",
     "markov_arrays",
     "markov_only_outcomes",
@@ -94,9 +111,12 @@ __all__ = [
     "pick_visitor",
     "prepare_cases",
     "rank",
+    "rank_latest",
     "ranking_metrics",
     "rates",
+    "recency_scores",
     "rule_scores",
+    "serving_choice",
     "sorted_views",
     "split_by_visitor",
     "tail_streaks",
@@ -106,5 +126,6 @@ __all__ = [
     "view_order",
     "view_sequences",
     "visitor_split",
+    "with_final_probe",
     "with_n_jobs",
 ]

@@ -101,6 +101,17 @@ def view_sequences(events: pd.DataFrame, window_ms: int = WINDOW_MS) -> pd.DataF
     return views
 
 
+def with_final_probe(
+    vis: np.ndarray, ts: np.ndarray, cat: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Views in case order plus, after each visitor's last view, a probe view at that view's time:
+    the probe's history is the visitor's latest history, as /rank sees it (vis, ts, cat, probe mask)."""
+    final = np.flatnonzero(np.r_[vis[1:] != vis[:-1], True]) if len(vis) else np.zeros(0, np.int64)
+    at = final + 1
+    mask = np.insert(np.zeros(len(vis), dtype=bool), at, True)
+    return np.insert(vis, at, vis[final]), np.insert(ts, at, ts[final]), np.insert(cat, at, cat[final]), mask
+
+
 def history_before(
     visitor_views: pd.DataFrame, target: int, window_ms: int = WINDOW_MS, lookback: int = LOOKBACK
 ) -> pd.DataFrame:

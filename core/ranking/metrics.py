@@ -9,7 +9,10 @@ import pandas as pd
 
 from core.ranking.cases import case_table, rank_in_groups
 from core.ranking.markov import MarkovModel
-from core.ranking.models import Candidates
+from core.ranking.models import UNRANKED, Candidates
+
+MRR_K = 5  # MRR@5: 1/rank when the true category is ranked within the first five, else 0
+NOT_RANKED = np.iinfo(np.int64).max  # the 0-based rank of a candidate the ranker leaves out
 
 
 def order_within_cases(cands: Candidates, scores: np.ndarray) -> np.ndarray:
@@ -32,8 +35,17 @@ def case_ranks_by_score(cands: pd.DataFrame, scores: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def _outcome_frame(cases: pd.DataFrame, covered: np.ndarray, hit1: np.ndarray, hit3: np.ndarray) -> pd.DataFrame:
-    """The per-case outcome table: case_id, visitorid, one, covered, hit1, hit3, switch."""
+def reciprocal_rank(ranks: np.ndarray, k: int = MRR_K) -> np.ndarray:
+    """1 / (rank + 1) for 0-based ranks below k, else 0."""
+    ranks = np.asarray(ranks, dtype=np.int64)
+    inside = ranks < k
+    return np.where(inside, 1.0 / (np.where(inside, ranks, 0) + 1.0), 0.0)
+
+
+def _outcome_frame(
+    cases: pd.DataFrame, covered: np.ndarray, hit1: np.ndarray, hit3: np.ndarray, rr5: np.ndarray
+) -> pd.DataFrame:
+    """The per-case outcome table: case_id, visitorid, one, covered, hit1, hit3, rr5, switch."""
     return pd.DataFrame(
         {
             "case_id": cases["case_id"].to_numpy(),
@@ -42,32 +54,49 @@ def _outcome_frame(cases: pd.DataFrame, covered: np.ndarray, hit1: np.ndarray, h
             "covered": covered.astype(float),
             "hit1": hit1.astype(float),
             "hit3": hit3.astype(float),
+            "rr5": rr5.astype(float),
             "switch": cases["last_cat"].to_numpy() != cases["y"].to_numpy(),
         }
     )
 
 
-def label_hits(cands: pd.DataFrame, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(case_id, hit1, hit3) of every label row: at most one per case, as candidates are distinct."""
-    label = cands["label"].to_numpy() == 1
-    if len(cands):
-        ranks = case_ranks_by_score(cands, np.asarray(scores, dtype=np.float64))[label]
+def label_ranks(cands: Candidates, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(case_id, 0-based rank) of every label row (at most one per case, as candidates are
+    distinct); NOT_RANKED where the ranker leaves the label out (an UNRANKED score)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    label = np.asarray(cands["label"]) == 1
+    if len(scores):
+        ranks = case_ranks_by_score(cands, scores)[label]
+        ranks[scores[label] == UNRANKED] = NOT_RANKED
     else:
         ranks = np.zeros(0, dtype=np.int64)
-    return cands["case_id"].to_numpy(np.int64)[label], ranks == 0, ranks < 3
+    return np.asarray(cands["case_id"], dtype=np.int64)[label], ranks
+
+
+def label_hits(cands: Candidates, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(case_id, hit1, hit3) of every label row."""
+    case_id, ranks = label_ranks(cands, scores)
+    return case_id, ranks == 0, ranks < 3
+
+
+def case_ranks(cands: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
+    """Per case (sorted by case_id): case_id, visitorid, y, last_cat and the label's 0-based
+    rank (NOT_RANKED when the label is not a candidate or the ranker leaves it out)."""
+    cases = case_table(cands)
+    label_case, ranks = label_ranks(cands, scores)
+    rank = np.full(len(cases), NOT_RANKED, dtype=np.int64)
+    covered = np.zeros(len(cases), dtype=bool)
+    pos = np.searchsorted(cases["case_id"].to_numpy(), label_case)
+    rank[pos] = ranks
+    covered[pos] = True
+    return cases.assign(rank=rank, covered=covered)
 
 
 def case_outcomes(cands: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
-    """Per case (sorted by case_id): case_id, visitorid, one, covered, hit1, hit3, switch."""
-    cases = case_table(cands)
-    label_case, is_hit1, is_hit3 = label_hits(cands, scores)
-    pos = np.searchsorted(cases["case_id"].to_numpy(), label_case)
-    n = len(cases)
-    covered, hit1, hit3 = np.zeros(n), np.zeros(n), np.zeros(n)
-    covered[pos] = 1.0
-    hit1[pos] = is_hit1
-    hit3[pos] = is_hit3
-    return _outcome_frame(cases, covered, hit1, hit3)
+    """Per case (sorted by case_id): case_id, visitorid, one, covered, hit1, hit3, rr5, switch."""
+    cases = case_ranks(cands, scores)
+    rank = cases["rank"].to_numpy()
+    return _outcome_frame(cases, cases["covered"].to_numpy(), rank == 0, rank < 3, reciprocal_rank(rank))
 
 
 def markov_only_outcomes(cases: pd.DataFrame, markov: MarkovModel) -> pd.DataFrame:
@@ -79,13 +108,14 @@ def markov_only_outcomes(cases: pd.DataFrame, markov: MarkovModel) -> pd.DataFra
     last = cases["last_cat"].to_numpy(np.int64)
     y = cases["y"].to_numpy(np.int64)
     covered = markov.prob(last, y) > 0 if len(cases) else np.zeros(0, dtype=bool)
-    q, cat, _ = markov.top(last, 3)
+    q, cat, _ = markov.top(last, MRR_K)
     hit = cat == y[q]
     rank = rank_in_groups(q)  # 0 = best
     n = len(cases)
     hit1 = np.bincount(q[hit & (rank == 0)], minlength=n) > 0
-    hit3 = np.bincount(q[hit], minlength=n) > 0
-    return _outcome_frame(cases, covered, hit1, hit3)
+    hit3 = np.bincount(q[hit & (rank < 3)], minlength=n) > 0
+    rr5 = np.bincount(q[hit], weights=reciprocal_rank(rank[hit]), minlength=n)
+    return _outcome_frame(cases, covered, hit1, hit3, rr5)
 
 
 def rates(n_cases: int, n_covered: int, n_top1: int, n_top3: int) -> dict[str, float]:
@@ -104,17 +134,18 @@ def rates(n_cases: int, n_covered: int, n_top1: int, n_top3: int) -> dict[str, f
 
 
 def ranking_metrics(cands: pd.DataFrame, scores: np.ndarray) -> dict[str, Any]:
-    """coverage, top1/top3 (covered cases), top1_all/top3_all (all cases), with case counts."""
+    """coverage, top1/top3 (covered cases), top1_all/top3_all and mrr5 (all cases), with case counts."""
     scores = np.asarray(scores, dtype=np.float64)
     if len(scores) != len(cands):
         raise ValueError("scores must have one value per candidate row")
     if np.isnan(scores).any():
         raise ValueError("scores contain NaN")
     n_cases = int(pd.unique(cands["case_id"].to_numpy()).size) if len(cands) else 0
-    label_case, is_hit1, is_hit3 = label_hits(cands, scores)
-    n_covered, hit1, hit3 = len(label_case), int(is_hit1.sum()), int(is_hit3.sum())
+    label_case, ranks = label_ranks(cands, scores)
+    n_covered, hit1, hit3 = len(label_case), int((ranks == 0).sum()), int((ranks < 3).sum())
     return {
         **rates(n_cases, n_covered, hit1, hit3),
+        "mrr5": float(reciprocal_rank(ranks).sum() / n_cases) if n_cases else float("nan"),
         "n_cases": n_cases,
         "n_covered": n_covered,
         "n_top1": hit1,

@@ -20,6 +20,10 @@ from core.ranking.markov import MarkovModel
 from core.schema import CANDIDATE_FEATURES, DEFAULT_SEED, LOOKBACK, MARKOV_FEATURE, WINDOW_MS
 
 LEARNED_RANKERS: tuple[str, ...] = ("logreg", "hgb", "rf")
+# The simple baselines of the data contract, strongest-first is not assumed: the build measures.
+BASELINES: tuple[str, ...] = ("rule", "recency", "last_category")
+# A score of -inf means "not ranked": the last-category baseline ranks only the is_last candidate.
+UNRANKED = -np.inf
 # Training rows are capped (a deterministic sample of whole cases) so the full build stays within
 # its time budget at RetailRocket scale (measured on the demo generator at 2.76M events: the
 # forest is the slow one, so it gets the smallest cap; accuracy is flat beyond these sizes).
@@ -55,6 +59,24 @@ def rule_scores(cands: Candidates) -> np.ndarray:
     return np.asarray(cands["cnt"], dtype=np.float64) - pos / denom
 
 
+def recency_scores(cands: Candidates) -> np.ndarray:
+    """Recency: pos_from_end asc (the most recently viewed category first)."""
+    return -np.asarray(cands["pos_from_end"], dtype=np.float64)
+
+
+def last_category_scores(cands: Candidates) -> np.ndarray:
+    """Last category: only the is_last candidate is ranked (first); every other one is UNRANKED."""
+    return np.where(np.asarray(cands["is_last"]) == 1, 1.0, UNRANKED)
+
+
+BASELINE_SCORES = {"rule": rule_scores, "recency": recency_scores, "last_category": last_category_scores}
+BASELINE_FEATURES: dict[str, tuple[str, ...]] = {
+    "rule": ("cnt", "pos_from_end"),
+    "recency": ("pos_from_end",),
+    "last_category": ("is_last",),
+}
+
+
 def make_estimator(name: str, seed: int = DEFAULT_SEED):
     """The scikit-learn estimator of a learned ranker (fixed random_state)."""
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
@@ -84,7 +106,7 @@ class RankingModel:
     """A ranker plus everything needed to rebuild its candidates at prediction time."""
 
     name: str
-    estimator: Any = None  # None for "rule" and "markov"
+    estimator: Any = None  # None for the baselines and "markov"
     features: tuple[str, ...] = CANDIDATE_FEATURES
     markov: MarkovModel | None = None
     markov_top_n: int = 0
@@ -94,8 +116,8 @@ class RankingModel:
 
     def score(self, cands: Candidates) -> np.ndarray:
         """Higher = more likely the next category; one score per candidate row."""
-        if self.name == "rule":
-            return rule_scores(cands)
+        if self.name in BASELINE_SCORES:
+            return BASELINE_SCORES[self.name](cands)
         if self.name == "markov":
             return np.asarray(cands[MARKOV_FEATURE], dtype=np.float64)
         cols = [np.asarray(cands[f]) for f in self.features]
@@ -202,11 +224,11 @@ def fit_ranker(
     window_ms: int = WINDOW_MS,
     source: str = "events",
 ) -> RankingModel:
-    """Fit one ranker on candidate rows (target `label`); rule/markov need no fitting."""
+    """Fit one ranker on candidate rows (target `label`); baselines and markov need no fitting."""
     n_cases = int(pd.unique(train["case_id"].to_numpy()).size)
     common: dict[str, Any] = dict(markov=markov, markov_top_n=markov_top_n, lookback=lookback, window_ms=window_ms)
-    if name in ("rule", "markov"):
-        feats = ("cnt", "pos_from_end") if name == "rule" else (MARKOV_FEATURE,)
+    if name in BASELINE_SCORES or name == "markov":
+        feats = BASELINE_FEATURES.get(name, (MARKOV_FEATURE,))
         return RankingModel(name, None, feats, trained_on=f"{source}, {n_cases} train cases (no fitting)", **common)
     rows = cap_by_case(train, TRAIN_ROW_CAPS[name], seed)
     y = rows["label"].to_numpy()

@@ -14,9 +14,10 @@ import pandas as pd
 
 from core.errors import DataError
 from core.ranking.candidates import candidate_arrays
+from core.ranking.cases import rank_in_groups, sorted_views, with_final_probe
 from core.ranking.markov import markov_arrays
 from core.ranking.metrics import order_within_cases
-from core.ranking.models import RankingModel, rule_scores
+from core.ranking.models import UNRANKED, RankingModel, rule_scores
 from core.schema import (
     CANDIDATE_FEATURES,
     LOOKBACK,
@@ -186,15 +187,10 @@ def rank(views: pd.DataFrame | list[dict], model: RankingModel | None = None, to
     order = np.argsort(v.timestamp, kind="stable")
     ts = v.timestamp[order]
     cat = v.categoryid[order]
-    # One visitor plus a dummy "next" view at t_last: its history is exactly the views with
+    # One visitor plus a probe "next" view at t_last: its history is exactly the views with
     # timestamp >= t_last - window, last `lookback` of them — built by the training code path
     # (candidate_arrays and markov_arrays, as numpy columns: no DataFrame until the output).
-    n = len(ts)
-    vis = np.zeros(n + 1, dtype=np.int64)
-    ts_all = np.append(ts, ts[-1])
-    cat_all = np.append(cat, cat[-1])
-    case_mask = np.zeros(n + 1, dtype=bool)
-    case_mask[-1] = True
+    vis, ts_all, cat_all, case_mask = with_final_probe(np.zeros(len(ts), dtype=np.int64), ts, cat)
     cands = candidate_arrays(vis, ts_all, cat_all, lookback, window_ms, case_mask)
     fallback: str | None = None
     ranker = "rule"
@@ -214,6 +210,7 @@ def rank(views: pd.DataFrame | list[dict], model: RankingModel | None = None, to
         assert model is not None  # ranker is the model's name only when a model was given
         scores = model.score(cands)
     order = order_within_cases(cands, scores)
+    order = order[np.asarray(scores)[order] != UNRANKED]  # e.g. last_category ranks one candidate
     if top_k is not None:
         order = order[:top_k]
     feats = [c for c in CANDIDATE_FEATURES + (MARKOV_FEATURE,) if c in cands]
@@ -231,4 +228,34 @@ def rank(views: pd.DataFrame | list[dict], model: RankingModel | None = None, to
         fallback_reason=fallback,
         ranking=ranking,
         n_history_views=int(cands["n_views"][0]),
+    )
+
+
+def rank_latest(events: pd.DataFrame, model: RankingModel | None = None, top_k: int = 3) -> pd.DataFrame:
+    """Per visitor, the next-category ranking after its latest history, as /rank would answer it
+    for that visitor's views (batch use): visitorid, rank (1 = best), categoryid, score, ranker."""
+    if not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise DataError(f"top_k must be a positive integer, got {top_k!r}")
+    lookback = model.lookback if model is not None else LOOKBACK
+    window_ms = model.window_ms if model is not None else WINDOW_MS
+    vis, ts, cat, probe = with_final_probe(*sorted_views(events))
+    if not probe.any():
+        raise DataError("no view with a known category: nothing to rank")
+    cands = candidate_arrays(vis, ts, cat, lookback, window_ms, probe)
+    if model is not None and model.markov is not None:
+        cands = markov_arrays(cands, model.markov, model.markov_top_n, lookback, window_ms)
+    scores = np.asarray(model.score(cands) if model is not None else rule_scores(cands))
+    order = order_within_cases(cands, scores)
+    order = order[scores[order] != UNRANKED]
+    pos = rank_in_groups(cands["case_id"][order])
+    order, pos = order[pos < top_k], pos[pos < top_k]
+    return pd.DataFrame(
+        {
+            "visitorid": cands["visitorid"][order],
+            "rank": pos + 1,
+            "categoryid": cands["categoryid"][order],
+            "score": scores[order],
+            "n_history_views": cands["n_views"][order],
+            "ranker": model.name if model is not None else "rule",
+        }
     )

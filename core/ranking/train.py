@@ -16,8 +16,9 @@ from core.errors import DataError
 from core.ranking.candidates import build_candidates
 from core.ranking.cases import cap_by_case
 from core.ranking.markov import MarkovModel, add_markov, cross_fit_markov, fit_markov, transition_pairs
-from core.ranking.metrics import ranking_metrics
-from core.ranking.models import LEARNED_RANKERS, TRAIN_ROW_CAPS, RankingModel, cap_binds, fit_ranker
+from core.ranking.metrics import case_outcomes, ranking_metrics
+from core.ranking.models import BASELINES, LEARNED_RANKERS, TRAIN_ROW_CAPS, RankingModel, cap_binds, fit_ranker
+from core.ranking.select import serving_choice
 from core.ranking.split import drop_rare_labels, holdout_mask, visitor_split
 from core.schema import (
     CANDIDATE_FEATURES,
@@ -31,7 +32,7 @@ from core.schema import (
 
 logger = logging.getLogger(__name__)
 
-RANKERS: tuple[str, ...] = ("rule",) + LEARNED_RANKERS
+RANKERS: tuple[str, ...] = BASELINES + LEARNED_RANKERS
 DATASET_SAMPLE_ROWS = 200_000
 
 
@@ -51,6 +52,10 @@ class Task1Result:
     dataset_is_sample: bool
     timings: dict[str, float] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    serving: dict[str, Any] = field(default_factory=dict)  # select.serving_choice's record
+    # Per ranker: the per-case validation outcomes and the model fitted on the fit part.
+    validation_outcomes: dict[str, pd.DataFrame] = field(default_factory=dict)
+    models: dict[str, RankingModel] = field(default_factory=dict)
 
     @property
     def info(self) -> dict[str, Any]:
@@ -58,6 +63,7 @@ class Task1Result:
         return {
             "chosen_ranker": self.chosen_ranker,
             "chosen_by": self.chosen_by,
+            "serving": self.serving,
             "trained_on": self.best_model.trained_on,
             "n_cases": self.n_cases,
             "n_cases_dropped_rare": self.n_cases_dropped_rare,
@@ -128,9 +134,9 @@ def train_and_evaluate(
         logger.info("task1 %s: %.2fs", stage, now - t)
         t = now
 
-    unknown = [r for r in rankers if r not in ("rule", "markov") + LEARNED_RANKERS]
+    unknown = [r for r in rankers if r not in BASELINES + ("markov",) + LEARNED_RANKERS]
     if unknown or not rankers:
-        raise ValueError(f"unknown rankers {unknown}; expected some of rule, markov, {LEARNED_RANKERS}")
+        raise ValueError(f"unknown rankers {unknown}; expected some of {BASELINES}, markov, {LEARNED_RANKERS}")
     use_markov = markov_top_n > 0 or "markov" in rankers
     if cases is None:
         cands = build_candidates(events, lookback, window_ms)
@@ -179,24 +185,34 @@ def train_and_evaluate(
     refit_possible = not presampled and not (learned and all(cap_binds(r, len(fit_part)) for r in learned))
     results: dict[tuple[str, str], dict[str, Any]] = {}
     fitted: dict[str, RankingModel] = {}
+    val_outcomes: dict[str, pd.DataFrame] = {}
     fit_on = "train minus validation visitors"
     for name in rankers:  # a handful of rankers
         fitted[name] = model = fit_ranker(name, fit_part, features, seed, markov, top_n, lookback, window_ms, source)
         for split, part in (("validation", val_part), ("test", test)):
+            scores = model.score(part)
             results[name, split] = {
                 "ranker": name,
                 "split": split,
-                "fit_on": fit_on,
-                **ranking_metrics(part, model.score(part)),
+                "fit_on": "no fitting" if name in BASELINES else fit_on,
+                **ranking_metrics(part, scores),
             }
+            if split == "validation":
+                val_outcomes[name] = case_outcomes(part, scores)
         lap(f"{name}: fit, score validation and test")
-    # Choice on validation only; ties keep the earlier (simpler) ranker in `rankers` order.
+    # Choice on validation only (select.serving_choice): a learned ranker must beat the best
+    # baseline with a paired bootstrap interval above zero.
+    serving = serving_choice(
+        val_outcomes, [r for r in rankers if r in BASELINES], [r for r in rankers if r not in BASELINES], seed
+    )
+    best_name = serving["served"]
     val_top1 = {r: results[r, "validation"]["top1_all"] for r in rankers}
-    best_name = max(rankers, key=lambda r: (val_top1[r], -list(rankers).index(r)))
     # The winner is refitted on the full train, unless its row cap already binds on the fit part:
     # a refit would then see as many rows, only others, for the cost of a fit and a scoring.
     # The others keep their fit-part models. The table says which is which.
-    if not refit_possible or cap_binds(best_name, len(fit_part)):
+    if best_name in BASELINES:
+        best = fitted[best_name]  # nothing to fit
+    elif not refit_possible or cap_binds(best_name, len(fit_part)):
         best = fitted[best_name]
         lap(f"{best_name}: kept (its row cap binds on the fit part)")
     else:
@@ -217,7 +233,7 @@ def train_and_evaluate(
         best_model=best,
         metrics=metrics,
         chosen_ranker=best_name,
-        chosen_by="validation top1_all (visitor split inside train; test never used)",
+        chosen_by=serving["reason"],
         leakage=leakage,
         n_cases=n_cases_all,
         n_cases_dropped_rare=n_dropped,
@@ -236,4 +252,7 @@ def train_and_evaluate(
             "train_row_caps": dict(TRAIN_ROW_CAPS),
             "test_size": TEST_SIZE,
         },
+        serving=serving,
+        validation_outcomes=val_outcomes,
+        models=fitted,
     )
