@@ -12,7 +12,7 @@ from core.errors import DataError
 from core.export import ms_to_datetimes, views_from_csv_text, views_from_editor
 from core.ranking import history_before, pick_visitor, rank
 from core.schema import LOOKBACK, WINDOW_MS
-from dashboard import artifacts, category_paths, entry_point_guard, glossary, sequences
+from dashboard import SCORE_D3, artifacts, category_paths, entry_point_guard, glossary, legend, sequences, series_scale
 
 entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server
 
@@ -134,15 +134,16 @@ def show_ranking(result, top_k: int) -> None:
         alt.Chart(ranking)
         .mark_bar()
         .encode(
-            x=alt.X("score:Q", title="Score (higher = more likely to be viewed next)"),
+            x=alt.X("score:Q", title=["Score", "(higher = more likely next)"], axis=alt.Axis(format=SCORE_D3)),
             y=alt.Y("category:N", sort=alt.EncodingSortField("rank"), title="Category"),
             color=alt.Color(
                 "source:N",
                 title=None,
                 sort=["viewed", SUGGESTED],
-                scale=alt.Scale(domain=["viewed", SUGGESTED], range=["#2563eb", "#f59e0b"]),
+                scale=series_scale(["viewed", SUGGESTED]),
+                legend=legend(2),
             ),
-            tooltip=["rank", "categoryid", "source", alt.Tooltip("score:Q", format=".4f")],
+            tooltip=["rank", "categoryid", "source", alt.Tooltip("score:Q", format=SCORE_D3)],
         )
         .properties(height=max(120, 36 * len(ranking) + 50), padding={"left": 10, "right": 20, "bottom": 10})
     )
@@ -231,7 +232,7 @@ st.caption(
     )
     + ". The API ranks the same way."
 )
-glossary("case", "candidate", "score", "coverage", "top1")  # the words below, explained
+glossary("case", "candidate", "score", "rankers", "coverage", "top1", "top1_all")  # the words below, explained
 
 arts = artifacts()
 model = arts.ranking_model
@@ -297,7 +298,7 @@ else:
     st.session_state.setdefault("views_csv", as_csv(st.session_state.views_base, False))
     text = st.text_area(
         "One view per line: timestamp,categoryid[,itemid]; the timestamp in Unix milliseconds or as a "
-        "date and time (UTC). Lines are numbered from 0 after the header.",
+        "date and time (UTC). Lines are numbered as in a spreadsheet: the header is line 1.",
         height=220,
         key="views_csv",
     )
@@ -339,11 +340,18 @@ try:
 except DataError as exc:
     message = str(exc)
     if kept_rows is not None:  # name the rows as the table numbers them (blank rows were left out)
+        pasted = mode != "Table"  # pasted text: the line a spreadsheet shows (header = line 1)
         message = re.sub(
             r"row (\d+)",
-            lambda m: f"row {kept_rows[int(m.group(1))]}" if int(m.group(1)) < len(kept_rows) else m.group(0),
+            lambda m: (
+                (f"line {kept_rows[int(m.group(1))] + 2}" if pasted else f"row {kept_rows[int(m.group(1))]}")
+                if int(m.group(1)) < len(kept_rows)
+                else m.group(0)
+            ),
             message,
         )
+    # dates are accepted too: "not a number" would send the analyst the wrong way
+    message = message.replace("timestamp is not a number", "timestamp is neither a date and time nor Unix milliseconds")
     st.error(f"These views cannot be ranked: {message}", icon=":material/block:")
 
 # --- Sample a real visitor ------------------------------------------------------------------
