@@ -252,10 +252,8 @@ def collapse_sidebar_on_phone(page_name: str) -> None:
     if st.session_state.get("_shown_page") == page_name:
         return
     st.session_state["_shown_page"] = page_name
-    import streamlit.components.v1 as components
-
     with st.sidebar:  # the page name makes a new document, so the script runs again (a same one is kept)
-        components.html(f"<!-- {html.escape(page_name)} -->" + _COLLAPSE_ON_PHONE_JS, height=0)
+        st.iframe(f"<!-- {html.escape(page_name)} -->" + _COLLAPSE_ON_PHONE_JS, height=1)
 
 
 def built_date(value: Any) -> str:
@@ -305,13 +303,13 @@ GLOSSARY: dict[str, str] = {
     "(how short the longest usual gaps between events are), night (share of events between 0:00 and "
     "6:00 UTC), session_rate (sessions per active day), repeat_views (views of items already seen), "
     "returns_per_item, unbought_carts and unbought_cart_rate (add-to-carts of visitors who never "
-    "bought). A purchase can only lower a score.",
+    "bought). A purchase never raises the score of a user.",
     "σ (robust z)": "How far a behaviour value is above the typical training user, in robust "
     "standard deviations (the median, and the spread of the users above it). 3σ is far above "
     "what most users do; values below typical count as 0 (one-sided).",
     "share": "The share of users a detector flags: the users whose anomaly score is in the top "
     "share (for example the top 4%).",
-    "ties": "Users with exactly the same score. The threshold for a share is the (1 − share) "
+    "ties": "Users whose scores are exactly equal. The threshold for a share is the (1 − share) "
     "quantile of the scores (linear interpolation between neighbours) and every user with a score "
     "at or above it is flagged, so all users tied at the threshold are flagged together. When many "
     "users share a score the flagged share can be above the share asked for, and two nearby shares "

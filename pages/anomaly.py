@@ -15,6 +15,7 @@ from core.memory import release_memory
 from core.schema import USER_FEATURES
 from core.uploads import MAX_UPLOAD_MB, read_upload
 from dashboard import (
+    COUNT_D3,
     artifacts,
     count,
     download_data,
@@ -124,7 +125,7 @@ def histogram(binned: tuple[np.ndarray, np.ndarray], threshold: float) -> alt.La
                 "start:Q", title="Anomaly score (higher = more anomalous)", bin="binned", axis=alt.Axis(titlePadding=8)
             ),
             x2="end:Q",
-            y=alt.Y("users:Q", title="Users", axis=alt.Axis(format="~s")),
+            y=alt.Y("users:Q", title="Users", axis=alt.Axis(format=COUNT_D3)),
             color=alt.Color(
                 "side:N",
                 title=None,
@@ -134,7 +135,7 @@ def histogram(binned: tuple[np.ndarray, np.ndarray], threshold: float) -> alt.La
             tooltip=[
                 alt.Tooltip("start:Q", format=".3f", title="from"),
                 alt.Tooltip("end:Q", format=".3f", title="to"),
-                alt.Tooltip("users:Q", format=","),
+                alt.Tooltip("users:Q", format=COUNT_D3),
             ],
         )
     )

@@ -7,6 +7,7 @@ import streamlit as st
 from core import artifacts as A
 from core.anomaly.policy import policy_label
 from dashboard import (
+    COUNT_D3,
     best_test_row,
     count,
     entry_point_guard,
@@ -194,8 +195,13 @@ else:
             .mark_line(color="#2563eb")
             .encode(
                 x=alt.X("date:T", title=None, axis=alt.Axis(format="%d %b")),
-                y=alt.Y("events:Q", title=None, scale=alt.Scale(zero=False), axis=alt.Axis(format=",~s", tickCount=3)),
-                tooltip=[alt.Tooltip("date:T", title="Day", format="%Y-%m-%d"), alt.Tooltip("events:Q", format=",")],
+                y=alt.Y(
+                    "events:Q", title=None, scale=alt.Scale(zero=False), axis=alt.Axis(format=COUNT_D3, tickCount=3)
+                ),
+                tooltip=[
+                    alt.Tooltip("date:T", title="Day", format="%Y-%m-%d"),
+                    alt.Tooltip("events:Q", format=COUNT_D3),
+                ],
             )
             .properties(height=140, padding={"left": 10, "right": 20, "top": 5, "bottom": 5})
         )

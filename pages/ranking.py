@@ -350,6 +350,8 @@ except DataError as exc:
             ),
             message,
         )
+        if pasted:
+            message = message.replace("(rows are 0-based)", "(lines as in a spreadsheet: header = line 1)")
     # dates are accepted too: "not a number" would send the analyst the wrong way
     message = message.replace("timestamp is not a number", "timestamp is neither a date and time nor Unix milliseconds")
     st.error(f"These views cannot be ranked: {message}", icon=":material/block:")
