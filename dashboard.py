@@ -383,9 +383,12 @@ def series_scale(domain: list[str]) -> alt.Scale:
     return alt.Scale(domain=list(domain), range=[SERIES_COLORS.get(str(d)) or next(spare) for d in domain])
 
 
-def legend(n_items: int = 2) -> alt.Legend:
-    """A legend above the chart that wraps into rows (one row of five was cut at phone width)."""
-    return alt.Legend(orient="top", columns=min(n_items, 3), labelLimit=0, symbolType="circle")
+def legend(labels: list[str]) -> alt.Legend:
+    """A legend above the chart that wraps into rows narrow enough for a phone (one row of five
+    was cut at 390 px): as many columns of the longest label as fit in ~40 characters, at most 3."""
+    longest = max((len(str(label)) for label in labels), default=1)
+    columns = max(1, min(len(labels), 3, 40 // (longest + 4)))
+    return alt.Legend(orient="top", columns=columns, labelLimit=0, symbolType="circle")
 
 
 def title_lines(text: str, width: int = 42) -> list[str]:
@@ -408,7 +411,9 @@ def flagged_tail_chart(scores: np.ndarray, threshold: float, bins: int = 40) -> 
     if above == 0:
         return None
     low = min(float(threshold), float(np.quantile(finite, max(0.0, 1 - 2 * above / finite.size))))
-    shown = finite[finite >= low]
+    # strictly above a lower edge below the threshold: a block of users tied at that edge would
+    # otherwise set the panel's scale and flatten the tail it is there to show
+    shown = finite[(finite > low) | (finite >= threshold)]
     counts, edges = np.histogram(shown, bins=bins)
     frame = pd.DataFrame({"start": edges[:-1], "end": edges[1:], "users": counts})
     frame["side"] = np.where(frame["end"] > threshold, "at or above threshold", "below threshold")
@@ -459,10 +464,21 @@ def template_download(kind: str, where: Any = None) -> None:
 
 
 def template_downloads(*kinds: str) -> None:
-    """Template buttons for these upload kinds side by side (all kinds when none given)."""
-    kinds = kinds or tuple(TEMPLATES)
-    for kind, col in zip(kinds, st.columns(len(kinds))):
-        template_download(kind, col)
+    """Template buttons for these upload kinds in one row (all kinds when none given)."""
+    row = st.container(horizontal=True)
+    for kind in kinds or tuple(TEMPLATES):
+        template_download(kind, row)
+
+
+def lying_on_each_other(long: pd.DataFrame, field: str, value: str = "value") -> str:
+    """'transactions and buyers lie on each other (the same at every share).' for the series of a
+    long table whose values are all equal, else ''. A caption sentence, so no line goes unseen."""
+    by = long.groupby(field, sort=False)[value].apply(lambda v: tuple(np.round(v.to_numpy(np.float64), 12)))
+    groups = [list(names) for _, names in by.groupby(by).groups.items() if len(names) > 1]
+    return " ".join(
+        f"{', '.join(map(str, names[:-1]))} and {names[-1]} lie on each other (the same at every point)."
+        for names in groups
+    )
 
 
 # Column names of the stored tables, as the pages show them.

@@ -16,6 +16,7 @@ from core.schema import USER_FEATURES
 from core.uploads import MAX_UPLOAD_MB, read_upload
 from dashboard import (
     COUNT_D3,
+    SCORE_DIGITS,
     artifacts,
     count,
     download_data,
@@ -130,7 +131,7 @@ def histogram(binned: tuple[np.ndarray, np.ndarray], threshold: float) -> alt.La
                 "side:N",
                 title=None,
                 scale=series_scale(["below threshold", "at or above threshold"]),
-                legend=legend(2),
+                legend=legend(["below threshold", "at or above threshold"]),
             ),
             tooltip=[
                 alt.Tooltip("start:Q", format=".3f", title="from"),
@@ -346,7 +347,11 @@ table = pd.DataFrame(
     }
 )
 st.subheader("Flagged users, most anomalous first")
-st.dataframe(pd.concat([table, flagged[list(USER_FEATURES)]], axis=1), hide_index=True)
+st.dataframe(
+    pd.concat([table, flagged[list(USER_FEATURES)]], axis=1),
+    hide_index=True,
+    column_config={"anomaly_score": st.column_config.NumberColumn(format=f"%.{SCORE_DIGITS}f")},
+)
 st.caption(
     "“Why” lists the behaviour columns furthest above the training users (one-sided robust z, σ); "
     f"low values never count. Showing {len(top):,} of {len(flagged_rows):,} flagged users; the downloads hold every row. "

@@ -25,6 +25,7 @@ from dashboard import (
     formatted,
     glossary,
     legend,
+    lying_on_each_other,
     missing,
     pct,
     read_json,
@@ -71,7 +72,7 @@ def series_lines(frame: pd.DataFrame, field: str, order: list[str], x: alt.X, y:
         .encode(
             x=x,
             y=y,
-            color=alt.Color(f"{field}:N", title=None, sort=order, legend=legend(len(order)), scale=series_scale(order)),
+            color=alt.Color(f"{field}:N", title=None, sort=order, legend=legend(order), scale=series_scale(order)),
             strokeDash=alt.StrokeDash(
                 f"{field}:N", sort=order, legend=None, scale=alt.Scale(domain=order, range=SERIES_DASH[: len(order)])
             ),
@@ -109,7 +110,7 @@ def estimates_chart(rows: pd.DataFrame, group: str, title: str, difference: bool
             f"{group}:N",
             sort=groups,
             title=None,
-            legend=legend(len(groups)),
+            legend=legend(groups),
             scale=series_scale(groups),
         ),
     )
@@ -169,7 +170,7 @@ def before_after() -> list[ReportBlock]:
                 "run:N",
                 sort=["raw", "cleaned"],
                 title=None,
-                legend=legend(2),
+                legend=legend(["raw", "cleaned"]),
                 scale=series_scale(["raw", "cleaned"]),
             ),
             tooltip=[
@@ -367,7 +368,7 @@ def cleaning_cost() -> list[ReportBlock]:
         f"Population: every visitor of the build's events, scored by {name}; policy: {policy_label(protect)}. "
         'A share\'s threshold is that quantile of these scores; "frozen" is the threshold fixed at the '
         f"operating point. “transaction warning”: flagged users hold more than {TXN_WARNING_SHARE:.0%} "
-        "of all transactions."
+        "of all transactions. " + lying_on_each_other(long, "removed")
     )
     st.caption(caption)
     st.dataframe(formatted(rows), hide_index=True)
@@ -406,7 +407,7 @@ def detector_quality() -> list[ReportBlock]:
                     "method:N",
                     title=None,
                     sort=methods,
-                    legend=legend(len(methods)),
+                    legend=legend(methods),
                     scale=series_scale(methods),
                 ),
                 tooltip=["method", "measure", alt.Tooltip("value:Q", format=PCT_D3)],

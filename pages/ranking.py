@@ -141,7 +141,7 @@ def show_ranking(result, top_k: int) -> None:
                 title=None,
                 sort=["viewed", SUGGESTED],
                 scale=series_scale(["viewed", SUGGESTED]),
-                legend=legend(2),
+                legend=legend(["viewed", SUGGESTED]),
             ),
             tooltip=["rank", "categoryid", "source", alt.Tooltip("score:Q", format=SCORE_D3)],
         )
