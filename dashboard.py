@@ -439,12 +439,17 @@ def flagged_tail_chart(scores: np.ndarray, threshold: float, bins: int = 40) -> 
         .encode(x="threshold:Q", tooltip=[alt.Tooltip("threshold:Q", format=SCORE_D3)])
     )
     title = title_lines(f"Zoom: the {count(shown.size)} highest scores ({pct(shown.size / finite.size)} of the scored)")
-    return (bars + rule).properties(
-        height=240, title=alt.TitleParams(title, anchor="start", fontSize=13), padding=CHART_PADDING
-    )
+    return fit_width((bars + rule).properties(height=200, title=alt.TitleParams(title, anchor="start", fontSize=13)))
 
 
 CHART_PADDING = {"left": 10, "right": 20, "top": 10, "bottom": 30}  # room for the axis titles
+
+
+def fit_width(chart: Any) -> Any:
+    """A chart as wide as its container, padding, legend and axis titles included (they were cut
+    at phone width); its height stays the plot's own (fitting the height too squeezed the plot
+    under a legend to a few pixels)."""
+    return chart.properties(padding=CHART_PADDING, autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
 
 
 def template_download(kind: str, where: Any = None) -> None:

@@ -23,6 +23,7 @@ from dashboard import (
     drop_served_downloads,
     drop_upload_bytes,
     entry_point_guard,
+    fit_width,
     flagged_tail_chart,
     formatted,
     glossary,
@@ -145,7 +146,7 @@ def histogram(binned: tuple[np.ndarray, np.ndarray], threshold: float) -> alt.La
         .mark_rule(color="black", strokeDash=[6, 3])
         .encode(x="threshold:Q", tooltip=[alt.Tooltip("threshold:Q", format=".4f")])
     )
-    return (bars + rule).properties(height=280, padding={"left": 10, "right": 20, "top": 10, "bottom": 30})
+    return fit_width((bars + rule).properties(height=220))
 
 
 st.title("Anomalous users")

@@ -12,7 +12,18 @@ from core.errors import DataError
 from core.export import ms_to_datetimes, views_from_csv_text, views_from_editor
 from core.ranking import history_before, pick_visitor, rank
 from core.schema import LOOKBACK, WINDOW_MS
-from dashboard import SCORE_D3, artifacts, category_paths, entry_point_guard, glossary, legend, sequences, series_scale
+from dashboard import (
+    SCORE_D3,
+    SCORE_DIGITS,
+    artifacts,
+    category_paths,
+    entry_point_guard,
+    fit_width,
+    glossary,
+    legend,
+    sequences,
+    series_scale,
+)
 
 entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server
 
@@ -134,7 +145,7 @@ def show_ranking(result, top_k: int) -> None:
         alt.Chart(ranking)
         .mark_bar()
         .encode(
-            x=alt.X("score:Q", title=["Score", "(higher = more likely next)"], axis=alt.Axis(format=SCORE_D3)),
+            x=alt.X("score:Q", title=["Score", "(higher = more likely next)"]),
             y=alt.Y("category:N", sort=alt.EncodingSortField("rank"), title="Category"),
             color=alt.Color(
                 "source:N",
@@ -145,8 +156,9 @@ def show_ranking(result, top_k: int) -> None:
             ),
             tooltip=["rank", "categoryid", "source", alt.Tooltip("score:Q", format=SCORE_D3)],
         )
-        .properties(height=max(120, 36 * len(ranking) + 50), padding={"left": 10, "right": 20, "bottom": 10})
+        .properties(height=max(60, 30 * len(ranking)))
     )
+    bars = fit_width(bars)  # the height is the bars' own: a legend on top had squeezed them to a line
     st.altair_chart(bars, width="stretch")
     notes = [
         "The score orders this history's candidates: higher means more likely to be viewed next. "
@@ -171,6 +183,7 @@ def show_ranking(result, top_k: int) -> None:
     st.dataframe(
         ranking[["rank", "categoryid", "source", "score"] + (["parent categories"] if paths is not None else [])],
         hide_index=True,
+        column_config={"score": st.column_config.NumberColumn(format=f"%.{SCORE_DIGITS}f")},
     )
     with st.expander("What the model saw for each category"):
         st.dataframe(ranking.drop(columns="category"), hide_index=True)
