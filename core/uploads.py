@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.csv_checks import renumbered
 from core.errors import DataError
 from core.schema import EVENT_COLUMNS, RAW_EVENT_COLUMNS, UNKNOWN_CATEGORY
 
@@ -267,7 +268,11 @@ def features_from_events(name: str, events: pd.DataFrame) -> pd.DataFrame:
         )
     if "categoryid" not in events.columns:
         events = events.assign(categoryid=UNKNOWN_CATEGORY)
-    return user_features(validate_events(events[list(EVENT_COLUMNS)], name))
+    try:
+        checked = validate_events(events[list(EVENT_COLUMNS)], name)
+    except DataError as exc:  # the rows as the analyst finds them in the uploaded file
+        raise DataError(renumbered(str(exc), csv_file=not name.lower().endswith(".parquet"))) from exc
+    return user_features(checked)
 
 
 def read_upload(name: str, data: bytes) -> Upload:

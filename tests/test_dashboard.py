@@ -896,3 +896,14 @@ def test_cleaning_kpis_tabs_and_one_what_cleaning_removes(dashboard_built, downl
     assert sum("What cleaning removes" in t for t in titles) == 1
     assert "precision and recall are real" not in texts(at.caption)
     assert "no buyer policy" in texts(at.caption)
+
+
+def test_raw_event_errors_name_spreadsheet_lines(dashboard_built):
+    from core.templates import raw_events_template
+
+    events = raw_events_template().astype({"event": object})
+    events.loc[4, "event"] = "click"  # the 5th data row: line 6 of the CSV (header = line 1)
+    at = open_page("pages/anomaly.py")
+    at = upload(at, "events.csv", events.to_csv(index=False).encode())
+    no_exception(at)
+    assert "line 6 = 'click'" in texts(at.error) and "0-based" not in texts(at.error)
