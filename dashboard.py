@@ -7,6 +7,8 @@ It lives next to streamlit_app.py, not in pages/: Streamlit's legacy multipage m
 
 from __future__ import annotations
 
+import html
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +16,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import altair as alt
+import numpy as np
 import pandas as pd
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
@@ -22,6 +26,7 @@ from core import artifacts as A
 from core.memory import release_memory, use_returning_allocators
 from core.ranking import view_sequences
 from core.schema import SYNTHETIC_SOURCE
+from core.templates import TEMPLATES, template_csv
 
 ENTRY_POINT = Path(__file__).resolve().parent / "streamlit_app.py"
 # Set by streamlit_app.py on every run, just before it runs the page; each page's guard takes it.
@@ -148,7 +153,15 @@ def unusable(what: str, why: str) -> None:
     st.warning(f"**{what}** cannot be shown: {why}. {A.REBUILD_HINT}", icon=":material/warning:")
 
 
-def pct(x: float | None, digits: int = 1) -> str:
+# One format per kind of number, in text, tables and charts (d3 formats for Altair):
+# shares as percentages with one decimal, counts with thousands separators, scores and
+# thresholds with four decimals.
+PCT_DIGITS = 1
+SCORE_DIGITS = 4
+PCT_D3, COUNT_D3, SCORE_D3 = f".{PCT_DIGITS}%", ",d", f".{SCORE_DIGITS}f"
+
+
+def pct(x: float | None, digits: int = PCT_DIGITS) -> str:
     """A share as a percentage string ('–' when unknown)."""
     return "–" if x is None or pd.isna(x) else f"{100 * float(x):.{digits}f}%"
 
@@ -156,6 +169,65 @@ def pct(x: float | None, digits: int = 1) -> str:
 def count(x: Any) -> str:
     """An integer with thousands separators ('–' when unknown)."""
     return "–" if x is None or pd.isna(x) else f"{int(x):,}"
+
+
+def score_text(x: Any) -> str:
+    """An anomaly score or threshold, with four decimals ('–' when unknown)."""
+    return "–" if x is None or pd.isna(x) else f"{float(x):.{SCORE_DIGITS}f}"
+
+
+# Stored columns holding a share (0–1), shown as percentages; the rest are told apart by name.
+SHARE_COLUMNS = {
+    "share",
+    "coverage",
+    "top1",
+    "top3",
+    "top1_all",
+    "top3_all",
+    "mrr5",
+    "mrr_at_5",
+    "precision",
+    "recall",
+    "pr_auc",
+    "value",
+    "ci_low",
+    "ci_high",
+    "normal_buyers_flagged",
+    "txn_held_by_flagged",
+    "jaccard_with_volume_rule",
+    "drift_share",
+}
+SCORE_COLUMNS = {"threshold", "anomaly_score", "score", "markov_prob"}
+
+
+def _kind(col: str, values: pd.Series) -> str | None:
+    """'share', 'score' or 'count' for a stored numeric column; None for anything else."""
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return None
+    if col in SHARE_COLUMNS or col.endswith(("_share", "_rate")) or col.startswith("recall_"):
+        return "share"
+    if col in SCORE_COLUMNS:
+        return "score"
+    if pd.api.types.is_integer_dtype(values) or col.startswith("n_") or col.endswith("_removed"):
+        return "count"
+    return None
+
+
+def formatted(frame: pd.DataFrame) -> pd.io.formats.style.Styler:
+    """A stored table with readable column names and one format per kind of number, for
+    st.dataframe and the HTML report: percentages with one decimal, counts with thousands
+    separators, scores with four decimals. The values underneath stay as stored."""
+    shown = display(frame)
+    formats: dict[str, Any] = {}
+    for col, new in zip(frame.columns, shown.columns):
+        kind = _kind(str(col), frame[col])
+        if kind == "share":
+            formats[new] = lambda v: pct(v)
+        elif kind == "count":
+            formats[new] = lambda v: count(v)
+        elif kind == "score":
+            formats[new] = lambda v: score_text(v)
+    return shown.style.format(formats, na_rep="")
 
 
 @st.cache_data(max_entries=2, ttl=3600, show_spinner="Loading the cleaned demo events…")
@@ -208,6 +280,28 @@ def synthetic_banner(arts: A.Artifacts) -> None:
     )
 
 
+# Runs in the component's iframe, which is served by the app (srcdoc) from the same origin.
+_COLLAPSE_ON_PHONE_JS = """<script>
+const doc = window.parent.document;
+if (window.parent.matchMedia("(max-width: 768px)").matches) {
+  const bar = doc.querySelector('[data-testid="stSidebar"]');
+  const button = doc.querySelector('[data-testid="stSidebarCollapseButton"] button');
+  if (bar && button && bar.getAttribute("data-collapsed") === "false") button.click();
+}
+</script>"""
+
+
+def collapse_sidebar_on_phone(page_name: str) -> None:
+    """Close the sidebar after a page is chosen, on a phone only: there it lists the pages and
+    covers 300 of 390 px, and Streamlit leaves it open after the choice. Only on a page change,
+    so the sidebar opened to read the build status stays open while the page is used."""
+    if st.session_state.get("_shown_page") == page_name:
+        return
+    st.session_state["_shown_page"] = page_name
+    with st.sidebar:  # the page name makes a new document, so the script runs again (a same one is kept)
+        st.iframe(f"<!-- {html.escape(page_name)} -->" + _COLLAPSE_ON_PHONE_JS, height=1)
+
+
 def built_date(value: Any) -> str:
     """A build timestamp (ISO 8601) as a reader writes it: '29 Nov 2026, 21:48 UTC'."""
     if not value:
@@ -228,19 +322,61 @@ GLOSSARY: dict[str, str] = {
     "top1": "Top-1 hit rate on covered cases: how often the actual next category is ranked first, "
     "among the cases where it was a candidate. top3: within the first three.",
     "top1_all": "Top-1 hit rate on all cases, uncovered ones counted as misses (top1 × coverage). "
-    "This is what a visitor experiences.",
+    "This is what a visitor experiences. top3_all: the same for the first three.",
+    "rankers": "The ways of ranking the candidates. rule: the count + recency rule (most viewed "
+    "category first, the most recent one on a tie). logreg: logistic regression; hgb: "
+    "gradient-boosted trees; rf: random forest; these three learn from the 7 candidate "
+    "features. A name ending in _markov5 also ranks up to five suggested categories.",
     "score": "The ranker's number for a candidate: higher means more likely to be viewed next. "
     "Scores order the candidates of one history; they are not probabilities and are not "
     "comparable between histories.",
+    "raw / cleaned": "raw: all events of the build. cleaned (clean): the same events without the "
+    "events of the users the detector flags. The same colour marks each of them on every chart.",
+    "95% interval": "The range the value would fall in 95 times out of 100 if the test visitors were "
+    "drawn again (bootstrap over visitors). Two values whose intervals overlap may not really differ.",
+    "per case / per visitor": "Per case: every case counts once, so very active visitors weigh more. "
+    "Per visitor: each visitor's cases are averaged first, so every visitor counts once.",
+    "anomaly score": "The detector's number for a user: higher means the behaviour is further from "
+    "the training users'. Only its order matters; scores of different detectors are not comparable.",
+    "detectors": "The four ways of scoring users. isolation_forest: isolates unusual users with "
+    "random splits (few splits = unusual). robust_z: the largest distance from the typical user on "
+    "any behaviour column, in σ. hbos: adds up how rare each behaviour value is (histograms). "
+    "ecod: adds up how far in the upper tail each behaviour value lies. volume_rule (a baseline, "
+    "not a detector): flag the users with the most events.",
+    "behaviour columns": "What the detectors look at, each computed from the 16 features and oriented "
+    "so that higher = more bot-like: intensity (views per active day), new_items_per_day, breadth "
+    "(categories per active day), fast_share (share of views less than 5 s apart), tight_gaps "
+    "(how short the longest usual gaps between events are), night (share of events between 0:00 and "
+    "6:00 UTC), session_rate (sessions per active day), repeat_views (views of items already seen), "
+    "returns_per_item, unbought_carts and unbought_cart_rate (add-to-carts of visitors who never "
+    "bought). A purchase never raises the score of a user.",
+    "σ (robust z)": "How far a behaviour value is above the typical training user, in robust "
+    "standard deviations (the median, and the spread of the users above it). 3σ is far above "
+    "what most users do; values below typical count as 0 (one-sided).",
     "share": "The share of users a detector flags: the users whose anomaly score is in the top "
     "share (for example the top 4%).",
+    "ties": "Users whose scores are exactly equal. The threshold for a share is the (1 − share) "
+    "quantile of the scores (linear interpolation between neighbours) and every user with a score "
+    "at or above it is flagged, so all users tied at the threshold are flagged together. When many "
+    "users share a score the flagged share can be above the share asked for, and two nearby shares "
+    "can flag the same users. The dashboard, the API and the build use this one rule.",
     "frozen threshold": "The anomaly-score threshold fixed once on the training users at the chosen "
-    "share. New batches are flagged against this number, so the share flagged in a batch can differ.",
+    "share (the frozen operating point). New batches are flagged against this number, so the share "
+    "flagged in a batch can differ.",
+    "operating point": "A share of users to flag and the threshold that goes with it. The frozen "
+    "operating point is the one fixed on the training users when the build ran.",
+    "policy": "keep visitors who bought: a user with a transaction is never flagged, even above the "
+    "threshold, so the flagged share can be below the share asked for. flag buyers too (no buyer "
+    "policy): the threshold alone decides.",
     "PR-AUC": "Area under the precision–recall curve: how well a detector's scores put the known "
     "abnormal users first, over every threshold. 1 is perfect; a random score gets the share of "
     "abnormal users (about 3% here).",
     "precision": "Of the users flagged, the share that are really abnormal.",
     "recall": "Of the really abnormal users, the share that are flagged.",
+    "Jaccard": "Overlap of two sets of flagged users: the users both flag, divided by the users "
+    "either flags. 100% = the same users, 0% = no user in common.",
+    "line": "Where a row is in an uploaded file: the line number a spreadsheet shows, with the "
+    "header on line 1 and the first data row on line 2. Every message and table uses it.",
 }
 
 
@@ -248,6 +384,152 @@ def glossary(*terms: str) -> None:
     """A collapsed 'What the terms mean' expander with the given terms (all when none given)."""
     with st.expander("What the terms mean", icon=":material/menu_book:"):
         st.markdown("\n".join(f"- **{t}**: {GLOSSARY[t]}" for t in (terms or GLOSSARY)))
+
+
+# One colour per series, on every page and in the HTML report (drawn without Streamlit's theme).
+SERIES_COLORS: dict[str, str] = {
+    # raw vs cleaned events (and the rankers trained on them)
+    "raw": "#94a3b8",
+    "cleaned": "#2563eb",
+    "clean": "#2563eb",
+    "clean − raw": "#7c3aed",
+    # rankers
+    "rule": "#f59e0b",
+    "logreg": "#10b981",
+    "hgb": "#db2777",
+    "rf": "#0891b2",
+    # detectors and the baseline
+    "isolation_forest": "#2563eb",
+    "robust_z": "#10b981",
+    "hbos": "#db2777",
+    "ecod": "#f59e0b",
+    "volume_rule": "#64748b",
+    # measures
+    "precision": "#0f766e",
+    "recall": "#c2410c",
+    "users": "#2563eb",
+    "events": "#7c3aed",
+    "transactions": "#f59e0b",
+    "buyers": "#10b981",
+    # scores against the threshold, and ranked categories
+    "below threshold": "#94a3b8",
+    "at or above threshold": "#dc2626",
+    "viewed": "#2563eb",
+    "suggested (not viewed)": "#f59e0b",
+}
+OTHER_COLORS = ["#0ea5e9", "#a16207", "#4d7c0f", "#be185d", "#1e3a8a", "#525252"]
+# Lines that can lie on each other (two measures both at 0) stay apart by their dash and point.
+SERIES_DASH = [[1, 0], [6, 3], [2, 2], [8, 2, 2, 2]]
+SERIES_SHAPES = ["circle", "square", "triangle-up", "diamond"]
+
+
+def series_scale(domain: list[str]) -> alt.Scale:
+    """The colour scale of these series: each known series in its own colour everywhere."""
+    spare = iter(OTHER_COLORS * 4)
+    return alt.Scale(domain=list(domain), range=[SERIES_COLORS.get(str(d)) or next(spare) for d in domain])
+
+
+def legend(labels: list[str]) -> alt.Legend:
+    """A legend above the chart that wraps into rows narrow enough for a phone (one row of five
+    was cut at 390 px): as many columns of the longest label as fit in ~40 characters, at most 3."""
+    longest = max((len(str(label)) for label in labels), default=1)
+    columns = max(1, min(len(labels), 3, 40 // (longest + 4)))
+    return alt.Legend(orient="top", columns=columns, labelLimit=0, symbolType="circle")
+
+
+def title_lines(text: str, width: int = 42) -> list[str]:
+    """A chart title broken into lines of at most `width` characters: Vega never wraps a title,
+    so a long one was cut at phone width."""
+    return textwrap.wrap(text, width) or [text]
+
+
+def flagged_tail_chart(scores: np.ndarray, threshold: float, bins: int = 40) -> alt.LayerChart | None:
+    """A second histogram zoomed on the highest scores: the flagged users and as many again
+    just below the threshold, on a linear axis, so the tail is readable next to the full view.
+
+    None when nothing is scored or nothing reaches the threshold.
+    """
+    finite = np.asarray(scores, np.float64)
+    finite = finite[np.isfinite(finite)]
+    if not finite.size or not np.isfinite(threshold):
+        return None
+    above = int((finite >= threshold).sum())
+    if above == 0:
+        return None
+    low = min(float(threshold), float(np.quantile(finite, max(0.0, 1 - 2 * above / finite.size))))
+    # strictly above a lower edge below the threshold: a block of users tied at that edge would
+    # otherwise set the panel's scale and flatten the tail it is there to show
+    shown = finite[(finite > low) | (finite >= threshold)]
+    counts, edges = np.histogram(shown, bins=bins)
+    frame = pd.DataFrame({"start": edges[:-1], "end": edges[1:], "users": counts})
+    frame["side"] = np.where(frame["end"] > threshold, "at or above threshold", "below threshold")
+    sides = ["below threshold", "at or above threshold"]
+    bars = (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            x=alt.X("start:Q", bin="binned", title="Anomaly score", scale=alt.Scale(zero=False)),
+            x2="end:Q",
+            y=alt.Y("users:Q", title="Users", axis=alt.Axis(format=COUNT_D3)),
+            color=alt.Color("side:N", title=None, scale=series_scale(sides), legend=None),
+            tooltip=[
+                alt.Tooltip("start:Q", format=SCORE_D3, title="from"),
+                alt.Tooltip("end:Q", format=SCORE_D3, title="to"),
+                alt.Tooltip("users:Q", format=COUNT_D3),
+            ],
+        )
+    )
+    rule = (
+        alt.Chart(pd.DataFrame({"threshold": [threshold]}))
+        .mark_rule(color="black", strokeDash=[6, 3])
+        .encode(x="threshold:Q", tooltip=[alt.Tooltip("threshold:Q", format=SCORE_D3)])
+    )
+    title = title_lines(f"Zoom: the {count(shown.size)} highest scores ({pct(shown.size / finite.size)} of the scored)")
+    return fit_width((bars + rule).properties(height=200, title=alt.TitleParams(title, anchor="start", fontSize=13)))
+
+
+CHART_PADDING = {"left": 10, "right": 20, "top": 10, "bottom": 30}  # room for the axis titles
+
+
+def fit_width(chart: Any) -> Any:
+    """A chart as wide as its container, padding, legend and axis titles included (they were cut
+    at phone width); its height stays the plot's own (fitting the height too squeezed the plot
+    under a legend to a few pixels)."""
+    return chart.properties(padding=CHART_PADDING, autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
+
+
+def template_download(kind: str, where: Any = None) -> None:
+    """A 'download a template' button for one upload kind (a key of core.templates.TEMPLATES):
+    a small example file of the expected layout, made by core.templates."""
+    name, data = template_csv(kind)
+    (where or st).download_button(
+        f"Template: {kind}",
+        data,
+        name,
+        "text/csv",
+        key=f"template_{kind.replace(' ', '_')}",
+        on_click="ignore",
+        icon=":material/description:",
+        help=f"A small example {kind} file in the layout this upload expects ({name}).",
+    )
+
+
+def template_downloads(*kinds: str) -> None:
+    """Template buttons for these upload kinds in one row (all kinds when none given)."""
+    row = st.container(horizontal=True)
+    for kind in kinds or tuple(TEMPLATES):
+        template_download(kind, row)
+
+
+def lying_on_each_other(long: pd.DataFrame, field: str, value: str = "value") -> str:
+    """'transactions and buyers lie on each other (the same at every share).' for the series of a
+    long table whose values are all equal, else ''. A caption sentence, so no line goes unseen."""
+    by = long.groupby(field, sort=False)[value].apply(lambda v: tuple(np.round(v.to_numpy(np.float64), 12)))
+    groups = [list(names) for _, names in by.groupby(by).groups.items() if len(names) > 1]
+    return " ".join(
+        f"{', '.join(map(str, names[:-1]))} and {names[-1]} lie on each other (the same at every point)."
+        for names in groups
+    )
 
 
 # Column names of the stored tables, as the pages show them.
@@ -270,6 +552,16 @@ DISPLAY_NAMES: dict[str, str] = {
     "txn_warning": "transaction warning",
     "protect_buyers": "keep buyers",
     "label_source": "labels",
+    "point": "operating point",
+    "users_removed": "users removed",
+    "events_removed": "events removed",
+    "view_removed": "views removed",
+    "addtocart_removed": "add-to-carts removed",
+    "buyers_removed": "buyers removed",
+    "method": "detector",
+    "value": "estimate",
+    "anomaly_score": "anomaly score",
+    "candidate_set": "candidates",
 }
 
 
@@ -282,6 +574,8 @@ def display(frame: pd.DataFrame) -> pd.DataFrame:
             return DISPLAY_NAMES[col]
         if col.endswith("_removed_share"):  # events_removed_share -> share of events removed
             return f"share of {DISPLAY_NAMES.get(col[:-6], col[:-6].replace('_', ' '))}"
+        if col.startswith("recall_"):  # recall_burst_bot -> recall: burst bots
+            return f"recall: {col[7:].replace('_', ' ')}s"
         return col.replace("_", " ")
 
     return frame.rename(columns=name)

@@ -9,13 +9,18 @@ page script; every page's first line, ``entry_point_guard(__file__)``, notices t
 ENTRY_MARKER from this file) and runs this file in place, which runs the requested page.
 """
 
+from pathlib import Path
+
 import streamlit as st
 
 from core import __version__
 from core.artifacts import REBUILD_HINT
-from dashboard import ENTRY_MARKER, artifacts, built_date, synthetic_banner
+from dashboard import ENTRY_MARKER, artifacts, built_date, collapse_sidebar_on_phone, synthetic_banner
 
-st.set_page_config(page_title="RecSys analytics", page_icon=":material/shopping_cart:", layout="wide")
+# The icon is a file of the app: a material icon or an emoji would be fetched from Google's or a
+# CDN's servers, and no request may leave the machine.
+ICON = Path(__file__).resolve().parent / "assets" / "favicon.png"
+st.set_page_config(page_title="RecSys analytics", page_icon=str(ICON), layout="wide", initial_sidebar_state="auto")
 
 page = st.navigation(
     [
@@ -23,7 +28,9 @@ page = st.navigation(
         st.Page("pages/ranking.py", title="Next-category ranking", icon=":material/format_list_numbered:"),
         st.Page("pages/anomaly.py", title="Anomalous users", icon=":material/person_alert:"),
         st.Page("pages/cleaning_kpis.py", title="Cleaning KPIs", icon=":material/insights:"),
-    ]
+    ],
+    # In the top bar, not the sidebar: on a phone the sidebar covered the page after every choice.
+    position="top",
 )
 
 with st.sidebar:
@@ -60,5 +67,6 @@ with st.sidebar:
     st.caption(f"{REBUILD_HINT} Artifact folder: `{info['artifact_dir']}` · core {__version__}")
 
 synthetic_banner(arts)
+collapse_sidebar_on_phone(page.title)
 st.session_state[ENTRY_MARKER] = True  # the page's entry_point_guard checks and takes it
 page.run()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -35,6 +36,22 @@ def _rows_text(rows: Sequence[int] | np.ndarray, values: Sequence[object], conve
     """'first offending rows (convention): row 3 = 'abc', ... (N in all)'."""
     shown = ", ".join(f"row {int(r)} = {_show(v)}" for r, v in zip(rows[:MAX_SHOWN], values[:MAX_SHOWN]))
     return f"first offending rows ({convention}): {shown} ({total} offending row(s) in all)"
+
+
+def renumbered(message: str, csv_file: bool) -> str:
+    """A message of ``_rows_text`` about 0-based positions of an uploaded table, renumbered as the
+    analyst finds the rows: lines as in a spreadsheet for a CSV file (header = line 1), rows
+    counted from 1 for a parquet file. Other messages are returned as they are."""
+    head = "first offending rows (0-based row positions): "
+    if head not in message:
+        return message
+    before, rest = message.split(head, 1)
+    shown, _, tail = rest.partition(" (")
+    word, first, convention = (
+        ("line", 2, "lines as in a spreadsheet, header = line 1") if csv_file else ("row", 1, "rows counted from 1")
+    )
+    shown = re.sub(r"\brow (\d+) = ", lambda m: f"{word} {int(m.group(1)) + first} = ", shown)
+    return f"{before}first offending {word}s ({convention}): {shown} ({tail}"
 
 
 def _bad_values_error(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+from pandas.io.formats.style import Styler
 
 # --------------------------------------------------------------------------- generic JSON tables
 
@@ -137,12 +138,20 @@ def html_report(title: str, blocks: Sequence[ReportBlock], inline_svg: bool | No
                 spec = {**spec, "width": REPORT_CHART_WIDTH}  # no container to stretch to in a file
             body.append(f"<figure>{_chart_html(spec, i, inline_svg)}</figure>")
         elif block.kind == "table":
-            body.append(block.content.to_html(index=False, border=0, na_rep="", float_format=_fmt))
+            body.append(_table_html(block.content))
         else:
             raise ValueError(f"unknown report block kind {block.kind!r}")
         if block.caption:
             body.append(f"<p class='caption'>{html.escape(block.caption)}</p>")
     return "<!DOCTYPE html><html><head>" + "".join(head) + "</head><body>" + "\n".join(body) + "</body></html>"
+
+
+def _table_html(table: pd.DataFrame | Styler) -> str:
+    """A table as HTML: a Styler (the dashboard's formatted table) with its formats and no index,
+    a plain frame with four significant digits."""
+    if isinstance(table, Styler):
+        return table.hide(axis="index").to_html()
+    return table.to_html(index=False, border=0, na_rep="", float_format=_fmt)
 
 
 def _fmt(x: float) -> str:

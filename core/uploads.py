@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from core.csv_checks import renumbered
 from core.errors import DataError
 from core.schema import EVENT_COLUMNS, RAW_EVENT_COLUMNS, UNKNOWN_CATEGORY
 
@@ -346,7 +347,11 @@ def prepared_events(name: str, events: pd.DataFrame) -> tuple[pd.DataFrame, int]
         )
     if "categoryid" not in events.columns:
         events = events.assign(categoryid=UNKNOWN_CATEGORY)
-    return drop_exact_duplicates(validate_events(events[list(EVENT_COLUMNS)], name).reset_index(drop=True))
+    try:
+        checked = validate_events(events[list(EVENT_COLUMNS)], name)
+    except DataError as exc:  # the rows as the analyst finds them in the uploaded file
+        raise DataError(renumbered(str(exc), csv_file=not name.lower().endswith(".parquet"))) from exc
+    return drop_exact_duplicates(checked.reset_index(drop=True))
 
 
 def features_from_events(name: str, events: pd.DataFrame) -> pd.DataFrame:

@@ -16,16 +16,25 @@ from core.memory import release_memory
 from core.schema import DEFAULT_SEED, USER_FEATURES
 from core.uploads import MAX_UPLOAD_MB, read_upload
 from dashboard import (
+    COUNT_D3,
+    SCORE_DIGITS,
     artifacts,
     count,
     download_data,
     drop_served_downloads,
     drop_upload_bytes,
     entry_point_guard,
+    fit_width,
+    flagged_tail_chart,
+    formatted,
     glossary,
     keep_in_session,
+    legend,
     pct,
     release_from_session,
+    score_text,
+    series_scale,
+    template_downloads,
 )
 
 entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server
@@ -137,17 +146,17 @@ def histogram(binned: tuple[np.ndarray, np.ndarray], threshold: float) -> alt.La
                 "start:Q", title="Anomaly score (higher = more anomalous)", bin="binned", axis=alt.Axis(titlePadding=8)
             ),
             x2="end:Q",
-            y=alt.Y("users:Q", title="Users", axis=alt.Axis(format="~s")),
+            y=alt.Y("users:Q", title="Users", axis=alt.Axis(format=COUNT_D3)),
             color=alt.Color(
                 "side:N",
                 title=None,
-                scale=alt.Scale(domain=["below threshold", "at or above threshold"], range=["#94a3b8", "#dc2626"]),
-                legend=alt.Legend(orient="top"),
+                scale=series_scale(["below threshold", "at or above threshold"]),
+                legend=legend(["below threshold", "at or above threshold"]),
             ),
             tooltip=[
                 alt.Tooltip("start:Q", format=".3f", title="from"),
                 alt.Tooltip("end:Q", format=".3f", title="to"),
-                alt.Tooltip("users:Q", format=","),
+                alt.Tooltip("users:Q", format=COUNT_D3),
             ],
         )
     )
@@ -156,7 +165,7 @@ def histogram(binned: tuple[np.ndarray, np.ndarray], threshold: float) -> alt.La
         .mark_rule(color="black", strokeDash=[6, 3])
         .encode(x="threshold:Q", tooltip=[alt.Tooltip("threshold:Q", format=".4f")])
     )
-    return (bars + rule).properties(height=280, padding={"left": 10, "right": 20, "top": 10, "bottom": 30})
+    return fit_width((bars + rule).properties(height=220))
 
 
 def show_drift(drift: dict | None, detector: anomaly.Detector) -> None:
@@ -365,7 +374,18 @@ st.caption(
     "RetailRocket events (`timestamp,visitorid,event,itemid,transactionid`, optionally `categoryid`): "
     "the features are then computed as the build computes them."
 )
-glossary("share", "frozen threshold", "precision", "recall")  # the words below, explained
+glossary(  # the words below, explained
+    "anomaly score",
+    "detectors",
+    "behaviour columns",
+    "σ (robust z)",
+    "share",
+    "ties",
+    "frozen threshold",
+    "operating point",
+    "policy",
+    "line",
+)
 arts = artifacts()
 detector = arts.detector
 if detector is None:
@@ -384,6 +404,7 @@ uploaded = st.file_uploader(
     max_upload_size=MAX_UPLOAD_MB,
     help=f"At most {MAX_UPLOAD_MB} MB, 1.5M feature rows or 2M events: the app's memory budget is 1 GB.",
 )
+template_downloads("features", "raw events")
 use_demo = st.button("Use the demo features", key="use_demo", help="The features of every visitor of the current build")
 upload_id = f"upload:{uploaded.file_id}" if uploaded is not None else None
 if upload_id != st.session_state.get("last_upload_id"):  # a new file, or the file was removed
@@ -467,7 +488,7 @@ if mode != FROZEN:
     share = st.slider("Share of scorable users to flag (%)", 1, 20, round(100 * detector.share), key="share_pct") / 100
 else:
     st.caption(
-        f"Threshold {detector.threshold_:.4f}: the score of the top {pct(detector.share)} of the {detector.n_users_:,} training users."
+        f"Threshold {score_text(detector.threshold_)}: the score of the top {pct(detector.share)} of the {detector.n_users_:,} training users."
     )
 
 score_key = (source["token"], detector.name, detector.threshold_, detector.fingerprint_)  # a rebuild rescores
@@ -489,6 +510,23 @@ if mode == FITTED:  # from here on, the detector fitted on this batch and its sc
 # score()'s threshold and policy rule, without rescoring when the share or the policy moves
 flags = anomaly.flag_scores(scores, share, detector, df, protect_buyers=protect_buyers)
 threshold = float(flags["threshold"].iloc[0])
+if share is not None:  # ties at the threshold are all flagged (glossary: ties), so say when the share moves
+    finite_scores = scores[np.isfinite(scores)]
+    at_or_above = int(np.count_nonzero(finite_scores >= threshold))
+    if finite_scores.size and pct(at_or_above / finite_scores.size) != pct(share):
+        tied = int(np.count_nonzero(finite_scores == threshold))
+        st.info(
+            f"Ties at the threshold: you asked for {pct(share)}, and {count(at_or_above)} users "
+            f"({pct(at_or_above / finite_scores.size)} of the scored) are at or above the threshold "
+            f"{score_text(threshold)}"
+            + (
+                f", because {count(tied)} users share exactly that score and tied users are all flagged."
+                if tied > 1
+                else "."
+            )
+            + " Before the buyer policy; the results below show the share actually flagged.",
+            icon=":material/drag_handle:",
+        )
 
 # What cleaning would remove from this batch at every share and at the frozen threshold.
 scorable = np.isfinite(scores)
@@ -496,7 +534,7 @@ cost = cost_of(scored, df, detector, protect_buyers)
 point = cost.iloc[-1] if share is None else cost.iloc[int(np.argmin(np.abs(cost["share"].fillna(9) - share)))]
 (st.warning if point["txn_warning"] else st.info)(anomaly.cost_sentence(point), icon=":material/cleaning_services:")
 with st.expander("What cleaning removes at every share"):
-    st.dataframe(cost, hide_index=True)
+    st.dataframe(formatted(cost), hide_index=True)
     st.caption(
         f"Population: the {count(scorable.sum())} scorable rows of this file, scored by {detector.name}; "
         f"policy: {anomaly.policy_label(protect_buyers)}. The warning appears when flagged users hold more than "
@@ -515,13 +553,18 @@ c[3].metric(
     help="The flagged users as a share of the scored rows.",
 )
 c[4].metric(
-    "Threshold", f"{threshold:.4f}", help="Frozen: fixed on the training users. Share: this batch's own quantile."
+    "Threshold", score_text(threshold), help="Frozen: fixed on the training users. Share: this batch's own quantile."
 )
-st.altair_chart(histogram(scored["bins"], threshold), width="stretch")
+left, right = st.columns([3, 2])
+left.altair_chart(histogram(scored["bins"], threshold), width="stretch")
+tail = flagged_tail_chart(scores, threshold)
+if tail is not None:
+    right.altair_chart(tail, width="stretch")
 st.caption(
     f"{count(n_flagged)} users ({pct(n_flagged / n_scored if n_scored else None)} of the scored) are at or above "
     f"the dashed threshold and flagged (detector {detector.name}, policy: {anomaly.policy_label(protect_buyers)}). "
-    "Users per score bin, on a linear scale: the red bars are the flagged tail."
+    "Users per score bin, on a linear scale (bar areas are proportional to users): the red bars are the "
+    "flagged tail, and the zoomed panel shows the highest scores alone, on its own linear scale."
 )
 
 flagged_rows = np.flatnonzero(flags["is_anomaly"].to_numpy())
@@ -545,27 +588,35 @@ else:
     top = ranked[(page_no - 1) * MAX_FLAGGED_SHOWN : page_no * MAX_FLAGGED_SHOWN]
 flagged = df.iloc[top].reset_index(drop=True)
 # Where to find a user in the file: the line a spreadsheet shows for an uploaded features CSV
-# (header = line 1), else the 1-based row (parquet, or features computed from raw events).
-as_lines = source.get("kind") == "features" and source["name"].lower().endswith(".csv")
+# (header = line 1), else the 1-based row of a parquet file. Features computed from raw events
+# have no line of their own (a visitor's events are spread over many): the visitorid finds them.
+from_events = source.get("kind") != "features"
+as_lines = not from_events and source["name"].lower().endswith(".csv")
 why_text = anomaly.explain(flagged, detector).to_numpy() if len(flagged) else np.array([], dtype=object)
 table = pd.DataFrame(
     {
-        ("line" if as_lines else "row"): top + 2 if as_lines else top + 1,
+        **({} if from_events else {("line" if as_lines else "row"): top + 2 if as_lines else top + 1}),
         "visitorid": flagged["visitorid"],
         "anomaly_score": scores[top],
         "why": why_text,
     }
 )
-st.dataframe(pd.concat([table, flagged[list(USER_FEATURES)]], axis=1), hide_index=True)
+st.dataframe(
+    pd.concat([table, flagged[list(USER_FEATURES)]], axis=1),
+    hide_index=True,
+    column_config={"anomaly_score": st.column_config.NumberColumn(format=f"%.{SCORE_DIGITS}f")},
+)
 st.caption(
     "“Why” lists the behaviour columns furthest above the training users (one-sided robust z, σ); "
     f"low values never count. Showing {len(top):,} of {len(ranked):,} flagged users "
     f"({'search' if query.strip() else f'page {page_no:,} of {n_pages:,}, {MAX_FLAGGED_SHOWN:,} a page'}); "
     "the downloads hold every row. "
     + (
-        "“line”: the line of the file as a spreadsheet numbers it (header = line 1)."
+        "One row per visitor, computed from the raw events: find a visitor's events by visitorid."
+        if from_events
+        else "“line”: the line of the file as a spreadsheet numbers it (header = line 1)."
         if as_lines
-        else "“row”: the position of the user in the table, counting from 1."
+        else "“row”: the row of the parquet file, counting from 1."
     )
 )
 if source.get("events") is not None and len(top):

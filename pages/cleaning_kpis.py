@@ -13,16 +13,33 @@ import streamlit as st
 from core import artifacts as A
 from core.anomaly.policy import TXN_WARNING_SHARE, cost_sentence, policy_label
 from core.report import ReportBlock, html_report, svg_renderer_available
-from dashboard import best_test_row, count, display, entry_point_guard, glossary, missing, pct, read_json, table
+from dashboard import (
+    CHART_PADDING,
+    COUNT_D3,
+    PCT_D3,
+    SERIES_DASH,
+    SERIES_SHAPES,
+    best_test_row,
+    count,
+    entry_point_guard,
+    formatted,
+    glossary,
+    legend,
+    lying_on_each_other,
+    missing,
+    pct,
+    read_json,
+    series_scale,
+    table,
+    title_lines,
+)
 
 entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server
 
 # One order in every chart: over all test cases first (what a visitor experiences), then coverage
 # and the covered-only figures.
 METRICS = ["top1_all", "top3_all", "coverage", "top1", "top3"]
-# Explicit colours, so the dashboard and the HTML report (drawn without Streamlit's theme) match.
-PALETTE = ["#2563eb", "#94a3b8", "#f59e0b", "#10b981", "#dc2626", "#8b5cf6"]
-PADDING = {"left": 10, "right": 20, "top": 10, "bottom": 30}  # room for the axis titles
+PADDING = CHART_PADDING
 SPLITS = {"group": "by visitor", "temporal": "by time"}
 NAMES = {
     "precision": "precision",
@@ -32,7 +49,6 @@ NAMES = {
     "transaction_removed_share": "transactions",
     "buyers_removed_share": "buyers",
 }
-NAMES_JS = str(NAMES).replace("'", '"')  # the same names inside a chart's calculate expression
 
 
 def nearest(rows: pd.DataFrame, share: float | None) -> pd.Series | None:
@@ -43,9 +59,31 @@ def nearest(rows: pd.DataFrame, share: float | None) -> pd.Series | None:
 
 
 def fitted(chart):
-    """A chart that fills its container, padding and axis titles included (they were cut off,
-    and a first render drew some charts at half width)."""
-    return chart.properties(padding=PADDING, autosize=alt.AutoSizeParams(type="fit", contains="padding"))
+    """A chart as wide as its container, padding and axis titles included (they were cut off,
+    and a first render drew some charts at half width). Only the width is fitted: its height is
+    the plot's own (fitting the height too squeezed the plot under the title and legend to 60 px)."""
+    return chart.properties(padding=PADDING, autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
+
+
+def series_lines(frame: pd.DataFrame, field: str, order: list[str], x: alt.X, y: alt.Y, tooltip: list) -> alt.Chart:
+    """One line per series, each in its colour, dash and point shape, so lines that lie on each
+    other (two measures both at 0) can still be told apart."""
+    return (
+        alt.Chart(frame)
+        .mark_line(point=alt.OverlayMarkDef(size=45, filled=True), strokeWidth=2)
+        .encode(
+            x=x,
+            y=y,
+            color=alt.Color(f"{field}:N", title=None, sort=order, legend=legend(order), scale=series_scale(order)),
+            strokeDash=alt.StrokeDash(
+                f"{field}:N", sort=order, legend=None, scale=alt.Scale(domain=order, range=SERIES_DASH[: len(order)])
+            ),
+            shape=alt.Shape(
+                f"{field}:N", sort=order, legend=None, scale=alt.Scale(domain=order, range=SERIES_SHAPES[: len(order)])
+            ),
+            tooltip=tooltip,
+        )
+    )
 
 
 def filtered(rows: pd.DataFrame, key: str) -> pd.DataFrame:
@@ -74,28 +112,30 @@ def estimates_chart(rows: pd.DataFrame, group: str, title: str, difference: bool
             f"{group}:N",
             sort=groups,
             title=None,
-            legend=alt.Legend(orient="top"),
-            scale=alt.Scale(domain=groups, range=PALETTE[: len(groups)]),
+            legend=legend(groups),
+            scale=series_scale(groups),
         ),
     )
     y_title, fmt = ("Difference, percentage points", "+.1%") if difference else ("Estimate", "%")
     tooltip = [
         alt.Tooltip(f"{group}:N"),
         alt.Tooltip("metric:N"),
-        alt.Tooltip("value:Q", format=".2%"),
-        alt.Tooltip("ci_low:Q", format=".2%", title="95% CI low"),
-        alt.Tooltip("ci_high:Q", format=".2%", title="95% CI high"),
+        alt.Tooltip("value:Q", format=PCT_D3),
+        alt.Tooltip("ci_low:Q", format=PCT_D3, title="95% CI low"),
+        alt.Tooltip("ci_high:Q", format=PCT_D3, title="95% CI high"),
     ]
     tooltip += [
-        alt.Tooltip(f"{c}:Q", format=",", title=DISPLAY.get(c, c)) for c in ("n_cases", "n_visitors") if c in rows
+        alt.Tooltip(f"{c}:Q", format=COUNT_D3, title=DISPLAY.get(c, c)) for c in ("n_cases", "n_visitors") if c in rows
     ]
     bars = base.mark_bar().encode(
         y=alt.Y("value:Q", title=y_title, axis=alt.Axis(format=fmt), stack=None), tooltip=tooltip
     )
-    layers = bars + base.mark_errorbar(color="black").encode(y=alt.Y("ci_low:Q", title=y_title), y2="ci_high:Q")
+    whiskers = base.mark_errorbar(color="#111827", thickness=2, ticks=alt.TickConfig(size=8, thickness=2))
+    # one dark colour, not the group's: a whisker inside its own bar's colour was invisible
+    layers = bars + whiskers.encode(y=alt.Y("ci_low:Q", title=y_title), y2="ci_high:Q", color=alt.value("#111827"))
     if difference:
         layers += alt.Chart(pd.DataFrame({"zero": [0]})).mark_rule(color="#1f2430").encode(y="zero:Q")
-    return fitted(layers.properties(height=260 if difference else 300, title=title))
+    return fitted(layers.properties(height=260 if difference else 300, title=title_lines(title)))
 
 
 DISPLAY = {"n_cases": "cases", "n_visitors": "visitors"}
@@ -132,19 +172,19 @@ def before_after() -> list[ReportBlock]:
                 "run:N",
                 sort=["raw", "cleaned"],
                 title=None,
-                legend=alt.Legend(orient="top"),
-                scale=alt.Scale(domain=["raw", "cleaned"], range=["#94a3b8", "#2563eb"]),
+                legend=legend(["raw", "cleaned"]),
+                scale=series_scale(["raw", "cleaned"]),
             ),
             tooltip=[
                 "run",
                 "metric",
-                alt.Tooltip("value:Q", format=".2%"),
-                alt.Tooltip("n_cases:Q", format=",", title="cases"),
-                alt.Tooltip("n_covered:Q", format=",", title="covered cases"),
+                alt.Tooltip("value:Q", format=PCT_D3),
+                alt.Tooltip("n_cases:Q", format=COUNT_D3, title="cases"),
+                alt.Tooltip("n_covered:Q", format=COUNT_D3, title="covered cases"),
                 "population",
             ],
         )
-        .properties(height=300, title=f"{ranker}: raw vs cleaned")
+        .properties(height=300, title=title_lines(f"{ranker}: raw vs cleaned"))
     )
     chart = fitted(chart)
     st.altair_chart(chart, width="stretch")
@@ -164,7 +204,7 @@ def before_after() -> list[ReportBlock]:
         icon=":material/balance:",
     )
     with st.expander("All rankers"):
-        st.dataframe(display(rows), hide_index=True)
+        st.dataframe(formatted(rows), hide_index=True)
     by_run = rows[rows["ranker"] == ranker].set_index("run")["top1_all"]
     finding = (
         f"Ranking ({ranker}): top-1 over all test cases is {pct(by_run.get('raw'))} on the raw events and "
@@ -173,7 +213,7 @@ def before_after() -> list[ReportBlock]:
     return blocks + [
         ReportBlock("summary", finding),
         ReportBlock("chart", chart, caption),
-        ReportBlock("table", display(rows)),
+        ReportBlock("table", formatted(rows)),
     ]
 
 
@@ -227,7 +267,7 @@ def same_population() -> list[ReportBlock]:
         "of the log."
     )
     st.caption(caption)
-    shown = display(rows.drop(columns=[c for c in ("split", "population", "average") if c in rows]))
+    shown = formatted(rows.drop(columns=[c for c in ("split", "population", "average") if c in rows]))
     st.dataframe(shown, hide_index=True)
     return blocks + [ReportBlock("table", shown, caption)]
 
@@ -248,57 +288,50 @@ def audit() -> list[ReportBlock]:
         .encode(x="share:Q", tooltip=[alt.Tooltip("share:Q", format=".1%", title="operating point")])
     )
 
-    def lines(columns: list[str], title: str, y_title: str) -> alt.LayerChart:
-        long = rows.melt(id_vars=["share"], value_vars=columns, var_name="measure")
-        line = (
-            alt.Chart(long)
-            .mark_line(point=True)
-            .encode(
-                x=alt.X("share:Q", title="Share of users flagged", axis=alt.Axis(format="%")),
-                y=alt.Y("value:Q", title=y_title, axis=alt.Axis(format="%")),
-                color=alt.Color(
-                    "measure:N",
-                    title=None,
-                    sort=columns,
-                    legend=alt.Legend(orient="top"),
-                    scale=alt.Scale(domain=[NAMES.get(c, c) for c in columns], range=PALETTE[: len(columns)]),
-                ),
-                tooltip=[alt.Tooltip("share:Q", format=".0%"), "measure:N", alt.Tooltip("value:Q", format=".2%")],
-            )
-            .transform_calculate(measure=f"{NAMES_JS}[datum.measure] || datum.measure")
-        )
-        return fitted((line + marker).properties(height=260, title=title))
-
-    pr = lines(["precision", "recall"], f"Precision and recall against the {label_source}", "Precision / recall")
-    removed = lines(["events_removed_share", "users_removed_share"], "What cleaning removes", "Share removed")
+    detector = str(rows["detector"].iloc[0]) if "detector" in rows else "the served detector"
+    long = rows.melt(id_vars=["share"], value_vars=["precision", "recall"], var_name="measure")
+    line = series_lines(
+        long,
+        "measure",
+        ["precision", "recall"],
+        alt.X("share:Q", title="Share of users flagged", axis=alt.Axis(format="%")),
+        alt.Y("value:Q", title="Precision / recall", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
+        [alt.Tooltip("share:Q", format=PCT_D3), "measure:N", alt.Tooltip("value:Q", format=PCT_D3)],
+    )
+    title = f"Precision and recall of {detector} against the {label_source} (no buyer policy)"
+    pr = fitted((line + marker).properties(height=280, title=title_lines(title)))
     st.altair_chart(pr, width="stretch")
-    st.altair_chart(removed, width="stretch")
+    synthetic = label_source.startswith("ground truth")
     note = (
-        f"Labels: {label_source}. "
+        f"Population: every user of the build, scored by {detector}, with no buyer policy (a share flags "
+        f"exactly its top scores). Labels: {label_source}. "
         + (
-            "These are the generator's known abnormal visitors, so precision and recall are real."
-            if label_source.startswith("ground truth")
+            "These are the abnormal visitors the demo generator planted in synthetic data, so the curves "
+            "measure how well the detector finds those planted bots, not real-world precision and recall."
+            if synthetic
             else "No ground truth exists for this data; the labels are the documented proxy rule "
             "(a documented rule on event volume and pace), so the curve measures agreement with that rule."
         )
         + (f" The dashed line is the frozen operating point ({pct(op_share)})." if op_share else "")
+        + " What cleaning removes at each share, with or without the buyer policy, is in the next section."
     )
     st.caption(note)
     with st.expander("Audit table"):
-        st.dataframe(display(rows), hide_index=True)
+        st.dataframe(formatted(rows), hide_index=True)
     at_op = nearest(rows, op_share)
     if at_op is not None:
         blocks.append(
             ReportBlock(
                 "summary",
                 (
-                    f"Detector at the operating point ({pct(op_share)} of users flagged): precision "
-                    f"{pct(at_op['precision'])}, recall {pct(at_op['recall'])} against the {label_source}; cleaning "
-                    f"removes {pct(at_op['events_removed_share'])} of the events."
+                    f"Detector {detector} at the operating point, no buyer policy ({pct(op_share)} of users "
+                    f"flagged, {count(at_op.get('n_flagged'))} users): precision {pct(at_op['precision'])}, recall "
+                    f"{pct(at_op['recall'])} against the {label_source}; cleaning removes "
+                    f"{pct(at_op['events_removed_share'])} of the events."
                 ),
             )
         )
-    return blocks + [ReportBlock("chart", pr), ReportBlock("chart", removed, note), ReportBlock("table", display(rows))]
+    return blocks + [ReportBlock("chart", pr, note), ReportBlock("table", formatted(rows))]
 
 
 def cleaning_cost() -> list[ReportBlock]:
@@ -322,43 +355,32 @@ def cleaning_cost() -> list[ReportBlock]:
     if sentence:
         (st.warning if bool(frozen["txn_warning"].iloc[0]) else st.info)(sentence)
     grid = rows[rows["point"] != "frozen"]
-    long = grid.melt(
-        id_vars=["share"],
-        var_name="removed",
-        value_vars=["users_removed_share", "events_removed_share", "transaction_removed_share", "buyers_removed_share"],
+    measures = ["users_removed_share", "events_removed_share", "transaction_removed_share", "buyers_removed_share"]
+    long = grid.melt(id_vars=["share"], var_name="removed", value_vars=measures)
+    long["removed"] = long["removed"].map(NAMES)
+    chart = series_lines(
+        long,
+        "removed",
+        [NAMES[m] for m in measures],
+        alt.X("share:Q", title="Share of users flagged", axis=alt.Axis(format="%")),
+        alt.Y("value:Q", title="Share removed by cleaning", axis=alt.Axis(format="%")),
+        [alt.Tooltip("share:Q", format=PCT_D3), "removed:N", alt.Tooltip("value:Q", format=PCT_D3)],
     )
-    chart = (
-        alt.Chart(long)
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("share:Q", title="Share of users flagged", axis=alt.Axis(format="%")),
-            y=alt.Y("removed_value:Q", title="Share removed by cleaning", axis=alt.Axis(format="%")),
-            color=alt.Color(
-                "removed:N",
-                title=None,
-                legend=alt.Legend(orient="top"),
-                sort=["users", "events", "transactions", "buyers"],
-                scale=alt.Scale(domain=["users", "events", "transactions", "buyers"], range=PALETTE[:4]),
-            ),
-            tooltip=[alt.Tooltip("share:Q", format=".0%"), "removed:N", alt.Tooltip("removed_value:Q", format=".2%")],
-        )
-        .transform_calculate(removed_value="datum.value", removed=f"{NAMES_JS}[datum.removed] || datum.removed")
-        .properties(height=260, title=f"What cleaning removes ({name}, {policy_label(protect)})")
-    )
-    chart = fitted(chart)
+    title = f"What cleaning removes ({name}, {policy_label(protect)})"
+    chart = fitted(chart.properties(height=280, title=title_lines(title)))
     st.altair_chart(chart, width="stretch")
     caption = (
         f"Population: every visitor of the build's events, scored by {name}; policy: {policy_label(protect)}. "
         'A share\'s threshold is that quantile of these scores; "frozen" is the threshold fixed at the '
         f"operating point. “transaction warning”: flagged users hold more than {TXN_WARNING_SHARE:.0%} "
-        "of all transactions."
+        "of all transactions. " + lying_on_each_other(long, "removed")
     )
     st.caption(caption)
-    st.dataframe(display(rows), hide_index=True)
+    st.dataframe(formatted(rows), hide_index=True)
     return blocks + [
         ReportBlock("summary", f"Cost at the frozen operating point ({name}, {policy_label(protect)}): {sentence}"),
         ReportBlock("chart", chart),
-        ReportBlock("table", display(rows), caption),
+        ReportBlock("table", formatted(rows), caption),
     ]
 
 
@@ -390,12 +412,14 @@ def detector_quality() -> list[ReportBlock]:
                     "method:N",
                     title=None,
                     sort=methods,
-                    legend=alt.Legend(orient="top"),
-                    scale=alt.Scale(domain=methods, range=PALETTE[: len(methods)]),
+                    legend=legend(methods),
+                    scale=series_scale(methods),
                 ),
-                tooltip=["method", "measure", alt.Tooltip("value:Q", format=".3f")],
+                tooltip=["method", "measure", alt.Tooltip("value:Q", format=PCT_D3)],
             )
-            .properties(height=280, title="Every detector and the volume rule, each flagging the same share")
+            .properties(
+                height=280, title=title_lines("Every detector and the volume rule, each flagging the same share")
+            )
         )
         chart = fitted(chart)
         st.altair_chart(chart, width="stretch")
@@ -411,7 +435,7 @@ def detector_quality() -> list[ReportBlock]:
         "Volume rule: flag the visitors with the most events, the simple baseline."
     )
     st.caption(caption)
-    shown = display(rows.drop(columns=[c for c in ("description", "population", "share") if c in rows]))
+    shown = formatted(rows.drop(columns=[c for c in ("description", "population", "share") if c in rows]))
     st.dataframe(shown, hide_index=True)
     return blocks + [ReportBlock("table", shown, caption)]
 
@@ -425,15 +449,15 @@ def quality_meaning(by: pd.DataFrame, served: str) -> str:
     me = by.loc[served]
     best = by["pr_auc"].idxmax()
     text = (
-        f"The served detector, {served}, reaches PR-AUC {me['pr_auc']:.2f}"
-        + (f" against {by.loc['volume_rule', 'pr_auc']:.2f} for the volume rule" if "volume_rule" in by.index else "")
+        f"The served detector, {served}, reaches PR-AUC {pct(me['pr_auc'])}"
+        + (f" against {pct(by.loc['volume_rule', 'pr_auc'])} for the volume rule" if "volume_rule" in by.index else "")
         + f"; the users it flags hold {pct(me.get('txn_held_by_flagged'))} of the transactions and include "
         f"{pct(me.get('normal_buyers_flagged'))} of the normal buyers."
     )
     if best != served:
         other = by.loc[best]
         text += (
-            f" {best} puts the bots first more often (PR-AUC {other['pr_auc']:.2f}) but its flagged users hold "
+            f" {best} puts the bots first more often (PR-AUC {pct(other['pr_auc'])}) but its flagged users hold "
             f"{pct(other.get('txn_held_by_flagged'))} of the transactions and {pct(other.get('normal_buyers_flagged'))} "
             "of the normal buyers: the detectors are chosen to spare buyers first and to rank bots second, "
             "so a higher PR-AUC alone does not win."
@@ -442,14 +466,36 @@ def quality_meaning(by: pd.DataFrame, served: str) -> str:
 
 
 SECTIONS = [before_after, same_population, audit, cleaning_cost, detector_quality]  # top to bottom
+# The page shows the sections in two tabs (the page was very long); the report keeps them in order.
+TABS = {"Ranking and cleaning": SECTIONS[:2], "Detector and its cost": SECTIONS[2:]}
 
 st.title("Cleaning KPIs")
 st.caption("What removing the flagged users' events does to the ranking task, and what it costs.")
-glossary("case", "coverage", "top1", "top1_all", "share", "frozen threshold", "precision", "recall", "PR-AUC")
+glossary(
+    "case",
+    "coverage",
+    "top1",
+    "top1_all",
+    "rankers",
+    "raw / cleaned",
+    "95% interval",
+    "per case / per visitor",
+    "detectors",
+    "share",
+    "frozen threshold",
+    "operating point",
+    "policy",
+    "precision",
+    "recall",
+    "PR-AUC",
+    "Jaccard",
+)
 report_slot = st.container()
 blocks: list[ReportBlock] = []
-for section in SECTIONS:
-    blocks += section()
+for tab, sections in zip(st.tabs(list(TABS)), TABS.values()):
+    with tab:
+        for section in sections:
+            blocks += section()
 
 report = html_report(
     f"Cleaning KPIs · data: {(read_json(A.DATASET_SUMMARY) or {}).get('source', 'not built')} · "

@@ -5,7 +5,9 @@ import pandas as pd
 import streamlit as st
 
 from core import artifacts as A
+from core.anomaly.policy import policy_label
 from dashboard import (
+    COUNT_D3,
     bad_content,
     best_test_row,
     count,
@@ -14,6 +16,7 @@ from dashboard import (
     missing,
     pct,
     read_json,
+    score_text,
     table,
     unusable,
 )
@@ -48,7 +51,20 @@ st.caption(
     "recommender's training data (task 2)."
 )
 
-glossary("case", "candidate", "coverage", "top1", "top1_all", "share", "frozen threshold")  # the words below, explained
+glossary(
+    "case",
+    "candidate",
+    "coverage",
+    "top1",
+    "top1_all",
+    "rankers",
+    "detectors",
+    "share",
+    "frozen threshold",
+    "policy",
+    "precision",
+    "recall",
+)  # the words below, explained
 
 # --- The dataset ----------------------------------------------------------------------------
 st.header("Dataset")
@@ -67,8 +83,8 @@ else:
     cols[3].metric("Categories", count(summary.get("categories")))
     mix = summary.get("event_mix") or {}
     st.markdown(
-        f"**Event mix:** {pct(mix.get('view'))} views · {pct(mix.get('addtocart'), 2)} add-to-cart · "
-        f"{pct(mix.get('transaction'), 2)} transactions  \n"
+        f"**Event mix:** {pct(mix.get('view'))} views · {pct(mix.get('addtocart'))} add-to-cart · "
+        f"{pct(mix.get('transaction'))} transactions  \n"
         f"**Dates:** {str(summary.get('date_min', '–'))[:10]} → {str(summary.get('date_max', '–'))[:10]} (UTC) · "
         f"**Source:** `{summary.get('source', '–')}`"
     )
@@ -149,37 +165,48 @@ with right:
     elif why := bad_content(A.OPERATING_POINT, op, required=("share", "n_users", "threshold")):
         unusable("The detector's operating point", why)
     else:
+        # One population for the three figures: every user of the build at the frozen threshold,
+        # with the served policy (the cleaning cost table); the audit has no buyer policy.
+        cost = table(A.CLEANING_COST_CSV)
+        protect = bool(op.get("protect_buyers", True))
+        frozen = None
+        if cost is not None and len(cost):
+            mine = cost[(cost["point"] == "frozen") & (cost["protect_buyers"] == protect)]
+            mine = mine[mine["detector"] == op.get("detector")] if "detector" in mine else mine
+            frozen = mine.iloc[0] if len(mine) else None
+        c = st.columns(3)
+        c[0].metric(
+            "Flagged share",
+            pct(frozen["users_removed_share"] if frozen is not None else op["share"]),
+            help="Share of the build's users flagged at the frozen threshold, after the policy.",
+        )
+        c[1].metric(
+            "Users flagged",
+            count(frozen["users_removed"]) if frozen is not None else "–",
+            help=f"Out of {count(op['n_users'])} users.",
+        )
+        c[2].metric(
+            "Events removed",
+            pct(frozen["events_removed_share"]) if frozen is not None else "–",
+            help="Share of all events that belong to the flagged users (cleaning drops them).",
+        )
+        st.caption(
+            f"Population: all {count(op['n_users'])} users of the build, scored by {op.get('detector', '–')} "
+            f"at the frozen threshold {score_text(op['threshold'])} (the top {pct(op['share'])} of their scores); "
+            f"policy: {policy_label(protect)}"
+            + (f"; {count(frozen['events_removed'])} events removed" if frozen is not None else "")
+            + "."
+        )
         audit = table(A.AUDIT_CSV)
         at_op = None
         if audit is not None and len(audit):
             at_op = audit.iloc[(audit["share"] - op["share"]).abs().argmin()]
-        flagged = round(op["share"] * op["n_users"])
-        scored = table(A.SCORED_USERS)
-        if scored is not None and "is_anomaly" in scored:
-            flagged = int(scored["is_anomaly"].sum())
-        c = st.columns(3)
-        c[0].metric(
-            "Flagged share",
-            pct(op["share"]),
-            help="The frozen operating point: this share of training users scores at or above the threshold.",
-        )
-        c[1].metric("Users flagged", count(flagged), help=f"Out of {op['n_users']:,} users.")
-        c[2].metric(
-            "Events removed",
-            pct(at_op["events_removed_share"]) if at_op is not None else "–",
-            help="Share of all events that belong to flagged users (cleaning drops them).",
-        )
-        st.caption(
-            f"Frozen threshold {op['threshold']:.4f} (fixed on {op['n_users']:,} training users)"
-            + (f"; {count(at_op['events_removed'])} events removed" if at_op is not None else "")
-            + (
-                f"; precision {pct(at_op['precision'])}, recall {pct(at_op['recall'])} against the "
-                f"{at_op['label_source']}"
-                if at_op is not None and "label_source" in at_op
-                else ""
+        if at_op is not None and "label_source" in at_op:
+            st.caption(
+                f"Detector quality, from the audit (no buyer policy, so its population differs): flagging the "
+                f"top {pct(at_op['share'])} flags {count(at_op['n_flagged'])} users, with precision "
+                f"{pct(at_op['precision'])} and recall {pct(at_op['recall'])} against the {at_op['label_source']}."
             )
-            + "."
-        )
 
 # --- Daily activity -------------------------------------------------------------------------
 st.header("Daily activity")
@@ -204,8 +231,13 @@ else:
             .mark_line(color="#2563eb")
             .encode(
                 x=alt.X("date:T", title=None, axis=alt.Axis(format="%d %b")),
-                y=alt.Y("events:Q", title=None, scale=alt.Scale(zero=False), axis=alt.Axis(format=",~s", tickCount=3)),
-                tooltip=[alt.Tooltip("date:T", title="Day", format="%Y-%m-%d"), alt.Tooltip("events:Q", format=",")],
+                y=alt.Y(
+                    "events:Q", title=None, scale=alt.Scale(zero=False), axis=alt.Axis(format=COUNT_D3, tickCount=3)
+                ),
+                tooltip=[
+                    alt.Tooltip("date:T", title="Day", format="%Y-%m-%d"),
+                    alt.Tooltip("events:Q", format=COUNT_D3),
+                ],
             )
             .properties(height=140, padding={"left": 10, "right": 20, "top": 5, "bottom": 5})
         )

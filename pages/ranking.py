@@ -16,15 +16,20 @@ from core.ranking.explain import why_text
 from core.schema import LOOKBACK, WINDOW_MS
 from core.uploads import MAX_EVENT_ROWS, MAX_UPLOAD_MB, read_table
 from dashboard import (
+    SCORE_D3,
+    SCORE_DIGITS,
     artifacts,
     category_paths,
     download_data,
     drop_upload_bytes,
     entry_point_guard,
+    fit_width,
     glossary,
     keep_in_session,
+    legend,
     release_from_session,
     sequences,
+    series_scale,
 )
 
 entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server
@@ -148,18 +153,20 @@ def show_ranking(result, top_k: int) -> None:
         alt.Chart(ranking)
         .mark_bar()
         .encode(
-            x=alt.X("score:Q", title="Score (higher = more likely to be viewed next)"),
+            x=alt.X("score:Q", title=["Score", "(higher = more likely next)"]),
             y=alt.Y("category:N", sort=alt.EncodingSortField("rank"), title="Category"),
             color=alt.Color(
                 "source:N",
                 title=None,
                 sort=["viewed", SUGGESTED],
-                scale=alt.Scale(domain=["viewed", SUGGESTED], range=["#2563eb", "#f59e0b"]),
+                scale=series_scale(["viewed", SUGGESTED]),
+                legend=legend(["viewed", SUGGESTED]),
             ),
-            tooltip=["rank", "categoryid", "source", alt.Tooltip("score:Q", format=".4f")],
+            tooltip=["rank", "categoryid", "source", alt.Tooltip("score:Q", format=SCORE_D3)],
         )
-        .properties(height=max(120, 36 * len(ranking) + 50), padding={"left": 10, "right": 20, "bottom": 10})
+        .properties(height=max(60, 30 * len(ranking)))
     )
+    bars = fit_width(bars)  # the height is the bars' own: a legend on top had squeezed them to a line
     st.altair_chart(bars, width="stretch")
     notes = [
         "The score orders this history's candidates: higher means more likely to be viewed next. "
@@ -184,6 +191,7 @@ def show_ranking(result, top_k: int) -> None:
     st.dataframe(
         ranking[["rank", "categoryid"] + (["parent categories"] if paths is not None else []) + ["why", "score"]],
         hide_index=True,
+        column_config={"score": st.column_config.NumberColumn(format=f"%.{SCORE_DIGITS}f")},
     )
     with st.expander("What the model saw for each category"):
         st.dataframe(ranking.drop(columns="category"), hide_index=True)
@@ -245,7 +253,7 @@ st.caption(
     )
     + ". The API ranks the same way."
 )
-glossary("case", "candidate", "score", "coverage", "top1", "top1_all")  # the words below, explained
+glossary("case", "candidate", "score", "rankers", "coverage", "top1", "top1_all")  # the words below, explained
 
 arts = artifacts()
 model = arts.ranking_model
@@ -314,7 +322,7 @@ else:
     st.session_state.setdefault("views_csv", as_csv(st.session_state.views_base, False))
     text = st.text_area(
         "One view per line: timestamp,categoryid[,itemid]; the timestamp in Unix milliseconds or as a "
-        "date and time (UTC). Lines are numbered from 0 after the header.",
+        "date and time (UTC). Lines are numbered as in a spreadsheet: the header is line 1.",
         height=220,
         key="views_csv",
     )
@@ -356,11 +364,20 @@ try:
 except DataError as exc:
     message = str(exc)
     if kept_rows is not None:  # name the rows as the table numbers them (blank rows were left out)
+        pasted = mode != "Table"  # pasted text: the line a spreadsheet shows (header = line 1)
         message = re.sub(
             r"row (\d+)",
-            lambda m: f"row {kept_rows[int(m.group(1))]}" if int(m.group(1)) < len(kept_rows) else m.group(0),
+            lambda m: (
+                (f"line {kept_rows[int(m.group(1))] + 2}" if pasted else f"row {kept_rows[int(m.group(1))]}")
+                if int(m.group(1)) < len(kept_rows)
+                else m.group(0)
+            ),
             message,
         )
+        if pasted:
+            message = message.replace("(rows are 0-based)", "(lines as in a spreadsheet: header = line 1)")
+    # dates are accepted too: "not a number" would send the analyst the wrong way
+    message = message.replace("timestamp is not a number", "timestamp is neither a date and time nor Unix milliseconds")
     st.error(f"These views cannot be ranked: {message}", icon=":material/block:")
 
 # --- Sample a real visitor ------------------------------------------------------------------

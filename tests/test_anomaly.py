@@ -525,7 +525,7 @@ def test_validate_features_reports_each_problem(train_features):
     assert probs[(1, "events")] == "not a number: 'abc'"
     assert probs[(2, "p95_gap_s")] == "inf"
     assert probs[(3, "view")] == "negative count -3"
-    assert probs[(4, "cat_entropy")] == "empty"
+    assert probs[(4, "cat_entropy")] == "empty or NA"
     vid = int(t.loc[2, "visitorid"])
     assert probs[(5, "visitorid")] == f"duplicate visitorid {vid} (also line 4)"
     text = " ".join(val.messages())

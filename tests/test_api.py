@@ -711,7 +711,6 @@ def test_request_guard_bounds_the_bodies_held_in_memory():
     assert seen == [b"x" * 20]
     assert sent[0]["status"] == 503 and (b"retry-after", b"1") in sent[0]["headers"]
 
-
     start = sent[0]
     assert start["status"] == 503 and (b"retry-after", b"1") in start["headers"]
 

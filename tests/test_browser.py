@@ -3,8 +3,10 @@
 First, on a fresh server (Streamlit still in its legacy pages/ mode), opens a deep link and checks
 the entry point ran anyway (sidebar status, navigation, the right page). Then opens every page,
 checks no exception is shown, uploads a features file through the real file_uploader, moves the
-share slider with the keyboard, downloads the scored CSV and checks its rows, and saves a
-screenshot of each page under test-output/screenshots/.
+share slider with the keyboard, downloads the scored CSV and checks its rows, and saves
+whole-page screenshots of every page in its main states, at 1440 px and at 390 px (a phone),
+under test-output/screenshots/. Every request the browser makes is recorded; a request to any
+host but the app's fails the module.
 Skipped outside CI when /usr/bin/chromium is missing; with CI=true it fails instead.
 """
 
@@ -50,6 +52,9 @@ TITLES = {
     "cleaning_kpis": "Cleaning KPIs",
 }
 NAV_LINKS = ["Overview", "Next-category ranking", "Anomalous users", "Cleaning KPIs"]
+# The page links: in the top bar on a wide screen, in the sidebar on a phone.
+NAV = '[data-testid="stTopNavLink"], [data-testid="stSidebarNav"] a'
+LEGACY_NAMES = ["streamlit app", "cleaning kpis"]  # how Streamlit's legacy mode names the files
 
 
 @pytest.fixture(scope="module")
@@ -124,22 +129,53 @@ def dashboard_url(browser_artifact_dir, tmp_path_factory):
         yield url
 
 
+# Every request of the module's browser: the app's own (any 127.0.0.1 port: the fresh-server test
+# starts a second app) or a local document (a downloaded report, a component's srcdoc).
+REQUESTS: list[str] = []
+LOCAL = re.compile(r"^(https?://127\.0\.0\.1:\d+/|file://|data:|blob:|about:)")
+
+
 @pytest.fixture(scope="module")
-def page(dashboard_url):
-    """One headless Chromium page (Debian's binary; Playwright never downloads a browser)."""
+def browser():
+    """One headless Chromium (Debian's binary; Playwright never downloads a browser); at the end,
+    fails when any request went to another host (fonts, icons, CDNs: the app must work offline)."""
     try:
         from playwright import sync_api
     except ImportError:
         skip_or_fail("the playwright package is not installed (pip install -r requirements-dev.txt)")
     SHOTS.mkdir(parents=True, exist_ok=True)
+    REQUESTS.clear()
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
-        pg = context.new_page()
-        pg.set_default_timeout(60_000)
-        yield pg
-        context.close()
-        browser.close()
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+    foreign = sorted({url for url in REQUESTS if not LOCAL.match(url)})
+    assert REQUESTS and not foreign, f"requests left the machine: {foreign}"
+
+
+def new_page(browser, width: int, height: int = 900):
+    """A page of its own context, this wide, whose every request is recorded."""
+    context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
+    pg = context.new_page()
+    pg.set_default_timeout(60_000)
+    pg.on("request", lambda req: REQUESTS.append(req.url))
+    return pg
+
+
+@pytest.fixture(scope="module")
+def page(browser, dashboard_url):
+    """The 1440-px page most tests share."""
+    pg = new_page(browser, 1440)
+    yield pg
+    pg.context.close()
+
+
+@pytest.fixture(scope="module")
+def phone(browser, dashboard_url):
+    """A 390-px page: an iPhone-sized screen."""
+    pg = new_page(browser, 390, 844)
+    yield pg
+    pg.context.close()
 
 
 def settle(pg) -> None:
@@ -154,7 +190,7 @@ def settle(pg) -> None:
 
 
 def shot(pg, name: str) -> None:
-    """A screenshot of the whole page at 1440 px wide: Streamlit scrolls inside its main
+    """A screenshot of the whole page at the page's width: Streamlit scrolls inside its main
     container, so the window is made as tall as the page for the shot, then set back."""
     size = pg.viewport_size
     height = pg.evaluate(
@@ -185,7 +221,7 @@ def assert_entry_point_ran(pg, name: str) -> None:
     assert pg.locator("h1").first.inner_text().strip() == TITLES[name]
     assert pg.url.rstrip("/").endswith(PAGES[name]) if PAGES[name] else pg.url.rstrip("/").count("/") == 2
     assert pg.locator('[data-testid="stSidebar"]').get_by_text("Manifest check passed").is_visible()
-    nav = pg.locator('[data-testid="stSidebarNav"] a')
+    nav = pg.locator(NAV)  # in the top bar at 1440 px
     assert [t.strip().splitlines()[-1] for t in nav.all_inner_texts()] == NAV_LINKS  # not the legacy list
     assert pg.get_by_text("Page not found").count() == 0
 
@@ -202,7 +238,12 @@ def test_deep_link_first_on_a_fresh_server_runs_the_entry_point(page, dashboard_
 
 def test_home_first_on_a_fresh_server(browser_artifact_dir, page, tmp_path):
     with streamlit_server(browser_artifact_dir, tmp_path / "streamlit.log") as url:
-        open_page(page, url, "overview")
+        page.goto(f"{url}/")
+        while not page.locator("h1").count():  # until the page is drawn: never the legacy file list
+            names = page.locator('[data-testid="stSidebarNav"]').all_inner_texts()
+            assert not any(n in t.lower() for t in names for n in LEGACY_NAMES), names
+            page.wait_for_timeout(50)
+        settle(page)
         assert_entry_point_ran(page, "overview")
         page.get_by_role("link", name="Cleaning KPIs").click()
         page.locator("h1").get_by_text(TITLES["cleaning_kpis"]).wait_for()
@@ -335,3 +376,88 @@ def test_hostile_file_is_shown_as_plain_text_and_fetches_nothing(page, dashboard
     settle(page)
     assert_no_exception(page)
     shot(page, "anomaly_gzip_named_csv.png")
+
+
+def open_tab(pg, name: str) -> None:
+    """Click one of the page's tabs and wait for its charts."""
+    pg.get_by_role("tab", name=name).click()
+    pg.wait_for_timeout(800)
+
+
+def use_demo_features(pg) -> None:
+    """Score the build's demo features on the anomaly page (the frozen operating point)."""
+    pg.get_by_role("button", name="Use the demo features").click()
+    pg.get_by_text("Flagged users, most anomalous first").wait_for(timeout=180_000)
+    settle(pg)
+    assert_no_exception(pg)
+
+
+def fits_the_width(pg) -> None:
+    """Nothing drawn wider than the window: every chart, and the page itself."""
+    width = pg.viewport_size["width"]
+    wide = pg.evaluate(
+        "w => [...document.querySelectorAll('[data-testid=stVegaLiteChart] canvas, [data-testid=stVegaLiteChart] svg')]"
+        ".map(e => e.getBoundingClientRect()).filter(r => r.width > 0 && r.right > w + 1).length",
+        width,
+    )
+    assert wide == 0, f"{wide} chart(s) wider than {width} px"
+    main = pg.locator('[data-testid="stMain"]')
+    assert main.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), "the page scrolls sideways"
+
+
+def test_every_page_in_its_main_states_at_1440_px(page, dashboard_url):
+    open_page(page, dashboard_url, "cleaning_kpis")
+    shot(page, "cleaning_kpis_1440_ranking_tab.png")
+    open_tab(page, "Detector and its cost")
+    assert page.get_by_text("What cleaning removes (").first.is_visible()
+    fits_the_width(page)
+    shot(page, "cleaning_kpis_1440_detector_tab.png")
+    open_page(page, dashboard_url, "overview")
+    fits_the_width(page)
+    shot(page, "overview_1440.png")
+    open_page(page, dashboard_url, "anomaly")
+    use_demo_features(page)
+    assert page.get_by_text("Zoom: the").first.is_visible() or page.locator("canvas").count() >= 2
+    fits_the_width(page)
+    shot(page, "anomaly_1440_demo_frozen.png")
+
+
+def test_every_page_on_a_phone(phone, dashboard_url):
+    """390 px: the sidebar starts closed and closes again after a page is chosen in it, no chart
+    is wider than the screen, and every page in its main states is shot."""
+    open_page(phone, dashboard_url, "overview")
+    assert_no_exception(phone)
+    sidebar = phone.locator('[data-testid="stSidebar"]')
+    assert sidebar.get_attribute("data-collapsed") == "true"
+    fits_the_width(phone)
+    shot(phone, "overview_390.png")
+
+    phone.locator('[data-testid="stExpandSidebarButton"]').click()
+    phone.wait_for_timeout(500)
+    assert sidebar.get_attribute("data-collapsed") == "false"
+    shot(phone, "sidebar_open_390.png")
+    phone.locator(NAV).filter(has_text="Cleaning KPIs").click()
+    phone.locator("h1").get_by_text(TITLES["cleaning_kpis"]).wait_for()
+    settle(phone)
+    phone.wait_for_function("() => document.querySelector('[data-testid=stSidebar]').dataset.collapsed === 'true'")
+    assert_no_exception(phone)
+    fits_the_width(phone)
+    shot(phone, "cleaning_kpis_390_ranking_tab.png")
+    open_tab(phone, "Detector and its cost")
+    fits_the_width(phone)
+    shot(phone, "cleaning_kpis_390_detector_tab.png")
+
+    open_page(phone, dashboard_url, "ranking")
+    assert_no_exception(phone)
+    fits_the_width(phone)
+    shot(phone, "ranking_390.png")
+
+    open_page(phone, dashboard_url, "anomaly")
+    shot(phone, "anomaly_390_start.png")
+    use_demo_features(phone)
+    fits_the_width(phone)
+    shot(phone, "anomaly_390_demo_frozen.png")
+    phone.get_by_text("a share of this batch").click()
+    settle(phone)
+    assert_no_exception(phone)
+    shot(phone, "anomaly_390_share_mode.png")

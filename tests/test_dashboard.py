@@ -480,7 +480,10 @@ def test_pasted_csv_accepts_dates_and_names_non_numeric_rows(dashboard_built):
     assert not at.error
     assert set(frame(at, "rank", "categoryid", "score")["categoryid"]) == {12, 13}
     at.text_area(key="views_csv").input("timestamp,categoryid\n1433152800000,12\n1433152800001,twelve\n").run()
-    assert "row 1: categoryid is not a number" in texts(at.error)
+    assert "line 3: categoryid is not a number" in texts(at.error)  # spreadsheet lines: header = line 1
+    assert "0-based" not in texts(at.error)
+    at.text_area(key="views_csv").input("timestamp,categoryid\nyesterday,12\n").run()
+    assert "timestamp is neither a date and time nor Unix milliseconds (value yesterday)" in texts(at.error)
     at.text_area(key="views_csv").input("").run()
     assert "empty" in texts(at.error)
 
@@ -734,7 +737,7 @@ def test_missing_and_extra_columns_are_reported(dashboard_built):
     no_exception(at)
     assert "night_share" in texts(at.error) and "p95_gap_s" in texts(at.error)
     assert "colour" in texts(at.warning)
-    assert not at.download_button
+    assert [b.label for b in at.download_button] == ["Template: features", "Template: raw events"]  # no scored rows
 
 
 # --------------------------------------------------------------------------- cleaning KPIs
@@ -748,13 +751,13 @@ def test_cleaning_kpis_page_shows_charts_captions_and_report(dashboard_built):
     assert n_charts >= 3
     arts = A.load_artifacts(dashboard_built)
     if arts.status.get(A.EVALUATION_JSON) == "ok" and arts.status.get(A.DETECTOR_QUALITY_JSON) == "ok":
-        assert n_charts == 7 and "like for like" in texts(at.caption)  # the difference has its own chart
+        assert n_charts == 6 and "like for like" in texts(at.caption)  # the difference has its own chart
         assert "spare buyers first" in texts(at.info) or "served detector" in texts(at.info)
         shown = " ".join(" ".join(map(str, d.value.columns)) for d in at.dataframe)
         assert not {"ci_low", "n_cases", "pr_auc"} & set(shown.split())  # display names only
         assert not [e for e in at.expander if "tables)" in e.label]
     assert "This operating point removes" in texts(at.info) + texts(at.warning)
-    cost = frame(at, "point", "transactions removed")
+    cost = frame(at, "operating point", "transactions removed")
     assert (
         len(cost) == 21
         and cost["keep buyers"].all()
@@ -764,7 +767,7 @@ def test_cleaning_kpis_page_shows_charts_captions_and_report(dashboard_built):
     at.toggle(key="cost_protect").set_value(False).run()
     at.selectbox(key="cost_detector").set_value("robust_z").run()
     no_exception(at)
-    cost = frame(at, "point", "transactions removed")
+    cost = frame(at, "operating point", "transactions removed")
     assert set(cost["detector"]) == {"robust_z"} and not cost["keep buyers"].any()
     assert "different test populations" in texts(at.warning)
     assert "test cases" in texts(at.caption)
@@ -980,3 +983,143 @@ def test_labels_upload_measures_every_detector(dashboard_built, tmp_path):
     at.file_uploader(key="labels_file").set_value(("bad.csv", bad.encode(), "text/csv")).run()
     no_exception(at)
     assert "repeats" in texts(at.error)
+
+
+# --------------------------------------------------------------------------- reads right (issue 23)
+
+
+def test_overview_task2_figures_come_from_one_population(dashboard_built):
+    at = open_page("pages/overview.py")
+    no_exception(at)
+    arts = A.load_artifacts(dashboard_built)
+    op = arts.read_json(A.OPERATING_POINT)
+    cost = arts.read_table(A.CLEANING_COST_CSV)
+    frozen = cost[(cost["point"] == "frozen") & (cost["protect_buyers"] == op["protect_buyers"])]
+    frozen = frozen[frozen["detector"] == op["detector"]].iloc[0]
+    labels = {m.label: m.value for m in at.metric}
+    # the three headline figures: the same users, threshold and policy
+    assert labels["Users flagged"] == f"{frozen['users_removed']:,}"
+    assert labels["Events removed"] == f"{100 * frozen['events_removed_share']:.1f}%"
+    assert labels["Flagged share"] == f"{100 * frozen['users_removed_share']:.1f}%"
+    captions = texts(at.caption)
+    assert f"{frozen['events_removed']:,} events removed" in captions
+    assert "policy: keep visitors who bought" in captions
+    audit = arts.read_table(A.AUDIT_CSV)
+    at_op = audit.iloc[(audit["share"] - op["share"]).abs().argmin()]
+    assert "no buyer policy" in captions and f"flags {at_op['n_flagged']:,} users" in captions
+
+
+def tied_features(artifact_dir: Path, n: int = 1_000, n_tied: int = 150) -> pd.DataFrame:
+    """n demo users, of which n_tied are copies (new visitorids) of the most anomalous one:
+    n_tied users with exactly the top score."""
+    features = demo_features(artifact_dir).head(n).copy()
+    scored = pd.read_parquet(artifact_dir / A.SCORED_USERS)
+    top = scored.loc[scored["anomaly_score"].idxmax(), "visitorid"]
+    row = demo_features(artifact_dir).set_index("visitorid").loc[top]
+    features.iloc[:n_tied, 1:] = row[features.columns[1:]].to_numpy()
+    features["visitorid"] = np.arange(1, n + 1)
+    features["transaction"] = features["transaction"].where(features.index >= n_tied, 0)
+    return features
+
+
+def test_ties_at_the_threshold_are_said_and_the_real_share_shown(dashboard_built):
+    at = open_page("pages/anomaly.py")
+    at = upload(at, "tied.parquet", parquet_bytes(tied_features(dashboard_built)))
+    at.radio(key="anomaly_mode").set_value("a share of this batch").run()
+    at.toggle(key="protect_buyers").set_value(False).run()
+    at.slider(key="share_pct").set_value(10).run()
+    no_exception(at)
+    notes = texts(at.info)
+    assert "Ties at the threshold: you asked for 10.0%" in notes
+    assert "150 users (15.0% of the scored)" in notes and "share exactly that score" in notes
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["Flagged"] == "150" and labels["% of scored users"] == "15.0%"
+    # a share the ties do not straddle: no note
+    at.slider(key="share_pct").set_value(20).run()
+    no_exception(at)
+    assert "Ties at the threshold" not in texts(at.info)
+
+
+def test_one_format_per_kind_of_number():
+    from dashboard import formatted
+
+    frame = pd.DataFrame(
+        {
+            "share": [0.04],
+            "threshold": [0.62848625],
+            "users_removed": [5773],
+            "users_removed_share": [0.040315],
+            "pr_auc": [0.7251],
+            "view_removed": [143197],
+            "detector": ["rf"],
+        }
+    )
+    html = formatted(frame).to_html()
+    for shown in ("4.0%", "0.6285", "5,773", "72.5%", "143,197", "share of users removed", "views removed"):
+        assert shown in html, shown
+    assert "users_removed_share" not in html and "view_removed" not in html
+
+
+def test_every_template_is_read_back_as_its_kind():
+    from core import anomaly
+    from core.templates import TEMPLATES, template_csv
+    from core.uploads import read_upload
+
+    assert set(TEMPLATES) == {"features", "raw events", "labels", "ranking events"}
+    name, data = template_csv("features")
+    features = read_upload(name, data)
+    assert features.kind == "features" and anomaly.validate_features(features.features).ok
+    name, data = template_csv("raw events")
+    events = read_upload(name, data)
+    assert events.kind != "features" and len(events.features) == 3
+    ranking = pd.read_csv(io.BytesIO(template_csv("ranking events")[1]))
+    assert list(ranking.columns) == ["timestamp", "visitorid", "event", "itemid", "transactionid", "categoryid"]
+    labels = pd.read_csv(io.BytesIO(template_csv("labels")[1]))
+    assert list(labels.columns) == ["visitorid", "is_bot"] and set(labels["visitorid"]) == set(
+        features.features["visitorid"]
+    )
+
+
+def test_uploader_offers_templates(dashboard_built):
+    at = open_page("pages/anomaly.py")
+    no_exception(at)
+    buttons = [b.proto for b in at.get("download_button")]
+    assert {b.label for b in buttons} >= {"Template: features", "Template: raw events"}
+
+
+@pytest.mark.parametrize(
+    "page, terms",
+    [
+        ("pages/overview.py", ["top1_all", "rf", "robust_z", "frozen operating point"]),
+        ("pages/ranking.py", ["logreg", "hgb", "top1_all"]),
+        ("pages/anomaly.py", ["robust_z", "hbos", "ecod", "σ", "intensity", "tight_gaps", "night", "ties"]),
+        ("pages/cleaning_kpis.py", ["rf", "PR-AUC", "Jaccard", "top1_all", "95% interval", "no buyer policy"]),
+    ],
+)
+def test_each_page_explains_its_terms(dashboard_built, page, terms):
+    at = open_page(page)
+    no_exception(at)
+    glossary = texts(next(e for e in at.expander if e.label == "What the terms mean").markdown)
+    for term in terms:
+        assert term in glossary, term
+
+
+def test_cleaning_kpis_tabs_and_one_what_cleaning_removes(dashboard_built, downloads):
+    at = open_page("pages/cleaning_kpis.py")
+    no_exception(at)
+    assert [t.label for t in at.tabs] == ["Ranking and cleaning", "Detector and its cost"]
+    titles = [json.dumps(c.proto.spec) for c in charts(at)]
+    assert sum("What cleaning removes" in t for t in titles) == 1
+    assert "precision and recall are real" not in texts(at.caption)
+    assert "no buyer policy" in texts(at.caption)
+
+
+def test_raw_event_errors_name_spreadsheet_lines(dashboard_built):
+    from core.templates import raw_events_template
+
+    events = raw_events_template().astype({"event": object})
+    events.loc[4, "event"] = "click"  # the 5th data row: line 6 of the CSV (header = line 1)
+    at = open_page("pages/anomaly.py")
+    at = upload(at, "events.csv", events.to_csv(index=False).encode())
+    no_exception(at)
+    assert "line 6 = 'click'" in texts(at.error) and "0-based" not in texts(at.error)

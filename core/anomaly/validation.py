@@ -81,7 +81,7 @@ def _close(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # kind -> (what the rows break, how to fix them). Every kind except "duplicate" makes a row unscorable.
 _PROBLEM_TEXT: dict[str, tuple[str, str]] = {
     "non_numeric": ("are not numbers", "Replace them with numbers."),
-    "nan": ("are empty", "Fill them in."),
+    "nan": ("are empty or a missing-value mark (NA, n/a, null)", "Fill them in."),
     "inf": ("are infinite", "Replace them with finite values."),
     "negative": ("are negative", "Every feature is non-negative by definition; fix the values."),
     "not_integer": ("are not whole numbers", "Counts are integers; recompute them from the events."),
@@ -251,7 +251,7 @@ def _basic_checks(raw: pd.Series, col: str, found: _Collector) -> np.ndarray:
         nan = np.isnan(vals)
         isna = raw.isna().to_numpy()
         found.add(col, "non_numeric", nan & ~isna, lambda k: "not a number: '" + raw.iloc[k].astype(str) + "'")
-        found.add(col, "nan", nan & isna, "empty")
+        found.add(col, "nan", nan & isna, "empty or NA")  # readers take n/a, NA, null... as missing
         found.add(col, "inf", np.isinf(vals), lambda k: np.where(vals[k] > 0, "inf", "-inf"))
     with np.errstate(invalid="ignore"):
         bad = ~finite | (vals < 0)
