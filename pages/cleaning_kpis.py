@@ -150,7 +150,11 @@ def before_after() -> list[ReportBlock]:
         missing("The before/after table", A.BEFORE_AFTER_CSV)
         return blocks + [ReportBlock("note", f"{A.BEFORE_AFTER_CSV} is not built yet.")]
     rankers = list(dict.fromkeys(rows["ranker"]))
-    best = (read_json(A.RANKING_METRICS_JSON) or {}).get("best")
+    ranking_json = read_json(A.RANKING_METRICS_JSON) or {}
+    best = ranking_json.get("best")
+    why = (ranking_json.get("served_model") or {}).get("why")
+    if best and why:
+        st.caption(f"Served ranker: {best}. {why}.")
     served = best_test_row(rows.assign(split="test"), best)  # the served ranker's row, if listed
     default = rankers.index(served["ranker"]) if served is not None else 0
     ranker = st.selectbox("Ranker", rankers, index=default, key="ba_ranker")

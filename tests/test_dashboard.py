@@ -757,6 +757,8 @@ def test_cleaning_kpis_page_shows_charts_captions_and_report(dashboard_built):
         assert not {"ci_low", "n_cases", "pr_auc"} & set(shown.split())  # display names only
         assert not [e for e in at.expander if "tables)" in e.label]
     assert "This operating point removes" in texts(at.info) + texts(at.warning)
+    why = arts.read_json(A.RANKING_METRICS_JSON)["served_model"]["why"]
+    assert f"Served ranker: {arts.ranking_model_name}. {why}." in texts(at.caption)
     cost = frame(at, "operating point", "transactions removed")
     assert (
         len(cost) == 21
