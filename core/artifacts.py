@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from core.errors import ArtifactError
 from core.manifest import (  # noqa: F401  (manifest, model-file and safe-read names are re-exported for callers)
@@ -43,13 +44,16 @@ from core.manifest import (  # noqa: F401  (manifest, model-file and safe-read n
 )
 from core.model_files import SKLEARN_TRUSTED, dump_model, load_model, trusted_types, type_name  # noqa: F401
 from core.safe_read import (  # noqa: F401
+    MAX_BYTES_BY_KIND,
     READ_BLOCK,
     MissingFile,
     TooLarge,
     check_name,
+    max_bytes,
     open_dir,
     read_regular,
     read_verified,
+    verify_listed,
 )
 from core.schema import (  # noqa: F401  (the file names are re-exported for callers)
     AUDIT_CSV,
@@ -138,6 +142,10 @@ class Artifacts:
     detector: Any = None
     detectors: dict[str, Any] = field(default_factory=dict)
     operating_point: dict[str, Any] | None = None
+    # why the manifest was refused (unparsable, off-schema, unsigned, ...); None when none was found
+    refused: str | None = None
+    # listed files whose hash matched but whose content could not be parsed: name -> why
+    unreadable: dict[str, str] = field(default_factory=dict)
 
     @property
     def manifest_ok(self) -> bool:
@@ -193,18 +201,40 @@ class Artifacts:
         finally:
             os.close(dir_fd)
 
+    def _unreadable(self, name: str, why: str) -> None:
+        """Record (and log) why a verified file could not be parsed."""
+        self.unreadable[name] = why
+        log.warning("%s cannot be read: %s", name, why)
+
     def read_json(self, name: str) -> dict[str, Any] | None:
-        """A verified JSON artifact, or None when it is missing or refused."""
+        """A verified JSON object, or None when it is missing, refused or malformed (see unreadable)."""
         data = self.read_bytes(name)
-        return json.loads(data) if data is not None else None
+        if data is None:
+            return None
+        try:
+            obj = json.loads(data)
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested thousands of levels deep
+            self._unreadable(name, f"is not valid JSON ({type(exc).__name__})")
+            return None
+        if not isinstance(obj, dict):
+            self._unreadable(name, f"holds a JSON {type(obj).__name__}, not an object")
+            return None
+        return obj
 
     def read_table(self, name: str) -> pd.DataFrame | None:
-        """A verified CSV or parquet artifact, or None when it is missing or refused."""
+        """A verified CSV or parquet artifact (page checksums checked), or None when it is missing,
+        refused or malformed (see unreadable)."""
         data = self.read_bytes(name)
         if data is None:
             return None
         buffer = io.BytesIO(data)
-        return pd.read_parquet(buffer) if name.endswith(".parquet") else pd.read_csv(buffer)
+        try:
+            if name.endswith(".parquet"):
+                return pd.read_parquet(buffer, page_checksum_verification=True)
+            return pd.read_csv(buffer)
+        except (ValueError, OSError, pa.ArrowException) as exc:  # parser, encoding and checksum errors
+            self._unreadable(name, f"cannot be parsed ({type(exc).__name__}: {str(exc)[:200]})")
+            return None
 
     def summary(self) -> dict[str, Any]:
         """A JSON-safe description for /health, /version and the dashboard sidebar.
@@ -238,6 +268,7 @@ def _read_manifest(arts: Artifacts, dir_fd: int) -> Manifest | None:
         )
         return None
     except ArtifactError as exc:
+        arts.refused = str(exc)
         arts.problems.append(f"{exc}; no model is loaded. {REBUILD_HINT}")
         return None
     keys = manifest_keys()
@@ -247,6 +278,7 @@ def _read_manifest(arts: Artifacts, dir_fd: int) -> Manifest | None:
         except (ArtifactError, UnicodeDecodeError):
             signature = ""
         if not signature_ok(data, signature, keys):
+            arts.refused = f"{MANIFEST} has no valid signature ({MANIFEST_SIG}) for the key in ${MANIFEST_KEY_ENV}"
             arts.problems.append(
                 f"{MANIFEST} has no valid signature ({MANIFEST_SIG}) for the key in "
                 f"${MANIFEST_KEY_ENV}; no model is loaded. {REBUILD_HINT}"
@@ -256,6 +288,7 @@ def _read_manifest(arts: Artifacts, dir_fd: int) -> Manifest | None:
     try:
         manifest = parse_manifest(data)
     except ArtifactError as exc:
+        arts.refused = str(exc)
         arts.problems.append(f"{exc} No model is loaded. {REBUILD_HINT}")
         return None
     arts.manifest_sha256 = hashlib.sha256(data).hexdigest()
@@ -263,11 +296,17 @@ def _read_manifest(arts: Artifacts, dir_fd: int) -> Manifest | None:
 
 
 def _check_files(arts: Artifacts, manifest: Manifest, dir_fd: int, keep: set[str]) -> dict[str, bytes]:
-    """Verify every listed file; return the verified bytes of the files named in ``keep``."""
+    """Verify every listed file; return the verified bytes of the files named in ``keep``.
+
+    The others are hashed as they are read, so a large table never sits in memory whole here.
+    """
     kept: dict[str, bytes] = {}
     for name, entry in sorted(manifest.files.items()):
         try:
-            data = read_verified(dir_fd, name, entry)
+            if name in keep:
+                kept[name] = read_verified(dir_fd, name, entry)
+            else:
+                verify_listed(dir_fd, name, entry)
         except MissingFile:
             arts.status[name] = "missing"
             arts.problems.append(f"{name} is listed in the manifest but missing. {REBUILD_HINT}")
@@ -278,8 +317,6 @@ def _check_files(arts: Artifacts, manifest: Manifest, dir_fd: int, keep: set[str
             arts.problems.append(f"{exc}; it was refused. {REBUILD_HINT}")
             continue
         arts.status[name] = "ok"
-        if name in keep:
-            kept[name] = data
     return kept
 
 
@@ -341,6 +378,10 @@ def _load_into(arts: Artifacts, dir_fd: int) -> None:
         if det is not None:
             arts.detectors[name] = det
     arts.operating_point = arts.read_json(OPERATING_POINT)
+    why = arts.unreadable.get(OPERATING_POINT)
+    if why is not None:  # the server still starts, degraded, and /health names the file
+        arts.status[OPERATING_POINT] = f"refused: {why}"
+        arts.problems.append(f"{OPERATING_POINT} {why}; it was refused. {REBUILD_HINT}")
 
 
 def require(obj: Any, what: str) -> Any:

@@ -352,7 +352,7 @@ def read_events(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     _require_file(path, "the prepared events parquet file")
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(path, page_checksum_verification=True)
     except (pa.ArrowException, OSError) as exc:
         raise DataError(
             f"{path}: not a readable parquet file ({exc}). Fix: rebuild it with write_events or `python -m core build`."
@@ -366,7 +366,7 @@ def write_events(df: pd.DataFrame, path: str | Path) -> None:
     clean = validate_events(df, "write_events input").reset_index(drop=True)
     clean.attrs = {}  # attrs would be serialised into parquet metadata; the report is not data
     path.parent.mkdir(parents=True, exist_ok=True)
-    clean.to_parquet(path, compression="zstd", index=False)
+    clean.to_parquet(path, compression="zstd", index=False, write_page_checksum=True)  # checked on read
 
 
 def fingerprint(df: pd.DataFrame) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import zipfile
 from typing import Any
 
@@ -15,6 +16,14 @@ SKLEARN_TRUSTED: tuple[str, ...] = (
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.tree._tree.Tree",
 )
+
+
+# Decompressed bytes a model file may unzip to, per kind (the expected class's name), checked on
+# the zip's directory before any member is read (docs/ARCHITECTURE.md, "Artifact limits"). The
+# demo build's ranking model unzips to 10 MB and its largest detector to 5 MB.
+MAX_UNZIPPED_BYTES: dict[str, int] = {"RankingModel": 512 << 20, "Detector": 256 << 20}
+MAX_MEMBERS = 100_000
+ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 
 
 def type_name(obj: Any) -> str:
@@ -41,8 +50,36 @@ def dump_model(obj: Any) -> bytes:
     return data
 
 
+def check_unzipped_size(data: bytes, expected: type) -> None:
+    """Refuse a zip whose members would unzip to more than the cap for ``expected``'s kind.
+
+    A member's declared size is what Python's zipfile will ever return for it (it stops there
+    and fails on the CRC), so checking the directory is enough: nothing is decompressed here.
+    """
+    cap = MAX_UNZIPPED_BYTES.get(expected.__name__, min(MAX_UNZIPPED_BYTES.values()))
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+    except Exception as exc:  # not a zip, or a directory zipfile cannot parse: refuse, whatever the cause
+        raise ArtifactError(f"is not a readable skops model file ({type(exc).__name__})") from exc
+    if len(members) > MAX_MEMBERS:
+        raise ArtifactError(f"is a zip of {len(members):,} members; at most {MAX_MEMBERS:,} are accepted")
+    odd = sorted({m.compress_type for m in members} - set(ZIP_METHODS))
+    if odd:
+        raise ArtifactError(f"uses zip compression methods {odd}; skops writes only stored or deflated members")
+    total = sum(m.file_size for m in members)
+    if total > cap:
+        raise ArtifactError(
+            f"unzips to {total / 2**20:,.0f} MiB; at most {cap >> 20} MiB for a {expected.__name__} are accepted"
+        )
+
+
 def load_model(data: bytes, expected: type) -> Any:
-    """The object in skops bytes, built only from trusted types and checked to be ``expected``."""
+    """The object in skops bytes, built only from trusted types and checked to be ``expected``.
+
+    The zip's unzipped size is checked first: schema.json and every array are read only then.
+    """
+    check_unzipped_size(data, expected)
     trusted = trusted_types()
     try:
         untrusted = sio.get_untrusted_types(data=data)

@@ -166,8 +166,9 @@ def detect_and_clean(
 def write_task2(out: Path, t2: dict[str, Any]) -> dict[str, Any]:
     """Write the task-2 artifacts (every detector, tables, operating point); the served entry."""
     served = t2["detector"]
-    t2["features"].to_parquet(out / artifacts.USER_FEATURES, index=False, compression="zstd")
-    t2["scored"].to_parquet(out / artifacts.SCORED_USERS, index=False, compression="zstd")
+    # page checksums: a corrupted artifact is caught on read (core.artifacts.read_table)
+    t2["features"].to_parquet(out / artifacts.USER_FEATURES, index=False, compression="zstd", write_page_checksum=True)
+    t2["scored"].to_parquet(out / artifacts.SCORED_USERS, index=False, compression="zstd", write_page_checksum=True)
     t2["audit"].to_csv(out / artifacts.AUDIT_CSV, index=False, float_format="%.6f")
     t2["cost"].to_csv(out / artifacts.CLEANING_COST_CSV, index=False, float_format="%.6f")
     files = {}
@@ -429,7 +430,7 @@ def write_task1(
     best = dataclasses.replace(served.best_model, name=identity["name"])
     (out / identity["file"]).write_bytes(artifacts.dump_model(best))
     dataset = _case_sample(raw_run.dataset_sample, RANKING_DATASET_COMMIT_ROWS)
-    dataset.to_parquet(out / artifacts.RANKING_DATASET, index=False, compression="zstd")
+    dataset.to_parquet(out / artifacts.RANKING_DATASET, index=False, compression="zstd", write_page_checksum=True)
     metrics = pd.concat(
         [
             raw_run.metrics.assign(candidate_set="history"),

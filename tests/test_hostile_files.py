@@ -204,7 +204,8 @@ def _corrupt_last_value_byte(data: bytes, column: str) -> bytes:
     """Flip the last byte of a column chunk: a value byte of its last data page."""
     meta = pq.ParquetFile(io.BytesIO(data)).metadata.row_group(0)
     chunk = next(meta.column(i) for i in range(meta.num_columns) if meta.column(i).path_in_schema == column)
-    end = chunk.data_page_offset + chunk.total_compressed_size - 1
+    start = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+    end = start + chunk.total_compressed_size - 1
     out = bytearray(data)
     out[end] ^= 0x01
     return bytes(out)
