@@ -32,6 +32,9 @@ with st.sidebar:
     st.subheader("Artifacts")
     if info["manifest_ok"]:
         st.success("Manifest check passed", icon=":material/verified:")
+    elif arts.refused:  # a manifest was found but not trusted: say so, and why (as plain text)
+        st.error("Build refused: no model is loaded", icon=":material/gpp_bad:")
+        st.text(arts.refused)
     elif arts.manifest is None:
         st.warning("No build found", icon=":material/warning:")
     else:

@@ -5,7 +5,18 @@ import pandas as pd
 import streamlit as st
 
 from core import artifacts as A
-from dashboard import best_test_row, count, entry_point_guard, glossary, missing, pct, read_json, table
+from dashboard import (
+    bad_content,
+    best_test_row,
+    count,
+    entry_point_guard,
+    glossary,
+    missing,
+    pct,
+    read_json,
+    table,
+    unusable,
+)
 
 entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server
 
@@ -42,6 +53,10 @@ st.header("Dataset")
 summary = read_json(A.DATASET_SUMMARY)
 if summary is None:
     missing("The dataset summary", A.DATASET_SUMMARY)
+elif why := bad_content(
+    A.DATASET_SUMMARY, summary, numbers=("events", "visitors", "items", "categories"), mappings=("event_mix",)
+):
+    unusable("The dataset summary", why)
 else:
     cols = st.columns(4)
     cols[0].metric("Events", count(summary.get("events")))
@@ -105,6 +120,8 @@ with right:
     op = read_json(A.OPERATING_POINT)
     if op is None:
         missing("The detector's operating point", A.OPERATING_POINT)
+    elif why := bad_content(A.OPERATING_POINT, op, required=("share", "n_users", "threshold")):
+        unusable("The detector's operating point", why)
     else:
         audit = table(A.AUDIT_CSV)
         at_op = None
@@ -144,6 +161,8 @@ EVENT_NAMES = {"view": "Views", "addtocart": "Add-to-cart", "transaction": "Tran
 daily = table(A.DAILY_ACTIVITY)
 if daily is None:
     missing("The daily activity table", A.DAILY_ACTIVITY)
+elif why := bad_content(A.DAILY_ACTIVITY, daily, numbers=("events",), dates=("date",), columns=("event",)):
+    unusable("The daily activity table", why)
 else:
     daily["date"] = pd.to_datetime(daily["date"])
     partial = daily["partial"].astype(bool) if "partial" in daily else pd.Series(False, index=daily.index)
