@@ -9,8 +9,9 @@
   rewritten manifest, loaded by ``core.artifacts.load_artifacts``;
 - sparse model: a 2 GiB sparse file in place of the ranking model, listed with its true size.
 
-Each case runs in its own Python process and prints the process's peak RSS (``ru_maxrss``), the
-RSS before the call (imports done) and the call's wall time, plus the message the file gets.
+Each case runs in its own Python process and prints the process's peak RSS (VmHWM: unlike
+``ru_maxrss`` it starts afresh at exec, not at the parent's size), the RSS before the call
+(imports done) and the call's wall time, plus the message the file gets.
 """
 
 from __future__ import annotations
@@ -26,13 +27,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 case, target = sys.argv[2], Path(sys.argv[3])
 
 def rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # peak RSS of this process so far, MB (VmHWM)
+    line = next(x for x in open("/proc/self/status") if x.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
 
 if case == "dictionary_bomb":
     from core.errors import DataError
@@ -49,19 +52,23 @@ else:
     name = sys.argv[4]
     before, t0 = rss_mb(), time.perf_counter()
     arts = load_artifacts(target)
-    message = f"{name}: {arts.status.get(name)}"
+    said = [p for p in arts.problems if p.startswith(name)]
+    message = f"status {arts.status.get(name)!r}; " + (said[0] if said else "no problem reported")
 print(json.dumps({"case": case, "peak_rss_mb": round(rss_mb()), "rss_before_mb": round(before),
                   "seconds": round(time.perf_counter() - t0, 2), "message": message}))
 """
 
 
 def dictionary_bomb(folder: Path) -> Path:
-    """The 20,000 x 50 KB dictionary-encoded parquet, without the Arrow schema."""
+    """The 20,000 x 50 KB dictionary-encoded parquet, without the Arrow schema (built as a
+    dictionary, so this process never holds the 1 GB it expands to)."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = folder / "bomb.parquet"
-    column = pa.array(["x" * 50_000] * 20_000).dictionary_encode()
+    value = np.random.default_rng(0).integers(97, 123, 50_000, dtype=np.uint8).tobytes().decode()
+    column = pa.DictionaryArray.from_arrays(pa.array(np.zeros(20_000, np.int32)), pa.array([value]))
     pq.write_table(pa.table({"visitorid": column}), path, store_schema=False, use_dictionary=True)
     return path
 
