@@ -326,6 +326,19 @@ def test_the_api_starts_degraded_and_health_names_the_file(copy_dir):
     assert any(artifacts.OPERATING_POINT in p for p in health["problems"])
 
 
+@pytest.mark.e2e
+def test_a_real_uvicorn_starts_degraded_over_a_malformed_operating_point(copy_dir):
+    import httpx
+    from test_api_server import running_server
+
+    (copy_dir / artifacts.OPERATING_POINT).write_bytes(b"{not json")
+    _relist(copy_dir, artifacts.OPERATING_POINT)
+    with running_server({artifacts.ARTIFACT_DIR_ENV: str(copy_dir)}) as url:
+        health = httpx.get(f"{url}/health", timeout=30).json()
+    assert health["status"] == "degraded"
+    assert any(p.startswith(f"{artifacts.OPERATING_POINT} is not valid JSON") for p in health["problems"])
+
+
 # --------------------------------------------------------------------------- 9. malformed page data
 
 
