@@ -432,3 +432,13 @@ def test_the_sidebar_says_an_unsigned_build_was_refused(copy_dir, monkeypatch):
 def test_the_sidebar_still_says_no_build_for_an_empty_folder(tmp_path, monkeypatch):
     at = _overview(monkeypatch, tmp_path)
     assert "No build found" in _shown(at.sidebar.warning) and not at.sidebar.error
+
+
+@pytest.mark.parametrize("as_frame", [True, False])
+def test_ranking_views_after_2100_are_refused_as_the_api_refuses_them(as_frame):
+    from core import ranking
+
+    views = [{"timestamp": 1_442_004_589_439, "categoryid": 3}, {"timestamp": S.MAX_TIMESTAMP_MS + 1, "categoryid": 4}]
+    with pytest.raises(DataError, match=r"row 1: timestamp is after 2100-01-01"):
+        ranking.rank(pd.DataFrame(views) if as_frame else views)
+    ranking.rank([{**views[1], "timestamp": S.MAX_TIMESTAMP_MS}])  # the bound itself is valid on both

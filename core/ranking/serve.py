@@ -17,7 +17,14 @@ from core.ranking.candidates import candidate_arrays
 from core.ranking.markov import markov_arrays
 from core.ranking.metrics import order_within_cases
 from core.ranking.models import RankingModel, rule_scores
-from core.schema import CANDIDATE_FEATURES, LOOKBACK, MARKOV_FEATURE, UNKNOWN_CATEGORY, WINDOW_MS
+from core.schema import (
+    CANDIDATE_FEATURES,
+    LOOKBACK,
+    MARKOV_FEATURE,
+    MAX_TIMESTAMP_MS,
+    UNKNOWN_CATEGORY,
+    WINDOW_MS,
+)
 
 MAX_VIEWS = 1_000
 VIEW_COLUMNS: tuple[str, ...] = ("timestamp", "categoryid", "itemid")
@@ -48,6 +55,8 @@ def _row_problem(values: pd.Series, col: str) -> pd.Series:
     big = ~not_num & ~missing & ~frac & (numf.abs() >= 2**63)
     neg = ~not_num & ~missing & ~frac & (numf < 0)
     problems[neg] = f"{col} is negative"
+    if col == "timestamp":  # the API's bound too (core.schema)
+        problems[~not_num & ~missing & ~frac & (numf > MAX_TIMESTAMP_MS)] = "timestamp is after 2100-01-01"
     if col == "categoryid":
         problems[numf == UNKNOWN_CATEGORY] = (
             "categoryid is -1 (unknown category); drop unknown-category views before ranking"
@@ -137,6 +146,9 @@ def _checked_views(views: pd.DataFrame | list[dict] | Any) -> CheckedViews:
     cols = [c for c in VIEW_COLUMNS if c in names]
     # itemid is optional, also per row (None/NaN = absent); it is not used to rank.
     fast = {c: _clean_ints(column(c), optional=c == "itemid") for c in cols}
+    ts_fast = fast["timestamp"]
+    if ts_fast is not None and ts_fast[0].max(initial=0) > MAX_TIMESTAMP_MS:
+        fast["timestamp"] = None  # after 2100: the row-by-row checks name the rows
     slow = [c for c in cols if fast[c] is None]
     if slow:
         if df is None:
