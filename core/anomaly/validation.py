@@ -340,21 +340,25 @@ def _range_rules(v: dict[str, np.ndarray], found: _Collector) -> None:
 def _visitor_ids(raw: pd.Series, found: _Collector) -> None:
     """Report ids that are not integers from 0 to MAX_ID (the API's bounds too), and repeated ids."""
     if _not_a_number_type(raw):
-        ok = np.zeros(len(raw), bool)
+        whole, ok = np.zeros(len(raw), bool), np.zeros(len(raw), bool)
     elif pd.api.types.is_signed_integer_dtype(raw) and not raw.hasnans:
         ints = raw.to_numpy(np.int64)  # int64 or narrower: only the range to check
-        ok = (ints >= 0) & (ints <= MAX_ID)
+        whole, ok = np.ones(len(raw), bool), (ints >= 0) & (ints <= MAX_ID)
     else:
         num = pd.to_numeric(raw, errors="coerce") if not pd.api.types.is_numeric_dtype(raw) else raw
         vnum = num.to_numpy(np.float64, na_value=np.nan)
-        # MAX_ID = 2**53 - 1 is exact in float64, so the comparison is too
-        ok = np.isfinite(vnum) & (vnum == np.round(vnum)) & (vnum >= 0) & (vnum <= MAX_ID)
+        whole = np.isfinite(vnum) & (vnum == np.round(vnum))
+        ok = whole & (vnum >= 0) & (vnum <= MAX_ID)  # MAX_ID = 2**53 - 1 is exact in float64
     if not ok.all():
         found.add(
             "visitorid",
             "bad_id",
             ~ok,
-            lambda k: np.where(raw.iloc[k].isna(), "empty", "not an id: '" + raw.iloc[k].astype(str) + "'"),
+            lambda k: np.where(
+                raw.iloc[k].isna(),
+                "empty",
+                np.where(whole[k], "outside 0 to 2^53 - 1: '", "not an id: '") + raw.iloc[k].astype(str) + "'",
+            ),
         )
     index = pd.Index(raw)
     if index.is_monotonic_increasing and index.is_unique:  # sorted ids, as the build writes them
