@@ -47,7 +47,21 @@ def dump_model(obj: Any) -> bytes:
     unknown = sorted(set(sio.get_untrusted_types(data=data)) - set(trusted_types()))
     if unknown:
         raise ArtifactError(f"{type(obj).__name__} holds types the loader does not trust: {unknown}")
+    kind = _model_kind(obj)
+    if kind is not None:  # fail the build, not the next load
+        try:
+            check_unzipped_size(data, kind)
+        except ArtifactError as exc:
+            raise ArtifactError(f"{type(obj).__name__} {exc}; the loader would refuse it") from exc
     return data
+
+
+def _model_kind(obj: Any) -> type | None:
+    """The kind (RankingModel or Detector) the loader expects ``obj`` as; None for anything else."""
+    from core import ranking
+    from core.anomaly.detector import Detector
+
+    return next((t for t in (ranking.RankingModel, Detector) if isinstance(obj, t)), None)
 
 
 def check_unzipped_size(data: bytes, expected: type) -> None:

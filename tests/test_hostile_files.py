@@ -442,3 +442,13 @@ def test_ranking_views_after_2100_are_refused_as_the_api_refuses_them(as_frame):
     with pytest.raises(DataError, match=r"row 1: timestamp is after 2100-01-01"):
         ranking.rank(pd.DataFrame(views) if as_frame else views)
     ranking.rank([{**views[1], "timestamp": S.MAX_TIMESTAMP_MS}])  # the bound itself is valid on both
+
+
+def test_the_build_refuses_to_write_a_model_over_its_unzipped_cap(copy_dir, monkeypatch):
+    det = load_artifacts(copy_dir).detector
+    model_files.dump_model(det)  # the built detector is well under its cap
+    monkeypatch.setitem(model_files.MAX_UNZIPPED_BYTES, "Detector", 1 << 20)
+    with pytest.raises(
+        artifacts.ArtifactError, match="unzips to .* at most 1 MiB for a Detector .*the loader would refuse it"
+    ):
+        model_files.dump_model(det)
