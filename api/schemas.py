@@ -14,13 +14,21 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from core.anomaly.detector import DETECTORS
 from core.ranking import MAX_VIEWS  # the core's own limit, so the two never disagree
-from core.schema import MAX_ID, MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, UNKNOWN_CATEGORY, USER_FEATURES
+from core.schema import (
+    MAX_ID,
+    MAX_TIMESTAMP_MS,
+    MAX_VISITOR_ID,
+    MIN_TIMESTAMP_MS,
+    MIN_VISITOR_ID,
+    UNKNOWN_CATEGORY,
+    USER_FEATURES,
+)
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 
 MAX_USERS = 10_000
 MAX_TOP_K = 50
-# MAX_ID and the timestamp bounds come from core.schema: the dashboard's validators apply the same.
+# The id and timestamp bounds come from core.schema: the dashboard's validators apply the same.
 MAX_COUNT = 10**9
 MAX_RATE = 1e9
 
@@ -36,6 +44,9 @@ def _integral_float_to_int(value: Any) -> Any:
 # real type aliases (not built by a helper) so a type checker accepts them as annotations.
 Count: TypeAlias = Annotated[int, Field(ge=0, le=MAX_COUNT), BeforeValidator(_integral_float_to_int)]
 Id: TypeAlias = Annotated[int, Field(ge=0, le=MAX_ID), BeforeValidator(_integral_float_to_int)]
+VisitorId: TypeAlias = Annotated[
+    int, Field(ge=MIN_VISITOR_ID, le=MAX_VISITOR_ID), BeforeValidator(_integral_float_to_int)
+]
 Timestamp: TypeAlias = Annotated[
     int, Field(ge=MIN_TIMESTAMP_MS, le=MAX_TIMESTAMP_MS), BeforeValidator(_integral_float_to_int)
 ]
@@ -96,7 +107,7 @@ class UserFeatures(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    visitorid: Id
+    visitorid: VisitorId
     events: Count
     view: Count
     addtocart: Count

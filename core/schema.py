@@ -13,9 +13,13 @@ UNKNOWN_CATEGORY = -1
 # Bounds of timestamps and ids, one rule for the dashboard's validators and the API's models.
 MIN_TIMESTAMP_MS = 0  # 1970-01-01T00:00:00Z
 MAX_TIMESTAMP_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
-# Ids are int64 in the core, capped at 2**53 - 1: the largest integer float64 and a JSON client
-# (and the float-valued OpenAPI maximum) hold exactly.
+# Item and category ids in API bodies are capped at 2**53 - 1: the largest integer float64 and a
+# JSON client (and the float-valued OpenAPI maximum) hold exactly.
 MAX_ID = 2**53 - 1
+# A visitorid is any integer within int64 (the data contract), on the page and in the API alike:
+# real logs hash visitors into the whole range, negative values included.
+MIN_VISITOR_ID = -(2**63)
+MAX_VISITOR_ID = 2**63 - 1
 MS_PER_MINUTE = 60_000
 MS_PER_HOUR = 3_600_000
 MS_PER_DAY = 86_400_000

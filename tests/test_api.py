@@ -323,7 +323,7 @@ BAD_ANOMALY = {
         ["body", "users", 0, "n_sessions"],
     ),
     "extra feature": (users_body(is_bot=True), ["body", "users", 0, "is_bot"]),
-    "negative visitorid": (users_body(visitorid=-5), ["body", "users", 0, "visitorid"]),
+    "visitorid beyond int64": (users_body(visitorid=2**63), ["body", "users", 0, "visitorid"]),
     "share 0": ({**users_body(), "share": 0}, ["body", "share"]),
     "share 0.6": ({**users_body(), "share": 0.6}, ["body", "share"]),
     "share NaN string": ({**users_body(), "share": "NaN"}, ["body", "share"]),

@@ -16,13 +16,15 @@ import numpy as np
 import pandas as pd
 
 from core.errors import DataError
-from core.schema import COUNT_FEATURES, MAX_ID, USER_FEATURES
+from core.schema import COUNT_FEATURES, USER_FEATURES
 
 # The detailed row_problems table is capped; counts in the messages stay exact.
 MAX_PROBLEM_ROWS = 100_000
 LINES_NAMED = 5  # lines listed per problem in a message
 REL_TOL = 1e-9  # equalities hold within this relative difference; bounds allow this rounding
 HEADER_LINES = 1
+INT64_LIMIT = 2.0**63
+INT64_MAX = 2**63 - 1
 
 
 def check_share(share: Any) -> float:
@@ -86,8 +88,8 @@ _PROBLEM_TEXT: dict[str, tuple[str, str]] = {
     "negative": ("are negative", "Every feature is non-negative by definition; fix the values."),
     "not_integer": ("are not whole numbers", "Counts are integers; recompute them from the events."),
     "bad_id": (
-        "are not an integer visitorid from 0 to 2^53 - 1",
-        "Give every row its integer visitorid in that range (the API accepts the same ids).",
+        "are not an integer visitorid within int64",
+        "Give every row its integer visitorid (the API accepts the same ids).",
     ),
     "duplicate": (
         "repeat a visitorid seen in an earlier row",
@@ -338,17 +340,20 @@ def _range_rules(v: dict[str, np.ndarray], found: _Collector) -> None:
 
 
 def _visitor_ids(raw: pd.Series, found: _Collector) -> None:
-    """Report ids that are not integers from 0 to MAX_ID (the API's bounds too), and repeated ids."""
+    """Report ids that are not integers within int64 (the API's bounds too), and repeated ids."""
     if _not_a_number_type(raw):
         whole, ok = np.zeros(len(raw), bool), np.zeros(len(raw), bool)
-    elif pd.api.types.is_signed_integer_dtype(raw) and not raw.hasnans:
-        ints = raw.to_numpy(np.int64)  # int64 or narrower: only the range to check
-        whole, ok = np.ones(len(raw), bool), (ints >= 0) & (ints <= MAX_ID)
     else:
         num = pd.to_numeric(raw, errors="coerce") if not pd.api.types.is_numeric_dtype(raw) else raw
-        vnum = num.to_numpy(np.float64, na_value=np.nan)
-        whole = np.isfinite(vnum) & (vnum == np.round(vnum))
-        ok = whole & (vnum >= 0) & (vnum <= MAX_ID)  # MAX_ID = 2**53 - 1 is exact in float64
+        if pd.api.types.is_signed_integer_dtype(num) and not num.hasnans:
+            whole = ok = np.ones(len(raw), bool)  # int64 or narrower: every value is an id
+        elif pd.api.types.is_unsigned_integer_dtype(num) and not num.hasnans:
+            whole, ok = np.ones(len(raw), bool), num.to_numpy() <= np.uint64(INT64_MAX)
+        else:
+            vnum = num.to_numpy(np.float64, na_value=np.nan)
+            whole = np.isfinite(vnum) & (vnum == np.round(vnum))
+            # float64 cannot tell 2**63 - 1 from 2**63: the limit is the last value it holds below 2**63
+            ok = whole & (np.abs(vnum) < INT64_LIMIT)
     if not ok.all():
         found.add(
             "visitorid",
@@ -357,7 +362,7 @@ def _visitor_ids(raw: pd.Series, found: _Collector) -> None:
             lambda k: np.where(
                 raw.iloc[k].isna(),
                 "empty",
-                np.where(whole[k], "outside 0 to 2^53 - 1: '", "not an id: '") + raw.iloc[k].astype(str) + "'",
+                np.where(whole[k], "outside int64: '", "not an id: '") + raw.iloc[k].astype(str) + "'",
             ),
         )
     index = pd.Index(raw)
