@@ -34,6 +34,7 @@ from dashboard import (
     release_from_session,
     score_text,
     series_scale,
+    template_download,
     template_downloads,
 )
 
@@ -294,6 +295,7 @@ def labels_section(
 ) -> None:
     """The optional labels upload and every detector measured on it."""
     st.header("Your own labels")
+    template_download("labels")
     up = st.file_uploader(
         "Known bots and normal users (optional): visitorid,is_bot with 0/1 or true/false",
         type=["csv", "parquet"],

@@ -30,6 +30,7 @@ from dashboard import (
     release_from_session,
     sequences,
     series_scale,
+    template_download,
 )
 
 entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server
@@ -459,6 +460,7 @@ st.caption(
     "Raw RetailRocket events without a categoryid column cannot be evaluated here: prepare them with "
     "`python -m core build --raw-dir FOLDER` first. The same figures come from `python -m core evaluate FILE`."
 )
+template_download("ranking events")
 eval_file = st.file_uploader(
     "Events with a categoryid column, as parquet or CSV",
     type=["parquet", "csv"],

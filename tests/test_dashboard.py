@@ -973,6 +973,7 @@ def test_labels_upload_measures_every_detector(dashboard_built, tmp_path):
     labels = pd.read_parquet(dashboard_built / A.SCORED_USERS)[["visitorid", "is_anomaly"]].head(3000)
     csv = labels.rename(columns={"is_anomaly": "is_bot"}).to_csv(index=False)
     csv += "999999999999,1\n"  # not in the file
+    assert "Template: labels" in {b.proto.label for b in at.get("download_button")}  # beside its uploader
     at.file_uploader(key="labels_file").set_value(("labels.csv", csv.encode(), "text/csv")).run()
     no_exception(at)
     table = frame(at, "detector", "PR-AUC [95% CI]")
@@ -1087,6 +1088,9 @@ def test_uploader_offers_templates(dashboard_built):
     no_exception(at)
     buttons = [b.proto for b in at.get("download_button")]
     assert {b.label for b in buttons} >= {"Template: features", "Template: raw events"}
+    at = open_page("pages/ranking.py")
+    no_exception(at)
+    assert "Template: ranking events" in {b.proto.label for b in at.get("download_button")}
 
 
 @pytest.mark.parametrize(
