@@ -172,7 +172,8 @@ def summary(rows: list[dict[str, Any]]) -> None:
         secs = [r["seconds"] for r in mine]
         best = min(mine, key=lambda r: r["seconds"])
         print(
-            f"{name:<36}{min(secs):>8.2f}{statistics.median(secs):>10.2f}{max(r['peak_rss_mb'] for r in mine):>14}"
+            f"{name:<36}{min(secs):>8.2f}{statistics.median(secs):>10.2f}{min(r['cpu_s'] for r in mine):>12.2f}"
+            f"{max(r['peak_rss_mb'] for r in mine):>14}"
             f"{best['rows']:>12,}  {'; '.join(str(r['load_average']) for r in mine)}"
         )
     sums = {r["reader"]: r["checksum"] for r in rows if "events" not in r["reader"]}
