@@ -173,7 +173,8 @@ def make_files(folder: Path, seed: int = 42) -> Path:
 def summary(rows: list[dict[str, Any]]) -> None:
     """Best and median of each reader, property scans first, with the size of the files."""
     print(
-        f"\n{'reader':<36}{'best s':>8}{'median s':>10}{'peak RSS MiB':>14}{'rows':>12}  load averages (1, 5, 15 min)"
+        f"\n{'reader':<36}{'best s':>8}{'median s':>10}{'best CPU s':>12}{'peak RSS MiB':>14}{'rows':>12}"
+        "  load averages (1, 5, 15 min) at the end of each run"
     )
     for name in dict.fromkeys(r["reader"] for r in rows):
         mine = [r for r in rows if r["reader"] == name]
