@@ -221,12 +221,9 @@ def show_evidence(
     """One flagged visitor of the table: events over time by type, hour-of-day profile, gaps, why."""
     st.subheader("Evidence for one flagged visitor")
     ids = df["visitorid"].to_numpy()
-    pick = st.selectbox(
-        "Flagged visitor (from the table above)",
-        range(len(top)),
-        format_func=lambda i: f"{ids[top[i]]}",
-        key="evidence_visitor",
-    )
+    # plain strings as options: a format_func closure would hold the page's arrays in the widget
+    choices = [str(v) for v in ids[top]]
+    pick = choices.index(st.selectbox("Flagged visitor (from the table above)", choices, key="evidence_visitor"))
     events = flagged_events(source["events"], ids[ranked], key)
     vid = ids[top[pick]]
     ev = anomaly.visitor_evidence(events[events["visitorid"].to_numpy() == vid])

@@ -870,7 +870,7 @@ def test_fit_on_batch_search_paging_and_evidence_of_a_flagged_visitor(dashboard_
     assert "whole number" in texts(at.warning)
     at.text_input(key="flagged_search").set_value("").run()
     # the drill-down: only the flagged visitors' events are kept, and the chosen one is charted
-    at.selectbox(key="evidence_visitor").set_value(3).run()
+    at.selectbox(key="evidence_visitor").set_value(str(target)).run()
     no_exception(at)
     kept = at.session_state["anomaly_flagged_events"]["events"]
     assert set(kept["visitorid"]) <= set(flagged["visitorid"])
