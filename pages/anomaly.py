@@ -310,17 +310,24 @@ def labels_section(
         f"**{count(len(lab['labels']))}** labels, **{count(n_lab)}** of users in this file "
         f"(**{count(int(np.nansum(y)))}** bots); **{count(unknown)}** visitorids are not in this file and are ignored."
     )
-    rows, curves = [], []
-    all_scores = detector_scores(df, np.isfinite(scores), str(st.session_state.anomaly_input["token"]))
+    token = str(st.session_state.anomaly_input["token"])
     point = "the frozen point" if share is None else f"the top {pct(share, 0)} of this batch"
-    for name, sc in all_scores.items():
-        det = arts.detectors[name]
-        fl = anomaly.flag_scores(sc, share, det, df, protect_buyers=protect_buyers)["is_anomaly"].to_numpy()
-        rows.append((name, anomaly.label_metrics(y, sc, fl)))
-        curves.append(anomaly.pr_curve(y, sc).assign(detector=name))
-    if fit is not None:
-        rows.append((f"{detector.name} fitted on this batch", anomaly.label_metrics(y, scores, flags)))
-        curves.append(anomaly.pr_curve(y, scores).assign(detector=f"{detector.name} (fitted)"))
+    # The bootstrap is the slow part: measured once per file, point, policy and fit, not per rerun.
+    key = (token, share, protect_buyers, None if fit is None else detector.name)
+    cache = lab.setdefault("metrics", {})
+    if key not in cache:
+        cache.clear()  # only the current point is kept
+        rows, curves = [], []
+        for name, sc in detector_scores(df, np.isfinite(scores), token).items():
+            det = arts.detectors[name]
+            fl = anomaly.flag_scores(sc, share, det, df, protect_buyers=protect_buyers)["is_anomaly"].to_numpy()
+            rows.append((name, anomaly.label_metrics(y, sc, fl)))
+            curves.append(anomaly.pr_curve(y, sc).assign(detector=name))
+        if fit is not None:
+            rows.append((f"{detector.name} fitted on this batch", anomaly.label_metrics(y, scores, flags)))
+            curves.append(anomaly.pr_curve(y, scores).assign(detector=f"{detector.name} (fitted)"))
+        cache[key] = (rows, curves)
+    rows, curves = cache[key]
     table = pd.DataFrame(
         {
             "detector": [n for n, _ in rows],
