@@ -159,7 +159,7 @@ def histogram(binned: tuple[np.ndarray, np.ndarray], threshold: float) -> alt.La
     return (bars + rule).properties(height=280, padding={"left": 10, "right": 20, "top": 10, "bottom": 30})
 
 
-def show_drift(drift: dict | None, detector: anomaly.Detector) -> None:
+def show_drift(drift: dict | None, detector: anomaly.Detector, no_categories: bool = False) -> None:
     """The batch's drift against the training users: verdict, flagged shares, PSI per feature."""
     st.header("Drift against the training users")
     if drift is None:
@@ -175,6 +175,12 @@ def show_drift(drift: dict | None, detector: anomaly.Detector) -> None:
         "too few rows": f"Fewer than {anomaly.MIN_DRIFT_ROWS} scorable rows: no verdict.",
     }[verdict]
     say(f"Drift verdict: {anomaly.drift_sentence(drift)}. {text}")
+    if no_categories:
+        st.info(
+            "No event of this file has a known category (raw events without `categoryid`?), so `uniq_cats` and "
+            "`cat_entropy` are 0 for everyone and differ from the training users by construction. Upload "
+            "`categoryid` with the events to compare them."
+        )
     c = st.columns(3)
     c[0].metric("Verdict", verdict)
     c[1].metric(
@@ -481,7 +487,8 @@ if "drift" not in scored:  # once per file and detector: the shares do not move 
     scored["drift"] = batch.batch_drift(df, validation.scorable, scores, detector, arts.drift_reference)
 drift = scored["drift"]
 with drift_box:
-    show_drift(drift, detector)
+    no_categories = bool(pd.to_numeric(df["uniq_cats"], errors="coerce").fillna(0).eq(0).all())
+    show_drift(drift, detector, no_categories)
 fit = None
 if mode == FITTED:  # from here on, the detector fitted on this batch and its scores
     scored = fit_once(df, validation.scorable, detector.name, (source["token"], detector.name))

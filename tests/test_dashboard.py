@@ -781,6 +781,7 @@ def test_drift_section_sits_above_the_operating_point_and_goes_into_the_download
     assert headers.index("Drift against the training users") < headers.index("3 · Operating point")
     assert metric(at, "Verdict") == "no drift"
     assert "Drift verdict: no drift" in texts(at.success)
+    assert "known category" not in texts(at.info)
     at = upload(at, "heavy.parquet", parquet_bytes(features[features["events"] >= 5]))
     no_exception(at)
     assert metric(at, "Verdict") == "drift"
@@ -816,6 +817,7 @@ def test_raw_upload_cleaned_download_and_the_score_command_give_the_same_files(d
     at = upload(at, "events.csv", path.read_bytes())
     no_exception(at)
     assert "5 exact duplicate events were dropped" in texts(at.info)
+    assert "No event of this file has a known category" in texts(at.info)  # the CSV has no categoryid
     # the committed events are the build's cleaned ones: a share of this batch flags some of them
     at.radio(key="anomaly_mode").set_value("a share of this batch").run()
     at.slider(key="share_pct").set_value(5).run()
