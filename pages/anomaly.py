@@ -169,7 +169,7 @@ def histogram(binned: tuple[np.ndarray, np.ndarray], threshold: float) -> alt.La
     return fit_width((bars + rule).properties(height=220))
 
 
-def show_drift(drift: dict | None, detector: anomaly.Detector) -> None:
+def show_drift(drift: dict | None, detector: anomaly.Detector, no_categories: bool = False) -> None:
     """The batch's drift against the training users: verdict, flagged shares, PSI per feature."""
     st.header("Drift against the training users")
     if drift is None:
@@ -185,6 +185,12 @@ def show_drift(drift: dict | None, detector: anomaly.Detector) -> None:
         "too few rows": f"Fewer than {anomaly.MIN_DRIFT_ROWS} scorable rows: no verdict.",
     }[verdict]
     say(f"Drift verdict: {anomaly.drift_sentence(drift)}. {text}")
+    if no_categories:
+        st.info(
+            "No event of this file has a known category (raw events without `categoryid`?), so `uniq_cats` and "
+            "`cat_entropy` are 0 for everyone and differ from the training users by construction. Upload "
+            "`categoryid` with the events to compare them."
+        )
     c = st.columns(3)
     c[0].metric("Verdict", verdict)
     c[1].metric(
@@ -231,12 +237,9 @@ def show_evidence(
     """One flagged visitor of the table: events over time by type, hour-of-day profile, gaps, why."""
     st.subheader("Evidence for one flagged visitor")
     ids = df["visitorid"].to_numpy()
-    pick = st.selectbox(
-        "Flagged visitor (from the table above)",
-        range(len(top)),
-        format_func=lambda i: f"{ids[top[i]]}",
-        key="evidence_visitor",
-    )
+    # plain strings as options: a format_func closure would hold the page's arrays in the widget
+    choices = [str(v) for v in ids[top]]
+    pick = choices.index(st.selectbox("Flagged visitor (from the table above)", choices, key="evidence_visitor"))
     events = flagged_events(source["events"], ids[ranked], key)
     vid = ids[top[pick]]
     ev = anomaly.visitor_evidence(events[events["visitorid"].to_numpy() == vid])
@@ -324,17 +327,24 @@ def labels_section(
         f"**{count(len(lab['labels']))}** labels, **{count(n_lab)}** of users in this file "
         f"(**{count(int(np.nansum(y)))}** bots); **{count(unknown)}** visitorids are not in this file and are ignored."
     )
-    rows, curves = [], []
-    all_scores = detector_scores(df, np.isfinite(scores), str(st.session_state.anomaly_input["token"]))
+    token = str(st.session_state.anomaly_input["token"])
     point = "the frozen point" if share is None else f"the top {pct(share, 0)} of this batch"
-    for name, sc in all_scores.items():
-        det = arts.detectors[name]
-        fl = anomaly.flag_scores(sc, share, det, df, protect_buyers=protect_buyers)["is_anomaly"].to_numpy()
-        rows.append((name, anomaly.label_metrics(y, sc, fl)))
-        curves.append(anomaly.pr_curve(y, sc).assign(detector=name))
-    if fit is not None:
-        rows.append((f"{detector.name} fitted on this batch", anomaly.label_metrics(y, scores, flags)))
-        curves.append(anomaly.pr_curve(y, scores).assign(detector=f"{detector.name} (fitted)"))
+    # The bootstrap is the slow part: measured once per file, point, policy and fit, not per rerun.
+    key = (token, share, protect_buyers, None if fit is None else detector.name)
+    cache = lab.setdefault("metrics", {})
+    if key not in cache:
+        cache.clear()  # only the current point is kept
+        rows, curves = [], []
+        for name, sc in detector_scores(df, np.isfinite(scores), token).items():
+            det = arts.detectors[name]
+            fl = anomaly.flag_scores(sc, share, det, df, protect_buyers=protect_buyers)["is_anomaly"].to_numpy()
+            rows.append((name, anomaly.label_metrics(y, sc, fl)))
+            curves.append(anomaly.pr_curve(y, sc).assign(detector=name))
+        if fit is not None:
+            rows.append((f"{detector.name} fitted on this batch", anomaly.label_metrics(y, scores, flags)))
+            curves.append(anomaly.pr_curve(y, scores).assign(detector=f"{detector.name} (fitted)"))
+        cache[key] = (rows, curves)
+    rows, curves = cache[key]
     table = pd.DataFrame(
         {
             "detector": [n for n, _ in rows],
@@ -500,7 +510,8 @@ if "drift" not in scored:  # once per file and detector: the shares do not move 
     scored["drift"] = batch.batch_drift(df, validation.scorable, scores, detector, arts.drift_reference)
 drift = scored["drift"]
 with drift_box:
-    show_drift(drift, detector)
+    no_categories = bool(pd.to_numeric(df["uniq_cats"], errors="coerce").fillna(0).eq(0).all())
+    show_drift(drift, detector, no_categories)
 fit = None
 if mode == FITTED:  # from here on, the detector fitted on this batch and its scores
     scored = fit_once(df, validation.scorable, detector.name, (source["token"], detector.name))

@@ -868,6 +868,7 @@ def test_drift_section_sits_above_the_operating_point_and_goes_into_the_download
     assert headers.index("Drift against the training users") < headers.index("3 · Operating point")
     assert metric(at, "Verdict") == "no drift"
     assert "Drift verdict: no drift" in texts(at.success)
+    assert "known category" not in texts(at.info)
     at = upload(at, "heavy.parquet", parquet_bytes(features[features["events"] >= 5]))
     no_exception(at)
     assert metric(at, "Verdict") == "drift"
@@ -903,6 +904,7 @@ def test_raw_upload_cleaned_download_and_the_score_command_give_the_same_files(d
     at = upload(at, "events.csv", path.read_bytes())
     no_exception(at)
     assert "5 exact duplicate events were dropped" in texts(at.info)
+    assert "No event of this file has a known category" in texts(at.info)  # the CSV has no categoryid
     # the committed events are the build's cleaned ones: a share of this batch flags some of them
     at.radio(key="anomaly_mode").set_value("a share of this batch").run()
     at.slider(key="share_pct").set_value(5).run()
@@ -957,7 +959,7 @@ def test_fit_on_batch_search_paging_and_evidence_of_a_flagged_visitor(dashboard_
     assert "whole number" in texts(at.warning)
     at.text_input(key="flagged_search").set_value("").run()
     # the drill-down: only the flagged visitors' events are kept, and the chosen one is charted
-    at.selectbox(key="evidence_visitor").set_value(3).run()
+    at.selectbox(key="evidence_visitor").set_value(str(target)).run()
     no_exception(at)
     kept = at.session_state["anomaly_flagged_events"]["events"]
     assert set(kept["visitorid"]) <= set(flagged["visitorid"])
