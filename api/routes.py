@@ -188,15 +188,14 @@ def _score_anomaly(arts: Artifacts, body: AnomalyRequest) -> JSONResponse:
     val = refuse_invalid_rows(features)
     # anomaly.score's own steps, minus its second validation of the same rows.
     scores = anomaly.score_rows(features, val.scorable, detector)
-    scored = anomaly.flag_scores(scores, body.share, detector, features, protect_buyers=body.protect_buyers)
-    scores = scored["anomaly_score"].to_numpy(dtype=np.float64)
-    flags = scored["is_anomaly"].to_numpy(dtype=bool)
+    flags, threshold = anomaly.flags_and_threshold(
+        scores, body.share, detector, features, protect_buyers=body.protect_buyers
+    )
     finite = np.isfinite(scores)
     users = [
         {"visitorid": v, "anomaly_score": s if ok else None, "is_anomaly": f}
         for v, s, ok, f in zip(features["visitorid"].tolist(), scores.tolist(), finite.tolist(), flags.tolist())
     ]
-    threshold = float(scored["threshold"].iloc[0]) if len(scored) else math.nan
     content = {
         "mode": "frozen" if body.share is None else "batch share",
         "detector": detector.name,

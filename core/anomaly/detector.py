@@ -119,8 +119,9 @@ class Detector(BaseEstimator):
             return self._score_rows(M[first])[codes]
         return self._score_rows(M)
 
-    def _score_rows(self, M: np.ndarray) -> np.ndarray:
-        """score_samples of a feature matrix, without de-duplicating its rows first."""
+    def _score_rows(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """score_samples of a feature table or matrix, without de-duplicating its rows first."""
+        M = feature_matrix(X)
         s = self._score_distinct(self.one_sided_z(M))
         bought = M[:, TRANSACTION] > 0
         if bought.any():
