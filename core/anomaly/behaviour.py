@@ -61,9 +61,9 @@ def feature_matrix(X: pd.DataFrame | np.ndarray) -> np.ndarray:
         M = np.asarray(X, dtype=np.float64)
         if M.ndim != 2 or M.shape[1] != len(USER_FEATURES):
             raise DataError(f"Expected a matrix with {len(USER_FEATURES)} feature columns, got shape {M.shape}.")
-    finite = np.isfinite(M).all(axis=0)
+    finite = np.asarray(np.isfinite(M).all(axis=0))
     if not finite.all():
-        bad = [f for f, ok in zip(USER_FEATURES, finite) if not ok]
+        bad = [f for f, ok in zip(USER_FEATURES, finite.tolist()) if not ok]
         raise DataError(f"Feature columns {bad} have NaN or inf values; validate rows first.")
     return M
 
