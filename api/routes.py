@@ -30,6 +30,7 @@ from api.schemas import (
     RankedCategory,
     RankRequest,
     RankResponse,
+    UserFeatures,
 )
 from core import anomaly, ranking
 from core.anomaly import batch
@@ -38,6 +39,7 @@ from core.errors import ArtifactError
 from core.schema import USER_FEATURES
 
 router = APIRouter(route_class=StrictJSONRoute)
+FEATURE_COLUMNS = ("visitorid", *USER_FEATURES)
 
 
 def finite_or_none(value: Any) -> float | None:
@@ -153,6 +155,23 @@ async def score_anomaly(
     return await scorer.run(_score_anomaly, arts, body)
 
 
+# Each column's dtype from the request model (int or float): the frame pandas would infer from
+# the values, built from arrays, which is ~2x cheaper than from lists.
+_FEATURE_DTYPES = {
+    c: np.int64 if UserFeatures.model_fields[c].annotation is int else np.float64 for c in FEATURE_COLUMNS
+}
+
+
+def _features_frame(body: AnomalyRequest) -> pd.DataFrame:
+    """The request's users as a feature table: visitorid and the 16 features, in input order."""
+    # Column-wise from the validated models: cheaper than a dict per user.
+    frame = pd.DataFrame({c: np.array([getattr(u, c) for u in body.users], t) for c, t in _FEATURE_DTYPES.items()})
+    # Plain object labels: every column lookup downstream (~40 a request) costs half what it
+    # does with pandas' default string labels.
+    frame.columns = pd.Index(FEATURE_COLUMNS, dtype=object)
+    return frame
+
+
 def _score_anomaly(arts: Artifacts, body: AnomalyRequest) -> JSONResponse:
     """The scores of one request, rendered to JSON (runs on a scoring thread)."""
     if arts.detector is None:
@@ -165,21 +184,18 @@ def _score_anomaly(arts: Artifacts, body: AnomalyRequest) -> JSONResponse:
             f"The {body.detector} detector artifact is not available in this build, so users "
             f"cannot be scored with it; it serves {sorted(arts.detectors)}. " + " ".join(arts.problems)
         )
-    # Column-wise from the validated models: cheaper than a dict per user.
-    columns = ("visitorid", *USER_FEATURES)
-    features = pd.DataFrame({c: [getattr(u, c) for u in body.users] for c in columns})
+    features = _features_frame(body)
     val = refuse_invalid_rows(features)
     # anomaly.score's own steps, minus its second validation of the same rows.
     scores = anomaly.score_rows(features, val.scorable, detector)
-    scored = anomaly.flag_scores(scores, body.share, detector, features, protect_buyers=body.protect_buyers)
-    scores = scored["anomaly_score"].to_numpy(dtype=np.float64)
-    flags = scored["is_anomaly"].to_numpy(dtype=bool)
+    flags, threshold = anomaly.flags_and_threshold(
+        scores, body.share, detector, features, protect_buyers=body.protect_buyers
+    )
     finite = np.isfinite(scores)
     users = [
         {"visitorid": v, "anomaly_score": s if ok else None, "is_anomaly": f}
         for v, s, ok, f in zip(features["visitorid"].tolist(), scores.tolist(), finite.tolist(), flags.tolist())
     ]
-    threshold = float(scored["threshold"].iloc[0]) if len(scored) else math.nan
     content = {
         "mode": "frozen" if body.share is None else "batch share",
         "detector": detector.name,

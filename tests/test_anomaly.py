@@ -692,3 +692,37 @@ def test_fit_sample_caps_users_and_keeps_their_order(train_features):
     pos = pd.Index(train_features["visitorid"]).get_indexer(sample["visitorid"])
     assert len(sample) == 500 and (pos >= 0).all() and (np.diff(pos) > 0).all()  # a subset, in order
     assert sample.equals(anomaly.fit_sample(train_features, cap=500, seed=3))  # fixed by the seed
+
+
+def _same_validation(a: anomaly.FeatureValidation, b: anomaly.FeatureValidation) -> None:
+    """Two validations agree on every message, problem row and scorable flag."""
+    assert a.messages() == b.messages()
+    pd.testing.assert_frame_equal(a.row_problems, b.row_problems)
+    assert np.array_equal(a.scorable, b.scorable)
+
+
+def test_validation_of_plain_numpy_columns_is_that_of_pandas_columns(train_features):
+    # Plain int/float columns skip pandas' NA and type checks: the same answers as the nullable
+    # and object columns that take them, invalid rows included.
+    bad = train_features.head(40).reset_index(drop=True).copy()
+    bad.loc[1, "events"] += 1
+    bad.loc[3, "view"] = -2
+    bad.loc[4, "night_share"] = 1.5
+    bad.loc[6, "p95_gap_s"] = np.inf
+    bad.loc[7, "visitorid"] = bad.loc[6, "visitorid"]
+    bad.loc[9, "cat_entropy"] = np.nan
+    plain = anomaly.validate_features(bad)
+    assert plain.n_scorable == 35 and len(plain.row_problems) >= 6
+    nullable = bad.convert_dtypes(convert_string=False, convert_boolean=False)
+    assert any(not isinstance(t, np.dtype) for t in nullable.dtypes)
+    _same_validation(plain, anomaly.validate_features(nullable))
+    _same_validation(plain, anomaly.validate_features(bad.astype(object)))
+
+
+def test_small_batches_score_as_the_whole_table(train_features, detector):
+    # An API request scores a few rows as a matrix; the dashboard scores the whole table: the same bits.
+    whole = detector.score_samples(train_features)
+    parts = np.concatenate([detector.score_samples(train_features.iloc[i : i + 5]) for i in range(0, 400, 5)])
+    assert np.array_equal(parts, whole[:400])
+    matrix = train_features.loc[:, list(anomaly.USER_FEATURES)].to_numpy(np.float64)
+    assert np.array_equal(detector.score_samples(matrix[:5]), whole[:5])

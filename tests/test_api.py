@@ -26,6 +26,7 @@ from api.middleware import MAX_BODY_BYTES
 from api.routes import finite_or_none
 from api.schemas import MAX_TIMESTAMP_MS, MAX_USERS, UserFeatures
 from core import anomaly, ranking
+from core.anomaly import batch
 from core.artifacts import (
     ARTIFACT_DIR,
     ARTIFACT_DIR_ENV,
@@ -729,3 +730,54 @@ def test_anomaly_answer_carries_drift_for_200_or_more_users(client, arts):
     assert drift["frozen_flagged_share"] == pytest.approx(np.mean(scores >= arts.detector.threshold_))
     few = client.post("/anomaly", json={"users": users[:199]}).json()
     assert few["drift"] is None
+
+
+# ----------------------------------------------------------- /anomaly small-batch fast path
+
+
+def _api_users(features: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows of a feature table as the JSON users of /anomaly (exact floats, ints as ints)."""
+    return features.loc[:, ["visitorid", *USER_FEATURES]].astype(object).to_dict(orient="records")
+
+
+@needs_artifacts
+@pytest.mark.parametrize("n_users", [5, 400])
+@pytest.mark.parametrize(("share", "protect_buyers"), [(None, True), (0.05, False)])
+def test_anomaly_answer_is_the_dashboards_scoring_bit_for_bit(client, arts, n_users, share, protect_buyers):
+    # The API's numpy path (typed arrays, object labels, no flag table) against the dashboard's
+    # own steps on the table as read from disk: same scores to the bit, flags, threshold, drift.
+    features = arts.read_table(USER_FEATURES_FILE)
+    rows = features.sample(n_users, random_state=3).reset_index(drop=True)
+    for name, det in arts.detectors.items():
+        body = {"users": _api_users(rows), "detector": name, "share": share, "protect_buyers": protect_buyers}
+        out = client.post("/anomaly", json=body).json()
+        want = anomaly.score(rows, share, detector=det, protect_buyers=protect_buyers)
+        got = np.array([u["anomaly_score"] for u in out["users"]], np.float64)
+        assert np.array_equal(got, want["anomaly_score"].to_numpy()), name
+        assert [u["is_anomaly"] for u in out["users"]] == want["is_anomaly"].tolist(), name
+        assert out["threshold"] == float(want["threshold"].iloc[0])
+        scores = want["anomaly_score"].to_numpy()
+        drift = batch.api_drift(rows, np.isfinite(scores), scores, det, arts.drift_reference)
+        assert out["drift"] == json.loads(json.dumps(drift)), name
+        assert (out["drift"] is None) == (n_users < anomaly.MIN_DRIFT_ROWS)
+
+
+@needs_artifacts
+def test_anomaly_422_names_the_rows_the_dashboards_validator_names(client, arts):
+    features = arts.read_table(USER_FEATURES_FILE)
+    users = _api_users(features.head(30))
+    users[2]["events"] += 1  # view + addtocart + transaction != events
+    users[5]["night_share"], users[5]["uniq_item_ratio"] = 0.0, 0.999  # uniq_item_ratio differs
+    users[9]["visitorid"] = users[8]["visitorid"]  # a duplicate alone is still scored
+    users[11]["p95_gap_s"], users[11]["events"] = 7.0, 1  # several rules at once
+    r = client.post("/anomaly", json={"users": users})
+    assert r.status_code == 422, r.text
+    val = anomaly.validate_features(pd.DataFrame(users))  # the dashboard's table of the same rows
+    bad = val.row_problems[~val.row_problems["row"].isin(np.flatnonzero(val.scorable))]
+    n_bad = len(users) - val.n_scorable
+    want = [
+        [["body", "users", int(r_), c], f"{p} ({n_bad} user(s) break a feature rule)"]
+        for r_, c, p in bad[["row", "column", "problem"]].itertuples(index=False)
+    ]
+    assert [[e["loc"], e["msg"]] for e in r.json()["detail"]] == want
+    assert n_bad == 3 and len(want) >= 4

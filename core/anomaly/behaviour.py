@@ -42,26 +42,35 @@ MAD_TO_SIGMA = 1.4826
 SCALE_FLOOR = 1e-3
 
 
-def as_frame(X: pd.DataFrame | np.ndarray) -> pd.DataFrame:
-    """X as a DataFrame; a bare matrix holds the 16 features in USER_FEATURES order."""
+# Position of each feature in a feature matrix (columns in USER_FEATURES order).
+FEATURE_INDEX: dict[str, int] = {f: j for j, f in enumerate(USER_FEATURES)}
+TRANSACTION = FEATURE_INDEX["transaction"]
+
+
+def feature_matrix(X: pd.DataFrame | np.ndarray) -> np.ndarray:
+    """The 16 features as an (n, 16) float64 matrix in USER_FEATURES order; a clear error when
+    any is missing or not finite. A bare matrix must already hold them in that order."""
     if isinstance(X, pd.DataFrame):
-        return X
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2 or X.shape[1] != len(USER_FEATURES):
-        raise DataError(f"Expected a matrix with {len(USER_FEATURES)} feature columns, got shape {X.shape}.")
-    return pd.DataFrame(X, columns=list(USER_FEATURES), copy=False)
-
-
-def _columns(X: pd.DataFrame) -> dict[str, np.ndarray]:
-    """The 16 features as float64 arrays; a clear error when any is missing or not finite."""
-    missing = [f for f in USER_FEATURES if f not in X.columns]
-    if missing:
-        raise DataError(f"Feature table is missing columns {missing}.")
-    cols = {f: X[f].to_numpy(np.float64) for f in USER_FEATURES}
-    bad = [f for f, v in cols.items() if not np.isfinite(v).all()]
-    if bad:
+        missing = [f for f in USER_FEATURES if f not in X.columns]
+        if missing:
+            raise DataError(f"Feature table is missing columns {missing}.")
+        M = np.empty((len(X), len(USER_FEATURES)), np.float64)
+        for j, f in enumerate(USER_FEATURES):
+            M[:, j] = X[f].to_numpy(np.float64)
+    else:
+        M = np.asarray(X, dtype=np.float64)
+        if M.ndim != 2 or M.shape[1] != len(USER_FEATURES):
+            raise DataError(f"Expected a matrix with {len(USER_FEATURES)} feature columns, got shape {M.shape}.")
+    finite = np.asarray(np.isfinite(M).all(axis=0))
+    if not finite.all():
+        bad = [f for f, ok in zip(USER_FEATURES, finite.tolist()) if not ok]
         raise DataError(f"Feature columns {bad} have NaN or inf values; validate rows first.")
-    return cols
+    return M
+
+
+def _columns(M: np.ndarray) -> dict[str, np.ndarray]:
+    """The columns of a feature matrix by feature name (views, no copies)."""
+    return {f: M[:, j] for f, j in FEATURE_INDEX.items()}
 
 
 def _gap_counts(c: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -73,13 +82,13 @@ def _gap_counts(c: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return np.maximum(gaps - nonview, 0), np.maximum(short - nonview, 0)
 
 
-def raw_priors(X: pd.DataFrame) -> np.ndarray:
+def raw_priors(X: pd.DataFrame | np.ndarray) -> np.ndarray:
     """Population priors of the shrunk columns: fast-gap share, log1p p95 gap, night share.
 
     Per-user averages, not pooled over events: a few crawlers with thousands of events must not
     set what a normal visitor looks like.
     """
-    c = _columns(X)
+    c = _columns(feature_matrix(X))
     vg, vs = _gap_counts(c)
     some = vg >= 1
     fast = float(np.mean(vs[some] / vg[some])) if some.any() else 0.0
@@ -89,9 +98,9 @@ def raw_priors(X: pd.DataFrame) -> np.ndarray:
     return np.array([fast, lp95, night], np.float64)
 
 
-def behaviour_matrix(X: pd.DataFrame, priors: np.ndarray) -> np.ndarray:
-    """The (n, len(BEHAVIOUR_COLUMNS)) bot-ward matrix of a feature table, row by row."""
-    c = _columns(X)
+def behaviour_matrix(X: pd.DataFrame | np.ndarray, priors: np.ndarray) -> np.ndarray:
+    """The (n, len(BEHAVIOUR_COLUMNS)) bot-ward matrix of a feature table or matrix, row by row."""
+    c = _columns(feature_matrix(X))
     n = np.maximum(c["events"], 1.0)
     view = c["view"]
     days = n / np.maximum(c["events_per_active_day"], 1e-12)
@@ -126,8 +135,8 @@ def upper_centre_scale(B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return med, np.maximum(MAD_TO_SIGMA * semi, SCALE_FLOOR)
 
 
-def without_purchases(X: pd.DataFrame) -> pd.DataFrame:
-    """The same rows with transaction = 0 (the counterfactual a buyer's score is capped by)."""
-    X0 = X.loc[:, list(USER_FEATURES)].copy()
-    X0["transaction"] = 0
-    return X0
+def without_purchases(M: np.ndarray) -> np.ndarray:
+    """A copy of a feature matrix with transaction = 0 (the counterfactual a buyer's score is capped by)."""
+    M0 = M.copy()
+    M0[:, TRANSACTION] = 0.0
+    return M0

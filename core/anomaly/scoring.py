@@ -71,6 +71,21 @@ def threshold_for(scores: np.ndarray, share: float | None, detector: Detector) -
     return float(np.quantile(finite, 1 - share)) if finite.size else float("nan")
 
 
+def flags_and_threshold(
+    scores: np.ndarray,
+    share: float | None,
+    detector: Detector,
+    features: pd.DataFrame,
+    *,
+    protect_buyers: bool = DEFAULT_PROTECT_BUYERS,
+) -> tuple[np.ndarray, float]:
+    """The flags and threshold of ``flag_scores`` as plain numpy (the API builds no table from them)."""
+    threshold = threshold_for(scores, share, detector)
+    with np.errstate(invalid="ignore"):
+        flags = np.isfinite(scores) & (scores >= threshold)
+    return apply_policy(flags, features, protect_buyers), threshold
+
+
 def flag_scores(
     scores: np.ndarray,
     share: float | None,
@@ -86,10 +101,7 @@ def flag_scores(
     the policy then unflags visitors who bought, so fewer than ``share`` may be flagged.
     """
     scores = np.asarray(scores, np.float64)
-    threshold = threshold_for(scores, share, detector)
-    with np.errstate(invalid="ignore"):
-        flags = np.isfinite(scores) & (scores >= threshold)
-    flags = apply_policy(flags, features, protect_buyers)
+    flags, threshold = flags_and_threshold(scores, share, detector, features, protect_buyers=protect_buyers)
     return pd.DataFrame(
         {"anomaly_score": scores, "is_anomaly": flags, "threshold": np.full(len(scores), threshold)},
         index=features.index,

@@ -48,8 +48,20 @@ def _not_a_number_type(s: pd.Series) -> bool:
     )
 
 
+def _numpy_number(s: pd.Series) -> str:
+    """The numpy kind ("i", "u" or "f") of a plain numpy number column, else "".
+
+    Such a column needs none of pandas' missing-value or type checks (each costs ~50 µs,
+    most of a small API request's validation): it holds no NA marks, only NaN in floats.
+    """
+    kind = s.dtype.kind if isinstance(s.dtype, np.dtype) else ""
+    return kind if kind in ("i", "u", "f") else ""
+
+
 def numeric(s: pd.Series) -> np.ndarray:
-    """A column as float64; text, booleans, dates and durations as NaN."""
+    """A column as float64 (a new array); text, booleans, dates and durations as NaN."""
+    if _numpy_number(s):
+        return np.array(s.to_numpy(), np.float64)
     if _not_a_number_type(s):
         return np.full(len(s), np.nan)
     if not pd.api.types.is_numeric_dtype(s):
@@ -184,6 +196,17 @@ class FeatureValidation:
         return msgs
 
 
+_NO_PROBLEMS = pd.DataFrame(
+    {
+        "row": np.empty(0, np.int64),
+        "line": np.empty(0, np.int64),
+        "visitorid": np.empty(0, object),
+        "column": np.empty(0, object),
+        "problem": np.empty(0, object),
+    }
+)
+
+
 class _Collector:
     """Accumulates problem rows per (column, kind), capped in detail, exact in counts."""
 
@@ -226,15 +249,7 @@ class _Collector:
     def table(self) -> pd.DataFrame:
         """The problem rows in file order, at most MAX_PROBLEM_ROWS."""
         if not self.parts:
-            return pd.DataFrame(
-                {
-                    "row": np.empty(0, np.int64),
-                    "line": np.empty(0, np.int64),
-                    "visitorid": np.empty(0, object),
-                    "column": np.empty(0, object),
-                    "problem": np.empty(0, object),
-                }
-            )
+            return _NO_PROBLEMS.copy()  # a copy of one empty table: building it costs ~0.3 ms a call
         out = pd.concat(self.parts, ignore_index=True).sort_values("row", kind="stable", ignore_index=True)
         return out.iloc[:MAX_PROBLEM_ROWS].reset_index(drop=True)
 
@@ -244,7 +259,9 @@ def _basic_checks(raw: pd.Series, col: str, found: _Collector) -> np.ndarray:
     fractional counts; NaN wherever the value is unusable."""
     vals = numeric(raw)
     label = "negative count " if col in COUNT_FEATURES else "negative value "
-    if pd.api.types.is_integer_dtype(raw) and not raw.hasnans:  # the usual case: only the sign to check
+    kind = _numpy_number(raw)
+    if kind in ("i", "u") or (not kind and pd.api.types.is_integer_dtype(raw) and not raw.hasnans):
+        # integers without missing values, the usual case: only the sign to check
         neg = vals < 0
         found.add(col, "negative", neg, lambda k: label + _as_text(vals[k]))
         return np.where(neg, np.nan, vals) if neg.any() else vals
