@@ -297,10 +297,9 @@ def _build_into(
         del cands
 
     # The same-population evaluation needs nothing from the Task 1 runs: it runs on a second
-    # thread beside the raw and cleaned runs (all only read the events, features and cases;
+    # thread beside the raw, cleaned and Markov runs (all only read the events, features and cases;
     # numpy, pandas and scikit-learn release the GIL in their heavy loops), so the build uses
-    # both cores of a 2-core machine; every result is the same as one after the other. The
-    # Markov run, the build's largest in memory, starts once the evaluation is done.
+    # both cores of a 2-core machine; every result is the same as one after the other.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluation") as pool:
         evaluation = pool.submit(
             _timed,
@@ -324,19 +323,23 @@ def _build_into(
             clean_run = ranking.train_and_evaluate(clean, seed=seed, source="cleaned events", cases=clean_cases)
             del clean_cases, clean
 
+        # The Markov run (single-threaded) also starts beside the evaluation's last part, so
+        # the second core is not idle while the evaluation finishes.
+        release_memory()
+        with timer.stage("task 1 with Markov candidates"):
+            markov_run = ranking.train_and_evaluate(
+                events,
+                seed=seed,
+                markov_top_n=MARKOV_TOP_N,
+                rankers=MARKOV_RANKERS,
+                source=f"raw events + Markov top-{MARKOV_TOP_N} candidates",
+                cases=raw_cases,
+            )
+
         with timer.stage("rest of the honest evaluation"):
             evaluation_seconds = evaluation.result()  # re-raises anything the evaluation raised
 
     release_memory()
-    with timer.stage("task 1 with Markov candidates"):
-        markov_run = ranking.train_and_evaluate(
-            events,
-            seed=seed,
-            markov_top_n=MARKOV_TOP_N,
-            rankers=MARKOV_RANKERS,
-            source=f"raw events + Markov top-{MARKOV_TOP_N} candidates",
-            cases=raw_cases,
-        )
 
     with timer.stage("write task 1 artifacts"):
         served = choose_served(raw_run, markov_run, seed)
@@ -365,7 +368,7 @@ def _build_into(
         )
     timer.note(
         {
-            "stage": "honest evaluation, on its own thread (beside the raw and cleaned runs)",
+            "stage": "honest evaluation, on its own thread (beside the raw, cleaned and Markov runs)",
             "seconds": evaluation_seconds,
         }
     )

@@ -65,12 +65,36 @@ def label_ranks(cands: Candidates, scores: np.ndarray) -> tuple[np.ndarray, np.n
     distinct); NOT_RANKED where the ranker leaves the label out (an UNRANKED score)."""
     scores = np.asarray(scores, dtype=np.float64)
     label = np.asarray(cands["label"]) == 1
-    if len(scores):
+    case_id = np.asarray(cands["case_id"], dtype=np.int64)
+    if not len(scores):
+        return case_id[label], np.zeros(0, dtype=np.int64)
+    ranks = _counted_label_ranks(cands, scores, label, case_id)
+    if ranks is None:  # case ids too sparse for a lookup table, or NaN scores: sort
         ranks = case_ranks_by_score(cands, scores)[label]
-        ranks[scores[label] == UNRANKED] = NOT_RANKED
-    else:
-        ranks = np.zeros(0, dtype=np.int64)
-    return np.asarray(cands["case_id"], dtype=np.int64)[label], ranks
+    ranks[scores[label] == UNRANKED] = NOT_RANKED
+    return case_id[label], ranks
+
+
+def _counted_label_ranks(
+    cands: Candidates, scores: np.ndarray, label: np.ndarray, case_id: np.ndarray
+) -> np.ndarray | None:
+    """The label rows' ranks in order_within_cases's order, counted instead of sorted: a label's
+    rank is the number of its case's rows ordered before it (linear, where the lexsort of every
+    row was the metrics' largest cost). None when the count does not apply (NaN scores, which
+    the sort places last, or case ids too sparse for a lookup table)."""
+    if np.isnan(scores).any() or case_id.min() < 0 or case_id.max() > 4 * len(case_id) + 1024:
+        return None
+    lab = np.flatnonzero(label)
+    slot = np.full(int(case_id.max()) + 1, -1, dtype=np.int64)
+    slot[case_id[lab]] = np.arange(lab.size)
+    row_slot = slot[case_id]  # the label of each row's case (-1: the case has no label row)
+    rows = np.flatnonzero(row_slot >= 0)
+    j = row_slot[rows]
+    pos, cat = np.asarray(cands["pos_from_end"]), np.asarray(cands["categoryid"])
+    s, ls = scores[rows], scores[lab][j]
+    p, lp = pos[rows], pos[lab][j]
+    ahead = (s > ls) | ((s == ls) & ((p < lp) | ((p == lp) & (cat[rows] < cat[lab][j]))))
+    return np.bincount(j[ahead], minlength=lab.size).astype(np.int64)
 
 
 def label_hits(cands: Candidates, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
