@@ -291,15 +291,15 @@ if (window.parent.matchMedia("(max-width: 768px)").matches) {
 </script>"""
 
 
-def collapse_sidebar_on_phone(page_name: str) -> None:
+def collapse_sidebar_on_phone(page_key: str) -> None:
     """Close the sidebar after a page is chosen, on a phone only: there it lists the pages and
     covers 300 of 390 px, and Streamlit leaves it open after the choice. Only on a page change,
     so the sidebar opened to read the build status stays open while the page is used."""
-    if st.session_state.get("_shown_page") == page_name:
+    if st.session_state.get("_shown_page") == page_key:
         return
-    st.session_state["_shown_page"] = page_name
+    st.session_state["_shown_page"] = page_key
     with st.sidebar:  # the page name makes a new document, so the script runs again (a same one is kept)
-        st.iframe(f"<!-- {html.escape(page_name)} -->" + _COLLAPSE_ON_PHONE_JS, height=1)
+        st.iframe(f"<!-- {html.escape(page_key)} -->" + _COLLAPSE_ON_PHONE_JS, height=1)
 
 
 def built_date(value: Any) -> str:

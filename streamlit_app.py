@@ -67,6 +67,6 @@ with st.sidebar:
     st.caption(f"{REBUILD_HINT} Artifact folder: `{info['artifact_dir']}` · core {__version__}")
 
 synthetic_banner(arts)
-collapse_sidebar_on_phone(page.title)
+collapse_sidebar_on_phone(page.url_path)  # url_path: a page's title is unset in bare mode (a spawned worker)
 st.session_state[ENTRY_MARKER] = True  # the page's entry_point_guard checks and takes it
 page.run()

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from test_browser import (  # noqa: F401  (module fixtures: one server and one browser page)
     assert_no_exception,
+    browser,
     browser_artifact_dir,
     dashboard_url,
     open_page,
