@@ -96,14 +96,25 @@ def detector_story(out: Path, op: dict[str, Any], cleaning: dict[str, Any]) -> l
     if det not in q.index or "volume_rule" not in q.index:
         return []
     d, v = q.loc[det], q.loc["volume_rule"]
-    best = q["pr_auc"].drop(index="volume_rule").idxmax()
+    detectors = q["pr_auc"].drop(index="volume_rule").dropna()
+    if detectors.empty:  # no labelled bot among the users (a small or label-free log): no PR-AUC to compare
+        quality_line = (
+            f"- Detectors ({q['population'].iloc[0]}): no PR-AUC could be measured (no labelled bot among these "
+            f"users); the served `{det}` flags {_pp(d['normal_buyers_flagged'])} of the labelled-normal buyers "
+            f"(volume rule {_pp(v['normal_buyers_flagged'])})."
+        )
+    else:
+        best = detectors.idxmax()
+        quality_line = (
+            f"- Detectors ({q['population'].iloc[0]}): the served `{det}` reaches PR-AUC {d['pr_auc']:.3f} against "
+            f"{v['pr_auc']:.3f} for the volume rule; it flags {_pp(d['normal_buyers_flagged'])} of the "
+            f"labelled-normal buyers (volume rule {_pp(v['normal_buyers_flagged'])}), and the users it flags hold "
+            f"{_pp(d['txn_held_by_flagged'])} of the transactions (volume rule {_pp(v['txn_held_by_flagged'])}). "
+            f"The best PR-AUC is `{best}`'s ({q.at[best, 'pr_auc']:.3f}), which flags "
+            f"{_pp(q.at[best, 'normal_buyers_flagged'])} of normal buyers."
+        )
     return [
-        f"- Detectors ({q['population'].iloc[0]}): the served `{det}` reaches PR-AUC {d['pr_auc']:.3f} against "
-        f"{v['pr_auc']:.3f} for the volume rule; it flags {_pp(d['normal_buyers_flagged'])} of the "
-        f"labelled-normal buyers (volume rule {_pp(v['normal_buyers_flagged'])}), and the users it flags hold "
-        f"{_pp(d['txn_held_by_flagged'])} of the transactions (volume rule {_pp(v['txn_held_by_flagged'])}). "
-        f"The best PR-AUC is `{best}`'s ({q.at[best, 'pr_auc']:.3f}), which flags "
-        f"{_pp(q.at[best, 'normal_buyers_flagged'])} of normal buyers.",
+        quality_line,
         f'- At the frozen operating point with the policy "{op.get("policy")}", cleaning removes '
         f"{_pp(cleaning['users_removed_share'])} of the users and {_pp(cleaning['events_removed_share'])} of "
         "the events.",
