@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from core import demo
+from core.categories import asof_categories
 from core.schema import (
     CATEGORY_TREE_COLUMNS,
     EVENT_COLUMNS,
@@ -316,14 +317,14 @@ def test_asof_helper_semantics() -> None:
     snap_cat = np.array([10, 11, 20], np.int64)
     ev_ts = np.array([50, 100, 150, 200, 999, 5, 7], np.int64)
     ev_item = np.array([1, 1, 1, 1, 1, 2, 3], np.int64)
-    got = demo.asof_categories(ev_ts, ev_item, snap_ts, snap_item, snap_cat)
+    got = asof_categories(ev_ts, ev_item, snap_ts, snap_item, snap_cat)
     assert got.tolist() == [10, 10, 10, 11, 11, 20, UNKNOWN_CATEGORY]
 
 
 def test_event_categories_follow_the_asof_join(ds: demo.DemoDataset) -> None:
     snap = _snapshots(ds)
     ev = ds.events
-    got = demo.asof_categories(
+    got = asof_categories(
         ev["timestamp"].to_numpy(),
         ev["itemid"].to_numpy(),
         snap["timestamp"].to_numpy(),
@@ -331,18 +332,6 @@ def test_event_categories_follow_the_asof_join(ds: demo.DemoDataset) -> None:
         snap["categoryid"].to_numpy(),
     )
     assert (got == ev["categoryid"].to_numpy()).all()
-    try:
-        from core.data import asof_categories
-    except ImportError:
-        return
-    other = asof_categories(
-        ev["timestamp"].to_numpy(),
-        ev["itemid"].to_numpy(),
-        snap["timestamp"].to_numpy(),
-        snap["itemid"].to_numpy(),
-        snap["categoryid"].to_numpy(),
-    )
-    assert (other == ev["categoryid"].to_numpy()).all()
 
 
 def test_item_properties_realism(ds: demo.DemoDataset) -> None:

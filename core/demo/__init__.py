@@ -6,7 +6,7 @@ arguments (``n_events``, ``seed``, ``bot_mix``) always give identical tables and
 CSV files.
 
 Modules, one job each: ``catalogue`` (tree, items, samplers), ``properties`` (weekly snapshots,
-other properties, the as-of category join), ``visitors`` (human visitors: ordinary, buyers and
+other properties), ``visitors`` (human visitors: ordinary, buyers and
 normal look-alikes), ``bots`` (abnormal kinds and their mixes), ``generate`` (assembly),
 ``raw_files`` (the CSV files), ``realism`` (figures against the real data).
 """
@@ -15,7 +15,6 @@ from core.demo.bots import ABNORMAL_KINDS, BOT_MIXES, BotMix
 from core.demo.catalogue import DEPTH_COUNTS, ITEMS_PER_EVENT
 from core.demo.common import DAY, FIRST_SNAPSHOT, HOUR, T_END, T_START
 from core.demo.generate import SCALES, DemoDataset, generate
-from core.demo.properties import asof_categories
 from core.demo.raw_files import LABELS_FILE, LOOKALIKES_FILE, write_raw
 from core.demo.realism import candidate_rows_estimate, realism_report, realism_summary
 from core.demo.visitors import LOOKALIKE_KINDS
@@ -36,7 +35,6 @@ __all__ = [
     "T_START",
     "BotMix",
     "DemoDataset",
-    "asof_categories",
     "candidate_rows_estimate",
     "generate",
     "realism_report",

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from core.categories import asof_categories
 from core.demo.bots import ABNORMAL_KINDS, MAKERS, BotMix, resolve_bot_mix
 from core.demo.catalogue import ITEMS_PER_EVENT, Catalogue, build_catalogue, category_tree_frame
 from core.demo.common import DAY, T_END, T_START, Part, kind_counts
 from core.demo.properties import (
-    asof_categories,
     category_snapshots,
     ints_to_str,
     item_properties_frame,

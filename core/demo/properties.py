@@ -1,4 +1,4 @@
-"""Item properties: weekly category snapshots, other properties, and the as-of category join."""
+"""Item properties: weekly category snapshots and other properties (the as-of join is core.categories')."""
 
 from __future__ import annotations
 
@@ -9,41 +9,6 @@ import pyarrow.compute as pc
 
 from core.demo.catalogue import Catalogue
 from core.demo.common import DAY, FIRST_SNAPSHOT, N_WEEKS, group_index, grouped_cumsum
-from core.schema import UNKNOWN_CATEGORY
-
-
-def asof_categories(
-    ev_ts: np.ndarray, ev_item: np.ndarray, snap_ts: np.ndarray, snap_item: np.ndarray, snap_cat: np.ndarray
-) -> np.ndarray:
-    """Spec §1 as-of join: latest snapshot at or before the event, else the earliest, else -1."""
-    out = np.full(ev_ts.size, UNKNOWN_CATEGORY, dtype=np.int64)
-    if snap_ts.size == 0 or ev_ts.size == 0:
-        return out
-    order = np.lexsort((snap_ts, snap_item))  # stable: equal keys keep input order, last one wins
-    s_item, s_ts, s_cat = snap_item[order], snap_ts[order], snap_cat[order]
-    first = np.flatnonzero(np.r_[True, s_item[1:] != s_item[:-1]])  # np.unique is slow here
-    items = s_item[first]
-    t_min = min(int(s_ts.min()), int(ev_ts.min()))
-    width = max(int(s_ts.max()), int(ev_ts.max())) - t_min + 1
-    s_key = np.searchsorted(items, s_item) * width + (s_ts - t_min)
-    lo, hi = int(min(items[0], ev_item.min())), int(max(items[-1], ev_item.max()))
-    if hi - lo < 50_000_000:  # dense lookup table: much faster than a binary search per event
-        lut = np.full(hi - lo + 1, -1, np.int64)
-        lut[items - lo] = np.arange(items.size)
-        code = lut[ev_item - lo]
-        known = code >= 0
-        code = np.maximum(code, 0)
-    else:
-        code = np.clip(np.searchsorted(items, ev_item), 0, items.size - 1)
-        known = items[code] == ev_item
-    e_key = code * width + (ev_ts - t_min)
-    o = np.argsort(e_key)  # sorted queries search several times faster than random ones
-    pos = np.empty(e_key.size, np.int64)
-    pos[o] = np.searchsorted(s_key, e_key[o], side="right") - 1
-    pos = np.maximum(pos, first[code])  # before every snapshot of the item: its earliest one
-    out[known] = s_cat[pos[known]]
-    return out
-
 
 # --------------------------------------------------------------------------- item properties
 
