@@ -287,13 +287,13 @@ def _build_into(
     release_memory()
 
     with timer.stage("rare-label drop, raw and cleaned cases"):
-        raw_cases = engine_pkg.prepared_cases(cands)
+        raw_cases = engine_pkg.cases_from_candidates(cands)
         scored = t2.pop("scored")  # written already; only the flagged ids are needed from here on
         flagged = scored.loc[scored["is_anomaly"], "visitorid"].to_numpy()
         del scored
         # A visitor's cases depend only on that visitor's views: the cleaned events' candidates
         # are the raw ones without the flagged visitors' cases (ids renumbered).
-        clean_cases = engine_pkg.prepared_cases(engine_pkg.without_visitors(cands, flagged))
+        clean_cases = engine_pkg.cases_from_candidates(engine_pkg.without_visitors(cands, flagged))
         del cands
 
     # The same-population evaluation needs nothing from the Task 1 runs: it runs on a second

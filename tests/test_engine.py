@@ -48,7 +48,7 @@ def test_cleaned_candidates_are_raw_candidates_without_flagged_cases(events):
     derived = engine.without_visitors(cands, flagged)
     direct = ranking.build_candidates(anomaly.clean_events(events, flagged))
     pd.testing.assert_frame_equal(derived, direct)
-    kept, n_all, n_dropped = engine.prepared_cases(derived)
+    kept, n_all, n_dropped = engine.cases_from_candidates(derived)
     ref, ref_all, ref_dropped = ranking.prepare_cases(anomaly.clean_events(events, flagged))
     assert (n_all, n_dropped) == (ref_all, ref_dropped)
     pd.testing.assert_frame_equal(kept, ref)

@@ -339,7 +339,7 @@ def test_cross_fitted_markov_never_uses_a_case_own_transition():
 @pytest.fixture(scope="module")
 def world():
     events, labels = tiny_world(seed=11)
-    cands, _ = ev.prepared_cases(events)
+    cands, _ = ev.evaluation_cases(events)
     features = anomaly.user_features(events)
     return events, labels, cands, features
 

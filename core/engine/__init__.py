@@ -38,7 +38,7 @@ def parquet_files(path: str | Path) -> list[Path]:
     return [path]
 
 
-def read_events(path: str | Path) -> pd.DataFrame:
+def read_event_parquets(path: str | Path) -> pd.DataFrame:
     """Prepared events from a parquet file or folder (files in name order), validated."""
     files = parquet_files(path)
     if len(files) == 1:
@@ -99,7 +99,7 @@ def run_file(
 ) -> dict:
     """``python -m core features|candidates``: events parquet (file or folder) in, table out."""
     if engine == "pandas":
-        table = stage_function(stage)(read_events(events_path))
+        table = stage_function(stage)(read_event_parquets(events_path))
         write_table(table, out)
         return {"engine": engine, "rows": int(len(table)), "out": str(out)}
     if engine != "dask":
@@ -134,7 +134,7 @@ def per_visitor_stages(
         return dask_engine.run_frame("features", events), dask_engine.run_frame("candidates", events)
 
 
-def prepared_cases(cands: pd.DataFrame, min_count: int = MIN_LABEL_COUNT) -> tuple[pd.DataFrame, int, int]:
+def cases_from_candidates(cands: pd.DataFrame, min_count: int = MIN_LABEL_COUNT) -> tuple[pd.DataFrame, int, int]:
     """ranking.prepare_cases from built candidates: (cands without rare labels, cases, cases dropped)."""
     n_all = int(cands["case_id"].iloc[-1]) + 1 if len(cands) else 0  # case ids are 0..n-1 in order
     kept, n_dropped = ranking.drop_rare_labels(cands, min_count)

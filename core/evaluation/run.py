@@ -33,8 +33,8 @@ from core.evaluation.rankers import (
 from core.evaluation.splits import (
     TEST_DAYS,
     SplitSpec,
+    evaluation_cases,
     group_split_spec,
-    prepared_cases,
     temporal_split_spec,
 )
 from core.evaluation.tables import (
@@ -201,7 +201,7 @@ def honest_evaluation(
     when given, so a build computes them once.
     """
     t0 = time.perf_counter()
-    cands, rare = prepared_cases(events, cases)
+    cands, rare = evaluation_cases(events, cases)
     if features is None:
         features = anomaly.user_features(events)
     log.info("honest evaluation: candidates and user features %.1fs", time.perf_counter() - t0)

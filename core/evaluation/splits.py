@@ -68,7 +68,7 @@ class SplitSpec:
         return keys if self.source is None else self.source.loc[keys.index]
 
 
-def prepared_cases(
+def evaluation_cases(
     events: pd.DataFrame, cases: tuple[pd.DataFrame, int, int] | None = None
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """History candidates of every case with rare labels dropped, and the counts (``cases``:
