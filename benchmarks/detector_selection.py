@@ -39,7 +39,7 @@ from core.anomaly import (
     make_detector,
     user_features,
 )
-from core.schema import USER_FEATURES
+from core.schema import MS_PER_DAY, MS_PER_HOUR, USER_FEATURES
 
 N_EVENTS = 300_000
 SELECTION_SEED = 42
@@ -49,8 +49,6 @@ SHARE = 0.04
 ALT_KEEP = {"price_monitor": 0.3, "cart_stuffer": 1.0, "night_scraper": 0.5, "crawler": 1.0, "burst_bot": 1.0}
 LOOKALIKE_KINDS = ("heavy_buyer", "b2b_reseller", "loyal_daily")
 TARGETS = {"txn_held_by_flagged": 0.05, "normal_buyers_flagged": 0.02}
-DAY_MS = 86_400_000
-HOUR_MS = 3_600_000
 POOL = 256
 T0 = 1_430_784_000_000  # 2015-05-05 00:00 UTC, inside the demo's window
 
@@ -72,7 +70,7 @@ def _sessions(
     s_owner = np.repeat(np.arange(n_vis), days)
     s_pos = np.arange(s_owner.size) - np.repeat(np.cumsum(days) - days, days)
     day = (s_pos * spread[s_owner]).astype(np.int64)  # e.g. spread 1 = every day
-    start = T0 + day * DAY_MS + rng.integers(hours[0], hours[1], s_owner.size) * HOUR_MS
+    start = T0 + day * MS_PER_DAY + rng.integers(hours[0], hours[1], s_owner.size) * MS_PER_HOUR
     nv = views[s_owner]
     nc = np.minimum(carts[s_owner], nv)
     buy = rng.random(s_owner.size) < buy_p

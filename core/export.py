@@ -22,6 +22,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from core.errors import DataError
+from core.schema import VIEW_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,6 @@ CSV_ROWS_PER_THREAD = 100_000
 DOWNLOAD_SLICE_ROWS = 100_000
 # Object columns pandas' .str accessor takes (others hold no text, so no formula).
 STR_ACCESSOR_KINDS = frozenset({"string", "empty", "bytes", "mixed", "mixed-integer"})
-VIEW_COLUMNS: tuple[str, ...] = ("timestamp", "categoryid", "itemid")
 
 
 # --------------------------------------------------------------------------- downloads

@@ -20,10 +20,12 @@ MAX_ID = 2**53 - 1
 # real logs hash visitors into the whole range, negative values included.
 MIN_VISITOR_ID = -(2**63)
 MAX_VISITOR_ID = 2**63 - 1
+# Time units of the millisecond timestamps, named once.
+MS_PER_SECOND = 1_000
 MS_PER_MINUTE = 60_000
 MS_PER_HOUR = 3_600_000
 MS_PER_DAY = 86_400_000
-WINDOW_MS = 24 * 3600 * 1000
+WINDOW_MS = MS_PER_DAY  # the history window: views of the last 24 h
 LOOKBACK = 100
 MIN_LABEL_COUNT = 5
 TEST_SIZE = 0.2
@@ -47,6 +49,14 @@ CANDIDATE_FEATURES: tuple[str, ...] = (
     "n_views",
 )
 MARKOV_FEATURE = "markov_prob"
+# The ranking metrics of every metrics table: coverage, top1/top3 over covered cases, and
+# top1_all/top3_all over all cases (docs/DATA_CONTRACT.md).
+METRICS: tuple[str, ...] = ("coverage", "top1", "top3", "top1_all", "top3_all")
+# The order they are shown in: over all test cases first (what a visitor experiences), then
+# coverage and the covered-only figures.
+METRIC_ORDER: tuple[str, ...] = ("top1_all", "top3_all", "coverage", "top1", "top3")
+# The columns of a history of views, as the ranking page and /rank take them.
+VIEW_COLUMNS: tuple[str, ...] = ("timestamp", "categoryid", "itemid")
 
 USER_FEATURES: tuple[str, ...] = (
     "events",

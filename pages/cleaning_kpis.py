@@ -13,6 +13,7 @@ import streamlit as st
 from core import artifacts as A
 from core.anomaly.policy import TXN_WARNING_SHARE, cost_sentence, policy_label
 from core.report import ReportBlock, html_report, svg_renderer_available
+from core.schema import METRIC_ORDER
 from dashboard import (
     CHART_PADDING,
     COUNT_D3,
@@ -36,9 +37,6 @@ from dashboard import (
 
 entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server
 
-# One order in every chart: over all test cases first (what a visitor experiences), then coverage
-# and the covered-only figures.
-METRICS = ["top1_all", "top3_all", "coverage", "top1", "top3"]
 PADDING = CHART_PADDING
 SPLITS = {"group": "by visitor", "temporal": "by time"}
 NAMES = {
@@ -106,7 +104,7 @@ def estimates_chart(rows: pd.DataFrame, group: str, title: str, difference: bool
     own axis in percentage points around zero (on the 0–100% axis it was an empty bar)."""
     groups = list(dict.fromkeys(rows[group]))
     base = alt.Chart(rows).encode(
-        x=alt.X("metric:N", title=None, sort=METRICS, axis=alt.Axis(labelAngle=0)),
+        x=alt.X("metric:N", title=None, sort=list(METRIC_ORDER), axis=alt.Axis(labelAngle=0)),
         xOffset=alt.XOffset(f"{group}:N", sort=groups),
         color=alt.Color(
             f"{group}:N",
@@ -163,13 +161,15 @@ def before_after() -> list[ReportBlock]:
             f"The served model `{best}` is not run on raw vs cleaned events; `{rankers[default]}` is its closest ranker here."
         )
     long = rows[rows["ranker"] == ranker].melt(
-        id_vars=["run", "population", "ranker", "n_cases", "n_covered"], value_vars=METRICS, var_name="metric"
+        id_vars=["run", "population", "ranker", "n_cases", "n_covered"],
+        value_vars=list(METRIC_ORDER),
+        var_name="metric",
     )
     chart = (
         alt.Chart(long)
         .mark_bar()
         .encode(
-            x=alt.X("metric:N", sort=METRICS, title=None, axis=alt.Axis(labelAngle=0)),
+            x=alt.X("metric:N", sort=list(METRIC_ORDER), title=None, axis=alt.Axis(labelAngle=0)),
             xOffset=alt.XOffset("run:N", sort=["raw", "cleaned"]),
             y=alt.Y("value:Q", title="Share of test cases", axis=alt.Axis(format="%")),
             color=alt.Color(

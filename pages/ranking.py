@@ -13,7 +13,7 @@ from core.evaluation.on_events import CASE_TOP_K, evaluate_events, prepared_even
 from core.export import csv_bytes, ms_to_datetimes, views_from_csv_text, views_from_editor
 from core.ranking import history_before, pick_visitor, rank
 from core.ranking.explain import why_text
-from core.schema import LOOKBACK, WINDOW_MS
+from core.schema import LOOKBACK, VIEW_COLUMNS, WINDOW_MS
 from core.uploads import MAX_EVENT_ROWS, MAX_UPLOAD_MB, read_table
 from dashboard import (
     SCORE_D3,
@@ -46,7 +46,6 @@ SUGGESTED = "suggested (not viewed)"
 # Features a suggested category cannot have: the model sees stand-in values (a full day's gap,
 # one past the oldest view), which would read as real measurements in the table.
 PLACEHOLDER_FEATURES = ["last_gap_min", "pos_from_end"]
-VIEW_COLUMNS = ["timestamp", "categoryid", "itemid"]
 
 
 def example_views() -> pd.DataFrame:
@@ -60,7 +59,7 @@ def example_views() -> pd.DataFrame:
         return FALLBACK_EXAMPLE.copy()
     views = seqs[seqs["visitorid"] == visitor].reset_index(drop=True)
     target = int(views.index[views["has_history"]][-1])
-    return history_before(views, target).tail(12)[VIEW_COLUMNS].reset_index(drop=True)
+    return history_before(views, target).tail(12)[list(VIEW_COLUMNS)].reset_index(drop=True)
 
 
 def window_and_lookback() -> tuple[int, int]:
@@ -421,7 +420,7 @@ else:
             "most recent; earlier views are shown but not used."
         )
         history = history_before(views_v, target, window_ms, lookback)
-        full = rank(history[VIEW_COLUMNS], model, None)  # every candidate, to say where the actual one is
+        full = rank(history[list(VIEW_COLUMNS)], model, None)  # every candidate, to say where the actual one is
         actual = int(views_v["categoryid"].iloc[target])
         ranked = full.ranking["categoryid"].tolist()
         if actual in ranked and ranked.index(actual) < top_k:
@@ -448,7 +447,7 @@ else:
                 "ranker that picks from them could have ranked it (an uncovered case: a miss in top1_all).",
                 icon=":material/block:",
             )
-        result = rank(history[VIEW_COLUMNS], model, top_k)
+        result = rank(history[list(VIEW_COLUMNS)], model, top_k)
         show_ranking(result, top_k)
 
 # --- Evaluate on your events ------------------------------------------------------------------

@@ -17,6 +17,8 @@ from core.schema import (
     EVENT_TYPES,
     ITEM_PROPERTY_COLUMNS,
     ITEM_PROPERTY_FILES,
+    MS_PER_DAY,
+    MS_PER_HOUR,
     RAW_EVENT_COLUMNS,
     UNKNOWN_CATEGORY,
 )
@@ -53,11 +55,11 @@ def per_visitor(ds: demo.DemoDataset) -> pd.DataFrame:
     ev = ds.events.sort_values(["visitorid", "timestamp"])
     kinds = pd.concat([ds.labels, ds.lookalikes]).set_index("visitorid")["kind"]
     gap = ev.groupby("visitorid")["timestamp"].diff() / 1000
-    hour = (ev["timestamp"] // demo.HOUR) % 24
+    hour = (ev["timestamp"] // MS_PER_HOUR) % 24
     g = ev.assign(
         gap=gap,
         business=hour.between(6, 14),
-        day=ev["timestamp"] // demo.DAY,
+        day=ev["timestamp"] // MS_PER_DAY,
         view=ev["event"] == "view",
         atc=ev["event"] == "addtocart",
         txn=ev["event"] == "transaction",
@@ -196,7 +198,7 @@ def test_browsing_statistics(summary: dict) -> None:
 
 
 def test_daily_cycle(ds: demo.DemoDataset, kind_of: np.ndarray) -> None:
-    hours = (ds.events["timestamp"].to_numpy()[kind_of == "normal"] // demo.HOUR) % 24
+    hours = (ds.events["timestamp"].to_numpy()[kind_of == "normal"] // MS_PER_HOUR) % 24
     counts = np.bincount(hours, minlength=24)
     assert counts[1:4].mean() < 0.4 * counts[15:20].mean()  # fewer at night UTC ...
     assert counts.min() > 0  # ... but not zero
@@ -249,7 +251,7 @@ def test_abnormal_visitors(ds: demo.DemoDataset, summary: dict, kind_of: np.ndar
 def test_abnormal_kinds_behave(ds: demo.DemoDataset, kind_of: np.ndarray) -> None:
     ev = ds.events.assign(kind=kind_of).sort_values(["visitorid", "timestamp"])
     ev["gap"] = ev.groupby("visitorid")["timestamp"].diff() / 1000
-    ev["night"] = (ev["timestamp"] // demo.HOUR) % 24 < 6
+    ev["night"] = (ev["timestamp"] // MS_PER_HOUR) % 24 < 6
     for e in EVENT_TYPES:
         ev[e] = ev["event"] == e
     g = ev.groupby(["kind", "visitorid"])
@@ -343,7 +345,7 @@ def test_item_properties_realism(ds: demo.DemoDataset) -> None:
     assert not snap.duplicated(["itemid", "timestamp"]).any()
     # Weekly snapshots, Sundays 03:00 UTC.
     ts = np.unique(ip["timestamp"].to_numpy())
-    assert ((ts - demo.FIRST_SNAPSHOT) % (7 * demo.DAY) == 0).all()
+    assert ((ts - demo.FIRST_SNAPSHOT) % (7 * MS_PER_DAY) == 0).all()
     n_cats = snap.groupby("itemid")["categoryid"].nunique()
     assert 0.01 <= (n_cats > 1).mean() <= 0.08  # some items are re-categorised
     no_cat = 1 - snap["itemid"].nunique() / ds.info["n_items"]
@@ -371,7 +373,7 @@ def _brute_candidate_rows(events: pd.DataFrame, lookback: int, window_ms: int) -
 def test_candidate_rows_estimate_is_exact(ds: demo.DemoDataset) -> None:
     vis = ds.events["visitorid"].drop_duplicates().to_numpy()[:3000]
     sub = ds.events[ds.events["visitorid"].isin(vis)]
-    for lookback, window in ((100, demo.DAY), (5, 3_600_000)):
+    for lookback, window in ((100, MS_PER_DAY), (5, 3_600_000)):
         assert demo.candidate_rows_estimate(sub, lookback, window) == _brute_candidate_rows(sub, lookback, window)
 
 

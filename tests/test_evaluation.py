@@ -10,7 +10,7 @@ import pytest
 
 from core import anomaly, ranking, stats
 from core import evaluation as ev
-from core.schema import USER_FEATURES
+from core.schema import METRICS, USER_FEATURES
 
 # Tiny user tables: IsolationForest warns that max_samples (256) exceeds the user count.
 pytestmark = pytest.mark.filterwarnings("ignore:max_samples.*:UserWarning")
@@ -363,7 +363,7 @@ def test_group_split_table_has_2x3_populations_and_counts_add_up(world):
     assert (table.loc[table["population_key"] == "flagged", "n_cases"] > 0).all()
     long = pd.DataFrame(res["metrics"])
     assert set(long["ranker"]) == set(ev.EVAL_RANKERS) | {"clean - raw", "raw - recency"}
-    assert len(long) == (len(ev.EVAL_RANKERS) + 2) * 3 * len(ev.METRICS) * 2
+    assert len(long) == (len(ev.EVAL_RANKERS) + 2) * 3 * len(METRICS) * 2
     assert set(long["average"]) == {"per case", "per visitor"}
     finite = long.dropna(subset=["value", "ci_low", "ci_high"])
     assert ((finite["ci_low"] <= finite["value"] + 1e-12) & (finite["value"] <= finite["ci_high"] + 1e-12)).mean() > 0.9

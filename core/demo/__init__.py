@@ -13,7 +13,7 @@ normal look-alikes), ``bots`` (abnormal kinds and their mixes), ``generate`` (as
 
 from core.demo.bots import ABNORMAL_KINDS, BOT_MIXES, BotMix
 from core.demo.catalogue import DEPTH_COUNTS, ITEMS_PER_EVENT
-from core.demo.common import DAY, FIRST_SNAPSHOT, HOUR, T_END, T_START
+from core.demo.common import FIRST_SNAPSHOT, T_END, T_START
 from core.demo.generate import SCALES, DemoDataset, generate
 from core.demo.raw_files import LABELS_FILE, LOOKALIKES_FILE, write_raw
 from core.demo.realism import candidate_rows_estimate, realism_report, realism_summary
@@ -22,10 +22,8 @@ from core.demo.visitors import LOOKALIKE_KINDS
 __all__ = [
     "ABNORMAL_KINDS",
     "BOT_MIXES",
-    "DAY",
     "DEPTH_COUNTS",
     "FIRST_SNAPSHOT",
-    "HOUR",
     "ITEMS_PER_EVENT",
     "LABELS_FILE",
     "LOOKALIKES_FILE",

@@ -9,11 +9,8 @@ import numpy as np
 
 from core.demo.catalogue import Catalogue
 from core.demo.common import (
-    DAY,
     DAY0,
-    HOUR,
     N_DAYS,
-    SEC,
     T_END,
     T_START,
     Part,
@@ -28,6 +25,7 @@ from core.demo.common import (
     to_ms,
     uniform_start,
 )
+from core.schema import MS_PER_DAY, MS_PER_HOUR, MS_PER_SECOND
 
 ABNORMAL_KINDS: tuple[str, ...] = (
     "crawler",
@@ -212,9 +210,10 @@ def _night_scrapers(rng: np.random.Generator, cat: Catalogue, counts: np.ndarray
     night_start_idx = np.arange(owner.size) - j
     rel = grouped_cumsum(gap_ms, night_start_idx)
     offset = (
-        rng.integers(0, int(1.3 * HOUR), n_vis)[owner] + rng.integers(0, 20 * 60 * SEC, owner.size)[night_start_idx]
+        rng.integers(0, int(1.3 * MS_PER_HOUR), n_vis)[owner]
+        + rng.integers(0, 20 * 60 * MS_PER_SECOND, owner.size)[night_start_idx]
     )
-    t = DAY0 + (first_day[owner] + night * step[owner]) * DAY + offset + rel
+    t = DAY0 + (first_day[owner] + night * step[owner]) * MS_PER_DAY + offset + rel
     item = _listing_items(rng, cat, n_leaf[kept], night_run, j)
     return bot_part(n_vis, owner, t, item, None, "night_scraper")
 
@@ -271,7 +270,7 @@ def _price_monitors(rng: np.random.Generator, cat: Catalogue, counts: np.ndarray
         lognormal(rng, 22 * 3600, 0.5, n_vis, 6 * 3600, 60 * 3600),
         lognormal(rng, 4 * 3600, 0.7, n_vis, 1800, 24 * 3600),
     )
-    period = np.minimum(period, 0.85 * (T_END - T_START) / SEC / visits)
+    period = np.minimum(period, 0.85 * (T_END - T_START) / MS_PER_SECOND / visits)
     jit = np.where(subtle, 0.25, 0.02)
     # Watched items: the first by global popularity, the others nearly always from the same leaf
     # (competing offers of one product type), so the watched category is the one viewed next.

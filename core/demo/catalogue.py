@@ -16,7 +16,6 @@ N_CATEGORY_IDS = 1698
 _PARENT_POOL: tuple[int, ...] = (25, 174, 316, 45, 7)
 
 ITEMS_PER_EVENT = 0.085  # 235k items at 2.76M events
-DUPLICATE_RATE = 460 / 2_756_101  # exact duplicate rows in the real events.csv
 
 
 class CondSampler:

@@ -6,13 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SEC = 1000
-HOUR = 3_600_000
-DAY = 86_400_000
+from core.schema import MS_PER_DAY, MS_PER_HOUR, MS_PER_SECOND
+
 T_START = 1_430_622_000_000  # 2015-05-03 03:00:00 UTC, the start of the real data
 T_END = 1_442_545_200_000  # 2015-09-18 03:00:00 UTC, the end of the real data
-DAY0 = T_START - T_START % DAY  # midnight UTC of the first day
-N_DAYS = int((T_END - DAY0) // DAY) + 1
+DAY0 = T_START - T_START % MS_PER_DAY  # midnight UTC of the first day
+N_DAYS = int((T_END - DAY0) // MS_PER_DAY) + 1
 FIRST_SNAPSHOT = 1_431_226_800_000  # Sunday 2015-05-10 03:00 UTC; the real snapshots are weekly
 N_WEEKS = 19  # 2015-05-10 .. 2015-09-13
 
@@ -89,17 +88,17 @@ def run_ids(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def cycle_times(rng: np.random.Generator, n: int, hour_weights: np.ndarray = HOUR_WEIGHTS) -> np.ndarray:
     """Start times (ms) with the weekly cycle of the shop and the given (default: the shop's) daily cycle."""
     days = np.arange(N_DAYS)
-    wd = WEEKDAY_WEIGHTS[((DAY0 // DAY + days + 3) % 7)]
+    wd = WEEKDAY_WEIGHTS[((DAY0 // MS_PER_DAY + days + 3) % 7)]
     day = rng.choice(N_DAYS, size=n, p=wd / wd.sum())
     hour = rng.choice(24, size=n, p=hour_weights / hour_weights.sum())
-    t = DAY0 + day * DAY + hour * HOUR + rng.integers(0, HOUR, n)
-    return np.where(t < T_START, t + DAY, t)  # the first day starts at 03:00
+    t = DAY0 + day * MS_PER_DAY + hour * MS_PER_HOUR + rng.integers(0, MS_PER_HOUR, n)
+    return np.where(t < T_START, t + MS_PER_DAY, t)  # the first day starts at 03:00
 
 
 def fit_span(t0: np.ndarray, dur: np.ndarray) -> np.ndarray:
     """Shift start times back by whole days (keeping the hour) so [t0, t0+dur] fits the span."""
     over = t0 + dur - (T_END - 1)
-    t0 = t0 - np.where(over > 0, -(-over // DAY), 0) * DAY
+    t0 = t0 - np.where(over > 0, -(-over // MS_PER_DAY), 0) * MS_PER_DAY
     return np.maximum(t0, T_START)
 
 
@@ -111,7 +110,7 @@ def uniform_start(rng: np.random.Generator, dur: np.ndarray) -> np.ndarray:
 
 def to_ms(seconds: np.ndarray) -> np.ndarray:
     """Seconds to integer milliseconds (at least 1 ms)."""
-    return np.maximum(np.rint(seconds * SEC), 1).astype(np.int64)
+    return np.maximum(np.rint(seconds * MS_PER_SECOND), 1).astype(np.int64)
 
 
 # --------------------------------------------------------------------------- visitor kinds

@@ -11,7 +11,7 @@ import pandas as pd
 from core.categories import asof_categories
 from core.demo.bots import ABNORMAL_KINDS, MAKERS, BotMix, resolve_bot_mix
 from core.demo.catalogue import ITEMS_PER_EVENT, Catalogue, build_catalogue, category_tree_frame
-from core.demo.common import DAY, T_END, T_START, Part, kind_counts
+from core.demo.common import T_END, T_START, Part, kind_counts
 from core.demo.properties import (
     category_snapshots,
     ints_to_str,
@@ -27,7 +27,7 @@ from core.demo.visitors import (
     ordinary_profile,
     trim_visitors,
 )
-from core.schema import EVENT_COLUMNS, EVENT_TYPES
+from core.schema import EVENT_COLUMNS, EVENT_TYPES, MS_PER_DAY
 
 logger = logging.getLogger(__name__)
 
@@ -130,8 +130,8 @@ def generate(n_events: int = 300_000, seed: int = 42, bot_mix: str | BotMix = "d
     txn_ids = rng.permutation(n_co).astype(np.float64)
     # By visitor then time: one int64 key (a visitor's generated times are already distinct, so
     # the unstable but fast argsort is deterministic), then times made strictly increasing.
-    t_min = T_START - DAY
-    width = np.int64(T_END + DAY - t_min)
+    t_min = T_START - MS_PER_DAY
+    width = np.int64(T_END + MS_PER_DAY - t_min)
     order = np.argsort(vis * width + (t - t_min))
     vis, t, item, code, co = vis[order], t[order], item[order], code[order], co[order]
     t = _strictly_increasing(vis, t)

@@ -8,7 +8,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.demo.catalogue import Catalogue
-from core.demo.common import DAY, FIRST_SNAPSHOT, N_WEEKS, group_index, grouped_cumsum
+from core.demo.common import FIRST_SNAPSHOT, N_WEEKS, group_index, grouped_cumsum
+from core.schema import MS_PER_DAY
 
 # --------------------------------------------------------------------------- item properties
 
@@ -41,7 +42,7 @@ def category_snapshots(rng: np.random.Generator, cat: Catalogue) -> tuple[np.nda
     new_leaf = np.where((rng.random(n_items) < 0.7) & (sib != cat.item_leaf), sib, anyleaf)
     recat &= new_leaf != cat.item_leaf
     leaf = np.where(recat[own] & (rank >= recat_rank[own]), new_leaf[own], cat.item_leaf[own])
-    ts = FIRST_SNAPSHOT + week * 7 * DAY
+    ts = FIRST_SNAPSHOT + week * 7 * MS_PER_DAY
     return ts.astype(np.int64), own, leaf, int((~has).sum()), int(recat.sum())
 
 
@@ -90,7 +91,7 @@ def other_properties(rng: np.random.Generator, cat: Catalogue) -> list[tuple[np.
             )
         else:
             val = ints_to_str(rng.integers(1000, 1_300_000, k))
-        out.append((FIRST_SNAPSHOT + week * 7 * DAY, own, prop, val))
+        out.append((FIRST_SNAPSHOT + week * 7 * MS_PER_DAY, own, prop, val))
     return out
 
 
@@ -118,7 +119,7 @@ def filler_properties(rng: np.random.Generator, item_ids: np.ndarray, n: int) ->
     place[np.argsort(kind, kind="stable")] = np.arange(n)
     return pa.table(
         {
-            "timestamp": pa.array(FIRST_SNAPSHOT + week * 7 * DAY, pa.int64()),
+            "timestamp": pa.array(FIRST_SNAPSHOT + week * 7 * MS_PER_DAY, pa.int64()),
             "itemid": pa.array(item_ids[rng.integers(0, item_ids.size, n)], pa.int64()),
             "property": prop,
             "value": values.take(pa.array(place)),

@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 
 from core import arrays
-from core.demo.common import DAY, HOUR
-from core.schema import EVENT_TYPES, LOOKBACK, UNKNOWN_CATEGORY, WINDOW_MS
+from core.schema import EVENT_TYPES, LOOKBACK, MS_PER_DAY, MS_PER_HOUR, UNKNOWN_CATEGORY, WINDOW_MS
 
 # --------------------------------------------------------------------------- realism summary
 
@@ -86,14 +85,14 @@ def _shape_figures(events: pd.DataFrame) -> dict:
 def realism_summary(events: pd.DataFrame) -> dict:
     """Headline statistics to compare with the real RetailRocket data (see the README table)."""
     t = events["timestamp"].to_numpy()
-    hours = (t // HOUR) % 24
+    hours = (t // MS_PER_HOUR) % 24
     return {
         **_shape_figures(events),
         "n_items": int(events["itemid"].nunique()),
         "n_categories_with_events": int(events.loc[events["categoryid"] != UNKNOWN_CATEGORY, "categoryid"].nunique()),
         "unknown_category_share": float((events["categoryid"].to_numpy() == UNKNOWN_CATEGORY).mean()),
         "night_share": float((hours < 6).mean()),
-        "span_days": float((t.max() - t.min()) / DAY),
+        "span_days": float((t.max() - t.min()) / MS_PER_DAY),
         "candidate_rows": candidate_rows_estimate(events),
     }
 

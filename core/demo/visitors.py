@@ -16,8 +16,6 @@ import numpy as np
 
 from core.demo.catalogue import Catalogue
 from core.demo.common import (
-    DAY,
-    HOUR,
     Part,
     cycle_times,
     fit_span,
@@ -28,6 +26,7 @@ from core.demo.common import (
     run_ids,
     to_ms,
 )
+from core.schema import MS_PER_DAY, MS_PER_HOUR
 
 LOOKALIKE_KINDS: tuple[str, ...] = ("heavy_buyer", "b2b_reseller", "loyal_daily")
 # Look-alike visitors per requested event (about 120, 12 and 90 at demo scale).
@@ -130,11 +129,11 @@ def _session_times(
         later, days + rng.normal(0, prof.hour_jitter_s[s_owner]), lognormal(rng, 3 * 3600, 0.8, n_s, 2100, 20 * 3600)
     )
     g_s = np.where(s_pos == 0, 0, to_ms(np.maximum(g_s, 2100.0)))
-    g_s = np.minimum(g_s, 30 * DAY)
+    g_s = np.minimum(g_s, 30 * MS_PER_DAY)
     # Long-lived returners: shrink the gaps between sessions so the visitor fits in 100 days.
     tot_gap = group_sum(g_s, s_starts, prof.n_sess)
     tot_in = group_sum(s_dur, s_starts, prof.n_sess)
-    shrink = np.clip((100 * DAY - tot_in) / np.maximum(tot_gap, 1), 0.0, 1.0)
+    shrink = np.clip((100 * MS_PER_DAY - tot_in) / np.maximum(tot_gap, 1), 0.0, 1.0)
     g_s = np.where(shrink[s_owner] < 1, (g_s * shrink[s_owner]).astype(np.int64) + 1, g_s)
     # Days-later sessions keep the hour of the previous start; same-day ones follow its end.
     prev_dur = np.roll(s_dur, 1)
@@ -143,7 +142,7 @@ def _session_times(
     last_s = s_starts + prof.n_sess - 1
     dur = s_rel[last_s] + s_dur[last_s]
     t0 = np.where(prof.business, cycle_times(rng, n_vis, _BUSINESS_HOURS), cycle_times(rng, n_vis))
-    return fit_span(t0, dur + HOUR)[s_owner] + s_rel  # + room for the last cart/checkout
+    return fit_span(t0, dur + MS_PER_HOUR)[s_owner] + s_rel  # + room for the last cart/checkout
 
 
 def _hub_leaves(rng: np.random.Generator, cat: Catalogue, first_v: np.ndarray, first_s: np.ndarray) -> np.ndarray:

@@ -19,7 +19,6 @@ STABILITY_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
 STABILITY_USER_CAP = 50_000
 # Detectors (build and split) are fitted on at most this many users, anomaly.fit_sample.
 DETECTOR_FIT_CAP = anomaly.DETECTOR_FIT_CAP
-METRICS: tuple[str, ...] = ("coverage", "top1", "top3", "top1_all", "top3_all")
 
 
 def fit_and_flag(

@@ -10,7 +10,7 @@ import pandas as pd
 
 from core import ranking
 from core.errors import DataError
-from core.schema import DEFAULT_SEED
+from core.schema import DEFAULT_SEED, METRICS
 from core.stats import (
     AVERAGES,
     BOOT_BLOCK_CELLS,
@@ -22,7 +22,6 @@ from core.stats import (
     visitor_sums,
 )
 
-METRICS: tuple[str, ...] = ("coverage", "top1", "top3", "top1_all", "top3_all")
 # metric -> (numerator, denominator) columns of the per-case outcome table.
 METRIC_PARTS: dict[str, tuple[str, str]] = {
     "coverage": ("covered", "one"),

@@ -58,7 +58,7 @@ from core.ranking.models import (
     with_n_jobs,
 )
 from core.ranking.select import serving_choice
-from core.ranking.serve import MAX_VIEWS, VIEW_COLUMNS, CheckedViews, RankResult, rank, rank_latest, validate_views
+from core.ranking.serve import MAX_VIEWS, CheckedViews, RankResult, rank, rank_latest, validate_views
 from core.ranking.split import drop_rare_labels, split_by_visitor, visitor_split
 from core.ranking.train import DATASET_SAMPLE_ROWS, RANKERS, Task1Result, train_and_evaluate
 from core.schema import LOOKBACK, WINDOW_MS
@@ -78,7 +78,6 @@ __all__ = [
     "RANKERS",
     "TRAIN_ROW_CAPS",
     "UNRANKED",
-    "VIEW_COLUMNS",
     "WINDOW_MS",
     "CheckedViews",
     "MarkovModel",

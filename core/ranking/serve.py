@@ -24,11 +24,11 @@ from core.schema import (
     MARKOV_FEATURE,
     MAX_TIMESTAMP_MS,
     UNKNOWN_CATEGORY,
+    VIEW_COLUMNS,
     WINDOW_MS,
 )
 
 MAX_VIEWS = 1_000
-VIEW_COLUMNS: tuple[str, ...] = ("timestamp", "categoryid", "itemid")
 
 
 @dataclass
