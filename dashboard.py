@@ -23,6 +23,7 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core import artifacts as A
+from core import schema
 from core.memory import release_memory, use_returning_allocators
 from core.ranking import view_sequences
 from core.schema import SYNTHETIC_SOURCE
@@ -58,7 +59,7 @@ def entry_point_guard(page_file: str) -> None:
 
 def _manifest_stamp(path: Path) -> float:
     """mtime of the manifest (0 when absent): a rebuild changes it, which refreshes the caches."""
-    manifest = path / A.MANIFEST
+    manifest = path / schema.MANIFEST
     return manifest.stat().st_mtime if manifest.exists() else 0.0
 
 
@@ -233,7 +234,7 @@ def formatted(frame: pd.DataFrame) -> pd.io.formats.style.Styler:
 @st.cache_data(max_entries=2, ttl=3600, show_spinner="Loading the cleaned demo events…")
 def _sequences(path: str, stamp: float) -> pd.DataFrame | None:
     """View sequences of the cleaned events (for the sampler and the example), cached per build."""
-    events = _load(path, stamp).read_table(A.CLEAN_EVENTS)
+    events = _load(path, stamp).read_table(schema.CLEAN_EVENTS)
     return None if events is None else view_sequences(events)
 
 

@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core import anomaly, ranking  # noqa: E402
-from core.artifacts import CLEAN_EVENTS, USER_FEATURES, load_artifacts  # noqa: E402
+from core.artifacts import load_artifacts  # noqa: E402
+from core.schema import CLEAN_EVENTS, USER_FEATURES_FILE  # noqa: E402
 from core.schema import USER_FEATURES as FEATURES  # noqa: E402
 from tests.test_api_server import running_server  # noqa: E402  (the same server start-up)
 
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     arts = load_artifacts(args.artifact_dir)
-    events, features = arts.read_table(CLEAN_EVENTS), arts.read_table(USER_FEATURES)
+    events, features = arts.read_table(CLEAN_EVENTS), arts.read_table(USER_FEATURES_FILE)
     if events is None or features is None or arts.detector is None:
         print(f"error: artifacts incomplete in {arts.path}: {arts.problems}", file=sys.stderr)
         return 2

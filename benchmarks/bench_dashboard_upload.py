@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core import artifacts as A  # noqa: E402
+from core import schema  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 MB = 2**20
@@ -55,12 +56,12 @@ def resample(table: pd.DataFrame, n: int, seed: int = 1) -> pd.DataFrame:
 def make_file(args: argparse.Namespace, folder: Path) -> Path:
     """The upload: features (unique visitorids) or raw events, as parquet or CSV."""
     if args.events:
-        events = pd.read_parquet(A.default_dir() / A.CLEAN_EVENTS)
+        events = pd.read_parquet(A.default_dir() / schema.CLEAN_EVENTS)
         table = resample(events, args.events)
         table["event"] = table["event"].astype(str)
         name = f"events_{args.events}"
     else:
-        feats = pd.read_parquet(A.default_dir() / A.USER_FEATURES)
+        feats = pd.read_parquet(A.default_dir() / schema.USER_FEATURES_FILE)
         table = resample(feats, args.rows)
         table["visitorid"] = np.arange(len(table))  # one row per visitor
         name = f"features_{args.rows}"

@@ -25,7 +25,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core import anomaly  # noqa: E402
+from core import anomaly, schema  # noqa: E402
 from core import artifacts as A  # noqa: E402
 from core.anomaly import batch  # noqa: E402
 
@@ -50,7 +50,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_400_000)
     ap.add_argument("--detector", nargs="*", default=sorted(anomaly.DETECTORS))
     args = ap.parse_args()
-    feats = pd.read_parquet(A.default_dir() / A.USER_FEATURES)
+    feats = pd.read_parquet(A.default_dir() / schema.USER_FEATURES_FILE)
     idx = np.random.default_rng(1).integers(0, len(feats), args.rows)
     table = feats.iloc[idx].reset_index(drop=True)
     table["visitorid"] = np.arange(args.rows)

@@ -92,7 +92,8 @@ def skops_bomb(folder: Path, repo: Path) -> tuple[Path, str]:
     )
     subprocess.run([sys.executable, "-c", make, str(repo), str(arts)], check=True)
     sys.path.insert(0, str(repo))
-    from core.artifacts import DETECTOR, file_entry
+    from core.manifest import file_entry
+    from core.schema import DETECTOR
 
     _relist(arts, DETECTOR, file_entry(arts / DETECTOR))
     print(f"skops bomb: {(arts / DETECTOR).stat().st_size:,} bytes on disk")

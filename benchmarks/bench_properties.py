@@ -41,7 +41,7 @@ import pyarrow.csv as pacsv
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core import data  # noqa: E402
+from core import categories, data  # noqa: E402
 from core.bench import peak_rss_mb  # noqa: E402
 from core.schema import ITEM_PROPERTY_FILES  # noqa: E402
 
@@ -110,7 +110,7 @@ def _duckdb_events(raw: Path) -> pd.DataFrame:
 
 
 READERS: dict[str, Any] = {
-    "core": lambda raw: data.read_category_files(_props(raw)),
+    "core": lambda raw: categories.read_category_files(_props(raw)),
     "duckdb": _duckdb_properties,
     IDEAS[0]: _pyarrow_whole,
     IDEAS[1]: _streaming_before,

@@ -25,62 +25,18 @@ import pandas as pd
 import pyarrow as pa
 
 from core.errors import ArtifactError
-from core.manifest import (  # noqa: F401  (manifest, model-file and safe-read names are re-exported for callers)
+from core.manifest import (
     MANIFEST_KEY_ENV,
-    MAX_FILE_BYTES,
     MAX_MANIFEST_BYTES,
     FileEntry,
     Manifest,
-    PlainName,
-    Served,
-    ServedDetector,
-    ServedRanking,
-    file_entry,
     manifest_keys,
     parse_manifest,
-    sha256_file,
-    sign_manifest,
     signature_ok,
 )
-from core.model_files import SKLEARN_TRUSTED, dump_model, load_model, trusted_types, type_name  # noqa: F401
-from core.safe_read import (  # noqa: F401
-    MAX_BYTES_BY_KIND,
-    READ_BLOCK,
-    MissingFile,
-    TooLarge,
-    check_name,
-    max_bytes,
-    open_dir,
-    read_regular,
-    read_verified,
-    verify_listed,
-)
-from core.schema import (  # noqa: F401  (the file names are re-exported for callers)
-    AUDIT_CSV,
-    BEFORE_AFTER_CSV,
-    BEFORE_AFTER_JSON,
-    CATEGORY_TREE,
-    CLEAN_EVENTS,
-    CLEANING_COST_CSV,
-    DAILY_ACTIVITY,
-    DATASET_SUMMARY,
-    DETECTOR,
-    DETECTOR_PREFIX,
-    DETECTOR_QUALITY_JSON,
-    DRIFT_REFERENCE,
-    EVALUATION_JSON,
-    MANIFEST,
-    MANIFEST_SIG,
-    MODEL_SUFFIX,
-    OPERATING_POINT,
-    RANKING_DATASET,
-    RANKING_METRICS_CSV,
-    RANKING_METRICS_JSON,
-    RANKING_MODEL_PREFIX,
-    RESULTS_MD,
-    SCORED_USERS,
-)
-from core.schema import USER_FEATURES_FILE as USER_FEATURES  # noqa: F401
+from core.model_files import load_model
+from core.safe_read import MissingFile, open_dir, read_regular, read_verified, verify_listed
+from core.schema import DRIFT_REFERENCE, MANIFEST, MANIFEST_SIG, OPERATING_POINT
 
 log = logging.getLogger(__name__)
 

@@ -19,12 +19,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from core.categories import (  # noqa: F401  (re-exported for callers)
-    CATEGORY_PROPERTY,
-    DEFAULT_BLOCK_SIZE,
+from core.categories import (
     asof_categories,
     read_category_files,
-    read_category_snapshots,
     read_category_tree,
 )
 from core.csv_checks import (

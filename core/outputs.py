@@ -17,7 +17,8 @@ from typing import Any
 import pandas as pd
 
 import core
-from core import artifacts
+from core import artifacts, schema
+from core.manifest import Manifest, file_entry, manifest_keys, sign_manifest
 
 LIBRARIES = (
     "numpy",
@@ -54,11 +55,11 @@ def write_manifest(
     """
     files = {}
     for p in sorted(out.iterdir()):
-        if p.name in (artifacts.MANIFEST, artifacts.MANIFEST_SIG):
+        if p.name in (schema.MANIFEST, schema.MANIFEST_SIG):
             continue
         if not stat.S_ISREG(p.lstat().st_mode):  # the build writes regular files only
             raise artifacts.ArtifactError(f"unexpected non-regular file {p.name} in the build folder")
-        files[p.name] = artifacts.file_entry(p)
+        files[p.name] = file_entry(p)
     manifest = {
         "core_version": core.__version__,
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -77,12 +78,12 @@ def write_manifest(
         "files": files,
     }
     # Validated before it is written, so a build never ships a manifest the loader refuses.
-    artifacts.Manifest.model_validate(manifest)
-    artifacts.write_json(manifest, out / artifacts.MANIFEST)
-    keys = artifacts.manifest_keys()
+    Manifest.model_validate(manifest)
+    artifacts.write_json(manifest, out / schema.MANIFEST)
+    keys = manifest_keys()
     if keys:
-        signature = artifacts.sign_manifest((out / artifacts.MANIFEST).read_bytes(), keys[0])
-        (out / artifacts.MANIFEST_SIG).write_text(signature + "\n")
+        signature = sign_manifest((out / schema.MANIFEST).read_bytes(), keys[0])
+        (out / schema.MANIFEST_SIG).write_text(signature + "\n")
 
 
 def _replaceable(target: Path) -> bool:
@@ -91,7 +92,7 @@ def _replaceable(target: Path) -> bool:
         return True
     if target.is_symlink() or not target.is_dir():
         return False
-    return (target / artifacts.MANIFEST).is_file() or not any(target.iterdir())
+    return (target / schema.MANIFEST).is_file() or not any(target.iterdir())
 
 
 @contextmanager
@@ -105,7 +106,7 @@ def fresh_output(target: Path) -> Iterator[Path]:
     target = target.absolute()
     if not _replaceable(target):
         raise artifacts.ArtifactError(
-            f"{target} exists and is not an artifact folder (no {artifacts.MANIFEST}); refusing to replace it"
+            f"{target} exists and is not an artifact folder (no {schema.MANIFEST}); refusing to replace it"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))

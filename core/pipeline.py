@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from core import anomaly, artifacts, data, demo, ranking, schema
+from core import anomaly, artifacts, categories, data, demo, model_files, ranking, schema
 from core import engine as engine_pkg
 from core.bench import StageTimer, peak_rss_mb
 from core.memory import release_memory
-from core.outputs import LIBRARIES, fresh_output, swap_in, write_manifest  # noqa: F401  (re-exported for callers)
-from core.results import METRIC_COLUMNS, markdown_table, results_markdown  # noqa: F401  (re-exported for callers)
+from core.outputs import fresh_output, write_manifest
+from core.results import results_markdown
 from core.schema import (
     DEFAULT_DETECTOR,
     DEFAULT_SEED,
@@ -64,7 +64,7 @@ def load_inputs(raw_dir: str | None, events_file: str | None, n_events: int, see
     if raw_dir:
         events, report = data.load_raw_with_report(raw_dir)
         tree_file = Path(raw_dir) / data.CATEGORY_TREE_FILE
-        tree = data.read_category_tree(tree_file) if tree_file.exists() else None
+        tree = categories.read_category_tree(tree_file) if tree_file.exists() else None
         return Inputs(events, f"RetailRocket files in {Path(raw_dir).name}/", None, report.as_dict(), tree)
     if events_file:
         return Inputs(data.read_events(events_file), f"prepared events {Path(events_file).name}", None, None)
@@ -168,21 +168,23 @@ def write_task2(out: Path, t2: dict[str, Any]) -> dict[str, Any]:
     """Write the task-2 artifacts (every detector, tables, operating point); the served entry."""
     served = t2["detector"]
     # page checksums: a corrupted artifact is caught on read (core.artifacts.read_table)
-    t2["features"].to_parquet(out / artifacts.USER_FEATURES, index=False, compression="zstd", write_page_checksum=True)
-    t2["scored"].to_parquet(out / artifacts.SCORED_USERS, index=False, compression="zstd", write_page_checksum=True)
-    t2["audit"].to_csv(out / artifacts.AUDIT_CSV, index=False, float_format="%.6f")
-    t2["cost"].to_csv(out / artifacts.CLEANING_COST_CSV, index=False, float_format="%.6f")
+    t2["features"].to_parquet(
+        out / schema.USER_FEATURES_FILE, index=False, compression="zstd", write_page_checksum=True
+    )
+    t2["scored"].to_parquet(out / schema.SCORED_USERS, index=False, compression="zstd", write_page_checksum=True)
+    t2["audit"].to_csv(out / schema.AUDIT_CSV, index=False, float_format="%.6f")
+    t2["cost"].to_csv(out / schema.CLEANING_COST_CSV, index=False, float_format="%.6f")
     files = {}
     for name, det in t2["detectors"].items():
         files[name] = anomaly.detector_file(name)
-        (out / files[name]).write_bytes(artifacts.dump_model(det))
+        (out / files[name]).write_bytes(model_files.dump_model(det))
     op = served.operating_point()
     op.update(
         protect_buyers=t2["protect_buyers"],
         policy=anomaly.policy_label(t2["protect_buyers"]),
         detectors={n: {"file": files[n], "threshold": float(d.threshold_)} for n, d in t2["detectors"].items()},
     )
-    artifacts.write_json(op, out / artifacts.OPERATING_POINT)
+    artifacts.write_json(op, out / schema.OPERATING_POINT)
     artifacts.write_json(t2["drift_reference"].model_dump(mode="json"), out / schema.DRIFT_REFERENCE)
     return {"file": files[served.name], "name": served.name, "protect_buyers": t2["protect_buyers"], "detectors": files}
 
@@ -263,10 +265,10 @@ def _build_into(
         inputs = load_inputs(raw_dir, events_file, n_events, seed)
         events = inputs.events
         fp = data.fingerprint(events)
-        artifacts.write_json(dataset_summary(events, inputs.source), out / artifacts.DATASET_SUMMARY)
-        daily_activity(events).to_csv(out / artifacts.DAILY_ACTIVITY, index=False)
+        artifacts.write_json(dataset_summary(events, inputs.source), out / schema.DATASET_SUMMARY)
+        daily_activity(events).to_csv(out / schema.DAILY_ACTIVITY, index=False)
         if inputs.category_tree is not None:  # the pages show each category with its parent path
-            inputs.category_tree.to_csv(out / artifacts.CATEGORY_TREE, index=False)
+            inputs.category_tree.to_csv(out / schema.CATEGORY_TREE, index=False)
 
     with timer.stage(f"user features and history candidates ({engine} engine)"):
         features, cands = engine_pkg.per_visitor_stages(events, engine, scheduler, n_workers, memory_limit)
@@ -281,7 +283,7 @@ def _build_into(
         clean = t2.pop("clean")  # the build's own reference only: freed after the cleaned run
         committed = _commit_sample(clean, seed)
         sampled_clean = len(committed) < len(clean)
-        data.write_events(committed, out / artifacts.CLEAN_EVENTS)
+        data.write_events(committed, out / schema.CLEAN_EVENTS)
         del committed
 
     release_memory()
@@ -354,7 +356,7 @@ def _build_into(
             log.info("realism: %s", line)
 
     with timer.stage("manifest"):
-        (out / artifacts.RESULTS_MD).write_text(results_markdown(out))
+        (out / schema.RESULTS_MD).write_text(results_markdown(out))
         write_manifest(
             out,
             seed=seed,
@@ -441,7 +443,7 @@ def served_identity(model: ranking.RankingModel) -> dict[str, Any]:
     # The name is what the dashboard and API show as "ranker": it says when the candidates differ.
     name = f"{model.name}_markov{model.markov_top_n}" if markov else model.name
     return {
-        "file": f"{artifacts.RANKING_MODEL_PREFIX}{name}{artifacts.MODEL_SUFFIX}",
+        "file": f"{schema.RANKING_MODEL_PREFIX}{name}{schema.MODEL_SUFFIX}",
         "name": name,
         "ranker": model.name,
         "candidates": candidates,
@@ -458,9 +460,9 @@ def write_task1(
     identity = served_identity(served.model)
     # A copy under its served name: the fitted model of the run is left as it was.
     best = dataclasses.replace(served.model, name=identity["name"])
-    (out / identity["file"]).write_bytes(artifacts.dump_model(best))
+    (out / identity["file"]).write_bytes(model_files.dump_model(best))
     dataset = _case_sample(raw_run.dataset_sample, RANKING_DATASET_COMMIT_ROWS)
-    dataset.to_parquet(out / artifacts.RANKING_DATASET, index=False, compression="zstd", write_page_checksum=True)
+    dataset.to_parquet(out / schema.RANKING_DATASET, index=False, compression="zstd", write_page_checksum=True)
     metrics = pd.concat(
         [
             raw_run.metrics.assign(candidate_set="history"),
@@ -468,7 +470,7 @@ def write_task1(
         ],
         ignore_index=True,
     )
-    metrics.to_csv(out / artifacts.RANKING_METRICS_CSV, index=False, float_format="%.6f")
+    metrics.to_csv(out / schema.RANKING_METRICS_CSV, index=False, float_format="%.6f")
     artifacts.write_json(
         {
             "population": (
@@ -488,7 +490,7 @@ def write_task1(
             "baseline lies above zero",
             "serving_rule": served.serving,
             "dataset_file": {
-                "name": artifacts.RANKING_DATASET,
+                "name": schema.RANKING_DATASET,
                 "rows": int(len(dataset)),
                 "candidate_rows_in_run": int(raw_run.n_candidate_rows),
                 "is_sample": bool(len(dataset) < raw_run.n_candidate_rows),
@@ -498,7 +500,7 @@ def write_task1(
             "history_run": _run_info(raw_run),
             "markov_run": _run_info(markov_run),
         },
-        out / artifacts.RANKING_METRICS_JSON,
+        out / schema.RANKING_METRICS_JSON,
     )
     before_after = pd.concat(
         [
@@ -507,7 +509,7 @@ def write_task1(
         ],
         ignore_index=True,
     )
-    before_after.to_csv(out / artifacts.BEFORE_AFTER_CSV, index=False, float_format="%.6f")
+    before_after.to_csv(out / schema.BEFORE_AFTER_CSV, index=False, float_format="%.6f")
     artifacts.write_json(
         {
             "note": (
@@ -520,7 +522,7 @@ def write_task1(
             "raw": _run_info(raw_run),
             "cleaned": _run_info(clean_run),
         },
-        out / artifacts.BEFORE_AFTER_JSON,
+        out / schema.BEFORE_AFTER_JSON,
     )
     return {**identity, "reason": served.serving["reason"]}
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import artifacts, schema
+from core import schema
 
 
 def _cell(value: Any) -> str:
@@ -123,12 +123,12 @@ def detector_story(out: Path, op: dict[str, Any], cleaning: dict[str, Any]) -> l
 
 def results_markdown(out: Path) -> str:
     """The README's results tables, written from the artifacts of this build."""
-    summary = json.loads((out / artifacts.DATASET_SUMMARY).read_text())
-    metrics = pd.read_csv(out / artifacts.RANKING_METRICS_CSV)
-    before_after = json.loads((out / artifacts.BEFORE_AFTER_JSON).read_text())
-    op = json.loads((out / artifacts.OPERATING_POINT).read_text())
+    summary = json.loads((out / schema.DATASET_SUMMARY).read_text())
+    metrics = pd.read_csv(out / schema.RANKING_METRICS_CSV)
+    before_after = json.loads((out / schema.BEFORE_AFTER_JSON).read_text())
+    op = json.loads((out / schema.OPERATING_POINT).read_text())
     cleaning = before_after["cleaning"]
-    ranking_json = json.loads((out / artifacts.RANKING_METRICS_JSON).read_text())
+    ranking_json = json.loads((out / schema.RANKING_METRICS_JSON).read_text())
     serving = ranking_json.get("serving_rule")
     lines = [
         f"Data: {summary['source']}: {summary['events']:,} events, {summary['visitors']:,} visitors, "

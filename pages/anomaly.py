@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import anomaly
+from core import anomaly, schema
 from core import artifacts as A
 from core.anomaly import batch
 from core.errors import DataError
@@ -173,7 +173,7 @@ def show_drift(drift: dict | None, detector: anomaly.Detector, no_categories: bo
     """The batch's drift against the training users: verdict, flagged shares, PSI per feature."""
     st.header("Drift against the training users")
     if drift is None:
-        st.info(f"This build has no drift reference ({A.DRIFT_REFERENCE}). {A.REBUILD_HINT}")
+        st.info(f"This build has no drift reference ({schema.DRIFT_REFERENCE}). {A.REBUILD_HINT}")
         return
     verdict = str(drift["verdict"])
     say = {"drift": st.warning, "moderate drift": st.info, "no drift": st.success, "too few rows": st.info}[verdict]
@@ -428,11 +428,11 @@ if upload_id != st.session_state.get("last_upload_id"):  # a new file, or the fi
 if uploaded is not None:
     drop_upload_bytes(uploaded, "features_file")  # read once above: the decoded table is what the page uses
 if use_demo:
-    demo_path = arts.verified_path(A.USER_FEATURES)
+    demo_path = arts.verified_path(schema.USER_FEATURES_FILE)
     if demo_path is None:
-        st.error(f"The demo features (`{A.USER_FEATURES}`) are not built or were refused. {A.REBUILD_HINT}")
+        st.error(f"The demo features (`{schema.USER_FEATURES_FILE}`) are not built or were refused. {A.REBUILD_HINT}")
     else:
-        load_input(A.USER_FEATURES, demo_path.read_bytes(), f"demo:{arts.manifest.get('built_at')}")
+        load_input(schema.USER_FEATURES_FILE, demo_path.read_bytes(), f"demo:{arts.manifest.get('built_at')}")
 
 source = st.session_state.get("anomaly_input")
 if source is None:

@@ -10,7 +10,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core import artifacts as A
+from core import schema
 from core.anomaly.policy import TXN_WARNING_SHARE, cost_sentence, policy_label
 from core.report import ReportBlock, html_report, svg_renderer_available
 from core.schema import METRIC_ORDER
@@ -143,12 +143,12 @@ def before_after() -> list[ReportBlock]:
     """Ranking metrics on the raw and the cleaned events, as grouped bars with case counts."""
     st.header("Ranking before and after cleaning")
     blocks = [ReportBlock("heading", "Ranking before and after cleaning")]
-    rows = table(A.BEFORE_AFTER_CSV)
+    rows = table(schema.BEFORE_AFTER_CSV)
     if rows is None:
-        missing("The before/after table", A.BEFORE_AFTER_CSV)
-        return blocks + [ReportBlock("note", f"{A.BEFORE_AFTER_CSV} is not built yet.")]
+        missing("The before/after table", schema.BEFORE_AFTER_CSV)
+        return blocks + [ReportBlock("note", f"{schema.BEFORE_AFTER_CSV} is not built yet.")]
     rankers = list(dict.fromkeys(rows["ranker"]))
-    ranking_json = read_json(A.RANKING_METRICS_JSON) or {}
+    ranking_json = read_json(schema.RANKING_METRICS_JSON) or {}
     best = ranking_json.get("best")
     why = (ranking_json.get("served_model") or {}).get("why")
     if best and why:
@@ -226,10 +226,10 @@ def same_population() -> list[ReportBlock]:
     title = "Same-population evaluation"
     st.header(title)
     blocks = [ReportBlock("heading", title)]
-    rows = table(A.EVALUATION_JSON.replace(".json", ".csv"))
-    if rows is None or read_json(A.EVALUATION_JSON) is None:
-        missing(title, A.EVALUATION_JSON)
-        return blocks + [ReportBlock("note", f"{A.EVALUATION_JSON} is not built yet.")]
+    rows = table(schema.EVALUATION_CSV)
+    if rows is None or read_json(schema.EVALUATION_JSON) is None:
+        missing(title, schema.EVALUATION_JSON)
+        return blocks + [ReportBlock("note", f"{schema.EVALUATION_JSON} is not built yet.")]
     rows = filtered(rows, "honest")
     population = "; ".join(map(str, dict.fromkeys(rows.get("population", []))))
     if {"metric", "value", "ci_low", "ci_high", "ranker"} <= set(rows.columns):
@@ -280,11 +280,11 @@ def audit() -> list[ReportBlock]:
     """Precision/recall and what cleaning removes, against the flagged share."""
     st.header("Detector operating points")
     blocks = [ReportBlock("heading", "Detector operating points")]
-    rows = table(A.AUDIT_CSV)
+    rows = table(schema.AUDIT_CSV)
     if rows is None:
-        missing("The detector audit", A.AUDIT_CSV)
-        return blocks + [ReportBlock("note", f"{A.AUDIT_CSV} is not built yet.")]
-    op_share = (read_json(A.OPERATING_POINT) or {}).get("share")
+        missing("The detector audit", schema.AUDIT_CSV)
+        return blocks + [ReportBlock("note", f"{schema.AUDIT_CSV} is not built yet.")]
+    op_share = (read_json(schema.OPERATING_POINT) or {}).get("share")
     label_source = str(rows["label_source"].iloc[0]) if "label_source" in rows else "unknown labels"
     marker = (
         alt.Chart(pd.DataFrame({"share": [op_share] if op_share else []}))
@@ -343,11 +343,11 @@ def cleaning_cost() -> list[ReportBlock]:
     title = "What each share costs"
     st.header(title)
     blocks = [ReportBlock("heading", title)]
-    rows = table(A.CLEANING_COST_CSV)
+    rows = table(schema.CLEANING_COST_CSV)
     if rows is None:
-        missing("The cleaning cost table", A.CLEANING_COST_CSV)
-        return blocks + [ReportBlock("note", f"{A.CLEANING_COST_CSV} is not built yet.")]
-    op = read_json(A.OPERATING_POINT) or {}
+        missing("The cleaning cost table", schema.CLEANING_COST_CSV)
+        return blocks + [ReportBlock("note", f"{schema.CLEANING_COST_CSV} is not built yet.")]
+    op = read_json(schema.OPERATING_POINT) or {}
     c = st.columns(2)
     names = list(dict.fromkeys(rows["detector"]))
     served = op.get("detector")
@@ -393,11 +393,11 @@ def detector_quality() -> list[ReportBlock]:
     title = "Detector quality"
     st.header(title)
     blocks = [ReportBlock("heading", title)]
-    rows = table(A.DETECTOR_QUALITY_JSON.replace(".json", ".csv"))
-    if rows is None or read_json(A.DETECTOR_QUALITY_JSON) is None:
-        missing(title, A.DETECTOR_QUALITY_JSON)
-        return blocks + [ReportBlock("note", f"{A.DETECTOR_QUALITY_JSON} is not built yet.")]
-    served = (read_json(A.OPERATING_POINT) or {}).get("detector")
+    rows = table(schema.DETECTOR_QUALITY_CSV)
+    if rows is None or read_json(schema.DETECTOR_QUALITY_JSON) is None:
+        missing(title, schema.DETECTOR_QUALITY_JSON)
+        return blocks + [ReportBlock("note", f"{schema.DETECTOR_QUALITY_JSON} is not built yet.")]
+    served = (read_json(schema.OPERATING_POINT) or {}).get("detector")
     methods = list(dict.fromkeys(rows["method"])) if "method" in rows else []
     methods = sorted(methods, key=lambda m: (m != served, m == "volume_rule"))  # served first, baseline last
     measures = [c for c in ("pr_auc", "precision", "recall") if c in rows.columns]
@@ -502,7 +502,7 @@ for tab, sections in zip(st.tabs(list(TABS)), TABS.values()):
             blocks += section()
 
 report = html_report(
-    f"Cleaning KPIs · data: {(read_json(A.DATASET_SUMMARY) or {}).get('source', 'not built')} · "
+    f"Cleaning KPIs · data: {(read_json(schema.DATASET_SUMMARY) or {}).get('source', 'not built')} · "
     f"exported {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
     blocks,
 )

@@ -4,7 +4,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core import artifacts as A
+from core import schema
 from core.anomaly.policy import policy_label
 from dashboard import (
     COUNT_D3,
@@ -68,11 +68,11 @@ glossary(
 
 # --- The dataset ----------------------------------------------------------------------------
 st.header("Dataset")
-summary = read_json(A.DATASET_SUMMARY)
+summary = read_json(schema.DATASET_SUMMARY)
 if summary is None:
-    missing("The dataset summary", A.DATASET_SUMMARY)
+    missing("The dataset summary", schema.DATASET_SUMMARY)
 elif why := bad_content(
-    A.DATASET_SUMMARY, summary, numbers=("events", "visitors", "items", "categories"), mappings=("event_mix",)
+    schema.DATASET_SUMMARY, summary, numbers=("events", "visitors", "items", "categories"), mappings=("event_mix",)
 ):
     unusable("The dataset summary", why)
 else:
@@ -95,14 +95,14 @@ left, right = st.columns(2)
 
 with left:
     st.subheader("Task 1 · next-category ranking")
-    metrics = read_json(A.RANKING_METRICS_JSON)
+    metrics = read_json(schema.RANKING_METRICS_JSON)
     if metrics is None:
-        missing("The ranking metrics", A.RANKING_METRICS_JSON)
+        missing("The ranking metrics", schema.RANKING_METRICS_JSON)
     else:
         best = metrics.get("best")
         r = best_test_row(pd.DataFrame(metrics.get("rankers", [])), best)
         if r is None:
-            st.warning(f"No test row for the served ranker {best!r} in {A.RANKING_METRICS_JSON}.")
+            st.warning(f"No test row for the served ranker {best!r} in {schema.RANKING_METRICS_JSON}.")
         else:
             c = st.columns(3)
             c[0].metric(
@@ -159,15 +159,15 @@ with left:
 
 with right:
     st.subheader("Task 2 · abnormal users")
-    op = read_json(A.OPERATING_POINT)
+    op = read_json(schema.OPERATING_POINT)
     if op is None:
-        missing("The detector's operating point", A.OPERATING_POINT)
-    elif why := bad_content(A.OPERATING_POINT, op, required=("share", "n_users", "threshold")):
+        missing("The detector's operating point", schema.OPERATING_POINT)
+    elif why := bad_content(schema.OPERATING_POINT, op, required=("share", "n_users", "threshold")):
         unusable("The detector's operating point", why)
     else:
         # One population for the three figures: every user of the build at the frozen threshold,
         # with the served policy (the cleaning cost table); the audit has no buyer policy.
-        cost = table(A.CLEANING_COST_CSV)
+        cost = table(schema.CLEANING_COST_CSV)
         protect = bool(op.get("protect_buyers", True))
         frozen = None
         if cost is not None and len(cost):
@@ -197,7 +197,7 @@ with right:
             + (f"; {count(frozen['events_removed'])} events removed" if frozen is not None else "")
             + "."
         )
-        audit = table(A.AUDIT_CSV)
+        audit = table(schema.AUDIT_CSV)
         at_op = None
         if audit is not None and len(audit):
             at_op = audit.iloc[(audit["share"] - op["share"]).abs().argmin()]
@@ -211,10 +211,10 @@ with right:
 # --- Daily activity -------------------------------------------------------------------------
 st.header("Daily activity")
 EVENT_NAMES = {"view": "Views", "addtocart": "Add-to-cart", "transaction": "Transactions"}
-daily = table(A.DAILY_ACTIVITY)
+daily = table(schema.DAILY_ACTIVITY)
 if daily is None:
-    missing("The daily activity table", A.DAILY_ACTIVITY)
-elif why := bad_content(A.DAILY_ACTIVITY, daily, numbers=("events",), dates=("date",), columns=("event",)):
+    missing("The daily activity table", schema.DAILY_ACTIVITY)
+elif why := bad_content(schema.DAILY_ACTIVITY, daily, numbers=("events",), dates=("date",), columns=("event",)):
     unusable("The daily activity table", why)
 else:
     daily["date"] = pd.to_datetime(daily["date"])

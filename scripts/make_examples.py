@@ -21,10 +21,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from api.schemas import EXAMPLES_DIR  # noqa: E402
-from core.artifacts import CLEAN_EVENTS, SCORED_USERS, Artifacts, load_artifacts  # noqa: E402
-from core.artifacts import USER_FEATURES as USER_FEATURES_FILE  # noqa: E402
+from core.artifacts import Artifacts, load_artifacts  # noqa: E402
 from core.errors import ArtifactError  # noqa: E402
 from core.ranking import history_before, pick_visitor, view_sequences  # noqa: E402
+from core.schema import (  # noqa: E402
+    CLEAN_EVENTS,
+    SCORED_USERS,
+    USER_FEATURES_FILE,
+)
 from core.schema import USER_FEATURES as FEATURES  # noqa: E402
 
 SEED = 42

@@ -482,11 +482,12 @@ def test_flag_scores_moves_the_share_without_rescoring(detector, train_features)
 def test_scores_on_the_committed_build_do_not_depend_on_de_duplication():
     """The committed detector on real demo features (about 3 users per distinct feature row)."""
     from core import artifacts as A
+    from core import schema
 
     arts = A.load_artifacts()
-    if arts.detector is None or arts.verified_path(A.USER_FEATURES) is None:
+    if arts.detector is None or arts.verified_path(schema.USER_FEATURES_FILE) is None:
         skip_or_fail("no verified build in recsys_artifacts/: run `python -m core build`")
-    features = pd.read_parquet(arts.verified_path(A.USER_FEATURES)).head(20_000)
+    features = pd.read_parquet(arts.verified_path(schema.USER_FEATURES_FILE)).head(20_000)
     features.loc[5, "events"] = np.nan  # one unscorable row
     for det in arts.detectors.values():
         every_row = np.full(len(features), np.nan)

@@ -27,20 +27,18 @@ from api.routes import finite_or_none
 from api.schemas import MAX_TIMESTAMP_MS, MAX_USERS, UserFeatures
 from core import anomaly, ranking
 from core.anomaly import batch
-from core.artifacts import (
-    ARTIFACT_DIR,
-    ARTIFACT_DIR_ENV,
+from core.artifacts import ARTIFACT_DIR, ARTIFACT_DIR_ENV, default_dir, load_artifacts
+from core.errors import DataError
+from core.ranking import MAX_VIEWS
+from core.schema import (
     DETECTOR,
     MANIFEST,
     MODEL_SUFFIX,
     RANKING_MODEL_PREFIX,
     SCORED_USERS,
-    default_dir,
-    load_artifacts,
+    USER_FEATURES,
+    USER_FEATURES_FILE,
 )
-from core.errors import DataError
-from core.ranking import MAX_VIEWS
-from core.schema import USER_FEATURES, USER_FEATURES_FILE
 
 API_DIR = Path(deps.__file__).resolve().parent
 API_SOURCES = [API_DIR.parent / "app.py", *sorted(API_DIR.glob("*.py"))]

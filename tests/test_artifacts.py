@@ -19,9 +19,10 @@ import pandas as pd
 import pytest
 import skops.io as sio
 
-from core import anomaly, artifacts, pipeline, ranking
+from core import anomaly, artifacts, model_files, outputs, ranking, safe_read, schema
 from core.artifacts import load_artifacts, require
 from core.errors import ArtifactError
+from core.manifest import MANIFEST_KEY_ENV, file_entry, sign_manifest, signature_ok
 from core.schema import CANDIDATE_FEATURES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,21 +37,21 @@ def copy_dir(tmp_path) -> Path:
 
 
 def _model_name(path: Path) -> str:
-    return next(p.name for p in path.glob(f"{artifacts.RANKING_MODEL_PREFIX}*{artifacts.MODEL_SUFFIX}"))
+    return next(p.name for p in path.glob(f"{schema.RANKING_MODEL_PREFIX}*{schema.MODEL_SUFFIX}"))
 
 
 def _manifest(path: Path) -> dict[str, Any]:
-    return json.loads((path / artifacts.MANIFEST).read_text())
+    return json.loads((path / schema.MANIFEST).read_text())
 
 
 def _rewrite_manifest(path: Path, manifest: Any) -> None:
-    (path / artifacts.MANIFEST).write_text(json.dumps(manifest))
+    (path / schema.MANIFEST).write_text(json.dumps(manifest))
 
 
 def _relist(path: Path, name: str) -> None:
     """Update a file's manifest entry, as an attacker who can write the folder would."""
     manifest = _manifest(path)
-    manifest["files"][name] = artifacts.file_entry(path / name)
+    manifest["files"][name] = file_entry(path / name)
     _rewrite_manifest(path, manifest)
 
 
@@ -101,10 +102,10 @@ def test_committed_artifacts_verify_and_load():
 
 
 def test_model_files_are_skops_not_pickle():
-    for name in (_model_name(artifacts.ARTIFACT_DIR), artifacts.DETECTOR):
+    for name in (_model_name(artifacts.ARTIFACT_DIR), schema.DETECTOR):
         data = (artifacts.ARTIFACT_DIR / name).read_bytes()
         assert data[:2] == b"PK"  # a skops zip
-        assert set(sio.get_untrusted_types(data=data)) <= set(artifacts.trusted_types())
+        assert set(sio.get_untrusted_types(data=data)) <= set(model_files.trusted_types())
 
 
 @pytest.mark.parametrize("learner", ranking.LEARNED_RANKERS)
@@ -114,7 +115,7 @@ def test_every_learned_ranker_round_trips_through_the_trusted_format(learner):
     y = (X[:, 0] > 0.5).astype(int)
     estimator = ranking.make_estimator(learner).fit(X, y)
     model = ranking.RankingModel(name=learner, estimator=estimator)
-    back = artifacts.load_model(artifacts.dump_model(model), ranking.RankingModel)
+    back = model_files.load_model(model_files.dump_model(model), ranking.RankingModel)
     # allclose: a forest sums its trees on threads, in any order
     np.testing.assert_allclose(back.estimator.predict_proba(X), estimator.predict_proba(X), rtol=1e-12)
 
@@ -153,41 +154,41 @@ def test_malicious_pickle_with_its_hash_in_the_manifest_never_runs(copy_dir, tmp
     marker = tmp_path / "pwned"
     name = _model_name(copy_dir)
     (copy_dir / name).write_bytes(pickle.dumps(RunsCode(marker)))
-    (copy_dir / artifacts.DETECTOR).write_bytes(pickle.dumps(RunsCode(marker)))
+    (copy_dir / schema.DETECTOR).write_bytes(pickle.dumps(RunsCode(marker)))
     _relist(copy_dir, name)
-    _relist(copy_dir, artifacts.DETECTOR)
+    _relist(copy_dir, schema.DETECTOR)
     arts = load_artifacts(copy_dir)
     assert not marker.exists()
     assert arts.ranking_model is None and arts.detector is None
     assert arts.status[name].startswith("refused: is not a readable skops model file")
     assert not arts.manifest_ok
     with pytest.raises(ArtifactError, match="skops"):
-        artifacts.load_model((copy_dir / name).read_bytes(), ranking.RankingModel)
+        model_files.load_model((copy_dir / name).read_bytes(), ranking.RankingModel)
 
 
 def test_a_type_outside_the_trusted_list_is_refused(copy_dir):
     data = sio.dumps({"model": Foreign()})
     with pytest.raises(ArtifactError, match="outside the trusted list: .*Foreign"):
-        artifacts.load_model(data, ranking.RankingModel)
-    (copy_dir / artifacts.DETECTOR).write_bytes(data)
-    _relist(copy_dir, artifacts.DETECTOR)
+        model_files.load_model(data, ranking.RankingModel)
+    (copy_dir / schema.DETECTOR).write_bytes(data)
+    _relist(copy_dir, schema.DETECTOR)
     arts = load_artifacts(copy_dir)
-    assert arts.detector is None and "outside the trusted list" in arts.status[artifacts.DETECTOR]
+    assert arts.detector is None and "outside the trusted list" in arts.status[schema.DETECTOR]
 
 
 def test_wrong_object_with_matching_hash_is_refused(copy_dir):
-    (copy_dir / artifacts.DETECTOR).write_bytes(sio.dumps({"not": "a detector"}))
-    _relist(copy_dir, artifacts.DETECTOR)
+    (copy_dir / schema.DETECTOR).write_bytes(sio.dumps({"not": "a detector"}))
+    _relist(copy_dir, schema.DETECTOR)
     arts = load_artifacts(copy_dir)
     assert arts.detector is None
-    assert arts.status[artifacts.DETECTOR] == "refused: holds a dict, expected Detector"
+    assert arts.status[schema.DETECTOR] == "refused: holds a dict, expected Detector"
 
 
 def test_the_bytes_hashed_are_the_bytes_loaded(copy_dir, tmp_path, monkeypatch):
     """A swap of the file after it was read and hashed has no effect: nothing reopens it."""
     marker = tmp_path / "pwned"
     name = _model_name(copy_dir)
-    real_read = artifacts.read_verified
+    real_read = safe_read.read_verified
 
     def read_then_swap(dir_fd, file_name, entry):
         data = real_read(dir_fd, file_name, entry)
@@ -204,18 +205,18 @@ def test_the_bytes_hashed_are_the_bytes_loaded(copy_dir, tmp_path, monkeypatch):
 
 
 def test_missing_manifest_loads_no_model(copy_dir):
-    (copy_dir / artifacts.MANIFEST).unlink()
+    (copy_dir / schema.MANIFEST).unlink()
     arts = load_artifacts(copy_dir)
     assert arts.ranking_model is None and arts.detector is None
     assert "python -m core build" in arts.problems[0]
 
 
 def test_file_missing_after_build_is_reported(copy_dir):
-    (copy_dir / artifacts.DETECTOR).unlink()
+    (copy_dir / schema.DETECTOR).unlink()
     arts = load_artifacts(copy_dir)
     assert arts.detector is None
-    assert arts.status[artifacts.DETECTOR] == "missing"
-    assert any(artifacts.DETECTOR in p for p in arts.problems)
+    assert arts.status[schema.DETECTOR] == "missing"
+    assert any(schema.DETECTOR in p for p in arts.problems)
     assert arts.detector is None and "isolation_forest" not in arts.detectors
     assert "robust_z" in arts.detectors  # the other detectors still load
     with pytest.raises(ArtifactError, match="python -m core build"):
@@ -223,7 +224,7 @@ def test_file_missing_after_build_is_reported(copy_dir):
 
 
 def test_corrupt_manifest_is_reported(copy_dir):
-    (copy_dir / artifacts.MANIFEST).write_text("{not json")
+    (copy_dir / schema.MANIFEST).write_text("{not json")
     arts = load_artifacts(copy_dir)
     assert arts.manifest is None and arts.ranking_model is None
     assert "not valid JSON" in arts.problems[0]
@@ -283,57 +284,57 @@ def test_malformed_manifest_degrades_with_a_reason(copy_dir, case):
 
 
 def test_duplicate_keys_in_the_manifest_are_refused(copy_dir):
-    text = (copy_dir / artifacts.MANIFEST).read_text()
-    (copy_dir / artifacts.MANIFEST).write_text(text.replace('"seed":', '"seed": 1, "seed":', 1))
+    text = (copy_dir / schema.MANIFEST).read_text()
+    (copy_dir / schema.MANIFEST).write_text(text.replace('"seed":', '"seed": 1, "seed":', 1))
     arts = load_artifacts(copy_dir)
     assert arts.manifest is None and "not valid JSON" in arts.problems[0]
 
 
 def test_a_symlink_out_of_the_folder_is_refused(copy_dir, tmp_path):
     outside = tmp_path / "outside.csv"
-    shutil.copy(copy_dir / artifacts.AUDIT_CSV, outside)
-    (copy_dir / artifacts.AUDIT_CSV).unlink()
-    (copy_dir / artifacts.AUDIT_CSV).symlink_to(outside)
+    shutil.copy(copy_dir / schema.AUDIT_CSV, outside)
+    (copy_dir / schema.AUDIT_CSV).unlink()
+    (copy_dir / schema.AUDIT_CSV).symlink_to(outside)
     arts = load_artifacts(copy_dir)
-    assert arts.status[artifacts.AUDIT_CSV] == "refused" and not arts.manifest_ok
+    assert arts.status[schema.AUDIT_CSV] == "refused" and not arts.manifest_ok
     assert any("symlink" in p for p in arts.problems)
 
 
 def test_a_symlink_to_a_device_does_not_hang(copy_dir):
-    (copy_dir / artifacts.AUDIT_CSV).unlink()
-    (copy_dir / artifacts.AUDIT_CSV).symlink_to("/dev/zero")
+    (copy_dir / schema.AUDIT_CSV).unlink()
+    (copy_dir / schema.AUDIT_CSV).symlink_to("/dev/zero")
     arts = _load_within_timeout(copy_dir)
-    assert arts.status[artifacts.AUDIT_CSV] == "refused"
+    assert arts.status[schema.AUDIT_CSV] == "refused"
 
 
 def test_a_fifo_is_refused_without_blocking(copy_dir):
-    (copy_dir / artifacts.AUDIT_CSV).unlink()
-    os.mkfifo(copy_dir / artifacts.AUDIT_CSV)
+    (copy_dir / schema.AUDIT_CSV).unlink()
+    os.mkfifo(copy_dir / schema.AUDIT_CSV)
     arts = _load_within_timeout(copy_dir)
-    assert arts.status[artifacts.AUDIT_CSV] == "refused"
+    assert arts.status[schema.AUDIT_CSV] == "refused"
     assert any("not a regular file" in p for p in arts.problems)
 
 
 def test_a_manifest_that_is_a_fifo_does_not_block(copy_dir):
-    (copy_dir / artifacts.MANIFEST).unlink()
-    os.mkfifo(copy_dir / artifacts.MANIFEST)
+    (copy_dir / schema.MANIFEST).unlink()
+    os.mkfifo(copy_dir / schema.MANIFEST)
     arts = _load_within_timeout(copy_dir)
     assert arts.manifest is None and "not a regular file" in arts.problems[0]
 
 
 def test_a_file_grown_past_its_listed_size_is_refused_unread(copy_dir):
-    with open(copy_dir / artifacts.AUDIT_CSV, "ab") as handle:
+    with open(copy_dir / schema.AUDIT_CSV, "ab") as handle:
         handle.write(b"0" * 1_000_000)
     arts = load_artifacts(copy_dir)
-    assert arts.status[artifacts.AUDIT_CSV].startswith("tampered") or arts.status[artifacts.AUDIT_CSV] == "refused"
+    assert arts.status[schema.AUDIT_CSV].startswith("tampered") or arts.status[schema.AUDIT_CSV] == "refused"
     assert not arts.manifest_ok
 
 
 def test_empty_directory_is_usable_and_explains(tmp_path):
     arts = load_artifacts(tmp_path)
     assert arts.summary()["manifest_ok"] is False
-    assert arts.read_table(artifacts.AUDIT_CSV) is None
-    assert arts.read_json(artifacts.OPERATING_POINT) is None
+    assert arts.read_table(schema.AUDIT_CSV) is None
+    assert arts.read_json(schema.OPERATING_POINT) is None
 
 
 def test_environment_variable_points_the_loader_elsewhere(tmp_path, monkeypatch):
@@ -344,21 +345,21 @@ def test_environment_variable_points_the_loader_elsewhere(tmp_path, monkeypatch)
 
 def test_tables_are_read_from_verified_bytes(copy_dir):
     arts = load_artifacts(copy_dir)
-    assert isinstance(arts.read_table(artifacts.AUDIT_CSV), pd.DataFrame)
-    (copy_dir / artifacts.AUDIT_CSV).write_text("changed,after\n1,2\n")
-    assert arts.read_table(artifacts.AUDIT_CSV) is None  # re-verified on every read
+    assert isinstance(arts.read_table(schema.AUDIT_CSV), pd.DataFrame)
+    (copy_dir / schema.AUDIT_CSV).write_text("changed,after\n1,2\n")
+    assert arts.read_table(schema.AUDIT_CSV) is None  # re-verified on every read
 
 
 # ------------------------------------------------------------------------------ signatures
 
 
 def _sign(path: Path, key: str) -> None:
-    data = (path / artifacts.MANIFEST).read_bytes()
-    (path / artifacts.MANIFEST_SIG).write_text(artifacts.sign_manifest(data, key.encode()) + "\n")
+    data = (path / schema.MANIFEST).read_bytes()
+    (path / schema.MANIFEST_SIG).write_text(sign_manifest(data, key.encode()) + "\n")
 
 
 def test_with_a_key_an_unsigned_manifest_is_refused(copy_dir, monkeypatch):
-    monkeypatch.setenv(artifacts.MANIFEST_KEY_ENV, "k1")
+    monkeypatch.setenv(MANIFEST_KEY_ENV, "k1")
     arts = load_artifacts(copy_dir)
     assert arts.manifest is None and arts.ranking_model is None
     assert "signature" in arts.problems[0]
@@ -366,7 +367,7 @@ def test_with_a_key_an_unsigned_manifest_is_refused(copy_dir, monkeypatch):
 
 def test_with_a_key_a_signed_manifest_loads_and_a_forged_one_does_not(copy_dir, monkeypatch):
     _sign(copy_dir, "k1")
-    monkeypatch.setenv(artifacts.MANIFEST_KEY_ENV, "k1")
+    monkeypatch.setenv(MANIFEST_KEY_ENV, "k1")
     arts = load_artifacts(copy_dir)
     assert arts.manifest_ok and arts.signed and arts.summary()["manifest_signed"] is True
     _sign(copy_dir, "attacker")
@@ -374,15 +375,15 @@ def test_with_a_key_a_signed_manifest_loads_and_a_forged_one_does_not(copy_dir, 
     _sign(copy_dir, "k1")
     manifest = _manifest(copy_dir)
     manifest["seed"] = 1
-    (copy_dir / artifacts.MANIFEST).write_text(json.dumps(manifest))  # changed after signing
+    (copy_dir / schema.MANIFEST).write_text(json.dumps(manifest))  # changed after signing
     assert load_artifacts(copy_dir).manifest is None
 
 
 def test_during_key_rotation_both_keys_are_accepted(copy_dir, monkeypatch):
     _sign(copy_dir, "old")
-    monkeypatch.setenv(artifacts.MANIFEST_KEY_ENV, "new, old")
+    monkeypatch.setenv(MANIFEST_KEY_ENV, "new, old")
     assert load_artifacts(copy_dir).manifest_ok
-    monkeypatch.setenv(artifacts.MANIFEST_KEY_ENV, "new")
+    monkeypatch.setenv(MANIFEST_KEY_ENV, "new")
     assert load_artifacts(copy_dir).manifest is None
 
 
@@ -392,9 +393,9 @@ def test_during_key_rotation_both_keys_are_accepted(copy_dir, monkeypatch):
 def _tiny_build(staging: Path, model_name: str) -> None:
     """What a build writes, in miniature: two files and a signed-if-keyed manifest."""
     (staging / model_name).write_bytes(b"model")
-    (staging / artifacts.DETECTOR).write_bytes(b"detector")
+    (staging / schema.DETECTOR).write_bytes(b"detector")
     events = pd.DataFrame({"visitorid": [1, 2]})
-    pipeline.write_manifest(
+    outputs.write_manifest(
         staging,
         seed=1,
         source="test",
@@ -406,10 +407,10 @@ def _tiny_build(staging: Path, model_name: str) -> None:
         served={
             "ranking_model": {"file": model_name, "name": "m", "ranker": "m", "candidates": "history"},
             "detector": {
-                "file": artifacts.DETECTOR,
+                "file": schema.DETECTOR,
                 "name": "isolation_forest",
                 "protect_buyers": True,
-                "detectors": {"isolation_forest": artifacts.DETECTOR},
+                "detectors": {"isolation_forest": schema.DETECTOR},
             },
         },
     )
@@ -417,37 +418,37 @@ def _tiny_build(staging: Path, model_name: str) -> None:
 
 def test_a_build_replaces_the_folder_and_never_lists_planted_files(tmp_path, monkeypatch):
     target = tmp_path / "arts"
-    with pipeline.fresh_output(target) as staging:
+    with outputs.fresh_output(target) as staging:
         _tiny_build(staging, "task1_ranking_best_a.skops")
     planted = target / "task1_ranking_best_planted.skops"
     planted.write_bytes(b"planted")
-    monkeypatch.setenv(artifacts.MANIFEST_KEY_ENV, "k1")
-    with pipeline.fresh_output(target) as staging:
+    monkeypatch.setenv(MANIFEST_KEY_ENV, "k1")
+    with outputs.fresh_output(target) as staging:
         assert staging.parent == target.parent and not any(staging.iterdir())
         _tiny_build(staging, "task1_ranking_best_b.skops")
     names = {p.name for p in target.iterdir()}
-    assert names == {"task1_ranking_best_b.skops", artifacts.DETECTOR, artifacts.MANIFEST, artifacts.MANIFEST_SIG}
+    assert names == {"task1_ranking_best_b.skops", schema.DETECTOR, schema.MANIFEST, schema.MANIFEST_SIG}
     manifest = _manifest(target)
-    assert set(manifest["files"]) == {"task1_ranking_best_b.skops", artifacts.DETECTOR}
-    sig = (target / artifacts.MANIFEST_SIG).read_text().strip()
-    assert artifacts.signature_ok((target / artifacts.MANIFEST).read_bytes(), sig, [b"k1"])
+    assert set(manifest["files"]) == {"task1_ranking_best_b.skops", schema.DETECTOR}
+    sig = (target / schema.MANIFEST_SIG).read_text().strip()
+    assert signature_ok((target / schema.MANIFEST).read_bytes(), sig, [b"k1"])
     assert {p.name for p in tmp_path.iterdir()} == {"arts"}  # no staging or old folder left
 
 
 def test_a_failed_build_leaves_the_old_folder_untouched(tmp_path):
     target = tmp_path / "arts"
-    with pipeline.fresh_output(target) as staging:
+    with outputs.fresh_output(target) as staging:
         _tiny_build(staging, "task1_ranking_best_a.skops")
-    before = hashlib.sha256((target / artifacts.MANIFEST).read_bytes()).hexdigest()
-    with pytest.raises(RuntimeError), pipeline.fresh_output(target) as staging:
+    before = hashlib.sha256((target / schema.MANIFEST).read_bytes()).hexdigest()
+    with pytest.raises(RuntimeError), outputs.fresh_output(target) as staging:
         (staging / "half.csv").write_text("x")
         raise RuntimeError("stage failed")
-    assert hashlib.sha256((target / artifacts.MANIFEST).read_bytes()).hexdigest() == before
+    assert hashlib.sha256((target / schema.MANIFEST).read_bytes()).hexdigest() == before
     assert {p.name for p in tmp_path.iterdir()} == {"arts"}
 
 
 def test_a_build_refuses_to_replace_a_folder_that_is_not_a_build(tmp_path):
     (tmp_path / "precious.txt").write_text("keep me")
-    with pytest.raises(ArtifactError, match="not an artifact folder"), pipeline.fresh_output(tmp_path):
+    with pytest.raises(ArtifactError, match="not an artifact folder"), outputs.fresh_output(tmp_path):
         pass
     assert (tmp_path / "precious.txt").exists()

@@ -28,6 +28,7 @@ import pytest
 from conftest import skip_or_fail
 
 from core import artifacts as A
+from core import schema
 from core.report import svg_renderer_available
 
 pytestmark = pytest.mark.e2e
@@ -288,7 +289,7 @@ def test_ranking_sampler_in_the_browser(page, dashboard_url):
 
 
 def test_upload_slider_and_scored_csv_download(page, dashboard_url, browser_artifact_dir, tmp_path):
-    features = pd.read_parquet(browser_artifact_dir / A.USER_FEATURES).head(3_000)
+    features = pd.read_parquet(browser_artifact_dir / schema.USER_FEATURES_FILE).head(3_000)
     upload = tmp_path / "my_features.csv"
     features.to_csv(upload, index=False)
 
@@ -334,7 +335,7 @@ def test_upload_slider_and_scored_csv_download(page, dashboard_url, browser_arti
 
 
 def test_raw_events_upload_is_scored(page, dashboard_url, browser_artifact_dir, tmp_path):
-    events = pd.read_parquet(browser_artifact_dir / A.CLEAN_EVENTS).head(20_000).drop(columns="categoryid")
+    events = pd.read_parquet(browser_artifact_dir / schema.CLEAN_EVENTS).head(20_000).drop(columns="categoryid")
     upload = tmp_path / "raw_events.csv"
     events.to_csv(upload, index=False)
     open_page(page, dashboard_url, "anomaly")
@@ -349,7 +350,7 @@ def test_raw_events_upload_is_scored(page, dashboard_url, browser_artifact_dir, 
 
 
 def test_hostile_file_is_shown_as_plain_text_and_fetches_nothing(page, dashboard_url, browser_artifact_dir, tmp_path):
-    features = pd.read_parquet(browser_artifact_dir / A.USER_FEATURES).head(200)
+    features = pd.read_parquet(browser_artifact_dir / schema.USER_FEATURES_FILE).head(200)
     probe = f"{dashboard_url}/probe-image.png"
     features["![x](" + probe + ")"] = "<img src=" + probe + ">"
     features.loc[3, "night_share"] = 1.5

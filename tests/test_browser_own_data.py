@@ -21,14 +21,14 @@ from test_browser import (  # noqa: F401  (module fixtures: one server and one b
     shot,
 )
 
-from core import artifacts as A
+from core import schema
 from core.schema import RAW_EVENT_COLUMNS
 
 pytestmark = pytest.mark.e2e
 
 
 def test_own_data_drift_fit_evidence_labels_and_cleaned_download(page, dashboard_url, browser_artifact_dir, tmp_path):  # noqa: F811
-    events = pd.read_parquet(browser_artifact_dir / A.CLEAN_EVENTS)
+    events = pd.read_parquet(browser_artifact_dir / schema.CLEAN_EVENTS)
     ids = np.sort(events["visitorid"].unique())[:3000]
     raw = events[events["visitorid"].isin(ids)][list(RAW_EVENT_COLUMNS)]
     raw = pd.concat([raw, raw.head(5)], ignore_index=True)  # 5 exact duplicates

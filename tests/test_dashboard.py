@@ -20,7 +20,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import artifacts as A
+from core import model_files, schema
 from core.export import parquet_bytes
+from core.manifest import file_entry
 from dashboard import built_date
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +82,7 @@ def texts(elements) -> str:
 
 
 def demo_features(artifact_dir: Path) -> pd.DataFrame:
-    return pd.read_parquet(artifact_dir / A.USER_FEATURES)
+    return pd.read_parquet(artifact_dir / schema.USER_FEATURES_FILE)
 
 
 def metric(at: AppTest, label: str) -> str:
@@ -161,7 +163,7 @@ def test_tampered_model_is_named_on_the_ranking_page(built_artifact_dir, monkeyp
 
     copy = tmp_path / "arts"
     shutil.copytree(built_artifact_dir, copy)
-    model = next(copy.glob(A.RANKING_MODEL_PREFIX + "*" + A.MODEL_SUFFIX))
+    model = next(copy.glob(schema.RANKING_MODEL_PREFIX + "*" + schema.MODEL_SUFFIX))
     with open(model, "ab") as handle:
         handle.write(b"x")
     monkeypatch.setenv(A.ARTIFACT_DIR_ENV, str(copy))
@@ -185,7 +187,7 @@ def test_tampered_artifact_fails_the_manifest_check(built_artifact_dir, monkeypa
 
     copy = tmp_path / "arts"
     shutil.copytree(built_artifact_dir, copy)
-    with open(copy / A.OPERATING_POINT, "a") as handle:
+    with open(copy / schema.OPERATING_POINT, "a") as handle:
         handle.write(" ")
     monkeypatch.setenv(A.ARTIFACT_DIR_ENV, str(copy))
     at = open_page(PAGES[0])
@@ -279,10 +281,10 @@ def test_overview_shows_dataset_and_headline_kpis(dashboard_built):
         "Events removed",
     ]:
         assert label in labels and labels[label] not in ("", "–"), label
-    summary = A.load_artifacts(dashboard_built).read_json(A.DATASET_SUMMARY)
+    summary = A.load_artifacts(dashboard_built).read_json(schema.DATASET_SUMMARY)
     assert labels["Events"] == f"{summary['events']:,}"
     assert "test cases" in texts(at.caption)
-    metrics = A.load_artifacts(dashboard_built).read_json(A.RANKING_METRICS_JSON)
+    metrics = A.load_artifacts(dashboard_built).read_json(schema.RANKING_METRICS_JSON)
     served = metrics["best"]
     row = next(r for r in metrics["rankers"] if r["split"] == "test" and r["ranker"] == served)
     # the headline is over all cases (what a visitor experiences); covered-only figures are secondary
@@ -308,9 +310,9 @@ def test_every_page_says_the_build_is_synthetic(dashboard_built, page):
 def test_a_build_from_real_files_shows_no_synthetic_banner(built_artifact_dir, monkeypatch, tmp_path):
     real = tmp_path / "real"
     shutil.copytree(built_artifact_dir, real)
-    manifest = json.loads((real / A.MANIFEST).read_text())
+    manifest = json.loads((real / schema.MANIFEST).read_text())
     manifest["data"]["source"] = "RetailRocket files"
-    (real / A.MANIFEST).write_text(json.dumps(manifest))
+    (real / schema.MANIFEST).write_text(json.dumps(manifest))
     monkeypatch.setenv(A.ARTIFACT_DIR_ENV, str(real))
     at = open_page(PAGES[0])
     no_exception(at)
@@ -319,7 +321,7 @@ def test_a_build_from_real_files_shows_no_synthetic_banner(built_artifact_dir, m
 
 def test_overview_leaves_out_partial_edge_days(dashboard_built):
     at = open_page("pages/overview.py")
-    daily = A.load_artifacts(dashboard_built).read_table(A.DAILY_ACTIVITY)
+    daily = A.load_artifacts(dashboard_built).read_table(schema.DAILY_ACTIVITY)
     cut = sorted(daily.loc[daily["partial"], "date"].unique())
     assert cut, "the demo log starts and ends mid-day"
     caption = texts(at.caption)
@@ -528,13 +530,13 @@ def test_a_served_baseline_is_named_with_the_rules_reason(built_artifact_dir, mo
 
     served = tmp_path / "served_baseline"
     shutil.copytree(built_artifact_dir, served)
-    manifest = json.loads((served / A.MANIFEST).read_text())
+    manifest = json.loads((served / schema.MANIFEST).read_text())
     old = manifest["served"]["ranking_model"]["file"]
     (served / old).unlink()
     del manifest["files"][old]
-    name = f"{A.RANKING_MODEL_PREFIX}recency{A.MODEL_SUFFIX}"
-    (served / name).write_bytes(A.dump_model(ranking.fit_ranker("recency", pd.DataFrame({"case_id": [0]}))))
-    manifest["files"][name] = A.file_entry(served / name)
+    name = f"{schema.RANKING_MODEL_PREFIX}recency{schema.MODEL_SUFFIX}"
+    (served / name).write_bytes(model_files.dump_model(ranking.fit_ranker("recency", pd.DataFrame({"case_id": [0]}))))
+    manifest["files"][name] = file_entry(served / name)
     reason = "The baseline recency is served: the best learned ranker, rf, does not beat it (made up for this test)"
     manifest["served"]["ranking_model"] = {
         "file": name,
@@ -543,7 +545,7 @@ def test_a_served_baseline_is_named_with_the_rules_reason(built_artifact_dir, mo
         "candidates": "history",
         "reason": reason,
     }
-    (served / A.MANIFEST).write_text(json.dumps(manifest))
+    (served / schema.MANIFEST).write_text(json.dumps(manifest))
     monkeypatch.setenv(A.ARTIFACT_DIR_ENV, str(served))
     at = ms_mode(open_page("pages/ranking.py"))
     set_views(at, {"timestamp": [0, 1_000, 2_000], "categoryid": [5, 5, 7], "itemid": [None] * 3})
@@ -599,14 +601,14 @@ def test_demo_features_are_scored_with_the_frozen_operating_point(dashboard_buil
     features = demo_features(dashboard_built)
     labels = {m.label: m.value for m in at.metric}
     assert labels["Rows"] == f"{len(features):,}"
-    scored = pd.read_parquet(dashboard_built / A.SCORED_USERS)
+    scored = pd.read_parquet(dashboard_built / schema.SCORED_USERS)
     assert labels["Flagged"] == f"{int(scored['is_anomaly'].sum()):,}"
     flagged = frame(at, "why")
     assert flagged["anomaly_score"].is_monotonic_decreasing
     assert flagged["why"].str.contains("σ").all()
     assert at.download_button(key="dl_csv").label == "Scored rows as CSV"
     assert at.download_button(key="dl_parquet").label == "Scored rows as parquet"
-    stem = A.USER_FEATURES.rsplit(".", 1)[0]
+    stem = schema.USER_FEATURES_FILE.rsplit(".", 1)[0]
     threshold = A.load_artifacts(dashboard_built).detector.threshold_
     # the file name says detector, policy, point and threshold
     tag = f"isolation_forest_keep-buyers_frozen_t{threshold:.4f}"
@@ -750,14 +752,14 @@ def test_cleaning_kpis_page_shows_charts_captions_and_report(dashboard_built):
     n_charts = len(charts(at))
     assert n_charts >= 3
     arts = A.load_artifacts(dashboard_built)
-    if arts.status.get(A.EVALUATION_JSON) == "ok" and arts.status.get(A.DETECTOR_QUALITY_JSON) == "ok":
+    if arts.status.get(schema.EVALUATION_JSON) == "ok" and arts.status.get(schema.DETECTOR_QUALITY_JSON) == "ok":
         assert n_charts == 6 and "like for like" in texts(at.caption)  # the difference has its own chart
         assert "spare buyers first" in texts(at.info) or "served detector" in texts(at.info)
         shown = " ".join(" ".join(map(str, d.value.columns)) for d in at.dataframe)
         assert not {"ci_low", "n_cases", "pr_auc"} & set(shown.split())  # display names only
         assert not [e for e in at.expander if "tables)" in e.label]
     assert "This operating point removes" in texts(at.info) + texts(at.warning)
-    why = arts.read_json(A.RANKING_METRICS_JSON)["served_model"]["why"]
+    why = arts.read_json(schema.RANKING_METRICS_JSON)["served_model"]["why"]
     assert f"Served ranker: {arts.ranking_model_name}. {why}." in texts(at.caption)
     cost = frame(at, "operating point", "transactions removed")
     assert (
@@ -791,7 +793,7 @@ def test_features_uploader_has_its_own_size_limit(dashboard_empty):
 
 
 def test_raw_events_upload_is_turned_into_features_and_scored(dashboard_built, downloads):
-    events = pd.read_parquet(dashboard_built / A.CLEAN_EVENTS).head(5_000).drop(columns="categoryid")
+    events = pd.read_parquet(dashboard_built / schema.CLEAN_EVENTS).head(5_000).drop(columns="categoryid")
     at = open_page("pages/anomaly.py")
     at = upload(at, "raw.csv", events.to_csv(index=False).encode())
     no_exception(at)
@@ -972,7 +974,7 @@ def test_labels_upload_measures_every_detector(dashboard_built, tmp_path):
     features = demo_features(dashboard_built)
     at = open_page("pages/anomaly.py")
     at = upload(at, "users.parquet", parquet_bytes(features))
-    labels = pd.read_parquet(dashboard_built / A.SCORED_USERS)[["visitorid", "is_anomaly"]].head(3000)
+    labels = pd.read_parquet(dashboard_built / schema.SCORED_USERS)[["visitorid", "is_anomaly"]].head(3000)
     csv = labels.rename(columns={"is_anomaly": "is_bot"}).to_csv(index=False)
     csv += "999999999999,1\n"  # not in the file
     assert "Template: labels" in {b.proto.label for b in at.get("download_button")}  # beside its uploader
@@ -997,8 +999,8 @@ def test_overview_task2_figures_come_from_one_population(dashboard_built):
     at = open_page("pages/overview.py")
     no_exception(at)
     arts = A.load_artifacts(dashboard_built)
-    op = arts.read_json(A.OPERATING_POINT)
-    cost = arts.read_table(A.CLEANING_COST_CSV)
+    op = arts.read_json(schema.OPERATING_POINT)
+    cost = arts.read_table(schema.CLEANING_COST_CSV)
     frozen = cost[(cost["point"] == "frozen") & (cost["protect_buyers"] == op["protect_buyers"])]
     frozen = frozen[frozen["detector"] == op["detector"]].iloc[0]
     labels = {m.label: m.value for m in at.metric}
@@ -1009,7 +1011,7 @@ def test_overview_task2_figures_come_from_one_population(dashboard_built):
     captions = texts(at.caption)
     assert f"{frozen['events_removed']:,} events removed" in captions
     assert "policy: keep visitors who bought" in captions
-    audit = arts.read_table(A.AUDIT_CSV)
+    audit = arts.read_table(schema.AUDIT_CSV)
     at_op = audit.iloc[(audit["share"] - op["share"]).abs().argmin()]
     assert "no buyer policy" in captions and f"flags {at_op['n_flagged']:,} users" in captions
 
@@ -1018,7 +1020,7 @@ def tied_features(artifact_dir: Path, n: int = 1_000, n_tied: int = 150) -> pd.D
     """n demo users, of which n_tied are copies (new visitorids) of the most anomalous one:
     n_tied users with exactly the top score."""
     features = demo_features(artifact_dir).head(n).copy()
-    scored = pd.read_parquet(artifact_dir / A.SCORED_USERS)
+    scored = pd.read_parquet(artifact_dir / schema.SCORED_USERS)
     top = scored.loc[scored["anomaly_score"].idxmax(), "visitorid"]
     row = demo_features(artifact_dir).set_index("visitorid").loc[top]
     features.iloc[:n_tied, 1:] = row[features.columns[1:]].to_numpy()

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import data
+from core import categories, data
 from core.errors import DataError
 from core.schema import EVENT_COLUMNS, EVENT_TYPES
 
@@ -154,7 +154,7 @@ def test_asof_categories_cases() -> None:
     snap_cat = np.array([2, 1, 3, 5, 6, 9])
     ev_ts = np.array([100, 200, 399, 400, 10_000, 300, 299, 5, 1])
     ev_item = np.array([10, 10, 10, 10, 10, 20, 20, 99, 30])
-    got = data.asof_categories(ev_ts, ev_item, snap_ts, snap_item, snap_cat)
+    got = categories.asof_categories(ev_ts, ev_item, snap_ts, snap_item, snap_cat)
     assert got.dtype == np.int64
     assert got.tolist() == [1, 1, 1, 2, 3, 6, 6, -1, 9]
 
@@ -167,7 +167,7 @@ def test_asof_no_duplication_and_order() -> None:
     snap_item = rng.integers(0, 15, 80)
     snap_ts = rng.integers(0, 1000, 80)
     snap_cat = np.arange(80) + 100
-    got = data.asof_categories(ev_ts, ev_item, snap_ts, snap_item, snap_cat)
+    got = categories.asof_categories(ev_ts, ev_item, snap_ts, snap_item, snap_cat)
     assert len(got) == n
     # reference: one event at a time (test only)
     for i in range(n):
@@ -185,7 +185,7 @@ def test_asof_no_duplication_and_order() -> None:
 
 
 def test_asof_empty_snapshots() -> None:
-    got = data.asof_categories(
+    got = categories.asof_categories(
         np.array([1, 2]), np.array([3, 4]), np.array([], np.int64), np.array([], np.int64), np.array([], np.int64)
     )
     assert got.tolist() == [-1, -1]
@@ -208,7 +208,7 @@ def test_streaming_many_blocks(tmp_path: Path) -> None:
     text, expected = _many_props(300)
     p = write(tmp_path / "item_properties_part1.csv", text)
     assert p.stat().st_size > 20 * 256
-    snaps = data.read_category_snapshots(p, block_size=256)
+    snaps = categories.read_category_snapshots(p, block_size=256)
     assert list(snaps.columns) == ["timestamp", "itemid", "categoryid"]
     assert list(map(tuple, snaps.to_numpy().tolist())) == expected
     assert (snaps.dtypes == np.int64).all()
@@ -332,7 +332,7 @@ def test_bad_rows_of_other_properties_are_ignored(tmp_path: Path) -> None:
 
 
 def test_category_tree(tmp_path: Path) -> None:
-    tree = data.read_category_tree(write(tmp_path / "category_tree.csv", TREE))
+    tree = categories.read_category_tree(write(tmp_path / "category_tree.csv", TREE))
     assert tree["categoryid"].tolist() == [1, 2, 3, 5, 6]
     assert tree["categoryid"].dtype == np.int64
     assert str(tree["parentid"].dtype) == "Int64"
@@ -340,7 +340,7 @@ def test_category_tree(tmp_path: Path) -> None:
     assert tree["parentid"].dropna().tolist() == [1, 1, 5]
     write(tmp_path / "category_tree.csv", "categoryid,parentid\n1,\n2,x\n")
     with pytest.raises(DataError) as exc:
-        data.read_category_tree(tmp_path / "category_tree.csv")
+        categories.read_category_tree(tmp_path / "category_tree.csv")
     assert "category_tree.csv" in str(exc.value) and "'parentid'" in str(exc.value)
     assert "row 2 = 'x'" in str(exc.value)
 
@@ -487,7 +487,7 @@ PROPS_TRICKY = [
 def test_scan_matches_old_reader(tmp_path: Path, ending: str, trailing: bool, block_size: int | None) -> None:
     text = ending.join(PROPS_TRICKY) + (ending if trailing else "")
     p = write(tmp_path / "item_properties_part1.csv", text)
-    got = data.read_category_snapshots(p, block_size=block_size)
+    got = categories.read_category_snapshots(p, block_size=block_size)
     pd.testing.assert_frame_equal(got, _old_reader(p))
     assert got.values.tolist() == [[200, 10, 1], [150, 21, 7], [160, 22, 8], [400, 10, 2], [440, 14, 0]]
 
@@ -495,7 +495,7 @@ def test_scan_matches_old_reader(tmp_path: Path, ending: str, trailing: bool, bl
 def test_scan_other_column_order_and_extra_column(tmp_path: Path) -> None:
     lines = ["value,extra,property,itemid,timestamp", "5,x,categoryid,7,100", "6,y,888,8,200", "9,,categoryid,1,300"]
     p = write(tmp_path / "item_properties_part1.csv", "\n".join(lines))
-    got = data.read_category_snapshots(p, block_size=8)
+    got = categories.read_category_snapshots(p, block_size=8)
     pd.testing.assert_frame_equal(got, _old_reader(p))
     assert got.values.tolist() == [[100, 7, 5], [300, 1, 9]]
 
@@ -515,7 +515,7 @@ def test_scan_random_files_match_old_reader(tmp_path: Path) -> None:
         p = write(tmp_path / f"p{trial}.csv", ending.join(["timestamp,itemid,property,value", *lines]) + ending)
         expected = _old_reader(p)
         for block_size in (50, 333, 4096):
-            pd.testing.assert_frame_equal(data.read_category_snapshots(p, block_size=block_size), expected)
+            pd.testing.assert_frame_equal(categories.read_category_snapshots(p, block_size=block_size), expected)
 
 
 @pytest.mark.parametrize(
@@ -538,7 +538,7 @@ def test_scan_bad_category_values_same_message_as_old_reader(
     with pytest.raises(DataError) as old:
         _old_reader(p)
     with pytest.raises(DataError) as new:
-        data.read_category_snapshots(p, block_size=block_size)
+        categories.read_category_snapshots(p, block_size=block_size)
     assert str(new.value) == str(old.value)
     msg = str(new.value)
     assert "item_properties_part2.csv" in msg and f"'{column}'" in msg and needle in msg and "1-based" in msg
@@ -553,15 +553,15 @@ def test_scan_line_that_does_not_parse_names_file_and_row(tmp_path: Path, bad: s
         _old_reader(p)
     for block_size in (40, None):
         with pytest.raises(DataError) as exc:
-            data.read_category_snapshots(p, block_size=block_size)
+            categories.read_category_snapshots(p, block_size=block_size)
         msg = str(exc.value)
         assert "item_properties_part1.csv" in msg and "at data row 31" in msg and "Fix:" in msg
 
 
 def test_scan_both_files_in_file_order(raw: Path) -> None:
     files = [raw / "item_properties_part1.csv", raw / "item_properties_part2.csv"]
-    got = data.read_category_files(files, block_size=16)
+    got = categories.read_category_files(files, block_size=16)
     pd.testing.assert_frame_equal(got, pd.concat([_old_reader(f) for f in files], ignore_index=True))
     assert got["categoryid"].tolist() == [1, 2, 5, 3, 6]
     with pytest.raises(DataError, match="header but no data rows"):
-        data.read_category_files([write(raw / "empty.csv", "timestamp,itemid,property,value\r\n\r\n")])
+        categories.read_category_files([write(raw / "empty.csv", "timestamp,itemid,property,value\r\n\r\n")])

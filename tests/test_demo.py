@@ -517,7 +517,7 @@ def test_realism_report_task1_like_real_data(ds: demo.DemoDataset) -> None:
 def test_write_raw_full_properties(
     ds: demo.DemoDataset, raw: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from core import data
+    from core import categories, data
     from core.demo import raw_files
 
     # The real 20.3M rows take a minute; the same code with smaller targets and chunks.
@@ -532,8 +532,8 @@ def test_write_raw_full_properties(
         assert text.startswith(",".join(ITEM_PROPERTY_COLUMNS) + "\n") and text.count("\n") == n + 1
     assert (tmp_path / "events.csv").read_bytes() == (small / "events.csv").read_bytes()
     # The generated rows keep their order among the filler rows: the same categories, the same load.
-    full_snaps = data.read_category_files([tmp_path / n for n in ITEM_PROPERTY_FILES])
-    small_snaps = data.read_category_files([small / n for n in ITEM_PROPERTY_FILES])
+    full_snaps = categories.read_category_files([tmp_path / n for n in ITEM_PROPERTY_FILES])
+    small_snaps = categories.read_category_files([small / n for n in ITEM_PROPERTY_FILES])
     pd.testing.assert_frame_equal(full_snaps, small_snaps)
     pd.testing.assert_frame_equal(data.load_raw(tmp_path), data.load_raw(small))
     filler = pd.read_csv(tmp_path / ITEM_PROPERTY_FILES[1], dtype=str)

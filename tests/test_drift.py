@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import anomaly
+from core import anomaly, schema
 from core import artifacts as A
 from core.anomaly import drift
 from core.errors import DataError
+from core.manifest import file_entry
 from core.schema import USER_FEATURES
 
 
@@ -87,7 +88,7 @@ def test_a_sample_of_the_training_users_does_not_drift_and_heavy_users_do(built_
     arts = A.load_artifacts(built_artifact_dir)
     ref = arts.drift_reference
     assert isinstance(ref, drift.DriftReference) and set(ref.features) == set(USER_FEATURES)
-    features = pd.read_parquet(built_artifact_dir / A.USER_FEATURES)
+    features = pd.read_parquet(built_artifact_dir / schema.USER_FEATURES_FILE)
     sample = features.sample(5000, random_state=1)
     report = anomaly.drift_report(sample, ref)
     assert report["verdict"] == "no drift", report["features"]
@@ -101,15 +102,15 @@ def test_a_sample_of_the_training_users_does_not_drift_and_heavy_users_do(built_
 def test_the_reference_artifact_is_listed_and_schema_checked(built_artifact_dir, tmp_path):
     import shutil
 
-    manifest = json.loads((built_artifact_dir / A.MANIFEST).read_text())
-    assert A.DRIFT_REFERENCE in manifest["files"]
+    manifest = json.loads((built_artifact_dir / schema.MANIFEST).read_text())
+    assert schema.DRIFT_REFERENCE in manifest["files"]
     copy = tmp_path / "arts"
     shutil.copytree(built_artifact_dir, copy)
-    bad = json.loads((copy / A.DRIFT_REFERENCE).read_text())
+    bad = json.loads((copy / schema.DRIFT_REFERENCE).read_text())
     bad["features"]["events"]["shares"] = [0.5]  # not one share per bin
-    (copy / A.DRIFT_REFERENCE).write_text(json.dumps(bad))
-    m = json.loads((copy / A.MANIFEST).read_text())
-    m["files"][A.DRIFT_REFERENCE] = A.file_entry(copy / A.DRIFT_REFERENCE)
-    (copy / A.MANIFEST).write_text(json.dumps(m))
+    (copy / schema.DRIFT_REFERENCE).write_text(json.dumps(bad))
+    m = json.loads((copy / schema.MANIFEST).read_text())
+    m["files"][schema.DRIFT_REFERENCE] = file_entry(copy / schema.DRIFT_REFERENCE)
+    (copy / schema.MANIFEST).write_text(json.dumps(m))
     arts = A.load_artifacts(copy)
-    assert arts.drift_reference is None and any(A.DRIFT_REFERENCE in p for p in arts.problems)
+    assert arts.drift_reference is None and any(schema.DRIFT_REFERENCE in p for p in arts.problems)

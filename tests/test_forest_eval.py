@@ -40,7 +40,8 @@ def test_isolation_forest_scores_are_identical(n_rows, max_features):
 
 @pytest.mark.usefixtures("built_artifacts")
 def test_served_models_score_identically(built_artifact_dir):
-    from core.artifacts import USER_FEATURES, load_artifacts
+    from core.artifacts import load_artifacts
+    from core.schema import USER_FEATURES_FILE
 
     arts = load_artifacts(built_artifact_dir)
     model = arts.ranking_model
@@ -51,6 +52,6 @@ def test_served_models_score_identically(built_artifact_dir):
         assert np.array_equal(model.score(cands), expected)
     detector = arts.detectors.get("isolation_forest")
     if detector is not None:
-        users = pd.read_parquet(built_artifact_dir / USER_FEATURES).head(MAX_FAST_ROWS)
+        users = pd.read_parquet(built_artifact_dir / USER_FEATURES_FILE).head(MAX_FAST_ROWS)
         Z = detector.one_sided_z(users)
         assert np.array_equal(detector._score_z(Z), -detector.forest_.score_samples(Z))

@@ -19,12 +19,13 @@ import pytest
 import skops.io as sio
 from test_uploads import CSV, EV, FEATURES
 
-from core import anomaly, artifacts, model_files
+from core import anomaly, artifacts, model_files, safe_read
 from core import schema as S
 from core import uploads as U
 from core.artifacts import load_artifacts
 from core.errors import DataError
 from core.export import parquet_bytes
+from core.manifest import MANIFEST_KEY_ENV, file_entry
 
 
 @pytest.fixture
@@ -37,9 +38,9 @@ def copy_dir(tmp_path) -> Path:
 
 def _relist(path: Path, name: str, entry: dict | None = None) -> None:
     """Rewrite a file's manifest entry, as someone who can write the folder (no key set) would."""
-    manifest = json.loads((path / artifacts.MANIFEST).read_text())
-    manifest["files"][name] = entry or artifacts.file_entry(path / name)
-    (path / artifacts.MANIFEST).write_text(json.dumps(manifest))
+    manifest = json.loads((path / S.MANIFEST).read_text())
+    manifest["files"][name] = entry or file_entry(path / name)
+    (path / S.MANIFEST).write_text(json.dumps(manifest))
 
 
 # --------------------------------------------------------------------------- 1. CR-only line endings
@@ -121,7 +122,7 @@ def test_broken_pandas_metadata_is_ignored_with_a_note(case):
 
 
 def _dictionary_bomb(rows: int, value_bytes: int) -> bytes:
-    """``rows`` copies of one ``value_bytes`` string, dictionary-encoded, without the Arrow schema."""
+    """``rows`` copies of one ``value_bytes`` string, dictionary-encoded, without the Arrow S."""
     table = pa.table(
         {
             "visitorid": pa.array(np.arange(rows)),
@@ -254,11 +255,11 @@ def test_a_skops_zip_bomb_is_refused_before_it_is_unzipped(copy_dir, monkeypatch
     monkeypatch.setitem(model_files.MAX_UNZIPPED_BYTES, "Detector", 32 * 2**20)
     data = _bomb_detector(copy_dir, 8_000_000)  # 64 MB of zeros in a file of ~0.7 MB
     assert len(data) < 2 * 2**20
-    (copy_dir / artifacts.DETECTOR).write_bytes(data)
-    _relist(copy_dir, artifacts.DETECTOR)
+    (copy_dir / S.DETECTOR).write_bytes(data)
+    _relist(copy_dir, S.DETECTOR)
     arts = load_artifacts(copy_dir)
     assert arts.detector is None
-    status = arts.status[artifacts.DETECTOR]
+    status = arts.status[S.DETECTOR]
     assert "unzips to" in status and "at most 32 MiB for a Detector" in status, status
     assert arts.ranking_model is not None  # the rest still loads
 
@@ -276,8 +277,8 @@ def test_every_model_kind_has_an_unzipped_cap():
 
 @pytest.mark.parametrize("kind", ["model", "json"])
 def test_a_file_over_its_kind_cap_is_refused_before_it_is_read(copy_dir, monkeypatch, kind):
-    name = artifacts.DETECTOR if kind == "model" else artifacts.OPERATING_POINT
-    cap = artifacts.max_bytes(name)
+    name = S.DETECTOR if kind == "model" else S.OPERATING_POINT
+    cap = safe_read.max_bytes(name)
     with open(copy_dir / name, "r+b") as handle:  # sparse: nothing is written
         handle.truncate(cap + 1)
     _relist(copy_dir, name, {"sha256": "0" * 64, "bytes": cap + 1})  # its true size
@@ -291,9 +292,9 @@ def test_a_file_over_its_kind_cap_is_refused_before_it_is_read(copy_dir, monkeyp
 
 def test_the_caps_cover_every_kind_the_build_writes():
     for name in artifacts.load_artifacts().status:
-        assert artifacts.max_bytes(name) <= 1 << 30, name
-    assert artifacts.max_bytes(artifacts.DETECTOR) == artifacts.MAX_BYTES_BY_KIND["model"]
-    assert artifacts.max_bytes(artifacts.OPERATING_POINT) == artifacts.MAX_BYTES_BY_KIND["json"]
+        assert safe_read.max_bytes(name) <= 1 << 30, name
+    assert safe_read.max_bytes(S.DETECTOR) == safe_read.MAX_BYTES_BY_KIND["model"]
+    assert safe_read.max_bytes(S.OPERATING_POINT) == safe_read.MAX_BYTES_BY_KIND["json"]
 
 
 # --------------------------------------------------------------------------- 8. malformed listed JSON
@@ -307,12 +308,12 @@ MALFORMED_JSON = {
 
 @pytest.mark.parametrize("case", MALFORMED_JSON)
 def test_a_malformed_operating_point_degrades_the_load(copy_dir, case):
-    (copy_dir / artifacts.OPERATING_POINT).write_bytes(MALFORMED_JSON[case])
-    _relist(copy_dir, artifacts.OPERATING_POINT)
+    (copy_dir / S.OPERATING_POINT).write_bytes(MALFORMED_JSON[case])
+    _relist(copy_dir, S.OPERATING_POINT)
     arts = load_artifacts(copy_dir)
     assert arts.operating_point is None and not arts.manifest_ok
-    assert arts.status[artifacts.OPERATING_POINT].startswith("refused")
-    assert any(artifacts.OPERATING_POINT in p for p in arts.problems)
+    assert arts.status[S.OPERATING_POINT].startswith("refused")
+    assert any(S.OPERATING_POINT in p for p in arts.problems)
 
 
 def test_the_api_starts_degraded_and_health_names_the_file(copy_dir):
@@ -320,12 +321,12 @@ def test_the_api_starts_degraded_and_health_names_the_file(copy_dir):
 
     from api.main import create_app
 
-    (copy_dir / artifacts.OPERATING_POINT).write_bytes(b"[" * 200_000 + b"]" * 200_000)
-    _relist(copy_dir, artifacts.OPERATING_POINT)
+    (copy_dir / S.OPERATING_POINT).write_bytes(b"[" * 200_000 + b"]" * 200_000)
+    _relist(copy_dir, S.OPERATING_POINT)
     with TestClient(create_app(copy_dir)) as client:
         health = client.get("/health").json()
     assert health["status"] == "degraded"
-    assert any(artifacts.OPERATING_POINT in p for p in health["problems"])
+    assert any(S.OPERATING_POINT in p for p in health["problems"])
 
 
 @pytest.mark.e2e
@@ -333,12 +334,12 @@ def test_a_real_uvicorn_starts_degraded_over_a_malformed_operating_point(copy_di
     import httpx
     from test_api_server import running_server
 
-    (copy_dir / artifacts.OPERATING_POINT).write_bytes(b"{not json")
-    _relist(copy_dir, artifacts.OPERATING_POINT)
+    (copy_dir / S.OPERATING_POINT).write_bytes(b"{not json")
+    _relist(copy_dir, S.OPERATING_POINT)
     with running_server({artifacts.ARTIFACT_DIR_ENV: str(copy_dir)}) as url:
         health = httpx.get(f"{url}/health", timeout=30).json()
     assert health["status"] == "degraded"
-    assert any(p.startswith(f"{artifacts.OPERATING_POINT} is not valid JSON") for p in health["problems"])
+    assert any(p.startswith(f"{S.OPERATING_POINT} is not valid JSON") for p in health["problems"])
 
 
 # --------------------------------------------------------------------------- 9. malformed page data
@@ -415,7 +416,7 @@ def test_the_overview_explains_malformed_data_and_shows_the_rest(copy_dir, monke
 
 @pytest.mark.e2e
 def test_the_sidebar_says_a_build_was_refused_and_why(copy_dir, monkeypatch):
-    (copy_dir / artifacts.MANIFEST).write_text("{not json")
+    (copy_dir / S.MANIFEST).write_text("{not json")
     at = _overview(monkeypatch, copy_dir)
     assert "No build found" not in _shown(at.sidebar.warning)
     assert "Build refused" in _shown(at.sidebar.error)
@@ -424,7 +425,7 @@ def test_the_sidebar_says_a_build_was_refused_and_why(copy_dir, monkeypatch):
 
 @pytest.mark.e2e
 def test_the_sidebar_says_an_unsigned_build_was_refused(copy_dir, monkeypatch):
-    monkeypatch.setenv(artifacts.MANIFEST_KEY_ENV, "a-key")
+    monkeypatch.setenv(MANIFEST_KEY_ENV, "a-key")
     at = _overview(monkeypatch, copy_dir)
     assert "Build refused" in _shown(at.sidebar.error)
     assert "no valid signature" in _shown(at.sidebar.text), _shown(at.sidebar.text)

@@ -10,20 +10,21 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core import anomaly, artifacts
-from core.artifacts import load_artifacts, sha256_file
+from core import anomaly, schema
+from core.artifacts import load_artifacts
+from core.manifest import sha256_file
 from core.schema import USER_FEATURES
 
 pytestmark = pytest.mark.e2e  # full pipeline builds
 
 ROOT = Path(__file__).resolve().parent.parent
 METRICS_FILES = (
-    artifacts.RANKING_METRICS_JSON,
-    artifacts.BEFORE_AFTER_JSON,
-    artifacts.OPERATING_POINT,
-    artifacts.DATASET_SUMMARY,
-    artifacts.EVALUATION_JSON,
-    artifacts.DETECTOR_QUALITY_JSON,
+    schema.RANKING_METRICS_JSON,
+    schema.BEFORE_AFTER_JSON,
+    schema.OPERATING_POINT,
+    schema.DATASET_SUMMARY,
+    schema.EVALUATION_JSON,
+    schema.DETECTOR_QUALITY_JSON,
 )
 
 
@@ -49,33 +50,33 @@ def two_builds(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProces
 
 def test_build_writes_every_artifact_listed_in_the_manifest(two_builds):
     out, _, _ = two_builds
-    manifest = json.loads((out / artifacts.MANIFEST).read_text())
+    manifest = json.loads((out / schema.MANIFEST).read_text())
     expected = {
-        artifacts.RANKING_DATASET,
-        artifacts.RANKING_METRICS_JSON,
-        artifacts.RANKING_METRICS_CSV,
-        artifacts.DETECTOR,
-        artifacts.OPERATING_POINT,
-        artifacts.USER_FEATURES,
-        artifacts.SCORED_USERS,
-        artifacts.AUDIT_CSV,
-        artifacts.CLEAN_EVENTS,
-        artifacts.BEFORE_AFTER_CSV,
-        artifacts.BEFORE_AFTER_JSON,
-        artifacts.DATASET_SUMMARY,
-        artifacts.DAILY_ACTIVITY,
-        artifacts.EVALUATION_JSON,
-        artifacts.DETECTOR_QUALITY_JSON,
-        artifacts.CLEANING_COST_CSV,
+        schema.RANKING_DATASET,
+        schema.RANKING_METRICS_JSON,
+        schema.RANKING_METRICS_CSV,
+        schema.DETECTOR,
+        schema.OPERATING_POINT,
+        schema.USER_FEATURES_FILE,
+        schema.SCORED_USERS,
+        schema.AUDIT_CSV,
+        schema.CLEAN_EVENTS,
+        schema.BEFORE_AFTER_CSV,
+        schema.BEFORE_AFTER_JSON,
+        schema.DATASET_SUMMARY,
+        schema.DAILY_ACTIVITY,
+        schema.EVALUATION_JSON,
+        schema.DETECTOR_QUALITY_JSON,
+        schema.CLEANING_COST_CSV,
         *(anomaly.detector_file(n) for n in anomaly.DETECTORS),
     }
     assert expected <= set(manifest["files"])
-    models = [n for n in manifest["files"] if n.startswith(artifacts.RANKING_MODEL_PREFIX)]
-    assert len(models) == 1 and models[0].endswith(artifacts.MODEL_SUFFIX)
+    models = [n for n in manifest["files"] if n.startswith(schema.RANKING_MODEL_PREFIX)]
+    assert len(models) == 1 and models[0].endswith(schema.MODEL_SUFFIX)
     served = manifest["served"]  # the served models are named, never inferred from file names
     assert served["ranking_model"]["file"] == models[0]
     assert served["detector"] == {
-        "file": artifacts.DETECTOR,
+        "file": schema.DETECTOR,
         "name": anomaly.DEFAULT_DETECTOR,
         "protect_buyers": True,
         "detectors": {n: anomaly.detector_file(n) for n in anomaly.DETECTORS},
@@ -120,8 +121,8 @@ def test_built_artifacts_load_and_agree_with_each_other(two_builds):
     assert op["threshold"] == pytest.approx(arts.detector.threshold_)
     assert list(op["features"]) == list(USER_FEATURES)
 
-    features = pd.read_parquet(out / artifacts.USER_FEATURES)
-    scored = pd.read_parquet(out / artifacts.SCORED_USERS)
+    features = pd.read_parquet(out / schema.USER_FEATURES_FILE)
+    scored = pd.read_parquet(out / schema.SCORED_USERS)
     assert len(features) == len(scored) == op["n_users"]
     # the policy keeps every buyer, so at most the operating share is flagged, and no buyer
     bought = features["transaction"].to_numpy() > 0
@@ -132,15 +133,15 @@ def test_built_artifacts_load_and_agree_with_each_other(two_builds):
     assert set(arts.detectors) == set(anomaly.DETECTORS)
     for name, det in arts.detectors.items():
         assert op["detectors"][name]["threshold"] == det.threshold_
-    cost = pd.read_csv(out / artifacts.CLEANING_COST_CSV)
+    cost = pd.read_csv(out / schema.CLEANING_COST_CSV)
     assert set(cost["detector"]) == set(anomaly.DETECTORS) and set(cost["protect_buyers"]) == {True, False}
     assert (cost.groupby(["detector", "protect_buyers"]).size() == 21).all()  # 1%..20% + frozen
     frozen = cost[(cost["detector"] == op["detector"]) & cost["protect_buyers"] & (cost["point"] == "frozen")]
     assert frozen["users_removed"].iloc[0] == int(scored["is_anomaly"].sum())
     assert frozen["buyers_removed"].iloc[0] == 0
 
-    summary = json.loads((out / artifacts.BEFORE_AFTER_JSON).read_text())
-    clean = pd.read_parquet(out / artifacts.CLEAN_EVENTS)
+    summary = json.loads((out / schema.BEFORE_AFTER_JSON).read_text())
+    clean = pd.read_parquet(out / schema.CLEAN_EVENTS)
     flagged = set(scored.loc[scored["is_anomaly"], "visitorid"])
     assert not flagged & set(clean["visitorid"])
     assert summary["cleaning"]["events_after"] == len(clean)
@@ -151,7 +152,7 @@ def test_built_artifacts_load_and_agree_with_each_other(two_builds):
 
 def test_every_ranker_reported_on_test_with_case_counts(two_builds):
     out, _, _ = two_builds
-    metrics = json.loads((out / artifacts.RANKING_METRICS_JSON).read_text())
+    metrics = json.loads((out / schema.RANKING_METRICS_JSON).read_text())
     test_rows = [r for r in metrics["rankers"] if r["split"] == "test"]
     assert {"rule", "recency", "last_category", "logreg", "hgb", "rf"} <= {r["ranker"] for r in test_rows}
     for row in test_rows:
@@ -166,7 +167,7 @@ def test_every_ranker_reported_on_test_with_case_counts(two_builds):
     assert val[rule["best_baseline"]] == max(val[b] for b in ("rule", "recency", "last_category"))
     assert rule["learned_served"] == (rule["difference"]["ci_low"] > 0)
     assert metrics["best"] == (rule["best_learned"] if rule["learned_served"] else rule["best_baseline"])
-    manifest = json.loads((out / artifacts.MANIFEST).read_text())
+    manifest = json.loads((out / schema.MANIFEST).read_text())
     assert manifest["served"]["ranking_model"]["reason"] == rule["reason"]
 
 

@@ -11,8 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score
 
-from core import anomaly
-from core import artifacts as A
+from core import anomaly, schema
 from core.__main__ import main
 from core.anomaly.labels import _weighted_metrics, label_metrics, match_labels, read_labels
 from core.errors import DataError
@@ -24,7 +23,7 @@ DRIFT_KEYS = {"verdict", "features", "drifted_features", "expected_flagged_share
 
 def raw_events(artifact_dir: Path, n_visitors: int = 3000, n_dup: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(raw events of some demo visitors with n_dup exact duplicates appended, the distinct events)."""
-    events = pd.read_parquet(artifact_dir / A.CLEAN_EVENTS)
+    events = pd.read_parquet(artifact_dir / schema.CLEAN_EVENTS)
     ids = np.sort(events["visitorid"].unique())[:n_visitors]
     distinct = events[events["visitorid"].isin(ids)].reset_index(drop=True)
     raw = pd.concat([distinct, distinct.iloc[:n_dup]], ignore_index=True)[list(RAW_EVENT_COLUMNS)]
