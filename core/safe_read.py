@@ -9,13 +9,21 @@ import os
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from core.errors import ArtifactError
 from core.schema import MANIFEST
 
-if TYPE_CHECKING:  # only for annotations: core.manifest imports this module
-    from core.manifest import FileEntry
+
+class Listed(Protocol):
+    """What a check needs of a file's manifest entry (core.manifest.FileEntry is one)."""
+
+    @property
+    def sha256(self) -> str: ...
+
+    @property
+    def bytes(self) -> int: ...
+
 
 READ_BLOCK = 1 << 20
 # The largest file of each kind the loader reads (docs/ARCHITECTURE.md, "Artifact limits"),
@@ -98,7 +106,7 @@ def read_regular(dir_fd: int, name: str, max_bytes: int) -> bytes:
     return b"".join(_blocks(dir_fd, name, max_bytes))
 
 
-def check_listed_size(name: str, entry: FileEntry) -> None:
+def check_listed_size(name: str, entry: Listed) -> None:
     """Refuse a file listed larger than its kind's cap, before it is opened."""
     cap = max_bytes(name)
     if entry.bytes > cap:
@@ -108,7 +116,7 @@ def check_listed_size(name: str, entry: FileEntry) -> None:
         )
 
 
-def _verified(name: str, entry: FileEntry, blocks: Iterable[bytes]) -> None:
+def _verified(name: str, entry: Listed, blocks: Iterable[bytes]) -> None:
     """Refuse blocks whose size or sha256 differs from the file's manifest entry."""
     digest, size = hashlib.sha256(), 0
     try:
@@ -127,13 +135,13 @@ def _verified(name: str, entry: FileEntry, blocks: Iterable[bytes]) -> None:
         raise ArtifactError(f"{name} does not match its sha256 in {MANIFEST}: tampered")
 
 
-def verify_listed(dir_fd: int, name: str, entry: FileEntry) -> None:
+def verify_listed(dir_fd: int, name: str, entry: Listed) -> None:
     """Check a listed file against its manifest entry, streamed: its bytes are not kept."""
     check_listed_size(name, entry)
     _verified(name, entry, _blocks(dir_fd, name, entry.bytes))
 
 
-def read_verified(dir_fd: int, name: str, entry: FileEntry) -> bytes:
+def read_verified(dir_fd: int, name: str, entry: Listed) -> bytes:
     """A listed file's bytes, read once and checked against its manifest size and sha256."""
     check_listed_size(name, entry)
     blocks: list[bytes] = []
