@@ -22,18 +22,18 @@ import pandas as pd
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from core import artifacts as A
-from core import schema
-from core.memory import release_memory, use_returning_allocators
+from core.base import schema
+from core.base.memory import release_memory, use_returning_allocators
+from core.base.schema import SYNTHETIC_SOURCE
 from core.ranking import view_sequences
-from core.schema import SYNTHETIC_SOURCE
-from core.templates import TEMPLATES, template_csv
+from core.store import artifacts as A
+from core.userfiles.templates import TEMPLATES, template_csv
 
 ENTRY_POINT = Path(__file__).resolve().parent / "streamlit_app.py"
 # Set by streamlit_app.py on every run, just before it runs the page; each page's guard takes it.
 ENTRY_MARKER = "_ran_streamlit_app"
 
-# A dropped upload's memory goes back to the OS instead of staying with the server (core.memory).
+# A dropped upload's memory goes back to the OS instead of staying with the server (core.base.memory).
 use_returning_allocators()
 
 
@@ -65,7 +65,7 @@ def _manifest_stamp(path: Path) -> float:
 
 def _build() -> tuple[str, float]:
     """The cache key of the current build: artifact directory and manifest mtime."""
-    path = A.default_dir()  # $RECSYS_ARTIFACT_DIR, read by core.artifacts only
+    path = A.default_dir()  # $RECSYS_ARTIFACT_DIR, read by core.store.artifacts only
     return str(path), _manifest_stamp(path)
 
 
@@ -500,8 +500,8 @@ def fit_width(chart: Any) -> Any:
 
 
 def template_download(kind: str, where: Any = None) -> None:
-    """A 'download a template' button for one upload kind (a key of core.templates.TEMPLATES):
-    a small example file of the expected layout, made by core.templates."""
+    """A 'download a template' button for one upload kind (a key of core.userfiles.templates.TEMPLATES):
+    a small example file of the expected layout, made by core.userfiles.templates."""
     name, data = template_csv(kind)
     (where or st).download_button(
         f"Template: {kind}",

@@ -1,7 +1,7 @@
 """RecSys analytics dashboard: entry point, navigation and the artifact status sidebar.
 
 Run with ``streamlit run streamlit_app.py``. Artifacts come from ``recsys_artifacts/`` (or
-``$RECSYS_ARTIFACT_DIR``), verified against their manifest by ``core.artifacts.load_artifacts``.
+``$RECSYS_ARTIFACT_DIR``), verified against their manifest by ``core.store.artifacts.load_artifacts``.
 
 The page scripts live in ``pages/``. Until some session has called ``st.navigation``, Streamlit
 treats that folder as a legacy multipage app and runs a deep link (``/anomaly``) as the bare
@@ -14,7 +14,7 @@ from pathlib import Path
 import streamlit as st
 
 from core import __version__
-from core.artifacts import REBUILD_HINT
+from core.store.artifacts import REBUILD_HINT
 from dashboard import ENTRY_MARKER, artifacts, built_date, collapse_sidebar_on_phone, synthetic_banner
 
 # The icon is a file of the app: a material icon or an emoji would be fetched from Google's or a

@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 import anyio
 from fastapi import Depends, FastAPI, Request
 
-from core.artifacts import Artifacts, load_artifacts
+from core.store.artifacts import Artifacts, load_artifacts
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from prometheus_client import (
 )
 
 from api.settings import metrics_dir
-from core.artifacts import Artifacts
+from core.store.artifacts import Artifacts
 
 access_log = logging.getLogger("api.access")
 

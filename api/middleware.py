@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException
 
 from api import metrics
 from api.settings import Settings
-from core.errors import ArtifactError, DataError
+from core.base.errors import ArtifactError, DataError
 
 log = logging.getLogger(__name__)
 

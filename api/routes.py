@@ -34,9 +34,9 @@ from api.schemas import (
 )
 from core import anomaly, ranking
 from core.anomaly import batch
-from core.artifacts import Artifacts
-from core.errors import ArtifactError
-from core.schema import USER_FEATURES
+from core.base.errors import ArtifactError
+from core.base.schema import USER_FEATURES
+from core.store.artifacts import Artifacts
 
 router = APIRouter(route_class=StrictJSONRoute)
 FEATURE_COLUMNS = ("visitorid", *USER_FEATURES)

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from core.anomaly.detector import DETECTORS
-from core.ranking import MAX_VIEWS  # the core's own limit, so the two never disagree
-from core.schema import (
+from core.base.schema import (
     MAX_ID,
     MAX_TIMESTAMP_MS,
     MAX_VISITOR_ID,
@@ -23,12 +22,13 @@ from core.schema import (
     UNKNOWN_CATEGORY,
     USER_FEATURES,
 )
+from core.ranking import MAX_VIEWS  # the core's own limit, so the two never disagree
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 
 MAX_USERS = 10_000
 MAX_TOP_K = 50
-# The id and timestamp bounds come from core.schema: the dashboard's validators apply the same.
+# The id and timestamp bounds come from core.base.schema: the dashboard's validators apply the same.
 MAX_COUNT = 10**9
 MAX_RATE = 1e9
 

@@ -31,7 +31,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from api import routes  # noqa: E402
 from api.main import create_app  # noqa: E402
 from api.schemas import EXAMPLES_DIR, AnomalyRequest  # noqa: E402
-from core.artifacts import default_dir, load_artifacts  # noqa: E402
+from core.store.artifacts import default_dir, load_artifacts  # noqa: E402
 
 WARMUP = 100
 TARGET_MS = 6.0

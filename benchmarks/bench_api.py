@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core import anomaly, ranking  # noqa: E402
-from core.artifacts import load_artifacts  # noqa: E402
-from core.schema import CLEAN_EVENTS, USER_FEATURES_FILE  # noqa: E402
-from core.schema import USER_FEATURES as FEATURES  # noqa: E402
+from core.base.schema import CLEAN_EVENTS, USER_FEATURES_FILE  # noqa: E402
+from core.base.schema import USER_FEATURES as FEATURES  # noqa: E402
+from core.store.artifacts import load_artifacts  # noqa: E402
 from tests.test_api_server import running_server  # noqa: E402  (the same server start-up)
 
 RANK_P99_TARGET_MS = 10.0

@@ -37,8 +37,8 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core import artifacts as A  # noqa: E402
-from core import schema  # noqa: E402
+from core.base import schema  # noqa: E402
+from core.store import artifacts as A  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 MB = 2**20

@@ -28,9 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core import data, demo, engine  # noqa: E402
-from core.bench import peak_rss_mb  # noqa: E402
+from core import demo, engine  # noqa: E402
+from core.build.bench import peak_rss_mb  # noqa: E402
 from core.engine import dask_engine  # noqa: E402
+from core.reading import data  # noqa: E402
 
 
 def make_folder(folder: Path, copies: int, seed: int = 42) -> int:

@@ -3,7 +3,7 @@
     python benchmarks/bench_evaluate_events.py [--events 1000000] [--format parquet|csv]
 
 Generates --events demo events (seed 7, a mix the build never saw), writes them in the prepared
-layout, then in a fresh process runs exactly what the page runs on an upload: core.uploads.
+layout, then in a fresh process runs exactly what the page runs on an upload: core.userfiles.uploads.
 read_table on the file's bytes, prepared_events, evaluate_events with the served ranker (every
 case, the baselines, 300 bootstrap resamples) and the per-case CSV download's bytes. Prints the
 cases, each step's seconds, the process RSS before the upload and the peak RSS of the whole
@@ -30,10 +30,10 @@ def child(path: str) -> dict:
     """The page's steps on one file, timed; RSS in MiB."""
     import psutil
 
-    from core import artifacts
     from core.evaluation.on_events import evaluate_events, prepared_events
-    from core.export import csv_bytes
-    from core.uploads import read_table
+    from core.store import artifacts
+    from core.userfiles.export import csv_bytes
+    from core.userfiles.uploads import read_table
 
     arts = artifacts.load_artifacts()
     before = psutil.Process().memory_info().rss / MB

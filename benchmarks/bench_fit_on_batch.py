@@ -25,9 +25,10 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core import anomaly, schema  # noqa: E402
-from core import artifacts as A  # noqa: E402
+from core import anomaly  # noqa: E402
 from core.anomaly import batch  # noqa: E402
+from core.base import schema  # noqa: E402
+from core.store import artifacts as A  # noqa: E402
 
 MB = 2**20
 

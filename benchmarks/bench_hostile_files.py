@@ -4,9 +4,9 @@
     python benchmarks/bench_hostile_files.py --repo DIR   # another checkout (e.g. before the fix)
 
 - dictionary bomb: a parquet upload of 20,000 rows of one dictionary-encoded 50 KB string, written
-  without the Arrow schema, read as the anomaly page reads it (``core.uploads.read_upload``);
+  without the Arrow schema, read as the anomaly page reads it (``core.userfiles.uploads.read_upload``);
 - skops zip bomb: the served detector with an array of 150,000,000 zeros added, listed in a
-  rewritten manifest, loaded by ``core.artifacts.load_artifacts``;
+  rewritten manifest, loaded by ``core.store.artifacts.load_artifacts``;
 - sparse model: a 2 GiB sparse file in place of the ranking model, listed with its true size.
 
 Each case runs in its own Python process and prints the process's peak RSS (VmHWM: unlike
@@ -38,8 +38,8 @@ def rss_mb():
     return int(line.split()[1]) / 1024
 
 if case == "dictionary_bomb":
-    from core.errors import DataError
-    from core.uploads import read_upload
+    from core.base.errors import DataError
+    from core.userfiles.uploads import read_upload
     data = target.read_bytes()
     before, t0 = rss_mb(), time.perf_counter()
     try:
@@ -48,7 +48,7 @@ if case == "dictionary_bomb":
     except DataError as exc:
         message = f"refused: {exc}"
 else:
-    from core.artifacts import load_artifacts
+    from core.store.artifacts import load_artifacts
     name = sys.argv[4]
     before, t0 = rss_mb(), time.perf_counter()
     arts = load_artifacts(target)
@@ -86,14 +86,14 @@ def skops_bomb(folder: Path, repo: Path) -> tuple[Path, str]:
     shutil.copytree(repo / "recsys_artifacts", arts)
     make = (
         "import sys, zipfile, numpy as np, skops.io as sio; sys.path.insert(0, sys.argv[1]);"
-        "from core.artifacts import load_artifacts, DETECTOR; det = load_artifacts(sys.argv[2]).detector;"
+        "from core.store.artifacts import load_artifacts; from core.base.schema import DETECTOR; det = load_artifacts(sys.argv[2]).detector;"
         "det.padding_ = np.zeros(150_000_000);"
         "open(sys.argv[2] + '/' + DETECTOR, 'wb').write(sio.dumps(det, compression=zipfile.ZIP_DEFLATED))"
     )
     subprocess.run([sys.executable, "-c", make, str(repo), str(arts)], check=True)
     sys.path.insert(0, str(repo))
-    from core.manifest import file_entry
-    from core.schema import DETECTOR
+    from core.base.schema import DETECTOR
+    from core.store.manifest import file_entry
 
     _relist(arts, DETECTOR, file_entry(arts / DETECTOR))
     print(f"skops bomb: {(arts / DETECTOR).stat().st_size:,} bytes on disk")

@@ -7,10 +7,10 @@ Without --raw-dir, writes the `python -m core bench --full-properties` set once 
 part2.csv of the real 20,275,902 rows, and events.csv of 2.96M rows. Then, each in its own
 process (so each peak RSS is that reader's own), alternating, --repeat times:
 
-- properties: ``core.categories.read_category_files`` on both files, next to one DuckDB
+- properties: ``core.reading.categories.read_category_files`` on both files, next to one DuckDB
   ``read_csv`` of both files with a ``property = 'categoryid'`` filter; both give the
   timestamp, itemid and categoryid of every categoryid row, in file order, as int64 columns;
-- events: ``core.data.read_raw_events`` next to DuckDB's ``read_csv`` of events.csv, both into
+- events: ``core.reading.data.read_raw_events`` next to DuckDB's ``read_csv`` of events.csv, both into
   a pandas DataFrame.
 
 --ideas adds the other readers measured for the property scan: pyarrow's multi-threaded
@@ -41,9 +41,9 @@ import pyarrow.csv as pacsv
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core import categories, data  # noqa: E402
-from core.bench import peak_rss_mb  # noqa: E402
-from core.schema import ITEM_PROPERTY_FILES  # noqa: E402
+from core.base.schema import ITEM_PROPERTY_FILES  # noqa: E402
+from core.build.bench import peak_rss_mb  # noqa: E402
+from core.reading import categories, data  # noqa: E402
 
 PROPERTY_READERS = ("core", "duckdb")
 IDEAS = ("pyarrow read_csv + filter", "streaming reader before issue 22")
@@ -160,7 +160,8 @@ def run_child(name: str, raw: Path) -> dict[str, Any]:
 
 def make_files(folder: Path, seed: int = 42) -> Path:
     """The `python -m core bench --full-properties` raw files (generated once, then kept)."""
-    from core import bench, demo
+    from core import demo
+    from core.build import bench
 
     if not (folder / "events.csv").exists():
         start = time.perf_counter()

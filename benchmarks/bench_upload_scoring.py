@@ -24,10 +24,11 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from core import anomaly, export  # noqa: E402
-from core import artifacts as A  # noqa: E402
-from core.bench import StageTimer, peak_rss_mb  # noqa: E402
-from core.schema import USER_FEATURES  # noqa: E402
+from core import anomaly  # noqa: E402
+from core.base.schema import USER_FEATURES  # noqa: E402
+from core.build.bench import StageTimer, peak_rss_mb  # noqa: E402
+from core.store import artifacts as A  # noqa: E402
+from core.userfiles import export  # noqa: E402
 
 
 def make_file(rows: int, path: Path, seed: int = 42) -> None:

@@ -39,7 +39,7 @@ from core.anomaly import (
     make_detector,
     user_features,
 )
-from core.schema import MS_PER_DAY, MS_PER_HOUR, USER_FEATURES
+from core.base.schema import MS_PER_DAY, MS_PER_HOUR, USER_FEATURES
 
 N_EVENTS = 300_000
 SELECTION_SEED = 42

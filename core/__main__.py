@@ -14,9 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-from core import artifacts, demo
-from core.errors import ProjectError
-from core.schema import DEFAULT_DETECTOR, DEFAULT_SEED, DEFAULT_SHARE
+from core import demo
+from core.base.errors import ProjectError
+from core.base.schema import DEFAULT_DETECTOR, DEFAULT_SEED, DEFAULT_SHARE
+from core.store import artifacts
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run the command; bad input exits with status 2 and a clear message."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from core import bench, pipeline  # imported late so `--help` stays instant
+    from core.build import bench, pipeline  # imported late so `--help` stays instant
 
     try:
         if args.command == "build":
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\nRealism report: each figure of this build next to its real-data target")
             print("\n".join(pipeline.realism_lines(realism)))
         elif args.command == "score":
-            from core.score_command import ScoreOptions, run
+            from core.userfiles.score_command import ScoreOptions, run
 
             if args.share is not None and not 0 < args.share < 1:
                 raise ProjectError(f"--share must be between 0 and 1, got {args.share}")

@@ -7,14 +7,21 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import anomaly, schema
-from core import artifacts as A
+from core import anomaly
 from core.anomaly import batch
-from core.errors import DataError
-from core.export import cleaned_csv_bytes, cleaned_parquet_bytes, events_of, scored_csv_bytes, scored_parquet_bytes
-from core.memory import release_memory
-from core.schema import DEFAULT_SEED, USER_FEATURES
-from core.uploads import MAX_UPLOAD_MB, read_upload
+from core.base import schema
+from core.base.errors import DataError
+from core.base.memory import release_memory
+from core.base.schema import DEFAULT_SEED, USER_FEATURES
+from core.store import artifacts as A
+from core.userfiles.export import (
+    cleaned_csv_bytes,
+    cleaned_parquet_bytes,
+    events_of,
+    scored_csv_bytes,
+    scored_parquet_bytes,
+)
+from core.userfiles.uploads import MAX_UPLOAD_MB, read_upload
 from dashboard import (
     COUNT_D3,
     SCORE_DIGITS,

@@ -10,10 +10,10 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core import schema
 from core.anomaly.policy import TXN_WARNING_SHARE, cost_sentence, policy_label
-from core.report import ReportBlock, html_report, svg_renderer_available
-from core.schema import METRIC_ORDER
+from core.base import schema
+from core.base.schema import METRIC_ORDER
+from core.userfiles.report import ReportBlock, html_report, svg_renderer_available
 from dashboard import (
     CHART_PADDING,
     COUNT_D3,

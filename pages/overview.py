@@ -4,8 +4,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core import schema
 from core.anomaly.policy import policy_label
+from core.base import schema
 from dashboard import (
     COUNT_D3,
     bad_content,

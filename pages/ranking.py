@@ -7,14 +7,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import artifacts as A
-from core.errors import DataError
+from core.base.errors import DataError
+from core.base.schema import LOOKBACK, VIEW_COLUMNS, WINDOW_MS
 from core.evaluation.on_events import CASE_TOP_K, evaluate_events, prepared_events
-from core.export import csv_bytes, ms_to_datetimes, views_from_csv_text, views_from_editor
 from core.ranking import history_before, pick_visitor, rank
 from core.ranking.explain import why_text
-from core.schema import LOOKBACK, VIEW_COLUMNS, WINDOW_MS
-from core.uploads import MAX_EVENT_ROWS, MAX_UPLOAD_MB, read_table
+from core.store import artifacts as A
+from core.userfiles.export import csv_bytes, ms_to_datetimes, views_from_csv_text, views_from_editor
+from core.userfiles.uploads import MAX_EVENT_ROWS, MAX_UPLOAD_MB, read_table
 from dashboard import (
     SCORE_D3,
     SCORE_DIGITS,

@@ -1,6 +1,6 @@
 """Write the API's example request bodies (examples/*.json) from real demo visitors.
 
-Reads the verified build artifacts (``core.artifacts.load_artifacts``; ``RECSYS_ARTIFACT_DIR``
+Reads the verified build artifacts (``core.store.artifacts.load_artifacts``; ``RECSYS_ARTIFACT_DIR``
 or ``--artifact-dir`` picks the directory): a visitor's recent views from
 ``events_clean_q04.parquet`` for /rank, and users' features from ``task2_user_features.parquet``
 with their flags from ``task2_scored_users.parquet`` for /anomaly. Deterministic for a given
@@ -21,15 +21,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from api.schemas import EXAMPLES_DIR  # noqa: E402
-from core.artifacts import Artifacts, load_artifacts  # noqa: E402
-from core.errors import ArtifactError  # noqa: E402
-from core.ranking import history_before, pick_visitor, view_sequences  # noqa: E402
-from core.schema import (  # noqa: E402
+from core.base.errors import ArtifactError  # noqa: E402
+from core.base.schema import (  # noqa: E402
     CLEAN_EVENTS,
     SCORED_USERS,
     USER_FEATURES_FILE,
 )
-from core.schema import USER_FEATURES as FEATURES  # noqa: E402
+from core.base.schema import USER_FEATURES as FEATURES  # noqa: E402
+from core.ranking import history_before, pick_visitor, view_sequences  # noqa: E402
+from core.store.artifacts import Artifacts, load_artifacts  # noqa: E402
 
 SEED = 42
 RANK_MAX_VIEWS, RANK_MIN_CATS = 20, 2

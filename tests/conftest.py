@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from api.schemas import EXAMPLES_DIR
-from core import artifacts as A
+from core.store import artifacts as A
 
 IN_CI = os.environ.get("CI") == "true"
 

@@ -14,8 +14,8 @@ from conftest import skip_or_fail
 from sklearn.exceptions import NotFittedError
 
 from core import anomaly
-from core.errors import ArtifactError, DataError
-from core.schema import USER_FEATURES
+from core.base.errors import ArtifactError, DataError
+from core.base.schema import USER_FEATURES
 
 D0 = 1_431_216_000_000  # 2015-05-10 00:00:00 UTC, a midnight
 S = 1000  # ms per second
@@ -386,12 +386,12 @@ def test_bad_share_is_a_data_error(detector, train_features, share):
 
 
 def test_missing_detector_is_an_artifact_error(monkeypatch):
-    import core.artifacts
+    import core.store.artifacts
 
     fake = types.SimpleNamespace(detector=None, problems=["No manifest.json."])
-    monkeypatch.setattr(core.artifacts, "load_artifacts", lambda *a, **k: fake)
+    monkeypatch.setattr(core.store.artifacts, "load_artifacts", lambda *a, **k: fake)
     with pytest.raises(ArtifactError, match="python -m core build"):
-        core.artifacts.load_detector()
+        core.store.artifacts.load_detector()
 
 
 def test_unfitted_detector_refuses_to_score(train_features):
@@ -418,7 +418,7 @@ def test_distinct_rows_group_identical_rows_only():
 
 
 def test_distinct_rows_survive_a_hash_collision(monkeypatch):
-    from core.distinct import SMALL_ROWS  # fewer rows are sorted, not hashed
+    from core.base.distinct import SMALL_ROWS  # fewer rows are sorted, not hashed
 
     n = SMALL_ROWS + 1
     X = np.array([[1.0], [2.0]] * n)[:n]
@@ -481,8 +481,8 @@ def test_flag_scores_moves_the_share_without_rescoring(detector, train_features)
 
 def test_scores_on_the_committed_build_do_not_depend_on_de_duplication():
     """The committed detector on real demo features (about 3 users per distinct feature row)."""
-    from core import artifacts as A
-    from core import schema
+    from core.base import schema
+    from core.store import artifacts as A
 
     arts = A.load_artifacts()
     if arts.detector is None or arts.verified_path(schema.USER_FEATURES_FILE) is None:

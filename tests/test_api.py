@@ -27,10 +27,8 @@ from api.routes import finite_or_none
 from api.schemas import MAX_TIMESTAMP_MS, MAX_USERS, UserFeatures
 from core import anomaly, ranking
 from core.anomaly import batch
-from core.artifacts import ARTIFACT_DIR, ARTIFACT_DIR_ENV, default_dir, load_artifacts
-from core.errors import DataError
-from core.ranking import MAX_VIEWS
-from core.schema import (
+from core.base.errors import DataError
+from core.base.schema import (
     DETECTOR,
     MANIFEST,
     MODEL_SUFFIX,
@@ -39,6 +37,8 @@ from core.schema import (
     USER_FEATURES,
     USER_FEATURES_FILE,
 )
+from core.ranking import MAX_VIEWS
+from core.store.artifacts import ARTIFACT_DIR, ARTIFACT_DIR_ENV, default_dir, load_artifacts
 
 API_DIR = Path(deps.__file__).resolve().parent
 API_SOURCES = [API_DIR.parent / "app.py", *sorted(API_DIR.glob("*.py"))]
@@ -512,7 +512,7 @@ def test_artifacts_are_loaded_once_per_app(tmp_path, monkeypatch):
 
 
 def test_env_var_is_read_in_one_place(tmp_path, monkeypatch):
-    for path in API_SOURCES:  # core.artifacts.default_dir reads it; api.settings the limits
+    for path in API_SOURCES:  # core.store.artifacts.default_dir reads it; api.settings the limits
         source = path.read_text()
         assert f"environ.get({ARTIFACT_DIR_ENV!r}" not in source, path
         if path.name != "settings.py":

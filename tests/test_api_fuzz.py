@@ -33,7 +33,7 @@ from schemathesis.specs.openapi.checks import (
 
 from api.main import create_app
 from core.anomaly import validate_features
-from core.artifacts import default_dir
+from core.store.artifacts import default_dir
 
 MAX_EXAMPLES = 50
 FUZZ_SETTINGS = settings(

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import arrays
-from core.distinct import duplicated_rows
+from core.base import arrays
+from core.base.distinct import duplicated_rows
 
 
 @pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint16, np.float64, bool])

@@ -19,11 +19,14 @@ import pandas as pd
 import pytest
 import skops.io as sio
 
-from core import anomaly, artifacts, model_files, outputs, ranking, safe_read, schema
-from core.artifacts import load_artifacts, require
-from core.errors import ArtifactError
-from core.manifest import MANIFEST_KEY_ENV, file_entry, sign_manifest, signature_ok
-from core.schema import CANDIDATE_FEATURES
+from core import anomaly, ranking
+from core.base import schema
+from core.base.errors import ArtifactError
+from core.base.schema import CANDIDATE_FEATURES
+from core.build import outputs
+from core.store import artifacts, model_files, safe_read
+from core.store.artifacts import load_artifacts, require
+from core.store.manifest import MANIFEST_KEY_ENV, file_entry, sign_manifest, signature_ok
 
 ROOT = Path(__file__).resolve().parent.parent
 LOAD_TIMEOUT_S = 60

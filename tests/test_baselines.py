@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from core import ranking as R
-from core.stats import paired_difference_ci
+from core.base.stats import paired_difference_ci
 
 MIN = 60_000
 

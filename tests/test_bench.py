@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core import bench
+from core.build import bench
 
 pytestmark = pytest.mark.e2e
 

@@ -27,9 +27,9 @@ import pandas as pd
 import pytest
 from conftest import skip_or_fail
 
-from core import artifacts as A
-from core import schema
-from core.report import svg_renderer_available
+from core.base import schema
+from core.store import artifacts as A
+from core.userfiles.report import svg_renderer_available
 
 pytestmark = pytest.mark.e2e
 

@@ -21,8 +21,8 @@ from test_browser import (  # noqa: F401  (module fixtures: one server and one b
     shot,
 )
 
-from core import schema
-from core.schema import RAW_EVENT_COLUMNS
+from core.base import schema
+from core.base.schema import RAW_EVENT_COLUMNS
 
 pytestmark = pytest.mark.e2e
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from core.summary import daily_activity
+from core.build.summary import daily_activity
 
 DAY = 86_400_000
 HOUR = 3_600_000

@@ -19,10 +19,11 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import artifacts as A
-from core import model_files, schema
-from core.export import parquet_bytes
-from core.manifest import file_entry
+from core.base import schema
+from core.store import artifacts as A
+from core.store import model_files
+from core.store.manifest import file_entry
+from core.userfiles.export import parquet_bytes
 from dashboard import built_date
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -1069,8 +1070,8 @@ def test_one_format_per_kind_of_number():
 
 def test_every_template_is_read_back_as_its_kind():
     from core import anomaly
-    from core.templates import TEMPLATES, template_csv
-    from core.uploads import read_upload
+    from core.userfiles.templates import TEMPLATES, template_csv
+    from core.userfiles.uploads import read_upload
 
     assert set(TEMPLATES) == {"features", "raw events", "labels", "ranking events"}
     name, data = template_csv("features")
@@ -1125,7 +1126,7 @@ def test_cleaning_kpis_tabs_and_one_what_cleaning_removes(dashboard_built, downl
 
 
 def test_raw_event_errors_name_spreadsheet_lines(dashboard_built):
-    from core.templates import raw_events_template
+    from core.userfiles.templates import raw_events_template
 
     events = raw_events_template().astype({"event": object})
     events.loc[4, "event"] = "click"  # the 5th data row: line 6 of the CSV (header = line 1)

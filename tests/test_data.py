@@ -1,4 +1,4 @@
-"""Tests of core.data on tiny hand-made RetailRocket-layout files."""
+"""Tests of core.reading.data on tiny hand-made RetailRocket-layout files."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import categories, data
-from core.errors import DataError
-from core.schema import EVENT_COLUMNS, EVENT_TYPES
+from core.base.errors import DataError
+from core.base.schema import EVENT_COLUMNS, EVENT_TYPES
+from core.reading import categories, data
 
 HEADER = "timestamp,visitorid,event,itemid,transactionid"
 
@@ -76,7 +76,7 @@ def raw(tmp_path: Path) -> Path:
 
 
 def test_load_raw_full(raw: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="core.data"):
+    with caplog.at_level(logging.INFO, logger="core.reading.data"):
         df = data.load_raw(raw)
     assert list(df.columns) == list(EVENT_COLUMNS)
     assert df["timestamp"].tolist() == [500, 100, 300, 700, 200, 250, 400]  # file order kept
@@ -440,8 +440,8 @@ def _old_reader(path: Path) -> pd.DataFrame:
     import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 
-    from core.csv_checks import _CSV_ROWS, _raise_bad_strings, _string_options
-    from core.schema import ITEM_PROPERTY_COLUMNS
+    from core.base.schema import ITEM_PROPERTY_COLUMNS
+    from core.reading.csv_checks import _CSV_ROWS, _raise_bad_strings, _string_options
 
     parts: dict[str, list[np.ndarray]] = {"timestamp": [], "itemid": [], "categoryid": []}
     offset = 0

@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 
 from core import demo
-from core.categories import asof_categories
-from core.schema import (
+from core.base.schema import (
     CATEGORY_TREE_COLUMNS,
     EVENT_COLUMNS,
     EVENT_TYPES,
@@ -22,6 +21,7 @@ from core.schema import (
     RAW_EVENT_COLUMNS,
     UNKNOWN_CATEGORY,
 )
+from core.reading.categories import asof_categories
 
 N_DEMO = demo.SCALES["demo"]  # the realism targets are checked on the data the demo ships
 
@@ -429,7 +429,7 @@ def test_write_raw_files(ds: demo.DemoDataset, raw: tuple[Path, dict]) -> None:
 
 @pytest.mark.e2e  # writes and reloads a demo dataset (over 5 s)
 def test_load_raw_round_trip(ds: demo.DemoDataset, raw: tuple[Path, dict]) -> None:
-    from core.data import load_raw
+    from core.reading.data import load_raw
 
     out, _ = raw
     loaded = load_raw(out)
@@ -517,8 +517,8 @@ def test_realism_report_task1_like_real_data(ds: demo.DemoDataset) -> None:
 def test_write_raw_full_properties(
     ds: demo.DemoDataset, raw: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from core import categories, data
     from core.demo import raw_files
+    from core.reading import categories, data
 
     # The real 20.3M rows take a minute; the same code with smaller targets and chunks.
     rows = (len(ds.item_properties) // 2 + 40_000, len(ds.item_properties) // 2 + 30_000)

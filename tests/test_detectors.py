@@ -15,7 +15,7 @@ from core.anomaly import (
     make_detector,
     why,
 )
-from core.schema import USER_FEATURES
+from core.base.schema import USER_FEATURES
 
 
 def _features(n: int, seed: int = 0) -> pd.DataFrame:

@@ -8,12 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import anomaly, schema
-from core import artifacts as A
+from core import anomaly
 from core.anomaly import drift
-from core.errors import DataError
-from core.manifest import file_entry
-from core.schema import USER_FEATURES
+from core.base import schema
+from core.base.errors import DataError
+from core.base.schema import USER_FEATURES
+from core.store import artifacts as A
+from core.store.manifest import file_entry
 
 
 def test_quantile_bins_follow_numpy_percentiles_and_the_bin_count_asked_for():

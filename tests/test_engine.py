@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import anomaly, data, demo, engine, ranking
+from core import anomaly, demo, engine, ranking
 from core.engine import dask_engine
+from core.reading import data
 
 KEYS = {"features": ["visitorid"], "candidates": ["visitorid", "case_id", "categoryid"]}
 

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import anomaly, ranking, stats
+from core import anomaly, ranking
 from core import evaluation as ev
-from core.schema import METRICS, USER_FEATURES
+from core.base import stats
+from core.base.schema import METRICS, USER_FEATURES
 
 # Tiny user tables: IsolationForest warns that max_samples (256) exceeds the user count.
 pytestmark = pytest.mark.filterwarnings("ignore:max_samples.*:UserWarning")
@@ -496,7 +497,7 @@ def test_detector_quality_without_labels_reports_only_overlap_and_stability():
 
 
 def test_json_rounding_and_nan_handling(tmp_path):
-    from core.artifacts import write_json
+    from core.store.artifacts import write_json
 
     obj = {"b": float("nan"), "a": [np.float64(1 / 3), np.int64(2), np.bool_(True)]}
     write_json(obj, tmp_path / "x.json", decimals=ev.REPORT_DECIMALS)

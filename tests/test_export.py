@@ -1,4 +1,4 @@
-"""Unit tests of core.export: safe CSV, parquet, uploads, views tables, sampler.
+"""Unit tests of core.userfiles.export: safe CSV, parquet, uploads, views tables, sampler.
 
 Scoring (chunks, progress, de-duplication) is core.anomaly.score: see tests/test_anomaly.py.
 """
@@ -12,9 +12,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from core import export as E
-from core import uploads as U
-from core.errors import DataError
+from core.base.errors import DataError
+from core.userfiles import export as E
+from core.userfiles import uploads as U
 
 # --------------------------------------------------------------------------- formula injection
 

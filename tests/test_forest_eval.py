@@ -1,4 +1,4 @@
-"""core.forest_eval: the all-trees-at-once evaluation gives scikit-learn's scores bit for bit."""
+"""core.base.forest_eval: the all-trees-at-once evaluation gives scikit-learn's scores bit for bit."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.ensemble import IsolationForest, RandomForestClassifier
 
-from core.forest_eval import MAX_FAST_ROWS, forest_positive_proba, isolation_score_samples
+from core.base.forest_eval import MAX_FAST_ROWS, forest_positive_proba, isolation_score_samples
 
 
 def _data(n: int = 3_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -40,8 +40,8 @@ def test_isolation_forest_scores_are_identical(n_rows, max_features):
 
 @pytest.mark.usefixtures("built_artifacts")
 def test_served_models_score_identically(built_artifact_dir):
-    from core.artifacts import load_artifacts
-    from core.schema import USER_FEATURES_FILE
+    from core.base.schema import USER_FEATURES_FILE
+    from core.store.artifacts import load_artifacts
 
     arts = load_artifacts(built_artifact_dir)
     model = arts.ranking_model

@@ -19,13 +19,14 @@ import pytest
 import skops.io as sio
 from test_uploads import CSV, EV, FEATURES
 
-from core import anomaly, artifacts, model_files, safe_read
-from core import schema as S
-from core import uploads as U
-from core.artifacts import load_artifacts
-from core.errors import DataError
-from core.export import parquet_bytes
-from core.manifest import MANIFEST_KEY_ENV, file_entry
+from core import anomaly
+from core.base import schema as S
+from core.base.errors import DataError
+from core.store import artifacts, model_files, safe_read
+from core.store.artifacts import load_artifacts
+from core.store.manifest import MANIFEST_KEY_ENV, file_entry
+from core.userfiles import uploads as U
+from core.userfiles.export import parquet_bytes
 
 
 @pytest.fixture

@@ -1,11 +1,11 @@
-"""core.memory: the allocator settings the dashboard makes at start-up, and the release call."""
+"""core.base.memory: the allocator settings the dashboard makes at start-up, and the release call."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 
-from core import memory
+from core.base import memory
 
 
 def test_returning_allocators_put_arrow_on_the_system_pool_and_can_be_set_twice():

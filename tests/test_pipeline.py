@@ -10,10 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core import anomaly, schema
-from core.artifacts import load_artifacts
-from core.manifest import sha256_file
-from core.schema import USER_FEATURES
+from core import anomaly
+from core.base import schema
+from core.base.schema import USER_FEATURES
+from core.store.artifacts import load_artifacts
+from core.store.manifest import sha256_file
 
 pytestmark = pytest.mark.e2e  # full pipeline builds
 

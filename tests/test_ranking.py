@@ -10,8 +10,8 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from core import ranking as R
-from core.errors import DataError
-from core.schema import CANDIDATE_FEATURES, MARKOV_FEATURE, WINDOW_MS
+from core.base.errors import DataError
+from core.base.schema import CANDIDATE_FEATURES, MARKOV_FEATURE, WINDOW_MS
 
 MIN = 60_000
 HOUR = 60 * MIN
@@ -458,7 +458,7 @@ def fitted_models() -> dict[str, R.RankingModel | None]:
             "rf": R.fit_ranker("rf", c),
             "hgb_markov5": R.fit_ranker("hgb", with_mk, feats, markov=mk, markov_top_n=5),
         }
-    from core.artifacts import load_artifacts  # the served model too, when it is built
+    from core.store.artifacts import load_artifacts  # the served model too, when it is built
 
     served = load_artifacts().ranking_model
     if served is not None:

@@ -1,4 +1,4 @@
-"""Unit tests of core.report: tables out of metrics JSON and the single-file HTML report."""
+"""Unit tests of core.userfiles.report: tables out of metrics JSON and the single-file HTML report."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import altair as alt
 import pandas as pd
 import pytest
 
-from core import report as R
+from core.userfiles import report as R
 
 
 def test_json_tables_find_records_and_scalars():
@@ -51,7 +51,7 @@ def test_unknown_report_block_is_an_error():
 
 
 def test_summary_blocks_come_first_and_the_page_is_fitted():
-    from core.report import ReportBlock, html_report
+    from core.userfiles.report import ReportBlock, html_report
 
     page = html_report(
         "t",

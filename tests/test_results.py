@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core import schema
-from core.results import detector_story
+from core.base import schema
+from core.build.results import detector_story
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "recsys_artifacts"
 OP = {"detector": "isolation_forest", "policy": "keep visitors who bought"}

@@ -11,11 +11,12 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score
 
-from core import anomaly, schema
+from core import anomaly
 from core.__main__ import main
 from core.anomaly.labels import _weighted_metrics, label_metrics, match_labels, read_labels
-from core.errors import DataError
-from core.schema import RAW_EVENT_COLUMNS
+from core.base import schema
+from core.base.errors import DataError
+from core.base.schema import RAW_EVENT_COLUMNS
 
 REPORT_KEYS = {"rows", "scored", "flagged", "flagged_share", "detector", "policy", "mode", "threshold", "drift"}
 DRIFT_KEYS = {"verdict", "features", "drifted_features", "expected_flagged_share", "frozen_flagged_share"}
@@ -117,7 +118,7 @@ def test_label_metrics_match_scikit_learn_with_unit_weights():
 
 
 def test_a_raw_upload_is_prepared_like_the_loader(built_artifact_dir):
-    from core.uploads import read_upload
+    from core.userfiles.uploads import read_upload
 
     raw, distinct = raw_events(built_artifact_dir, 500, 5)
     up = read_upload("e.csv", raw.to_csv(index=False).encode())

@@ -16,10 +16,10 @@ import pytest
 from conftest import skip_or_fail
 
 from core import anomaly
-from core import uploads as U
-from core.errors import DataError
-from core.export import csv_bytes, parquet_bytes, with_scores
-from core.schema import USER_FEATURES
+from core.base.errors import DataError
+from core.base.schema import USER_FEATURES
+from core.userfiles import uploads as U
+from core.userfiles.export import csv_bytes, parquet_bytes, with_scores
 
 
 def events_table(n: int = 400, seed: int = 3) -> pd.DataFrame:
@@ -326,7 +326,7 @@ def client():
     from fastapi.testclient import TestClient
 
     from api.main import create_app
-    from core.artifacts import default_dir, load_artifacts
+    from core.store.artifacts import default_dir, load_artifacts
 
     if load_artifacts(default_dir()).detector is None:
         skip_or_fail("no built detector: run `python -m core build`")

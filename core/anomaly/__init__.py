@@ -5,7 +5,7 @@ feature rows can be scored; ``behaviour`` derives the one-sided bot-ward columns
 holds the scikit-learn-style estimators and their registry; ``scoring`` scores tables with a
 detector passed in; ``policy`` is the "keep visitors who bought" rule and the cost of cleaning;
 ``quality`` judges detectors against labels; ``audit`` holds proxy labels, operating-point audits
-and cleaning. Nothing in this package reads or writes files: ``core.artifacts`` loads detectors.
+and cleaning. Nothing in this package reads or writes files: ``core.store.artifacts`` loads detectors.
 """
 
 from core.anomaly.audit import (
@@ -81,7 +81,7 @@ from core.anomaly.scoring import (
     threshold_for,
 )
 from core.anomaly.validation import MAX_PROBLEM_ROWS, FeatureValidation, validate_features
-from core.schema import COUNT_FEATURES, USER_FEATURES
+from core.base.schema import COUNT_FEATURES, USER_FEATURES
 
 __all__ = [
     "BEHAVIOUR_COLUMNS",

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from core.anomaly.validation import numeric
-from core.errors import DataError
+from core.base.errors import DataError
 
 
 def proxy_labels(features: pd.DataFrame) -> np.ndarray:

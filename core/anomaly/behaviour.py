@@ -18,8 +18,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from core.errors import DataError
-from core.schema import USER_FEATURES
+from core.base.errors import DataError
+from core.base.schema import USER_FEATURES
 
 BEHAVIOUR_COLUMNS: tuple[str, ...] = (
     "intensity",  # log1p(views per active day)

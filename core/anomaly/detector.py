@@ -36,10 +36,10 @@ from core.anomaly.behaviour import (
     without_purchases,
 )
 from core.anomaly.validation import check_share, validate_features
-from core.distinct import distinct_rows
-from core.errors import DataError
-from core.forest_eval import MAX_FAST_ROWS, isolation_score_samples
-from core.schema import DEFAULT_DETECTOR, DEFAULT_SEED, DEFAULT_SHARE, DETECTOR_PREFIX, MODEL_SUFFIX, USER_FEATURES
+from core.base.distinct import distinct_rows
+from core.base.errors import DataError
+from core.base.forest_eval import MAX_FAST_ROWS, isolation_score_samples
+from core.base.schema import DEFAULT_DETECTOR, DEFAULT_SEED, DEFAULT_SHARE, DETECTOR_PREFIX, MODEL_SUFFIX, USER_FEATURES
 
 log = logging.getLogger(__name__)
 

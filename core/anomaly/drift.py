@@ -14,8 +14,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.anomaly.validation import numeric
-from core.errors import DataError
-from core.schema import USER_FEATURES
+from core.base.errors import DataError
+from core.base.schema import USER_FEATURES
 
 DRIFT_BINS = 10  # quantile bins per feature; a feature with at most this many values gets one bin per value
 PSI_FLOOR = 1e-4  # an empty bin's share before the log, on both sides: keeps every PSI finite

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from core.schema import EVENT_TYPES, MS_PER_HOUR
+from core.base.schema import EVENT_TYPES, MS_PER_HOUR
 
 # Gap bands (seconds) for the gap chart: the 5 s "short gap" and 30 min session rules are edges.
 GAP_EDGES = (0.0, 1.0, 5.0, 30.0, 300.0, 1800.0, 3600.0 * 6, 86400.0, np.inf)

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import arrays
-from core.errors import DataError
-from core.schema import (
+from core.base import arrays
+from core.base.errors import DataError
+from core.base.schema import (
     COUNT_FEATURES,
     EVENT_TYPES,
     MS_PER_DAY,
@@ -99,7 +99,7 @@ def user_features(events: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise DataError(
             f"user_features needs the prepared event columns {list(_EVENT_INPUT_COLUMNS)}; "
-            f"missing: {missing}. Load events with core.data (it adds categoryid)."
+            f"missing: {missing}. Load events with core.reading.data (it adds categoryid)."
         )
     n = len(events)
     if n == 0:

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sklearn.metrics import average_precision_score
 
-from core.errors import DataError
+from core.base.errors import DataError
 
 LABEL_COLUMNS = ("visitorid", "is_bot")
 MAX_LABEL_ROWS = 2_000_000

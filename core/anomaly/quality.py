@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from core.anomaly.detector import Detector, make_detector
-from core.schema import DEFAULT_SHARE, USER_FEATURES
-from core.stats import pr_auc
+from core.base.schema import DEFAULT_SHARE, USER_FEATURES
+from core.base.stats import pr_auc
 
 
 def _kind_of(features: pd.DataFrame, labels: pd.DataFrame | None) -> np.ndarray:

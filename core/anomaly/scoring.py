@@ -15,8 +15,8 @@ import pandas as pd
 from core.anomaly.detector import Detector, why
 from core.anomaly.policy import DEFAULT_PROTECT_BUYERS, apply_policy, policy_label
 from core.anomaly.validation import FeatureValidation, check_share, numeric, validate_features
-from core.distinct import distinct_rows
-from core.errors import DataError
+from core.base.distinct import distinct_rows
+from core.base.errors import DataError
 
 log = logging.getLogger(__name__)
 

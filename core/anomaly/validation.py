@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.errors import DataError
-from core.schema import COUNT_FEATURES, USER_FEATURES
+from core.base.errors import DataError
+from core.base.schema import COUNT_FEATURES, USER_FEATURES
 
 # The detailed row_problems table is capped; counts in the messages stay exact.
 MAX_PROBLEM_ROWS = 100_000

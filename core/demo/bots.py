@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.base.schema import MS_PER_DAY, MS_PER_HOUR, MS_PER_SECOND
 from core.demo.catalogue import Catalogue
 from core.demo.common import (
     DAY0,
@@ -25,7 +26,6 @@ from core.demo.common import (
     to_ms,
     uniform_start,
 )
-from core.schema import MS_PER_DAY, MS_PER_HOUR, MS_PER_SECOND
 
 ABNORMAL_KINDS: tuple[str, ...] = (
     "crawler",

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.schema import MS_PER_DAY, MS_PER_HOUR, MS_PER_SECOND
+from core.base.schema import MS_PER_DAY, MS_PER_HOUR, MS_PER_SECOND
 
 T_START = 1_430_622_000_000  # 2015-05-03 03:00:00 UTC, the start of the real data
 T_END = 1_442_545_200_000  # 2015-09-18 03:00:00 UTC, the end of the real data

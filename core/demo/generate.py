@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from core.categories import asof_categories
+from core.base.schema import EVENT_COLUMNS, EVENT_TYPES, MS_PER_DAY
 from core.demo.bots import ABNORMAL_KINDS, MAKERS, BotMix, resolve_bot_mix
 from core.demo.catalogue import ITEMS_PER_EVENT, Catalogue, build_catalogue, category_tree_frame
 from core.demo.common import T_END, T_START, Part, kind_counts
@@ -27,7 +27,7 @@ from core.demo.visitors import (
     ordinary_profile,
     trim_visitors,
 )
-from core.schema import EVENT_COLUMNS, EVENT_TYPES, MS_PER_DAY
+from core.reading.categories import asof_categories
 
 logger = logging.getLogger(__name__)
 

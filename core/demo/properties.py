@@ -1,4 +1,4 @@
-"""Item properties: weekly category snapshots and other properties (the as-of join is core.categories')."""
+"""Item properties: weekly category snapshots and other properties (the as-of join is core.reading.categories')."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.base.schema import MS_PER_DAY
 from core.demo.catalogue import Catalogue
 from core.demo.common import FIRST_SNAPSHOT, N_WEEKS, group_index, grouped_cumsum
-from core.schema import MS_PER_DAY
 
 # --------------------------------------------------------------------------- item properties
 

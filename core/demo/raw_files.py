@@ -9,16 +9,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from core import arrays
-from core.demo.generate import DemoDataset
-from core.demo.properties import filler_properties
-from core.schema import (
+from core.base import arrays
+from core.base.schema import (
     CATEGORY_TREE_COLUMNS,
     EVENT_TYPES,
     ITEM_PROPERTY_COLUMNS,
     ITEM_PROPERTY_FILES,
     RAW_EVENT_COLUMNS,
 )
+from core.demo.generate import DemoDataset
+from core.demo.properties import filler_properties
 
 logger = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core import arrays
-from core.schema import EVENT_TYPES, LOOKBACK, MS_PER_DAY, MS_PER_HOUR, UNKNOWN_CATEGORY, WINDOW_MS
+from core.base import arrays
+from core.base.schema import EVENT_TYPES, LOOKBACK, MS_PER_DAY, MS_PER_HOUR, UNKNOWN_CATEGORY, WINDOW_MS
 
 # --------------------------------------------------------------------------- realism summary
 

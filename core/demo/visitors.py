@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.base.schema import MS_PER_DAY, MS_PER_HOUR
 from core.demo.catalogue import Catalogue
 from core.demo.common import (
     Part,
@@ -26,7 +27,6 @@ from core.demo.common import (
     run_ids,
     to_ms,
 )
-from core.schema import MS_PER_DAY, MS_PER_HOUR
 
 LOOKALIKE_KINDS: tuple[str, ...] = ("heavy_buyer", "b2b_reseller", "loyal_daily")
 # Look-alike visitors per requested event (about 120, 12 and 90 at demo scale).

@@ -16,9 +16,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core import anomaly, data, ranking
-from core.errors import DataError
-from core.schema import MIN_LABEL_COUNT
+from core import anomaly, ranking
+from core.base.errors import DataError
+from core.base.schema import MIN_LABEL_COUNT
+from core.reading import data
 
 ENGINES: tuple[str, ...] = ("pandas", "dask")
 STAGES: tuple[str, ...] = ("features", "candidates")

@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from core import data, ranking
+from core import ranking
 from core.engine import renumber_cases, stage_function, write_table
+from core.reading import data
 
 log = logging.getLogger(__name__)
 

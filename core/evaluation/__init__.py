@@ -2,11 +2,18 @@
 and detector quality, each figure captioned with its population (docs/EVALUATION.md).
 
 Every comparison is made on one fixed set of test cases (same case ids), and figures carry
-visitor-level bootstrap confidence intervals (core.stats). splits: the group and temporal
+visitor-level bootstrap confidence intervals (core.base.stats). splits: the group and temporal
 splits; rankers: the compared learner and Markov candidates; tables: metric rows; detectors:
 Task 2 detector quality; run: honest_evaluation and write_all.
 """
 
+from core.base.schema import (
+    DETECTOR_QUALITY_CSV,
+    DETECTOR_QUALITY_JSON,
+    EVALUATION_CSV,
+    EVALUATION_JSON,
+    MARKOV_CANDIDATES_CSV,
+)
 from core.evaluation.detectors import (
     DETECTOR_FIT_CAP,
     STABILITY_SEEDS,
@@ -58,13 +65,6 @@ from core.evaluation.tables import (
     headline,
     metric_rows,
     metric_rows_multi,
-)
-from core.schema import (
-    DETECTOR_QUALITY_CSV,
-    DETECTOR_QUALITY_JSON,
-    EVALUATION_CSV,
-    EVALUATION_JSON,
-    MARKOV_CANDIDATES_CSV,
 )
 
 __all__ = [

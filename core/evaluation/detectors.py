@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import anomaly, arrays
+from core import anomaly
+from core.base import arrays
+from core.base.schema import DEFAULT_SEED, DEFAULT_SHARE
+from core.base.stats import flag_top_share, jaccard, pr_auc
 from core.evaluation.splits import SplitSpec
-from core.schema import DEFAULT_SEED, DEFAULT_SHARE
-from core.stats import flag_top_share, jaccard, pr_auc
 
 STABILITY_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
 # IsolationForest stability is measured on at most this many users (a fixed random sample).

@@ -12,13 +12,14 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from core import data, ranking
-from core.errors import DataError
+from core import ranking
+from core.base.errors import DataError
+from core.base.memory import release_memory
+from core.base.schema import DEFAULT_SEED
+from core.base.stats import CI_LEVEL, N_BOOT
 from core.evaluation.tables import metric_rows_multi
-from core.memory import release_memory
 from core.ranking.cases import rank_in_groups
-from core.schema import DEFAULT_SEED
-from core.stats import CI_LEVEL, N_BOOT
+from core.reading import data
 
 EVAL_METRICS: tuple[str, ...] = ("coverage", "top1", "top3", "top1_all", "top3_all", "mrr5")
 CASE_TOP_K = 5

@@ -10,10 +10,10 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from core import ranking
+from core.base.schema import CANDIDATE_FEATURES, MARKOV_FEATURE
+from core.base.stats import N_BOOT
 from core.evaluation.splits import SplitSpec
 from core.evaluation.tables import headline, metric_rows_multi
-from core.schema import CANDIDATE_FEATURES, MARKOV_FEATURE
-from core.stats import N_BOOT
 
 LEARNER = "hgb"  # HistGradientBoostingClassifier, ranking.make_estimator("hgb"); see docs
 # Each learned ranker is trained on at most this many history candidate rows (a deterministic

@@ -11,7 +11,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import anomaly, arrays, artifacts, ranking
+from core import anomaly, ranking
+from core.base import arrays
+from core.base.schema import (
+    DEFAULT_SEED,
+    DEFAULT_SHARE,
+    DETECTOR_QUALITY_CSV,
+    DETECTOR_QUALITY_JSON,
+    EVALUATION_CSV,
+    EVALUATION_JSON,
+    LOOKBACK,
+    MARKOV_CANDIDATES_CSV,
+    TEST_SIZE,
+    WINDOW_MS,
+)
+from core.base.stats import CI_LEVEL, N_BOOT
 from core.evaluation.detectors import (
     DETECTOR_FIT_CAP,
     STABILITY_USER_CAP,
@@ -44,19 +58,7 @@ from core.evaluation.tables import (
     headline,
     metric_rows_multi,
 )
-from core.schema import (
-    DEFAULT_SEED,
-    DEFAULT_SHARE,
-    DETECTOR_QUALITY_CSV,
-    DETECTOR_QUALITY_JSON,
-    EVALUATION_CSV,
-    EVALUATION_JSON,
-    LOOKBACK,
-    MARKOV_CANDIDATES_CSV,
-    TEST_SIZE,
-    WINDOW_MS,
-)
-from core.stats import CI_LEVEL, N_BOOT
+from core.store import artifacts
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import anomaly, arrays, ranking
-from core.errors import DataError
-from core.schema import LOOKBACK, MIN_LABEL_COUNT, MS_PER_DAY, TEST_SIZE, WINDOW_MS
+from core import anomaly, ranking
+from core.base import arrays
+from core.base.errors import DataError
+from core.base.schema import LOOKBACK, MIN_LABEL_COUNT, MS_PER_DAY, TEST_SIZE, WINDOW_MS
 
 TEST_DAYS = 14
 # What a split keeps of its training rows: enough for case ids, visitors and Markov transitions.

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from core import ranking
-from core.errors import DataError
-from core.schema import DEFAULT_SEED, METRICS
-from core.stats import (
+from core.base.errors import DataError
+from core.base.schema import DEFAULT_SEED, METRICS
+from core.base.stats import (
     AVERAGES,
     BOOT_BLOCK_CELLS,
     CI_LEVEL,

@@ -5,6 +5,7 @@ extension; models: rankers; metrics: outcomes and metrics; split: rare labels an
 split; train: train_and_evaluate; select: which ranker is served; serve: validate_views and rank.
 """
 
+from core.base.schema import LOOKBACK, WINDOW_MS
 from core.ranking.candidates import CANDIDATE_COLUMNS, build_candidates, candidate_arrays, prepare_cases
 from core.ranking.cases import (
     cap_by_case,
@@ -61,7 +62,6 @@ from core.ranking.select import serving_choice
 from core.ranking.serve import MAX_VIEWS, CheckedViews, RankResult, rank, rank_latest, validate_views
 from core.ranking.split import drop_rare_labels, split_by_visitor, visitor_split
 from core.ranking.train import DATASET_SAMPLE_ROWS, RANKERS, Task1Result, train_and_evaluate
-from core.schema import LOOKBACK, WINDOW_MS
 
 __all__ = [
     "BASELINES",

@@ -12,12 +12,12 @@ import time
 import numpy as np
 import pandas as pd
 
-from core import arrays
-from core.errors import DataError
+from core.base import arrays
+from core.base.errors import DataError
+from core.base.schema import CANDIDATE_FEATURES, LOOKBACK, MIN_LABEL_COUNT, MS_PER_MINUTE, WINDOW_MS
 from core.ranking.cases import history_lengths, sorted_views, tail_streaks
 from core.ranking.markov import MarkovModel, add_markov
 from core.ranking.split import drop_rare_labels
-from core.schema import CANDIDATE_FEATURES, LOOKBACK, MIN_LABEL_COUNT, MS_PER_MINUTE, WINDOW_MS
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core import arrays
-from core.errors import DataError
-from core.schema import LOOKBACK, UNKNOWN_CATEGORY, WINDOW_MS
+from core.base import arrays
+from core.base.errors import DataError
+from core.base.schema import LOOKBACK, UNKNOWN_CATEGORY, WINDOW_MS
 
 SEQUENCE_COLUMNS: tuple[str, ...] = ("timestamp", "visitorid", "categoryid", "itemid")
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from core import arrays
-from core.errors import DataError
+from core.base import arrays
+from core.base.errors import DataError
+from core.base.schema import LOOKBACK, MARKOV_FEATURE, MS_PER_MINUTE, WINDOW_MS
 from core.ranking.cases import case_codes, case_table, rank_in_groups
-from core.schema import LOOKBACK, MARKOV_FEATURE, MS_PER_MINUTE, WINDOW_MS
 
 # Folds (by visitor) of the cross-fitted Markov features of training rows.
 MARKOV_FOLDS = 5

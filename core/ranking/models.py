@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
-from core.distinct import distinct_rows
-from core.errors import DataError
-from core.forest_eval import MAX_FAST_ROWS, forest_positive_proba, is_random_forest_classifier
+from core.base.distinct import distinct_rows
+from core.base.errors import DataError
+from core.base.forest_eval import MAX_FAST_ROWS, forest_positive_proba, is_random_forest_classifier
+from core.base.schema import CANDIDATE_FEATURES, DEFAULT_SEED, LOOKBACK, MARKOV_FEATURE, WINDOW_MS
 from core.ranking.cases import cap_by_case
 from core.ranking.markov import MarkovModel
-from core.schema import CANDIDATE_FEATURES, DEFAULT_SEED, LOOKBACK, MARKOV_FEATURE, WINDOW_MS
 
 LEARNED_RANKERS: tuple[str, ...] = ("logreg", "hgb", "rf")
 # The simple baselines of the data contract, strongest-first is not assumed: the build measures.

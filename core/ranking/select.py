@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.errors import DataError
-from core.schema import DEFAULT_SEED
-from core.stats import CI_LEVEL, N_BOOT, paired_difference_ci
+from core.base.errors import DataError
+from core.base.schema import DEFAULT_SEED
+from core.base.stats import CI_LEVEL, N_BOOT, paired_difference_ci
 
 SELECTION_METRIC = "top1_all"
 

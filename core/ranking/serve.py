@@ -12,13 +12,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from core.errors import DataError
-from core.ranking.candidates import candidate_arrays
-from core.ranking.cases import rank_in_groups, sorted_views, with_final_probe
-from core.ranking.markov import markov_arrays
-from core.ranking.metrics import order_within_cases
-from core.ranking.models import UNRANKED, RankingModel, rule_scores
-from core.schema import (
+from core.base.errors import DataError
+from core.base.schema import (
     CANDIDATE_FEATURES,
     LOOKBACK,
     MARKOV_FEATURE,
@@ -27,6 +22,11 @@ from core.schema import (
     VIEW_COLUMNS,
     WINDOW_MS,
 )
+from core.ranking.candidates import candidate_arrays
+from core.ranking.cases import rank_in_groups, sorted_views, with_final_probe
+from core.ranking.markov import markov_arrays
+from core.ranking.metrics import order_within_cases
+from core.ranking.models import UNRANKED, RankingModel, rule_scores
 
 MAX_VIEWS = 1_000
 
@@ -56,7 +56,7 @@ def _row_problem(values: pd.Series, col: str) -> pd.Series:
     big = ~not_num & ~missing & ~frac & (numf.abs() >= 2**63)
     neg = ~not_num & ~missing & ~frac & (numf < 0)
     problems[neg] = f"{col} is negative"
-    if col == "timestamp":  # the API's bound too (core.schema)
+    if col == "timestamp":  # the API's bound too (core.base.schema)
         problems[~not_num & ~missing & ~frac & (numf > MAX_TIMESTAMP_MS)] = "timestamp is after 2100-01-01"
     if col == "categoryid":
         problems[numf == UNKNOWN_CATEGORY] = (

@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import arrays
-from core.errors import DataError
+from core.base import arrays
+from core.base.errors import DataError
+from core.base.schema import DEFAULT_SEED, MIN_LABEL_COUNT, TEST_SIZE
 from core.ranking.cases import case_table
-from core.schema import DEFAULT_SEED, MIN_LABEL_COUNT, TEST_SIZE
 
 
 def drop_rare_labels(cands: pd.DataFrame, min_count: int = MIN_LABEL_COUNT) -> tuple[pd.DataFrame, int]:

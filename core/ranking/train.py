@@ -11,16 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import arrays
-from core.errors import DataError
-from core.ranking.candidates import build_candidates
-from core.ranking.cases import cap_by_case
-from core.ranking.markov import MarkovModel, add_markov, cross_fit_markov, fit_markov, transition_pairs
-from core.ranking.metrics import case_outcomes, ranking_metrics
-from core.ranking.models import BASELINES, LEARNED_RANKERS, TRAIN_ROW_CAPS, RankingModel, cap_binds, fit_ranker
-from core.ranking.select import serving_choice
-from core.ranking.split import drop_rare_labels, holdout_mask, visitor_split
-from core.schema import (
+from core.base import arrays
+from core.base.errors import DataError
+from core.base.schema import (
     CANDIDATE_FEATURES,
     DEFAULT_SEED,
     LOOKBACK,
@@ -29,6 +22,13 @@ from core.schema import (
     TEST_SIZE,
     WINDOW_MS,
 )
+from core.ranking.candidates import build_candidates
+from core.ranking.cases import cap_by_case
+from core.ranking.markov import MarkovModel, add_markov, cross_fit_markov, fit_markov, transition_pairs
+from core.ranking.metrics import case_outcomes, ranking_metrics
+from core.ranking.models import BASELINES, LEARNED_RANKERS, TRAIN_ROW_CAPS, RankingModel, cap_binds, fit_ranker
+from core.ranking.select import serving_choice
+from core.ranking.split import drop_rare_labels, holdout_mask, visitor_split
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from core.errors import ArtifactError
-from core.safe_read import READ_BLOCK, check_name
-from core.schema import MANIFEST, MANIFEST_SIG
+from core.base.errors import ArtifactError
+from core.base.schema import MANIFEST, MANIFEST_SIG
+from core.store.safe_read import READ_BLOCK, check_name
 
 MANIFEST_KEY_ENV = "RECSYS_MANIFEST_KEY"
 MAX_MANIFEST_BYTES = 1 << 20

@@ -11,12 +11,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
 
-from core.errors import ArtifactError
-from core.schema import MANIFEST
+from core.base.errors import ArtifactError
+from core.base.schema import MANIFEST
 
 
 class Listed(Protocol):
-    """What a check needs of a file's manifest entry (core.manifest.FileEntry is one)."""
+    """What a check needs of a file's manifest entry (core.store.manifest.FileEntry is one)."""
 
     @property
     def sha256(self) -> str: ...

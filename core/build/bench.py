@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.schema import DEFAULT_SEED
+from core.base.schema import DEFAULT_SEED
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from core import arrays
-from core.schema import DEFAULT_SEED
+from core.base import arrays
+from core.base.schema import DEFAULT_SEED
 
 N_BOOT = 300
 CI_LEVEL = 0.95

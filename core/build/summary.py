@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.schema import EVENT_TYPES, MS_PER_DAY, MS_PER_HOUR, UNKNOWN_CATEGORY
+from core.base.schema import EVENT_TYPES, MS_PER_DAY, MS_PER_HOUR, UNKNOWN_CATEGORY
 
 
 def dataset_summary(events: pd.DataFrame, source: str) -> dict[str, Any]:

@@ -17,8 +17,9 @@ from typing import Any
 import pandas as pd
 
 import core
-from core import artifacts, schema
-from core.manifest import Manifest, file_entry, manifest_keys, sign_manifest
+from core.base import schema
+from core.store import artifacts
+from core.store.manifest import Manifest, file_entry, manifest_keys, sign_manifest
 
 LIBRARIES = (
     "numpy",

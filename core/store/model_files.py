@@ -8,7 +8,7 @@ from typing import Any
 
 import skops.io as sio
 
-from core.errors import ArtifactError
+from core.base.errors import ArtifactError
 
 # scikit-learn types our models hold that skops does not trust by default; both are plain
 # fitted-tree containers rebuilt from arrays, with no callable state.

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from core.anomaly.features import user_features
-from core.schema import USER_FEATURES
+from core.base.schema import USER_FEATURES
 
 _T0 = 1_433_160_000_000  # 2015-06-01 12:00 UTC, inside the RetailRocket period
 _MIN = 60_000

@@ -1,7 +1,7 @@
 """``python -m core score``: the anomaly page's scoring of one file, for files beyond its budget.
 
 OUT is byte for byte the page's scored download for the same file and choices: both are written by
-``core.export`` with the constants of ``core.anomaly.batch``. No row limit but the machine's memory.
+``core.userfiles.export`` with the constants of ``core.anomaly.batch``. No row limit but the machine's memory.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from typing import Any
 import numpy as np
 
 from core import anomaly
-from core import artifacts as A
 from core.anomaly import batch
 from core.anomaly.labels import label_metrics, match_labels, read_labels
-from core.errors import DataError
-from core.export import cleaned_csv_bytes, cleaned_parquet_bytes, scored_csv_bytes, scored_parquet_bytes
-from core.schema import DEFAULT_SEED
-from core.uploads import read_upload
+from core.base.errors import DataError
+from core.base.schema import DEFAULT_SEED
+from core.store import artifacts as A
+from core.userfiles.export import cleaned_csv_bytes, cleaned_parquet_bytes, scored_csv_bytes, scored_parquet_bytes
+from core.userfiles.uploads import read_upload
 
 OUT_SUFFIXES = (".csv", ".parquet")
 

@@ -1,9 +1,9 @@
 """UI-free helpers of the dashboard: safe downloads, views tables, the sampler.
 
 Nothing here imports Streamlit, so every helper is unit-tested without a browser. Uploads are read
-by ``core.uploads``. Scoring is not
+by ``core.userfiles.uploads``. Scoring is not
 here: the dashboard calls ``core.anomaly.score`` (chunks, progress, de-duplication) like the API,
-and the HTML/JSON report building is ``core.report``.
+and the HTML/JSON report building is ``core.userfiles.report``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from core.errors import DataError
-from core.schema import VIEW_COLUMNS
+from core.base.errors import DataError
+from core.base.schema import VIEW_COLUMNS
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from core.errors import ArtifactError
-from core.manifest import (
+from core.base.errors import ArtifactError
+from core.base.schema import DRIFT_REFERENCE, MANIFEST, MANIFEST_SIG, OPERATING_POINT
+from core.store.manifest import (
     MANIFEST_KEY_ENV,
     MAX_MANIFEST_BYTES,
     FileEntry,
@@ -34,14 +35,13 @@ from core.manifest import (
     parse_manifest,
     signature_ok,
 )
-from core.model_files import load_model
-from core.safe_read import MissingFile, open_dir, read_regular, read_verified, verify_listed
-from core.schema import DRIFT_REFERENCE, MANIFEST, MANIFEST_SIG, OPERATING_POINT
+from core.store.model_files import load_model
+from core.store.safe_read import MissingFile, open_dir, read_regular, read_verified, verify_listed
 
 log = logging.getLogger(__name__)
 
 ARTIFACT_DIR_ENV = "RECSYS_ARTIFACT_DIR"
-ARTIFACT_DIR = Path(__file__).resolve().parent.parent / "recsys_artifacts"
+ARTIFACT_DIR = Path(__file__).resolve().parents[2] / "recsys_artifacts"
 REBUILD_HINT = "Rebuild them with `python -m core build` (about a minute at demo scale)."
 
 

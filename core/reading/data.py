@@ -19,12 +19,23 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from core.categories import (
+from core.base.distinct import duplicated_rows
+from core.base.errors import DataError
+from core.base.schema import (
+    EVENT_COLUMNS,
+    EVENT_TYPES,
+    ITEM_PROPERTY_FILES,
+    MAX_TIMESTAMP_MS,
+    MIN_TIMESTAMP_MS,
+    RAW_EVENT_COLUMNS,
+    UNKNOWN_CATEGORY,
+)
+from core.reading.categories import (
     asof_categories,
     read_category_files,
     read_category_tree,
 )
-from core.csv_checks import (
+from core.reading.csv_checks import (
     _CSV_ROWS,
     MAX_SHOWN,
     _bad_values_error,
@@ -33,17 +44,6 @@ from core.csv_checks import (
     _raise_bad_strings,
     _require_file,
     _string_options,
-)
-from core.distinct import duplicated_rows
-from core.errors import DataError
-from core.schema import (
-    EVENT_COLUMNS,
-    EVENT_TYPES,
-    ITEM_PROPERTY_FILES,
-    MAX_TIMESTAMP_MS,
-    MIN_TIMESTAMP_MS,
-    RAW_EVENT_COLUMNS,
-    UNKNOWN_CATEGORY,
 )
 
 logger = logging.getLogger(__name__)
@@ -259,7 +259,7 @@ def _coerce_int(df: pd.DataFrame, col: str, source: str) -> np.ndarray:
 
 
 def _check_timestamps(ts: np.ndarray, source: str) -> None:
-    """Refuse timestamps outside 1970..2100, the API's bounds too (core.schema)."""
+    """Refuse timestamps outside 1970..2100, the API's bounds too (core.base.schema)."""
     bad = (ts < MIN_TIMESTAMP_MS) | (ts > MAX_TIMESTAMP_MS)
     if bad.any():
         idx = np.flatnonzero(bad)

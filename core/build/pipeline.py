@@ -1,4 +1,4 @@
-"""The build: events in, every artifact out (``python -m core build``); ``core.bench`` times it."""
+"""The build: events in, every artifact out (``python -m core build``); ``core.build.bench`` times it."""
 
 from __future__ import annotations
 
@@ -16,19 +16,22 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from core import anomaly, artifacts, categories, data, demo, model_files, ranking, schema
+from core import anomaly, demo, ranking
 from core import engine as engine_pkg
-from core.bench import StageTimer, peak_rss_mb
-from core.memory import release_memory
-from core.outputs import fresh_output, write_manifest
-from core.results import results_markdown
-from core.schema import (
+from core.base import schema
+from core.base.memory import release_memory
+from core.base.schema import (
     DEFAULT_DETECTOR,
     DEFAULT_SEED,
     DEFAULT_SHARE,
     SYNTHETIC_SOURCE,
 )
-from core.summary import daily_activity, dataset_summary
+from core.build.bench import StageTimer, peak_rss_mb
+from core.build.outputs import fresh_output, write_manifest
+from core.build.results import results_markdown
+from core.build.summary import daily_activity, dataset_summary
+from core.reading import categories, data
+from core.store import artifacts, model_files
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +170,7 @@ def detect_and_clean(
 def write_task2(out: Path, t2: dict[str, Any]) -> dict[str, Any]:
     """Write the task-2 artifacts (every detector, tables, operating point); the served entry."""
     served = t2["detector"]
-    # page checksums: a corrupted artifact is caught on read (core.artifacts.read_table)
+    # page checksums: a corrupted artifact is caught on read (core.store.artifacts.read_table)
     t2["features"].to_parquet(
         out / schema.USER_FEATURES_FILE, index=False, compression="zstd", write_page_checksum=True
     )

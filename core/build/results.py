@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import schema
+from core.base import schema
 
 
 def _cell(value: Any) -> str:

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from core.errors import DataError
+from core.base.errors import DataError
 
 MAX_SHOWN = 5
 

@@ -21,9 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from core.csv_checks import renumbered
-from core.errors import DataError
-from core.schema import EVENT_COLUMNS, RAW_EVENT_COLUMNS, UNKNOWN_CATEGORY
+from core.base.errors import DataError
+from core.base.schema import EVENT_COLUMNS, RAW_EVENT_COLUMNS, UNKNOWN_CATEGORY
+from core.reading.csv_checks import renumbered
 
 UPLOAD_EXTENSIONS: tuple[str, ...] = (".parquet", ".pq", ".csv")
 # Measured by benchmarks/bench_dashboard_upload.py against the 1 GB budget (README, "Upload limits").
@@ -54,7 +54,7 @@ class Upload:
     kind: str  # "features" or "events"
     n_events: int = 0
     notes: list[str] = field(default_factory=list)
-    events: bytes | None = None  # raw uploads: the prepared, de-duplicated events (core.export.pack_events)
+    events: bytes | None = None  # raw uploads: the prepared, de-duplicated events (core.userfiles.export.pack_events)
     duplicates_dropped: int = 0
 
 
@@ -337,7 +337,7 @@ def read_table(name: str, data: bytes, limits: bool = True) -> tuple[pd.DataFram
 def prepared_events(name: str, events: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """(prepared events, exact duplicates dropped) of raw events, validated and de-duplicated
     with the raw loader's own rule (categoryid -1 = unknown when absent)."""
-    from core.data import drop_exact_duplicates, validate_events
+    from core.reading.data import drop_exact_duplicates, validate_events
 
     missing = [c for c in RAW_EVENT_COLUMNS if c not in events.columns]
     if missing:
@@ -366,7 +366,7 @@ def read_upload(name: str, data: bytes, limits: bool = True) -> Upload:
 
     Raw events also come back prepared and packed (``Upload.events``), for the cleaned download."""
     from core.anomaly.features import user_features
-    from core.export import pack_events
+    from core.userfiles.export import pack_events
 
     df, kind, notes = read_table(name, data, limits)
     if kind == "features":

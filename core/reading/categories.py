@@ -15,10 +15,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from core import arrays
-from core.csv_checks import _CSV_ROWS, _check_columns, _csv_header, _raise_bad_strings, _require_file, _string_options
-from core.errors import DataError
-from core.schema import CATEGORY_TREE_COLUMNS, ITEM_PROPERTY_COLUMNS, UNKNOWN_CATEGORY
+from core.base import arrays
+from core.base.errors import DataError
+from core.base.schema import CATEGORY_TREE_COLUMNS, ITEM_PROPERTY_COLUMNS, UNKNOWN_CATEGORY
+from core.reading.csv_checks import (
+    _CSV_ROWS,
+    _check_columns,
+    _csv_header,
+    _raise_bad_strings,
+    _require_file,
+    _string_options,
+)
 
 CATEGORY_PROPERTY = "categoryid"
 # Bytes per scan chunk: 32 MiB chunks on two threads keep the scan near 0.3 GB (measured with
