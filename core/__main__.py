@@ -16,6 +16,7 @@ from pathlib import Path
 
 from core import demo
 from core.base.errors import ProjectError
+from core.base.json_ready import json_ready
 from core.base.schema import DEFAULT_DETECTOR, DEFAULT_SEED, DEFAULT_SHARE
 from core.store import artifacts
 
@@ -222,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                     artifact_dir=args.artifacts,
                 )
             )
-            print(json.dumps(artifacts.json_ready(report, 4), indent=2))
+            print(json.dumps(json_ready(report, 4), indent=2))
         elif args.command in ("evaluate", "rank"):
             _evaluate_or_rank(args)
         elif args.command in ("features", "candidates"):

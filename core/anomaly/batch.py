@@ -16,8 +16,8 @@ import pandas as pd
 from core.anomaly.detector import DETECTOR_FIT_CAP, Detector, fit_detector, fit_sample
 from core.anomaly.drift import MIN_DRIFT_ROWS, DriftReference, drift_report, frozen_share
 from core.anomaly.scoring import provenance
+from core.base.json_ready import json_ready
 from core.base.schema import DEFAULT_SEED
-from core.store.artifacts import json_ready
 
 
 @dataclass(frozen=True)

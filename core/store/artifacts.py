@@ -13,18 +13,16 @@ import hashlib
 import io
 import json
 import logging
-import math
 import os
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from core.base.errors import ArtifactError
+from core.base.json_ready import json_ready
 from core.base.schema import DRIFT_REFERENCE, MANIFEST, MANIFEST_SIG, OPERATING_POINT
 from core.store.manifest import (
     MANIFEST_KEY_ENV,
@@ -48,28 +46,6 @@ REBUILD_HINT = "Rebuild them with `python -m core build` (about a minute at demo
 # --------------------------------------------------------------------------------------------
 # JSON output.
 # --------------------------------------------------------------------------------------------
-
-
-def json_ready(obj: Any, decimals: int | None = None) -> Any:
-    """JSON-ready copy: numpy and times as Python, NaN/inf as None, floats rounded when asked."""
-    if isinstance(obj, dict):
-        return {str(k): json_ready(v, decimals) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_ready(v, decimals) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return json_ready(obj.tolist(), decimals)
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        value = float(obj)
-        if not math.isfinite(value):
-            return None
-        return value if decimals is None else round(value, decimals)
-    if isinstance(obj, (pd.Timestamp, datetime)):
-        return obj.isoformat()
-    return obj
 
 
 def write_json(obj: Any, path: Path, decimals: int | None = None) -> None:
