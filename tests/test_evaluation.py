@@ -9,9 +9,27 @@ import pandas as pd
 import pytest
 
 from core import anomaly, ranking
-from core import evaluation as ev
 from core.base import stats
-from core.base.schema import METRICS, USER_FEATURES
+from core.base.schema import (
+    DETECTOR_QUALITY_CSV,
+    DETECTOR_QUALITY_JSON,
+    EVALUATION_CSV,
+    EVALUATION_JSON,
+    MARKOV_CANDIDATES_CSV,
+    METRICS,
+    USER_FEATURES,
+)
+from core.evaluation.detectors import detection_stats, detector_quality, fit_and_flag, quality_table
+from core.evaluation.run import EVAL_RANKERS, REPORT_DECIMALS, evaluate_split, write_all
+from core.evaluation.splits import (
+    evaluation_cases,
+    group_split_spec,
+    switch_case_ids,
+    switch_only,
+    temporal_split,
+    temporal_split_spec,
+)
+from core.evaluation.tables import CSV_COLUMNS, POPULATION_KEYS, headline, metric_rows, metric_rows_multi
 
 # Tiny user tables: IsolationForest warns that max_samples (256) exceeds the user count.
 pytestmark = pytest.mark.filterwarnings("ignore:max_samples.*:UserWarning")
@@ -102,7 +120,7 @@ def test_metric_rows_hand_computed_with_covered_denominators():
             "hit3": [1.0, 1.0, 0.0, 1.0],
         }
     )
-    rows = {(r["metric"], r["average"]): r for r in ev.metric_rows(out, n_boot=50, seed=0)}
+    rows = {(r["metric"], r["average"]): r for r in metric_rows(out, n_boot=50, seed=0)}
     assert rows[("coverage", "per case")]["value"] == pytest.approx(3 / 4)
     assert rows[("coverage", "per visitor")]["value"] == pytest.approx((2 / 3 + 1) / 2)
     assert rows[("top1", "per case")]["value"] == pytest.approx(2 / 3)
@@ -126,10 +144,10 @@ def test_metric_rows_multi_paired_difference():
     vis = [1, 1, 2, 3, 3, 3, 4, 5]
     a = _outcomes([1, 1, 0, 1, 1, 0, 1, 1], vis)
     b = _outcomes([1, 0, 0, 1, 0, 0, 1, 0], vis)
-    res = ev.metric_rows_multi({"a": a, "b": b}, n_boot=200, seed=1, diffs=[("a", "b")])
+    res = metric_rows_multi({"a": a, "b": b}, n_boot=200, seed=1, diffs=[("a", "b")])
     key = lambda rows: {(r["metric"], r["average"]): r for r in rows}  # noqa: E731
     ra, d = key(res["a"]), key(res["a - b"])
-    assert ra == key(ev.metric_rows(a, n_boot=200, seed=1))  # same as one arm alone
+    assert ra == key(metric_rows(a, n_boot=200, seed=1))  # same as one arm alone
     assert d[("top1_all", "per case")]["value"] == pytest.approx(6 / 8 - 3 / 8)
     assert d[("top1_all", "per visitor")]["value"] == pytest.approx(
         np.mean([1, 0, 2 / 3, 1, 1]) - np.mean([1 / 2, 0, 1 / 3, 1, 0])
@@ -138,7 +156,7 @@ def test_metric_rows_multi_paired_difference():
     assert d[("top1_all", "per case")]["ci_low"] >= 0
     assert d[("coverage", "per case")]["value"] == 0 and d[("coverage", "per case")]["ci_high"] == 0
     with pytest.raises(Exception, match="same cases"):
-        ev.metric_rows_multi({"a": a, "b": b.iloc[1:]})
+        metric_rows_multi({"a": a, "b": b.iloc[1:]})
 
 
 def test_bootstrap_weights_resample_every_visitor_count():
@@ -188,7 +206,7 @@ def test_temporal_split_boundary_is_exactly_14_days():
     t_max = 100 * DAY
     ts = np.array([0, t_max - 14 * DAY - 1, t_max - 14 * DAY, t_max - 1, t_max])
     events = views([(1, t, A) for t in ts])
-    before, after, cutoff = ev.temporal_split(events, test_days=14)
+    before, after, cutoff = temporal_split(events, test_days=14)
     assert cutoff == t_max - 14 * DAY
     assert before["timestamp"].tolist() == [0, t_max - 14 * DAY - 1]
     assert after["timestamp"].tolist() == [t_max - 14 * DAY, t_max - 1, t_max]
@@ -208,7 +226,7 @@ def test_temporal_spec_cases_at_the_cutoff_are_test_and_keep_old_history():
     ]
     events = views(rows)
     cands, _ = ranking.drop_rare_labels(ranking.build_candidates(events), min_count=1)
-    spec = ev.temporal_split_spec(events, cands, anomaly.user_features(events), test_days=14)
+    spec = temporal_split_spec(events, cands, anomaly.user_features(events), test_days=14)
     assert sorted(spec.test["visitorid"].unique()) == [1, 4]
     assert sorted(spec.train["visitorid"].unique()) == [2, 3]
     # Visitor 1's test case has its history (view of A) before the cutoff: allowed and kept.
@@ -254,8 +272,8 @@ def _hand_cands() -> pd.DataFrame:
 
 def test_switch_only_selects_cases_whose_next_differs_from_last():
     cands = _hand_cands()
-    assert ev.switch_case_ids(cands).tolist() == [1, 2]
-    assert sorted(ev.switch_only(cands)["case_id"].unique()) == [1, 2]
+    assert switch_case_ids(cands).tolist() == [1, 2]
+    assert sorted(switch_only(cands)["case_id"].unique()) == [1, 2]
     out = ranking.case_outcomes(cands, ranking.rule_scores(cands))
     assert out["switch"].tolist() == [False, True, True]
     # Rule: case 0 -> A first (hit), case 1 -> B (cnt 3) first (hit), case 2 not covered.
@@ -267,7 +285,7 @@ def test_case_outcomes_agree_with_ranking_metrics():
     events, _ = tiny_world(seed=5)
     cands = ranking.build_candidates(events)
     scores = ranking.rule_scores(cands)
-    h = ev.headline(ranking.case_outcomes(cands, scores))
+    h = headline(ranking.case_outcomes(cands, scores))
     m = ranking.ranking_metrics(cands, scores)
     for k in ("coverage", "top1", "top3", "top1_all", "top3_all"):
         assert h[k] == pytest.approx(m[k])
@@ -340,31 +358,29 @@ def test_cross_fitted_markov_never_uses_a_case_own_transition():
 @pytest.fixture(scope="module")
 def world():
     events, labels = tiny_world(seed=11)
-    cands, _ = ev.evaluation_cases(events)
+    cands, _ = evaluation_cases(events)
     features = anomaly.user_features(events)
     return events, labels, cands, features
 
 
 def test_group_split_table_has_2x3_populations_and_counts_add_up(world):
     events, labels, cands, features = world
-    spec = ev.group_split_spec(cands, features, seed=0)
+    spec = group_split_spec(cands, features, seed=0)
     assert np.intersect1d(spec.train["visitorid"], spec.test["visitorid"]).size == 0
     assert np.intersect1d(spec.detector_train["visitorid"], spec.detector_test["visitorid"]).size == 0
-    res = ev.evaluate_split(spec, share=0.05, seed=0, labels=labels, n_boot=40, markov_top_ns=(5,))
+    res = evaluate_split(spec, share=0.05, seed=0, labels=labels, n_boot=40, markov_top_ns=(5,))
     table = pd.DataFrame(res["table"])
-    assert set(zip(table["ranker"], table["population_key"])) == {
-        (r, p) for r in ev.EVAL_RANKERS for p in ev.POPULATION_KEYS
-    }
+    assert set(zip(table["ranker"], table["population_key"])) == {(r, p) for r in EVAL_RANKERS for p in POPULATION_KEYS}
     assert table["population"].str.len().min() > 20  # plain-language captions
-    for r in ev.EVAL_RANKERS:
+    for r in EVAL_RANKERS:
         t = table[table["ranker"] == r].set_index("population_key")
         assert t.loc["flagged", "n_cases"] + t.loc["non_flagged", "n_cases"] == t.loc["all", "n_cases"]
         assert t.loc["flagged", "n_visitors"] + t.loc["non_flagged", "n_visitors"] == t.loc["all", "n_visitors"]
         assert t.loc["all", "n_cases"] == spec.test["case_id"].nunique()  # one fixed test set
     assert (table.loc[table["population_key"] == "flagged", "n_cases"] > 0).all()
     long = pd.DataFrame(res["metrics"])
-    assert set(long["ranker"]) == set(ev.EVAL_RANKERS) | {"clean - raw", "raw - recency"}
-    assert len(long) == (len(ev.EVAL_RANKERS) + 2) * 3 * len(METRICS) * 2
+    assert set(long["ranker"]) == set(EVAL_RANKERS) | {"clean - raw", "raw - recency"}
+    assert len(long) == (len(EVAL_RANKERS) + 2) * 3 * len(METRICS) * 2
     assert set(long["average"]) == {"per case", "per visitor"}
     finite = long.dropna(subset=["value", "ci_low", "ci_high"])
     assert ((finite["ci_low"] <= finite["value"] + 1e-12) & (finite["value"] <= finite["ci_high"] + 1e-12)).mean() > 0.9
@@ -378,7 +394,7 @@ def test_group_split_table_has_2x3_populations_and_counts_add_up(world):
 
 def test_detector_is_fitted_on_training_users_only(world, monkeypatch):
     events, labels, cands, features = world
-    spec = ev.group_split_spec(cands, features, seed=0)
+    spec = group_split_spec(cands, features, seed=0)
     seen = []
     real = anomaly.fit_detector
 
@@ -387,32 +403,32 @@ def test_detector_is_fitted_on_training_users_only(world, monkeypatch):
         return real(feats, share=share, seed=seed)
 
     monkeypatch.setattr(anomaly, "fit_detector", spy)
-    ev.fit_and_flag(spec, 0.05, 0, labels)
+    fit_and_flag(spec, 0.05, 0, labels)
     assert seen and not (seen[0] & set(spec.detector_test["visitorid"]))
 
 
 @pytest.mark.e2e  # writes every evaluation file twice (over 5 s)
 def test_write_all_files_captions_and_byte_identical_rerun(world, tmp_path):
     events, labels, _, _ = world
-    ev.write_all(events, labels, seed=0, share=0.05, out=tmp_path / "a", n_boot=30)
-    ev.write_all(events, labels, seed=0, share=0.05, out=tmp_path / "b", n_boot=30)
+    write_all(events, labels, seed=0, share=0.05, out=tmp_path / "a", n_boot=30)
+    write_all(events, labels, seed=0, share=0.05, out=tmp_path / "b", n_boot=30)
     for name in (
-        ev.EVALUATION_JSON,
-        ev.EVALUATION_CSV,
-        ev.MARKOV_CANDIDATES_CSV,
-        ev.DETECTOR_QUALITY_JSON,
-        ev.DETECTOR_QUALITY_CSV,
+        EVALUATION_JSON,
+        EVALUATION_CSV,
+        MARKOV_CANDIDATES_CSV,
+        DETECTOR_QUALITY_JSON,
+        DETECTOR_QUALITY_CSV,
     ):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
-    report = json.loads((tmp_path / "a" / ev.EVALUATION_JSON).read_text())
+    report = json.loads((tmp_path / "a" / EVALUATION_JSON).read_text())
     assert set(report["splits"]) == {"group", "temporal"}
     for split in report["splits"].values():
         assert all(isinstance(r["population"], str) and r["population"] for r in split["table"])
         assert all(r["population"] for r in split["markov_candidates"]["rows"])
-    flat = pd.read_csv(tmp_path / "a" / ev.EVALUATION_CSV)
-    assert list(flat.columns) == list(ev.CSV_COLUMNS)
+    flat = pd.read_csv(tmp_path / "a" / EVALUATION_CSV)
+    assert list(flat.columns) == list(CSV_COLUMNS)
     assert set(flat["split"]) == {"group", "temporal"}
-    markov = pd.read_csv(tmp_path / "a" / ev.MARKOV_CANDIDATES_CSV)
+    markov = pd.read_csv(tmp_path / "a" / MARKOV_CANDIDATES_CSV)
     assert {"history", "history + markov top5", "markov only (all categories)"} <= set(markov["candidate_set"])
 
 
@@ -458,7 +474,7 @@ def _feature_table(n: int = 100, n_bad: int = 4, seed: int = 0) -> tuple[pd.Data
 def test_detection_stats_hand_computed():
     flags = np.array([1, 1, 0, 0, 1], dtype=bool)
     truth = np.array([1, 0, 1, 0, 1], dtype=bool)
-    s = ev.detection_stats(flags, np.array([0.9, 0.8, 0.1, 0.2, 0.7]), truth)
+    s = detection_stats(flags, np.array([0.9, 0.8, 0.1, 0.2, 0.7]), truth)
     assert s["n_flagged"] == 3
     assert s["precision"] == pytest.approx(2 / 3)
     assert s["recall"] == pytest.approx(2 / 3)
@@ -467,7 +483,7 @@ def test_detection_stats_hand_computed():
 
 def test_detector_quality_baselines_on_a_tiny_labelled_example():
     f, labels = _feature_table()
-    q = ev.detector_quality(f, labels, share=0.04, seed=0, seeds=(0, 1, 2))
+    q = detector_quality(f, labels, share=0.04, seed=0, seeds=(0, 1, 2))
     m = {r["method"]: r for r in q["methods"]}
     assert set(m) == {"isolation_forest", "robust_z", "hbos", "ecod", "volume_rule"}
     vol = m["volume_rule"]
@@ -478,7 +494,7 @@ def test_detector_quality_baselines_on_a_tiny_labelled_example():
     for name in ("isolation_forest", "robust_z", "hbos", "ecod"):
         assert m[name]["pr_auc"] > q["labels"]["base_rate"], name
         assert 0 <= m[name]["normal_buyers_flagged"] <= 1 and 0 <= m[name]["txn_held_by_flagged"] <= 1
-    table = ev.quality_table(q)
+    table = quality_table(q)
     assert {"recall_crawler", "normal_buyers_flagged", "txn_held_by_flagged", "pr_auc"} <= set(table.columns)
     st = q["stability"]
     assert st["seeds"] == [0, 1, 2] and 0 <= st["jaccard_pairwise_min"] <= st["jaccard_pairwise_mean"] <= 1
@@ -487,7 +503,7 @@ def test_detector_quality_baselines_on_a_tiny_labelled_example():
 
 def test_detector_quality_without_labels_reports_only_overlap_and_stability():
     f, _ = _feature_table()
-    q = ev.detector_quality(f, None, share=0.04, seed=0, seeds=(0, 1))
+    q = detector_quality(f, None, share=0.04, seed=0, seeds=(0, 1))
     assert q["labels"]["present"] is False and "absent" in q["labels"]["note"]
     for r in q["methods"]:
         assert r["precision"] is None and r["recall"] is None and r["pr_auc"] is None
@@ -500,7 +516,7 @@ def test_json_rounding_and_nan_handling(tmp_path):
     from core.store.artifacts import write_json
 
     obj = {"b": float("nan"), "a": [np.float64(1 / 3), np.int64(2), np.bool_(True)]}
-    write_json(obj, tmp_path / "x.json", decimals=ev.REPORT_DECIMALS)
+    write_json(obj, tmp_path / "x.json", decimals=REPORT_DECIMALS)
     assert json.loads((tmp_path / "x.json").read_text()) == {"a": [0.333333, 2, True], "b": None}
     write_json(obj, tmp_path / "exact.json")  # thresholds and model figures are never rounded
     assert json.loads((tmp_path / "exact.json").read_text())["a"][0] == 1 / 3

@@ -549,9 +549,9 @@ def _honest_evaluation(
     detector_scores: dict[str, np.ndarray],
 ) -> None:
     """The same-population evaluation (core.evaluation), on the build's features, cases and detectors."""
-    from core import evaluation
+    from core.evaluation.run import write_all
 
-    evaluation.write_all(
+    write_all(
         events,
         labels,
         seed=seed,
