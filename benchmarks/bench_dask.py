@@ -28,8 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core import demo, engine  # noqa: E402
+from core import engine  # noqa: E402
 from core.build.bench import peak_rss_mb  # noqa: E402
+from core.demo.generate import SCALES, generate  # noqa: E402
 from core.engine import dask_engine  # noqa: E402
 from core.reading import data  # noqa: E402
 
@@ -37,7 +38,7 @@ from core.reading import data  # noqa: E402
 def make_folder(folder: Path, copies: int, seed: int = 42) -> int:
     """``copies`` parquet files of the RetailRocket-scale demo events, visitor ids offset per copy."""
     folder.mkdir(parents=True, exist_ok=True)
-    events = demo.generate(demo.SCALES["retailrocket"], seed=seed).events
+    events = generate(SCALES["retailrocket"], seed=seed).events
     span = int(events["visitorid"].max()) + 1
     for k in range(copies):  # one copy in memory at a time
         data.write_events(events.assign(visitorid=events["visitorid"] + k * span), folder / f"part-{k:05d}.parquet")

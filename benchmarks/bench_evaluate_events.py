@@ -67,9 +67,9 @@ def main() -> int:
     if args.child:
         print(json.dumps(child(args.child)))
         return 0
-    from core import demo
+    from core.demo.generate import generate
 
-    ds = demo.generate(n_events=args.events, seed=7)
+    ds = generate(n_events=args.events, seed=7)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"events_{args.events}.{args.format}"
         events = ds.events.assign(event=ds.events["event"].astype(str))

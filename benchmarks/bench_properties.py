@@ -160,13 +160,14 @@ def run_child(name: str, raw: Path) -> dict[str, Any]:
 
 def make_files(folder: Path, seed: int = 42) -> Path:
     """The `python -m core bench --full-properties` raw files (generated once, then kept)."""
-    from core import demo
     from core.build import bench
+    from core.demo.generate import generate
+    from core.demo.raw_files import write_raw
 
     if not (folder / "events.csv").exists():
         start = time.perf_counter()
-        ds = demo.generate(n_events=bench.BENCH_EVENTS, seed=seed, bot_mix=bench.BENCH_MIX)
-        demo.write_raw(ds, folder, full_properties=True)
+        ds = generate(n_events=bench.BENCH_EVENTS, seed=seed, bot_mix=bench.BENCH_MIX)
+        write_raw(ds, folder, full_properties=True)
         print(json.dumps({"made": str(folder), "seconds": round(time.perf_counter() - start, 1)}), flush=True)
     return folder
 

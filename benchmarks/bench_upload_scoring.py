@@ -34,9 +34,9 @@ from core.userfiles import export  # noqa: E402
 def make_file(rows: int, path: Path, seed: int = 42) -> None:
     """User features of the demo generator at RetailRocket scale (2.76M events, ~1.34M
     visitors), topped up to `rows` users by resampling them with fresh visitorids."""
-    from core import demo
+    from core.demo.generate import SCALES, generate
 
-    events = demo.generate(demo.SCALES["retailrocket"], seed=seed).events
+    events = generate(SCALES["retailrocket"], seed=seed).events
     features = anomaly.user_features(events)
     del events
     if len(features) < rows:

@@ -31,7 +31,6 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core import demo
 from core.anomaly import (
     DETECTORS,
     cleaning_cost,
@@ -40,6 +39,7 @@ from core.anomaly import (
     user_features,
 )
 from core.base.schema import MS_PER_DAY, MS_PER_HOUR, USER_FEATURES
+from core.demo.generate import generate
 
 N_EVENTS = 300_000
 SELECTION_SEED = 42
@@ -169,8 +169,8 @@ def stand_in_lookalikes(seed: int = 0, n: int = 300) -> pd.DataFrame:
 
 def _generate(seed: int, mix: str | None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """(features, bot labels, how the mix was made) of one generator configuration."""
-    takes_mix = "bot_mix" in inspect.signature(demo.generate).parameters
-    ds = demo.generate(N_EVENTS, seed, bot_mix=mix) if (mix and takes_mix) else demo.generate(N_EVENTS, seed)
+    takes_mix = "bot_mix" in inspect.signature(generate).parameters
+    ds = generate(N_EVENTS, seed, bot_mix=mix) if (mix and takes_mix) else generate(N_EVENTS, seed)
     feats = user_features(ds.events)
     labels = ds.labels
     note = f"seed {seed}, {'generator ' + mix if mix and takes_mix else 'default'} mix"

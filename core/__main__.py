@@ -14,10 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-from core import demo
 from core.base.errors import ProjectError
 from core.base.json_ready import json_ready
 from core.base.schema import DEFAULT_DETECTOR, DEFAULT_SEED, DEFAULT_SHARE
+from core.demo.generate import SCALES
 from core.store import artifacts
 
 
@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--events", dest="events_file", help="a prepared events parquet")
     build.add_argument(
         "--scale",
-        choices=sorted(demo.SCALES),
+        choices=sorted(SCALES),
         default="demo",
         help="demo data size when no input is given (default: demo)",
     )

@@ -102,7 +102,7 @@ def main() -> int:
     modules = {module_name(f) for f in files}
     module_graph: dict[str, set[str]] = {}
     package_graph: dict[str, set[str]] = defaultdict(set)
-    lazy_edges: set[tuple[str, str]] = set()
+    top_edges: set[tuple[str, str]] = set()
     for f in files:
         name = module_name(f)
         top, lazy = imports(f, modules)
@@ -111,10 +111,10 @@ def main() -> int:
         for m in top | lazy:
             if package(m) != package(name):
                 package_graph[package(name)].add(package(m))
-                if m in lazy and m not in top:
-                    lazy_edges.add((package(name), package(m)))
+                if m in top:
+                    top_edges.add((package(name), package(m)))
     for src in sorted(package_graph):
-        marked = [d + ("*" if (src, d) in lazy_edges else "") for d in sorted(package_graph[src])]
+        marked = [d + ("" if (src, d) in top_edges else "*") for d in sorted(package_graph[src])]
         print(f"{src} -> {', '.join(marked)}")
     print("(* only inside functions)")
     bad = cycles(module_graph)

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import demo
 from core.base.schema import (
     CATEGORY_TREE_COLUMNS,
     EVENT_COLUMNS,
@@ -21,36 +20,43 @@ from core.base.schema import (
     RAW_EVENT_COLUMNS,
     UNKNOWN_CATEGORY,
 )
+from core.demo.bots import ABNORMAL_KINDS
+from core.demo.catalogue import DEPTH_COUNTS, ITEMS_PER_EVENT
+from core.demo.common import FIRST_SNAPSHOT, T_END, T_START
+from core.demo.generate import SCALES, DemoDataset, generate
+from core.demo.raw_files import LABELS_FILE, LOOKALIKES_FILE, write_raw
+from core.demo.realism import candidate_rows_estimate, realism_report, realism_summary
+from core.demo.visitors import LOOKALIKE_KINDS
 from core.reading.categories import asof_categories
 
-N_DEMO = demo.SCALES["demo"]  # the realism targets are checked on the data the demo ships
+N_DEMO = SCALES["demo"]  # the realism targets are checked on the data the demo ships
 
 
 @pytest.fixture(scope="module")
-def ds() -> demo.DemoDataset:
-    return demo.generate(N_DEMO, seed=42)
+def ds() -> DemoDataset:
+    return generate(N_DEMO, seed=42)
 
 
 @pytest.fixture(scope="module")
-def summary(ds: demo.DemoDataset) -> dict:
-    return demo.realism_summary(ds.events)
+def summary(ds: DemoDataset) -> dict:
+    return realism_summary(ds.events)
 
 
 @pytest.fixture(scope="module")
-def raw(ds: demo.DemoDataset, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+def raw(ds: DemoDataset, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("raw")
-    return out, demo.write_raw(ds, out)
+    return out, write_raw(ds, out)
 
 
 @pytest.fixture(scope="module")
-def kind_of(ds: demo.DemoDataset) -> np.ndarray:
+def kind_of(ds: DemoDataset) -> np.ndarray:
     """Label of each event row ("normal" for unlabelled visitors, look-alikes included)."""
     lab = ds.labels.set_index("visitorid")["kind"]
     return ds.events["visitorid"].map(lab).fillna("normal").to_numpy()
 
 
 @pytest.fixture(scope="module")
-def per_visitor(ds: demo.DemoDataset) -> pd.DataFrame:
+def per_visitor(ds: DemoDataset) -> pd.DataFrame:
     """Per visitor: kind (abnormal, look-alike or normal), counts by event type, gaps, hours, days."""
     ev = ds.events.sort_values(["visitorid", "timestamp"])
     kinds = pd.concat([ds.labels, ds.lookalikes]).set_index("visitorid")["kind"]
@@ -80,7 +86,7 @@ def per_visitor(ds: demo.DemoDataset) -> pd.DataFrame:
     return per
 
 
-def _snapshots(ds: demo.DemoDataset) -> pd.DataFrame:
+def _snapshots(ds: DemoDataset) -> pd.DataFrame:
     ip = ds.item_properties
     c = ip[ip["property"] == "categoryid"]
     return pd.DataFrame(
@@ -100,39 +106,39 @@ def _sorted(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_same_seed_same_data_and_bytes(tmp_path: Path) -> None:
-    a, b = demo.generate(40_000, seed=7), demo.generate(40_000, seed=7)
+    a, b = generate(40_000, seed=7), generate(40_000, seed=7)
     for name in ("events", "item_properties", "category_tree", "labels", "lookalikes"):
         pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name))
     assert a.info == b.info
-    ia, ib = demo.write_raw(a, tmp_path / "a"), demo.write_raw(b, tmp_path / "b")
+    ia, ib = write_raw(a, tmp_path / "a"), write_raw(b, tmp_path / "b")
     assert ia["duplicates_injected"] == ib["duplicates_injected"]
-    for name in ("events.csv", *ITEM_PROPERTY_FILES, "category_tree.csv", demo.LABELS_FILE, demo.LOOKALIKES_FILE):
+    for name in ("events.csv", *ITEM_PROPERTY_FILES, "category_tree.csv", LABELS_FILE, LOOKALIKES_FILE):
         da = hashlib.sha256((tmp_path / "a" / name).read_bytes()).hexdigest()
         db = hashlib.sha256((tmp_path / "b" / name).read_bytes()).hexdigest()
         assert da == db, name
 
 
 def test_different_seed_differs() -> None:
-    a, b = demo.generate(20_000, seed=1), demo.generate(20_000, seed=2)
+    a, b = generate(20_000, seed=1), generate(20_000, seed=2)
     assert not a.events.equals(b.events)
     assert not a.category_tree.equals(b.category_tree)
 
 
 @pytest.mark.parametrize("n", [1_000, 20_000, 120_000])
 def test_event_count_close_to_request(n: int) -> None:
-    got = len(demo.generate(n, seed=3).events)
+    got = len(generate(n, seed=3).events)
     assert abs(got - n) <= 0.02 * n
 
 
 def test_small_n_rejected() -> None:
     with pytest.raises(ValueError):
-        demo.generate(10)
+        generate(10)
 
 
 # --------------------------------------------------------------------------- schema
 
 
-def test_events_schema(ds: demo.DemoDataset) -> None:
+def test_events_schema(ds: DemoDataset) -> None:
     ev = ds.events
     assert tuple(ev.columns) == EVENT_COLUMNS
     for col in ("timestamp", "visitorid", "itemid", "categoryid"):
@@ -141,10 +147,10 @@ def test_events_schema(ds: demo.DemoDataset) -> None:
     assert isinstance(ev["event"].dtype, pd.CategoricalDtype)
     assert tuple(ev["event"].cat.categories) == EVENT_TYPES
     assert not ev["event"].isna().any()
-    assert ev["timestamp"].between(demo.T_START, demo.T_END).all()
+    assert ev["timestamp"].between(T_START, T_END).all()
 
 
-def test_other_tables_schema(ds: demo.DemoDataset) -> None:
+def test_other_tables_schema(ds: DemoDataset) -> None:
     ip = ds.item_properties
     assert tuple(ip.columns) == ITEM_PROPERTY_COLUMNS
     assert ip["timestamp"].dtype == np.int64 and ip["itemid"].dtype == np.int64
@@ -155,14 +161,14 @@ def test_other_tables_schema(ds: demo.DemoDataset) -> None:
     assert list(ds.labels.columns) == ["visitorid", "kind"]
     assert ds.labels["visitorid"].dtype == np.int64
     assert ds.labels["visitorid"].is_unique
-    assert set(ds.labels["kind"]) == set(demo.ABNORMAL_KINDS)
+    assert set(ds.labels["kind"]) == set(ABNORMAL_KINDS)
     assert list(ds.lookalikes.columns) == ["visitorid", "kind"]
     assert ds.lookalikes["visitorid"].dtype == np.int64 and ds.lookalikes["visitorid"].is_unique
-    assert set(ds.lookalikes["kind"]) == set(demo.LOOKALIKE_KINDS)
+    assert set(ds.lookalikes["kind"]) == set(LOOKALIKE_KINDS)
     assert not set(ds.lookalikes["visitorid"]) & set(ds.labels["visitorid"])
 
 
-def test_timestamps_strictly_increase_per_visitor(ds: demo.DemoDataset) -> None:
+def test_timestamps_strictly_increase_per_visitor(ds: DemoDataset) -> None:
     s = ds.events.sort_values(["visitorid", "timestamp"], kind="stable")
     same = s["visitorid"].to_numpy()[1:] == s["visitorid"].to_numpy()[:-1]
     assert (np.diff(s["timestamp"].to_numpy())[same] > 0).all()
@@ -197,22 +203,22 @@ def test_browsing_statistics(summary: dict) -> None:
     assert summary["night_share"] < 0.3
 
 
-def test_daily_cycle(ds: demo.DemoDataset, kind_of: np.ndarray) -> None:
+def test_daily_cycle(ds: DemoDataset, kind_of: np.ndarray) -> None:
     hours = (ds.events["timestamp"].to_numpy()[kind_of == "normal"] // MS_PER_HOUR) % 24
     counts = np.bincount(hours, minlength=24)
     assert counts[1:4].mean() < 0.4 * counts[15:20].mean()  # fewer at night UTC ...
     assert counts.min() > 0  # ... but not zero
 
 
-def test_visitor_and_item_scale(ds: demo.DemoDataset, summary: dict) -> None:
+def test_visitor_and_item_scale(ds: DemoDataset, summary: dict) -> None:
     assert 0.45 <= summary["n_visitors"] / len(ds.events) <= 0.55  # real: 1.41M / 2.76M
-    assert ds.info["n_items"] == round(demo.ITEMS_PER_EVENT * N_DEMO)
+    assert ds.info["n_items"] == round(ITEMS_PER_EVENT * N_DEMO)
     views = ds.events.loc[ds.events["event"] == "view", "itemid"].value_counts().to_numpy()
     top = views[: max(1, views.size // 100)].sum() / views.sum()
     assert 0.1 <= top <= 0.6  # heavy-tailed item popularity
 
 
-def test_category_tree_shape(ds: demo.DemoDataset) -> None:
+def test_category_tree_shape(ds: DemoDataset) -> None:
     tree = ds.category_tree
     assert len(tree) == 1669 and tree["categoryid"].is_unique
     roots = tree["parentid"].isna()
@@ -225,10 +231,10 @@ def test_category_tree_shape(ds: demo.DemoDataset) -> None:
         while not pd.isna(p):
             d, p = d + 1, parent[int(p)]
         depth[c] = d
-    assert np.bincount(list(depth.values())).tolist() == list(demo.DEPTH_COUNTS)
+    assert np.bincount(list(depth.values())).tolist() == list(DEPTH_COUNTS)
 
 
-def test_events_on_leaves_with_zipf_popularity(ds: demo.DemoDataset) -> None:
+def test_events_on_leaves_with_zipf_popularity(ds: DemoDataset) -> None:
     tree = ds.category_tree
     leaves = set(tree["categoryid"]) - set(tree["parentid"].dropna().astype(np.int64))
     cats = ds.events["categoryid"].to_numpy()
@@ -241,14 +247,14 @@ def test_events_on_leaves_with_zipf_popularity(ds: demo.DemoDataset) -> None:
     assert counts.size > 0.8 * len(leaves)
 
 
-def test_abnormal_visitors(ds: demo.DemoDataset, summary: dict, kind_of: np.ndarray) -> None:
+def test_abnormal_visitors(ds: DemoDataset, summary: dict, kind_of: np.ndarray) -> None:
     lab = ds.labels
     assert set(lab["visitorid"]) <= set(ds.events["visitorid"])
     assert 0.02 <= len(lab) / summary["n_visitors"] <= 0.04
     assert 0.25 <= (kind_of != "normal").mean() <= 0.40
 
 
-def test_abnormal_kinds_behave(ds: demo.DemoDataset, kind_of: np.ndarray) -> None:
+def test_abnormal_kinds_behave(ds: DemoDataset, kind_of: np.ndarray) -> None:
     ev = ds.events.assign(kind=kind_of).sort_values(["visitorid", "timestamp"])
     ev["gap"] = ev.groupby("visitorid")["timestamp"].diff() / 1000
     ev["night"] = (ev["timestamp"] // MS_PER_HOUR) % 24 < 6
@@ -285,18 +291,18 @@ def test_abnormal_kinds_behave(ds: demo.DemoDataset, kind_of: np.ndarray) -> Non
     assert (per.loc["normal", "n"] >= 30).sum() >= 20
 
 
-def test_crawlers_walk_categories_in_runs(ds: demo.DemoDataset, kind_of: np.ndarray) -> None:
+def test_crawlers_walk_categories_in_runs(ds: DemoDataset, kind_of: np.ndarray) -> None:
     known = (ds.events["event"] == "view").to_numpy() & (ds.events["categoryid"] != UNKNOWN_CATEGORY).to_numpy()
     ev = ds.events[(kind_of == "crawler") & known].sort_values(["visitorid", "timestamp"])
     v, c = ev["visitorid"].to_numpy(), ev["categoryid"].to_numpy()
     same_v = v[1:] == v[:-1]
     changes = ((c[1:] != c[:-1]) & same_v).sum()
     assert same_v.sum() / max(changes, 1) >= 10  # mean run >= 10 views: few categories per window
-    per_view = demo.candidate_rows_estimate(ev) / len(ev)
+    per_view = candidate_rows_estimate(ev) / len(ev)
     assert per_view <= 10
 
 
-def test_transactions(ds: demo.DemoDataset) -> None:
+def test_transactions(ds: DemoDataset) -> None:
     ev = ds.events
     is_txn = (ev["event"] == "transaction").to_numpy()
     tid = ev["transactionid"].to_numpy()
@@ -323,7 +329,7 @@ def test_asof_helper_semantics() -> None:
     assert got.tolist() == [10, 10, 10, 11, 11, 20, UNKNOWN_CATEGORY]
 
 
-def test_event_categories_follow_the_asof_join(ds: demo.DemoDataset) -> None:
+def test_event_categories_follow_the_asof_join(ds: DemoDataset) -> None:
     snap = _snapshots(ds)
     ev = ds.events
     got = asof_categories(
@@ -336,7 +342,7 @@ def test_event_categories_follow_the_asof_join(ds: demo.DemoDataset) -> None:
     assert (got == ev["categoryid"].to_numpy()).all()
 
 
-def test_item_properties_realism(ds: demo.DemoDataset) -> None:
+def test_item_properties_realism(ds: DemoDataset) -> None:
     ip = ds.item_properties
     props = set(ip["property"].unique())
     assert {"categoryid", "available", "790", "888"} <= props
@@ -345,7 +351,7 @@ def test_item_properties_realism(ds: demo.DemoDataset) -> None:
     assert not snap.duplicated(["itemid", "timestamp"]).any()
     # Weekly snapshots, Sundays 03:00 UTC.
     ts = np.unique(ip["timestamp"].to_numpy())
-    assert ((ts - demo.FIRST_SNAPSHOT) % (7 * MS_PER_DAY) == 0).all()
+    assert ((ts - FIRST_SNAPSHOT) % (7 * MS_PER_DAY) == 0).all()
     n_cats = snap.groupby("itemid")["categoryid"].nunique()
     assert 0.01 <= (n_cats > 1).mean() <= 0.08  # some items are re-categorised
     no_cat = 1 - snap["itemid"].nunique() / ds.info["n_items"]
@@ -370,17 +376,17 @@ def _brute_candidate_rows(events: pd.DataFrame, lookback: int, window_ms: int) -
     return total
 
 
-def test_candidate_rows_estimate_is_exact(ds: demo.DemoDataset) -> None:
+def test_candidate_rows_estimate_is_exact(ds: DemoDataset) -> None:
     vis = ds.events["visitorid"].drop_duplicates().to_numpy()[:3000]
     sub = ds.events[ds.events["visitorid"].isin(vis)]
     for lookback, window in ((100, MS_PER_DAY), (5, 3_600_000)):
-        assert demo.candidate_rows_estimate(sub, lookback, window) == _brute_candidate_rows(sub, lookback, window)
+        assert candidate_rows_estimate(sub, lookback, window) == _brute_candidate_rows(sub, lookback, window)
 
 
-def test_realism_summary_accepts_string_events(ds: demo.DemoDataset, summary: dict) -> None:
+def test_realism_summary_accepts_string_events(ds: DemoDataset, summary: dict) -> None:
     sub = ds.events.iloc[:20_000]
-    a = demo.realism_summary(sub)
-    b = demo.realism_summary(sub.assign(event=sub["event"].astype(str)))
+    a = realism_summary(sub)
+    b = realism_summary(sub.assign(event=sub["event"].astype(str)))
     assert a == b
     assert {
         "event_mix",
@@ -396,7 +402,7 @@ def test_realism_summary_accepts_string_events(ds: demo.DemoDataset, summary: di
 # --------------------------------------------------------------------------- raw files
 
 
-def test_write_raw_files(ds: demo.DemoDataset, raw: tuple[Path, dict]) -> None:
+def test_write_raw_files(ds: DemoDataset, raw: tuple[Path, dict]) -> None:
     out, info = raw
     names = ["events.csv", *ITEM_PROPERTY_FILES, "category_tree.csv", "abnormal_labels.csv", "normal_lookalikes.csv"]
     for name in names:
@@ -428,7 +434,7 @@ def test_write_raw_files(ds: demo.DemoDataset, raw: tuple[Path, dict]) -> None:
 
 
 @pytest.mark.e2e  # writes and reloads a demo dataset (over 5 s)
-def test_load_raw_round_trip(ds: demo.DemoDataset, raw: tuple[Path, dict]) -> None:
+def test_load_raw_round_trip(ds: DemoDataset, raw: tuple[Path, dict]) -> None:
     from core.reading.data import load_raw
 
     out, _ = raw
@@ -446,7 +452,7 @@ def test_buyers_browse_more_with_human_rhythms(per_visitor: pd.DataFrame) -> Non
     assert 5 <= buyers["n"].median() <= 8 and 3 <= buyers["view"].median() <= 6  # real: 6 and 4
     assert buyers["atc"].median() == 1 and buyers["txn"].median() == 1
     assert buyers["gap_median"].median() >= 30  # human pace, not a script's
-    assert set(buyers["kind"]) <= {"normal", *demo.LOOKALIKE_KINDS}  # no abnormal kind buys
+    assert set(buyers["kind"]) <= {"normal", *LOOKALIKE_KINDS}  # no abnormal kind buys
 
 
 def test_lookalikes_look_abnormal_by_volume_only(per_visitor: pd.DataFrame) -> None:
@@ -459,33 +465,33 @@ def test_lookalikes_look_abnormal_by_volume_only(per_visitor: pd.DataFrame) -> N
     assert b2b["business"].median() >= 0.8  # UTC 06-15, 09-18 in the shop's time zone
     loyal = by_kind.get_group("loyal_daily")
     assert loyal["days"].median() >= 15
-    for kind in demo.LOOKALIKE_KINDS:
+    for kind in LOOKALIKE_KINDS:
         grp = by_kind.get_group(kind)
         assert grp["n"].median() > 5 * normal_n.median(), kind  # volume stands out ...
         assert grp["gap_median"].median() >= 30, kind  # ... the rhythm does not
 
 
 def test_bot_mix_alt_differs_and_is_deterministic() -> None:
-    a = demo.generate(40_000, seed=7, bot_mix="alt")
-    b = demo.generate(40_000, seed=7, bot_mix="alt")
+    a = generate(40_000, seed=7, bot_mix="alt")
+    b = generate(40_000, seed=7, bot_mix="alt")
     pd.testing.assert_frame_equal(a.events, b.events)
     pd.testing.assert_frame_equal(a.labels, b.labels)
-    d = demo.generate(40_000, seed=7)
+    d = generate(40_000, seed=7)
     assert a.bot_mix == "alt" and d.bot_mix == "default"
     share_a = a.labels["kind"].value_counts(normalize=True)
     share_d = d.labels["kind"].value_counts(normalize=True)
-    assert set(share_a.index) == set(share_d.index) == set(demo.ABNORMAL_KINDS)
+    assert set(share_a.index) == set(share_d.index) == set(ABNORMAL_KINDS)
     assert (share_a - share_d).abs().max() > 0.02
     assert a.info["per_kind"]["crawler"]["events"] < d.info["per_kind"]["crawler"]["events"]
     with pytest.raises(ValueError):
-        demo.generate(20_000, bot_mix="nope")
+        generate(20_000, bot_mix="nope")
 
 
 # --------------------------------------------------------------------------- realism report
 
 
-def test_realism_report_data_figures_in_range(ds: demo.DemoDataset) -> None:
-    rows = demo.realism_report(ds.events, ds.category_tree)
+def test_realism_report_data_figures_in_range(ds: DemoDataset) -> None:
+    rows = realism_report(ds.events, ds.category_tree)
     assert {r["figure"] for r in rows} >= {
         "view_share",
         "events_per_visitor_p90",
@@ -499,14 +505,14 @@ def test_realism_report_data_figures_in_range(ds: demo.DemoDataset) -> None:
 
 
 @pytest.mark.e2e  # trains the rankers at demo scale (over 5 s)
-def test_realism_report_task1_like_real_data(ds: demo.DemoDataset) -> None:
+def test_realism_report_task1_like_real_data(ds: DemoDataset) -> None:
     """Rule and learned rankers on the demo's test split behave as on the real data (spec §2)."""
     from core import ranking
 
     metrics = ranking.train_and_evaluate(ds.events, seed=42, rankers=("rule", "hgb")).metrics
     rows = {
         r["figure"]: r
-        for r in demo.realism_report(ds.events, task1_metrics=metrics)
+        for r in realism_report(ds.events, task1_metrics=metrics)
         if r["figure"].startswith(("rule_", "learned_"))
     }
     assert set(rows) == {"rule_coverage", "rule_top1", "rule_top3", "learned_gain_top1_all"}
@@ -515,7 +521,7 @@ def test_realism_report_task1_like_real_data(ds: demo.DemoDataset) -> None:
 
 
 def test_write_raw_full_properties(
-    ds: demo.DemoDataset, raw: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ds: DemoDataset, raw: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from core.demo import raw_files
     from core.reading import categories, data
@@ -524,7 +530,7 @@ def test_write_raw_full_properties(
     rows = (len(ds.item_properties) // 2 + 40_000, len(ds.item_properties) // 2 + 30_000)
     monkeypatch.setattr(raw_files, "REAL_PROPERTY_ROWS", rows)
     monkeypatch.setattr(raw_files, "_FULL_CHUNK_ROWS", 50_000)
-    info = demo.write_raw(ds, tmp_path, full_properties=True)
+    info = write_raw(ds, tmp_path, full_properties=True)
     assert info["item_property_rows"] == sum(rows)
     small, _ = raw
     for name, n in zip(ITEM_PROPERTY_FILES, rows):

@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import anomaly, demo, engine, ranking
+from core import anomaly, engine, ranking
+from core.demo.generate import generate
+from core.demo.raw_files import write_raw
 from core.engine import dask_engine
 from core.reading import data
 
@@ -19,9 +21,9 @@ KEYS = {"features": ["visitorid"], "candidates": ["visitorid", "case_id", "categ
 
 @pytest.fixture(scope="module")
 def events() -> pd.DataFrame:
-    ds = demo.generate(n_events=40_000, seed=5)
+    ds = generate(n_events=40_000, seed=5)
     with tempfile.TemporaryDirectory() as tmp:
-        demo.write_raw(ds, tmp)
+        write_raw(ds, tmp)
         return data.load_raw(tmp)
 
 

@@ -121,17 +121,18 @@ def bench(
     ``full_properties`` writes item properties files of the real size (20.3M rows, ~0.75 GB),
     so the load stage pays the real scanning cost.
     """
-    from core import demo  # heavy imports only when benchmarking
+    from core.demo.generate import generate  # heavy imports only when benchmarking
+    from core.demo.raw_files import write_raw
 
     n_events = n_events or BENCH_EVENTS
     timer = StageTimer()
     with timer.stage(f"generate {n_events:,} events (not part of build)"):
-        ds = demo.generate(n_events=n_events, seed=seed, bot_mix=BENCH_MIX)
+        ds = generate(n_events=n_events, seed=seed, bot_mix=BENCH_MIX)
     tmp = Path(tempfile.mkdtemp(prefix="core-bench-"))
     try:
         what = "full-size item properties" if full_properties else "generated item properties only"
         with timer.stage(f"write raw CSVs, {what} (not part of build)"):
-            info = demo.write_raw(ds, tmp / "raw", full_properties=full_properties)
+            info = write_raw(ds, tmp / "raw", full_properties=full_properties)
         timer.note({"stage": "item properties rows", "value": info["item_property_rows"]})
         del ds
         stages, total = _timed_build(tmp, seed, engine)

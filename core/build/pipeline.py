@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from core import anomaly, demo, ranking
+from core import anomaly, ranking
 from core import engine as engine_pkg
 from core.base import schema
 from core.base.memory import release_memory
@@ -30,6 +30,9 @@ from core.build.bench import StageTimer, peak_rss_mb
 from core.build.outputs import fresh_output, write_manifest
 from core.build.results import results_markdown
 from core.build.summary import daily_activity, dataset_summary
+from core.demo.generate import SCALES, generate
+from core.demo.raw_files import write_raw
+from core.demo.realism import realism_report
 from core.reading import categories, data
 from core.store import artifacts, model_files
 
@@ -71,10 +74,10 @@ def load_inputs(raw_dir: str | None, events_file: str | None, n_events: int, see
         return Inputs(events, f"RetailRocket files in {Path(raw_dir).name}/", None, report.as_dict(), tree)
     if events_file:
         return Inputs(data.read_events(events_file), f"prepared events {Path(events_file).name}", None, None)
-    ds = demo.generate(n_events=n_events, seed=seed)
+    ds = generate(n_events=n_events, seed=seed)
     # Round-trip through the real CSV layout so the demo exercises the same loader as real data.
     with tempfile.TemporaryDirectory() as tmp:
-        demo.write_raw(ds, tmp)
+        write_raw(ds, tmp)
         events, report = data.load_raw_with_report(tmp)
     return Inputs(
         events,
@@ -261,7 +264,7 @@ def _build_into(
     n_workers: int,
 ) -> dict[str, Any]:
     """Every stage, writing into the empty folder ``out``."""
-    n_events = n_events or demo.SCALES[scale]
+    n_events = n_events or SCALES[scale]
     timer = StageTimer(total=11)
 
     with timer.stage("load events"):
@@ -353,7 +356,7 @@ def _build_into(
         del clean_run, markov_run, raw_run, served
 
     with timer.stage("realism report"):
-        realism = demo.realism_report(events, inputs.category_tree, raw_metrics)
+        realism = realism_report(events, inputs.category_tree, raw_metrics)
         artifacts.write_json(realism, out / schema.REALISM_REPORT)
         for line in realism_lines(realism):
             log.info("realism: %s", line)
