@@ -363,3 +363,19 @@ def read_category_tree(path: str | Path) -> pd.DataFrame:
     parent_ids = pd.array(pc.cast(parent_filled, pa.int64()).to_numpy(), dtype="Int64")
     parent_ids[np.asarray(parent_null.to_numpy(zero_copy_only=False), dtype=bool)] = pd.NA
     return pd.DataFrame({"categoryid": pc.cast(cat, pa.int64()).to_numpy().astype(np.int64), "parentid": parent_ids})
+
+
+def category_paths(tree: pd.DataFrame | None) -> dict[int, str] | None:
+    """categoryid -> 'root › … › parent' of a category tree table; None without a usable tree."""
+    if tree is None or not {"categoryid", "parentid"} <= set(tree.columns):
+        return None
+    parent = dict(zip(tree["categoryid"].astype("int64"), pd.to_numeric(tree["parentid"], errors="coerce")))
+    paths: dict[int, str] = {}
+    for cat in parent:
+        chain: list[str] = []
+        node = parent.get(cat)
+        while node is not None and not pd.isna(node) and len(chain) < 20:  # 20: a guard against cycles
+            chain.append(str(int(node)))
+            node = parent.get(int(node))
+        paths[int(cat)] = " › ".join(reversed(chain))
+    return paths

@@ -329,6 +329,24 @@ def views_from_editor(table: pd.DataFrame, timestamps_in_ms: bool) -> pd.DataFra
     return views
 
 
+def complete_rows(views: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[int]]:
+    """The rows with a timestamp and a category, a note per half-entered row left out, and the
+    row numbers of the rows kept.
+
+    Blank rows (the editor's fresh row) are dropped without a word; rows with other problems
+    (a negative id, text) stay, so the ranking error names them.
+    """
+    present = views.reindex(columns=list(VIEW_COLUMNS)).notna()
+    blank = ~present.any(axis=1)
+    incomplete = ~blank & ~(present["timestamp"] & present["categoryid"])
+    notes = [
+        f"row {i} (no {' and no '.join(c for c in ('timestamp', 'categoryid') if not present.at[i, c])})"
+        for i in views.index[incomplete]
+    ]
+    kept = ~blank & ~incomplete
+    return views.loc[kept].reset_index(drop=True), notes, [int(i) for i in views.index[kept]]
+
+
 def views_from_csv_text(text: str) -> pd.DataFrame:
     """Pasted CSV views (header: timestamp,categoryid[,itemid]; ms or date/time stamps)."""
     if not text.strip():
