@@ -21,8 +21,8 @@ from core.errors import DataError
 from core.schema import CATEGORY_TREE_COLUMNS, ITEM_PROPERTY_COLUMNS, UNKNOWN_CATEGORY
 
 CATEGORY_PROPERTY = "categoryid"
-# Bytes per scan chunk: 32 MiB chunks on two threads keep the scan near 0.3 GB (measured with
-# benchmarks/bench_properties.py); smaller chunks cost per-chunk overhead, larger ones memory.
+# Bytes per scan chunk: two threads of 32 MiB chunks keep the scan's memory small
+# (benchmarks/bench_properties.py); smaller chunks cost per-chunk overhead, larger ones memory.
 DEFAULT_BLOCK_SIZE = 1 << 25
 SCAN_THREADS = 2
 _IN_FLIGHT = 2 * SCAN_THREADS  # chunks read ahead of the one being collected (bounds memory)
@@ -66,8 +66,8 @@ def _line_chunks(path: Path, size: int, spare: list[bytearray]) -> Iterator[_Lin
     """The file after its header line, in chunks of whole lines (each ends with a line break).
 
     Each chunk is one read into a buffer from ``spare`` (the caller hands back the buffers of
-    the chunks it is done with: fresh memory for every read cost ~0.7 s of page faults on the
-    real files); the partial line at a chunk's end is read again with the next one.
+    the chunks it is done with: fresh memory for every read pays page faults on every chunk of
+    the real files); the partial line at a chunk's end is read again with the next one.
     """
     with open(path, "rb") as fh:
         pos, header_done = 0, False
@@ -303,7 +303,7 @@ def asof_categories(
     if len(snap_ts) == 0 or len(ev_ts) == 0:
         return out
     # Events in (item, time) order make the binary searches below walk forward through the
-    # snapshots (3M events: 0.8 s per search in file order, 0.13 s sorted); results go back in place.
+    # snapshots, which is much faster than searching in file order; results go back in place.
     ev_order = arrays.stable_order(ev_item, ev_ts)
     ev_ts, ev_item = ev_ts[ev_order], ev_item[ev_order]
 

@@ -3,9 +3,8 @@
 The dashboard holds one user's 1.4M-row table at a time on a 1 GB host. By default the allocators
 keep what a freed table used: glibc raises its mmap threshold to the size of the last freed
 block (up to 32 MB), so later blocks land on a heap that fragments and rarely shrinks, and
-pyarrow's mimalloc pool keeps its pages. Measured on a 1.4M-row upload scored and downloaded
-in one process: 770 MB still resident after everything was freed by default, 370 MB with both
-settings below (the process started at 270 MB).
+pyarrow's mimalloc pool keeps its pages. With both settings below a freed table's memory goes
+back to the OS, so the next upload fits (figures: docs/PERFORMANCE.md, "Dashboard memory").
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ clears, for the whole server). In that mode a deep link such as ``/anomaly`` on 
 started server runs ``pages/anomaly.py`` as a bare script (``_mpa_v1`` in Streamlit's script
 runner), without streamlit_app.py. The guard notices the missing marker and runs
 streamlit_app.py in place, which calls st.navigation (ending legacy mode), draws the sidebar and
-runs the requested page. tests/test_browser.py opens such a deep link first on a fresh server.
+runs the requested page. tests/test_browser.py opens such a deep link first on a fresh server;
+without the ``exec`` below that test fails (the page runs bare: no sidebar, no navigation), so it
+also tells when a Streamlit release makes the guard unnecessary.
 """
 
 from __future__ import annotations
