@@ -15,7 +15,11 @@ import streamlit as st
 
 from core import __version__
 from core.store.artifacts import REBUILD_HINT
-from dashboard import ENTRY_MARKER, artifacts, built_date, collapse_sidebar_on_phone, synthetic_banner
+from dashboard.cache import artifacts
+from dashboard.format import built_date
+from dashboard.guard import ENTRY_MARKER
+from dashboard.notices import synthetic_banner
+from dashboard.widgets import collapse_sidebar_on_phone
 
 # The icon is a file of the app: a material icon or an emoji would be fetched from Google's or a
 # CDN's servers, and no request may leave the machine.

@@ -81,7 +81,7 @@ def run_dask(folder: Path, out: Path, workers: int, memory_limit: str) -> list[d
 
 def run_pandas(folder: Path, out: Path) -> list[dict]:
     """Both stages on the pandas engine, each in its own process (its peak RSS is its own)."""
-    rows = []
+    rows: list[dict] = []
     for stage in engine.STAGES:
         start = time.perf_counter()
         run = subprocess.run(

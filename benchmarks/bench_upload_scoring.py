@@ -29,6 +29,7 @@ from core.base.schema import USER_FEATURES  # noqa: E402
 from core.build.bench import StageTimer, peak_rss_mb  # noqa: E402
 from core.store import artifacts as A  # noqa: E402
 from core.userfiles import export  # noqa: E402
+from core.userfiles.uploads import read_upload  # noqa: E402
 
 
 def make_file(rows: int, path: Path, seed: int = 42) -> None:
@@ -73,7 +74,7 @@ def main() -> None:
 
     with timer.stage("read upload"):
         data = args.file.read_bytes()  # what st.file_uploader hands the page
-        df = export.read_table_upload(args.file.name, data)
+        df = read_upload(args.file.name, data).features
     with timer.stage("validate"):
         validation = anomaly.validate_features(df)
     score_stage = (

@@ -38,6 +38,7 @@ from core.anomaly import (
     make_detector,
     user_features,
 )
+from core.anomaly.detector import Detector
 from core.base.schema import MS_PER_DAY, MS_PER_HOUR, USER_FEATURES
 from core.demo.generate import generate
 
@@ -206,7 +207,8 @@ def main() -> None:
         file_la = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
     else:
         file_la = None
-    detectors = {name: make_detector(name) for name in DETECTORS}
+    # a detector, or the name of the feature a volume rule ranks by
+    detectors: dict[str, Detector | str] = {name: make_detector(name) for name in DETECTORS}
     detectors["robust_z_sum"] = make_detector("robust_z", combine="sum")
     detectors["volume_rule_events"] = "events"
     detectors["volume_rule_events_per_day"] = "events_per_active_day"

@@ -13,6 +13,7 @@ from core.base import schema
 from core.base.errors import DataError
 from core.base.memory import release_memory
 from core.base.schema import DEFAULT_SEED, USER_FEATURES
+from core.build.results import pct
 from core.store import artifacts as A
 from core.userfiles.export import (
     cleaned_csv_bytes,
@@ -22,28 +23,13 @@ from core.userfiles.export import (
     scored_parquet_bytes,
 )
 from core.userfiles.uploads import MAX_UPLOAD_MB, read_upload
-from dashboard import (
-    COUNT_D3,
-    SCORE_DIGITS,
-    artifacts,
-    count,
-    download_data,
-    drop_served_downloads,
-    drop_upload_bytes,
-    entry_point_guard,
-    fit_width,
-    flagged_tail_chart,
-    formatted,
-    glossary,
-    keep_in_session,
-    legend,
-    pct,
-    release_from_session,
-    score_text,
-    series_scale,
-    template_download,
-    template_downloads,
-)
+from dashboard.cache import artifacts
+from dashboard.charts import fit_width, flagged_tail_chart, legend, series_scale
+from dashboard.format import COUNT_D3, SCORE_DIGITS, count, formatted, score_text
+from dashboard.glossary import glossary
+from dashboard.guard import entry_point_guard
+from dashboard.internals import drop_served_downloads, drop_upload_bytes, keep_in_session, release_from_session
+from dashboard.widgets import download_data, template_download, template_downloads
 
 entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server
 
@@ -96,11 +82,12 @@ def score_once(df: pd.DataFrame, scorable: np.ndarray, detector: anomaly.Detecto
     if st.session_state.get("anomaly_scores", {}).get("key") != key:
         release_from_session("anomaly_scores")
         bar = st.progress(0.0, text="Scoring…")
+
+        def progress(done: float) -> None:
+            bar.progress(done, text=f"Scoring… {done:.0%} of the distinct feature rows")
+
         scores = anomaly.score_rows(  # what score() (the API's call) runs after validating
-            df,
-            scorable,
-            detector,
-            on_progress=lambda done: bar.progress(done, text=f"Scoring… {done:.0%} of the distinct feature rows"),
+            df, scorable, detector, on_progress=progress
         )
         bar.empty()
         counts, edges = np.histogram(scores[np.isfinite(scores)], bins=60)
@@ -428,7 +415,7 @@ use_demo = st.button("Use the demo features", key="use_demo", help="The features
 upload_id = f"upload:{uploaded.file_id}" if uploaded is not None else None
 if upload_id != st.session_state.get("last_upload_id"):  # a new file, or the file was removed
     st.session_state.last_upload_id = upload_id
-    if uploaded is not None:
+    if uploaded is not None and upload_id is not None:  # both set, or neither
         load_input(uploaded.name, uploaded.getvalue(), upload_id)
     elif str(st.session_state.get("anomaly_input", {}).get("token", "")).startswith("upload:"):
         release_input()
@@ -439,7 +426,7 @@ if use_demo:
     if demo_path is None:
         st.error(f"The demo features (`{schema.USER_FEATURES_FILE}`) are not built or were refused. {A.REBUILD_HINT}")
     else:
-        load_input(schema.USER_FEATURES_FILE, demo_path.read_bytes(), f"demo:{arts.manifest.get('built_at')}")
+        load_input(schema.USER_FEATURES_FILE, demo_path.read_bytes(), f"demo:{(arts.manifest or {}).get('built_at')}")
 
 source = st.session_state.get("anomaly_input")
 if source is None:
@@ -563,16 +550,16 @@ with st.expander("What cleaning removes at every share"):
 
 st.header("4 · Results")
 n_scored, n_flagged = int(np.isfinite(scores).sum()), int(flags["is_anomaly"].sum())
-c = st.columns(5)
-c[0].metric("Rows", count(len(df)))
-c[1].metric("Scored", count(n_scored))
-c[2].metric("Flagged", count(n_flagged), help="Users with score ≥ threshold, after the policy.")
-c[3].metric(
+kpi = st.columns(5)
+kpi[0].metric("Rows", count(len(df)))
+kpi[1].metric("Scored", count(n_scored))
+kpi[2].metric("Flagged", count(n_flagged), help="Users with score ≥ threshold, after the policy.")
+kpi[3].metric(
     "% of scored users",
     pct(n_flagged / n_scored if n_scored else None),
     help="The flagged users as a share of the scored rows.",
 )
-c[4].metric(
+kpi[4].metric(
     "Threshold", score_text(threshold), help="Frozen: fixed on the training users. Share: this batch's own quantile."
 )
 left, right = st.columns([3, 2])
@@ -591,11 +578,11 @@ flagged_rows = np.flatnonzero(flags["is_anomaly"].to_numpy())
 ranked = flagged_rows[np.argsort(-scores[flagged_rows], kind="stable")]  # every flagged user, most anomalous first
 st.subheader("Flagged users, most anomalous first")
 n_pages = max(1, -(-len(ranked) // MAX_FLAGGED_SHOWN))
-c = st.columns([3, 1])
-query = c[0].text_input(
+find = st.columns([3, 1])
+query = find[0].text_input(
     "Find a flagged visitorid", key="flagged_search", help="The exact visitorid; empty = every page."
 )
-page_no = int(c[1].number_input(f"Page (of {n_pages:,})", 1, n_pages, 1, key="flagged_page"))
+page_no = int(find[1].number_input(f"Page (of {n_pages:,})", 1, n_pages, 1, key="flagged_page"))
 if query.strip():
     wanted = pd.to_numeric(pd.Series([query.strip()]), errors="coerce").iloc[0]
     if pd.isna(wanted):

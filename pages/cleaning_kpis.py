@@ -13,27 +13,15 @@ import streamlit as st
 from core.anomaly.policy import TXN_WARNING_SHARE, cost_sentence, policy_label
 from core.base import schema
 from core.base.schema import METRIC_ORDER
+from core.build.results import pct, quality_meaning
+from core.ranking.select import best_test_row
 from core.userfiles.report import ReportBlock, html_report, svg_renderer_available
-from dashboard import (
-    CHART_PADDING,
-    COUNT_D3,
-    PCT_D3,
-    SERIES_DASH,
-    SERIES_SHAPES,
-    best_test_row,
-    count,
-    entry_point_guard,
-    formatted,
-    glossary,
-    legend,
-    lying_on_each_other,
-    missing,
-    pct,
-    read_json,
-    series_scale,
-    table,
-    title_lines,
-)
+from dashboard.cache import read_json, table
+from dashboard.charts import CHART_PADDING, SERIES_DASH, SERIES_SHAPES, legend, series_scale, title_lines
+from dashboard.format import COUNT_D3, PCT_D3, count, formatted, lying_on_each_other
+from dashboard.glossary import glossary
+from dashboard.guard import entry_point_guard
+from dashboard.notices import missing
 
 entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server
 
@@ -84,6 +72,11 @@ def series_lines(frame: pd.DataFrame, field: str, order: list[str], x: alt.X, y:
     )
 
 
+def split_name(split: object) -> str:
+    """A split as the selectbox names it."""
+    return str(SPLITS.get(str(split), split))
+
+
 def filtered(rows: pd.DataFrame, key: str) -> pd.DataFrame:
     """rows narrowed by a select box for each of split, population and average, when present."""
     present = [c for c in ("split", "population", "average") if c in rows.columns]
@@ -93,7 +86,7 @@ def filtered(rows: pd.DataFrame, key: str) -> pd.DataFrame:
             label,
             list(dict.fromkeys(rows[col])),
             key=f"{key}_{col}",
-            format_func=lambda v, col=col: SPLITS.get(v, v) if col == "split" else v,
+            format_func=split_name if col == "split" else str,
         )
         rows = rows[rows[col] == value]
     return rows
@@ -429,7 +422,9 @@ def detector_quality() -> list[ReportBlock]:
         st.altair_chart(chart, width="stretch")
         blocks.append(ReportBlock("chart", chart))
     meaning = (
-        quality_meaning(rows.set_index("method"), served) if "method" in rows and served in set(rows["method"]) else ""
+        quality_meaning(rows.set_index("method"), served)
+        if served is not None and "method" in rows and served in set(rows["method"])
+        else ""
     )
     if meaning:
         st.info(meaning, icon=":material/balance:")
@@ -442,31 +437,6 @@ def detector_quality() -> list[ReportBlock]:
     shown = formatted(rows.drop(columns=[c for c in ("description", "population", "share") if c in rows]))
     st.dataframe(shown, hide_index=True)
     return blocks + [ReportBlock("table", shown, caption)]
-
-
-def quality_meaning(by: pd.DataFrame, served: str) -> str:
-    """What the comparison says about the served detector, from the numbers of this build.
-
-    The detectors were chosen to spare buyers first (flagged users must not hold the shop's
-    sales) and to rank bots well second, so a method with a higher PR-AUC can still lose.
-    """
-    me = by.loc[served]
-    best = by["pr_auc"].idxmax()
-    text = (
-        f"The served detector, {served}, reaches PR-AUC {pct(me['pr_auc'])}"
-        + (f" against {pct(by.loc['volume_rule', 'pr_auc'])} for the volume rule" if "volume_rule" in by.index else "")
-        + f"; the users it flags hold {pct(me.get('txn_held_by_flagged'))} of the transactions and include "
-        f"{pct(me.get('normal_buyers_flagged'))} of the normal buyers."
-    )
-    if best != served:
-        other = by.loc[best]
-        text += (
-            f" {best} puts the bots first more often (PR-AUC {pct(other['pr_auc'])}) but its flagged users hold "
-            f"{pct(other.get('txn_held_by_flagged'))} of the transactions and {pct(other.get('normal_buyers_flagged'))} "
-            "of the normal buyers: the detectors are chosen to spare buyers first and to rank bots second, "
-            "so a higher PR-AUC alone does not win."
-        )
-    return text
 
 
 SECTIONS = [before_after, same_population, audit, cleaning_cost, detector_quality]  # top to bottom

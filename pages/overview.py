@@ -6,20 +6,13 @@ import streamlit as st
 
 from core.anomaly.policy import policy_label
 from core.base import schema
-from dashboard import (
-    COUNT_D3,
-    bad_content,
-    best_test_row,
-    count,
-    entry_point_guard,
-    glossary,
-    missing,
-    pct,
-    read_json,
-    score_text,
-    table,
-    unusable,
-)
+from core.build.results import pct
+from core.ranking.select import best_test_row
+from dashboard.cache import read_json, table
+from dashboard.format import COUNT_D3, count, score_text
+from dashboard.glossary import glossary
+from dashboard.guard import entry_point_guard
+from dashboard.notices import bad_content, missing, unusable
 
 entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server
 

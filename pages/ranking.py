@@ -8,30 +8,22 @@ import pandas as pd
 import streamlit as st
 
 from core.base.errors import DataError
-from core.base.schema import LOOKBACK, VIEW_COLUMNS, WINDOW_MS
+from core.base.schema import CATEGORY_TREE, LOOKBACK, VIEW_COLUMNS, WINDOW_MS
 from core.evaluation.on_events import CASE_TOP_K, evaluate_events, prepared_events
 from core.ranking import history_before, pick_visitor, rank
+from core.ranking.cases import hours, view_usage
 from core.ranking.explain import why_text
+from core.reading.categories import category_paths
 from core.store import artifacts as A
-from core.userfiles.export import csv_bytes, ms_to_datetimes, views_from_csv_text, views_from_editor
+from core.userfiles.export import complete_rows, csv_bytes, ms_to_datetimes, views_from_csv_text, views_from_editor
 from core.userfiles.uploads import MAX_EVENT_ROWS, MAX_UPLOAD_MB, read_table
-from dashboard import (
-    SCORE_D3,
-    SCORE_DIGITS,
-    artifacts,
-    category_paths,
-    download_data,
-    drop_upload_bytes,
-    entry_point_guard,
-    fit_width,
-    glossary,
-    keep_in_session,
-    legend,
-    release_from_session,
-    sequences,
-    series_scale,
-    template_download,
-)
+from dashboard.cache import artifacts, sequences, table
+from dashboard.charts import fit_width, legend, series_scale
+from dashboard.format import SCORE_D3, SCORE_DIGITS
+from dashboard.glossary import glossary
+from dashboard.guard import entry_point_guard
+from dashboard.internals import drop_upload_bytes, keep_in_session, release_from_session
+from dashboard.widgets import download_data, template_download
 
 entry_point_guard(__file__)  # run inside streamlit_app.py, also for a deep link on a fresh server
 
@@ -66,48 +58,6 @@ def window_and_lookback() -> tuple[int, int]:
     """The served model's history window (ms) and lookback (views), else the defaults."""
     model = artifacts().ranking_model
     return (model.window_ms, model.lookback) if model is not None else (WINDOW_MS, LOOKBACK)
-
-
-def hours(ms: int) -> str:
-    return f"{ms / 3_600_000:g} hours"
-
-
-def complete_rows(views: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[int]]:
-    """The rows with a timestamp and a category, a note per half-entered row left out, and the
-    row numbers of the rows kept.
-
-    Blank rows (the editor's fresh row) are dropped without a word; rows with other problems
-    (a negative id, text) stay, so the ranking error names them.
-    """
-    present = views.reindex(columns=VIEW_COLUMNS).notna()
-    blank = ~present.any(axis=1)
-    incomplete = ~blank & ~(present["timestamp"] & present["categoryid"])
-    notes = [
-        f"row {i} (no {' and no '.join(c for c in ('timestamp', 'categoryid') if not present.at[i, c])})"
-        for i in views.index[incomplete]
-    ]
-    kept = ~blank & ~incomplete
-    return views.loc[kept].reset_index(drop=True), notes, [int(i) for i in views.index[kept]]
-
-
-def view_usage(views: pd.DataFrame) -> pd.DataFrame:
-    """The views, oldest first, with whether the ranking used them and, if not, why."""
-    window_ms, lookback = window_and_lookback()
-    out = views.assign(timestamp=pd.to_numeric(views["timestamp"])).sort_values("timestamp", kind="stable")
-    out = out.reset_index(drop=True)
-    ts = out["timestamp"].to_numpy(np.int64)
-    in_window = ts >= ts[-1] - window_ms
-    recent = np.arange(len(ts)) >= len(ts) - lookback
-    out["used"] = np.where(
-        in_window & recent,
-        "used",
-        np.where(
-            ~in_window,
-            f"not used: over {hours(window_ms)} before the last view",
-            f"not used: beyond the {lookback} most recent views",
-        ),
-    )
-    return out
 
 
 def history_roles(views_v: pd.DataFrame, target: int) -> list[str]:
@@ -145,7 +95,7 @@ def show_ranking(result, top_k: int) -> None:
     for col in PLACEHOLDER_FEATURES:
         if col in ranking:
             ranking[col] = ranking[col].where(viewed)  # blank, not a stand-in value
-    paths = category_paths()
+    paths = category_paths(table(CATEGORY_TREE))
     if paths is not None:
         ranking.insert(2, "parent categories", ranking["categoryid"].map(paths).fillna("unknown"))
     ranking["category"] = ranking["categoryid"].astype(str)
@@ -345,7 +295,7 @@ try:
     if views.empty and incomplete:
         raise DataError("no row has both a timestamp and a categoryid yet")
     show_ranking(rank(views, model, top_k), top_k)
-    usage = view_usage(views) if len(views) and views["timestamp"].notna().all() else None
+    usage = view_usage(views, *window_and_lookback()) if len(views) and views["timestamp"].notna().all() else None
     if usage is not None:
         left_out = (usage["used"] != "used").sum()
         with st.expander(f"Which views the model used ({len(usage) - left_out} of {len(usage)})"):
@@ -365,11 +315,12 @@ except DataError as exc:
     message = str(exc)
     if kept_rows is not None:  # name the rows as the table numbers them (blank rows were left out)
         pasted = mode != "Table"  # pasted text: the line a spreadsheet shows (header = line 1)
+        kept: list[int] = kept_rows
         message = re.sub(
             r"row (\d+)",
             lambda m: (
-                (f"line {kept_rows[int(m.group(1))] + 2}" if pasted else f"row {kept_rows[int(m.group(1))]}")
-                if int(m.group(1)) < len(kept_rows)
+                (f"line {kept[int(m.group(1))] + 2}" if pasted else f"row {kept[int(m.group(1))]}")
+                if int(m.group(1)) < len(kept)
                 else m.group(0)
             ),
             message,
@@ -467,12 +418,11 @@ eval_file = st.file_uploader(
     max_upload_size=MAX_UPLOAD_MB,
     help=f"At most {MAX_UPLOAD_MB} MB and {MAX_EVENT_ROWS:,} events: the app's memory budget is 1 GB.",
 )
-eval_id = eval_file.file_id if eval_file is not None else None
-if eval_id is None:
+if eval_file is None:
     release_from_session("ranking_eval")
-elif st.session_state.get("ranking_eval", {}).get("id") != eval_id:
+elif st.session_state.get("ranking_eval", {}).get("id") != eval_file.file_id:
     release_from_session("ranking_eval")
-    entry: dict = {"id": eval_id, "name": eval_file.name}
+    entry: dict = {"id": eval_file.file_id, "name": eval_file.name}
     try:
         with st.spinner("Building every case of the file and ranking it…"):
             frame, kind, _ = read_table(eval_file.name, eval_file.getvalue())

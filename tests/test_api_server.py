@@ -266,7 +266,7 @@ def test_scoring_over_capacity_is_503_with_retry_after_and_health_stays_fast(lim
         w.join()
     assert set(statuses) <= {200, 503} and 200 in statuses and 503 in statuses, statuses
     assert all(ra == "1" for s, ra in zip(statuses, retry_after) if s == 503)
-    # Not behind scoring (it took 23 s before the gate); what remains is the event loop reading
+    # Not behind scoring (the admission gate keeps it out); what remains is the event loop reading
     # every 3 MB body (read whole before queueing) and validating the admitted ones, on two cores
     # shared with the client threads.
     assert max(health_s) < 5, health_s

@@ -24,7 +24,7 @@ from core.store import artifacts as A
 from core.store import model_files
 from core.store.manifest import file_entry
 from core.userfiles.export import parquet_bytes
-from dashboard import built_date
+from dashboard.format import built_date
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "streamlit_app.py")
@@ -236,7 +236,7 @@ def test_a_page_started_on_its_own_says_how_to_start_the_dashboard(dashboard_emp
 
 
 def test_best_test_row_matches_served_names():
-    from dashboard import best_test_row
+    from core.ranking.select import best_test_row
 
     rows = pd.DataFrame(
         {
@@ -1049,7 +1049,7 @@ def test_ties_at_the_threshold_are_said_and_the_real_share_shown(dashboard_built
 
 
 def test_one_format_per_kind_of_number():
-    from dashboard import formatted
+    from dashboard.format import formatted
 
     frame = pd.DataFrame(
         {

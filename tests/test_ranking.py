@@ -782,3 +782,41 @@ def test_markov_run_cuts_fit_rows_to_the_cap_and_keeps_its_fit(one_thread, monke
     rows = int(capped.best_model.trained_on.split("(")[1].split(" ")[0])
     assert 0 < rows <= 3000
     assert test["n_cases"].iloc[0] == full.metrics.query("split == 'test'")["n_cases"].iloc[0]  # same test cases
+
+
+def test_history_window_is_the_history_rule_of_every_view():
+    """history_window (shared by view_usage and the realism report) gives the same history
+    lengths as history_lengths, on random visitors."""
+    from core.ranking.cases import history_lengths, history_window
+
+    rng = np.random.default_rng(0)
+    vis = np.sort(rng.integers(0, 30, 2000))
+    ts = np.concatenate([np.sort(rng.integers(0, 5 * WINDOW_MS, (vis == v).sum())) for v in np.unique(vis)])
+    window_start, lookback_start = history_window(vis, ts, lookback=7, window_ms=WINDOW_MS)
+    lengths = np.arange(len(vis)) - np.maximum(window_start, lookback_start)
+    assert np.array_equal(lengths, history_lengths(vis, ts, lookback=7, window_ms=WINDOW_MS))
+
+
+def test_view_usage_says_which_views_the_next_ranking_uses_and_why():
+    from core.ranking.cases import view_usage
+
+    hour = 3_600_000
+    views = pd.DataFrame({"timestamp": [30 * hour, 0, 29 * hour, 31 * hour, 32 * hour], "categoryid": [1, 2, 3, 4, 5]})
+    usage = view_usage(views, window_ms=24 * hour, lookback=3)
+    assert usage["timestamp"].tolist() == sorted(views["timestamp"])  # oldest first
+    assert usage["used"].tolist() == [
+        "not used: over 24 hours before the last view",
+        "not used: beyond the 3 most recent views",
+        "used",
+        "used",
+        "used",
+    ]
+
+
+def test_complete_rows_drops_blank_rows_and_names_half_entered_ones():
+    from core.userfiles.export import complete_rows
+
+    views = pd.DataFrame({"timestamp": [1.0, None, None, 4.0], "categoryid": [7.0, None, 3.0, None]})
+    kept, notes, rows = complete_rows(views)
+    assert kept["timestamp"].tolist() == [1.0] and rows == [0]
+    assert notes == ["row 2 (no timestamp)", "row 3 (no categoryid)"]

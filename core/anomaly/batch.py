@@ -98,7 +98,7 @@ def output_constants(
 ) -> dict[str, object]:
     """The columns every row of a scored download carries: detector, policy, threshold, mode,
     the seed and fit rows of a fit on the batch, and, when the build has a drift reference, the batch's drift verdict (the verdict only: a
-    longer text on each of 1.4M CSV rows cost 56 MB; the parquet metadata holds the full report)."""
+    longer text is repeated on every CSV row; the parquet metadata holds the full report)."""
     out = {**provenance(detector, protect_buyers, threshold), "mode": mode}
     if fit is not None:  # "fitted on this batch": with which seed and on how many rows
         out |= {"fit_seed": fit.seed, "fit_rows": fit.fit_rows}

@@ -108,7 +108,7 @@ class Detector(BaseEstimator):
 
     def score_samples(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Anomaly score per row (higher = more anomalous); a purchase can only lower it."""
-        # One float64 matrix, then numpy only: per-column pandas steps cost ~1 ms an API request.
+        # One float64 matrix, then numpy only: per-column pandas steps add a fixed cost to every API request.
         M = feature_matrix(X)
         if len(M) == 0:
             return np.empty(0, np.float64)

@@ -178,6 +178,6 @@ def user_features(events: pd.DataFrame) -> pd.DataFrame:
         "sessions_per_day": n_sessions / active_days,
         "uniq_item_ratio": uniq_items / n_events,
     }
-    # copy=False: keep the 17 arrays as they are instead of consolidating (a 180 MB copy).
+    # copy=False: keep the 17 arrays as they are instead of consolidating (a copy of the whole table).
     cols = {"visitorid": visitor_ids, **{f: feats[f] for f in USER_FEATURES}}
     return pd.DataFrame(cols, copy=False)

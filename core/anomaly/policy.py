@@ -55,8 +55,8 @@ def cleaning_cost(
     at the frozen threshold: users, events, views, add-to-carts, transactions, buyers.
 
     The users are sorted by score once and every count is a cumulative sum read at each
-    threshold: no (points x users) matrix, which at 1.4M users and 21 points took 0.5 s and
-    235 MB per column. Sums of whole numbers below 2**53 are exact, so the counts are the same.
+    threshold: no (points x users) matrix, whose size grows with both. Sums of whole numbers
+    below 2**53 are exact, so the counts are the same.
     """
     s = np.asarray(scores, np.float64)
     shares = np.asarray(shares, np.float64)

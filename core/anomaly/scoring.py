@@ -20,8 +20,8 @@ from core.base.errors import DataError
 
 log = logging.getLogger(__name__)
 
-# Distinct feature rows scored per step of score(on_progress=...): a progress bar moves
-# every ~0.3 s at RetailRocket scale, and each step is still big enough for the thread blocks.
+# Distinct feature rows scored per step of score(on_progress=...): small enough for a progress
+# bar that moves several times a second at RetailRocket scale, big enough for the thread blocks.
 SCORE_CHUNK_ROWS = 200_000
 EXPLAIN_BLOCK_ROWS = 100_000  # rows per block: bounds the temporary strings' memory
 
@@ -29,8 +29,8 @@ EXPLAIN_BLOCK_ROWS = 100_000  # rows per block: bounds the temporary strings' me
 def _scorable_matrix(df: pd.DataFrame, mask: np.ndarray, features: tuple[str, ...]) -> np.ndarray:
     """The scorable rows' features as one float64 matrix (a single allocation).
 
-    Column-major: it is filled and hashed (distinct_rows) column by column, 3x faster than
-    strided columns; the forest converts it to its own float32 layout anyway.
+    Column-major: it is filled and hashed (distinct_rows) column by column, on contiguous
+    memory rather than strided columns; the forest converts it to its own float32 layout anyway.
     """
     n_ok = int(mask.sum())
     X = np.empty((n_ok, len(features)), np.float64, order="F")

@@ -1,8 +1,8 @@
 """Distinct values and set operations on integer id arrays (visitorids, case ids), by sorting.
 
-numpy 2.4's ``np.unique`` hashes when asked for the values alone; on millions of distinct int64
-ids that measured 60x slower than a sort (1.9M visitorids: 2.7 s against 0.04 s), and
-``np.intersect1d`` calls it on both sides. Other dtypes go to numpy unchanged.
+numpy 2.4's ``np.unique`` hashes when asked for the values alone, which on millions of distinct
+int64 ids is far slower than a sort (docs/PERFORMANCE.md), and ``np.intersect1d`` calls it on
+both sides. Other dtypes go to numpy unchanged.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def stable_order(major: np.ndarray, minor: np.ndarray) -> np.ndarray:
     """Positions sorting two integer keys by (major, minor), ties in input order (np.lexsort's).
 
-    One int64 key sorts about 4x faster than np.lexsort on two (3.8M views: 0.7 s against
-    2.7 s); lexsort only when the combined key would overflow.
+    One int64 key sorts several times faster than np.lexsort on two (docs/PERFORMANCE.md);
+    lexsort only when the combined key would overflow.
     """
     major = np.asarray(major, np.int64)
     minor = np.asarray(minor, np.int64)

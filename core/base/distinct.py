@@ -9,7 +9,7 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-# Up to this many rows (an API request) sorting beats hashing through pandas (~0.4 ms a call).
+# Up to this many rows (an API request) sorting beats hashing through pandas (its fixed cost per call).
 SMALL_ROWS = 256
 
 
@@ -44,7 +44,7 @@ def _sorted_groups(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def duplicated_rows(frame: pd.DataFrame) -> np.ndarray:
-    """``frame.duplicated(keep="first")`` by hashing rows: 3x faster on 4M events.
+    """``frame.duplicated(keep="first")`` by hashing rows, faster than pandas on millions of events.
 
     Every duplicate is checked column by column against its group's first row (missing equals
     missing, as in pandas); a hash collision falls back to pandas.

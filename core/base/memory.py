@@ -3,9 +3,8 @@
 The dashboard holds one user's 1.4M-row table at a time on a 1 GB host. By default the allocators
 keep what a freed table used: glibc raises its mmap threshold to the size of the last freed
 block (up to 32 MB), so later blocks land on a heap that fragments and rarely shrinks, and
-pyarrow's mimalloc pool keeps its pages. Measured on a 1.4M-row upload scored and downloaded
-in one process: 770 MB still resident after everything was freed by default, 370 MB with both
-settings below (the process started at 270 MB).
+pyarrow's mimalloc pool keeps its pages. With both settings below a freed table's memory goes
+back to the OS, so the next upload fits (figures: docs/PERFORMANCE.md, "Dashboard memory").
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import os
 from functools import cache
 
 import pyarrow as pa
@@ -24,6 +24,14 @@ M_MMAP_THRESHOLD = -3  # glibc mallopt parameter (malloc.h)
 # Blocks from 1 MiB up are mmapped and unmapped on free: a column of 1.4M values is 11 MB.
 # Setting it also switches off glibc's dynamic threshold, which would otherwise rise to 32 MB.
 MMAP_THRESHOLD_BYTES = 1 << 20
+# "0" turns off every workaround that reaches below a public API: the glibc calls here and the
+# dashboard's Streamlit internals (dashboard/internals.py), e.g. to rule them out as a cause.
+WORKAROUNDS_ENV = "RECSYS_WORKAROUNDS"
+
+
+def workarounds_enabled() -> bool:
+    """False when $RECSYS_WORKAROUNDS is "0": no glibc calls, no Streamlit internals."""
+    return os.environ.get(WORKAROUNDS_ENV, "1").strip() != "0"
 
 
 @cache
@@ -44,7 +52,7 @@ def use_returning_allocators() -> None:
     table's memory goes back to the OS (idempotent; blocks allocated earlier keep their pool)."""
     if pa.default_memory_pool().backend_name != "system":
         pa.set_memory_pool(pa.system_memory_pool())
-    libc = _glibc()
+    libc = _glibc() if workarounds_enabled() else None
     if libc is not None and not libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES):
         log.warning("mallopt(M_MMAP_THRESHOLD) failed; freed memory may stay with the process")
 
@@ -52,6 +60,6 @@ def use_returning_allocators() -> None:
 def release_memory() -> None:
     """Collect garbage, then hand glibc's free heap pages back to the OS (malloc_trim)."""
     gc.collect()
-    libc = _glibc()
+    libc = _glibc() if workarounds_enabled() else None
     if libc is not None:
         libc.malloc_trim(0)

@@ -41,6 +41,15 @@ METRIC_COLUMNS = {
 }
 
 
+# Shares in the dashboard's text, tables and charts: percentages with one decimal.
+PCT_DIGITS = 1
+
+
+def pct(x: float | None, digits: int = PCT_DIGITS) -> str:
+    """A share as a percentage string ('–' when unknown)."""
+    return "–" if x is None or pd.isna(x) else f"{100 * float(x):.{digits}f}%"
+
+
 def _pp(value: float) -> str:
     """A share as a percentage with one decimal."""
     return f"{100 * value:.1f} %"
@@ -249,3 +258,29 @@ def results_markdown(out: Path) -> str:
     if story:
         lines += ["", "**What the numbers say** (written by the build from the tables above):", "", *story]
     return "\n".join(lines) + "\n"
+
+
+def quality_meaning(by: pd.DataFrame, served: str) -> str:
+    """What the detector comparison (detector quality rows by method) says about the served
+    detector, from the numbers of this build.
+
+    The detectors were chosen to spare buyers first (flagged users must not hold the shop's
+    sales) and to rank bots well second, so a method with a higher PR-AUC can still lose.
+    """
+    me = by.loc[served]
+    best = by["pr_auc"].idxmax()
+    text = (
+        f"The served detector, {served}, reaches PR-AUC {pct(me['pr_auc'])}"
+        + (f" against {pct(by.loc['volume_rule', 'pr_auc'])} for the volume rule" if "volume_rule" in by.index else "")
+        + f"; the users it flags hold {pct(me.get('txn_held_by_flagged'))} of the transactions and include "
+        f"{pct(me.get('normal_buyers_flagged'))} of the normal buyers."
+    )
+    if best != served:
+        other = by.loc[best]
+        text += (
+            f" {best} puts the bots first more often (PR-AUC {pct(other['pr_auc'])}) but its flagged users hold "
+            f"{pct(other.get('txn_held_by_flagged'))} of the transactions and {pct(other.get('normal_buyers_flagged'))} "
+            "of the normal buyers: the detectors are chosen to spare buyers first and to rank bots second, "
+            "so a higher PR-AUC alone does not win."
+        )
+    return text

@@ -7,6 +7,7 @@ import pandas as pd
 
 from core.base import arrays
 from core.base.schema import EVENT_TYPES, LOOKBACK, MS_PER_DAY, MS_PER_HOUR, UNKNOWN_CATEGORY, WINDOW_MS
+from core.ranking.cases import history_window
 
 # --------------------------------------------------------------------------- realism summary
 
@@ -42,10 +43,7 @@ def candidate_rows_estimate(events: pd.DataFrame, lookback: int = LOOKBACK, wind
     if n == 0:
         return 0
     idx = np.arange(n)
-    first = np.searchsorted(vis, vis, side="left")
-    # Window start a_i: max(first view of visitor, i - lookback, first view at >= t_i - window).
-    key_t = (vis - vis.min()) * (int(ts.max()) - int(ts.min()) + window_ms + 1) + (ts - ts.min())
-    a = np.maximum(np.maximum(first, idx - lookback), np.searchsorted(key_t, key_t - window_ms, side="left"))
+    a = np.maximum(*history_window(vis, ts, lookback, window_ms))  # H of view i is [a_i, i)
     # j counts in case i iff a_i <= j < i and j is the last view of its category before i, i.e.
     # i in (j, min(next same-category view of j, last i with a_i <= j)].
     o = arrays.stable_order(vis, cats)  # stable, so index order within (visitor, category)

@@ -23,8 +23,8 @@ from core.reading import data
 
 EVAL_METRICS: tuple[str, ...] = ("coverage", "top1", "top3", "top1_all", "top3_all", "mrr5")
 CASE_TOP_K = 5
-# Bootstrap weights in blocks of 2M (replicate, visitor) cells instead of 5M: at 1M events the
-# default blocks took the upload's peak RSS from ~750 to ~950 MiB (benchmarks/bench_evaluate_events.py).
+# Bootstrap weights in blocks of 2M (replicate, visitor) cells, smaller than the build's: the
+# upload's evaluation runs inside the dashboard's 1 GB budget (docs/PERFORMANCE.md).
 EVAL_BOOT_BLOCK_CELLS = 2_000_000
 POPULATION = "every case of the file (no split, no rare-label drop: the models are already trained)"
 
@@ -106,8 +106,8 @@ def evaluate_events(
     del cands, served_cands, served_scores  # only the per-case tables are needed from here on
     release_memory()
     names = [served] + [r for r in outcomes if r != served]
-    # One BLAS thread: many small blocks of weights x sums; with threads spinning on a busy
-    # 2-core machine the same bootstrap took 74 s instead of 4 s.
+    # One BLAS thread: the blocks of weights x sums are small, and BLAS threads spinning against
+    # other work on a busy machine slow the bootstrap many times over.
     with threadpool_limits(limits=1, user_api="blas"):
         stats = metric_rows_multi(
             {r: outcomes[r] for r in names},

@@ -65,6 +65,50 @@ def history_lengths(
     return hist_len
 
 
+def history_window(
+    vis: np.ndarray, ts: np.ndarray, lookback: int = LOOKBACK, window_ms: int = WINDOW_MS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per sorted view i: the first position of its visitor within the time window (timestamp >=
+    t_i - window) and the first within the last `lookback` views; H is [max of both, i)."""
+    n = len(ts)
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    idx = np.arange(n)
+    first = np.searchsorted(vis, vis, side="left")
+    # one sorted key over all visitors: a visitor's window never reaches into the previous visitor
+    key_t = (vis - vis.min()) * (int(ts.max()) - int(ts.min()) + window_ms + 1) + (ts - ts.min())
+    in_window = np.maximum(first, np.searchsorted(key_t, key_t - window_ms, side="left"))
+    return in_window, np.maximum(first, idx - lookback)
+
+
+def hours(ms: int) -> str:
+    """A window length in words: '24 hours'."""
+    return f"{ms / 3_600_000:g} hours"
+
+
+def view_usage(views: pd.DataFrame, window_ms: int = WINDOW_MS, lookback: int = LOOKBACK) -> pd.DataFrame:
+    """One visitor's views, oldest first, with whether ranking the next view uses them and, if
+    not, why (the history of a view right after the last one, as /rank sees it)."""
+    out = views.assign(timestamp=pd.to_numeric(views["timestamp"])).sort_values("timestamp", kind="stable")
+    out = out.reset_index(drop=True)
+    ts = out["timestamp"].to_numpy(np.int64)
+    probe_ts = np.r_[ts, ts[-1:]]
+    window_start, lookback_start = history_window(np.zeros(len(probe_ts), np.int64), probe_ts, lookback, window_ms)
+    position = np.arange(len(ts))
+    in_window = position >= window_start[-1]
+    recent = position >= lookback_start[-1]
+    out["used"] = np.where(
+        in_window & recent,
+        "used",
+        np.where(
+            ~in_window,
+            f"not used: over {hours(window_ms)} before the last view",
+            f"not used: beyond the {lookback} most recent views",
+        ),
+    )
+    return out
+
+
 def tail_streaks(cat: np.ndarray, hist_len: np.ndarray, lookback: int = LOOKBACK) -> np.ndarray:
     """Per sorted view: how many views of H's last category end H (0 when not a case)."""
     streak = np.zeros(len(cat), dtype=np.int32)

@@ -25,8 +25,8 @@ BASELINES: tuple[str, ...] = ("rule", "recency", "last_category")
 # A score of -inf means "not ranked": the last-category baseline ranks only the is_last candidate.
 UNRANKED = -np.inf
 # Training rows are capped (a deterministic sample of whole cases) so the full build stays within
-# its time budget at RetailRocket scale (measured on the demo generator at 2.76M events: the
-# forest is the slow one, so it gets the smallest cap; accuracy is flat beyond these sizes).
+# its time budget at RetailRocket scale: the forest is the slow one, so it gets the smallest cap;
+# accuracy is flat beyond these sizes (`python -m core bench`).
 TRAIN_ROW_CAPS: dict[str, int] = {"logreg": 1_000_000, "hgb": 500_000, "rf": 200_000}
 # OpenMP/BLAS threads for scoring: the API scores concurrent requests on its own threads, and
 # OpenMP threads inside each would spin against each other. The forest parallelises with joblib
@@ -36,13 +36,13 @@ ESTIMATOR_THREADS = 1
 
 # OpenMP threads for fitting: one unless RECSYS_FIT_THREADS says otherwise. The gradient
 # boosting fits the same model on any number of threads (1 vs 2 threads: identical predictions);
-# 2 threads fit a 500k-row model 1.5x faster on 2 idle cores, but with any other job on the
-# machine the spinning OpenMP threads made the evaluation's 100k-row fits 3x slower than one.
+# more threads fit faster only on idle cores: with any other job on the machine the spinning
+# OpenMP threads slow the evaluation's fits down (RECSYS_FIT_THREADS sets more on a quiet host).
 # BLAS stays on one thread.
 FIT_THREADS = int(os.environ.get("RECSYS_FIT_THREADS") or 1)
 SCORE_CHUNK = 1_000_000
 # The forest predicts with joblib threads (n_jobs=-1) only from this many rows: below it, threads
-# cost more than they save (100 views: 11.5 ms vs 1.6 ms sequential) and make the sum over trees,
+# cost more than they save (a /rank request is a few views) and make the sum over trees,
 # hence the last bit of a score, depend on thread timing. Sequential scores are deterministic.
 PARALLEL_MIN_ROWS = 10_000
 FOREST_JOBS = -1
@@ -89,7 +89,7 @@ def make_estimator(name: str, seed: int = DEFAULT_SEED):
     if name == "hgb":
         return HistGradientBoostingClassifier(random_state=seed)
     if name == "rf":
-        # max_samples: each tree sees a 50% bootstrap, halving fit time for no measured loss
+        # max_samples: each tree sees a 50% bootstrap, halving fit time with no loss the evaluation shows
         return RandomForestClassifier(
             n_estimators=100,
             max_depth=12,
@@ -201,7 +201,7 @@ _THREADPOOLS: ThreadpoolController | None = None
 
 def _threadpools() -> ThreadpoolController:
     """OpenMP/BLAS pools of the process, found once: entering threadpool_limits() scans the
-    loaded libraries on every call (0.6-3.9 ms per request); limiting a cached controller ~10 us."""
+    loaded libraries on every call, a cost per request; limiting a cached controller is cheap."""
     global _THREADPOOLS
     if _THREADPOOLS is None:  # first score: numpy and scikit-learn's OpenMP are loaded by now
         _THREADPOOLS = ThreadpoolController()

@@ -88,3 +88,25 @@ def serving_choice(
     )
     record.update(difference=diff, served=served, learned_served=earns, reason=reason)
     return record
+
+
+def best_test_row(rows: pd.DataFrame, best: str | None) -> pd.Series | None:
+    """The test-split metrics row of the served ranker.
+
+    Served names may extend a ranker name with its candidate set (``hgb_markov5`` is ``hgb`` on
+    history + Markov candidates), so an exact match wins, else the longest ranker name that
+    prefixes it, on a Markov candidate set when the name says so.
+    """
+    if best is None or rows.empty or "ranker" not in rows:
+        return None
+    test = rows[rows["split"] == "test"] if "split" in rows else rows
+    exact = test[test["ranker"] == best]
+    if len(exact):
+        return exact.iloc[0]
+    prefix = test[[best.startswith(str(r)) for r in test["ranker"]]]
+    if "candidate_set" in prefix:
+        wants_markov = "markov" in best.lower()
+        prefix = prefix[prefix["candidate_set"].str.lower().str.contains("markov") == wants_markov]
+    if prefix.empty:
+        return None
+    return prefix.loc[prefix["ranker"].str.len().idxmax()]

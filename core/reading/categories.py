@@ -28,8 +28,8 @@ from core.reading.csv_checks import (
 )
 
 CATEGORY_PROPERTY = "categoryid"
-# Bytes per scan chunk: 32 MiB chunks on two threads keep the scan near 0.3 GB (measured with
-# benchmarks/bench_properties.py); smaller chunks cost per-chunk overhead, larger ones memory.
+# Bytes per scan chunk: two threads of 32 MiB chunks keep the scan's memory small
+# (benchmarks/bench_properties.py); smaller chunks cost per-chunk overhead, larger ones memory.
 DEFAULT_BLOCK_SIZE = 1 << 25
 SCAN_THREADS = 2
 _IN_FLIGHT = 2 * SCAN_THREADS  # chunks read ahead of the one being collected (bounds memory)
@@ -73,8 +73,8 @@ def _line_chunks(path: Path, size: int, spare: list[bytearray]) -> Iterator[_Lin
     """The file after its header line, in chunks of whole lines (each ends with a line break).
 
     Each chunk is one read into a buffer from ``spare`` (the caller hands back the buffers of
-    the chunks it is done with: fresh memory for every read cost ~0.7 s of page faults on the
-    real files); the partial line at a chunk's end is read again with the next one.
+    the chunks it is done with: fresh memory for every read pays page faults on every chunk of
+    the real files); the partial line at a chunk's end is read again with the next one.
     """
     with open(path, "rb") as fh:
         pos, header_done = 0, False
@@ -310,7 +310,7 @@ def asof_categories(
     if len(snap_ts) == 0 or len(ev_ts) == 0:
         return out
     # Events in (item, time) order make the binary searches below walk forward through the
-    # snapshots (3M events: 0.8 s per search in file order, 0.13 s sorted); results go back in place.
+    # snapshots, which is much faster than searching in file order; results go back in place.
     ev_order = arrays.stable_order(ev_item, ev_ts)
     ev_ts, ev_item = ev_ts[ev_order], ev_item[ev_order]
 
@@ -370,3 +370,19 @@ def read_category_tree(path: str | Path) -> pd.DataFrame:
     parent_ids = pd.array(pc.cast(parent_filled, pa.int64()).to_numpy(), dtype="Int64")
     parent_ids[np.asarray(parent_null.to_numpy(zero_copy_only=False), dtype=bool)] = pd.NA
     return pd.DataFrame({"categoryid": pc.cast(cat, pa.int64()).to_numpy().astype(np.int64), "parentid": parent_ids})
+
+
+def category_paths(tree: pd.DataFrame | None) -> dict[int, str] | None:
+    """categoryid -> 'root › … › parent' of a category tree table; None without a usable tree."""
+    if tree is None or not {"categoryid", "parentid"} <= set(tree.columns):
+        return None
+    parent = dict(zip(tree["categoryid"].astype("int64"), pd.to_numeric(tree["parentid"], errors="coerce")))
+    paths: dict[int, str] = {}
+    for cat in parent:
+        chain: list[str] = []
+        node = parent.get(cat)
+        while node is not None and not pd.isna(node) and len(chain) < 20:  # 20: a guard against cycles
+            chain.append(str(int(node)))
+            node = parent.get(int(node))
+        paths[int(cat)] = " › ".join(reversed(chain))
+    return paths

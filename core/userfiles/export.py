@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
 CSV_ROWS_PER_THREAD = 100_000
 # Rows per slice of a scored download: ~15 MB of CSV or one parquet row group each, a few alive
-# at a time (250k-row row groups made the parquet 11% smaller but its build peak 40 MB higher).
+# at a time; larger row groups compress a little better but raise the build's peak memory.
 DOWNLOAD_SLICE_ROWS = 100_000
 # Object columns pandas' .str accessor takes (others hold no text, so no formula).
 STR_ACCESSOR_KINDS = frozenset({"string", "empty", "bytes", "mixed", "mixed-integer"})
@@ -86,7 +86,7 @@ def _slices(df: pd.DataFrame, rows: int) -> Iterator[pd.DataFrame]:
 
 
 def _csv_part(part: pd.DataFrame, header: bool) -> bytes:
-    """One slice as formula-safe CSV (pyarrow's C++ writer: exact shortest float repr, 10x faster
+    """One slice as formula-safe CSV (pyarrow's C++ writer: exact shortest float repr, much faster
     than DataFrame.to_csv, and it releases the GIL)."""
     sink = io.BytesIO()
     options = pa_csv.WriteOptions(include_header=header, quoting_style="needed")
@@ -171,7 +171,7 @@ def scored_slices(
     """The scored download a slice of rows at a time: every uploaded row in order, its score and
     flag (``with_scores``), and one column per constant (detector, policy, ...).
 
-    The whole table never exists: at 1.4M rows its constant text columns alone were 100 MB.
+    The whole table never exists: its constant text columns alone would repeat on every row.
     """
     for lo in range(0, max(len(features), 1), rows):
         hi = lo + rows
@@ -327,6 +327,24 @@ def views_from_editor(table: pd.DataFrame, timestamps_in_ms: bool) -> pd.DataFra
     if "itemid" in views.columns and views["itemid"].isna().all():
         views = views.drop(columns="itemid")  # itemid is optional: an empty column means "not given"
     return views
+
+
+def complete_rows(views: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[int]]:
+    """The rows with a timestamp and a category, a note per half-entered row left out, and the
+    row numbers of the rows kept.
+
+    Blank rows (the editor's fresh row) are dropped without a word; rows with other problems
+    (a negative id, text) stay, so the ranking error names them.
+    """
+    present = views.reindex(columns=list(VIEW_COLUMNS)).notna()
+    blank = ~present.any(axis=1)
+    incomplete = ~blank & ~(present["timestamp"] & present["categoryid"])
+    notes = [
+        f"row {i} (no {' and no '.join(c for c in ('timestamp', 'categoryid') if not present.at[i, c])})"
+        for i in views.index[incomplete]
+    ]
+    kept = ~blank & ~incomplete
+    return views.loc[kept].reset_index(drop=True), notes, [int(i) for i in views.index[kept]]
 
 
 def views_from_csv_text(text: str) -> pd.DataFrame:

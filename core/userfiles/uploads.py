@@ -26,9 +26,9 @@ from core.base.schema import EVENT_COLUMNS, RAW_EVENT_COLUMNS, UNKNOWN_CATEGORY
 from core.reading.csv_checks import renumbered
 
 UPLOAD_EXTENSIONS: tuple[str, ...] = (".parquet", ".pq", ".csv")
-# Measured by benchmarks/bench_dashboard_upload.py against the 1 GB budget (README, "Upload limits").
+# Sized against the 1 GB budget (README, "Upload limits"); benchmarks/bench_dashboard_upload.py checks them.
 MAX_FEATURE_ROWS = 1_500_000  # RetailRocket has 1.41M visitors
-MAX_EVENT_ROWS = 2_000_000  # 2M raw events peak at 0.82 GB in the dashboard (3M were 1.19 GB)
+MAX_EVENT_ROWS = 2_000_000  # the most raw events whose features fit the 1 GB budget (docs/PERFORMANCE.md)
 MAX_COLUMNS = 64
 MAX_UNCOMPRESSED_MB = 400  # decoded parquet size: 1.5M feature rows are ~210 MB, 2M events ~100 MB
 MAX_UPLOAD_MB = 150  # a 1.5M-row features CSV is ~140 MB; its bytes sit next to the table while read
@@ -217,7 +217,7 @@ def _read_parquet(name: str, data: bytes, limits: bool = True) -> tuple[pd.DataF
     if limits:
         _check_decoded(name, fixed + _text_bytes(table))
     for col in text:
-        if not (kind == "events" and col == "event"):  # event names stay a dictionary: 100 MB less on 2M
+        if not (kind == "events" and col == "event"):  # event names stay a dictionary: four short strings
             i = table.schema.get_field_index(col)
             table = table.set_column(i, col, table.column(i).cast(table.schema.field(i).type.value_type))
     notes = []
@@ -229,7 +229,7 @@ def _read_parquet(name: str, data: bytes, limits: bool = True) -> tuple[pd.DataF
             "read as stored (no index, Arrow types)."
         )
     try:
-        # one block per column and no consolidation copy: 8x faster on 1.4M rows, half the peak memory
+        # one block per column and no consolidation copy: faster, and no second copy of the table
         return table.to_pandas(split_blocks=True, self_destruct=True), kind, notes
     except (pa.ArrowException, ValueError, TypeError, KeyError) as exc:
         raise DataError(f"{name!r} could not be converted to a table ({exc}). Write it again.") from exc
@@ -282,7 +282,7 @@ def _read_csv(name: str, data: bytes, limits: bool = True) -> tuple[pd.DataFrame
             # more fields than header names would silently become an index or be cut off
             warnings.simplefilter("error", pd.errors.ParserWarning)
             warnings.simplefilter("ignore", pd.errors.DtypeWarning)  # mixed chunks are made text below
-            # low_memory parses in chunks: 100 MB less peak on a 1.4M-row features CSV
+            # low_memory parses in chunks: a lower peak on a large features CSV
             df = pd.read_csv(
                 io.BytesIO(data),
                 sep=delim,
