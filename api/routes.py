@@ -27,7 +27,6 @@ from api.schemas import (
     RANK_EXAMPLES,
     AnomalyRequest,
     AnomalyResponse,
-    RankedCategory,
     RankRequest,
     RankResponse,
     UserFeatures,
@@ -91,7 +90,7 @@ async def rank(
     arts: ArtifactsDep,
     scorer: ScorerDep,
     body: Annotated[RankRequest, Body(openapi_examples=RANK_EXAMPLES)],
-) -> RankResponse:
+) -> JSONResponse:
     """Rank the categories of the visitor's recent views: the most likely next one first.
 
     Views may come in any order: they are sorted by (timestamp, categoryid, itemid).
@@ -99,20 +98,23 @@ async def rank(
     return await scorer.run(_rank, arts, body)
 
 
-def _rank(arts: Artifacts, body: RankRequest) -> RankResponse:
-    """The ranking of one request (runs on a scoring thread)."""
+def _rank(arts: Artifacts, body: RankRequest) -> JSONResponse:
+    """The ranking of one request, rendered to JSON (runs on a scoring thread)."""
     result = ranking.rank(_core_views(body), model=arts.ranking_model, top_k=body.top_k)
     reason = arts.ranking_fallback_reason() or result.fallback_reason
-    table = result.ranking
+    table = result.columns
     rows = [
-        RankedCategory(categoryid=int(c), score=finite_or_none(s), rank=int(r))
-        for c, s, r in zip(table["categoryid"], table["score"], table["rank"])
+        {"categoryid": c, "score": finite_or_none(s), "rank": r}
+        for c, s, r in zip(table["categoryid"].tolist(), table["score"].tolist(), table["rank"].tolist())
     ]
-    return RankResponse(
-        ranker=str(result.ranker),
-        fallback_reason=reason,
-        ranking=rows,
-        n_history_views=int(result.n_history_views),
+    # Plain Python types that match RankResponse: FastAPI's re-validation of the answer is skipped.
+    return JSONResponse(
+        {
+            "ranker": str(result.ranker),
+            "fallback_reason": reason,
+            "ranking": rows,
+            "n_history_views": int(result.n_history_views),
+        }
     )
 
 
