@@ -743,3 +743,68 @@ def test_small_batches_score_as_the_whole_table(train_features, detector):
     assert np.array_equal(parts, whole[:400])
     matrix = train_features.loc[:, list(anomaly.USER_FEATURES)].to_numpy(np.float64)
     assert np.array_equal(detector.score_samples(matrix[:5]), whole[:5])
+
+
+def _random_small_table(train_features: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """A few users drawn from train_features (repeats included), some cells broken the ways the
+    validator refuses (NaN, inf, negatives, fractions, broken relations, repeated ids)."""
+    n = int(rng.integers(1, 40))
+    t = train_features.iloc[rng.integers(0, len(train_features), n)].reset_index(drop=True)
+    t["visitorid"] = rng.permutation(t["visitorid"].to_numpy()) if rng.random() < 0.5 else t["visitorid"]
+    if rng.random() < 0.3:
+        t.loc[rng.integers(0, n), "visitorid"] = t["visitorid"].iloc[0]  # a repeated id
+    floats = [c for c in USER_FEATURES if t[c].dtype.kind == "f"]
+    for _ in range(int(rng.integers(0, 4))):
+        col = str(rng.choice(list(USER_FEATURES)))
+        row = int(rng.integers(0, n))
+        bad = [np.nan, np.inf, -np.inf, -1.0, 0.5, 1e300, 0.0, 2.0**60] if col in floats else [-1, 0, 10**6]
+        value = bad[int(rng.integers(0, len(bad)))]
+        if col not in floats and not isinstance(value, int):
+            continue
+        t.loc[row, col] = value
+    return t
+
+
+def test_small_tables_validate_and_score_as_large_ones(train_features, detector, monkeypatch):
+    # Small tables are read into numpy in one step (an API request): every finding, score and
+    # flag must be the ones the column-by-column path of large tables gives.
+    from core.anomaly import validation
+
+    rng = np.random.default_rng(20)
+    for _ in range(150):
+        t = _random_small_table(train_features, rng)
+        assert validation.small_numeric_columns(t) is not None
+        fast = anomaly.validate_features(t)
+        fast_scores = anomaly.score_rows(t, fast.scorable, detector)
+        fast_flags = anomaly.flag_scores(fast_scores, None, detector, t)
+        with monkeypatch.context() as m:
+            m.setattr(validation, "SMALL_TABLE_ROWS", -1)
+            assert validation.small_numeric_columns(t) is None
+            slow = anomaly.validate_features(t)
+            slow_scores = anomaly.score_rows(t, slow.scorable, detector)
+            slow_flags = anomaly.flag_scores(slow_scores, None, detector, t)
+        assert np.array_equal(fast.scorable, slow.scorable)
+        pd.testing.assert_frame_equal(fast.row_problems, slow.row_problems)
+        assert (fast.problem_counts, fast.first_examples, fast.first_lines) == (
+            slow.problem_counts,
+            slow.first_examples,
+            slow.first_lines,
+        )
+        assert fast.messages() == slow.messages()
+        assert np.array_equal(fast_scores, slow_scores, equal_nan=True)
+        pd.testing.assert_frame_equal(fast_flags, slow_flags)
+        # and each row's score is the score of that row alone (no de-duplication at all)
+        ok = np.flatnonzero(fast.scorable)
+        alone = [detector.score_samples(t.iloc[[i]])[0] for i in ok]
+        assert np.array_equal(fast_scores[ok], np.array(alone, np.float64))
+
+
+def test_small_numeric_columns_only_for_plain_number_tables(train_features):
+    from core.anomaly import validation
+
+    t = train_features.iloc[:5].reset_index(drop=True)
+    assert validation.small_numeric_columns(t.assign(note="x")) is None  # text beside the numbers
+    assert validation.small_numeric_columns(t.astype({"events": object})) is None
+    assert validation.small_numeric_columns(pd.concat([t, t[["view"]]], axis=1)) is None  # a repeated name
+    cols = validation.small_numeric_columns(t)
+    assert cols is not None and all(np.array_equal(cols[c], validation.numeric(t[c])) for c in t.columns)

@@ -14,7 +14,13 @@ import pandas as pd
 
 from core.anomaly.detector import Detector, why
 from core.anomaly.policy import DEFAULT_PROTECT_BUYERS, apply_policy, policy_label
-from core.anomaly.validation import FeatureValidation, check_share, numeric, validate_features
+from core.anomaly.validation import (
+    FeatureValidation,
+    check_share,
+    numeric,
+    small_numeric_columns,
+    validate_features,
+)
 from core.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -34,11 +40,15 @@ def _scorable_matrix(df: pd.DataFrame, mask: np.ndarray, features: tuple[str, ..
     n_ok = int(mask.sum())
     X = np.empty((n_ok, len(features)), np.float64, order="F")
     take_all = n_ok == len(df)
+    small = small_numeric_columns(df)
     for j, f in enumerate(features):
-        col = df[f]
-        if isinstance(col, pd.DataFrame):
-            col = col.iloc[:, 0]
-        vals = numeric(col)
+        if small is not None:
+            vals = small[f]
+        else:
+            col = df[f]
+            if isinstance(col, pd.DataFrame):
+                col = col.iloc[:, 0]
+            vals = numeric(col)
         X[:, j] = vals if take_all else vals[mask]
     return X
 
