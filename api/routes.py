@@ -1,7 +1,8 @@
 """The endpoints: JSON in, the core calls the dashboard makes, JSON out. No model logic here.
 
 /health and /version are async and cheap, so they answer at once even while scoring runs;
-scoring runs on the app's bounded scoring threads (``api.deps.Scorer``).
+scoring runs on the app's bounded scoring threads (``api.deps.Scorer``), a small request on the
+event loop itself.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ from core.errors import ArtifactError
 from core.schema import USER_FEATURES
 
 router = APIRouter(route_class=StrictJSONRoute)
+# Requests up to this size are scored on the event loop (a few ms each; api.deps.Scorer says why),
+# larger ones on the scoring threads, so /health never waits long behind a big one.
+INLINE_MAX_VIEWS = 100
+INLINE_MAX_USERS = 50
 FEATURE_COLUMNS = ("visitorid", *USER_FEATURES)
 
 
@@ -95,7 +100,7 @@ async def rank(
 
     Views may come in any order: they are sorted by (timestamp, categoryid, itemid).
     """
-    return await scorer.run(_rank, arts, body)
+    return await scorer.run(_rank, arts, body, inline=len(body.views) <= INLINE_MAX_VIEWS)
 
 
 def _rank(arts: Artifacts, body: RankRequest) -> JSONResponse:
@@ -154,7 +159,7 @@ async def score_anomaly(
     body: Annotated[AnomalyRequest, Body(openapi_examples=ANOMALY_EXAMPLES)],
 ) -> JSONResponse:
     """Anomaly score and flag per user, in input order, with the detector, policy and threshold."""
-    return await scorer.run(_score_anomaly, arts, body)
+    return await scorer.run(_score_anomaly, arts, body, inline=len(body.users) <= INLINE_MAX_USERS)
 
 
 # Each column's dtype from the request model (int or float): the frame pandas would infer from
