@@ -1,7 +1,8 @@
 """The endpoints: JSON in, the core calls the dashboard makes, JSON out. No model logic here.
 
 /health and /version are async and cheap, so they answer at once even while scoring runs;
-scoring runs on the app's bounded scoring threads (``api.deps.Scorer``).
+scoring runs on the app's bounded scoring threads (``api.deps.Scorer``), a small request on the
+event loop itself.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from api.schemas import (
     RANK_EXAMPLES,
     AnomalyRequest,
     AnomalyResponse,
-    RankedCategory,
     RankRequest,
     RankResponse,
     UserFeatures,
@@ -39,6 +39,10 @@ from core.base.schema import USER_FEATURES
 from core.store.artifacts import Artifacts
 
 router = APIRouter(route_class=StrictJSONRoute)
+# Requests up to this size are scored on the event loop (a few ms each; api.deps.Scorer says why),
+# larger ones on the scoring threads, so /health never waits long behind a big one.
+INLINE_MAX_VIEWS = 100
+INLINE_MAX_USERS = 50
 FEATURE_COLUMNS = ("visitorid", *USER_FEATURES)
 
 
@@ -91,28 +95,31 @@ async def rank(
     arts: ArtifactsDep,
     scorer: ScorerDep,
     body: Annotated[RankRequest, Body(openapi_examples=RANK_EXAMPLES)],
-) -> RankResponse:
+) -> JSONResponse:
     """Rank the categories of the visitor's recent views: the most likely next one first.
 
     Views may come in any order: they are sorted by (timestamp, categoryid, itemid).
     """
-    return await scorer.run(_rank, arts, body)
+    return await scorer.run(_rank, arts, body, inline=len(body.views) <= INLINE_MAX_VIEWS)
 
 
-def _rank(arts: Artifacts, body: RankRequest) -> RankResponse:
-    """The ranking of one request (runs on a scoring thread)."""
+def _rank(arts: Artifacts, body: RankRequest) -> JSONResponse:
+    """The ranking of one request, rendered to JSON (runs on a scoring thread)."""
     result = ranking.rank(_core_views(body), model=arts.ranking_model, top_k=body.top_k)
     reason = arts.ranking_fallback_reason() or result.fallback_reason
-    table = result.ranking
+    table = result.columns
     rows = [
-        RankedCategory(categoryid=int(c), score=finite_or_none(s), rank=int(r))
-        for c, s, r in zip(table["categoryid"], table["score"], table["rank"])
+        {"categoryid": c, "score": finite_or_none(s), "rank": r}
+        for c, s, r in zip(table["categoryid"].tolist(), table["score"].tolist(), table["rank"].tolist())
     ]
-    return RankResponse(
-        ranker=str(result.ranker),
-        fallback_reason=reason,
-        ranking=rows,
-        n_history_views=int(result.n_history_views),
+    # Plain Python types that match RankResponse: FastAPI's re-validation of the answer is skipped.
+    return JSONResponse(
+        {
+            "ranker": str(result.ranker),
+            "fallback_reason": reason,
+            "ranking": rows,
+            "n_history_views": int(result.n_history_views),
+        }
     )
 
 
@@ -152,7 +159,7 @@ async def score_anomaly(
     body: Annotated[AnomalyRequest, Body(openapi_examples=ANOMALY_EXAMPLES)],
 ) -> JSONResponse:
     """Anomaly score and flag per user, in input order, with the detector, policy and threshold."""
-    return await scorer.run(_score_anomaly, arts, body)
+    return await scorer.run(_score_anomaly, arts, body, inline=len(body.users) <= INLINE_MAX_USERS)
 
 
 # Each column's dtype from the request model (int or float): the frame pandas would infer from

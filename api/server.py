@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import uuid
 from typing import Any
@@ -29,6 +30,8 @@ from typing import Any
 import h11
 from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.supervisors import multiprocess
+from uvicorn.supervisors.multiprocess import Process
 
 from api.settings import from_env, metrics_dir, share_metrics_in
 
@@ -178,6 +181,44 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _reuse_port_socket(family: socket.AddressFamily, address: Any) -> socket.socket:
+    """A TCP socket bound to ``address`` with SO_REUSEPORT, inheritable, not listening."""
+    sock = socket.socket(family=family)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    sock.set_inheritable(True)
+    return sock
+
+
+class OwnSocketProcess(Process):
+    """A uvicorn worker that listens on a socket of its own, on the supervisor's address.
+
+    With one listening socket shared by every worker, the first worker to wake accepts a whole
+    burst of new connections (asyncio accepts up to its backlog per wake-up), so keep-alive
+    clients can all end up on one worker while another idles. With SO_REUSEPORT the kernel
+    spreads new connections over the workers' sockets. The supervisor's own socket is bound
+    but never listens: it holds the port and receives no connection.
+    """
+
+    def target(self, sockets: list[socket.socket] | None = None) -> None:  # pragma: no cover (a child)
+        """Serve on a SO_REUSEPORT socket bound where the supervisor's socket is."""
+        own = [_reuse_port_socket(s.family, s.getsockname()) for s in sockets or []]
+        for s in sockets or []:
+            s.close()
+        super().target(own)
+
+
+def _serve_workers(config: Any, workers: int) -> None:
+    """uvicorn's worker supervisor, each worker listening on its own SO_REUSEPORT socket."""
+    family = socket.AF_INET6 if config.host and ":" in config.host else socket.AF_INET
+    sock = _reuse_port_socket(family, (config.host, config.port))
+    # uvicorn's supervisor makes every worker (at start and on restart) with this module-level
+    # name: the one place its workers can be given their own socket.
+    multiprocess.Process = OwnSocketProcess  # type: ignore[misc]
+    multiprocess.Multiprocess(config, sockets=[sock]).run()
+
+
 def run(host: str = "127.0.0.1", port: int = 8000, workers: int | None = None, log_level: str = "info") -> None:
     """Serve ``app:app`` with the production settings until interrupted."""
     import uvicorn
@@ -187,20 +228,24 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int | None = None, l
         # The workers' shared metric files; set before any worker imports prometheus_client.
         own_dir = tempfile.mkdtemp(prefix="recsys-api-metrics-")
         share_metrics_in(own_dir)
+    n_workers = workers or default_workers()
+    options: dict[str, Any] = dict(
+        host=host,
+        port=port,
+        workers=n_workers,
+        http="api.server:GuardedH11Protocol",
+        timeout_keep_alive=KEEP_ALIVE_S,
+        limit_concurrency=LIMIT_CONCURRENCY,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        access_log=False,  # the app writes its own, with the request id
+        log_config=log_config(),
+        log_level=log_level,
+    )
     try:
-        uvicorn.run(
-            "app:app",
-            host=host,
-            port=port,
-            workers=workers or default_workers(),
-            http="api.server:GuardedH11Protocol",
-            timeout_keep_alive=KEEP_ALIVE_S,
-            limit_concurrency=LIMIT_CONCURRENCY,
-            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
-            access_log=False,  # the app writes its own, with the request id
-            log_config=log_config(),
-            log_level=log_level,
-        )
+        if n_workers > 1 and hasattr(socket, "SO_REUSEPORT"):
+            _serve_workers(uvicorn.Config("app:app", **options), n_workers)
+        else:
+            uvicorn.run("app:app", **options)
     finally:
         if own_dir is not None:
             shutil.rmtree(own_dir, ignore_errors=True)

@@ -100,6 +100,21 @@ def server_cpu_s(port: int) -> float:
     return total
 
 
+def listening_sockets(port: int) -> int:
+    """How many sockets listen on ``port`` (each worker has its own: ``api.server``)."""
+    out = subprocess.run(["ss", "-ltnH", f"( sport = :{port} )"], capture_output=True, text=True).stdout
+    return len(out.splitlines())
+
+
+def wait_for_workers(port: int, workers: int, timeout_s: float = 120.0) -> int:
+    """Wait until every worker listens (a worker still loading its models takes no connection,
+    and wrk's 64 connections, opened at once, would all go to the ready ones); the count seen."""
+    deadline = time.monotonic() + timeout_s
+    while (n := listening_sockets(port)) < workers and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return n
+
+
 def run_wrk(url: str, path: str, body_file: Path, connections: int, duration: float, threads: int) -> dict[str, Any]:
     """One wrk run; its JSON summary plus the derived figures."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
@@ -203,6 +218,8 @@ def main() -> None:
     print(f"load average before: {load_average()} (1, 5, 15 min); {os.cpu_count()} cores")
     with running_server(workers=args.workers) as url:
         port = int(url.rsplit(":", 1)[1])
+        if shutil.which("ss") is not None:
+            print(f"workers listening: {wait_for_workers(port, args.workers)} of {args.workers}")
         with httpx.Client(base_url=url, timeout=30) as client:  # warm both routes in every worker
             for _ in range(20 * args.workers):
                 for path, body in bodies.items():

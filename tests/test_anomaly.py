@@ -459,10 +459,26 @@ def test_scoring_distinct_rows_once_equals_scoring_every_row(detector, train_fea
     assert out.loc[~ok, "anomaly_score"].isna().all() and not out.loc[~ok, "is_anomaly"].any()
     assert out["threshold"].iloc[0] == threshold
     assert out["is_anomaly"].tolist() == (np.nan_to_num(every_row, nan=-np.inf) >= threshold).tolist()
-    n_distinct = len(anomaly.distinct_rows(X)[0])
-    assert n_distinct <= 300 and sum(scored_rows) == n_distinct  # each distinct row scored once
-    assert progress == pytest.approx([min(1.0, k * 120 / n_distinct) for k in range(1, len(progress) + 1)])
+    n_ok = int(ok.sum())
+    assert scored_rows == [min(120, n_ok - k) for k in range(0, n_ok, 120)]  # chunks of the rows, in order
+    assert progress == pytest.approx([min(1.0, k * 120 / n_ok) for k in range(1, len(progress) + 1)])
     assert progress[-1] == 1.0
+
+
+def test_the_model_scores_each_distinct_z_row_once(detector, train_features, monkeypatch):
+    # The one de-duplication of the scoring path: a buyer's z rows (as bought, as if not) and
+    # everyone else's go to the model in one call, each distinct row once.
+    t = duplicated_messy_table(train_features)
+    X = t.loc[anomaly.validate_features(t).scorable, list(USER_FEATURES)].to_numpy(np.float64)
+    Z = detector.one_sided_z(X)
+    bought = X[:, anomaly.detector.TRANSACTION] > 0
+    assert bought.any()
+    Z_all = np.concatenate([Z, detector.one_sided_z(anomaly.detector.without_purchases(X[bought]))])
+    calls: list[np.ndarray] = []
+    real = type(detector)._score_z
+    monkeypatch.setattr(type(detector), "_score_z", lambda self, z: calls.append(z) or real(self, z))
+    detector.score_samples(X)
+    assert len(calls) == 1 and len(calls[0]) == len(np.unique(Z_all, axis=0)) < len(X)
 
 
 def test_flag_scores_moves_the_share_without_rescoring(detector, train_features):
@@ -683,8 +699,9 @@ def test_scores_of_distinct_rows_are_the_scores_of_every_row(train_features):
     repeated = train_features.iloc[np.random.default_rng(4).integers(0, 400, 6000)].reset_index(drop=True)
     for name in anomaly.DETECTORS:
         det = anomaly.fit_detector(train_features, name, share=0.05, seed=7)
-        every_row = det._score_rows(repeated)  # the reference path, no de-duplication
-        assert np.array_equal(det.score_samples(repeated), every_row), name
+        # the reference: each row scored on its own, a buyer capped by its score as if it had not bought
+        every_row = np.array([det.score_samples(repeated.iloc[[i]])[0] for i in range(0, 6000, 50)])
+        assert np.array_equal(det.score_samples(repeated)[::50], every_row), name
 
 
 def test_fit_sample_caps_users_and_keeps_their_order(train_features):
@@ -727,3 +744,68 @@ def test_small_batches_score_as_the_whole_table(train_features, detector):
     assert np.array_equal(parts, whole[:400])
     matrix = train_features.loc[:, list(anomaly.USER_FEATURES)].to_numpy(np.float64)
     assert np.array_equal(detector.score_samples(matrix[:5]), whole[:5])
+
+
+def _random_small_table(train_features: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """A few users drawn from train_features (repeats included), some cells broken the ways the
+    validator refuses (NaN, inf, negatives, fractions, broken relations, repeated ids)."""
+    n = int(rng.integers(1, 40))
+    t = train_features.iloc[rng.integers(0, len(train_features), n)].reset_index(drop=True)
+    t["visitorid"] = rng.permutation(t["visitorid"].to_numpy()) if rng.random() < 0.5 else t["visitorid"]
+    if rng.random() < 0.3:
+        t.loc[rng.integers(0, n), "visitorid"] = t["visitorid"].iloc[0]  # a repeated id
+    floats = [c for c in USER_FEATURES if t[c].dtype.kind == "f"]
+    for _ in range(int(rng.integers(0, 4))):
+        col = str(rng.choice(list(USER_FEATURES)))
+        row = int(rng.integers(0, n))
+        bad = [np.nan, np.inf, -np.inf, -1.0, 0.5, 1e300, 0.0, 2.0**60] if col in floats else [-1, 0, 10**6]
+        value = bad[int(rng.integers(0, len(bad)))]
+        if col not in floats and not isinstance(value, int):
+            continue
+        t.loc[row, col] = value
+    return t
+
+
+def test_small_tables_validate_and_score_as_large_ones(train_features, detector, monkeypatch):
+    # Small tables are read into numpy in one step (an API request): every finding, score and
+    # flag must be the ones the column-by-column path of large tables gives.
+    from core.anomaly import validation
+
+    rng = np.random.default_rng(20)
+    for _ in range(150):
+        t = _random_small_table(train_features, rng)
+        assert validation.small_numeric_columns(t) is not None
+        fast = anomaly.validate_features(t)
+        fast_scores = anomaly.score_rows(t, fast.scorable, detector)
+        fast_flags = anomaly.flag_scores(fast_scores, None, detector, t)
+        with monkeypatch.context() as m:
+            m.setattr(validation, "SMALL_TABLE_ROWS", -1)
+            assert validation.small_numeric_columns(t) is None
+            slow = anomaly.validate_features(t)
+            slow_scores = anomaly.score_rows(t, slow.scorable, detector)
+            slow_flags = anomaly.flag_scores(slow_scores, None, detector, t)
+        assert np.array_equal(fast.scorable, slow.scorable)
+        pd.testing.assert_frame_equal(fast.row_problems, slow.row_problems)
+        assert (fast.problem_counts, fast.first_examples, fast.first_lines) == (
+            slow.problem_counts,
+            slow.first_examples,
+            slow.first_lines,
+        )
+        assert fast.messages() == slow.messages()
+        assert np.array_equal(fast_scores, slow_scores, equal_nan=True)
+        pd.testing.assert_frame_equal(fast_flags, slow_flags)
+        # and each row's score is the score of that row alone (no de-duplication at all)
+        ok = np.flatnonzero(fast.scorable)
+        alone = [detector.score_samples(t.iloc[[i]])[0] for i in ok]
+        assert np.array_equal(fast_scores[ok], np.array(alone, np.float64))
+
+
+def test_small_numeric_columns_only_for_plain_number_tables(train_features):
+    from core.anomaly import validation
+
+    t = train_features.iloc[:5].reset_index(drop=True)
+    assert validation.small_numeric_columns(t.assign(note="x")) is None  # text beside the numbers
+    assert validation.small_numeric_columns(t.astype({"events": object})) is None
+    assert validation.small_numeric_columns(pd.concat([t, t[["view"]]], axis=1)) is None  # a repeated name
+    cols = validation.small_numeric_columns(t)
+    assert cols is not None and all(np.array_equal(cols[c], validation.numeric(t[c])) for c in t.columns)

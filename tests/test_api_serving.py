@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import socket
+import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -251,6 +254,45 @@ def test_metrics_add_up_over_two_workers_and_every_answer_has_a_request_id(built
     logged = {entry["request_id"] for entry in lines if entry["route"] == "/rank" and entry["status"] == 200}
     assert ids <= logged
     assert {"ts", "method", "route", "status", "ms", "client"} <= set(lines[0])
+
+
+def _listeners(port: int) -> int:
+    """Sockets listening on ``port``."""
+    out = subprocess.run(["ss", "-ltnH", f"( sport = :{port} )"], capture_output=True, text=True, check=True).stdout
+    return len(out.splitlines())
+
+
+def _connections_per_worker(port: int) -> Counter[str]:
+    """Established server-side connections on ``port``, counted by the worker process holding them."""
+    out = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"], capture_output=True, text=True, check=True
+    ).stdout
+    return Counter(re.findall(r"pid=(\d+)", out))
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) to see the sockets")
+def test_a_burst_of_connections_spreads_over_both_workers():
+    # One listening socket shared by the workers let the first to wake accept a whole burst:
+    # 64 keep-alive clients all on one worker, the other idle. Each worker listens on its own
+    # SO_REUSEPORT socket, and the kernel spreads the connections.
+    with running_server(workers=2) as url:
+        host, port = _address(url)
+        deadline = time.monotonic() + 120
+        while _listeners(port) < 2 and time.monotonic() < deadline:  # the second may still load its models
+            time.sleep(0.2)
+        assert _listeners(port) == 2
+        for _ in range(3):
+            socks = [socket.create_connection((host, port), timeout=10) for _ in range(64)]
+            try:
+                deadline = time.monotonic() + 10
+                while sum((per := _connections_per_worker(port)).values()) < 64 and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert sum(per.values()) == 64 and len(per) == 2, per
+                assert min(per.values()) >= 16, per  # each worker got a fair share (1 in 10^4 to fail by chance)
+            finally:
+                for sock in socks:
+                    sock.close()
+            time.sleep(0.3)
 
 
 # ------------------------------------------------------------------------------ offline docs

@@ -69,7 +69,6 @@ from core.anomaly.policy import (
 from core.anomaly.quality import detector_report
 from core.anomaly.scoring import (
     SCORE_CHUNK_ROWS,
-    distinct_rows,
     explain,
     flag_scores,
     flags_and_threshold,
@@ -81,6 +80,7 @@ from core.anomaly.scoring import (
     threshold_for,
 )
 from core.anomaly.validation import MAX_PROBLEM_ROWS, FeatureValidation, validate_features
+from core.base.distinct import distinct_rows
 from core.base.schema import COUNT_FEATURES, USER_FEATURES
 
 __all__ = [

@@ -112,33 +112,21 @@ class Detector(BaseEstimator):
         M = feature_matrix(X)
         if len(M) == 0:
             return np.empty(0, np.float64)
-        # Most visitors share all 16 feature values with others (1.9M users have ~640,000
-        # distinct rows), and a score depends on its own row alone: score each one once.
-        first, codes = distinct_rows(M)
-        if len(first) < len(M):
-            return self._score_rows(M[first])[codes]
-        return self._score_rows(M)
-
-    def _score_rows(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """score_samples of a feature table or matrix, without de-duplicating its rows first."""
-        M = feature_matrix(X)
-        s = self._score_distinct(self.one_sided_z(M))
         bought = M[:, TRANSACTION] > 0
+        # A buyer's score is capped by its score as if it had not bought: both z rows go to the
+        # model in one call.
+        Z = self.one_sided_z(M)
         if bought.any():
-            s0 = self._score_distinct(self.one_sided_z(without_purchases(M[bought])))
-            s[bought] = np.minimum(s[bought], s0)
-        return s
-
-    def _score_distinct(self, Z: np.ndarray) -> np.ndarray:
-        """_score_z of every row, each distinct row scored once.
-
-        Distinct feature rows can still share their z row (1.9M users have ~230,000 distinct z
-        rows), so the forest walks fewer rows again.
-        """
+            Z = np.concatenate([Z, self.one_sided_z(without_purchases(M[bought]))])
+        # The only de-duplication of the scoring path: a score depends on its z row alone, and
+        # most users share theirs (1.9M users have ~230,000 distinct z rows), so the model
+        # scores each distinct z row once.
         first, codes = distinct_rows(Z)
-        if len(first) == len(Z):
-            return self._score_z(Z)
-        return self._score_z(Z[first])[codes]
+        z_scores = self._score_z(Z[first])[codes] if len(first) < len(Z) else self._score_z(Z)
+        s = z_scores[: len(M)]
+        if bought.any():
+            s[bought] = np.minimum(s[bought], z_scores[len(M) :])
+        return s
 
     def predict(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """True where the score reaches the frozen threshold."""

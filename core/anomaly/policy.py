@@ -26,7 +26,11 @@ def policy_label(protect_buyers: bool) -> str:
 
 def bought(features: pd.DataFrame) -> np.ndarray:
     """True for visitors with at least one transaction (a missing or non-numeric value is False)."""
-    txn = pd.to_numeric(features["transaction"], errors="coerce").to_numpy(np.float64)
+    col = features["transaction"]
+    if isinstance(col, pd.Series) and isinstance(col.dtype, np.dtype) and col.dtype.kind in "iuf":  # numbers already
+        txn = col.to_numpy(np.float64)
+    else:
+        txn = pd.to_numeric(col, errors="coerce").to_numpy(np.float64)
     with np.errstate(invalid="ignore"):
         return np.nan_to_num(txn, nan=0.0) > 0
 

@@ -25,6 +25,8 @@ REL_TOL = 1e-9  # equalities hold within this relative difference; bounds allow 
 HEADER_LINES = 1
 INT64_LIMIT = 2.0**63
 INT64_MAX = 2**63 - 1
+# Tables up to this many rows are read into numpy in one step (small_numeric_columns).
+SMALL_TABLE_ROWS = 10_000
 
 
 def check_share(share: Any) -> float:
@@ -67,6 +69,20 @@ def numeric(s: pd.Series) -> np.ndarray:
     if not pd.api.types.is_numeric_dtype(s):
         s = pd.to_numeric(s, errors="coerce")
     return s.to_numpy(np.float64, na_value=np.nan)
+
+
+def small_numeric_columns(df: pd.DataFrame) -> dict[Any, np.ndarray] | None:
+    """Every column of a small table of plain numpy numbers as float64 (``numeric`` of each, from
+    one pandas call instead of one per column); None for any other table.
+
+    An API request's table: each column lookup costs about as much as checking the column.
+    """
+    if len(df) > SMALL_TABLE_ROWS or not df.columns.is_unique:
+        return None
+    if not all(isinstance(t, np.dtype) and t.kind in "iuf" for t in df.dtypes):
+        return None
+    A = np.ascontiguousarray(df.to_numpy(np.float64).T)
+    return dict(zip(df.columns, A))
 
 
 def line_numbers(rows: np.ndarray) -> np.ndarray:
@@ -138,6 +154,11 @@ _PROBLEM_TEXT: dict[str, tuple[str, str]] = {
 }
 _SINGULAR = {"are": "is", "have": "has", "differ": "differs"}
 UNSCORABLE_KINDS = frozenset(_PROBLEM_TEXT) - {"duplicate"}
+# ": has events < 1": a problem's text after the value it names, in the singular.
+_BROKEN = {
+    kind: ": " + re.sub(r"^(are|have|differ)\b", lambda m: _SINGULAR[m.group(1)], what)
+    for kind, (what, _) in _PROBLEM_TEXT.items()
+}
 
 
 @dataclass
@@ -257,10 +278,14 @@ class _Collector:
 def _basic_checks(raw: pd.Series, col: str, found: _Collector) -> np.ndarray:
     """The column as float64 after reporting non-numbers, empties, infinities, negatives and
     fractional counts; NaN wherever the value is unusable."""
-    vals = numeric(raw)
+    return _checked_values(numeric(raw), _numpy_number(raw), raw, col, found)
+
+
+def _checked_values(vals: np.ndarray, kind: str, raw: pd.Series | None, col: str, found: _Collector) -> np.ndarray:
+    """_basic_checks of a column already read as float64 (``numeric``); ``kind`` is its
+    ``_numpy_number``, and ``raw`` (the column itself) is only needed when that is ""."""
     label = "negative count " if col in COUNT_FEATURES else "negative value "
-    kind = _numpy_number(raw)
-    if kind in ("i", "u") or (not kind and pd.api.types.is_integer_dtype(raw) and not raw.hasnans):
+    if kind in ("i", "u") or (not kind and raw is not None and pd.api.types.is_integer_dtype(raw) and not raw.hasnans):
         # integers without missing values, the usual case: only the sign to check
         neg = vals < 0
         found.add(col, "negative", neg, lambda k: label + _as_text(vals[k]))
@@ -268,17 +293,19 @@ def _basic_checks(raw: pd.Series, col: str, found: _Collector) -> np.ndarray:
     finite = np.isfinite(vals)
     if not finite.all():
         nan = np.isnan(vals)
-        isna = raw.isna().to_numpy()
-        found.add(col, "non_numeric", nan & ~isna, lambda k: "not a number: '" + raw.iloc[k].astype(str) + "'")
+        # A numpy float column's only missing mark is NaN.
+        isna = nan if kind or raw is None else raw.isna().to_numpy()
+        if raw is not None:
+            found.add(col, "non_numeric", nan & ~isna, lambda k: "not a number: '" + raw.iloc[k].astype(str) + "'")
         found.add(col, "nan", nan & isna, "empty or NA")  # readers take n/a, NA, null... as missing
         found.add(col, "inf", np.isinf(vals), lambda k: np.where(vals[k] > 0, "inf", "-inf"))
-    with np.errstate(invalid="ignore"):
-        bad = ~finite | (vals < 0)
-        found.add(col, "negative", finite & (vals < 0), lambda k: label + _as_text(vals[k]))
-        if col in COUNT_FEATURES:
-            frac = ~bad & (vals != np.round(vals))
-            found.add(col, "not_integer", frac, lambda k: "not a whole number: " + _as_text(vals[k]))
-            bad |= frac
+    # Comparisons and rounding of NaN and inf raise no floating-point warning: no errstate needed.
+    bad = ~finite | (vals < 0)
+    found.add(col, "negative", finite & (vals < 0), lambda k: label + _as_text(vals[k]))
+    if col in COUNT_FEATURES:
+        frac = ~bad & (vals != np.round(vals))
+        found.add(col, "not_integer", frac, lambda k: "not a whole number: " + _as_text(vals[k]))
+        bad |= frac
     return np.where(bad, np.nan, vals) if bad.any() else vals
 
 
@@ -288,10 +315,8 @@ def _range_rules(v: dict[str, np.ndarray], found: _Collector) -> None:
 
     def rule(col: str, kind: str, ok: np.ndarray, shown: np.ndarray) -> None:
         """Report the rows whose inputs are all usable (no NaN in shown or ok's inputs) but fail ok."""
-        what = _PROBLEM_TEXT[kind][0]
-        broken = ": " + re.sub(r"^(are|have|differ)\b", lambda m: _SINGULAR[m.group(1)], what)
-        with np.errstate(invalid="ignore"):
-            found.add(col, kind, ~np.isnan(shown) & ~ok, lambda k: f"{col} = " + _as_text(shown[k]) + broken)
+        broken = _BROKEN[kind]
+        found.add(col, kind, ~np.isnan(shown) & ~ok, lambda k: f"{col} = " + _as_text(shown[k]) + broken)
 
     with np.errstate(invalid="ignore", divide="ignore"):
         rule("events", "events_min", ev >= 1, ev)
@@ -362,7 +387,7 @@ def _visitor_ids(raw: pd.Series, found: _Collector) -> None:
         whole, ok = np.zeros(len(raw), bool), np.zeros(len(raw), bool)
     else:
         num = pd.to_numeric(raw, errors="coerce") if not pd.api.types.is_numeric_dtype(raw) else raw
-        if pd.api.types.is_signed_integer_dtype(num) and not num.hasnans:
+        if _numpy_number(num) == "i" or (pd.api.types.is_signed_integer_dtype(num) and not num.hasnans):
             whole = ok = np.ones(len(raw), bool)  # int64 or narrower: every value is an id
         elif pd.api.types.is_unsigned_integer_dtype(num) and not num.hasnans:
             whole, ok = np.ones(len(raw), bool), num.to_numpy() <= np.uint64(INT64_MAX)
@@ -382,9 +407,15 @@ def _visitor_ids(raw: pd.Series, found: _Collector) -> None:
                 np.where(whole[k], "outside int64: '", "not an id: '") + raw.iloc[k].astype(str) + "'",
             ),
         )
-    index = pd.Index(raw)
-    if index.is_monotonic_increasing and index.is_unique:  # sorted ids, as the build writes them
-        return
+    if _numpy_number(raw) == "i":  # ids as int64 (the API's): numpy finds repeats fastest
+        ids = raw.to_numpy()
+        srt = np.sort(ids, kind="stable")
+        if not (srt[1:] == srt[:-1]).any():
+            return
+    else:
+        index = pd.Index(raw)
+        if index.is_monotonic_increasing and index.is_unique:  # sorted ids, as the build writes them
+            return
     codes, _ = pd.factorize(raw, use_na_sentinel=True)
     dup = pd.Series(codes).duplicated(keep="first").to_numpy() & (codes >= 0) & ok
     if dup.any():
@@ -416,9 +447,13 @@ def validate_features(df: pd.DataFrame) -> FeatureValidation:
     found = _Collector(n, vis)
     scorable = np.zeros(n, bool) if missing else np.ones(n, bool)
     values: dict[str, np.ndarray] = {}
+    small = small_numeric_columns(df)
     for col in USER_FEATURES:
         if col in df.columns:
-            values[col] = _basic_checks(_column(df, col), col, found)
+            if small is not None:  # integers checked as floats: the same findings, whole numbers
+                values[col] = _checked_values(small[col], "f", None, col, found)
+            else:
+                values[col] = _basic_checks(_column(df, col), col, found)
             scorable &= ~np.isnan(values[col])
         else:
             values[col] = np.full(n, np.nan)

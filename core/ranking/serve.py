@@ -6,7 +6,7 @@ more than the features at 100 views); reading a request's list of dicts is the o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -33,12 +33,28 @@ MAX_VIEWS = 1_000
 
 @dataclass
 class RankResult:
-    """Ranking of the next category for one history of views."""
+    """Ranking of the next category for one history of views.
+
+    ``columns`` holds the ranking as numpy arrays; ``ranking`` is the same table as a DataFrame,
+    built on first use (a DataFrame costs more than ranking 20 views, and the API needs none).
+    """
 
     ranker: str
     fallback_reason: str | None
-    ranking: pd.DataFrame  # categoryid, score, rank (1 = best) + candidate features
+    columns: dict[str, np.ndarray]  # categoryid, score, rank (1 = best) + candidate features
     n_history_views: int
+    _table: pd.DataFrame | None = field(default=None, init=False, repr=False)
+
+    @property
+    def ranking(self) -> pd.DataFrame:
+        """categoryid, score, rank (1 = best) + candidate features, one row per ranked category."""
+        if self._table is None:
+            self._table = pd.DataFrame(self.columns, copy=False)
+        return self._table
+
+    @ranking.setter
+    def ranking(self, table: pd.DataFrame) -> None:
+        self._table = table
 
 
 def _row_problem(values: pd.Series, col: str) -> pd.Series:
@@ -214,19 +230,16 @@ def rank(views: pd.DataFrame | list[dict], model: RankingModel | None = None, to
     if top_k is not None:
         order = order[:top_k]
     feats = [c for c in CANDIDATE_FEATURES + (MARKOV_FEATURE,) if c in cands]
-    ranking = pd.DataFrame(
-        {
-            "categoryid": cands["categoryid"][order],
-            "score": np.asarray(scores)[order],
-            "rank": np.arange(1, len(order) + 1),
-            **{f: cands[f][order] for f in feats},
-        },
-        copy=False,
-    )
+    columns = {
+        "categoryid": cands["categoryid"][order],
+        "score": np.asarray(scores)[order],
+        "rank": np.arange(1, len(order) + 1),
+        **{f: cands[f][order] for f in feats},
+    }
     return RankResult(
         ranker=ranker,
         fallback_reason=fallback,
-        ranking=ranking,
+        columns=columns,
         n_history_views=int(cands["n_views"][0]),
     )
 
