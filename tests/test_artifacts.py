@@ -1,6 +1,7 @@
 """The shared artifact loader: committed artifacts verify; anything else is refused, never run.
 
-Every case works on a copy of the built artifacts in tmp_path.
+Every case works on a copy of the built artifacts in tmp_path (its forests cut to a few trees, so
+that a load is quick); the committed artifacts themselves are loaded whole once, in the first test.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ LOAD_TIMEOUT_S = 60
 
 
 @pytest.fixture
-def copy_dir(tmp_path) -> Path:
+def copy_dir(tmp_path, light_artifact_dir) -> Path:
+    """A copy of the committed artifacts, its forests cut to a few trees (conftest.light_artifact_dir)."""
     target = tmp_path / "arts"
-    shutil.copytree(artifacts.ARTIFACT_DIR, target)
+    shutil.copytree(light_artifact_dir, target)
     return target
 
 
