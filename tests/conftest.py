@@ -33,12 +33,18 @@ def built_artifact_dir(loaded_artifacts: A.Artifacts) -> Path:
 
 
 @pytest.fixture(scope="session")
-def loaded_artifacts() -> A.Artifacts:
-    """The verified artifact directory, loaded once for the session (read its models, never change them)."""
-    arts = A.load_artifacts(A.default_dir())
-    if not arts.manifest_ok:
-        skip_or_fail(f"no verified artifacts in {arts.path}; run `python -m core build`")
-    return arts
+def default_artifacts() -> A.Artifacts:
+    """The artifact directory load_artifacts() reads by default, loaded once for the session,
+    verified or not (read its models, never change them)."""
+    return A.load_artifacts()
+
+
+@pytest.fixture(scope="session")
+def loaded_artifacts(default_artifacts: A.Artifacts) -> A.Artifacts:
+    """default_artifacts, which must be a verified build (same checks as built_artifact_dir)."""
+    if not default_artifacts.manifest_ok:
+        skip_or_fail(f"no verified artifacts in {default_artifacts.path}; run `python -m core build`")
+    return default_artifacts
 
 
 LIGHT_TREES = 2

@@ -441,7 +441,7 @@ def view_tables() -> dict[str, list[dict]]:
 
 
 @pytest.fixture(scope="module")
-def fitted_models() -> dict[str, R.RankingModel | None]:
+def fitted_models(default_artifacts) -> dict[str, R.RankingModel | None]:
     """Every kind of ranker rank() can serve, fitted once on synthetic events (one thread)."""
     with threadpool_limits(1):
         ev = synthetic_events(300, seed=7)
@@ -458,9 +458,7 @@ def fitted_models() -> dict[str, R.RankingModel | None]:
             "rf": R.fit_ranker("rf", c),
             "hgb_markov5": R.fit_ranker("hgb", with_mk, feats, markov=mk, markov_top_n=5),
         }
-    from core.artifacts import load_artifacts  # the served model too, when it is built
-
-    served = load_artifacts().ranking_model
+    served = default_artifacts.ranking_model  # the served model too, when it is built
     if served is not None:
         models["served"] = served
     return models
