@@ -76,6 +76,8 @@ def light_artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from core.model_files import dump_model, load_model
     from core.schema import MANIFEST
 
+    if not (A.ARTIFACT_DIR / MANIFEST).is_file():
+        skip_or_fail(f"no artifacts in {A.ARTIFACT_DIR}; run `python -m core build`")
     target = tmp_path_factory.mktemp("light") / "arts"
     shutil.copytree(A.ARTIFACT_DIR, target)
     manifest = json.loads((target / MANIFEST).read_text())
