@@ -66,20 +66,18 @@ def _keep_trees(forest: Any, n: int) -> None:
 
 
 @pytest.fixture(scope="session")
-def light_artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The committed artifacts with the served ranker's forest and the isolation forest cut to two
-    trees each and relisted in the (unsigned) manifest: the same files, kinds and load path, but a
-    load unpacks 4 trees instead of 300. For tests of hostile files, where the models' size plays no part."""
+def light_artifact_dir(loaded_artifacts: A.Artifacts, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the verified build with the served ranker's forest and the isolation forest cut to
+    two trees each and relisted in the (unsigned) manifest: the same files, kinds and load path, but
+    a load unpacks 4 trees instead of 300. For tests of hostile files, where the models' size plays no part."""
     from core import ranking
     from core.anomaly.detector import Detector
     from core.manifest import file_entry
     from core.model_files import dump_model, load_model
     from core.schema import MANIFEST
 
-    if not (A.ARTIFACT_DIR / MANIFEST).is_file():
-        skip_or_fail(f"no artifacts in {A.ARTIFACT_DIR}; run `python -m core build`")
     target = tmp_path_factory.mktemp("light") / "arts"
-    shutil.copytree(A.ARTIFACT_DIR, target)
+    shutil.copytree(loaded_artifacts.path, target)
     manifest = json.loads((target / MANIFEST).read_text())
     model_file = manifest["served"]["ranking_model"]["file"]
     model = load_model((target / model_file).read_bytes(), ranking.RankingModel)
