@@ -1,10 +1,12 @@
-"""Shared fixtures: the built artifact folder, the dashboard's artifact settings, example bodies,
-and the skip-or-fail rule (a missing prerequisite skips locally and fails under CI=true)."""
+"""Shared fixtures: the built artifact folder (loaded once, and a light copy for tests of hostile
+files), the dashboard's artifact settings, example bodies, and the skip-or-fail rule (a missing
+prerequisite skips locally and fails under CI=true)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,12 +27,70 @@ def skip_or_fail(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def built_artifact_dir() -> Path:
+def built_artifact_dir(loaded_artifacts: A.Artifacts) -> Path:
     """A verified artifact directory: $RECSYS_ARTIFACT_DIR if set, else the committed one."""
-    path = A.default_dir()
-    if not A.load_artifacts(path).manifest_ok:
-        skip_or_fail(f"no verified artifacts in {path}; run `python -m core build`")
-    return path
+    return loaded_artifacts.path
+
+
+@pytest.fixture(scope="session")
+def default_artifacts() -> A.Artifacts:
+    """The artifact directory load_artifacts() reads by default, loaded once for the session,
+    verified or not (read its models, never change them)."""
+    return A.load_artifacts()
+
+
+@pytest.fixture(scope="session")
+def loaded_artifacts(default_artifacts: A.Artifacts) -> A.Artifacts:
+    """default_artifacts, which must be a verified build (same checks as built_artifact_dir)."""
+    if not default_artifacts.manifest_ok:
+        skip_or_fail(f"no verified artifacts in {default_artifacts.path}; run `python -m core build`")
+    return default_artifacts
+
+
+LIGHT_TREES = 2
+
+
+def _keep_trees(forest: Any, n: int) -> None:
+    """Cut a fitted scikit-learn forest to its first ``n`` trees (and every per-tree list it keeps)."""
+    per_tree = (
+        "estimators_",
+        "estimators_features_",
+        "_seeds",
+        "_decision_path_lengths",
+        "_average_path_length_per_tree",
+    )
+    for name in per_tree:
+        if hasattr(forest, name):
+            setattr(forest, name, getattr(forest, name)[:n])
+    forest.n_estimators = n
+
+
+@pytest.fixture(scope="session")
+def light_artifact_dir(loaded_artifacts: A.Artifacts, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the verified build with the served ranker's forest and the isolation forest cut to
+    two trees each and relisted in the (unsigned) manifest: the same files, kinds and load path, but
+    a load unpacks 4 trees instead of 300. For tests of hostile files, where the models' size plays no part."""
+    from core import ranking
+    from core.anomaly.detector import Detector
+    from core.base.schema import MANIFEST
+    from core.store.manifest import file_entry
+    from core.store.model_files import dump_model, load_model
+
+    target = tmp_path_factory.mktemp("light") / "arts"
+    shutil.copytree(loaded_artifacts.path, target)
+    manifest = json.loads((target / MANIFEST).read_text())
+    model_file = manifest["served"]["ranking_model"]["file"]
+    model = load_model((target / model_file).read_bytes(), ranking.RankingModel)
+    _keep_trees(model.estimator, LIGHT_TREES)
+    detector_file = manifest["served"]["detector"]["detectors"]["isolation_forest"]
+    detector = load_model((target / detector_file).read_bytes(), Detector)
+    _keep_trees(detector.forest_, LIGHT_TREES)
+    detector.n_estimators = LIGHT_TREES
+    for name, obj in ((model_file, model), (detector_file, detector)):
+        (target / name).write_bytes(dump_model(obj))
+        manifest["files"][name] = file_entry(target / name)
+    (target / MANIFEST).write_text(json.dumps(manifest))
+    return target
 
 
 @pytest.fixture(scope="session")

@@ -54,16 +54,17 @@ def client():
 
 
 @pytest.fixture(scope="module")
-def arts():
-    """The same artifacts, loaded directly for the core-vs-API comparisons."""
-    return load_artifacts(default_dir())
+def arts(default_artifacts):
+    """The same artifacts, loaded directly for the core-vs-API comparisons (the session's one load)."""
+    return default_artifacts
 
 
 @pytest.fixture
-def artifact_copy(tmp_path: Path) -> Path:
-    """A private copy of the artifact directory, safe to tamper with."""
+def artifact_copy(tmp_path: Path, light_artifact_dir: Path) -> Path:
+    """A private copy of the artifact directory, safe to tamper with (its forests cut to a few
+    trees: conftest.light_artifact_dir)."""
     target = tmp_path / "artifacts"
-    shutil.copytree(default_dir(), target)
+    shutil.copytree(light_artifact_dir, target)
     return target
 
 

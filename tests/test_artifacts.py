@@ -1,6 +1,7 @@
 """The shared artifact loader: committed artifacts verify; anything else is refused, never run.
 
-Every case works on a copy of the built artifacts in tmp_path.
+Every case works on a copy of the built artifacts in tmp_path (its forests cut to a few trees, so
+that a load is quick); the committed artifacts themselves are loaded whole once, in the first test.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ LOAD_TIMEOUT_S = 60
 
 
 @pytest.fixture
-def copy_dir(tmp_path) -> Path:
+def copy_dir(tmp_path, light_artifact_dir) -> Path:
+    """A copy of the committed artifacts, its forests cut to a few trees (conftest.light_artifact_dir)."""
     target = tmp_path / "arts"
-    shutil.copytree(artifacts.ARTIFACT_DIR, target)
+    shutil.copytree(light_artifact_dir, target)
     return target
 
 
@@ -113,10 +115,13 @@ def test_model_files_are_skops_not_pickle():
 
 @pytest.mark.parametrize("learner", ranking.LEARNED_RANKERS)
 def test_every_learned_ranker_round_trips_through_the_trusted_format(learner):
+    from threadpoolctl import threadpool_limits
+
     rng = np.random.default_rng(0)
     X = rng.random((200, len(CANDIDATE_FEATURES))).astype(np.float32)
     y = (X[:, 0] > 0.5).astype(int)
-    estimator = ranking.make_estimator(learner).fit(X, y)
+    with threadpool_limits(1):  # as fit_ranker fits: OpenMP threads only spin on a tiny fit
+        estimator = ranking.make_estimator(learner).fit(X, y)
     model = ranking.RankingModel(name=learner, estimator=estimator)
     back = model_files.load_model(model_files.dump_model(model), ranking.RankingModel)
     # allclose: a forest sums its trees on threads, in any order

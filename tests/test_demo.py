@@ -520,27 +520,28 @@ def test_realism_report_task1_like_real_data(ds: DemoDataset) -> None:
         assert r["ok"], r
 
 
-def test_write_raw_full_properties(
-    ds: DemoDataset, raw: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_write_raw_full_properties(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from core.demo import raw_files
     from core.reading import categories, data
 
-    # The real 20.3M rows take a minute; the same code with smaller targets and chunks.
+    # The real 20.3M rows take a minute; the same code with smaller targets and chunks, on a
+    # smaller dataset (the filler rows still span several chunks).
+    ds = generate(40_000, seed=42)
+    small, full = tmp_path / "small", tmp_path / "full"
+    write_raw(ds, small)
     rows = (len(ds.item_properties) // 2 + 40_000, len(ds.item_properties) // 2 + 30_000)
     monkeypatch.setattr(raw_files, "REAL_PROPERTY_ROWS", rows)
     monkeypatch.setattr(raw_files, "_FULL_CHUNK_ROWS", 50_000)
-    info = write_raw(ds, tmp_path, full_properties=True)
+    info = write_raw(ds, full, full_properties=True)
     assert info["item_property_rows"] == sum(rows)
-    small, _ = raw
     for name, n in zip(ITEM_PROPERTY_FILES, rows):
-        text = (tmp_path / name).read_text()
+        text = (full / name).read_text()
         assert text.startswith(",".join(ITEM_PROPERTY_COLUMNS) + "\n") and text.count("\n") == n + 1
-    assert (tmp_path / "events.csv").read_bytes() == (small / "events.csv").read_bytes()
+    assert (full / "events.csv").read_bytes() == (small / "events.csv").read_bytes()
     # The generated rows keep their order among the filler rows: the same categories, the same load.
-    full_snaps = categories.read_category_files([tmp_path / n for n in ITEM_PROPERTY_FILES])
+    full_snaps = categories.read_category_files([full / n for n in ITEM_PROPERTY_FILES])
     small_snaps = categories.read_category_files([small / n for n in ITEM_PROPERTY_FILES])
     pd.testing.assert_frame_equal(full_snaps, small_snaps)
-    pd.testing.assert_frame_equal(data.load_raw(tmp_path), data.load_raw(small))
-    filler = pd.read_csv(tmp_path / ITEM_PROPERTY_FILES[1], dtype=str)
+    pd.testing.assert_frame_equal(data.load_raw(full), data.load_raw(small))
+    filler = pd.read_csv(full / ITEM_PROPERTY_FILES[1], dtype=str)
     assert filler["property"].nunique() > 100 and filler["value"].str.contains(" n").any()

@@ -85,9 +85,8 @@ def test_bands_and_bad_bin_counts():
             drift.feature_reference(np.arange(50.0), bad)
 
 
-def test_a_sample_of_the_training_users_does_not_drift_and_heavy_users_do(built_artifact_dir):
-    arts = A.load_artifacts(built_artifact_dir)
-    ref = arts.drift_reference
+def test_a_sample_of_the_training_users_does_not_drift_and_heavy_users_do(built_artifact_dir, loaded_artifacts):
+    ref = loaded_artifacts.drift_reference
     assert isinstance(ref, drift.DriftReference) and set(ref.features) == set(USER_FEATURES)
     features = pd.read_parquet(built_artifact_dir / schema.USER_FEATURES_FILE)
     sample = features.sample(5000, random_state=1)
@@ -100,13 +99,13 @@ def test_a_sample_of_the_training_users_does_not_drift_and_heavy_users_do(built_
     assert small["verdict"] == "too few rows" and "199" in anomaly.drift_sentence(small)
 
 
-def test_the_reference_artifact_is_listed_and_schema_checked(built_artifact_dir, tmp_path):
+def test_the_reference_artifact_is_listed_and_schema_checked(built_artifact_dir, light_artifact_dir, tmp_path):
     import shutil
 
     manifest = json.loads((built_artifact_dir / schema.MANIFEST).read_text())
     assert schema.DRIFT_REFERENCE in manifest["files"]
     copy = tmp_path / "arts"
-    shutil.copytree(built_artifact_dir, copy)
+    shutil.copytree(light_artifact_dir, copy)  # the committed build, its forests cut to a few trees
     bad = json.loads((copy / schema.DRIFT_REFERENCE).read_text())
     bad["features"]["events"]["shares"] = [0.5]  # not one share per bin
     (copy / schema.DRIFT_REFERENCE).write_text(json.dumps(bad))

@@ -39,11 +39,10 @@ def test_isolation_forest_scores_are_identical(n_rows, max_features):
 
 
 @pytest.mark.usefixtures("built_artifacts")
-def test_served_models_score_identically(built_artifact_dir):
+def test_served_models_score_identically(built_artifact_dir, loaded_artifacts):
     from core.base.schema import USER_FEATURES_FILE
-    from core.store.artifacts import load_artifacts
 
-    arts = load_artifacts(built_artifact_dir)
+    arts = loaded_artifacts
     model = arts.ranking_model
     rows = np.random.default_rng(3).random((50, len(model.features))) * 20
     if hasattr(model.estimator, "estimators_"):

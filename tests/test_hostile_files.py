@@ -30,10 +30,10 @@ from core.userfiles.export import parquet_bytes
 
 
 @pytest.fixture
-def copy_dir(tmp_path) -> Path:
-    """A copy of the committed artifacts."""
+def copy_dir(tmp_path, light_artifact_dir) -> Path:
+    """A copy of the committed artifacts, its forests cut to a few trees (conftest.light_artifact_dir)."""
     target = tmp_path / "arts"
-    shutil.copytree(artifacts.ARTIFACT_DIR, target)
+    shutil.copytree(light_artifact_dir, target)
     return target
 
 
@@ -291,8 +291,8 @@ def test_a_file_over_its_kind_cap_is_refused_before_it_is_read(copy_dir, monkeyp
     assert any(f"at most {cap:,} bytes" in p and name in p for p in arts.problems), arts.problems
 
 
-def test_the_caps_cover_every_kind_the_build_writes():
-    for name in artifacts.load_artifacts().status:
+def test_the_caps_cover_every_kind_the_build_writes(loaded_artifacts):
+    for name in loaded_artifacts.status:
         assert safe_read.max_bytes(name) <= 1 << 30, name
     assert safe_read.max_bytes(S.DETECTOR) == safe_read.MAX_BYTES_BY_KIND["model"]
     assert safe_read.max_bytes(S.OPERATING_POINT) == safe_read.MAX_BYTES_BY_KIND["json"]
@@ -448,8 +448,8 @@ def test_ranking_views_after_2100_are_refused_as_the_api_refuses_them(as_frame):
     ranking.rank([{**views[1], "timestamp": S.MAX_TIMESTAMP_MS}])  # the bound itself is valid on both
 
 
-def test_the_build_refuses_to_write_a_model_over_its_unzipped_cap(copy_dir, monkeypatch):
-    det = load_artifacts(copy_dir).detector
+def test_the_build_refuses_to_write_a_model_over_its_unzipped_cap(loaded_artifacts, monkeypatch):
+    det = loaded_artifacts.detector
     model_files.dump_model(det)  # the built detector is well under its cap
     monkeypatch.setitem(model_files.MAX_UNZIPPED_BYTES, "Detector", 1 << 20)
     with pytest.raises(

@@ -441,7 +441,7 @@ def view_tables() -> dict[str, list[dict]]:
 
 
 @pytest.fixture(scope="module")
-def fitted_models() -> dict[str, R.RankingModel | None]:
+def fitted_models(default_artifacts) -> dict[str, R.RankingModel | None]:
     """Every kind of ranker rank() can serve, fitted once on synthetic events (one thread)."""
     with threadpool_limits(1):
         ev = synthetic_events(300, seed=7)
@@ -458,9 +458,7 @@ def fitted_models() -> dict[str, R.RankingModel | None]:
             "rf": R.fit_ranker("rf", c),
             "hgb_markov5": R.fit_ranker("hgb", with_mk, feats, markov=mk, markov_top_n=5),
         }
-    from core.store.artifacts import load_artifacts  # the served model too, when it is built
-
-    served = load_artifacts().ranking_model
+    served = default_artifacts.ranking_model  # the served model too, when it is built
     if served is not None:
         models["served"] = served
     return models
@@ -749,7 +747,7 @@ def test_seeded_draw_prefers_visitors_with_several_categories():
 def test_tree_rankers_score_each_split_pattern_once_bit_for_bit(name, one_thread, monkeypatch):
     from core.ranking import models
 
-    cands = R.build_candidates(synthetic_events(1500, seed=4))
+    cands = R.build_candidates(synthetic_events(500, seed=4))  # just over PARALLEL_MIN_ROWS candidates
     model = R.fit_ranker(name, cands, seed=1)
     splits = models.tree_splits(model.estimator)
     assert splits is not None and len(splits) == len(CANDIDATE_FEATURES)
@@ -772,7 +770,7 @@ def test_linear_ranker_has_no_split_points(one_thread):
 def test_markov_run_cuts_fit_rows_to_the_cap_and_keeps_its_fit(one_thread, monkeypatch):
     from core.ranking import models
 
-    ev = synthetic_events(1500, seed=9)
+    ev = synthetic_events(600, seed=9)
     full = R.train_and_evaluate(ev, seed=1, markov_top_n=2, rankers=("hgb",))
     assert full.metrics.query("split == 'test'")["fit_on"].tolist() == ["train"]  # small: refitted
     monkeypatch.setitem(models.TRAIN_ROW_CAPS, "hgb", 3000)

@@ -322,15 +322,15 @@ def test_csv_neutralises_header_names_and_bytes_cells():
 
 
 @pytest.fixture(scope="module")
-def client():
+def client(light_artifact_dir):
+    """The API over the committed build, its forests cut to a few trees: the validator is the subject."""
     from fastapi.testclient import TestClient
 
     from api.main import create_app
-    from core.store.artifacts import default_dir, load_artifacts
 
-    if load_artifacts(default_dir()).detector is None:
-        skip_or_fail("no built detector: run `python -m core build`")
-    with TestClient(create_app(default_dir())) as c:
+    with TestClient(create_app(light_artifact_dir)) as c:
+        if c.get("/health").json()["anomaly"] != "available":
+            skip_or_fail("no built detector: run `python -m core build`")
         yield c
 
 
