@@ -4,7 +4,7 @@ and detector quality, each figure captioned with its population (docs/EVALUATION
 Every comparison is made on one fixed set of test cases (same case ids), and figures carry
 visitor-level bootstrap confidence intervals (core.stats). splits: the group and temporal
 splits; rankers: the compared learner and Markov candidates; tables: metric rows; detectors:
-Task 2 detector quality; run: honest_evaluation and write_all.
+Task 2 detector quality; run: honest_evaluation, write_all and write_reports.
 """
 
 from core.evaluation.detectors import (
@@ -36,6 +36,7 @@ from core.evaluation.run import (
     evaluate_split,
     honest_evaluation,
     write_all,
+    write_reports,
 )
 from core.evaluation.splits import (
     MS_PER_DAY,
@@ -117,4 +118,5 @@ __all__ = [
     "temporal_split_spec",
     "train_sample",
     "write_all",
+    "write_reports",
 ]
