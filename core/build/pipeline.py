@@ -7,7 +7,7 @@ import json
 import logging
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from core.base.schema import (
     DEFAULT_SEED,
     DEFAULT_SHARE,
     SYNTHETIC_SOURCE,
+    USER_FEATURES,
 )
 from core.build.bench import StageTimer, peak_rss_mb
 from core.build.outputs import fresh_output, write_manifest
@@ -109,11 +110,12 @@ def detect_and_clean(
     """
     features = anomaly.user_features(events) if features is None else features
     fit_users = anomaly.fit_sample(features, anomaly.DETECTOR_FIT_CAP, seed)
+    distinct, codes = _distinct_users(features)
 
     def fit_and_score(name: str) -> tuple[anomaly.Detector, np.ndarray]:
         """One detector fitted, and its scores of every user (each distinct row scored once)."""
         det = anomaly.fit_detector(fit_users, name, share=share, seed=seed, fingerprint=fingerprint)
-        return det, det.score_samples(features)
+        return det, det.score_samples(distinct)[codes]
 
     # The detectors are independent: two at a time on two threads (each fit is seeded; the
     # results do not depend on the order).
@@ -168,6 +170,19 @@ def detect_and_clean(
         "label_source": label_source,
         "drift_reference": anomaly.drift_reference(fit_users, population="training users of the detectors"),
     }
+
+
+def _distinct_users(features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(each distinct row of the users' detector features, every user's code into those rows).
+
+    A detector's score depends on the user's feature row alone, and ~3 users share each row at
+    RetailRocket scale: the rows are found once for every detector the build fits.
+    """
+    X = np.empty((len(features), len(USER_FEATURES)), np.float64, order="F")  # hashed column by column
+    for j, f in enumerate(USER_FEATURES):  # the 16 feature columns
+        X[:, j] = features[f].to_numpy(np.float64)
+    first, codes = anomaly.distinct_rows(X)
+    return np.asfortranarray(X[first]), codes  # column-major again: hashed and read by column
 
 
 def write_task2(out: Path, t2: dict[str, Any]) -> dict[str, Any]:
@@ -265,7 +280,7 @@ def _build_into(
 ) -> dict[str, Any]:
     """Every stage, writing into the empty folder ``out``."""
     n_events = n_events or SCALES[scale]
-    timer = StageTimer(total=11)
+    timer = StageTimer(total=12)
 
     with timer.stage("load events"):
         inputs = load_inputs(raw_dir, events_file, n_events, seed)
@@ -281,55 +296,63 @@ def _build_into(
 
     release_memory()  # what the two threads freed stays in their malloc arenas otherwise
 
-    with timer.stage("detectors and cleaning"):
-        t2 = detect_and_clean(
-            events, inputs.labels, seed, share, fp, detector=detector, protect_buyers=protect_buyers, features=features
-        )
-        served_detector = write_task2(out, t2)
-        clean = t2.pop("clean")  # the build's own reference only: freed after the cleaned run
-        committed = _commit_sample(clean, seed)
-        sampled_clean = len(committed) < len(clean)
-        data.write_events(committed, out / schema.CLEAN_EVENTS)
-        del committed
-
-    release_memory()
-
-    with timer.stage("rare-label drop, raw and cleaned cases"):
+    with timer.stage("rare-label drop, raw cases"):
         raw_cases = engine_pkg.cases_from_candidates(cands)
-        scored = t2.pop("scored")  # written already; only the flagged ids are needed from here on
-        flagged = scored.loc[scored["is_anomaly"], "visitorid"].to_numpy()
-        del scored
-        # A visitor's cases depend only on that visitor's views: the cleaned events' candidates
-        # are the raw ones without the flagged visitors' cases (ids renumbered).
-        clean_cases = engine_pkg.cases_from_candidates(engine_pkg.without_visitors(cands, flagged))
-        del cands
 
-    # The same-population evaluation needs nothing from the Task 1 runs: it runs on a second
-    # thread beside the raw, cleaned and Markov runs (all only read the events, features and cases;
-    # numpy, pandas and scikit-learn release the GIL in their heavy loops), so the build uses
-    # both cores of a 2-core machine; every result is the same as one after the other.
+    # The same-population evaluation needs nothing from Task 1 and only the fitted detectors
+    # from Task 2 (for its last part, detector quality): it runs on a second thread from here,
+    # beside the detectors and the raw, cleaned and Markov runs (all only read the events,
+    # features and cases; numpy, pandas and scikit-learn release the GIL in their heavy loops),
+    # so the build uses both cores of a 2-core machine; every result is the same as one after
+    # the other.
+    fitted: Future[tuple[dict[str, anomaly.Detector], dict[str, np.ndarray]]] = Future()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluation") as pool:
         evaluation = pool.submit(
-            _timed,
-            _honest_evaluation,
-            events,
-            inputs.labels,
-            seed,
-            share,
-            out,
-            features,
-            raw_cases,
-            t2["detectors"],
-            t2["detector_scores"],
+            _timed, _honest_evaluation, events, inputs.labels, seed, share, out, features, raw_cases, fitted
         )
-
-        with timer.stage("task 1 on raw events"):
-            raw_run = ranking.train_and_evaluate(events, seed=seed, source="raw events", cases=raw_cases)
+        try:
+            with timer.stage("detectors and cleaning"):
+                t2 = detect_and_clean(
+                    events,
+                    inputs.labels,
+                    seed,
+                    share,
+                    fp,
+                    detector=detector,
+                    protect_buyers=protect_buyers,
+                    features=features,
+                )
+                fitted.set_result((t2["detectors"], t2["detector_scores"]))
+                served_detector = write_task2(out, t2)
+                clean = t2.pop("clean")  # the build's own reference only: freed after the cleaned run
+                committed = _commit_sample(clean, seed)
+                sampled_clean = len(committed) < len(clean)
+                data.write_events(committed, out / schema.CLEAN_EVENTS)
+                del committed
+        finally:
+            if not fitted.done():  # the evaluation must not wait for detectors that never come
+                fitted.set_exception(RuntimeError("the build stopped before its detectors were fitted"))
 
         release_memory()
+
+        with timer.stage("cleaned cases"):
+            scored = t2.pop("scored")  # written already; only the flagged ids are needed from here on
+            flagged = scored.loc[scored["is_anomaly"], "visitorid"].to_numpy()
+            del scored
+            # A visitor's cases depend only on that visitor's views: the cleaned events' candidates
+            # are the raw ones without the flagged visitors' cases (ids renumbered).
+            clean_cases = engine_pkg.cases_from_candidates(engine_pkg.without_visitors(cands, flagged))
+            del cands
+
+        # The cleaned run (the smaller one) first: the raw run's memory peak then falls beside
+        # the evaluation's temporal split, not beside its larger group split.
         with timer.stage("task 1 on cleaned events"):
             clean_run = ranking.train_and_evaluate(clean, seed=seed, source="cleaned events", cases=clean_cases)
             del clean_cases, clean
+
+        release_memory()
+        with timer.stage("task 1 on raw events"):
+            raw_run = ranking.train_and_evaluate(events, seed=seed, source="raw events", cases=raw_cases)
 
         # The Markov run (single-threaded) also starts beside the evaluation's last part, so
         # the second core is not idle while the evaluation finishes.
@@ -376,7 +399,7 @@ def _build_into(
         )
     timer.note(
         {
-            "stage": "honest evaluation, on its own thread (beside the raw, cleaned and Markov runs)",
+            "stage": "honest evaluation, on its own thread (beside the detectors and the raw, cleaned and Markov runs)",
             "seconds": evaluation_seconds,
         }
     )
@@ -548,23 +571,17 @@ def _honest_evaluation(
     out: Path,
     features: pd.DataFrame,
     cases: tuple[pd.DataFrame, int, int],
-    detectors: dict[str, anomaly.Detector],
-    detector_scores: dict[str, np.ndarray],
+    fitted: Future[tuple[dict[str, anomaly.Detector], dict[str, np.ndarray]]],
 ) -> None:
-    """The same-population evaluation (core.evaluation), on the build's features, cases and detectors."""
-    from core.evaluation.run import write_all
+    """The same-population evaluation (core.evaluation), on the build's features and cases; its
+    detector quality waits for the build's ``fitted`` detectors and their scores of every user."""
+    from core.evaluation.detectors import detector_quality
+    from core.evaluation.run import honest_evaluation, write_reports
 
-    write_all(
-        events,
-        labels,
-        seed=seed,
-        share=share,
-        out=out,
-        features=features,
-        cases=cases,
-        detectors=detectors,
-        detector_scores=detector_scores,
-    )
+    report = honest_evaluation(events, labels, seed, share, features=features, cases=cases)
+    detectors, detector_scores = fitted.result()
+    quality = detector_quality(features, labels, share, seed, fitted=detectors, fitted_scores=detector_scores)
+    write_reports(report, quality, out)
 
 
 def _case_sample(cands: pd.DataFrame, max_rows: int) -> pd.DataFrame:

@@ -13,6 +13,7 @@ import pandas as pd
 
 from core import anomaly, ranking
 from core.base import arrays
+from core.base.memory import release_memory
 from core.base.schema import (
     DEFAULT_SEED,
     DEFAULT_SHARE,
@@ -208,12 +209,12 @@ def honest_evaluation(
         features = anomaly.user_features(events)
     log.info("honest evaluation: candidates and user features %.1fs", time.perf_counter() - t0)
     top_ns = markov_top_ns_for(len(events))
-    splits = {
-        "group": evaluate_split(group_split_spec(cands, features, seed), share, seed, labels, n_boot, top_ns["group"]),
-        "temporal": evaluate_split(
-            temporal_split_spec(events, cands, features, test_days), share, seed, labels, n_boot, top_ns["temporal"]
-        ),
-    }
+    group = evaluate_split(group_split_spec(cands, features, seed), share, seed, labels, n_boot, top_ns["group"])
+    release_memory()  # the group split's tables, freed, go back to the OS before the next split
+    temporal = evaluate_split(
+        temporal_split_spec(events, cands, features, test_days), share, seed, labels, n_boot, top_ns["temporal"]
+    )
+    splits = {"group": group, "temporal": temporal}
     return {
         "title": "Task 1: same-population evaluation of rankers trained on raw vs cleaned events",
         "population": "every figure is on test cases only; each table row names its population",
@@ -275,8 +276,6 @@ def write_all(
     """Write the honest-evaluation, Markov-candidate and detector-quality JSON/CSV files
     (``features`` and ``cases`` as in honest_evaluation; ``detectors`` and ``detector_scores``
     as ``fitted`` and ``fitted_scores`` of detector_quality)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if features is None:
         features = anomaly.user_features(events)
@@ -284,6 +283,20 @@ def write_all(
     t1 = time.perf_counter()
     quality = detector_quality(features, labels, share, seed, fitted=detectors, fitted_scores=detector_scores)
     t2 = time.perf_counter()
+    write_reports(report, quality, out)
+    timings = {
+        "task1_s": round(t1 - t0, 2),
+        "task2_s": round(t2 - t1, 2),
+        "total_s": round(time.perf_counter() - t0, 2),
+    }
+    log.info("honest evaluation written to %s: %s", out, timings)
+    return {"report": report, "quality": quality, "timings": timings}
+
+
+def write_reports(report: dict[str, Any], quality: dict[str, Any], out: str | Path) -> None:
+    """The files of an honest_evaluation report and a detector_quality result, written into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     artifacts.write_json(report, out / EVALUATION_JSON, decimals=REPORT_DECIMALS)
     flat_table(report["splits"]).to_csv(out / EVALUATION_CSV, index=False, float_format="%.6f")
     markov_rows = pd.DataFrame([r for s in report["splits"].values() for r in s["markov_candidates"]["rows"]]).reindex(
@@ -292,10 +305,3 @@ def write_all(
     markov_rows.to_csv(out / MARKOV_CANDIDATES_CSV, index=False, float_format="%.6f")
     artifacts.write_json(quality, out / DETECTOR_QUALITY_JSON, decimals=REPORT_DECIMALS)
     quality_table(quality).to_csv(out / DETECTOR_QUALITY_CSV, index=False, float_format="%.6f")
-    timings = {
-        "task1_s": round(t1 - t0, 2),
-        "task2_s": round(t2 - t1, 2),
-        "total_s": round(time.perf_counter() - t0, 2),
-    }
-    log.info("honest evaluation written to %s: %s", out, timings)
-    return {"report": report, "quality": quality, "timings": timings}
