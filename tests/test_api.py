@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import gc
 import json
 import math
 import shutil
@@ -94,6 +95,18 @@ def test_health_reports_loaded_artifacts(client):
     served = json.loads((default_dir() / MANIFEST).read_text())["served"]["ranking_model"]
     assert body["ranking_model"] == served["name"] and body["ranking_model_why"] == served["reason"]
     assert "validation top1_all" in body["ranking_model_why"]
+
+
+def test_a_worker_freezes_its_loaded_artifacts_out_of_garbage_collection(artifact_copy):
+    # A full collection would otherwise walk every loaded object in the middle of a request.
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    try:
+        with TestClient(create_app(artifact_copy)) as c:
+            assert c.get("/health").json()["detector_loaded"] is True
+            assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
 
 
 @needs_artifacts
