@@ -772,7 +772,7 @@ def test_small_tables_validate_and_score_as_large_ones(train_features, detector,
     from core.anomaly import validation
 
     rng = np.random.default_rng(20)
-    for _ in range(150):
+    for _ in range(40):
         t = _random_small_table(train_features, rng)
         assert validation.small_numeric_columns(t) is not None
         fast = anomaly.validate_features(t)

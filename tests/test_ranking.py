@@ -824,7 +824,7 @@ def test_rank_of_each_visitor_equals_the_batch_rank_latest(fitted_models):
     # The API's per-request path (rank, numpy columns, no DataFrame) and the batch path
     # (rank_latest over every visitor) give the same ranking, scores and history sizes,
     # repeated events and same-timestamp views included.
-    ev = synthetic_events(60, seed=11)
+    ev = synthetic_events(30, seed=11)
     ev = pd.concat([ev, ev.iloc[:40]], ignore_index=True)
     views = ev[(ev["event"] == "view") & (ev["categoryid"] != -1)]
     for name, model in fitted_models.items():
