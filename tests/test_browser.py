@@ -200,6 +200,8 @@ def shot(pg, name: str) -> None:
     )
     pg.set_viewport_size({"width": size["width"], "height": max(size["height"], min(int(height) + 40, 12_000))})
     pg.wait_for_timeout(800)  # charts re-measure their container
+    # Elements still being laid out show as grey skeletons: a shot of those says nothing.
+    pg.wait_for_function("() => !document.querySelector('[data-testid=stSkeleton]')", timeout=30_000)
     pg.screenshot(path=str(SHOTS / name), full_page=True)
     pg.set_viewport_size(size)
 
