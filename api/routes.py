@@ -32,10 +32,11 @@ from api.schemas import (
     RankResponse,
     UserFeatures,
 )
-from core import anomaly, ranking
+from core import anomaly
 from core.anomaly import batch
 from core.base.errors import ArtifactError
 from core.base.schema import USER_FEATURES
+from core.ranking import serve
 from core.store.artifacts import Artifacts
 
 router = APIRouter(route_class=StrictJSONRoute)
@@ -105,7 +106,7 @@ async def rank(
 
 def _rank(arts: Artifacts, body: RankRequest) -> JSONResponse:
     """The ranking of one request, rendered to JSON (runs on a scoring thread)."""
-    result = ranking.rank(_core_views(body), model=arts.ranking_model, top_k=body.top_k)
+    result = serve.rank(_core_views(body), model=arts.ranking_model, top_k=body.top_k)
     reason = arts.ranking_fallback_reason() or result.fallback_reason
     table = result.columns
     rows = [

@@ -22,7 +22,7 @@ from core.base.schema import (
     UNKNOWN_CATEGORY,
     USER_FEATURES,
 )
-from core.ranking import MAX_VIEWS  # the core's own limit, so the two never disagree
+from core.ranking.serve import MAX_VIEWS  # the core's own limit, so the two never disagree
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 

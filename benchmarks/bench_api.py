@@ -28,9 +28,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core import anomaly, ranking  # noqa: E402
+from core import anomaly  # noqa: E402
 from core.base.schema import CLEAN_EVENTS, USER_FEATURES_FILE  # noqa: E402
 from core.base.schema import USER_FEATURES as FEATURES  # noqa: E402
+from core.ranking.cases import pick_visitor, view_sequences  # noqa: E402
+from core.ranking.serve import rank  # noqa: E402
 from core.store.artifacts import load_artifacts  # noqa: E402
 from tests.test_api_server import running_server  # noqa: E402  (the same server start-up)
 
@@ -41,9 +43,9 @@ SEED = 42
 
 def rank_payload(events: pd.DataFrame, n_views: int = 100) -> dict[str, Any]:
     """n_views views of the demo visitor with the most categories (then views), one minute apart."""
-    seqs = ranking.view_sequences(events)
+    seqs = view_sequences(events)
     # Any visitor: the views are re-spaced below, so every one of them lands in the history.
-    visitor = ranking.pick_visitor(seqs, by=("categories", "views"), require_case=False)
+    visitor = pick_visitor(seqs, by=("categories", "views"), require_case=False)
     mine = seqs[seqs["visitorid"] == visitor]
     mine = mine.iloc[np.arange(n_views) % len(mine)]  # repeat if the visitor has fewer views
     last = int(mine["timestamp"].iloc[-1])
@@ -93,7 +95,7 @@ def profile_rank(body: dict[str, Any], model: Any, repeat: int = 200) -> str:
     prof = cProfile.Profile()
     prof.enable()
     for _ in range(repeat):
-        ranking.rank(body["views"], model=model, top_k=body["top_k"])
+        rank(body["views"], model=model, top_k=body["top_k"])
     prof.disable()
     out = io.StringIO()
     pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(25)
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             "100 views",
             "/rank",
             rank_body,
-            lambda: ranking.rank(rank_body["views"], model=arts.ranking_model, top_k=3),
+            lambda: rank(rank_body["views"], model=arts.ranking_model, top_k=3),
         ),
         ("POST /anomaly", "1 user", "/anomaly", one, core_anomaly(one)),
         ("POST /anomaly", "1,000 users", "/anomaly", thousand, core_anomaly(thousand)),

@@ -141,8 +141,8 @@ def _write_table(frame, path: str) -> None:
 
 def _evaluate_or_rank(args: argparse.Namespace) -> None:
     """`evaluate` and `rank`: the served ranker of a verified build on a prepared events file."""
-    from core import ranking
     from core.evaluation.on_events import evaluate_events, read_events_file
+    from core.ranking.serve import rank_latest
 
     arts = artifacts.load_artifacts(args.artifact_dir)
     model, served = arts.ranking_model, arts.ranking_model_name
@@ -154,7 +154,7 @@ def _evaluate_or_rank(args: argparse.Namespace) -> None:
         model = dataclasses.replace(model, name=served or model.name)
     events = read_events_file(args.events)
     if args.command == "rank":
-        table = ranking.rank_latest(events, model, args.top_k)
+        table = rank_latest(events, model, args.top_k)
         _write_table(table, args.out)
         print(
             json.dumps({"visitors": int(table["visitorid"].nunique()), "rows": len(table), "ranker": served or "rule"})

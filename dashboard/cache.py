@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from core.base import schema
-from core.ranking import view_sequences
+from core.ranking.cases import view_sequences
 from core.store import artifacts as A
 
 

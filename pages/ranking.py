@@ -10,9 +10,9 @@ import streamlit as st
 from core.base.errors import DataError
 from core.base.schema import CATEGORY_TREE, LOOKBACK, VIEW_COLUMNS, WINDOW_MS
 from core.evaluation.on_events import CASE_TOP_K, evaluate_events, prepared_events
-from core.ranking import history_before, pick_visitor, rank
-from core.ranking.cases import hours, view_usage
+from core.ranking.cases import history_before, hours, pick_visitor, view_usage
 from core.ranking.explain import why_text
+from core.ranking.serve import rank
 from core.reading.categories import category_paths
 from core.store import artifacts as A
 from core.userfiles.export import complete_rows, csv_bytes, ms_to_datetimes, views_from_csv_text, views_from_editor

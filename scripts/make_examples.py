@@ -28,7 +28,7 @@ from core.base.schema import (  # noqa: E402
     USER_FEATURES_FILE,
 )
 from core.base.schema import USER_FEATURES as FEATURES  # noqa: E402
-from core.ranking import history_before, pick_visitor, view_sequences  # noqa: E402
+from core.ranking.cases import history_before, pick_visitor, view_sequences  # noqa: E402
 from core.store.artifacts import Artifacts, load_artifacts  # noqa: E402
 
 SEED = 42

@@ -70,9 +70,9 @@ def light_artifact_dir(loaded_artifacts: A.Artifacts, tmp_path_factory: pytest.T
     """A copy of the verified build with the served ranker's forest and the isolation forest cut to
     two trees each and relisted in the (unsigned) manifest: the same files, kinds and load path, but
     a load unpacks 4 trees instead of 300. For tests of hostile files, where the models' size plays no part."""
-    from core import ranking
     from core.anomaly.detector import Detector
     from core.base.schema import MANIFEST
+    from core.ranking.models import RankingModel
     from core.store.manifest import file_entry
     from core.store.model_files import dump_model, load_model
 
@@ -80,7 +80,7 @@ def light_artifact_dir(loaded_artifacts: A.Artifacts, tmp_path_factory: pytest.T
     shutil.copytree(loaded_artifacts.path, target)
     manifest = json.loads((target / MANIFEST).read_text())
     model_file = manifest["served"]["ranking_model"]["file"]
-    model = load_model((target / model_file).read_bytes(), ranking.RankingModel)
+    model = load_model((target / model_file).read_bytes(), RankingModel)
     _keep_trees(model.estimator, LIGHT_TREES)
     detector_file = manifest["served"]["detector"]["detectors"]["isolation_forest"]
     detector = load_model((target / detector_file).read_bytes(), Detector)

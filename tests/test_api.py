@@ -26,7 +26,7 @@ from api.main import create_app
 from api.middleware import MAX_BODY_BYTES
 from api.routes import finite_or_none
 from api.schemas import MAX_TIMESTAMP_MS, MAX_USERS, UserFeatures
-from core import anomaly, ranking
+from core import anomaly
 from core.anomaly import batch
 from core.base.errors import DataError
 from core.base.schema import (
@@ -38,7 +38,8 @@ from core.base.schema import (
     USER_FEATURES,
     USER_FEATURES_FILE,
 )
-from core.ranking import MAX_VIEWS
+from core.ranking import serve
+from core.ranking.serve import MAX_VIEWS, rank
 from core.store.artifacts import ARTIFACT_DIR, ARTIFACT_DIR_ENV, default_dir, load_artifacts
 
 API_DIR = Path(deps.__file__).resolve().parent
@@ -140,7 +141,7 @@ def test_rank_matches_core(client, arts, top_k, example):
     body = example("rank_request.json")
     body["top_k"] = top_k
     out = client.post("/rank", json=body).json()
-    direct = ranking.rank(body["views"], model=arts.ranking_model, top_k=top_k)
+    direct = rank(body["views"], model=arts.ranking_model, top_k=top_k)
     assert out["ranker"] == direct.ranker
     assert [r["categoryid"] for r in out["ranking"]] == direct.ranking["categoryid"].tolist()
     # Not bit-exact: a forest predicting with n_jobs=-1 sums its trees in thread order, so two
@@ -155,7 +156,7 @@ def test_rank_without_itemid_and_unsorted(client, arts, example):
         {"timestamp": v["timestamp"], "categoryid": v["categoryid"]} for v in example("rank_request.json")["views"]
     ][::-1]
     out = client.post("/rank", json={"views": views}).json()
-    direct = ranking.rank(views, model=arts.ranking_model, top_k=3)
+    direct = rank(views, model=arts.ranking_model, top_k=3)
     assert [r["categoryid"] for r in out["ranking"]] == direct.ranking["categoryid"].tolist()
 
 
@@ -442,7 +443,7 @@ def test_tampered_model_falls_back_to_rule_with_reason(artifact_copy, monkeypatc
         assert out["ranker"] == "rule"
         assert out["fallback_reason"] == (f"model artifact refused: {path.name} sha256 differs from manifest")
         assert out["fallback_reason"] == load_artifacts(artifact_copy).ranking_fallback_reason()
-        direct = ranking.rank(body["views"], model=None, top_k=body["top_k"])
+        direct = rank(body["views"], model=None, top_k=body["top_k"])
         assert [r["categoryid"] for r in out["ranking"]] == direct.ranking["categoryid"].tolist()
         health = c.get("/health").json()
         assert health["status"] == "degraded" and health["ranking"] == "rule fallback"
@@ -547,7 +548,7 @@ def test_core_data_error_is_422_with_its_message(client, monkeypatch):
     def refuse(*args, **kwargs):
         raise DataError("views: row 0 is odd")
 
-    monkeypatch.setattr(ranking, "rank", refuse)
+    monkeypatch.setattr(serve, "rank", refuse)
     r = client.post("/rank", json=rank_body())
     assert r.status_code == 422
     assert r.json()["detail"][0]["msg"] == "views: row 0 is odd"
@@ -557,7 +558,7 @@ def test_unexpected_error_still_answers_json(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(ranking, "rank", boom)
+    monkeypatch.setattr(serve, "rank", boom)
     with TestClient(create_app(tmp_path), raise_server_exceptions=False) as c:
         r = c.post("/rank", json=rank_body())
     assert r.status_code == 500
@@ -622,7 +623,7 @@ def test_rank_does_not_depend_on_the_order_of_tied_views(client):
             answers.add(json.dumps(r.json(), sort_keys=True))
     assert len(answers) == 1
     # The documented rule: (timestamp, categoryid, itemid), so a category-20 view is the last one.
-    direct = ranking.rank(sorted(views, key=lambda v: (v["timestamp"], v["categoryid"], v["itemid"])), top_k=3)
+    direct = rank(sorted(views, key=lambda v: (v["timestamp"], v["categoryid"], v["itemid"])), top_k=3)
     assert json.loads(answers.pop())["ranking"][0]["categoryid"] == int(direct.ranking["categoryid"].iloc[0])
 
 

@@ -20,11 +20,12 @@ import pandas as pd
 import pytest
 import skops.io as sio
 
-from core import anomaly, ranking
+from core import anomaly
 from core.base import schema
 from core.base.errors import ArtifactError
 from core.base.schema import CANDIDATE_FEATURES
 from core.build import outputs
+from core.ranking.models import LEARNED_RANKERS, RankingModel, make_estimator
 from core.store import artifacts, model_files, safe_read
 from core.store.artifacts import load_artifacts, require
 from core.store.manifest import MANIFEST_KEY_ENV, file_entry, sign_manifest, signature_ok
@@ -94,7 +95,7 @@ def test_committed_artifacts_verify_and_load():
     arts = load_artifacts()
     assert arts.manifest_ok, arts.problems
     assert arts.problems == []
-    assert type(arts.ranking_model) is ranking.RankingModel
+    assert type(arts.ranking_model) is RankingModel
     assert isinstance(arts.detector, anomaly.Detector) and arts.detector.name == anomaly.DEFAULT_DETECTOR
     assert arts.operating_point["threshold"] == pytest.approx(arts.detector.threshold_)
     assert set(arts.detectors) == set(anomaly.DETECTORS)
@@ -113,7 +114,7 @@ def test_model_files_are_skops_not_pickle():
         assert set(sio.get_untrusted_types(data=data)) <= set(model_files.trusted_types())
 
 
-@pytest.mark.parametrize("learner", ranking.LEARNED_RANKERS)
+@pytest.mark.parametrize("learner", LEARNED_RANKERS)
 def test_every_learned_ranker_round_trips_through_the_trusted_format(learner):
     from threadpoolctl import threadpool_limits
 
@@ -121,9 +122,9 @@ def test_every_learned_ranker_round_trips_through_the_trusted_format(learner):
     X = rng.random((200, len(CANDIDATE_FEATURES))).astype(np.float32)
     y = (X[:, 0] > 0.5).astype(int)
     with threadpool_limits(1):  # as fit_ranker fits: OpenMP threads only spin on a tiny fit
-        estimator = ranking.make_estimator(learner).fit(X, y)
-    model = ranking.RankingModel(name=learner, estimator=estimator)
-    back = model_files.load_model(model_files.dump_model(model), ranking.RankingModel)
+        estimator = make_estimator(learner).fit(X, y)
+    model = RankingModel(name=learner, estimator=estimator)
+    back = model_files.load_model(model_files.dump_model(model), RankingModel)
     # allclose: a forest sums its trees on threads, in any order
     np.testing.assert_allclose(back.estimator.predict_proba(X), estimator.predict_proba(X), rtol=1e-12)
 
@@ -171,13 +172,13 @@ def test_malicious_pickle_with_its_hash_in_the_manifest_never_runs(copy_dir, tmp
     assert arts.status[name].startswith("refused: is not a readable skops model file")
     assert not arts.manifest_ok
     with pytest.raises(ArtifactError, match="skops"):
-        model_files.load_model((copy_dir / name).read_bytes(), ranking.RankingModel)
+        model_files.load_model((copy_dir / name).read_bytes(), RankingModel)
 
 
 def test_a_type_outside_the_trusted_list_is_refused(copy_dir):
     data = sio.dumps({"model": Foreign()})
     with pytest.raises(ArtifactError, match="outside the trusted list: .*Foreign"):
-        model_files.load_model(data, ranking.RankingModel)
+        model_files.load_model(data, RankingModel)
     (copy_dir / schema.DETECTOR).write_bytes(data)
     _relist(copy_dir, schema.DETECTOR)
     arts = load_artifacts(copy_dir)
@@ -206,7 +207,7 @@ def test_the_bytes_hashed_are_the_bytes_loaded(copy_dir, tmp_path, monkeypatch):
 
     monkeypatch.setattr(artifacts, "read_verified", read_then_swap)
     arts = load_artifacts(copy_dir)
-    assert type(arts.ranking_model) is ranking.RankingModel and not marker.exists()
+    assert type(arts.ranking_model) is RankingModel and not marker.exists()
 
 
 # ------------------------------------------------------------------------------ the manifest

@@ -6,8 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import ranking as R
 from core.base.stats import paired_difference_ci
+from core.ranking.metrics import case_outcomes, ranking_metrics
+from core.ranking.models import BASELINES, fit_ranker, last_category_scores, recency_scores, rule_scores
+from core.ranking.select import serving_choice
+from core.ranking.serve import rank
 
 MIN = 60_000
 
@@ -34,9 +37,9 @@ def hand_cases() -> pd.DataFrame:
 
 def test_recency_ranks_the_most_recent_category_first():
     c = hand_cases()
-    s = R.recency_scores(c)
+    s = recency_scores(c)
     assert s[1] > s[0] and s[3] > s[2] and s[5] > s[4]
-    m = R.ranking_metrics(c, s)
+    m = ranking_metrics(c, s)
     # case 0: y=10 ranked 2nd; case 1: y=40 first; case 2: not covered
     assert (m["n_cases"], m["n_covered"], m["n_top1"], m["n_top3"]) == (3, 2, 1, 2)
     assert m["top1"] == pytest.approx(0.5) and m["top1_all"] == pytest.approx(1 / 3)
@@ -45,19 +48,19 @@ def test_recency_ranks_the_most_recent_category_first():
 
 def test_last_category_ranks_only_the_last_candidate():
     c = hand_cases()
-    m = R.ranking_metrics(c, R.last_category_scores(c))
+    m = ranking_metrics(c, last_category_scores(c))
     # coverage is the case's (history candidates); only case 1 has y == the last category
     assert m["coverage"] == pytest.approx(2 / 3)
     assert (m["n_top1"], m["n_top3"]) == (1, 1)  # y=10 in case 0 is not ranked at all
     assert m["top3"] == m["top1"] == pytest.approx(0.5)
     assert m["mrr5"] == pytest.approx(1 / 3)
-    out = R.case_outcomes(c, R.last_category_scores(c))
+    out = case_outcomes(c, last_category_scores(c))
     assert out["rr5"].tolist() == [0.0, 1.0, 0.0] and out["covered"].tolist() == [1.0, 1.0, 0.0]
 
 
 def test_rule_on_the_same_cases():
     c = hand_cases()
-    m = R.ranking_metrics(c, R.rule_scores(c))
+    m = ranking_metrics(c, rule_scores(c))
     assert (m["n_top1"], m["n_top3"]) == (2, 2)  # case 0: count wins; case 1: tie -> recent (40)
     assert m["mrr5"] == pytest.approx(2 / 3)
 
@@ -68,7 +71,7 @@ def test_rank_serves_every_baseline():
         {"timestamp": MIN, "categoryid": 5},
         {"timestamp": 2 * MIN, "categoryid": 7},
     ]
-    res = {b: R.rank(views, R.fit_ranker(b, hand_cases()), top_k=5) for b in R.BASELINES}
+    res = {b: rank(views, fit_ranker(b, hand_cases()), top_k=5) for b in BASELINES}
     assert res["rule"].ranking["categoryid"].tolist() == [5, 7]
     assert res["recency"].ranking["categoryid"].tolist() == [7, 5]
     assert res["last_category"].ranking["categoryid"].tolist() == [7]  # only the last one
@@ -104,10 +107,10 @@ def test_serving_rule_serves_a_learned_ranker_only_when_its_interval_is_above_ze
     flip = rng.random(n) < 0.05
     tie = np.where(flip, ~base, base)  # about as many gains as losses
     val = {"rule": outcomes(base, vis), "recency": outcomes(base & (rng.random(n) < 0.9), vis)}
-    won = R.serving_choice({**val, "hgb": outcomes(clear_win, vis)}, ["rule", "recency"], ["hgb"], n_boot=200)
+    won = serving_choice({**val, "hgb": outcomes(clear_win, vis)}, ["rule", "recency"], ["hgb"], n_boot=200)
     assert won["served"] == "hgb" and won["learned_served"] and won["best_baseline"] == "rule"
     assert won["difference"]["ci_low"] > 0 and "hgb is served" in won["reason"]
-    lost = R.serving_choice({**val, "hgb": outcomes(tie, vis)}, ["rule", "recency"], ["hgb"], n_boot=200)
+    lost = serving_choice({**val, "hgb": outcomes(tie, vis)}, ["rule", "recency"], ["hgb"], n_boot=200)
     assert lost["served"] == "rule" and not lost["learned_served"]
     assert lost["difference"]["ci_low"] <= 0 and "baseline rule is served" in lost["reason"]
 
@@ -121,7 +124,7 @@ def test_why_text_says_in_plain_words_why_each_category_is_ranked():
         {"timestamp": 5 * MIN, "categoryid": 5},
         {"timestamp": 7 * MIN, "categoryid": 7},
     ]
-    res = R.rank(views, None, top_k=5)
+    res = rank(views, None, top_k=5)
     assert why_text(res.ranking).tolist() == [
         "first: last viewed 2 min before the last view, 3 of the 4 views",
         "second: viewed last, 1 of the 4 views",

@@ -410,9 +410,9 @@ def test_views_outside_the_window_are_shown_as_not_used(dashboard_built):
 
 
 def test_suggested_categories_are_marked_and_their_placeholders_blank(dashboard_built, monkeypatch):
-    import core.ranking
+    import core.ranking.serve
 
-    real = core.ranking.rank
+    real = core.ranking.serve.rank
 
     def with_suggestion(views, model=None, top_k=3):  # as a model with Markov candidates answers
         result = real(views, model, top_k)
@@ -424,7 +424,7 @@ def test_suggested_categories_are_marked_and_their_placeholders_blank(dashboard_
         )
         return result
 
-    monkeypatch.setattr(core.ranking, "rank", with_suggestion)
+    monkeypatch.setattr(core.ranking.serve, "rank", with_suggestion)
     at = open_page("pages/ranking.py")
     no_exception(at)
     features = frame(at, "last_gap_min", "pos_from_end", "source")
@@ -527,7 +527,7 @@ def test_sampler_draws_a_real_visitor_and_reports_hit_or_miss(dashboard_built):
 
 def test_a_served_baseline_is_named_with_the_rules_reason(built_artifact_dir, monkeypatch, tmp_path):
     """A build whose serving rule chose a baseline: the page ranks with it and says why."""
-    from core import ranking
+    from core.ranking.models import fit_ranker
 
     served = tmp_path / "served_baseline"
     shutil.copytree(built_artifact_dir, served)
@@ -536,7 +536,7 @@ def test_a_served_baseline_is_named_with_the_rules_reason(built_artifact_dir, mo
     (served / old).unlink()
     del manifest["files"][old]
     name = f"{schema.RANKING_MODEL_PREFIX}recency{schema.MODEL_SUFFIX}"
-    (served / name).write_bytes(model_files.dump_model(ranking.fit_ranker("recency", pd.DataFrame({"case_id": [0]}))))
+    (served / name).write_bytes(model_files.dump_model(fit_ranker("recency", pd.DataFrame({"case_id": [0]}))))
     manifest["files"][name] = file_entry(served / name)
     reason = "The baseline recency is served: the best learned ranker, rf, does not beat it (made up for this test)"
     manifest["served"]["ranking_model"] = {

@@ -507,9 +507,9 @@ def test_realism_report_data_figures_in_range(ds: DemoDataset) -> None:
 @pytest.mark.e2e  # trains the rankers at demo scale (over 5 s)
 def test_realism_report_task1_like_real_data(ds: DemoDataset) -> None:
     """Rule and learned rankers on the demo's test split behave as on the real data (spec §2)."""
-    from core import ranking
+    from core.ranking.train import train_and_evaluate
 
-    metrics = ranking.train_and_evaluate(ds.events, seed=42, rankers=("rule", "hgb")).metrics
+    metrics = train_and_evaluate(ds.events, seed=42, rankers=("rule", "hgb")).metrics
     rows = {
         r["figure"]: r
         for r in realism_report(ds.events, task1_metrics=metrics)

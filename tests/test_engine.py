@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import anomaly, engine, ranking
+from core import anomaly, engine
 from core.demo.generate import generate
 from core.demo.raw_files import write_raw
 from core.engine import dask_engine
+from core.ranking.candidates import build_candidates, prepare_cases
 from core.reading import data
 
 KEYS = {"features": ["visitorid"], "candidates": ["visitorid", "case_id", "categoryid"]}
@@ -47,12 +48,12 @@ def test_cleaned_candidates_are_raw_candidates_without_flagged_cases(events):
     feats = anomaly.user_features(events)
     flagged = feats["visitorid"].to_numpy()[feats["events"].to_numpy() >= 20]
     assert flagged.size > 0
-    cands = ranking.build_candidates(events)
+    cands = build_candidates(events)
     derived = engine.without_visitors(cands, flagged)
-    direct = ranking.build_candidates(anomaly.clean_events(events, flagged))
+    direct = build_candidates(anomaly.clean_events(events, flagged))
     pd.testing.assert_frame_equal(derived, direct)
     kept, n_all, n_dropped = engine.cases_from_candidates(derived)
-    ref, ref_all, ref_dropped = ranking.prepare_cases(anomaly.clean_events(events, flagged))
+    ref, ref_all, ref_dropped = prepare_cases(anomaly.clean_events(events, flagged))
     assert (n_all, n_dropped) == (ref_all, ref_dropped)
     pd.testing.assert_frame_equal(kept, ref)
 

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import ranking
 from core.__main__ import main
 from core.evaluation.on_events import evaluate_events
+from core.ranking.serve import rank
 
 MIN, HOUR = 60_000, 3_600_000
 
@@ -111,4 +111,4 @@ def test_rank_command_ranks_each_visitors_latest_history_as_rank_does(files, tmp
     assert got == {1: [10, 30], 2: [20, 30], 3: [50]}
     ev = hand_events()
     views = ev[(ev["visitorid"] == 2) & (ev["event"] == "view")][["timestamp", "categoryid"]]
-    assert ranking.rank(views, None, top_k=2).ranking["categoryid"].tolist() == got[2]
+    assert rank(views, None, top_k=2).ranking["categoryid"].tolist() == got[2]

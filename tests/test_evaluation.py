@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import anomaly, ranking
+from core import anomaly
 from core.base import stats
 from core.base.schema import (
     DETECTOR_QUALITY_CSV,
@@ -30,6 +30,12 @@ from core.evaluation.splits import (
     temporal_split_spec,
 )
 from core.evaluation.tables import CSV_COLUMNS, POPULATION_KEYS, headline, metric_rows, metric_rows_multi
+from core.ranking.candidates import build_candidates
+from core.ranking.cases import case_table, case_times
+from core.ranking.markov import add_markov, cross_fit_markov, fit_markov, transition_pairs
+from core.ranking.metrics import case_outcomes, markov_only_outcomes, ranking_metrics
+from core.ranking.models import rule_scores
+from core.ranking.split import drop_rare_labels
 
 # Tiny user tables: IsolationForest warns that max_samples (256) exceeds the user count.
 pytestmark = pytest.mark.filterwarnings("ignore:max_samples.*:UserWarning")
@@ -225,7 +231,7 @@ def test_temporal_spec_cases_at_the_cutoff_are_test_and_keep_old_history():
         (4, cutoff + 14 * DAY, C),  # the last event defines max
     ]
     events = views(rows)
-    cands, _ = ranking.drop_rare_labels(ranking.build_candidates(events), min_count=1)
+    cands, _ = drop_rare_labels(build_candidates(events), min_count=1)
     spec = temporal_split_spec(events, cands, anomaly.user_features(events), test_days=14)
     assert sorted(spec.test["visitorid"].unique()) == [1, 4]
     assert sorted(spec.train["visitorid"].unique()) == [2, 3]
@@ -237,9 +243,9 @@ def test_temporal_spec_cases_at_the_cutoff_are_test_and_keep_old_history():
 
 def test_case_view_times_match_ranking_case_ids():
     events, _ = tiny_world(seed=3)
-    cands = ranking.build_candidates(events)
-    view_ts, ref_ts = ranking.case_times(events)
-    cases = ranking.case_table(cands)
+    cands = build_candidates(events)
+    view_ts, ref_ts = case_times(events)
+    cases = case_table(cands)
     assert view_ts.size == len(cases)
     t_ref = cands.groupby("case_id")["t_ref"].first().to_numpy()
     assert np.array_equal(ref_ts[cases["case_id"].to_numpy()], t_ref)
@@ -274,7 +280,7 @@ def test_switch_only_selects_cases_whose_next_differs_from_last():
     cands = _hand_cands()
     assert switch_case_ids(cands).tolist() == [1, 2]
     assert sorted(switch_only(cands)["case_id"].unique()) == [1, 2]
-    out = ranking.case_outcomes(cands, ranking.rule_scores(cands))
+    out = case_outcomes(cands, rule_scores(cands))
     assert out["switch"].tolist() == [False, True, True]
     # Rule: case 0 -> A first (hit), case 1 -> B (cnt 3) first (hit), case 2 not covered.
     assert out["covered"].tolist() == [1, 1, 0]
@@ -283,10 +289,10 @@ def test_switch_only_selects_cases_whose_next_differs_from_last():
 
 def test_case_outcomes_agree_with_ranking_metrics():
     events, _ = tiny_world(seed=5)
-    cands = ranking.build_candidates(events)
-    scores = ranking.rule_scores(cands)
-    h = headline(ranking.case_outcomes(cands, scores))
-    m = ranking.ranking_metrics(cands, scores)
+    cands = build_candidates(events)
+    scores = rule_scores(cands)
+    h = headline(case_outcomes(cands, scores))
+    m = ranking_metrics(cands, scores)
     for k in ("coverage", "top1", "top3", "top1_all", "top3_all"):
         assert h[k] == pytest.approx(m[k])
     assert h["n_cases"] == m["n_cases"]
@@ -312,28 +318,28 @@ def _markov_events() -> pd.DataFrame:
 
 
 def test_markov_transition_probabilities_hand_computed():
-    cands = ranking.build_candidates(_markov_events())
-    pairs = ranking.transition_pairs(cands)
+    cands = build_candidates(_markov_events())
+    pairs = transition_pairs(cands)
     assert sorted(zip(pairs["prev_cat"], pairs["y"])) == [(A, B), (A, B), (A, C), (B, A)]
-    mk = ranking.fit_markov(pairs[["prev_cat", "y"]])
+    mk = fit_markov(pairs[["prev_cat", "y"]])
     p = mk.prob(np.array([A, A, B, B]), np.array([B, C, A, C]))
     assert p == pytest.approx([2 / 3, 1 / 3, 1.0, 0.0])
 
 
 def test_markov_extra_candidates_raise_coverage_on_the_same_cases():
-    mk = ranking.fit_markov(ranking.transition_pairs(ranking.build_candidates(_markov_events()))[["prev_cat", "y"]])
+    mk = fit_markov(transition_pairs(build_candidates(_markov_events()))[["prev_cat", "y"]])
     # Test visitor 9 views A then C: C is not in the history, so history-only cannot cover it.
-    test = ranking.build_candidates(views([(9, 0, A), (9, MIN, C), (8, 0, B), (8, MIN, B)]))
-    hist = ranking.case_outcomes(test, ranking.rule_scores(test))
-    aug = ranking.add_markov(test, mk, top_n=2)
+    test = build_candidates(views([(9, 0, A), (9, MIN, C), (8, 0, B), (8, MIN, B)]))
+    hist = case_outcomes(test, rule_scores(test))
+    aug = add_markov(test, mk, top_n=2)
     assert set(
-        aug.loc[aug["case_id"] == ranking.case_table(test).query("visitorid == 9")["case_id"].iloc[0], "categoryid"]
+        aug.loc[aug["case_id"] == case_table(test).query("visitorid == 9")["case_id"].iloc[0], "categoryid"]
     ) == {A, B, C}
-    with_markov = ranking.case_outcomes(aug, aug["markov_prob"].to_numpy())
+    with_markov = case_outcomes(aug, aug["markov_prob"].to_numpy())
     assert with_markov["case_id"].tolist() == hist["case_id"].tolist()  # same case ids
     assert hist["covered"].sum() == 1 and with_markov["covered"].sum() == 2
     # Markov-only over all categories: for last = A, B (2/3) ranks above C (1/3).
-    only = ranking.markov_only_outcomes(ranking.case_table(test), mk)
+    only = markov_only_outcomes(case_table(test), mk)
     row = only[only["visitorid"] == 9].iloc[0]
     assert (row["covered"], row["hit1"], row["hit3"]) == (1.0, 0.0, 1.0)
     # Visitor 8: last = B, y = B; P(B | B) = 0 in training: not covered.
@@ -342,13 +348,13 @@ def test_markov_extra_candidates_raise_coverage_on_the_same_cases():
 
 def test_cross_fitted_markov_never_uses_a_case_own_transition():
     events = _markov_events()
-    cands = ranking.build_candidates(events)
-    pairs = ranking.transition_pairs(cands)
-    aug = ranking.cross_fit_markov(pairs, cands, top_n=0, seed=0, folds=4)  # one visitor per fold
+    cands = build_candidates(events)
+    pairs = transition_pairs(cands)
+    aug = cross_fit_markov(pairs, cands, top_n=0, seed=0, folds=4)  # one visitor per fold
     # Visitor 3 (A -> C) is the only A -> C transition: without it, P(C | A) is 0.
     v3 = aug[aug["visitorid"] == 3]
     assert v3["markov_prob"].tolist() == [0.0]  # its only candidate is A; P(A | A) = 0 too
-    aug_top = ranking.cross_fit_markov(pairs, cands, top_n=3, seed=0, folds=4)
+    aug_top = cross_fit_markov(pairs, cands, top_n=3, seed=0, folds=4)
     assert C not in aug_top.loc[aug_top["visitorid"] == 3, "categoryid"].tolist()
 
 

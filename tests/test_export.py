@@ -235,9 +235,9 @@ def test_views_from_csv_text_errors(text, words):
 
 
 def test_views_feed_core_ranking_with_row_named_errors():
-    ranking = pytest.importorskip("core.ranking")
+    serve = pytest.importorskip("core.ranking.serve")
     good = E.views_from_csv_text("timestamp,categoryid\n1433152800000,12\n1433152860000,13\n1433152920000,12")
-    assert ranking.rank(good, None, 2).ranking["categoryid"].tolist() == [12, 13]
+    assert serve.rank(good, None, 2).ranking["categoryid"].tolist() == [12, 13]
     bad = E.views_from_csv_text("timestamp,categoryid\n1433152800000,12\n1433152860000,abc")
     with pytest.raises(DataError, match="row 1"):
-        ranking.rank(bad, None, 2)
+        serve.rank(bad, None, 2)

@@ -267,7 +267,7 @@ def test_a_skops_zip_bomb_is_refused_before_it_is_unzipped(copy_dir, monkeypatch
 
 def test_every_model_kind_has_an_unzipped_cap():
     from core.anomaly.detector import Detector
-    from core.ranking import RankingModel
+    from core.ranking.models import RankingModel
 
     assert set(model_files.MAX_UNZIPPED_BYTES) == {RankingModel.__name__, Detector.__name__}
     assert all(0 < cap <= 1 << 30 for cap in model_files.MAX_UNZIPPED_BYTES.values())
@@ -440,12 +440,12 @@ def test_the_sidebar_still_says_no_build_for_an_empty_folder(tmp_path, monkeypat
 
 @pytest.mark.parametrize("as_frame", [True, False])
 def test_ranking_views_after_2100_are_refused_as_the_api_refuses_them(as_frame):
-    from core import ranking
+    from core.ranking.serve import rank
 
     views = [{"timestamp": 1_442_004_589_439, "categoryid": 3}, {"timestamp": S.MAX_TIMESTAMP_MS + 1, "categoryid": 4}]
     with pytest.raises(DataError, match=r"row 1: timestamp is after 2100-01-01"):
-        ranking.rank(pd.DataFrame(views) if as_frame else views)
-    ranking.rank([{**views[1], "timestamp": S.MAX_TIMESTAMP_MS}])  # the bound itself is valid on both
+        rank(pd.DataFrame(views) if as_frame else views)
+    rank([{**views[1], "timestamp": S.MAX_TIMESTAMP_MS}])  # the bound itself is valid on both
 
 
 def test_the_build_refuses_to_write_a_model_over_its_unzipped_cap(loaded_artifacts, monkeypatch):

@@ -9,9 +9,24 @@ import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
 
-from core import ranking as R
 from core.base.errors import DataError
-from core.base.schema import CANDIDATE_FEATURES, MARKOV_FEATURE, WINDOW_MS
+from core.base.schema import CANDIDATE_FEATURES, LOOKBACK, MARKOV_FEATURE, WINDOW_MS
+from core.ranking.candidates import CANDIDATE_COLUMNS, build_candidates
+from core.ranking.cases import final_histories, history_before, pick_visitor, view_sequences
+from core.ranking.markov import fit_markov
+from core.ranking.metrics import order_within_cases, ranking_metrics
+from core.ranking.models import (
+    BASELINES,
+    LEARNED_RANKERS,
+    PARALLEL_MIN_ROWS,
+    RankingModel,
+    fit_ranker,
+    rule_scores,
+    with_n_jobs,
+)
+from core.ranking.serve import rank, rank_latest, validate_views
+from core.ranking.split import drop_rare_labels, split_by_visitor
+from core.ranking.train import RANKERS, train_and_evaluate
 
 MIN = 60_000
 HOUR = 60 * MIN
@@ -104,8 +119,8 @@ def synthetic_events(n_visitors: int = 300, seed: int = 0) -> pd.DataFrame:
 def test_seven_features_on_a_hand_worked_visitor():
     # H of the 6th view (t=100min): A@0, B@10, A@20, C@30, C@40 -> t_ref = 40 min
     ev = events([(1, 0, 5), (1, 10 * MIN, 6), (1, 20 * MIN, 5), (1, 30 * MIN, 7), (1, 40 * MIN, 7), (1, 100 * MIN, 6)])
-    c = R.build_candidates(ev)
-    assert list(c.columns) == list(R.CANDIDATE_COLUMNS)
+    c = build_candidates(ev)
+    assert list(c.columns) == list(CANDIDATE_COLUMNS)
     case = case_rows(c, 4)
     assert case["t_ref"].unique().tolist() == [40 * MIN]
     assert case["cnt"].to_dict() == {5: 2, 6: 1, 7: 2}
@@ -124,7 +139,7 @@ def test_matches_a_straightforward_reference_on_random_data():
     ev = synthetic_events(60, seed=3)
     ev["timestamp"] = ev["timestamp"] // (15 * MIN) * (15 * MIN)  # many same-timestamp ties
     for lookback, window in [(100, WINDOW_MS), (4, 2 * HOUR)]:
-        got = R.build_candidates(ev, lookback=lookback, window_ms=window)
+        got = build_candidates(ev, lookback=lookback, window_ms=window)
         want = reference_candidates(ev, lookback, window)
         pd.testing.assert_frame_equal(got, want, check_dtype=False)
 
@@ -132,7 +147,7 @@ def test_matches_a_straightforward_reference_on_random_data():
 def test_same_timestamp_views_keep_file_order():
     # two views at the same instant: the earlier one in the file is history of the later one
     ev = events([(1, 5 * MIN, 9), (1, 5 * MIN, 8), (1, 0, 7)])
-    c = R.build_candidates(ev)
+    c = build_candidates(ev)
     assert c.groupby("case_id")["y"].first().tolist() == [9, 8]
     last = case_rows(c, 1)
     assert last["cnt"].to_dict() == {7: 1, 9: 1}
@@ -152,12 +167,12 @@ def test_one_view_visitor_unknown_categories_and_non_views_give_no_case():
             (4, MIN, -1),
         ]
     )
-    assert R.build_candidates(ev).empty
+    assert build_candidates(ev).empty
 
 
 def test_unknown_categories_and_non_views_do_not_enter_history():
     ev = events([(1, 0, 5), (1, MIN, -1), (1, 2 * MIN, 6, "addtocart"), (1, 3 * MIN, 7)])
-    c = R.build_candidates(ev)
+    c = build_candidates(ev)
     assert len(c) == 1
     row = c.iloc[0]
     assert (row["categoryid"], row["n_views"], row["y"], row["t_ref"]) == (5, 1, 7, 0)
@@ -167,17 +182,17 @@ def test_unknown_categories_and_non_views_do_not_enter_history():
 def test_24h_boundary_is_inclusive():
     inside = events([(1, 0, 5), (1, WINDOW_MS, 6)])
     outside = events([(1, 0, 5), (1, WINDOW_MS + 1, 6)])
-    assert len(R.build_candidates(inside)) == 1
-    assert R.build_candidates(outside).empty
+    assert len(build_candidates(inside)) == 1
+    assert build_candidates(outside).empty
     # the window is counted from the case's own view, not from t_ref
     ev = events([(1, 0, 5), (1, 10 * HOUR, 6), (1, WINDOW_MS + 1, 7)])
-    last = case_rows(R.build_candidates(ev), 1)
+    last = case_rows(build_candidates(ev), 1)
     assert last.index.tolist() == [6] and last["n_views"].iloc[0] == 1
 
 
 def test_lookback_truncates_to_the_last_views():
     ev = events([(1, i * MIN, c) for i, c in enumerate([5, 6, 7, 7, 6, 9])])
-    case = case_rows(R.build_candidates(ev, lookback=3), 4)  # H = views 3..5: 7, 7, 6
+    case = case_rows(build_candidates(ev, lookback=3), 4)  # H = views 3..5: 7, 7, 6
     assert case["cnt"].to_dict() == {6: 1, 7: 2}
     assert case["n_views"].unique().tolist() == [3]
     assert case["share"].to_dict() == pytest.approx({6: 1 / 3, 7: 2 / 3})
@@ -186,7 +201,7 @@ def test_lookback_truncates_to_the_last_views():
 
 def test_visitors_do_not_mix_and_case_ids_follow_visitor_then_time():
     ev = events([(2, 0, 5), (1, 0, 6), (2, MIN, 7), (1, MIN, 8), (1, 2 * MIN, 9)])
-    c = R.build_candidates(ev)
+    c = build_candidates(ev)
     per_case = c.groupby("case_id").agg(v=("visitorid", "first"), y=("y", "first"), cats=("categoryid", list))
     assert per_case["v"].tolist() == [1, 1, 2]
     assert per_case["y"].tolist() == [8, 9, 7]
@@ -207,10 +222,10 @@ def test_rule_scores_count_first_then_recency():
             "label": [0, 1, 0, 0, 1],
         }
     )
-    s = R.rule_scores(cands)
+    s = rule_scores(cands)
     assert s[2] > s[1] > s[0]  # higher count wins even if older; same count -> more recent
     assert s[3] > s[4]
-    m = R.ranking_metrics(cands, s)
+    m = ranking_metrics(cands, s)
     assert (m["top1"], m["top3"], m["n_covered"]) == (0.0, 1.0, 2)
 
 
@@ -225,7 +240,7 @@ def test_metrics_on_a_hand_made_example():
         }
     )
     scores = np.array([0.9, 0.1, 0.8, 0.2, 0.4, 0.3, 0.2, 0.1, 0.5, 0.5])
-    m = R.ranking_metrics(cands, scores)
+    m = ranking_metrics(cands, scores)
     assert (m["n_cases"], m["n_covered"]) == (4, 3)
     assert m["coverage"] == pytest.approx(0.75)
     assert m["top1"] == pytest.approx(1 / 3) and m["top3"] == pytest.approx(2 / 3)
@@ -235,7 +250,7 @@ def test_metrics_on_a_hand_made_example():
     tie = pd.DataFrame(
         {"case_id": [0, 0, 1, 1], "categoryid": [7, 3, 7, 3], "pos_from_end": [0, 1, 4, 4], "label": [1, 0, 0, 1]}
     )
-    assert R.ranking_metrics(tie, np.zeros(4))["top1"] == 1.0
+    assert ranking_metrics(tie, np.zeros(4))["top1"] == 1.0
 
 
 def test_drop_rare_labels_counts_cases_not_rows():
@@ -248,15 +263,15 @@ def test_drop_rare_labels_counts_cases_not_rows():
             "y": [9, 9, 9, 9, 9, 9, 8, 8, 8],
         }
     )
-    kept, dropped = R.drop_rare_labels(cands, min_count=3)
+    kept, dropped = drop_rare_labels(cands, min_count=3)
     assert dropped == 2 and kept["case_id"].unique().tolist() == [2, 3, 4]
-    kept, dropped = R.drop_rare_labels(cands, min_count=2)
+    kept, dropped = drop_rare_labels(cands, min_count=2)
     assert dropped == 0 and len(kept) == len(cands)
 
 
 def test_split_by_visitor_is_disjoint_and_reports_unseen_labels():
-    c = R.build_candidates(synthetic_events(200, seed=1))
-    train, test, info = R.split_by_visitor(c, test_size=0.2, random_state=42)
+    c = build_candidates(synthetic_events(200, seed=1))
+    train, test, info = split_by_visitor(c, test_size=0.2, random_state=42)
     assert set(train["visitorid"]).isdisjoint(test["visitorid"])
     assert info["disjoint"] and info["visitor_overlap"] == 0
     assert info["n_train_cases"] == train["case_id"].nunique()
@@ -272,21 +287,21 @@ def test_split_by_visitor_is_disjoint_and_reports_unseen_labels():
 
 def test_markov_model_probabilities_and_top():
     cases = pd.DataFrame({"prev_cat": [1, 1, 1, 1, 2], "y": [5, 5, 6, 7, 1]})
-    mk = R.fit_markov(cases)
+    mk = fit_markov(cases)
     p = mk.prob(np.array([1, 1, 1, 2, 9]), np.array([5, 6, 8, 1, 5]))
     np.testing.assert_allclose(p, [0.5, 0.25, 0.0, 1.0, 0.0])
     q, cat, prob = mk.top(np.array([1, 9, 2]), 2)
     assert q.tolist() == [0, 0, 2] and cat.tolist() == [5, 6, 1]  # tie 6/7 -> smaller id
     np.testing.assert_allclose(prob, [0.5, 0.25, 1.0])
-    smooth = R.fit_markov(cases, alpha=1.0)  # 5 categories seen: 1, 2, 5, 6, 7
+    smooth = fit_markov(cases, alpha=1.0)  # 5 categories seen: 1, 2, 5, 6, 7
     np.testing.assert_allclose(smooth.prob(np.array([1, 9]), np.array([5, 5])), [3 / 9, 1 / 5])
 
 
 def test_markov_extra_candidates_and_markov_prob():
     # transitions learned: 5 -> 8 (x2), 5 -> 6 (x1), 5 -> 7 (x1)
-    mk = R.fit_markov(pd.DataFrame({"prev_cat": [5, 5, 5, 5], "y": [8, 8, 6, 7]}))
+    mk = fit_markov(pd.DataFrame({"prev_cat": [5, 5, 5, 5], "y": [8, 8, 6, 7]}))
     ev = events([(1, 0, 6), (1, MIN, 5), (1, 2 * MIN, 7)])  # case 1: H = 6, 5 (last 5), y = 7
-    c = R.build_candidates(ev, markov=mk, markov_top_n=2)
+    c = build_candidates(ev, markov=mk, markov_top_n=2)
     case = case_rows(c, 1)
     assert case.index.tolist() == [5, 6, 8, 7]  # own candidates first, then extras best first
     assert case[MARKOV_FEATURE].to_dict() == pytest.approx({5: 0.0, 6: 0.25, 8: 0.5, 7: 0.25})
@@ -297,7 +312,7 @@ def test_markov_extra_candidates_and_markov_prob():
     assert (extra["n_views"] == 2).all() and extra["label"].to_dict() == {8: 0, 7: 1}
     # case 0 (last category 6) has no learned transitions -> no extras
     assert case_rows(c, 0).index.tolist() == [6]
-    m = R.ranking_metrics(c, c[MARKOV_FEATURE].to_numpy())
+    m = ranking_metrics(c, c[MARKOV_FEATURE].to_numpy())
     assert (m["n_covered"], m["coverage"]) == (1, 0.5)
 
 
@@ -309,10 +324,10 @@ def test_rank_uses_the_training_features_for_the_equivalent_case():
     # shuffled, but the two 3h views keep their relative (file) order
     shuffled = [hist[i] for i in (5, 1, 0, 4, 2, 3)]
     views = [{"timestamp": t, "categoryid": c, "itemid": 1} for t, c in shuffled]
-    res = R.rank(views, model=None, top_k=None)
+    res = rank(views, model=None, top_k=None)
     # the equivalent training case: the same views then any next view at the last timestamp
     ev = events([(1, t, c) for t, c in hist] + [(1, 26 * HOUR, 99)])
-    c = R.build_candidates(ev)
+    c = build_candidates(ev)
     want = case_rows(c, c["case_id"].max()).reset_index()
     got = res.ranking.sort_values("categoryid").reset_index(drop=True)
     pd.testing.assert_frame_equal(
@@ -322,37 +337,37 @@ def test_rank_uses_the_training_features_for_the_equivalent_case():
     assert res.ranking["rank"].tolist() == [1, 2, 3]
     # 7: cnt 2 at pos 0; 5: cnt 2 at pos 1; 6: cnt 1
     assert res.ranking["categoryid"].tolist() == [7, 5, 6]
-    assert R.rank(views).ranking["categoryid"].tolist() == [7, 5, 6]  # top_k=3 default
-    assert R.rank(views, top_k=1).ranking["categoryid"].tolist() == [7]
+    assert rank(views).ranking["categoryid"].tolist() == [7, 5, 6]  # top_k=3 default
+    assert rank(views, top_k=1).ranking["categoryid"].tolist() == [7]
 
 
 def test_rank_applies_the_lookback_of_the_model():
     views = [{"timestamp": i * MIN, "categoryid": c} for i, c in enumerate([5, 5, 5, 6, 7])]
-    model = R.RankingModel("rule", None, ("cnt", "pos_from_end"), lookback=2)
-    res = R.rank(views, model=model, top_k=None)
+    model = RankingModel("rule", None, ("cnt", "pos_from_end"), lookback=2)
+    res = rank(views, model=model, top_k=None)
     assert res.n_history_views == 2 and res.ranking["categoryid"].tolist() == [7, 6]
     assert res.fallback_reason is None
 
 
 def test_rank_fallback_and_model():
     views = pd.DataFrame({"timestamp": [0, MIN, 2 * MIN, 3 * MIN], "categoryid": [5, 5, 7, 7]})
-    res = R.rank(views)
+    res = rank(views)
     assert res.ranker == "rule" and res.fallback_reason == "no model given"
     assert res.ranking["categoryid"].tolist() == [7, 5]  # same count, 7 more recent
-    model = R.RankingModel(
+    model = RankingModel(
         "markov",
         None,
         (MARKOV_FEATURE,),
-        markov=R.fit_markov(pd.DataFrame({"prev_cat": [7], "y": [9]})),
+        markov=fit_markov(pd.DataFrame({"prev_cat": [7], "y": [9]})),
         markov_top_n=1,
     )
-    res = R.rank(views, model=model, top_k=1)
+    res = rank(views, model=model, top_k=1)
     assert res.ranker == "markov" and res.fallback_reason is None
     assert res.ranking["categoryid"].tolist() == [9] and res.n_history_views == 4
     with pytest.raises(DataError, match="top_k"):
-        R.rank(views, top_k=0)
-    broken = R.RankingModel("logreg", object(), ("no_such_feature",))
-    res = R.rank(views, model=broken)
+        rank(views, top_k=0)
+    broken = RankingModel("logreg", object(), ("no_such_feature",))
+    res = rank(views, model=broken)
     assert res.ranker == "rule" and "no_such_feature" in res.fallback_reason
 
 
@@ -379,15 +394,15 @@ def test_rank_fallback_and_model():
 )
 def test_validate_views_errors_name_the_row(views, needle):
     with pytest.raises(DataError) as err:
-        R.validate_views(views)
+        validate_views(views)
     assert needle in str(err.value)
 
 
 def test_validate_views_accepts_numeric_input_and_optional_itemid():
-    out = R.validate_views([{"timestamp": 2.0, "categoryid": "7"}, {"timestamp": 1, "categoryid": 8}])
+    out = validate_views([{"timestamp": 2.0, "categoryid": "7"}, {"timestamp": 1, "categoryid": 8}])
     assert out.dtypes.tolist() == [np.int64, np.int64]
     assert out["categoryid"].tolist() == [7, 8]
-    out = R.validate_views(
+    out = validate_views(
         [{"timestamp": 2, "categoryid": 7, "itemid": 5}, {"timestamp": 1, "categoryid": 8, "itemid": None}]
     )
     assert out["itemid"].isna().tolist() == [False, True]
@@ -397,14 +412,14 @@ def rank_via_build_candidates(views: list[dict], model, top_k):
     """rank() as it was computed before its numpy path: build_candidates on the equivalent
     training case (the views, then a next view at the last timestamp), score, order, frame."""
     ev = events([(1, v["timestamp"], v["categoryid"]) for v in views] + [(1, max(v["timestamp"] for v in views), 0)])
-    lookback = model.lookback if model is not None else R.LOOKBACK
+    lookback = model.lookback if model is not None else LOOKBACK
     window_ms = model.window_ms if model is not None else WINDOW_MS
     markov = model.markov if model is not None else None
     top_n = model.markov_top_n if model is not None else 0
-    c = R.build_candidates(ev, lookback, window_ms, markov=markov, markov_top_n=top_n)
+    c = build_candidates(ev, lookback, window_ms, markov=markov, markov_top_n=top_n)
     case = c[c["case_id"] == c["case_id"].max()].reset_index(drop=True)
-    scores = R.rule_scores(case) if model is None else model.score(case)
-    order = R.order_within_cases(case, scores)
+    scores = rule_scores(case) if model is None else model.score(case)
+    order = order_within_cases(case, scores)
     feats = [f for f in (*CANDIDATE_FEATURES, MARKOV_FEATURE) if f in case.columns]
     want = case.iloc[order][["categoryid", *feats]].reset_index(drop=True)
     want.insert(1, "score", np.asarray(scores)[order])
@@ -441,22 +456,22 @@ def view_tables() -> dict[str, list[dict]]:
 
 
 @pytest.fixture(scope="module")
-def fitted_models(default_artifacts) -> dict[str, R.RankingModel | None]:
+def fitted_models(default_artifacts) -> dict[str, RankingModel | None]:
     """Every kind of ranker rank() can serve, fitted once on synthetic events (one thread)."""
     with threadpool_limits(1):
         ev = synthetic_events(300, seed=7)
-        c = R.build_candidates(ev)
-        mk = R.fit_markov(c)
-        with_mk = R.build_candidates(ev, markov=mk, markov_top_n=5)
+        c = build_candidates(ev)
+        mk = fit_markov(c)
+        with_mk = build_candidates(ev, markov=mk, markov_top_n=5)
         feats = (*CANDIDATE_FEATURES, MARKOV_FEATURE)
         models = {
             "rule_none": None,
-            "rule": R.RankingModel("rule", None, ("cnt", "pos_from_end"), lookback=20),
-            "markov": R.RankingModel("markov", None, (MARKOV_FEATURE,), markov=mk, markov_top_n=3),
-            "logreg": R.fit_ranker("logreg", c),
-            "hgb": R.fit_ranker("hgb", c),
-            "rf": R.fit_ranker("rf", c),
-            "hgb_markov5": R.fit_ranker("hgb", with_mk, feats, markov=mk, markov_top_n=5),
+            "rule": RankingModel("rule", None, ("cnt", "pos_from_end"), lookback=20),
+            "markov": RankingModel("markov", None, (MARKOV_FEATURE,), markov=mk, markov_top_n=3),
+            "logreg": fit_ranker("logreg", c),
+            "hgb": fit_ranker("hgb", c),
+            "rf": fit_ranker("rf", c),
+            "hgb_markov5": fit_ranker("hgb", with_mk, feats, markov=mk, markov_top_n=5),
         }
     served = default_artifacts.ranking_model  # the served model too, when it is built
     if served is not None:
@@ -471,15 +486,15 @@ def test_rank_equals_the_build_candidates_computation(fitted_models, table):
     views = view_tables()[table]
     for name, model in fitted_models.items():
         for top_k in (3, None):
-            res = R.rank(views, model=model, top_k=top_k)
+            res = rank(views, model=model, top_k=top_k)
             want, n_views = rank_via_build_candidates(views, model, top_k)
             pd.testing.assert_frame_equal(res.ranking, want, check_exact=True, obj=name)
             assert res.n_history_views == n_views
             assert res.ranker == (model.name if model is not None else "rule")
     # DataFrame input goes the same way
     df = pd.DataFrame(views)
-    again = R.rank(df, model=fitted_models["hgb_markov5"], top_k=None).ranking
-    pd.testing.assert_frame_equal(again, R.rank(views, fitted_models["hgb_markov5"], None).ranking)
+    again = rank(df, model=fitted_models["hgb_markov5"], top_k=None).ranking
+    pd.testing.assert_frame_equal(again, rank(views, fitted_models["hgb_markov5"], None).ranking)
 
 
 def test_rank_values_are_those_of_the_pre_numpy_implementation():
@@ -497,7 +512,7 @@ def test_rank_values_are_those_of_the_pre_numpy_implementation():
             (26 * HOUR, 9),
         ]
     ]
-    res = R.rank(views, top_k=None)
+    res = rank(views, top_k=None)
     assert res.n_history_views == 7
     assert res.ranking["categoryid"].tolist() == [7, 5, 9, 8, 6]
     assert res.ranking["score"].tolist() == [
@@ -519,9 +534,9 @@ def test_rank_values_are_those_of_the_pre_numpy_implementation():
         "int32",
         "int32",
     ]
-    mk = R.fit_markov(pd.DataFrame({"prev_cat": [9, 9, 9, 9, 7, 5], "y": [7, 4, 4, 3, 9, 9]}))
-    model = R.RankingModel("markov", None, (MARKOV_FEATURE,), markov=mk, markov_top_n=2)
-    res = R.rank(views, model=model, top_k=None)
+    mk = fit_markov(pd.DataFrame({"prev_cat": [9, 9, 9, 9, 7, 5], "y": [7, 4, 4, 3, 9, 9]}))
+    model = RankingModel("markov", None, (MARKOV_FEATURE,), markov=mk, markov_top_n=2)
+    res = rank(views, model=model, top_k=None)
     assert res.ranking["categoryid"].tolist() == [4, 7, 3, 9, 8, 5, 6]
     assert res.ranking["score"].tolist() == [0.5, 0.25, 0.25, 0.0, 0.0, 0.0, 0.0]
     assert res.ranking["pos_from_end"].tolist() == [100, 1, 100, 0, 2, 3, 6]
@@ -531,22 +546,22 @@ def test_forest_predicts_sequentially_and_deterministically_for_small_inputs(fit
     model = fitted_models["rf"]
     assert model.estimator.n_jobs == 1  # stored sequential after the (parallel) fit
     views = view_tables()["100_views"]
-    first = R.rank(views, model=model, top_k=None).ranking
+    first = rank(views, model=model, top_k=None).ranking
     for _ in range(5):  # a thread-order sum would differ in the last bit now and then
-        pd.testing.assert_frame_equal(R.rank(views, model=model, top_k=None).ranking, first, check_exact=True)
+        pd.testing.assert_frame_equal(rank(views, model=model, top_k=None).ranking, first, check_exact=True)
     # big batches use the threads, on a shallow copy: the shared model is never changed
-    threaded = R.with_n_jobs(model.estimator, -1)
+    threaded = with_n_jobs(model.estimator, -1)
     assert threaded.n_jobs == -1 and model.estimator.n_jobs == 1
     assert threaded.estimators_ is model.estimator.estimators_
-    big = pd.concat([first] * (R.PARALLEL_MIN_ROWS // len(first) + 1), ignore_index=True)
+    big = pd.concat([first] * (PARALLEL_MIN_ROWS // len(first) + 1), ignore_index=True)
     big["case_id"] = 0
     np.testing.assert_allclose(model.score(big)[: len(first)], first["score"], rtol=1e-12)
-    assert R.with_n_jobs(fitted_models["hgb"].estimator, 1) is fitted_models["hgb"].estimator
+    assert with_n_jobs(fitted_models["hgb"].estimator, 1) is fitted_models["hgb"].estimator
 
 
 def test_validate_views_numpy_path_and_row_checks_agree():
     ints = [{"timestamp": 5, "categoryid": 7, "itemid": 1}, {"timestamp": 3, "categoryid": 8, "itemid": 2}]
-    want = R.validate_views(ints)
+    want = validate_views(ints)
     assert want.dtypes.astype(str).tolist() == ["int64", "int64", "Int64"]
     same = [
         [{"timestamp": 5.0, "categoryid": "7", "itemid": 1}, {"timestamp": 3, "categoryid": 8, "itemid": 2.0}],
@@ -559,7 +574,7 @@ def test_validate_views_numpy_path_and_row_checks_agree():
         pd.DataFrame(ints, index=[10, 3]),
     ]
     for views in same:
-        pd.testing.assert_frame_equal(R.validate_views(views), want)
+        pd.testing.assert_frame_equal(validate_views(views), want)
 
 
 @pytest.mark.parametrize(
@@ -575,10 +590,10 @@ def test_validate_views_itemid_is_optional_per_row(items):
     views = [
         {"timestamp": i, "categoryid": 3} | ({} if it == "absent" else {"itemid": it}) for i, it in enumerate(items)
     ]
-    out = R.validate_views(views)
+    out = validate_views(views)
     assert out["itemid"].isna().tolist() == [False, True, False]
     assert out["itemid"].iloc[0] == items[0] and out["itemid"].iloc[2] == 7
-    assert R.rank(views).n_history_views == 3  # every view ranks, with or without itemid
+    assert rank(views).n_history_views == 3  # every view ranks, with or without itemid
 
 
 @pytest.mark.parametrize(
@@ -594,7 +609,7 @@ def test_validate_views_itemid_is_optional_per_row(items):
 def test_validate_views_rejects_a_present_bad_itemid(item, needle):
     views = [{"timestamp": 1, "categoryid": 3}, {"timestamp": 2, "categoryid": 3, "itemid": item}]
     with pytest.raises(DataError) as err:
-        R.validate_views(views)
+        validate_views(views)
     assert needle in str(err.value)
 
 
@@ -621,7 +636,7 @@ def test_validate_views_rejects_a_present_bad_itemid(item, needle):
 )
 def test_validate_views_failing_columns_still_name_the_row(views, needle):
     with pytest.raises(DataError) as err:
-        R.validate_views(views)
+        validate_views(views)
     assert needle in str(err.value)
 
 
@@ -637,11 +652,11 @@ def one_thread():
 
 def test_train_and_evaluate_is_deterministic_and_reports_every_ranker(one_thread):
     ev = synthetic_events(300, seed=7)
-    a = R.train_and_evaluate(ev, seed=42)
-    b = R.train_and_evaluate(ev, seed=42)
+    a = train_and_evaluate(ev, seed=42)
+    b = train_and_evaluate(ev, seed=42)
     pd.testing.assert_frame_equal(a.metrics, b.metrics)
     assert a.chosen_ranker == b.chosen_ranker
-    assert set(a.metrics["ranker"]) == set(R.RANKERS)
+    assert set(a.metrics["ranker"]) == set(RANKERS)
     assert set(a.metrics["split"]) == {"validation", "test"}
     test = a.metrics[a.metrics["split"] == "test"]
     assert (test["n_cases"] == a.leakage["n_test_cases"]).all()
@@ -649,11 +664,11 @@ def test_train_and_evaluate_is_deterministic_and_reports_every_ranker(one_thread
     chosen = a.metrics[a.metrics["split"] == "validation"].set_index("ranker")["top1_all"]
     serving = a.serving  # the serving rule: the best baseline unless a learned ranker earns it
     assert serving["served"] == a.chosen_ranker
-    assert chosen[serving["best_baseline"]] == chosen[list(R.BASELINES)].max()
-    assert chosen[serving["best_learned"]] == chosen[list(R.LEARNED_RANKERS)].max()
+    assert chosen[serving["best_baseline"]] == chosen[list(BASELINES)].max()
+    assert chosen[serving["best_learned"]] == chosen[list(LEARNED_RANKERS)].max()
     assert serving["learned_served"] == (serving["difference"]["ci_low"] > 0)
     fit_on = test.set_index("ranker")["fit_on"]
-    assert (fit_on[list(R.BASELINES)] == "no fitting").all()
+    assert (fit_on[list(BASELINES)] == "no fitting").all()
     if serving["learned_served"]:
         assert fit_on[a.chosen_ranker] == "train" and (fit_on.drop(a.chosen_ranker) != "train").all()
     assert a.metrics[["ranker", "split"]].values.tolist()[:2] == [["rule", "validation"], ["rule", "test"]]
@@ -662,15 +677,15 @@ def test_train_and_evaluate_is_deterministic_and_reports_every_ranker(one_thread
     assert a.dataset_sample["case_id"].nunique() > 0 and not a.dataset_is_sample
     json.dumps(a.info)  # JSON-safe for the pipeline's metrics file
     # the chosen model ranks a single history through the same code path
-    res = R.rank([{"timestamp": 0, "categoryid": 101}, {"timestamp": MIN, "categoryid": 103}], model=a.best_model)
+    res = rank([{"timestamp": 0, "categoryid": 101}, {"timestamp": MIN, "categoryid": 103}], model=a.best_model)
     assert res.ranker == a.chosen_ranker and len(res.ranking) == 2
 
 
 def test_train_and_evaluate_with_markov_candidates(one_thread):
     ev = synthetic_events(300, seed=8)
-    r = R.train_and_evaluate(ev, seed=1, markov_top_n=2, rankers=("rule", "markov", "hgb"))
+    r = train_and_evaluate(ev, seed=1, markov_top_n=2, rankers=("rule", "markov", "hgb"))
     test = r.metrics[r.metrics["split"] == "test"].set_index("ranker")
-    base = R.train_and_evaluate(ev, seed=1, rankers=("rule",))
+    base = train_and_evaluate(ev, seed=1, rankers=("rule",))
     base_cov = base.metrics.query("split == 'test'")["coverage"].iloc[0]
     assert (test["coverage"] >= base_cov).all()  # extras can only add covered cases
     assert MARKOV_FEATURE in r.config["features"] and r.best_model.markov is not None
@@ -692,21 +707,21 @@ def _sampler_events():
 
 
 def test_view_sequences_mark_ranking_cases():
-    seqs = R.view_sequences(_sampler_events())
+    seqs = view_sequences(_sampler_events())
     assert seqs["visitorid"].tolist() == [1, 1, 1, 2]  # addtocart and unknown categories dropped
     assert seqs["has_history"].tolist() == [False, True, False, False]  # 10**9 ms is > 24 h later
 
 
 def test_sample_visitor_is_deterministic_and_eligible():
-    seqs = R.view_sequences(_sampler_events())
-    assert R.pick_visitor(seqs, seed=1) == R.pick_visitor(seqs, seed=1) == 1
-    assert R.pick_visitor(seqs.iloc[3:], seed=1) is None
+    seqs = view_sequences(_sampler_events())
+    assert pick_visitor(seqs, seed=1) == pick_visitor(seqs, seed=1) == 1
+    assert pick_visitor(seqs.iloc[3:], seed=1) is None
 
 
 def test_history_before_applies_window_and_lookback():
     views = pd.DataFrame({"timestamp": [0, 10, 20, 30], "categoryid": [1, 2, 3, 4]})
-    assert R.history_before(views, 3, window_ms=20, lookback=100)["categoryid"].tolist() == [2, 3]
-    assert R.history_before(views, 3, window_ms=100, lookback=1)["categoryid"].tolist() == [3]
+    assert history_before(views, 3, window_ms=20, lookback=100)["categoryid"].tolist() == [2, 3]
+    assert history_before(views, 3, window_ms=100, lookback=1)["categoryid"].tolist() == [3]
 
 
 def test_pick_visitor_by_final_history_and_by_categories():
@@ -719,13 +734,13 @@ def test_pick_visitor_by_final_history_and_by_categories():
             "categoryid": [5, 5, 5, 6, 7, 8, 9, 7, 7],
         }
     )
-    seqs = R.view_sequences(events)
-    per = R.final_histories(seqs)
+    seqs = view_sequences(events)
+    per = final_histories(seqs)
     assert per["history"].tolist() == [3, 2, 1] and per["history_categories"].tolist() == [1, 2, 1]
-    assert R.pick_visitor(seqs) == 1  # the longest final history
-    assert R.pick_visitor(seqs, max_history=2, min_history_categories=2) == 2
-    assert R.pick_visitor(seqs, by=("categories", "views")) == 2
-    assert R.pick_visitor(seqs, min_history_categories=3) is None
+    assert pick_visitor(seqs) == 1  # the longest final history
+    assert pick_visitor(seqs, max_history=2, min_history_categories=2) == 2
+    assert pick_visitor(seqs, by=("categories", "views")) == 2
+    assert pick_visitor(seqs, min_history_categories=3) is None
 
 
 def test_seeded_draw_prefers_visitors_with_several_categories():
@@ -738,17 +753,17 @@ def test_seeded_draw_prefers_visitors_with_several_categories():
             "categoryid": [5, 5, 5, 7, 8, 9],
         }
     )
-    seqs = R.view_sequences(events)
-    assert {R.pick_visitor(seqs, seed=s, prefer_categories=3) for s in range(10)} == {2}
-    assert R.pick_visitor(seqs, seed=1, prefer_categories=9) in (1, 2)  # nobody that varied: anyone
+    seqs = view_sequences(events)
+    assert {pick_visitor(seqs, seed=s, prefer_categories=3) for s in range(10)} == {2}
+    assert pick_visitor(seqs, seed=1, prefer_categories=9) in (1, 2)  # nobody that varied: anyone
 
 
 @pytest.mark.parametrize("name", ["hgb", "rf"])
 def test_tree_rankers_score_each_split_pattern_once_bit_for_bit(name, one_thread, monkeypatch):
     from core.ranking import models
 
-    cands = R.build_candidates(synthetic_events(500, seed=4))  # just over PARALLEL_MIN_ROWS candidates
-    model = R.fit_ranker(name, cands, seed=1)
+    cands = build_candidates(synthetic_events(500, seed=4))  # just over PARALLEL_MIN_ROWS candidates
+    model = fit_ranker(name, cands, seed=1)
     splits = models.tree_splits(model.estimator)
     assert splits is not None and len(splits) == len(CANDIDATE_FEATURES)
     sides = models.split_sides([cands[f].to_numpy() for f in CANDIDATE_FEATURES], splits)
@@ -763,7 +778,7 @@ def test_tree_rankers_score_each_split_pattern_once_bit_for_bit(name, one_thread
 def test_linear_ranker_has_no_split_points(one_thread):
     from core.ranking import models
 
-    model = R.fit_ranker("logreg", R.build_candidates(synthetic_events(200, seed=4)), seed=1)
+    model = fit_ranker("logreg", build_candidates(synthetic_events(200, seed=4)), seed=1)
     assert models.tree_splits(model.estimator) is None
 
 
@@ -771,10 +786,10 @@ def test_markov_run_cuts_fit_rows_to_the_cap_and_keeps_its_fit(one_thread, monke
     from core.ranking import models
 
     ev = synthetic_events(600, seed=9)
-    full = R.train_and_evaluate(ev, seed=1, markov_top_n=2, rankers=("hgb",))
+    full = train_and_evaluate(ev, seed=1, markov_top_n=2, rankers=("hgb",))
     assert full.metrics.query("split == 'test'")["fit_on"].tolist() == ["train"]  # small: refitted
     monkeypatch.setitem(models.TRAIN_ROW_CAPS, "hgb", 3000)
-    capped = R.train_and_evaluate(ev, seed=1, markov_top_n=2, rankers=("hgb",))
+    capped = train_and_evaluate(ev, seed=1, markov_top_n=2, rankers=("hgb",))
     test = capped.metrics.query("split == 'test'")
     assert test["fit_on"].tolist() == ["train minus validation visitors"]  # kept, not refitted
     rows = int(capped.best_model.trained_on.split("(")[1].split(" ")[0])
@@ -828,9 +843,9 @@ def test_rank_of_each_visitor_equals_the_batch_rank_latest(fitted_models):
     ev = pd.concat([ev, ev.iloc[:40]], ignore_index=True)
     views = ev[(ev["event"] == "view") & (ev["categoryid"] != -1)]
     for name, model in fitted_models.items():
-        batch = R.rank_latest(ev, model, top_k=3)
+        batch = rank_latest(ev, model, top_k=3)
         for vid, rows in views.groupby("visitorid", sort=True):
-            res = R.rank(rows[["timestamp", "categoryid", "itemid"]].to_dict("records"), model=model, top_k=3)
+            res = rank(rows[["timestamp", "categoryid", "itemid"]].to_dict("records"), model=model, top_k=3)
             want = batch[batch["visitorid"] == vid]
             assert res.columns["categoryid"].tolist() == want["categoryid"].tolist(), (name, vid)
             # logreg's scores of one case and of all cases at once differ in the 8th digit (this

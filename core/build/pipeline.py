@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from core import anomaly, ranking
+from core import anomaly
 from core import engine as engine_pkg
 from core.base import schema
 from core.base.memory import release_memory
@@ -34,6 +34,9 @@ from core.build.summary import daily_activity, dataset_summary
 from core.demo.generate import SCALES, generate
 from core.demo.raw_files import write_raw
 from core.demo.realism import realism_report
+from core.ranking.models import BASELINES, RankingModel
+from core.ranking.select import serving_choice
+from core.ranking.train import train_and_evaluate
 from core.reading import categories, data
 from core.store import artifacts, model_files
 
@@ -347,18 +350,18 @@ def _build_into(
         # The cleaned run (the smaller one) first: the raw run's memory peak then falls beside
         # the evaluation's temporal split, not beside its larger group split.
         with timer.stage("task 1 on cleaned events"):
-            clean_run = ranking.train_and_evaluate(clean, seed=seed, source="cleaned events", cases=clean_cases)
+            clean_run = train_and_evaluate(clean, seed=seed, source="cleaned events", cases=clean_cases)
             del clean_cases, clean
 
         release_memory()
         with timer.stage("task 1 on raw events"):
-            raw_run = ranking.train_and_evaluate(events, seed=seed, source="raw events", cases=raw_cases)
+            raw_run = train_and_evaluate(events, seed=seed, source="raw events", cases=raw_cases)
 
         # The Markov run (single-threaded) also starts beside the evaluation's last part, so
         # the second core is not idle while the evaluation finishes.
         release_memory()
         with timer.stage("task 1 with Markov candidates"):
-            markov_run = ranking.train_and_evaluate(
+            markov_run = train_and_evaluate(
                 events,
                 seed=seed,
                 markov_top_n=MARKOV_TOP_N,
@@ -432,7 +435,7 @@ def _validation_score(run: Any) -> float:
 class ServedChoice:
     """The served ranking model and the serving rule's record (ranking.serving_choice)."""
 
-    model: ranking.RankingModel
+    model: RankingModel
     serving: dict[str, Any]
     run: Any  # the Task 1 run the model comes from
 
@@ -451,10 +454,10 @@ def choose_served(raw_run: Any, markov_run: Any, seed: int = DEFAULT_SEED) -> Se
         return ServedChoice(raw_run.best_model, serving, raw_run)
     # The Markov run's learner is the best learned ranker: the rule is applied to it instead.
     name = served_identity(markov_run.best_model)["name"]
-    baselines = [r for r in ranking.BASELINES if r in raw_run.validation_outcomes]
+    baselines = [r for r in BASELINES if r in raw_run.validation_outcomes]
     outcomes = {r: raw_run.validation_outcomes[r] for r in baselines}
     outcomes[name] = markov_run.validation_outcomes[markov_run.chosen_ranker]
-    serving = ranking.serving_choice(outcomes, baselines, [name], seed)
+    serving = serving_choice(outcomes, baselines, [name], seed)
     if serving["served"] == name:
         return ServedChoice(markov_run.best_model, serving, markov_run)
     return ServedChoice(raw_run.models[serving["served"]], serving, raw_run)
@@ -465,7 +468,7 @@ def _run_info(run: Any) -> dict[str, Any]:
     return {k: v for k, v in run.info.items() if k != "timings_s"}
 
 
-def served_identity(model: ranking.RankingModel) -> dict[str, Any]:
+def served_identity(model: RankingModel) -> dict[str, Any]:
     """The served ranker's manifest entry: its learner, its candidate set, name and file."""
     markov = bool(model.markov_top_n and model.estimator is not None)
     candidates = f"history+markov{model.markov_top_n}" if markov else "history"

@@ -16,9 +16,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core import anomaly, ranking
+from core import anomaly
 from core.base.errors import DataError
 from core.base.schema import MIN_LABEL_COUNT
+from core.ranking.candidates import build_candidates
+from core.ranking.split import drop_rare_labels
 from core.reading import data
 
 ENGINES: tuple[str, ...] = ("pandas", "dask")
@@ -56,7 +58,7 @@ def stage_function(stage: str):
     if stage == "features":
         return anomaly.user_features
     if stage == "candidates":
-        return ranking.build_candidates
+        return build_candidates
     raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
 
 
@@ -125,7 +127,7 @@ def per_visitor_stages(
         # and group sums): the same tables, in less time on two cores.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="per-visitor") as pool:
             features = pool.submit(anomaly.user_features, events)
-            cands = pool.submit(ranking.build_candidates, events)
+            cands = pool.submit(build_candidates, events)
             return features.result(), cands.result()
     if engine != "dask":
         raise ValueError(f"unknown engine {engine!r}; expected one of {ENGINES}")
@@ -138,5 +140,5 @@ def per_visitor_stages(
 def cases_from_candidates(cands: pd.DataFrame, min_count: int = MIN_LABEL_COUNT) -> tuple[pd.DataFrame, int, int]:
     """ranking.prepare_cases from built candidates: (cands without rare labels, cases, cases dropped)."""
     n_all = int(cands["case_id"].iloc[-1]) + 1 if len(cands) else 0  # case ids are 0..n-1 in order
-    kept, n_dropped = ranking.drop_rare_labels(cands, min_count)
+    kept, n_dropped = drop_rare_labels(cands, min_count)
     return kept, n_all, n_dropped

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from core import ranking
 from core.engine import renumber_cases, stage_function, write_table
+from core.ranking.cases import has_history, sorted_views
 from core.reading import data
 
 log = logging.getLogger(__name__)
@@ -130,8 +130,8 @@ def _apply(part: pd.DataFrame, stage: str) -> pd.DataFrame:
 
 def _n_cases(part: pd.DataFrame) -> pd.Series:
     """Number of ranking cases in one partition (the views with a non-empty history)."""
-    vis, ts, _ = ranking.sorted_views(_file_order(part))
-    return pd.Series([int(ranking.has_history(vis, ts).sum())])
+    vis, ts, _ = sorted_views(_file_order(part))
+    return pd.Series([int(has_history(vis, ts).sum())])
 
 
 def _candidates_from(part: pd.DataFrame, offsets: list[int], partition_info: dict | None = None) -> pd.DataFrame:

@@ -12,13 +12,17 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from core import ranking
 from core.base.errors import DataError
 from core.base.memory import release_memory
 from core.base.schema import DEFAULT_SEED
 from core.base.stats import CI_LEVEL, N_BOOT
 from core.evaluation.tables import metric_rows_multi
-from core.ranking.cases import rank_in_groups
+from core.ranking.candidates import build_candidates
+from core.ranking.cases import case_table as ranking_case_table
+from core.ranking.cases import case_times, rank_in_groups
+from core.ranking.markov import add_markov
+from core.ranking.metrics import case_outcomes, order_within_cases
+from core.ranking.models import BASELINE_SCORES, BASELINES, UNRANKED, RankingModel, rule_scores
 from core.reading import data
 
 EVAL_METRICS: tuple[str, ...] = ("coverage", "top1", "top3", "top1_all", "top3_all", "mrr5")
@@ -60,17 +64,17 @@ def prepared_events(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     return data.validate_events(frame, name)
 
 
-def _served_candidates(cands: pd.DataFrame, model: ranking.RankingModel | None) -> pd.DataFrame:
+def _served_candidates(cands: pd.DataFrame, model: RankingModel | None) -> pd.DataFrame:
     """The served ranker's candidates: the history's, plus its Markov ones when it has them."""
     if model is None or model.markov is None:
         return cands
-    return ranking.add_markov(cands, model.markov, model.markov_top_n, model.lookback, model.window_ms)
+    return add_markov(cands, model.markov, model.markov_top_n, model.lookback, model.window_ms)
 
 
 def _top_k(cands: pd.DataFrame, scores: np.ndarray, n_cases: int, k: int) -> np.ndarray:
     """(n_cases, k) categoryids ranked 1..k per case (-1 where fewer were ranked)."""
-    order = ranking.order_within_cases(cands, scores)
-    order = order[np.asarray(scores)[order] != ranking.UNRANKED]
+    order = order_within_cases(cands, scores)
+    order = order[np.asarray(scores)[order] != UNRANKED]
     case = cands["case_id"].to_numpy(np.int64)[order]
     pos = rank_in_groups(case)
     keep = pos < k
@@ -81,7 +85,7 @@ def _top_k(cands: pd.DataFrame, scores: np.ndarray, n_cases: int, k: int) -> np.
 
 def evaluate_events(
     events: pd.DataFrame,
-    model: ranking.RankingModel | None,
+    model: RankingModel | None,
     served: str | None = None,
     top_k: int = CASE_TOP_K,
     n_boot: int = N_BOOT,
@@ -90,7 +94,7 @@ def evaluate_events(
     """Coverage, top1/top3 (covered), top1_all/top3_all and MRR@5 (all cases) of the baselines and
     the served ranker on every case of ``events``; ``served`` is its name (the rule when no model)."""
     served = served or (model.name if model is not None else "rule")
-    cands = ranking.build_candidates(events)
+    cands = build_candidates(events)
     if cands.empty:
         raise DataError(
             "these events hold no ranking case: a case is a view (with a known category) that has an "
@@ -98,10 +102,10 @@ def evaluate_events(
         )
     n_cases = int(cands["case_id"].iloc[-1]) + 1  # case ids are 0..n-1 (nothing is dropped)
     served_cands = _served_candidates(cands, model)
-    served_scores = model.score(served_cands) if model is not None else ranking.rule_scores(cands)
-    outcomes = {b: ranking.case_outcomes(cands, ranking.BASELINE_SCORES[b](cands)) for b in ranking.BASELINES}
+    served_scores = model.score(served_cands) if model is not None else rule_scores(cands)
+    outcomes = {b: case_outcomes(cands, BASELINE_SCORES[b](cands)) for b in BASELINES}
     if served not in outcomes:
-        outcomes[served] = ranking.case_outcomes(served_cands, served_scores)
+        outcomes[served] = case_outcomes(served_cands, served_scores)
     cases = case_table(events, served_cands, served_scores, outcomes[served], top_k)
     del cands, served_cands, served_scores  # only the per-case tables are needed from here on
     release_memory()
@@ -161,8 +165,8 @@ def case_table(
     """Per case: visitor, time, true category, the served ranker's top k, hit or not, and whether
     the true category was a candidate at all (no ranker could hit it otherwise)."""
     n = len(outcomes)
-    labelled, t_ref = ranking.case_times(events)
-    y = ranking.case_table(cands)["y"].to_numpy()
+    labelled, t_ref = case_times(events)
+    y = ranking_case_table(cands)["y"].to_numpy()
     top = _top_k(cands, scores, n, top_k)
     table = pd.DataFrame(
         {

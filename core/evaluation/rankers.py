@@ -9,11 +9,14 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from core import ranking
 from core.base.schema import CANDIDATE_FEATURES, MARKOV_FEATURE
 from core.base.stats import N_BOOT
 from core.evaluation.splits import SplitSpec
 from core.evaluation.tables import headline, metric_rows_multi
+from core.ranking.cases import cap_by_case, case_table
+from core.ranking.markov import MarkovModel, add_markov, cross_fit_markov, fit_markov, transition_pairs
+from core.ranking.metrics import case_outcomes, markov_only_outcomes
+from core.ranking.models import RankingModel, fit_ranker
 
 LEARNER = "hgb"  # HistGradientBoostingClassifier, ranking.make_estimator("hgb"); see docs
 # Each learned ranker is trained on at most this many history candidate rows (a deterministic
@@ -39,22 +42,22 @@ def markov_top_ns_for(n_events: int) -> dict[str, tuple[int, ...]]:
 
 def train_sample(train: pd.DataFrame, seed: int) -> pd.DataFrame:
     """Deterministic sample of whole training cases with at most EVAL_TRAIN_ROW_CAP history rows."""
-    return ranking.cap_by_case(train, EVAL_TRAIN_ROW_CAP, seed)
+    return cap_by_case(train, EVAL_TRAIN_ROW_CAP, seed)
 
 
 def fit_learned(
     rows: pd.DataFrame,
     seed: int,
     features: Sequence[str] = CANDIDATE_FEATURES,
-    markov: ranking.MarkovModel | None = None,
+    markov: MarkovModel | None = None,
     markov_top_n: int = 0,
     source: str = "events",
-) -> ranking.RankingModel:
+) -> RankingModel:
     """The evaluation learner (ranking's hgb) on the given training rows."""
-    return ranking.fit_ranker(LEARNER, rows, tuple(features), seed, markov, markov_top_n, source=source)
+    return fit_ranker(LEARNER, rows, tuple(features), seed, markov, markov_top_n, source=source)
 
 
-def model_scores(model: ranking.RankingModel, cands: pd.DataFrame) -> np.ndarray:
+def model_scores(model: RankingModel, cands: pd.DataFrame) -> np.ndarray:
     """model.score(cands), single-threaded like the fits."""
     with threadpool_limits(limits=EVAL_THREADS):
         return model.score(cands)
@@ -68,27 +71,27 @@ def markov_candidates(
     top_ns: Sequence[int] = (5,),
 ) -> dict[str, Any]:
     """Coverage/top1_all/top3_all of history-only vs history + Markov top-N vs Markov-only."""
-    train_pairs = ranking.transition_pairs(spec.train)
-    markov = ranking.fit_markov(train_pairs[["prev_cat", "y"]])
-    test_cases = ranking.case_table(spec.test)
+    train_pairs = transition_pairs(spec.train)
+    markov = fit_markov(train_pairs[["prev_cat", "y"]])
+    test_cases = case_table(spec.test)
     caption = f"all {spec.caption}; the same case ids for every candidate set"
     arms: dict[str, pd.DataFrame] = {"history": history_outcomes}
     rankers = {"history": f"{LEARNER} on the 7 spec features (the 'raw' ranker)"}
     sample = spec.train_rows(train_sample(spec.train, seed))
     feats = CANDIDATE_FEATURES + (MARKOV_FEATURE,)
     for n in top_ns:  # N = 5 (and 10)
-        train_aug = ranking.cross_fit_markov(train_pairs, sample, n, seed)
+        train_aug = cross_fit_markov(train_pairs, sample, n, seed)
         # Rows in case order: the order of training rows can change a fit.
         train_aug = train_aug.iloc[np.argsort(train_aug["case_id"].to_numpy(), kind="stable")]
         train_aug = train_aug.reset_index(drop=True)
         model = fit_learned(
             train_aug, seed, feats, markov, n, source=f"{spec.name} split, raw training cases + Markov top-{n}"
         )
-        test_aug = ranking.add_markov(spec.test, markov, n)
-        arms[f"history + markov top{n}"] = ranking.case_outcomes(test_aug, model_scores(model, test_aug))
+        test_aug = add_markov(spec.test, markov, n)
+        arms[f"history + markov top{n}"] = case_outcomes(test_aug, model_scores(model, test_aug))
         rankers[f"history + markov top{n}"] = f"{LEARNER} on 7 features + markov_prob"
         del test_aug
-    arms["markov only (all categories)"] = ranking.markov_only_outcomes(test_cases, markov)
+    arms["markov only (all categories)"] = markov_only_outcomes(test_cases, markov)
     rankers["markov only (all categories)"] = "P(next | last category), learned on training cases"
     shown = ("coverage", "top1_all", "top3_all")
     # One shared bootstrap: CIs of every set and paired CIs of each gain over history

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import anomaly, ranking
+from core import anomaly
 from core.base import arrays
 from core.base.memory import release_memory
 from core.base.schema import (
@@ -59,13 +59,15 @@ from core.evaluation.tables import (
     headline,
     metric_rows_multi,
 )
+from core.ranking.metrics import case_outcomes
+from core.ranking.models import BASELINES, fit_ranker
 from core.store import artifacts
 
 log = logging.getLogger(__name__)
 
 # The rankers compared on the same test cases: learned on raw events, on cleaned events, and
 # the simple baselines (ranking.BASELINES: the rule, recency, last category).
-EVAL_RANKERS: tuple[str, ...] = ("raw", "clean") + ranking.BASELINES
+EVAL_RANKERS: tuple[str, ...] = ("raw", "clean") + BASELINES
 REPORT_DECIMALS = 6  # report tables only; nothing here is re-used as a threshold
 
 
@@ -98,10 +100,10 @@ def evaluate_split(
             spec.train_rows(train_sample(spec.train, seed)), seed, source=f"{spec.name} split, raw training cases"
         ),
         "clean": fit_learned(clean_sample, seed, source=f"{spec.name} split, cleaned training cases"),
-        **{b: ranking.fit_ranker(b, spec.train) for b in ranking.BASELINES},
+        **{b: fit_ranker(b, spec.train) for b in BASELINES},
     }
     log.info("evaluation %s: rankers %.1fs", spec.name, time.perf_counter() - t0)
-    outcomes = {r: ranking.case_outcomes(spec.test, model_scores(models[r], spec.test)) for r in EVAL_RANKERS}
+    outcomes = {r: case_outcomes(spec.test, model_scores(models[r], spec.test)) for r in EVAL_RANKERS}
     pops = _population_masks(outcomes["raw"], flagged_test)
     captions = _population_captions(spec, share)
     table: list[dict[str, Any]] = []

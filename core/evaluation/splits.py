@@ -12,10 +12,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import anomaly, ranking
+from core import anomaly
 from core.base import arrays
 from core.base.errors import DataError
 from core.base.schema import LOOKBACK, MIN_LABEL_COUNT, MS_PER_DAY, TEST_SIZE, WINDOW_MS
+from core.ranking.candidates import prepare_cases
+from core.ranking.cases import case_table, case_times
+from core.ranking.split import visitor_split
 
 TEST_DAYS = 14
 # What a split keeps of its training rows: enough for case ids, visitors and Markov transitions.
@@ -75,7 +78,7 @@ def evaluation_cases(
     """History candidates of every case with rare labels dropped, and the counts (``cases``:
     ranking.prepare_cases of ``events`` at the contract settings, when already computed)."""
     if cases is None:
-        cases = ranking.prepare_cases(events, LOOKBACK, WINDOW_MS, MIN_LABEL_COUNT)
+        cases = prepare_cases(events, LOOKBACK, WINDOW_MS, MIN_LABEL_COUNT)
     cands, n_all, n_dropped = cases
     if cands.empty:
         raise DataError("honest evaluation: no ranking cases left after dropping rare labels")
@@ -89,15 +92,15 @@ def evaluation_cases(
 
 def _unseen_share(train: pd.DataFrame, test: pd.DataFrame) -> tuple[int, float]:
     """Test cases whose label never occurs as a training label: count and share."""
-    tr_y = arrays.unique(ranking.case_table(train)["y"].to_numpy())
-    te_y = ranking.case_table(test)["y"].to_numpy()
+    tr_y = arrays.unique(case_table(train)["y"].to_numpy())
+    te_y = case_table(test)["y"].to_numpy()
     unseen = int((~np.isin(te_y, tr_y)).sum())
     return unseen, unseen / te_y.size if te_y.size else float("nan")
 
 
 def group_split_spec(cands: pd.DataFrame, features: pd.DataFrame, seed: int) -> SplitSpec:
     """Visitors split once (GroupShuffleSplit over ALL visitors); cases and users follow them."""
-    train_v, test_v = ranking.visitor_split(features["visitorid"].to_numpy(), TEST_SIZE, seed)
+    train_v, test_v = visitor_split(features["visitorid"].to_numpy(), TEST_SIZE, seed)
     is_test = np.isin(cands["visitorid"].to_numpy(), test_v)
     train, test = cands.loc[~is_test, TRAIN_KEYS], cands.loc[is_test]
     overlap = arrays.intersect(arrays.unique(train["visitorid"]), arrays.unique(test["visitorid"])).size
@@ -134,7 +137,7 @@ def temporal_split_spec(
 ) -> SplitSpec:
     """Cases whose labelled view is in the last test_days days are test; everything else trains."""
     before, _, cutoff = temporal_split(events, test_days)
-    view_ts, ref_ts = ranking.case_times(events)
+    view_ts, ref_ts = case_times(events)
     cid = cands["case_id"].to_numpy(np.int64)
     # Consistency with ranking's case numbering: every case's t_ref is its previous view's time.
     if view_ts.size <= cid.max(initial=-1) or not np.array_equal(ref_ts[cid], cands["t_ref"].to_numpy(np.int64)):

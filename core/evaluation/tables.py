@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import ranking
 from core.base.errors import DataError
 from core.base.schema import DEFAULT_SEED, METRICS
 from core.base.stats import (
@@ -21,6 +20,7 @@ from core.base.stats import (
     point_estimates,
     visitor_sums,
 )
+from core.ranking.metrics import rates
 
 # metric -> (numerator, denominator) columns of the per-case outcome table.
 METRIC_PARTS: dict[str, tuple[str, str]] = {
@@ -151,7 +151,7 @@ def headline(outcomes: pd.DataFrame) -> dict[str, Any]:
         "n_cases": n,
         "n_covered": cov,
         "n_visitors": int(outcomes["visitorid"].nunique()),
-        **ranking.rates(n, cov, hit1, hit3),
+        **rates(n, cov, hit1, hit3),
     }
     if "rr5" in outcomes:
         out["mrr5"] = float(outcomes["rr5"].sum() / n) if n else float("nan")

@@ -296,8 +296,8 @@ def load_artifacts(path: str | Path | None = None) -> Artifacts:
 
 def _load_into(arts: Artifacts, dir_fd: int) -> None:
     """Read the manifest, verify every file and load the served models, all through dir_fd."""
-    from core import ranking
     from core.anomaly.detector import Detector
+    from core.ranking.models import RankingModel
 
     manifest = _read_manifest(arts, dir_fd)
     if manifest is None:
@@ -306,7 +306,7 @@ def _load_into(arts: Artifacts, dir_fd: int) -> None:
     model_file = manifest.served.ranking_model.file
     served = manifest.served.detector
     kept = _check_files(arts, manifest, dir_fd, {model_file, served.file, *served.detectors.values()})
-    arts.ranking_model = _load_model(arts, model_file, kept.get(model_file), ranking.RankingModel)
+    arts.ranking_model = _load_model(arts, model_file, kept.get(model_file), RankingModel)
     arts.detector = _load_model(arts, served.file, kept.get(served.file), Detector)
     # Every detector the build saved, selectable by name; the served one is the same object.
     for name, file in served.detectors.items():

@@ -34,10 +34,11 @@ def type_name(obj: Any) -> str:
 def trusted_types() -> list[str]:
     """Every type a model file may hold beyond skops' own safe defaults."""
     # Imported here: core.ranking and core.anomaly are heavy and the loader is imported early.
-    from core import ranking
     from core.anomaly.detector import DETECTORS
+    from core.ranking.markov import MarkovModel
+    from core.ranking.models import RankingModel
 
-    ours = (ranking.RankingModel, ranking.MarkovModel, *DETECTORS.values())
+    ours = (RankingModel, MarkovModel, *DETECTORS.values())
     return sorted({*SKLEARN_TRUSTED, *(type_name(t) for t in ours)})
 
 
@@ -58,10 +59,10 @@ def dump_model(obj: Any) -> bytes:
 
 def _model_kind(obj: Any) -> type | None:
     """The kind (RankingModel or Detector) the loader expects ``obj`` as; None for anything else."""
-    from core import ranking
     from core.anomaly.detector import Detector
+    from core.ranking.models import RankingModel
 
-    return next((t for t in (ranking.RankingModel, Detector) if isinstance(obj, t)), None)
+    return next((t for t in (RankingModel, Detector) if isinstance(obj, t)), None)
 
 
 def check_unzipped_size(data: bytes, expected: type) -> None:
