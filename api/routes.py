@@ -32,8 +32,10 @@ from api.schemas import (
     RankResponse,
     UserFeatures,
 )
-from core import anomaly
 from core.anomaly import batch
+from core.anomaly.policy import policy_label
+from core.anomaly.scoring import flags_and_threshold, score_rows
+from core.anomaly.validation import FeatureValidation, validate_features
 from core.base.errors import ArtifactError
 from core.base.schema import USER_FEATURES
 from core.ranking import serve
@@ -127,13 +129,13 @@ def _rank(arts: Artifacts, body: RankRequest) -> JSONResponse:
 MAX_RULE_ERRORS = 20  # rows named in one 422; the message gives the total
 
 
-def refuse_invalid_rows(features: pd.DataFrame) -> anomaly.FeatureValidation:
+def refuse_invalid_rows(features: pd.DataFrame) -> FeatureValidation:
     """422 naming the users that break a rule of the data contract's valid feature rows; else
     the validation, for scoring without validating again.
 
     The dashboard's validator (``core.anomaly.validate_features``): the two never disagree.
     """
-    val = anomaly.validate_features(features)
+    val = validate_features(features)
     if val.scorable.all():
         return val
     bad = val.row_problems[~val.row_problems["row"].isin(np.flatnonzero(val.scorable))]
@@ -195,10 +197,8 @@ def _score_anomaly(arts: Artifacts, body: AnomalyRequest) -> JSONResponse:
     features = _features_frame(body)
     val = refuse_invalid_rows(features)
     # anomaly.score's own steps, minus its second validation of the same rows.
-    scores = anomaly.score_rows(features, val.scorable, detector)
-    flags, threshold = anomaly.flags_and_threshold(
-        scores, body.share, detector, features, protect_buyers=body.protect_buyers
-    )
+    scores = score_rows(features, val.scorable, detector)
+    flags, threshold = flags_and_threshold(scores, body.share, detector, features, protect_buyers=body.protect_buyers)
     finite = np.isfinite(scores)
     users = [
         {"visitorid": v, "anomaly_score": s if ok else None, "is_anomaly": f}
@@ -208,7 +208,7 @@ def _score_anomaly(arts: Artifacts, body: AnomalyRequest) -> JSONResponse:
         "mode": "frozen" if body.share is None else "batch share",
         "detector": detector.name,
         "protect_buyers": body.protect_buyers,
-        "policy": anomaly.policy_label(body.protect_buyers),
+        "policy": policy_label(body.protect_buyers),
         "share": float(detector.share if body.share is None else body.share),
         "threshold": finite_or_none(threshold),
         "n_users": len(users),

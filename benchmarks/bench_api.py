@@ -28,7 +28,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core import anomaly  # noqa: E402
+from core.anomaly.scoring import score  # noqa: E402
 from core.base.schema import CLEAN_EVENTS, USER_FEATURES_FILE  # noqa: E402
 from core.base.schema import USER_FEATURES as FEATURES  # noqa: E402
 from core.ranking.cases import pick_visitor, view_sequences  # noqa: E402
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     one, thousand = users_payload(features, 1), users_payload(features, 1000)
 
     def core_anomaly(body: dict[str, Any]) -> Callable[[], Any]:
-        return lambda: anomaly.score(pd.DataFrame(body["users"]), detector=arts.detector)
+        return lambda: score(pd.DataFrame(body["users"]), detector=arts.detector)
 
     rows = [
         (

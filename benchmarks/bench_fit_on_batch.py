@@ -25,8 +25,10 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core import anomaly  # noqa: E402
 from core.anomaly import batch  # noqa: E402
+from core.anomaly.detector import DETECTORS  # noqa: E402
+from core.anomaly.scoring import score_rows  # noqa: E402
+from core.anomaly.validation import validate_features  # noqa: E402
 from core.base import schema  # noqa: E402
 from core.store import artifacts as A  # noqa: E402
 
@@ -49,14 +51,14 @@ class Peak(threading.Thread):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_400_000)
-    ap.add_argument("--detector", nargs="*", default=sorted(anomaly.DETECTORS))
+    ap.add_argument("--detector", nargs="*", default=sorted(DETECTORS))
     args = ap.parse_args()
     feats = pd.read_parquet(A.default_dir() / schema.USER_FEATURES_FILE)
     idx = np.random.default_rng(1).integers(0, len(feats), args.rows)
     table = feats.iloc[idx].reset_index(drop=True)
     table["visitorid"] = np.arange(args.rows)
     del feats
-    scorable = anomaly.validate_features(table).scorable
+    scorable = validate_features(table).scorable
     print(f"users: {args.rows:,}, scorable {int(scorable.sum()):,}, load average {os.getloadavg()[0]:.2f}")
     for name in args.detector:
         base = psutil.Process(os.getpid()).memory_info().rss
@@ -65,7 +67,7 @@ def main() -> None:
         t0 = time.perf_counter()
         fit = batch.fit_on_batch(table, scorable, name)
         t1 = time.perf_counter()
-        scores = anomaly.score_rows(table, scorable, fit.detector)
+        scores = score_rows(table, scorable, fit.detector)
         t2 = time.perf_counter()
         sampler.stop = True
         sampler.join()

@@ -24,7 +24,10 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from core import anomaly  # noqa: E402
+from core.anomaly.features import user_features  # noqa: E402
+from core.anomaly.scoring import SCORE_CHUNK_ROWS, explain, flag_scores, score  # noqa: E402
+from core.anomaly.validation import validate_features  # noqa: E402
+from core.base.distinct import distinct_rows  # noqa: E402
 from core.base.schema import USER_FEATURES  # noqa: E402
 from core.build.bench import StageTimer, peak_rss_mb  # noqa: E402
 from core.store import artifacts as A  # noqa: E402
@@ -38,7 +41,7 @@ def make_file(rows: int, path: Path, seed: int = 42) -> None:
     from core.demo.generate import SCALES, generate
 
     events = generate(SCALES["retailrocket"], seed=seed).events
-    features = anomaly.user_features(events)
+    features = user_features(events)
     del events
     if len(features) < rows:
         extra = features.sample(rows - len(features), replace=True, random_state=seed)
@@ -76,21 +79,19 @@ def main() -> None:
         data = args.file.read_bytes()  # what st.file_uploader hands the page
         df = read_upload(args.file.name, data).features
     with timer.stage("validate"):
-        validation = anomaly.validate_features(df)
-    score_stage = (
-        "score every row" if args.every_row else f"score distinct rows (chunks of {anomaly.SCORE_CHUNK_ROWS:,})"
-    )
+        validation = validate_features(df)
+    score_stage = "score every row" if args.every_row else f"score distinct rows (chunks of {SCORE_CHUNK_ROWS:,})"
     with timer.stage(score_stage):
         if args.every_row:  # the reference: the detector on every scorable row, no de-duplication
             scores = np.full(len(df), np.nan)
             scores[validation.scorable] = detector.score_samples(df.loc[validation.scorable, list(USER_FEATURES)])
         else:  # the page's call: core.anomaly.score, progress after each chunk of distinct rows
-            scores = anomaly.score(df, detector=detector, on_progress=lambda done: None)["anomaly_score"].to_numpy()
-        flags = anomaly.flag_scores(scores, 0.04, detector, df)
+            scores = score(df, detector=detector, on_progress=lambda done: None)["anomaly_score"].to_numpy()
+        flags = flag_scores(scores, 0.04, detector, df)
     with timer.stage("explain 1,000 shown users"):
         flagged = np.flatnonzero(flags["is_anomaly"].to_numpy())
         top = flagged[np.argsort(-scores[flagged], kind="stable")][:1_000]
-        anomaly.explain(df.iloc[top], detector)
+        explain(df.iloc[top], detector)
     with timer.stage("CSV download"):
         out = export.with_scores(df, flags)
         csv_data = export.csv_bytes(out)
@@ -99,7 +100,7 @@ def main() -> None:
 
     total = sum(row["seconds"] for row in timer.timings)
     peak = peak_rss_mb()  # before the report-only count of distinct rows below
-    n_distinct = len(anomaly.distinct_rows(df.loc[validation.scorable, list(USER_FEATURES)].to_numpy(np.float64))[0])
+    n_distinct = len(distinct_rows(df.loc[validation.scorable, list(USER_FEATURES)].to_numpy(np.float64))[0])
     print(
         f"{len(df):,} rows ({len(data) / 1e6:.0f} MB parquet, {n_distinct:,} distinct feature rows), "
         f"{validation.n_scorable:,} scorable, "

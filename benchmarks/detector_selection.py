@@ -31,14 +31,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.anomaly import (
-    DETECTORS,
-    cleaning_cost,
-    detector_report,
-    make_detector,
-    user_features,
-)
-from core.anomaly.detector import Detector
+from core.anomaly.detector import DETECTORS, Detector, make_detector
+from core.anomaly.features import user_features
+from core.anomaly.policy import cleaning_cost
+from core.anomaly.quality import detector_report
 from core.base.schema import MS_PER_DAY, MS_PER_HOUR, USER_FEATURES
 from core.demo.generate import generate
 

@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build":
             if args.share <= 0 or args.share >= 1:
                 raise ProjectError(f"--share must be between 0 and 1, got {args.share}")
-            from core.anomaly import DETECTORS
+            from core.anomaly.detector import DETECTORS
 
             if args.detector not in DETECTORS:
                 raise ProjectError(f"--detector must be one of {sorted(DETECTORS)}, got {args.detector!r}")

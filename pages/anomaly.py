@@ -7,8 +7,22 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import anomaly
 from core.anomaly import batch
+from core.anomaly.detector import DETECTOR_FIT_CAP, Detector
+from core.anomaly.drift import DRIFT_PSI, MIN_DRIFT_ROWS, MODERATE_PSI, drift_sentence
+from core.anomaly.evidence import GAP_LABELS, visitor_evidence
+from core.anomaly.labels import BOOTSTRAP_RESAMPLES, label_cost, label_metrics, match_labels, pr_curve, read_labels
+from core.anomaly.policy import (
+    COST_COLUMNS,
+    DEFAULT_PROTECT_BUYERS,
+    DEFAULT_SHARES,
+    TXN_WARNING_SHARE,
+    cleaning_cost,
+    cost_sentence,
+    policy_label,
+)
+from core.anomaly.scoring import explain, flag_scores, score_rows
+from core.anomaly.validation import validate_features
 from core.base import schema
 from core.base.errors import DataError
 from core.base.memory import release_memory
@@ -66,7 +80,7 @@ def load_input(name: str, data: bytes, token: str) -> None:
             "kind": up.kind,
             "notes": up.notes,
             "events": up.events,  # raw uploads: the prepared events, packed (cleaned download, drill-down)
-            "validation": anomaly.validate_features(up.features),
+            "validation": validate_features(up.features),
         }
     except DataError as exc:
         entry["error"] = str(exc)
@@ -74,7 +88,7 @@ def load_input(name: str, data: bytes, token: str) -> None:
     release_memory()  # the parser's and the validator's temporaries
 
 
-def score_once(df: pd.DataFrame, scorable: np.ndarray, detector: anomaly.Detector, key: tuple) -> dict:
+def score_once(df: pd.DataFrame, scorable: np.ndarray, detector: Detector, key: tuple) -> dict:
     """Scores of every row (NaN = unscorable) and the binned histogram, once per file and detector.
 
     Scores do not change with the share or the policy: a slider move only re-thresholds them.
@@ -86,7 +100,7 @@ def score_once(df: pd.DataFrame, scorable: np.ndarray, detector: anomaly.Detecto
         def progress(done: float) -> None:
             bar.progress(done, text=f"Scoring… {done:.0%} of the distinct feature rows")
 
-        scores = anomaly.score_rows(  # what score() (the API's call) runs after validating
+        scores = score_rows(  # what score() (the API's call) runs after validating
             df, scorable, detector, on_progress=progress
         )
         bar.empty()
@@ -102,14 +116,14 @@ def fit_once(df: pd.DataFrame, scorable: np.ndarray, name: str, key: tuple) -> d
         release_from_session("anomaly_fit")
         with st.spinner(f"Fitting {name} on this batch…"):
             fit = batch.fit_on_batch(df, scorable, name)
-            scores = anomaly.score_rows(df, scorable, fit.detector)
+            scores = score_rows(df, scorable, fit.detector)
         counts, edges = np.histogram(scores[np.isfinite(scores)], bins=60)
         keep_in_session("anomaly_fit", {"key": key, "fit": fit, "scores": scores, "bins": (counts, edges), "cost": {}})
         release_memory()
     return st.session_state.anomaly_fit
 
 
-def cost_of(scored: dict, df: pd.DataFrame, detector: anomaly.Detector, protect_buyers: bool) -> pd.DataFrame:
+def cost_of(scored: dict, df: pd.DataFrame, detector: Detector, protect_buyers: bool) -> pd.DataFrame:
     """What cleaning removes at every share and at the frozen threshold, once per policy.
 
     Measured on the scorable rows only, as the caption says.
@@ -117,9 +131,9 @@ def cost_of(scored: dict, df: pd.DataFrame, detector: anomaly.Detector, protect_
     if protect_buyers not in scored["cost"]:
         scores = scored["scores"]
         ok = np.isfinite(scores)
-        rows = df[list(anomaly.COST_COLUMNS)]  # no copy of the other 13 columns
-        scored["cost"][protect_buyers] = anomaly.cleaning_cost(
-            rows if ok.all() else rows[ok], scores[ok], anomaly.DEFAULT_SHARES, detector.threshold_, protect_buyers
+        rows = df[list(COST_COLUMNS)]  # no copy of the other 13 columns
+        scored["cost"][protect_buyers] = cleaning_cost(
+            rows if ok.all() else rows[ok], scores[ok], DEFAULT_SHARES, detector.threshold_, protect_buyers
         )
     return scored["cost"][protect_buyers]
 
@@ -163,7 +177,7 @@ def histogram(binned: tuple[np.ndarray, np.ndarray], threshold: float) -> alt.La
     return fit_width((bars + rule).properties(height=220))
 
 
-def show_drift(drift: dict | None, detector: anomaly.Detector, no_categories: bool = False) -> None:
+def show_drift(drift: dict | None, detector: Detector, no_categories: bool = False) -> None:
     """The batch's drift against the training users: verdict, flagged shares, PSI per feature."""
     st.header("Drift against the training users")
     if drift is None:
@@ -176,9 +190,9 @@ def show_drift(drift: dict | None, detector: anomaly.Detector, no_categories: bo
         "the frozen threshold's share is not what it was set for. Prefer a share of this batch or a fit on it.",
         "moderate drift": "Some features differ moderately from the training users; check the flagged share.",
         "no drift": "Every feature is distributed like the training users' (PSI below 0.1).",
-        "too few rows": f"Fewer than {anomaly.MIN_DRIFT_ROWS} scorable rows: no verdict.",
+        "too few rows": f"Fewer than {MIN_DRIFT_ROWS} scorable rows: no verdict.",
     }[verdict]
-    say(f"Drift verdict: {anomaly.drift_sentence(drift)}. {text}")
+    say(f"Drift verdict: {drift_sentence(drift)}. {text}")
     if no_categories:
         st.info(
             "No event of this file has a known category (raw events without `categoryid`?), so `uniq_cats` and "
@@ -206,7 +220,7 @@ def show_drift(drift: dict | None, detector: anomaly.Detector, no_categories: bo
     st.caption(
         f"Population: the {count(drift['rows'])} scorable rows of this file against the reference of the "
         f"{drift['reference_population']} (10 quantile bins, one bin per value for features with at most 10 values). "
-        f"PSI below {anomaly.MODERATE_PSI} no drift, up to {anomaly.DRIFT_PSI} moderate, above it drift; "
+        f"PSI below {MODERATE_PSI} no drift, up to {DRIFT_PSI} moderate, above it drift; "
         f"flagged shares by {detector.name}."
     )
 
@@ -236,7 +250,7 @@ def show_evidence(
     pick = choices.index(st.selectbox("Flagged visitor (from the table above)", choices, key="evidence_visitor"))
     events = flagged_events(source["events"], ids[ranked], key)
     vid = ids[top[pick]]
-    ev = anomaly.visitor_evidence(events[events["visitorid"].to_numpy() == vid])
+    ev = visitor_evidence(events[events["visitorid"].to_numpy() == vid])
     st.text(
         f"Visitor {vid}: {ev.n_events:,} events. Why: {why_text[pick] or 'no column above the training users’ usual range'}"
     )
@@ -253,7 +267,7 @@ def show_evidence(
     c = st.columns(2)
     c[0].altair_chart(bars(ev.hours, alt.X("hour:O", title="hour of day (UTC)"), "events:Q", "Events"), width="stretch")
     c[1].altair_chart(
-        bars(ev.gaps, alt.X("gap:N", sort=list(anomaly.GAP_LABELS), title="gap to the next event"), "gaps:Q", "Gaps"),
+        bars(ev.gaps, alt.X("gap:N", sort=list(GAP_LABELS), title="gap to the next event"), "gaps:Q", "Gaps"),
         width="stretch",
     )
     st.caption(
@@ -267,7 +281,7 @@ def detector_scores(df: pd.DataFrame, scorable: np.ndarray, key: str) -> dict[st
     if st.session_state.get("anomaly_all_scores", {}).get("key") != key:
         release_from_session("anomaly_all_scores")
         with st.spinner("Scoring with every detector…"):
-            all_scores = {n: anomaly.score_rows(df, scorable, d) for n, d in sorted(arts.detectors.items())}
+            all_scores = {n: score_rows(df, scorable, d) for n, d in sorted(arts.detectors.items())}
         keep_in_session("anomaly_all_scores", {"key": key, "scores": all_scores})
     return st.session_state.anomaly_all_scores["scores"]
 
@@ -286,7 +300,7 @@ def labels_section(
     flags: np.ndarray,
     share: float | None,
     protect_buyers: bool,
-    detector: anomaly.Detector,
+    detector: Detector,
     fit: object,
     cost: pd.DataFrame,
 ) -> None:
@@ -304,7 +318,7 @@ def labels_section(
         release_from_session("anomaly_labels")
         if up is not None:
             try:
-                entry: dict = {"labels": anomaly.read_labels(up.name, up.getvalue()), "name": up.name}
+                entry: dict = {"labels": read_labels(up.name, up.getvalue()), "name": up.name}
             except DataError as exc:
                 entry = {"error": str(exc)}
             keep_in_session("anomaly_labels", entry)
@@ -315,7 +329,7 @@ def labels_section(
     if "error" in lab:
         st.error(plain(lab["error"]), icon=":material/block:")
         return
-    y, unknown = anomaly.match_labels(lab["labels"], df["visitorid"].to_numpy())
+    y, unknown = match_labels(lab["labels"], df["visitorid"].to_numpy())
     n_lab = int(np.isfinite(y).sum())
     st.markdown(
         f"**{count(len(lab['labels']))}** labels, **{count(n_lab)}** of users in this file "
@@ -331,12 +345,12 @@ def labels_section(
         rows, curves = [], []
         for name, sc in detector_scores(df, np.isfinite(scores), token).items():
             det = arts.detectors[name]
-            fl = anomaly.flag_scores(sc, share, det, df, protect_buyers=protect_buyers)["is_anomaly"].to_numpy()
-            rows.append((name, anomaly.label_metrics(y, sc, fl)))
-            curves.append(anomaly.pr_curve(y, sc).assign(detector=name))
+            fl = flag_scores(sc, share, det, df, protect_buyers=protect_buyers)["is_anomaly"].to_numpy()
+            rows.append((name, label_metrics(y, sc, fl)))
+            curves.append(pr_curve(y, sc).assign(detector=name))
         if fit is not None:
-            rows.append((f"{detector.name} fitted on this batch", anomaly.label_metrics(y, scores, flags)))
-            curves.append(anomaly.pr_curve(y, scores).assign(detector=f"{detector.name} (fitted)"))
+            rows.append((f"{detector.name} fitted on this batch", label_metrics(y, scores, flags)))
+            curves.append(pr_curve(y, scores).assign(detector=f"{detector.name} (fitted)"))
         cache[key] = (rows, curves)
     rows, curves = cache[key]
     table = pd.DataFrame(
@@ -352,8 +366,8 @@ def labels_section(
     st.dataframe(table, hide_index=True)
     st.caption(
         f"Population: the {count(n_lab)} scored users of this file with a label. Precision and recall of the flags at "
-        f"{point} (policy: {anomaly.policy_label(protect_buyers)}); PR-AUC = average precision of the scores "
-        f"(scikit-learn); intervals from {anomaly.BOOTSTRAP_RESAMPLES} bootstrap resamples of the labelled visitors."
+        f"{point} (policy: {policy_label(protect_buyers)}); PR-AUC = average precision of the scores "
+        f"(scikit-learn); intervals from {BOOTSTRAP_RESAMPLES} bootstrap resamples of the labelled visitors."
     )
     pr = pd.concat(curves, ignore_index=True)
     if len(pr):
@@ -364,7 +378,7 @@ def labels_section(
             .properties(height=280),
             width="stretch",
         )
-    extra = anomaly.label_cost(cost, scores, y, df, protect_buyers)
+    extra = label_cost(cost, scores, y, df, protect_buyers)
     shown = ["point", "threshold", "users_removed", "known_bots_removed", "labelled_normal_removed", "events_removed"]
     st.dataframe(extra[shown], hide_index=True)
     st.caption(
@@ -476,7 +490,7 @@ name = c[0].selectbox(
 detector = arts.detectors.get(name, detector)
 protect_buyers = c[1].toggle(
     "Keep visitors who bought",
-    value=anomaly.DEFAULT_PROTECT_BUYERS,
+    value=DEFAULT_PROTECT_BUYERS,
     key="protect_buyers",
     help="Never flag a visitor with transaction > 0 (applied after the threshold, as in the build and the API).",
 )
@@ -486,7 +500,7 @@ mode = st.radio(
     horizontal=True,
     key="anomaly_mode",
     help="Frozen: the threshold fixed on the training users. Share: this batch's own quantile. "
-    f"Fitted: the detector fitted on this batch (at most {anomaly.DETECTOR_FIT_CAP:,} users, seed "
+    f"Fitted: the detector fitted on this batch (at most {DETECTOR_FIT_CAP:,} users, seed "
     f"{DEFAULT_SEED}), then this batch's own quantile.",
 )
 share = None
@@ -515,7 +529,7 @@ if mode == FITTED:  # from here on, the detector fitted on this batch and its sc
         f"it flags the top {pct(share, 0)} of this batch."
     )
 # score()'s threshold and policy rule, without rescoring when the share or the policy moves
-flags = anomaly.flag_scores(scores, share, detector, df, protect_buyers=protect_buyers)
+flags = flag_scores(scores, share, detector, df, protect_buyers=protect_buyers)
 threshold = float(flags["threshold"].iloc[0])
 if share is not None:  # ties at the threshold are all flagged (glossary: ties), so say when the share moves
     finite_scores = scores[np.isfinite(scores)]
@@ -539,13 +553,13 @@ if share is not None:  # ties at the threshold are all flagged (glossary: ties),
 scorable = np.isfinite(scores)
 cost = cost_of(scored, df, detector, protect_buyers)
 point = cost.iloc[-1] if share is None else cost.iloc[int(np.argmin(np.abs(cost["share"].fillna(9) - share)))]
-(st.warning if point["txn_warning"] else st.info)(anomaly.cost_sentence(point), icon=":material/cleaning_services:")
+(st.warning if point["txn_warning"] else st.info)(cost_sentence(point), icon=":material/cleaning_services:")
 with st.expander("What cleaning removes at every share"):
     st.dataframe(formatted(cost), hide_index=True)
     st.caption(
         f"Population: the {count(scorable.sum())} scorable rows of this file, scored by {detector.name}; "
-        f"policy: {anomaly.policy_label(protect_buyers)}. The warning appears when flagged users hold more than "
-        f"{anomaly.TXN_WARNING_SHARE:.0%} of the transactions."
+        f"policy: {policy_label(protect_buyers)}. The warning appears when flagged users hold more than "
+        f"{TXN_WARNING_SHARE:.0%} of the transactions."
     )
 
 st.header("4 · Results")
@@ -569,7 +583,7 @@ if tail is not None:
     right.altair_chart(tail, width="stretch")
 st.caption(
     f"{count(n_flagged)} users ({pct(n_flagged / n_scored if n_scored else None)} of the scored) are at or above "
-    f"the dashed threshold and flagged (detector {detector.name}, policy: {anomaly.policy_label(protect_buyers)}). "
+    f"the dashed threshold and flagged (detector {detector.name}, policy: {policy_label(protect_buyers)}). "
     "Users per score bin, on a linear scale (bar areas are proportional to users): the red bars are the "
     "flagged tail, and the zoomed panel shows the highest scores alone, on its own linear scale."
 )
@@ -599,7 +613,7 @@ flagged = df.iloc[top].reset_index(drop=True)
 # have no line of their own (a visitor's events are spread over many): the visitorid finds them.
 from_events = source.get("kind") != "features"
 as_lines = not from_events and source["name"].lower().endswith(".csv")
-why_text = anomaly.explain(flagged, detector).to_numpy() if len(flagged) else np.array([], dtype=object)
+why_text = explain(flagged, detector).to_numpy() if len(flagged) else np.array([], dtype=object)
 table = pd.DataFrame(
     {
         **({} if from_events else {("line" if as_lines else "row"): top + 2 if as_lines else top + 1}),

@@ -13,9 +13,18 @@ import pytest
 from conftest import skip_or_fail
 from sklearn.exceptions import NotFittedError
 
-from core import anomaly
+from core.anomaly import scoring
+from core.anomaly.audit import audit_table, clean_events, cleaning_report, proxy_labels
+from core.anomaly.behaviour import BEHAVIOUR_COLUMNS, TRANSACTION, without_purchases
+from core.anomaly.detector import DETECTORS, Detector, fit_detector, fit_sample
+from core.anomaly.detector import why as detector_why
+from core.anomaly.features import user_features
+from core.anomaly.policy import apply_policy
+from core.anomaly.scoring import explain, flag_scores, score, score_rows, score_table, threshold_for
+from core.anomaly.validation import FeatureValidation, validate_features
+from core.base.distinct import distinct_rows
 from core.base.errors import ArtifactError, DataError
-from core.base.schema import USER_FEATURES
+from core.base.schema import COUNT_FEATURES, DEFAULT_DETECTOR, USER_FEATURES
 
 D0 = 1_431_216_000_000  # 2015-05-10 00:00:00 UTC, a midnight
 S = 1000  # ms per second
@@ -127,7 +136,7 @@ EXPECTED = {
 
 
 def test_every_feature_by_hand():
-    f = anomaly.user_features(hand_events())
+    f = user_features(hand_events())
     assert list(f.columns) == ["visitorid", *USER_FEATURES]
     assert f["visitorid"].tolist() == [3, 7, 10]
     for vid, expected in EXPECTED.items():
@@ -137,25 +146,25 @@ def test_every_feature_by_hand():
 
 
 def test_p95_matches_numpy_percentile():
-    f = anomaly.user_features(hand_events()).set_index("visitorid")
+    f = user_features(hand_events()).set_index("visitorid")
     assert f.loc[7, "p95_gap_s"] == np.percentile([10, 0, 30, 60, 900], 95)
     assert f.loc[10, "p95_gap_s"] == np.percentile([0, 5, 1800, 1801, 18053, 1], 95)
 
 
 def test_feature_dtypes_and_row_order_independence():
     events = hand_events()
-    f1 = anomaly.user_features(events)
-    f2 = anomaly.user_features(events.iloc[::-1].reset_index(drop=True))
+    f1 = user_features(events)
+    f2 = user_features(events.iloc[::-1].reset_index(drop=True))
     pd.testing.assert_frame_equal(f1, f2)
     for name in USER_FEATURES:
-        want = np.int64 if name in anomaly.COUNT_FEATURES else np.float64
+        want = np.int64 if name in COUNT_FEATURES else np.float64
         assert f1[name].dtype == want, name
 
 
 def test_event_column_may_be_categorical():
     events = hand_events()
     events["event"] = pd.Categorical(events["event"], categories=["view", "addtocart", "transaction"])
-    pd.testing.assert_frame_equal(anomaly.user_features(events), anomaly.user_features(hand_events()))
+    pd.testing.assert_frame_equal(user_features(events), user_features(hand_events()))
 
 
 def random_events(n: int, n_vis: int, seed: int) -> pd.DataFrame:
@@ -215,7 +224,7 @@ def loop_reference(events: pd.DataFrame) -> pd.DataFrame:
 
 def test_features_match_loop_reference_on_random_events():
     events = random_events(6000, 400, seed=3)
-    got = anomaly.user_features(events)
+    got = user_features(events)
     want = loop_reference(events)
     assert got["visitorid"].tolist() == want["visitorid"].tolist()
     for name in USER_FEATURES:
@@ -229,16 +238,16 @@ def test_features_match_loop_reference_on_random_events():
 def test_huge_ids_do_not_overflow_the_sort_keys():
     events = random_events(2000, 100, seed=4)
     big = events.assign(visitorid=events["visitorid"] * 10**12, itemid=events["itemid"] * 10**15)
-    a = anomaly.user_features(events)
-    b = anomaly.user_features(big)
+    a = user_features(events)
+    b = user_features(big)
     pd.testing.assert_frame_equal(a.drop(columns="visitorid"), b.drop(columns="visitorid"))
 
 
 def test_empty_events_and_missing_columns():
-    empty = anomaly.user_features(hand_events().iloc[:0])
+    empty = user_features(hand_events().iloc[:0])
     assert list(empty.columns) == ["visitorid", *USER_FEATURES] and len(empty) == 0
     with pytest.raises(DataError, match="categoryid"):
-        anomaly.user_features(hand_events().drop(columns="categoryid"))
+        user_features(hand_events().drop(columns="categoryid"))
 
 
 # --------------------------------------------------------------------------- detector
@@ -246,12 +255,12 @@ def test_empty_events_and_missing_columns():
 
 @pytest.fixture(scope="module")
 def train_features() -> pd.DataFrame:
-    return anomaly.user_features(random_events(30_000, 3000, seed=11))
+    return user_features(random_events(30_000, 3000, seed=11))
 
 
 @pytest.fixture(scope="module")
-def detector(train_features) -> anomaly.Detector:
-    return anomaly.fit_detector(train_features, share=0.05, seed=7, n_estimators=60)
+def detector(train_features) -> Detector:
+    return fit_detector(train_features, share=0.05, seed=7, n_estimators=60)
 
 
 def test_fit_freezes_the_train_quantile(detector, train_features):
@@ -259,8 +268,8 @@ def test_fit_freezes_the_train_quantile(detector, train_features):
     assert detector.threshold_ == pytest.approx(np.quantile(scores, 0.95))
     assert detector.n_users_ == len(train_features)
     assert detector.features == tuple(USER_FEATURES)
-    assert detector.name == anomaly.DEFAULT_DETECTOR == "isolation_forest"
-    assert detector.centre_.shape == detector.scale_.shape == (len(anomaly.BEHAVIOUR_COLUMNS),)
+    assert detector.name == DEFAULT_DETECTOR == "isolation_forest"
+    assert detector.centre_.shape == detector.scale_.shape == (len(BEHAVIOUR_COLUMNS),)
     assert (detector.scale_ > 0).all()
     # a bare matrix in USER_FEATURES order scores like the table
     X = train_features[list(USER_FEATURES)].to_numpy(float)
@@ -268,31 +277,31 @@ def test_fit_freezes_the_train_quantile(detector, train_features):
     assert np.array_equal(detector.predict(X), scores >= detector.threshold_)
 
 
-@pytest.mark.parametrize("name", sorted(anomaly.DETECTORS))
+@pytest.mark.parametrize("name", sorted(DETECTORS))
 def test_fit_detector_by_name(name, train_features):
-    det = anomaly.fit_detector(train_features, name, share=0.05, seed=7, fingerprint="fp")
+    det = fit_detector(train_features, name, share=0.05, seed=7, fingerprint="fp")
     assert det.name == name and det.fingerprint_ == "fp"
-    out = anomaly.score(train_features, detector=det, protect_buyers=False)
+    out = score(train_features, detector=det, protect_buyers=False)
     assert (out["is_anomaly"] == (out["anomaly_score"] >= det.threshold_)).all()
     assert abs(out["is_anomaly"].mean() - 0.05) < 0.01
-    why = anomaly.explain(train_features.iloc[:50], det)
-    assert why.map(lambda t: all(p.split(" ")[0] in anomaly.BEHAVIOUR_COLUMNS for p in t.split(", ") if p)).all()
+    why = explain(train_features.iloc[:50], det)
+    assert why.map(lambda t: all(p.split(" ")[0] in BEHAVIOUR_COLUMNS for p in t.split(", ") if p)).all()
 
 
 def test_unknown_detector_name_is_a_data_error(train_features):
     with pytest.raises(DataError, match="Unknown detector"):
-        anomaly.fit_detector(train_features, "lof")
+        fit_detector(train_features, "lof")
 
 
 def test_scores_are_deterministic(train_features, detector):
-    again = anomaly.fit_detector(train_features, share=0.05, seed=7, n_estimators=60)
+    again = fit_detector(train_features, share=0.05, seed=7, n_estimators=60)
     a = detector.score_samples(train_features)
     assert np.array_equal(a, again.score_samples(train_features))
     assert again.threshold_ == detector.threshold_
 
 
 def test_operating_point_is_json(train_features):
-    detector = anomaly.fit_detector(train_features, share=0.05, seed=7, n_estimators=60, fingerprint="abc123")
+    detector = fit_detector(train_features, share=0.05, seed=7, n_estimators=60, fingerprint="abc123")
     op = detector.operating_point()
     json.dumps(op)
     assert op["share"] == 0.05 and op["threshold"] == detector.threshold_
@@ -312,9 +321,9 @@ def test_fit_rejects_bad_input(train_features):
     bad = train_features.copy()
     bad.loc[0, "events"] = -1
     with pytest.raises(DataError, match="negative"):
-        anomaly.fit_detector(bad)
+        fit_detector(bad)
     with pytest.raises(DataError, match="share"):
-        anomaly.fit_detector(train_features, share=1.5)
+        fit_detector(train_features, share=1.5)
 
 
 # --------------------------------------------------------------------------- scoring
@@ -335,7 +344,7 @@ def messy_table(train_features: pd.DataFrame) -> pd.DataFrame:
 
 def test_score_keeps_every_row_in_order(detector, train_features):
     t = messy_table(train_features)
-    out = anomaly.score(t, detector=detector)
+    out = score(t, detector=detector)
     assert list(out.index) == list(t.index)
     assert list(out.columns) == ["anomaly_score", "is_anomaly", "threshold"]
     bad = [99, 7, 1, 13]
@@ -348,7 +357,7 @@ def test_score_keeps_every_row_in_order(detector, train_features):
 
 
 def test_frozen_mode_uses_detector_threshold(detector, train_features):
-    out = anomaly.score(train_features, detector=detector, protect_buyers=False)
+    out = score(train_features, detector=detector, protect_buyers=False)
     assert (out["threshold"] == detector.threshold_).all()
     assert (out["is_anomaly"] == (out["anomaly_score"] >= detector.threshold_)).all()
     assert abs(out["is_anomaly"].mean() - 0.05) < 0.002  # same users as in training
@@ -356,24 +365,24 @@ def test_frozen_mode_uses_detector_threshold(detector, train_features):
 
 def test_policy_keeps_buyers_and_nothing_else(detector, train_features):
     # Lower the threshold with a big batch share so some buyers are above it.
-    off = anomaly.score(train_features, share=0.5, detector=detector, protect_buyers=False)
-    on = anomaly.score(train_features, share=0.5, detector=detector)  # the policy is on by default
+    off = score(train_features, share=0.5, detector=detector, protect_buyers=False)
+    on = score(train_features, share=0.5, detector=detector)  # the policy is on by default
     bought = train_features["transaction"].to_numpy() > 0
     assert (off["is_anomaly"].to_numpy() & bought).any()
     assert not (on["is_anomaly"].to_numpy() & bought).any()
     assert np.array_equal(on["is_anomaly"].to_numpy(), off["is_anomaly"].to_numpy() & ~bought)
     assert np.array_equal(on["threshold"], off["threshold"])  # the policy never moves the threshold
-    assert np.array_equal(anomaly.apply_policy(off["is_anomaly"], train_features, True), on["is_anomaly"])
+    assert np.array_equal(apply_policy(off["is_anomaly"], train_features, True), on["is_anomaly"])
 
 
 def test_batch_share_mode_flags_about_share(detector, train_features):
     batch = train_features.iloc[:1000]
-    out = anomaly.score(batch, share=0.1, detector=detector, protect_buyers=False)
+    out = score(batch, share=0.1, detector=detector, protect_buyers=False)
     assert out["threshold"].iloc[0] == np.quantile(out["anomaly_score"], 0.9)
     assert abs(int(out["is_anomaly"].sum()) - 100) <= 2
     # with unscorable rows the quantile is over the scorable rows only
     t = messy_table(train_features)
-    out = anomaly.score(t, share=0.25, detector=detector, protect_buyers=False)
+    out = score(t, share=0.25, detector=detector, protect_buyers=False)
     ok = out["anomaly_score"].notna()
     assert out["threshold"].iloc[0] == np.quantile(out.loc[ok, "anomaly_score"], 0.75)
     assert out.loc[ok, "is_anomaly"].sum() == 2  # 8 scorable rows x 25 %
@@ -382,7 +391,7 @@ def test_batch_share_mode_flags_about_share(detector, train_features):
 @pytest.mark.parametrize("share", [0, 1, -0.1, 1.5, float("nan"), True, "0.1"])
 def test_bad_share_is_a_data_error(detector, train_features, share):
     with pytest.raises(DataError, match="share"):
-        anomaly.score(train_features.iloc[:5], share=share, detector=detector)
+        score(train_features.iloc[:5], share=share, detector=detector)
 
 
 def test_missing_detector_is_an_artifact_error(monkeypatch):
@@ -396,12 +405,12 @@ def test_missing_detector_is_an_artifact_error(monkeypatch):
 
 def test_unfitted_detector_refuses_to_score(train_features):
     with pytest.raises(NotFittedError):
-        anomaly.Detector().score_samples(train_features)
+        Detector().score_samples(train_features)
 
 
 def test_score_table_keeps_input_columns(detector, train_features):
     t = messy_table(train_features)
-    out, val = anomaly.score_table(t, detector=detector)
+    out, val = score_table(t, detector=detector)
     assert list(out.columns) == [*t.columns, "anomaly_score", "is_anomaly", "threshold"]
     assert list(out.index) == list(t.index) and (out["note"] == "x").all()
     assert val.extra_columns == ["note"] and val.n_scorable == 8
@@ -410,10 +419,10 @@ def test_score_table_keeps_input_columns(detector, train_features):
 
 def test_distinct_rows_group_identical_rows_only():
     X = np.array([[1.0, 0.0], [1.0, 0.0], [2.0, 0.0], [1.0, 0.5], [2.0, 0.0]])
-    first, codes = anomaly.distinct_rows(X)
+    first, codes = distinct_rows(X)
     assert first.tolist() == [0, 2, 3] and codes.tolist() == [0, 0, 1, 2, 1]
     assert np.array_equal(X[first][codes], X)
-    first, codes = anomaly.distinct_rows(X[:1])
+    first, codes = distinct_rows(X[:1])
     assert first.tolist() == [0] and codes.tolist() == [0]
 
 
@@ -423,7 +432,7 @@ def test_distinct_rows_survive_a_hash_collision(monkeypatch):
     n = SMALL_ROWS + 1
     X = np.array([[1.0], [2.0]] * n)[:n]
     monkeypatch.setattr(pd.util, "hash_pandas_object", lambda frame, index: pd.Series(np.full(n, 7), dtype="uint64"))
-    first, codes = anomaly.distinct_rows(X)
+    first, codes = distinct_rows(X)
     assert first.tolist() == list(range(n)) and codes.tolist() == list(range(n))
 
 
@@ -441,18 +450,18 @@ def duplicated_messy_table(train_features: pd.DataFrame, n: int = 5_000) -> pd.D
 @pytest.mark.parametrize("share", [None, 0.1])
 def test_scoring_distinct_rows_once_equals_scoring_every_row(detector, train_features, monkeypatch, share):
     t = duplicated_messy_table(train_features)
-    ok = anomaly.validate_features(t).scorable
+    ok = validate_features(t).scorable
     X = t.loc[ok, list(USER_FEATURES)].to_numpy(np.float64)
     every_row = np.full(len(t), np.nan)
     every_row[ok] = detector.score_samples(X)  # the reference: no de-duplication
     threshold = detector.threshold_ if share is None else np.quantile(every_row[ok], 1 - share)
 
     scored_rows: list[int] = []
-    real = anomaly.Detector.score_samples
-    monkeypatch.setattr(anomaly.Detector, "score_samples", lambda self, M: scored_rows.append(len(M)) or real(self, M))
-    monkeypatch.setattr(anomaly.scoring, "SCORE_CHUNK_ROWS", 120)
+    real = Detector.score_samples
+    monkeypatch.setattr(Detector, "score_samples", lambda self, M: scored_rows.append(len(M)) or real(self, M))
+    monkeypatch.setattr(scoring, "SCORE_CHUNK_ROWS", 120)
     progress: list[float] = []
-    out = anomaly.score(t, share=share, detector=detector, on_progress=progress.append)
+    out = score(t, share=share, detector=detector, on_progress=progress.append)
 
     assert list(out.index) == list(t.index)  # every row, in input order
     assert np.array_equal(out["anomaly_score"].to_numpy(), every_row, equal_nan=True)  # bit for bit
@@ -469,11 +478,11 @@ def test_the_model_scores_each_distinct_z_row_once(detector, train_features, mon
     # The one de-duplication of the scoring path: a buyer's z rows (as bought, as if not) and
     # everyone else's go to the model in one call, each distinct row once.
     t = duplicated_messy_table(train_features)
-    X = t.loc[anomaly.validate_features(t).scorable, list(USER_FEATURES)].to_numpy(np.float64)
+    X = t.loc[validate_features(t).scorable, list(USER_FEATURES)].to_numpy(np.float64)
     Z = detector.one_sided_z(X)
-    bought = X[:, anomaly.detector.TRANSACTION] > 0
+    bought = X[:, TRANSACTION] > 0
     assert bought.any()
-    Z_all = np.concatenate([Z, detector.one_sided_z(anomaly.detector.without_purchases(X[bought]))])
+    Z_all = np.concatenate([Z, detector.one_sided_z(without_purchases(X[bought]))])
     calls: list[np.ndarray] = []
     real = type(detector)._score_z
     monkeypatch.setattr(type(detector), "_score_z", lambda self, z: calls.append(z) or real(self, z))
@@ -483,16 +492,14 @@ def test_the_model_scores_each_distinct_z_row_once(detector, train_features, mon
 
 def test_flag_scores_moves_the_share_without_rescoring(detector, train_features):
     t = duplicated_messy_table(train_features, 1_000)
-    scores = anomaly.score(t, detector=detector)["anomaly_score"].to_numpy()
+    scores = score(t, detector=detector)["anomaly_score"].to_numpy()
     for share in (None, 0.02, 0.2):
         for protect in (True, False):
-            again = anomaly.flag_scores(scores, share, detector, t, protect_buyers=protect)
-            pd.testing.assert_frame_equal(
-                again, anomaly.score(t, share=share, detector=detector, protect_buyers=protect)
-            )
-    assert np.isnan(anomaly.threshold_for(np.array([np.nan]), 0.1, detector))
+            again = flag_scores(scores, share, detector, t, protect_buyers=protect)
+            pd.testing.assert_frame_equal(again, score(t, share=share, detector=detector, protect_buyers=protect))
+    assert np.isnan(threshold_for(np.array([np.nan]), 0.1, detector))
     with pytest.raises(DataError, match="share"):
-        anomaly.flag_scores(scores, 1.5, detector, t)
+        flag_scores(scores, 1.5, detector, t)
 
 
 def test_scores_on_the_committed_build_do_not_depend_on_de_duplication():
@@ -509,16 +516,16 @@ def test_scores_on_the_committed_build_do_not_depend_on_de_duplication():
         every_row = np.full(len(features), np.nan)
         every_row[features.index != 5] = det.score_samples(features.drop(index=5))
         for share in (None, 0.1):
-            out = anomaly.score(features, share=share, detector=det)
+            out = score(features, share=share, detector=det)
             assert np.array_equal(out["anomaly_score"].to_numpy(), every_row, equal_nan=True), det.name
-            expected = anomaly.flag_scores(every_row, share, det, features)
+            expected = flag_scores(every_row, share, det, features)
             assert out["is_anomaly"].tolist() == expected["is_anomaly"].tolist()
 
 
 def test_progress_is_reported_when_nothing_is_scorable(detector, train_features):
     t = train_features.iloc[:3].drop(columns="visitorid")
     progress: list[float] = []
-    out = anomaly.score(t, detector=detector, on_progress=progress.append)
+    out = score(t, detector=detector, on_progress=progress.append)
     assert out["anomaly_score"].isna().all() and progress == [1.0]
 
 
@@ -534,7 +541,7 @@ def test_validate_features_reports_each_problem(train_features):
     t.loc[4, "cat_entropy"] = np.nan
     t.loc[5, "visitorid"] = t.loc[2, "visitorid"]
     t = t.drop(columns="uniq_cats").assign(extra_col=1)
-    val = anomaly.validate_features(t)
+    val = validate_features(t)
     assert val.missing_columns == ["uniq_cats"]
     assert val.extra_columns == ["extra_col"]
     assert not val.ok and not val.scorable.any()  # a required column is missing
@@ -562,11 +569,11 @@ def test_validate_features_reports_each_problem(train_features):
 
 def test_validate_scorable_mask_and_ok(train_features):
     t = train_features.iloc[:5].reset_index(drop=True).copy()
-    assert anomaly.validate_features(t).ok
-    assert anomaly.validate_features(t).messages() == []
+    assert validate_features(t).ok
+    assert validate_features(t).messages() == []
     t.loc[0, "txn_to_cart_rate"] = -0.1
     t.loc[1, "visitorid"] = t.loc[3, "visitorid"]  # duplicates stay scorable
-    val = anomaly.validate_features(t)
+    val = validate_features(t)
     assert val.scorable.tolist() == [False, True, True, True, True]
     assert probs_of(val) == {
         (0, "txn_to_cart_rate"): "negative value -0.1",
@@ -579,7 +586,7 @@ def probs_of(val) -> dict:
 
 
 def test_missing_visitorid_means_nothing_scorable(train_features):
-    val = anomaly.validate_features(train_features.drop(columns="visitorid").iloc[:4])
+    val = validate_features(train_features.drop(columns="visitorid").iloc[:4])
     assert val.missing_columns == ["visitorid"] and not val.scorable.any()
     assert any("visitorid" in m and "Nothing can be scored" in m for m in val.messages())
 
@@ -596,7 +603,7 @@ def test_explain_names_the_obvious_outlier(detector, train_features):
         t.iloc[1, t.columns.get_loc(col)] = 0
     t.iloc[1, t.columns.get_loc("uniq_item_ratio")] = t["uniq_items"].iloc[1] / 5000
     t.loc[t.index[2], "night_share"] = "oops"
-    why = anomaly.explain(t, detector, top_n=2)
+    why = explain(t, detector, top_n=2)
     assert list(why.index) == list(t.index)
     parts = why.iloc[1].split(", ")
     assert len(parts) == 2
@@ -605,7 +612,7 @@ def test_explain_names_the_obvious_outlier(detector, train_features):
     assert all(p.endswith("σ") for p in parts)
     assert why.iloc[2] == ""  # unscorable row
     ok = t.iloc[:2].astype({"night_share": float})
-    assert why.iloc[:2].tolist() == anomaly.why(detector, ok, top_n=2).tolist()
+    assert why.iloc[:2].tolist() == detector_why(detector, ok, top_n=2).tolist()
 
 
 def test_proxy_labels_rules():
@@ -624,7 +631,7 @@ def test_proxy_labels_rules():
             {**base, "events": 500, "events_per_active_day": 500},  # volume
         ]
     )
-    got = anomaly.proxy_labels(pd.DataFrame(rows))
+    got = proxy_labels(pd.DataFrame(rows))
     assert got[:6].tolist() == [True, False, True, False, True, False]
     assert got[-1] and not got[6:-1].any()
 
@@ -636,7 +643,7 @@ def test_audit_table_by_hand():
     scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0])
     labels = np.array([1, 0, 1, 0, 0, 0, 0, 1, 0, 0], bool)
     events = np.array([100, 10, 50, 1, 1, 1, 1, 30, 3, 3])
-    a = anomaly.audit_table(scores, labels, events, shares=np.array([0.1, 0.2, 0.3, 0.5]))
+    a = audit_table(scores, labels, events, shares=np.array([0.1, 0.2, 0.3, 0.5]))
     assert a["n_flagged"].tolist() == [1, 2, 3, 5]
     np.testing.assert_allclose(a["precision"], [1.0, 0.5, 2 / 3, 2 / 5])
     np.testing.assert_allclose(a["recall"], [1 / 3, 1 / 3, 2 / 3, 2 / 3])
@@ -660,11 +667,11 @@ def test_audit_table_flags_scores_equal_to_the_threshold():
     scores = np.arange(11) / 10  # the 0.9 quantile is exactly the score 0.9
     labels = np.zeros(11, bool)
     labels[9] = True
-    a = anomaly.audit_table(scores, labels, np.ones(11), shares=np.array([0.1]))
+    a = audit_table(scores, labels, np.ones(11), shares=np.array([0.1]))
     assert a["threshold"].iloc[0] == 0.9
     assert a["n_flagged"].iloc[0] == 2 and a["recall"].iloc[0] == 1.0
     # NaN scores (unscorable users) are left out
-    a = anomaly.audit_table(np.append(scores, np.nan), np.append(labels, True), np.ones(12), shares=np.array([0.1]))
+    a = audit_table(np.append(scores, np.nan), np.append(labels, True), np.ones(12), shares=np.array([0.1]))
     assert a["n_flagged"].iloc[0] == 2 and a["recall"].iloc[0] == 1.0
 
 
@@ -672,22 +679,22 @@ def test_audit_table_monotone_and_default_shares():
     rng = np.random.default_rng(0)
     scores = rng.random(5000)
     labels = rng.random(5000) < scores * 0.2
-    a = anomaly.audit_table(scores, labels, rng.integers(1, 50, 5000))
+    a = audit_table(scores, labels, rng.integers(1, 50, 5000))
     assert a["share"].tolist() == [round(0.01 * k, 2) for k in range(1, 21)]
     assert (np.diff(a["recall"]) >= 0).all() and (np.diff(a["n_flagged"]) > 0).all()
     assert (np.diff(a["events_removed"]) >= 0).all()
-    none = anomaly.audit_table(scores, None, np.ones(5000))
+    none = audit_table(scores, None, np.ones(5000))
     assert none["precision"].isna().all() and (none["n_flagged"] == a["n_flagged"]).all()
 
 
 def test_clean_events_removes_exactly_flagged_users():
     events = hand_events()
-    clean = anomaly.clean_events(events, np.array([10, 999]))
+    clean = clean_events(events, np.array([10, 999]))
     assert sorted(clean["visitorid"].unique()) == [3, 7]
     assert len(clean) == len(events) - 7
     kept = events[events["visitorid"] != 10].reset_index(drop=True)
     pd.testing.assert_frame_equal(clean, kept)
-    rep = anomaly.cleaning_report(events, clean)
+    rep = cleaning_report(events, clean)
     assert rep["events_before"] == 14 and rep["events_after"] == 7 and rep["events_removed"] == 7
     assert rep["users_before"] == 3 and rep["users_after"] == 2 and rep["users_removed"] == 1
     assert math.isclose(rep["events_removed_share"], 0.5)
@@ -697,22 +704,22 @@ def test_clean_events_removes_exactly_flagged_users():
 def test_scores_of_distinct_rows_are_the_scores_of_every_row(train_features):
     # Many users with identical rows (and identical z rows): de-duplication must not change a bit.
     repeated = train_features.iloc[np.random.default_rng(4).integers(0, 400, 6000)].reset_index(drop=True)
-    for name in anomaly.DETECTORS:
-        det = anomaly.fit_detector(train_features, name, share=0.05, seed=7)
+    for name in DETECTORS:
+        det = fit_detector(train_features, name, share=0.05, seed=7)
         # the reference: each row scored on its own, a buyer capped by its score as if it had not bought
         every_row = np.array([det.score_samples(repeated.iloc[[i]])[0] for i in range(0, 6000, 50)])
         assert np.array_equal(det.score_samples(repeated)[::50], every_row), name
 
 
 def test_fit_sample_caps_users_and_keeps_their_order(train_features):
-    assert anomaly.fit_sample(train_features, cap=10**6) is train_features
-    sample = anomaly.fit_sample(train_features, cap=500, seed=3)
+    assert fit_sample(train_features, cap=10**6) is train_features
+    sample = fit_sample(train_features, cap=500, seed=3)
     pos = pd.Index(train_features["visitorid"]).get_indexer(sample["visitorid"])
     assert len(sample) == 500 and (pos >= 0).all() and (np.diff(pos) > 0).all()  # a subset, in order
-    assert sample.equals(anomaly.fit_sample(train_features, cap=500, seed=3))  # fixed by the seed
+    assert sample.equals(fit_sample(train_features, cap=500, seed=3))  # fixed by the seed
 
 
-def _same_validation(a: anomaly.FeatureValidation, b: anomaly.FeatureValidation) -> None:
+def _same_validation(a: FeatureValidation, b: FeatureValidation) -> None:
     """Two validations agree on every message, problem row and scorable flag."""
     assert a.messages() == b.messages()
     pd.testing.assert_frame_equal(a.row_problems, b.row_problems)
@@ -729,12 +736,12 @@ def test_validation_of_plain_numpy_columns_is_that_of_pandas_columns(train_featu
     bad.loc[6, "p95_gap_s"] = np.inf
     bad.loc[7, "visitorid"] = bad.loc[6, "visitorid"]
     bad.loc[9, "cat_entropy"] = np.nan
-    plain = anomaly.validate_features(bad)
+    plain = validate_features(bad)
     assert plain.n_scorable == 35 and len(plain.row_problems) >= 6
     nullable = bad.convert_dtypes(convert_string=False, convert_boolean=False)
     assert any(not isinstance(t, np.dtype) for t in nullable.dtypes)
-    _same_validation(plain, anomaly.validate_features(nullable))
-    _same_validation(plain, anomaly.validate_features(bad.astype(object)))
+    _same_validation(plain, validate_features(nullable))
+    _same_validation(plain, validate_features(bad.astype(object)))
 
 
 def test_small_batches_score_as_the_whole_table(train_features, detector):
@@ -742,7 +749,7 @@ def test_small_batches_score_as_the_whole_table(train_features, detector):
     whole = detector.score_samples(train_features)
     parts = np.concatenate([detector.score_samples(train_features.iloc[i : i + 5]) for i in range(0, 400, 5)])
     assert np.array_equal(parts, whole[:400])
-    matrix = train_features.loc[:, list(anomaly.USER_FEATURES)].to_numpy(np.float64)
+    matrix = train_features.loc[:, list(USER_FEATURES)].to_numpy(np.float64)
     assert np.array_equal(detector.score_samples(matrix[:5]), whole[:5])
 
 
@@ -775,15 +782,15 @@ def test_small_tables_validate_and_score_as_large_ones(train_features, detector,
     for _ in range(40):
         t = _random_small_table(train_features, rng)
         assert validation.small_numeric_columns(t) is not None
-        fast = anomaly.validate_features(t)
-        fast_scores = anomaly.score_rows(t, fast.scorable, detector)
-        fast_flags = anomaly.flag_scores(fast_scores, None, detector, t)
+        fast = validate_features(t)
+        fast_scores = score_rows(t, fast.scorable, detector)
+        fast_flags = flag_scores(fast_scores, None, detector, t)
         with monkeypatch.context() as m:
             m.setattr(validation, "SMALL_TABLE_ROWS", -1)
             assert validation.small_numeric_columns(t) is None
-            slow = anomaly.validate_features(t)
-            slow_scores = anomaly.score_rows(t, slow.scorable, detector)
-            slow_flags = anomaly.flag_scores(slow_scores, None, detector, t)
+            slow = validate_features(t)
+            slow_scores = score_rows(t, slow.scorable, detector)
+            slow_flags = flag_scores(slow_scores, None, detector, t)
         assert np.array_equal(fast.scorable, slow.scorable)
         pd.testing.assert_frame_equal(fast.row_problems, slow.row_problems)
         assert (fast.problem_counts, fast.first_examples, fast.first_lines) == (

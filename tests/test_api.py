@@ -26,8 +26,12 @@ from api.main import create_app
 from api.middleware import MAX_BODY_BYTES
 from api.routes import finite_or_none
 from api.schemas import MAX_TIMESTAMP_MS, MAX_USERS, UserFeatures
-from core import anomaly
 from core.anomaly import batch
+from core.anomaly.detector import DETECTORS
+from core.anomaly.drift import MIN_DRIFT_ROWS
+from core.anomaly.policy import POLICY_NAME, policy_label
+from core.anomaly.scoring import score
+from core.anomaly.validation import validate_features
 from core.base.errors import DataError
 from core.base.schema import (
     DETECTOR,
@@ -168,12 +172,12 @@ def test_anomaly_frozen_matches_core_and_build(client, arts, example):
     out = r.json()
     assert out["mode"] == "frozen"
     assert out["detector"] == arts.served("detector")["name"] == arts.detector.name
-    assert out["protect_buyers"] is True and out["policy"] == anomaly.POLICY_NAME
+    assert out["protect_buyers"] is True and out["policy"] == POLICY_NAME
     assert out["share"] == arts.detector.share
     assert out["threshold"] == arts.detector.threshold_
     assert [u["visitorid"] for u in out["users"]] == [u["visitorid"] for u in body["users"]]
     features = pd.DataFrame(body["users"])
-    direct = anomaly.score(features, detector=arts.detector)
+    direct = score(features, detector=arts.detector)
     assert [u["anomaly_score"] for u in out["users"]] == direct["anomaly_score"].tolist()
     assert [u["is_anomaly"] for u in out["users"]] == direct["is_anomaly"].tolist()
     # The same users, scored by the build: the example holds at least one flagged user.
@@ -188,7 +192,7 @@ def test_anomaly_batch_share_matches_core(client, arts, example):
     body = example("anomaly_batch_share_request.json")
     out = client.post("/anomaly", json=body).json()
     assert out["mode"] == "batch share" and out["share"] == body["share"]
-    direct = anomaly.score(pd.DataFrame(body["users"]), share=body["share"], detector=arts.detector)
+    direct = score(pd.DataFrame(body["users"]), share=body["share"], detector=arts.detector)
     assert out["threshold"] == direct["threshold"].iloc[0]
     assert [u["anomaly_score"] for u in out["users"]] == direct["anomaly_score"].tolist()
     assert [u["is_anomaly"] for u in out["users"]] == direct["is_anomaly"].tolist()
@@ -196,7 +200,7 @@ def test_anomaly_batch_share_matches_core(client, arts, example):
 
 
 @needs_artifacts
-@pytest.mark.parametrize("name", sorted(anomaly.DETECTORS))
+@pytest.mark.parametrize("name", sorted(DETECTORS))
 @pytest.mark.parametrize("protect", [True, False])
 def test_anomaly_every_detector_and_policy_match_core(client, arts, example, name, protect):
     body = {**example("anomaly_batch_share_request.json"), "detector": name, "protect_buyers": protect}
@@ -204,9 +208,9 @@ def test_anomaly_every_detector_and_policy_match_core(client, arts, example, nam
     assert r.status_code == 200, r.text
     out = r.json()
     assert (out["detector"], out["protect_buyers"]) == (name, protect)
-    assert out["policy"] == anomaly.policy_label(protect)
+    assert out["policy"] == policy_label(protect)
     det = arts.detectors[name]
-    direct = anomaly.score(pd.DataFrame(body["users"]), share=body["share"], detector=det, protect_buyers=protect)
+    direct = score(pd.DataFrame(body["users"]), share=body["share"], detector=det, protect_buyers=protect)
     assert out["threshold"] == direct["threshold"].iloc[0]
     assert [u["anomaly_score"] for u in out["users"]] == direct["anomaly_score"].tolist()
     assert [u["is_anomaly"] for u in out["users"]] == direct["is_anomaly"].tolist()
@@ -477,7 +481,7 @@ def test_anomaly_without_detector_is_503(artifact_copy, example):
 
 @needs_artifacts
 def test_anomaly_with_a_missing_non_default_detector_is_503(artifact_copy, example):
-    from core.anomaly import detector_file
+    from core.anomaly.detector import detector_file
 
     (artifact_copy / detector_file("hbos")).unlink()
     with TestClient(create_app(artifact_copy)) as c:
@@ -764,7 +768,7 @@ def test_anomaly_answer_is_the_dashboards_scoring_bit_for_bit(client, arts, n_us
     for name, det in arts.detectors.items():
         body = {"users": _api_users(rows), "detector": name, "share": share, "protect_buyers": protect_buyers}
         out = client.post("/anomaly", json=body).json()
-        want = anomaly.score(rows, share, detector=det, protect_buyers=protect_buyers)
+        want = score(rows, share, detector=det, protect_buyers=protect_buyers)
         got = np.array([u["anomaly_score"] for u in out["users"]], np.float64)
         assert np.array_equal(got, want["anomaly_score"].to_numpy()), name
         assert [u["is_anomaly"] for u in out["users"]] == want["is_anomaly"].tolist(), name
@@ -772,7 +776,7 @@ def test_anomaly_answer_is_the_dashboards_scoring_bit_for_bit(client, arts, n_us
         scores = want["anomaly_score"].to_numpy()
         drift = batch.api_drift(rows, np.isfinite(scores), scores, det, arts.drift_reference)
         assert out["drift"] == json.loads(json.dumps(drift)), name
-        assert (out["drift"] is None) == (n_users < anomaly.MIN_DRIFT_ROWS)
+        assert (out["drift"] is None) == (n_users < MIN_DRIFT_ROWS)
 
 
 @needs_artifacts
@@ -785,7 +789,7 @@ def test_anomaly_422_names_the_rows_the_dashboards_validator_names(client, arts)
     users[11]["p95_gap_s"], users[11]["events"] = 7.0, 1  # several rules at once
     r = client.post("/anomaly", json={"users": users})
     assert r.status_code == 422, r.text
-    val = anomaly.validate_features(pd.DataFrame(users))  # the dashboard's table of the same rows
+    val = validate_features(pd.DataFrame(users))  # the dashboard's table of the same rows
     bad = val.row_problems[~val.row_problems["row"].isin(np.flatnonzero(val.scorable))]
     n_bad = len(users) - val.n_scorable
     want = [

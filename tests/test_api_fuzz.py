@@ -32,7 +32,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api.main import create_app
-from core.anomaly import validate_features
+from core.anomaly.validation import validate_features
 from core.store.artifacts import default_dir
 
 MAX_EXAMPLES = 50

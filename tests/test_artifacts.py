@@ -20,10 +20,10 @@ import pandas as pd
 import pytest
 import skops.io as sio
 
-from core import anomaly
+from core.anomaly.detector import DETECTORS, Detector
 from core.base import schema
 from core.base.errors import ArtifactError
-from core.base.schema import CANDIDATE_FEATURES
+from core.base.schema import CANDIDATE_FEATURES, DEFAULT_DETECTOR
 from core.build import outputs
 from core.ranking.models import LEARNED_RANKERS, RankingModel, make_estimator
 from core.store import artifacts, model_files, safe_read
@@ -96,13 +96,13 @@ def test_committed_artifacts_verify_and_load():
     assert arts.manifest_ok, arts.problems
     assert arts.problems == []
     assert type(arts.ranking_model) is RankingModel
-    assert isinstance(arts.detector, anomaly.Detector) and arts.detector.name == anomaly.DEFAULT_DETECTOR
+    assert isinstance(arts.detector, Detector) and arts.detector.name == DEFAULT_DETECTOR
     assert arts.operating_point["threshold"] == pytest.approx(arts.detector.threshold_)
-    assert set(arts.detectors) == set(anomaly.DETECTORS)
+    assert set(arts.detectors) == set(DETECTORS)
     for name, det in arts.detectors.items():  # every built detector loads, under its own name
         assert det.name == name and arts.operating_point["detectors"][name]["threshold"] == det.threshold_
     summary = arts.summary()
-    assert summary["detector"] == anomaly.DEFAULT_DETECTOR and summary["detectors"] == sorted(anomaly.DETECTORS)
+    assert summary["detector"] == DEFAULT_DETECTOR and summary["detectors"] == sorted(DETECTORS)
     assert summary["manifest_ok"] is True and summary["ranking_model"] == arts.ranking_model.name
     assert summary["artifact_dir"] == artifacts.ARTIFACT_DIR.name  # a name, never a path
 

@@ -707,12 +707,12 @@ def test_detector_select_policy_toggle_and_cost_on_an_upload(dashboard_built, do
     at.radio(key="anomaly_mode").set_value("a share of this batch").run()
     at.slider(key="share_pct").set_value(20).run()
     no_exception(at)
-    from core import anomaly
+    from core.anomaly.policy import cleaning_cost, cost_sentence
 
     det = arts.detectors["robust_z"]
-    want = anomaly.cleaning_cost(features, det.score_samples(features), [0.2], protect_buyers=False).iloc[0]
+    want = cleaning_cost(features, det.score_samples(features), [0.2], protect_buyers=False).iloc[0]
     shown = texts(at.warning) if want["txn_warning"] else texts(at.info)
-    assert anomaly.cost_sentence(want) in shown
+    assert cost_sentence(want) in shown
     assert ("more than 5% of all transactions" in shown) == bool(want["txn_warning"])
 
 
@@ -804,7 +804,7 @@ def test_raw_events_upload_is_turned_into_features_and_scored(dashboard_built, d
     back = pd.read_parquet(
         io.BytesIO(only(downloads, "raw_scored_isolation_forest_keep-buyers_frozen_t", ".parquet")[1]())
     )
-    from core.anomaly import user_features
+    from core.anomaly.features import user_features
 
     expected = user_features(events.assign(categoryid=-1))
     pd.testing.assert_frame_equal(back[expected.columns], expected)
@@ -1069,14 +1069,14 @@ def test_one_format_per_kind_of_number():
 
 
 def test_every_template_is_read_back_as_its_kind():
-    from core import anomaly
+    from core.anomaly.validation import validate_features
     from core.userfiles.templates import TEMPLATES, template_csv
     from core.userfiles.uploads import read_upload
 
     assert set(TEMPLATES) == {"features", "raw events", "labels", "ranking events"}
     name, data = template_csv("features")
     features = read_upload(name, data)
-    assert features.kind == "features" and anomaly.validate_features(features.features).ok
+    assert features.kind == "features" and validate_features(features.features).ok
     name, data = template_csv("raw events")
     events = read_upload(name, data)
     assert events.kind != "features" and len(events.features) == 3

@@ -6,15 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.anomaly import (
-    BEHAVIOUR_COLUMNS,
-    DETECTORS,
-    apply_policy,
-    cleaning_cost,
-    detector_report,
-    make_detector,
-    why,
-)
+from core.anomaly.behaviour import BEHAVIOUR_COLUMNS
+from core.anomaly.detector import DETECTORS, make_detector, why
+from core.anomaly.policy import apply_policy, cleaning_cost
+from core.anomaly.quality import detector_report
 from core.base.schema import USER_FEATURES
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import anomaly
 from core.anomaly import drift
+from core.anomaly.drift import drift_report, drift_sentence
 from core.base import schema
 from core.base.errors import DataError
 from core.base.schema import USER_FEATURES
@@ -90,13 +90,13 @@ def test_a_sample_of_the_training_users_does_not_drift_and_heavy_users_do(built_
     assert isinstance(ref, drift.DriftReference) and set(ref.features) == set(USER_FEATURES)
     features = pd.read_parquet(built_artifact_dir / schema.USER_FEATURES_FILE)
     sample = features.sample(5000, random_state=1)
-    report = anomaly.drift_report(sample, ref)
+    report = drift_report(sample, ref)
     assert report["verdict"] == "no drift", report["features"]
     heavy = features[features["events"] >= 5]
-    report = anomaly.drift_report(heavy, ref)
+    report = drift_report(heavy, ref)
     assert report["verdict"] == "drift" and "events" in report["drifted_features"]
-    small = anomaly.drift_report(features.head(199), ref)
-    assert small["verdict"] == "too few rows" and "199" in anomaly.drift_sentence(small)
+    small = drift_report(features.head(199), ref)
+    assert small["verdict"] == "too few rows" and "199" in drift_sentence(small)
 
 
 def test_the_reference_artifact_is_listed_and_schema_checked(built_artifact_dir, light_artifact_dir, tmp_path):

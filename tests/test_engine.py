@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import anomaly, engine
+from core import engine
+from core.anomaly.audit import clean_events
+from core.anomaly.features import user_features
 from core.demo.generate import generate
 from core.demo.raw_files import write_raw
 from core.engine import dask_engine
@@ -45,15 +47,15 @@ def test_dask_partitions_match_pandas_in_process(events, stage):
 
 
 def test_cleaned_candidates_are_raw_candidates_without_flagged_cases(events):
-    feats = anomaly.user_features(events)
+    feats = user_features(events)
     flagged = feats["visitorid"].to_numpy()[feats["events"].to_numpy() >= 20]
     assert flagged.size > 0
     cands = build_candidates(events)
     derived = engine.without_visitors(cands, flagged)
-    direct = build_candidates(anomaly.clean_events(events, flagged))
+    direct = build_candidates(clean_events(events, flagged))
     pd.testing.assert_frame_equal(derived, direct)
     kept, n_all, n_dropped = engine.cases_from_candidates(derived)
-    ref, ref_all, ref_dropped = prepare_cases(anomaly.clean_events(events, flagged))
+    ref, ref_all, ref_dropped = prepare_cases(clean_events(events, flagged))
     assert (n_all, n_dropped) == (ref_all, ref_dropped)
     pd.testing.assert_frame_equal(kept, ref)
 
@@ -62,7 +64,7 @@ def test_csv_out_of_features(events, tmp_path):
     path = tmp_path / "events.parquet"
     data.write_events(events, path)
     engine.run_file("features", path, tmp_path / "features.csv")
-    _same(pd.read_csv(tmp_path / "features.csv"), anomaly.user_features(events), KEYS["features"])
+    _same(pd.read_csv(tmp_path / "features.csv"), user_features(events), KEYS["features"])
 
 
 def test_renumber_cases_is_dense_in_order():

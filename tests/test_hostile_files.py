@@ -19,7 +19,7 @@ import pytest
 import skops.io as sio
 from test_uploads import CSV, EV, FEATURES
 
-from core import anomaly
+from core.anomaly.validation import validate_features
 from core.base import schema as S
 from core.base.errors import DataError
 from core.store import artifacts, model_files, safe_read
@@ -116,7 +116,7 @@ def test_broken_pandas_metadata_is_ignored_with_a_note(case):
     up = U.read_upload("f.parquet", data)
     pd.testing.assert_frame_equal(up.features, FEATURES, check_dtype=False)
     assert any("pandas metadata" in note and "ignored" in note for note in up.notes), up.notes
-    assert anomaly.validate_features(up.features).ok
+    assert validate_features(up.features).ok
 
 
 # --------------------------------------------------------------------------- 3. dictionary bomb
@@ -179,7 +179,7 @@ def test_a_visitorid_is_scored_on_the_page_exactly_when_it_is_within_int64(visit
     t = FEATURES.head(3).copy().astype({"visitorid": object})
     t.loc[1, "visitorid"] = visitorid
     up = U.read_upload("f.csv", t.to_csv(index=False).encode())
-    val = anomaly.validate_features(up.features)
+    val = validate_features(up.features)
     assert val.scorable.tolist() == [True, scored, True]
     if not scored:
         assert "Column 'visitorid'" in " ".join(val.messages()) and "within int64" in " ".join(val.messages())
@@ -198,7 +198,7 @@ def test_the_page_and_the_api_share_one_rule():
             schemas.UserFeatures.model_validate({**user, "visitorid": vid})
     for vid in (-1, 2**62, S.MIN_VISITOR_ID, S.MAX_VISITOR_ID):  # within int64: valid on both
         ok = schemas.UserFeatures.model_validate({**user, "visitorid": vid})
-        assert anomaly.validate_features(pd.DataFrame([ok.model_dump()])).ok
+        assert validate_features(pd.DataFrame([ok.model_dump()])).ok
 
 
 # --------------------------------------------------------------------------- 5. page checksums

@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core import anomaly
+from core.anomaly.detector import DETECTORS, detector_file
 from core.base import schema
-from core.base.schema import USER_FEATURES
+from core.base.schema import DEFAULT_DETECTOR, USER_FEATURES
 from core.store.artifacts import load_artifacts
 from core.store.manifest import sha256_file
 
@@ -69,7 +69,7 @@ def test_build_writes_every_artifact_listed_in_the_manifest(two_builds):
         schema.EVALUATION_JSON,
         schema.DETECTOR_QUALITY_JSON,
         schema.CLEANING_COST_CSV,
-        *(anomaly.detector_file(n) for n in anomaly.DETECTORS),
+        *(detector_file(n) for n in DETECTORS),
     }
     assert expected <= set(manifest["files"])
     models = [n for n in manifest["files"] if n.startswith(schema.RANKING_MODEL_PREFIX)]
@@ -78,9 +78,9 @@ def test_build_writes_every_artifact_listed_in_the_manifest(two_builds):
     assert served["ranking_model"]["file"] == models[0]
     assert served["detector"] == {
         "file": schema.DETECTOR,
-        "name": anomaly.DEFAULT_DETECTOR,
+        "name": DEFAULT_DETECTOR,
         "protect_buyers": True,
-        "detectors": {n: anomaly.detector_file(n) for n in anomaly.DETECTORS},
+        "detectors": {n: detector_file(n) for n in DETECTORS},
     }
     assert {"name", "ranker", "candidates"} <= set(served["ranking_model"])
     for name, entry in manifest["files"].items():
@@ -131,11 +131,11 @@ def test_built_artifacts_load_and_agree_with_each_other(two_builds):
     assert (scored["is_anomaly"].to_numpy() == (raw.to_numpy() & ~bought)).all()
     assert raw.mean() == pytest.approx(0.04, abs=0.002)
     assert (scored["detector"] == op["detector"]).all() and (scored["policy"] == op["policy"]).all()
-    assert set(arts.detectors) == set(anomaly.DETECTORS)
+    assert set(arts.detectors) == set(DETECTORS)
     for name, det in arts.detectors.items():
         assert op["detectors"][name]["threshold"] == det.threshold_
     cost = pd.read_csv(out / schema.CLEANING_COST_CSV)
-    assert set(cost["detector"]) == set(anomaly.DETECTORS) and set(cost["protect_buyers"]) == {True, False}
+    assert set(cost["detector"]) == set(DETECTORS) and set(cost["protect_buyers"]) == {True, False}
     assert (cost.groupby(["detector", "protect_buyers"]).size() == 21).all()  # 1%..20% + frozen
     frozen = cost[(cost["detector"] == op["detector"]) & cost["protect_buyers"] & (cost["point"] == "frozen")]
     assert frozen["users_removed"].iloc[0] == int(scored["is_anomaly"].sum())

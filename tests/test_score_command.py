@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score
 
-from core import anomaly
 from core.__main__ import main
+from core.anomaly.features import user_features
 from core.anomaly.labels import _weighted_metrics, label_metrics, match_labels, read_labels
 from core.base import schema
 from core.base.errors import DataError
@@ -126,6 +126,6 @@ def test_a_raw_upload_is_prepared_like_the_loader(built_artifact_dir):
     up = read_upload("e.csv", raw.to_csv(index=False).encode())
     assert up.duplicates_dropped == 5 and up.features["events"].sum() == len(distinct)
     assert "5 exact duplicate events were dropped" in " ".join(up.notes)
-    direct = anomaly.user_features(distinct.assign(categoryid=-1))
+    direct = user_features(distinct.assign(categoryid=-1))
     pd.testing.assert_frame_equal(up.features.reset_index(drop=True), direct)
     assert io.BytesIO(up.events).getbuffer().nbytes > 0

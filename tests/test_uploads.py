@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import skip_or_fail
 
-from core import anomaly
+from core.anomaly.features import user_features
+from core.anomaly.validation import validate_features
 from core.base.errors import DataError
 from core.base.schema import USER_FEATURES
 from core.userfiles import uploads as U
@@ -38,7 +39,7 @@ def events_table(n: int = 400, seed: int = 3) -> pd.DataFrame:
     )
 
 
-FEATURES = anomaly.user_features(events_table())
+FEATURES = user_features(events_table())
 CSV = FEATURES.to_csv(index=False).encode()
 
 
@@ -189,7 +190,7 @@ def test_accepted_features_keep_every_row_in_order(name, data, note):
     assert up.kind == "features"
     pd.testing.assert_frame_equal(up.features, FEATURES, check_dtype=False)
     assert note in " ".join(up.notes)
-    assert anomaly.validate_features(up.features).ok
+    assert validate_features(up.features).ok
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
@@ -200,11 +201,11 @@ def test_raw_events_become_the_builds_features(fmt, with_category):
         events = events.drop(columns="categoryid")
     data = events.to_csv(index=False).encode() if fmt == "csv" else parquet_bytes(events)
     up = U.read_upload(f"events.{fmt}", data)
-    expected = anomaly.user_features(events if with_category else events.assign(categoryid=-1))
+    expected = user_features(events if with_category else events.assign(categoryid=-1))
     assert up.kind == "events" and up.n_events == len(events)
     pd.testing.assert_frame_equal(up.features, expected)
     assert "raw events" in " ".join(up.notes)
-    assert anomaly.validate_features(up.features).ok
+    assert validate_features(up.features).ok
 
 
 # --------------------------------------------------------------------------- rules of valid feature rows
@@ -279,7 +280,7 @@ RULES = [
 def test_a_row_breaking_a_rule_is_named_and_not_scored(changes, column, words):
     t = broken(**changes)
     up = U.read_upload("f.csv", t.to_csv(index=False).encode())  # through a real file
-    val = anomaly.validate_features(up.features)
+    val = validate_features(up.features)
     text = " ".join(val.messages())
     assert f"Column '{column}'" in text and words in text and "line 3" in text, text
     assert val.scorable.tolist() == [True, False, True]
@@ -293,14 +294,14 @@ def test_rates_may_exceed_one_and_rounding_is_allowed():
     t = FEATURES.copy()
     t["uniq_item_ratio"] = t["uniq_item_ratio"] * (1 + 5e-10)
     t["night_share"] = np.where(t["night_share"] == 1, 1 + 5e-10, t["night_share"])
-    assert anomaly.validate_features(t).ok
-    assert (FEATURES["add_to_view_rate"] <= 1).all() or anomaly.validate_features(FEATURES).ok
+    assert validate_features(t).ok
+    assert (FEATURES["add_to_view_rate"] <= 1).all() or validate_features(FEATURES).ok
 
 
 def test_duplicates_are_reported_but_scored():
     t = FEATURES.head(3).copy()
     t.loc[2, "visitorid"] = t.loc[0, "visitorid"]
-    val = anomaly.validate_features(t)
+    val = validate_features(t)
     assert val.scorable.all() and "(also line 2)" in " ".join(val.messages())
 
 
@@ -308,7 +309,7 @@ def test_datetime_and_bool_frames_are_never_read_as_numbers():
     t = FEATURES.head(3).copy()
     t["p95_gap_s"] = pd.to_datetime(t["p95_gap_s"], unit="s")
     t["night_share"] = True
-    val = anomaly.validate_features(t)
+    val = validate_features(t)
     assert not val.scorable.any()
 
 
@@ -354,6 +355,6 @@ def test_text_late_in_a_long_csv_is_reported_not_crashed():
     data = data[: at + len(last)] + b"lots" + data[data.index(b",", at + len(last)) :]
     up = U.read_upload("f.csv", data)
     assert len(up.features) == len(t) and up.features["visitorid"].tolist() == t["visitorid"].tolist()
-    text = " ".join(anomaly.validate_features(up.features).messages())
+    text = " ".join(validate_features(up.features).messages())
     assert "Column 'events'" in text and f"line {len(t) + 1}" in text and "'lots'" in text
     csv_bytes(up.features)  # the download still builds

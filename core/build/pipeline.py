@@ -16,9 +16,15 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from core import anomaly
 from core import engine as engine_pkg
+from core.anomaly.audit import audit_table, clean_events, cleaning_report, proxy_labels
+from core.anomaly.detector import DETECTOR_FIT_CAP, DETECTORS, Detector, detector_file, fit_detector, fit_sample
+from core.anomaly.drift import drift_reference
+from core.anomaly.features import user_features
+from core.anomaly.policy import DEFAULT_PROTECT_BUYERS, DEFAULT_SHARES, apply_policy, cleaning_cost, policy_label
+from core.anomaly.scoring import provenance, stamped
 from core.base import schema
+from core.base.distinct import distinct_rows
 from core.base.memory import release_memory
 from core.base.schema import (
     DEFAULT_DETECTOR,
@@ -101,7 +107,7 @@ def detect_and_clean(
     fingerprint: str,
     *,
     detector: str = DEFAULT_DETECTOR,
-    protect_buyers: bool = anomaly.DEFAULT_PROTECT_BUYERS,
+    protect_buyers: bool = DEFAULT_PROTECT_BUYERS,
     features: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Task 2: user features, every detector, audit and cost tables, operating point, cleaning.
@@ -111,54 +117,52 @@ def detect_and_clean(
     ``protect_buyers``, through the same ``anomaly.apply_policy`` the dashboard and API use.
     ``features`` are the user features when the build already computed them.
     """
-    features = anomaly.user_features(events) if features is None else features
-    fit_users = anomaly.fit_sample(features, anomaly.DETECTOR_FIT_CAP, seed)
+    features = user_features(events) if features is None else features
+    fit_users = fit_sample(features, DETECTOR_FIT_CAP, seed)
     distinct, codes = _distinct_users(features)
 
-    def fit_and_score(name: str) -> tuple[anomaly.Detector, np.ndarray]:
+    def fit_and_score(name: str) -> tuple[Detector, np.ndarray]:
         """One detector fitted, and its scores of every user (each distinct row scored once)."""
-        det = anomaly.fit_detector(fit_users, name, share=share, seed=seed, fingerprint=fingerprint)
+        det = fit_detector(fit_users, name, share=share, seed=seed, fingerprint=fingerprint)
         return det, det.score_samples(distinct)[codes]
 
     # The detectors are independent: two at a time on two threads (each fit is seeded; the
     # results do not depend on the order).
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="detector") as pool:
-        done = dict(zip(anomaly.DETECTORS, pool.map(fit_and_score, anomaly.DETECTORS), strict=True))
+        done = dict(zip(DETECTORS, pool.map(fit_and_score, DETECTORS), strict=True))
     fitted = {name: det for name, (det, _) in done.items()}
     all_scores = {name: sc for name, (_, sc) in done.items()}
     served = fitted[detector]
     scores = all_scores[detector]
-    flags = anomaly.apply_policy(scores >= served.threshold_, features, protect_buyers)
+    flags = apply_policy(scores >= served.threshold_, features, protect_buyers)
     if labels is not None:
         truth = features["visitorid"].isin(labels["visitorid"]).to_numpy()
         label_source = "ground truth (demo generator labels)"
     else:
-        truth = anomaly.proxy_labels(features)
+        truth = proxy_labels(features)
         label_source = "proxy rule (anomaly.proxy_labels)"
-    audit = anomaly.audit_table(scores, truth, features["events"].to_numpy())
+    audit = audit_table(scores, truth, features["events"].to_numpy())
     audit["label_source"] = label_source
     audit["detector"] = detector
     # What cleaning removes at every share, for every detector and both policies.
     cost = pd.concat(
         [
-            anomaly.cleaning_cost(features, all_scores[name], anomaly.DEFAULT_SHARES, det.threshold_, policy).assign(
-                detector=name
-            )
+            cleaning_cost(features, all_scores[name], DEFAULT_SHARES, det.threshold_, policy).assign(detector=name)
             for name, det in fitted.items()
             for policy in (True, False)
         ],
         ignore_index=True,
     )
     flagged_ids = features.loc[flags, "visitorid"].to_numpy()
-    clean = anomaly.clean_events(events, flagged_ids)
-    scored = anomaly.stamped(
+    clean = clean_events(events, flagged_ids)
+    scored = stamped(
         pd.DataFrame({"visitorid": features["visitorid"].to_numpy(), "anomaly_score": scores, "is_anomaly": flags}),
         served,
         protect_buyers,
         served.threshold_,
     )
-    cleaning = anomaly.cleaning_report(events, clean)
-    cleaning.update(anomaly.provenance(served, protect_buyers, served.threshold_))
+    cleaning = cleaning_report(events, clean)
+    cleaning.update(provenance(served, protect_buyers, served.threshold_))
     return {
         "features": features,
         "detector": served,
@@ -171,7 +175,7 @@ def detect_and_clean(
         "clean": clean,
         "cleaning": cleaning,
         "label_source": label_source,
-        "drift_reference": anomaly.drift_reference(fit_users, population="training users of the detectors"),
+        "drift_reference": drift_reference(fit_users, population="training users of the detectors"),
     }
 
 
@@ -184,7 +188,7 @@ def _distinct_users(features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     X = np.empty((len(features), len(USER_FEATURES)), np.float64, order="F")  # hashed column by column
     for j, f in enumerate(USER_FEATURES):  # the 16 feature columns
         X[:, j] = features[f].to_numpy(np.float64)
-    first, codes = anomaly.distinct_rows(X)
+    first, codes = distinct_rows(X)
     return np.asfortranarray(X[first]), codes  # column-major again: hashed and read by column
 
 
@@ -200,12 +204,12 @@ def write_task2(out: Path, t2: dict[str, Any]) -> dict[str, Any]:
     t2["cost"].to_csv(out / schema.CLEANING_COST_CSV, index=False, float_format="%.6f")
     files = {}
     for name, det in t2["detectors"].items():
-        files[name] = anomaly.detector_file(name)
+        files[name] = detector_file(name)
         (out / files[name]).write_bytes(model_files.dump_model(det))
     op = served.operating_point()
     op.update(
         protect_buyers=t2["protect_buyers"],
-        policy=anomaly.policy_label(t2["protect_buyers"]),
+        policy=policy_label(t2["protect_buyers"]),
         detectors={n: {"file": files[n], "threshold": float(d.threshold_)} for n, d in t2["detectors"].items()},
     )
     artifacts.write_json(op, out / schema.OPERATING_POINT)
@@ -232,7 +236,7 @@ def build(
     seed: int = DEFAULT_SEED,
     share: float = DEFAULT_SHARE,
     detector: str = DEFAULT_DETECTOR,
-    protect_buyers: bool = anomaly.DEFAULT_PROTECT_BUYERS,
+    protect_buyers: bool = DEFAULT_PROTECT_BUYERS,
     engine: str = "pandas",
     scheduler: str | None = None,
     memory_limit: str = engine_pkg.DEFAULT_MEMORY_LIMIT,
@@ -308,7 +312,7 @@ def _build_into(
     # features and cases; numpy, pandas and scikit-learn release the GIL in their heavy loops),
     # so the build uses both cores of a 2-core machine; every result is the same as one after
     # the other.
-    fitted: Future[tuple[dict[str, anomaly.Detector], dict[str, np.ndarray]]] = Future()
+    fitted: Future[tuple[dict[str, Detector], dict[str, np.ndarray]]] = Future()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluation") as pool:
         evaluation = pool.submit(
             _timed, _honest_evaluation, events, inputs.labels, seed, share, out, features, raw_cases, fitted
@@ -574,7 +578,7 @@ def _honest_evaluation(
     out: Path,
     features: pd.DataFrame,
     cases: tuple[pd.DataFrame, int, int],
-    fitted: Future[tuple[dict[str, anomaly.Detector], dict[str, np.ndarray]]],
+    fitted: Future[tuple[dict[str, Detector], dict[str, np.ndarray]]],
 ) -> None:
     """The same-population evaluation (core.evaluation), on the build's features and cases; its
     detector quality waits for the build's ``fitted`` detectors and their scores of every user."""

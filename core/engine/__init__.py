@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core import anomaly
+from core.anomaly.features import user_features
 from core.base.errors import DataError
 from core.base.schema import MIN_LABEL_COUNT
 from core.ranking.candidates import build_candidates
@@ -56,7 +56,7 @@ def read_event_parquets(path: str | Path) -> pd.DataFrame:
 def stage_function(stage: str):
     """The one core function of a per-visitor stage (events -> table)."""
     if stage == "features":
-        return anomaly.user_features
+        return user_features
     if stage == "candidates":
         return build_candidates
     raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
@@ -126,7 +126,7 @@ def per_visitor_stages(
         # Two independent stages on two threads (numpy and pandas release the GIL in their sorts
         # and group sums): the same tables, in less time on two cores.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="per-visitor") as pool:
-            features = pool.submit(anomaly.user_features, events)
+            features = pool.submit(user_features, events)
             cands = pool.submit(build_candidates, events)
             return features.result(), cands.result()
     if engine != "dask":

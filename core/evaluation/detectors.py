@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import anomaly
+from core.anomaly.detector import DETECTOR_FIT_CAP, DETECTORS, Detector, fit_detector, fit_sample
+from core.anomaly.policy import DEFAULT_PROTECT_BUYERS, apply_policy, policy_label
 from core.base import arrays
 from core.base.schema import DEFAULT_SEED, DEFAULT_SHARE
 from core.base.stats import flag_top_share, jaccard, pr_auc
@@ -18,8 +19,6 @@ from core.evaluation.splits import SplitSpec
 STABILITY_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
 # IsolationForest stability is measured on at most this many users (a fixed random sample).
 STABILITY_USER_CAP = 50_000
-# Detectors (build and split) are fitted on at most this many users, anomaly.fit_sample.
-DETECTOR_FIT_CAP = anomaly.DETECTOR_FIT_CAP
 
 
 def fit_and_flag(
@@ -27,19 +26,19 @@ def fit_and_flag(
     share: float,
     seed: int,
     labels: pd.DataFrame | None,
-    protect_buyers: bool = anomaly.DEFAULT_PROTECT_BUYERS,
+    protect_buyers: bool = DEFAULT_PROTECT_BUYERS,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Default detector fitted on the split's training users, flags after the buyer policy;
     flagged train ids, flagged test ids, info."""
-    fit_users = anomaly.fit_sample(spec.detector_train, DETECTOR_FIT_CAP, seed)
-    det = anomaly.fit_detector(fit_users, share=share, seed=seed)
+    fit_users = fit_sample(spec.detector_train, DETECTOR_FIT_CAP, seed)
+    det = fit_detector(fit_users, share=share, seed=seed)
     # Only training visitors that have cases matter for cleaning the training cases.
     dv = spec.detector_train["visitorid"].to_numpy()
     with_cases = spec.detector_train.loc[np.isin(dv, arrays.unique(spec.train["visitorid"].to_numpy()))]
     tr_flag = det.score_samples(with_cases) >= det.threshold_ if len(with_cases) else np.zeros(0, bool)
-    tr_flag = anomaly.apply_policy(tr_flag, with_cases, protect_buyers)
+    tr_flag = apply_policy(tr_flag, with_cases, protect_buyers)
     te_scores = det.score_samples(spec.detector_test) if len(spec.detector_test) else np.zeros(0)
-    te_flag = anomaly.apply_policy(te_scores >= det.threshold_, spec.detector_test, protect_buyers)
+    te_flag = apply_policy(te_scores >= det.threshold_, spec.detector_test, protect_buyers)
     flagged_train = with_cases["visitorid"].to_numpy()[tr_flag]
     flagged_test = spec.detector_test["visitorid"].to_numpy()[te_flag]
     test_case_vis = arrays.unique(spec.test["visitorid"].to_numpy())
@@ -47,7 +46,7 @@ def fit_and_flag(
         "population": f"detector fitted on the {spec.name} split's training users only; its "
         f"threshold is frozen at their (1 - {share:g}) score quantile and applied to test visitors",
         "detector": det.name,
-        "policy": anomaly.policy_label(protect_buyers),
+        "policy": policy_label(protect_buyers),
         "share": share,
         "threshold": det.threshold_,
         "train_users": int(len(spec.detector_train)),
@@ -100,7 +99,7 @@ def stability(
     ids = features["visitorid"].to_numpy()
     flagged, aucs = [], []
     for s in seeds:  # a handful of seeds
-        det = anomaly.fit_detector(features, share=share, seed=s)
+        det = fit_detector(features, share=share, seed=s)
         sc = det.score_samples(features)
         flagged.append(ids[flag_top_share(sc, share, ids)])
         if truth is not None:
@@ -137,7 +136,7 @@ def detector_quality(
     seed: int = DEFAULT_SEED,
     seeds: Sequence[int] = STABILITY_SEEDS,
     lookalikes: pd.DataFrame | None = None,
-    fitted: Mapping[str, anomaly.Detector] | None = None,
+    fitted: Mapping[str, Detector] | None = None,
     fitted_scores: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Every registered detector vs the volume rule (events) at one share: PR-AUC, precision,
@@ -153,10 +152,10 @@ def detector_quality(
     ids = features["visitorid"].to_numpy()
     truth = None if labels is None else np.isin(ids, labels["visitorid"].to_numpy())
     if fitted is None:
-        fit_users = anomaly.fit_sample(features, DETECTOR_FIT_CAP, seed)
-        fitted = {name: anomaly.fit_detector(fit_users, name, share=share, seed=seed) for name in anomaly.DETECTORS}
+        fit_users = fit_sample(features, DETECTOR_FIT_CAP, seed)
+        fitted = {name: fit_detector(fit_users, name, share=share, seed=seed) for name in DETECTORS}
         fitted_scores = None
-    methods: dict[str, tuple[anomaly.Detector | str, str]] = {
+    methods: dict[str, tuple[Detector | str, str]] = {
         name: (det, f"{name} (core.anomaly, one-sided behaviour columns, seed {seed})") for name, det in fitted.items()
     }
     methods["volume_rule"] = ("events", "events per visitor (higher = more anomalous)")

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import anomaly
+from core.anomaly.detector import DETECTOR_FIT_CAP, Detector
+from core.anomaly.features import user_features
 from core.base import arrays
 from core.base.memory import release_memory
 from core.base.schema import (
@@ -28,7 +29,6 @@ from core.base.schema import (
 )
 from core.base.stats import CI_LEVEL, N_BOOT
 from core.evaluation.detectors import (
-    DETECTOR_FIT_CAP,
     STABILITY_USER_CAP,
     detector_quality,
     fit_and_flag,
@@ -208,7 +208,7 @@ def honest_evaluation(
     t0 = time.perf_counter()
     cands, rare = evaluation_cases(events, cases)
     if features is None:
-        features = anomaly.user_features(events)
+        features = user_features(events)
     log.info("honest evaluation: candidates and user features %.1fs", time.perf_counter() - t0)
     top_ns = markov_top_ns_for(len(events))
     group = evaluate_split(group_split_spec(cands, features, seed), share, seed, labels, n_boot, top_ns["group"])
@@ -272,7 +272,7 @@ def write_all(
     n_boot: int = N_BOOT,
     features: pd.DataFrame | None = None,
     cases: tuple[pd.DataFrame, int, int] | None = None,
-    detectors: Mapping[str, anomaly.Detector] | None = None,
+    detectors: Mapping[str, Detector] | None = None,
     detector_scores: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Write the honest-evaluation, Markov-candidate and detector-quality JSON/CSV files
@@ -280,7 +280,7 @@ def write_all(
     as ``fitted`` and ``fitted_scores`` of detector_quality)."""
     t0 = time.perf_counter()
     if features is None:
-        features = anomaly.user_features(events)
+        features = user_features(events)
     report = honest_evaluation(events, labels, seed, share, n_boot, features=features, cases=cases)
     t1 = time.perf_counter()
     quality = detector_quality(features, labels, share, seed, fitted=detectors, fitted_scores=detector_scores)

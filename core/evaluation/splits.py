@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import anomaly
+from core.anomaly.features import user_features
 from core.base import arrays
 from core.base.errors import DataError
 from core.base.schema import LOOKBACK, MIN_LABEL_COUNT, MS_PER_DAY, TEST_SIZE, WINDOW_MS
@@ -164,7 +164,7 @@ def temporal_split_spec(
         "test_label_unseen_share": unseen_share,
         "detector_train_events": int(len(before)),
     }
-    feats_before = anomaly.user_features(before)
+    feats_before = user_features(before)
     uv = features["visitorid"].to_numpy()
     return SplitSpec(
         name="temporal",

@@ -12,9 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from core import anomaly
 from core.anomaly import batch
 from core.anomaly.labels import label_metrics, match_labels, read_labels
+from core.anomaly.policy import DEFAULT_PROTECT_BUYERS, policy_label
+from core.anomaly.scoring import flag_scores, score_rows
+from core.anomaly.validation import validate_features
 from core.base.errors import DataError
 from core.base.schema import DEFAULT_SEED
 from core.store import artifacts as A
@@ -33,7 +35,7 @@ class ScoreOptions:
     detector: str | None = None
     share: float | None = None
     fit_on_batch: bool = False
-    protect_buyers: bool = anomaly.DEFAULT_PROTECT_BUYERS
+    protect_buyers: bool = DEFAULT_PROTECT_BUYERS
     labels: str | None = None
     report: str | None = None
     cleaned_events: str | None = None
@@ -66,14 +68,14 @@ def run(opts: ScoreOptions) -> dict[str, Any]:
         raise DataError(f"INPUT {opts.input!r} is not a file.")
     up = read_upload(path.name, path.read_bytes(), limits=False)
     df = up.features
-    val = anomaly.validate_features(df)
+    val = validate_features(df)
     if val.missing_columns:
         raise DataError(" ".join(val.messages()))
-    frozen_scores = anomaly.score_rows(df, val.scorable, frozen)
+    frozen_scores = score_rows(df, val.scorable, frozen)
     fit = batch.fit_on_batch(df, val.scorable, name, opts.seed) if opts.fit_on_batch else None
     detector = frozen if fit is None else fit.detector
-    scores = frozen_scores if fit is None else anomaly.score_rows(df, val.scorable, detector)
-    flagged = anomaly.flag_scores(scores, opts.share, detector, df, protect_buyers=opts.protect_buyers)
+    scores = frozen_scores if fit is None else score_rows(df, val.scorable, detector)
+    flagged = flag_scores(scores, opts.share, detector, df, protect_buyers=opts.protect_buyers)
     flags = flagged["is_anomaly"].to_numpy()
     threshold = float(flagged["threshold"].iloc[0]) if len(flagged) else float("nan")
     drift = batch.batch_drift(df, val.scorable, frozen_scores, frozen, arts.drift_reference)
@@ -108,7 +110,7 @@ def run(opts: ScoreOptions) -> dict[str, Any]:
         "flagged": int(flags.sum()),
         "flagged_share": int(flags.sum()) / n_scored if n_scored else None,
         "detector": detector.name,
-        "policy": anomaly.policy_label(opts.protect_buyers),
+        "policy": policy_label(opts.protect_buyers),
         "mode": mode,
         "threshold": threshold,
         "drift": drift,
