@@ -80,7 +80,7 @@ async def version(arts: ArtifactsDep) -> dict[str, Any]:
 
 
 def _core_views(body: RankRequest) -> list[dict[str, Any]]:
-    """The views as ``core.ranking.rank`` takes them, in the API's documented order.
+    """The views as ``core.ranking.serve.rank`` takes them, in the API's documented order.
 
     Sorted by (timestamp, categoryid, itemid): core.ranking keeps the given order of views that
     share a timestamp (file order, as in training), and a JSON list has no meaningful order, so
@@ -133,7 +133,7 @@ def refuse_invalid_rows(features: pd.DataFrame) -> FeatureValidation:
     """422 naming the users that break a rule of the data contract's valid feature rows; else
     the validation, for scoring without validating again.
 
-    The dashboard's validator (``core.anomaly.validate_features``): the two never disagree.
+    The dashboard's validator (``core.anomaly.validation.validate_features``): the two never disagree.
     """
     val = validate_features(features)
     if val.scorable.all():

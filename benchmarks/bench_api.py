@@ -1,7 +1,7 @@
 """Latency of the API over real HTTP: p50/p99 per endpoint, one uvicorn worker on localhost.
 
     python benchmarks/bench_api.py            # N=1000 sequential keep-alive requests each
-    python benchmarks/bench_api.py --profile  # also cProfile core.ranking.rank on the 100 views
+    python benchmarks/bench_api.py --profile  # also cProfile core.ranking.serve.rank on the 100 views
 
 Payloads come from the demo artifacts: /rank gets 100 views of the demo visitor with the most
 distinct categories (re-spaced one minute apart so all 100 fall in the 24 h history window); /anomaly gets 1
@@ -91,7 +91,7 @@ def http_call(client: httpx.Client, path: str, body: dict[str, Any]) -> Callable
 
 
 def profile_rank(body: dict[str, Any], model: Any, repeat: int = 200) -> str:
-    """cProfile of core.ranking.rank on the payload: the top functions by cumulative time."""
+    """cProfile of core.ranking.serve.rank on the payload: the top functions by cumulative time."""
     prof = cProfile.Profile()
     prof.enable()
     for _ in range(repeat):
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=1000, help="requests per row (default 1000)")
     parser.add_argument("--artifact-dir", default=None, help="default: $RECSYS_ARTIFACT_DIR or recsys_artifacts/")
-    parser.add_argument("--profile", action="store_true", help="cProfile core.ranking.rank too")
+    parser.add_argument("--profile", action="store_true", help="cProfile core.ranking.serve.rank too")
     args = parser.parse_args(argv)
 
     arts = load_artifacts(args.artifact_dir)
@@ -162,10 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "meets" if rank_p99 <= RANK_P99_TARGET_MS else "MISSES"
     print(
         f"/rank p99 {rank_p99:.2f} ms {verdict} the {RANK_P99_TARGET_MS:.0f} ms target "
-        "(core p50/p99 = core.ranking.rank in-process, no HTTP)."
+        "(core p50/p99 = core.ranking.serve.rank in-process, no HTTP)."
     )
     if args.profile or rank_p99 > RANK_P99_TARGET_MS:
-        print("\ncProfile of core.ranking.rank on the 100-view payload (200 calls):")
+        print("\ncProfile of core.ranking.serve.rank on the 100-view payload (200 calls):")
         print(profile_rank(rank_body, arts.ranking_model))
     return 0
 

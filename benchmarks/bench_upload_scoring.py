@@ -5,7 +5,7 @@
 Makes a features parquet of --rows users (core.demo at RetailRocket scale + user_features,
 topped up by resampling; in a child process so its memory is not counted), then measures, in
 this process, what the dashboard does with an upload: read the bytes, validate, score with
-core.anomaly.score (the distinct feature rows, in chunks with progress), threshold at a share,
+core.anomaly.scoring.score (the distinct feature rows, in chunks with progress), threshold at a share,
 explain the shown flagged users, and build the CSV and parquet downloads.
 Prints seconds per stage and the peak RSS (resource.getrusage). Targets: <= 15 s, <= 1.5 GB.
 """
@@ -85,7 +85,7 @@ def main() -> None:
         if args.every_row:  # the reference: the detector on every scorable row, no de-duplication
             scores = np.full(len(df), np.nan)
             scores[validation.scorable] = detector.score_samples(df.loc[validation.scorable, list(USER_FEATURES)])
-        else:  # the page's call: core.anomaly.score, progress after each chunk of distinct rows
+        else:  # the page's call: core.anomaly.scoring.score, progress after each chunk of distinct rows
             scores = score(df, detector=detector, on_progress=lambda done: None)["anomaly_score"].to_numpy()
         flags = flag_scores(scores, 0.04, detector, df)
     with timer.stage("explain 1,000 shown users"):

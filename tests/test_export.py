@@ -1,6 +1,6 @@
 """Unit tests of core.userfiles.export: safe CSV, parquet, uploads, views tables, sampler.
 
-Scoring (chunks, progress, de-duplication) is core.anomaly.score: see tests/test_anomaly.py.
+Scoring (chunks, progress, de-duplication) is core.anomaly.scoring.score: see tests/test_anomaly.py.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ DEFAULT_SEED = 42
 DEFAULT_SHARE = 0.04
 # How a build from the generator names its data source; the dashboard reads it to say "synthetic".
 SYNTHETIC_SOURCE = "demo generator"
-# The detector the build serves unless told otherwise (core.anomaly.DETECTORS names them all).
+# The detector the build serves unless told otherwise (core.anomaly.detector.DETECTORS names them all).
 DEFAULT_DETECTOR = "isolation_forest"
 SHORT_GAP_S = 5.0
 SESSION_GAP_S = 1800.0

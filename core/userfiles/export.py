@@ -2,7 +2,7 @@
 
 Nothing here imports Streamlit, so every helper is unit-tested without a browser. Uploads are read
 by ``core.userfiles.uploads``. Scoring is not
-here: the dashboard calls ``core.anomaly.score`` (chunks, progress, de-duplication) like the API,
+here: the dashboard calls ``core.anomaly.scoring.score`` (chunks, progress, de-duplication) like the API,
 and the HTML/JSON report building is ``core.userfiles.report``.
 """
 
@@ -310,7 +310,7 @@ def _parse_timestamp_cells(values: pd.Series) -> pd.Series:
 
 
 def views_from_editor(table: pd.DataFrame, timestamps_in_ms: bool) -> pd.DataFrame:
-    """The editor's rows as views for ``core.ranking.rank``; nothing dropped, nothing coerced away."""
+    """The editor's rows as views for ``core.ranking.serve.rank``; nothing dropped, nothing coerced away."""
     views = pd.DataFrame(index=range(len(table)))
     for col in VIEW_COLUMNS:
         if col not in table.columns:

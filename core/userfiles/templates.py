@@ -2,7 +2,7 @@
 
 One hand-written set of raw events (three visitors: a shopper who buys, a browser, a fast
 crawler) is the source of all four templates, so they agree with each other: the features are
-computed from those events by ``core.anomaly.user_features`` (the build's own code, so every
+computed from those events by ``core.anomaly.features.user_features`` (the build's own code, so every
 row passes validation), and the labels name the same visitors.
 """
 

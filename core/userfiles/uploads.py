@@ -2,7 +2,7 @@
 
 An upload is either a user-feature table (visitorid + the 16 features) or raw RetailRocket events
 (timestamp, visitorid, event, itemid, transactionid[, categoryid]); raw events are turned into
-features with the build's own ``core.anomaly.user_features``. Limits come from the dashboard's
+features with the build's own ``core.anomaly.features.user_features``. Limits come from the dashboard's
 1 GB memory budget (README, "Upload limits"): parquet files are checked on their footer (row count,
 uncompressed size, column types) and CSV files on their line count, before anything is decoded.
 """
