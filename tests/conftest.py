@@ -4,6 +4,7 @@ prerequisite skips locally and fails under CI=true)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -70,20 +71,22 @@ def light_artifact_dir(loaded_artifacts: A.Artifacts, tmp_path_factory: pytest.T
     """A copy of the verified build with the served ranker's forest and the isolation forest cut to
     two trees each and relisted in the (unsigned) manifest: the same files, kinds and load path, but
     a load unpacks 4 trees instead of 300. For tests of hostile files, where the models' size plays no part."""
-    from core import ranking
-    from core.anomaly.detector import Detector
     from core.base.schema import MANIFEST
     from core.store.manifest import file_entry
-    from core.store.model_files import dump_model, load_model
+    from core.store.model_files import dump_model
 
     target = tmp_path_factory.mktemp("light") / "arts"
     shutil.copytree(loaded_artifacts.path, target)
     manifest = json.loads((target / MANIFEST).read_text())
     model_file = manifest["served"]["ranking_model"]["file"]
-    model = load_model((target / model_file).read_bytes(), ranking.RankingModel)
+    # Shallow copies of the session's loaded models (not a second load from disk); the cut
+    # replaces their per-tree lists, so the session's models keep every tree.
+    model = copy.copy(loaded_artifacts.ranking_model)
+    model.estimator = copy.copy(model.estimator)
     _keep_trees(model.estimator, LIGHT_TREES)
     detector_file = manifest["served"]["detector"]["detectors"]["isolation_forest"]
-    detector = load_model((target / detector_file).read_bytes(), Detector)
+    detector = copy.copy(loaded_artifacts.detectors["isolation_forest"])
+    detector.forest_ = copy.copy(detector.forest_)
     _keep_trees(detector.forest_, LIGHT_TREES)
     detector.n_estimators = LIGHT_TREES
     for name, obj in ((model_file, model), (detector_file, detector)):
