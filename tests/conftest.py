@@ -5,6 +5,7 @@ prerequisite skips locally and fails under CI=true)."""
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import os
 import shutil
@@ -18,6 +19,17 @@ from api.schemas import EXAMPLES_DIR
 from core.store import artifacts as A
 
 IN_CI = os.environ.get("CI") == "true"
+
+
+# The modules imported so far (scikit-learn, pandas, the app), then every test module, live to the
+# end of the run: frozen out of garbage collection, as an API worker freezes its loaded artifacts,
+# so that each full collection (tens in a run) does not walk them all again.
+gc.freeze()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Freeze what collection left alive: the test modules and their tables (see above)."""
+    gc.freeze()
 
 
 def skip_or_fail(reason: str) -> None:
@@ -37,7 +49,9 @@ def built_artifact_dir(loaded_artifacts: A.Artifacts) -> Path:
 def default_artifacts() -> A.Artifacts:
     """The artifact directory load_artifacts() reads by default, loaded once for the session,
     verified or not (read its models, never change them)."""
-    return A.load_artifacts()
+    arts = A.load_artifacts()
+    gc.freeze()  # kept to the end of the session, like the modules (pytest_collection_finish)
+    return arts
 
 
 @pytest.fixture(scope="session")
