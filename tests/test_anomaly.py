@@ -270,7 +270,8 @@ def test_fit_freezes_the_train_quantile(detector, train_features):
 
 @pytest.mark.parametrize("name", sorted(anomaly.DETECTORS))
 def test_fit_detector_by_name(name, train_features):
-    det = anomaly.fit_detector(train_features, name, share=0.05, seed=7, fingerprint="fp")
+    trees = {"n_estimators": 60} if name == "isolation_forest" else {}  # the module's forest size
+    det = anomaly.fit_detector(train_features, name, share=0.05, seed=7, fingerprint="fp", **trees)
     assert det.name == name and det.fingerprint_ == "fp"
     out = anomaly.score(train_features, detector=det, protect_buyers=False)
     assert (out["is_anomaly"] == (out["anomaly_score"] >= det.threshold_)).all()
@@ -697,7 +698,8 @@ def test_scores_of_distinct_rows_are_the_scores_of_every_row(train_features):
     # Many users with identical rows (and identical z rows): de-duplication must not change a bit.
     repeated = train_features.iloc[np.random.default_rng(4).integers(0, 400, 6000)].reset_index(drop=True)
     for name in anomaly.DETECTORS:
-        det = anomaly.fit_detector(train_features, name, share=0.05, seed=7)
+        trees = {"n_estimators": 60} if name == "isolation_forest" else {}  # the module's forest size
+        det = anomaly.fit_detector(train_features, name, share=0.05, seed=7, **trees)
         # the reference: each row scored on its own (a 1-row matrix), a buyer capped by its score as
         # if it had not bought
         rows = repeated.loc[:, list(USER_FEATURES)].to_numpy(np.float64)
