@@ -4,6 +4,8 @@ prerequisite skips locally and fails under CI=true)."""
 
 from __future__ import annotations
 
+import copy
+import gc
 import json
 import os
 import shutil
@@ -17,6 +19,17 @@ from api.schemas import EXAMPLES_DIR
 from core.store import artifacts as A
 
 IN_CI = os.environ.get("CI") == "true"
+
+
+# The modules imported so far (scikit-learn, pandas, the app), then every test module, live to the
+# end of the run: frozen out of garbage collection, as an API worker freezes its loaded artifacts,
+# so that each full collection (tens in a run) does not walk them all again.
+gc.freeze()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Freeze what collection left alive: the test modules and their tables (see above)."""
+    gc.freeze()
 
 
 def skip_or_fail(reason: str) -> None:
@@ -36,7 +49,9 @@ def built_artifact_dir(loaded_artifacts: A.Artifacts) -> Path:
 def default_artifacts() -> A.Artifacts:
     """The artifact directory load_artifacts() reads by default, loaded once for the session,
     verified or not (read its models, never change them)."""
-    return A.load_artifacts()
+    arts = A.load_artifacts()
+    gc.freeze()  # kept to the end of the session, like the modules (pytest_collection_finish)
+    return arts
 
 
 @pytest.fixture(scope="session")
@@ -70,20 +85,22 @@ def light_artifact_dir(loaded_artifacts: A.Artifacts, tmp_path_factory: pytest.T
     """A copy of the verified build with the served ranker's forest and the isolation forest cut to
     two trees each and relisted in the (unsigned) manifest: the same files, kinds and load path, but
     a load unpacks 4 trees instead of 300. For tests of hostile files, where the models' size plays no part."""
-    from core.anomaly.detector import Detector
     from core.base.schema import MANIFEST
-    from core.ranking.models import RankingModel
     from core.store.manifest import file_entry
-    from core.store.model_files import dump_model, load_model
+    from core.store.model_files import dump_model
 
     target = tmp_path_factory.mktemp("light") / "arts"
     shutil.copytree(loaded_artifacts.path, target)
     manifest = json.loads((target / MANIFEST).read_text())
     model_file = manifest["served"]["ranking_model"]["file"]
-    model = load_model((target / model_file).read_bytes(), RankingModel)
+    # Shallow copies of the session's loaded models (not a second load from disk); the cut
+    # replaces their per-tree lists, so the session's models keep every tree.
+    model = copy.copy(loaded_artifacts.ranking_model)
+    model.estimator = copy.copy(model.estimator)
     _keep_trees(model.estimator, LIGHT_TREES)
     detector_file = manifest["served"]["detector"]["detectors"]["isolation_forest"]
-    detector = load_model((target / detector_file).read_bytes(), Detector)
+    detector = copy.copy(loaded_artifacts.detectors["isolation_forest"])
+    detector.forest_ = copy.copy(detector.forest_)
     _keep_trees(detector.forest_, LIGHT_TREES)
     detector.n_estimators = LIGHT_TREES
     for name, obj in ((model_file, model), (detector_file, detector)):

@@ -223,7 +223,7 @@ def loop_reference(events: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_features_match_loop_reference_on_random_events():
-    events = random_events(6000, 400, seed=3)
+    events = random_events(3000, 200, seed=3)  # the reference loops over visitors in Python
     got = user_features(events)
     want = loop_reference(events)
     assert got["visitorid"].tolist() == want["visitorid"].tolist()
@@ -279,7 +279,8 @@ def test_fit_freezes_the_train_quantile(detector, train_features):
 
 @pytest.mark.parametrize("name", sorted(DETECTORS))
 def test_fit_detector_by_name(name, train_features):
-    det = fit_detector(train_features, name, share=0.05, seed=7, fingerprint="fp")
+    trees = {"n_estimators": 60} if name == "isolation_forest" else {}  # the module's forest size
+    det = fit_detector(train_features, name, share=0.05, seed=7, fingerprint="fp", **trees)
     assert det.name == name and det.fingerprint_ == "fp"
     out = score(train_features, detector=det, protect_buyers=False)
     assert (out["is_anomaly"] == (out["anomaly_score"] >= det.threshold_)).all()
@@ -502,12 +503,11 @@ def test_flag_scores_moves_the_share_without_rescoring(detector, train_features)
         flag_scores(scores, 1.5, detector, t)
 
 
-def test_scores_on_the_committed_build_do_not_depend_on_de_duplication():
+def test_scores_on_the_committed_build_do_not_depend_on_de_duplication(default_artifacts):
     """The committed detector on real demo features (about 3 users per distinct feature row)."""
     from core.base import schema
-    from core.store import artifacts as A
 
-    arts = A.load_artifacts()
+    arts = default_artifacts  # the session's one load of the committed build
     if arts.detector is None or arts.verified_path(schema.USER_FEATURES_FILE) is None:
         skip_or_fail("no verified build in recsys_artifacts/: run `python -m core build`")
     features = pd.read_parquet(arts.verified_path(schema.USER_FEATURES_FILE)).head(20_000)
@@ -705,9 +705,12 @@ def test_scores_of_distinct_rows_are_the_scores_of_every_row(train_features):
     # Many users with identical rows (and identical z rows): de-duplication must not change a bit.
     repeated = train_features.iloc[np.random.default_rng(4).integers(0, 400, 6000)].reset_index(drop=True)
     for name in DETECTORS:
-        det = fit_detector(train_features, name, share=0.05, seed=7)
-        # the reference: each row scored on its own, a buyer capped by its score as if it had not bought
-        every_row = np.array([det.score_samples(repeated.iloc[[i]])[0] for i in range(0, 6000, 50)])
+        trees = {"n_estimators": 60} if name == "isolation_forest" else {}  # the module's forest size
+        det = fit_detector(train_features, name, share=0.05, seed=7, **trees)
+        # the reference: each row scored on its own (a 1-row matrix), a buyer capped by its score as
+        # if it had not bought
+        rows = repeated.loc[:, list(USER_FEATURES)].to_numpy(np.float64)
+        every_row = np.array([det.score_samples(rows[i : i + 1])[0] for i in range(0, 6000, 50)])
         assert np.array_equal(det.score_samples(repeated)[::50], every_row), name
 
 
@@ -801,9 +804,11 @@ def test_small_tables_validate_and_score_as_large_ones(train_features, detector,
         assert fast.messages() == slow.messages()
         assert np.array_equal(fast_scores, slow_scores, equal_nan=True)
         pd.testing.assert_frame_equal(fast_flags, slow_flags)
-        # and each row's score is the score of that row alone (no de-duplication at all)
+        # and each row's score is the score of that row alone (no de-duplication at all), each
+        # row a 1-row matrix (scored as its table row is: test_small_batches_score_as_the_whole_table)
         ok = np.flatnonzero(fast.scorable)
-        alone = [detector.score_samples(t.iloc[[i]])[0] for i in ok]
+        rows = t.loc[:, list(USER_FEATURES)].to_numpy(np.float64)
+        alone = [detector.score_samples(rows[i : i + 1])[0] for i in ok]
         assert np.array_equal(fast_scores[ok], np.array(alone, np.float64))
 
 

@@ -53,9 +53,13 @@ needs_artifacts = pytest.mark.usefixtures("built_artifacts")  # skipped if unbui
 
 
 @pytest.fixture(scope="module")
-def client():
-    """One app over the default artifacts, lifespan running."""
-    with TestClient(create_app(default_dir())) as test_client:
+def client(default_artifacts):
+    """One app over the default artifacts, lifespan running. It serves the session's loaded
+    artifacts (the ones ``arts`` compares with) instead of loading them a second time; the app's
+    own loading is tested over copies (``artifact_copy``) and by real servers (test_api_server)."""
+    app = create_app(default_dir())
+    app.state.artifacts = default_artifacts  # what deps.load_once keeps after the app's first load
+    with TestClient(app) as test_client:
         yield test_client
 
 
@@ -102,12 +106,12 @@ def test_health_reports_loaded_artifacts(client):
     assert "validation top1_all" in body["ranking_model_why"]
 
 
-def test_a_worker_freezes_its_loaded_artifacts_out_of_garbage_collection(artifact_copy):
+def test_a_worker_freezes_its_loaded_artifacts_out_of_garbage_collection(light_artifact_dir):
     # A full collection would otherwise walk every loaded object in the middle of a request.
     gc.unfreeze()
     assert gc.get_freeze_count() == 0
     try:
-        with TestClient(create_app(artifact_copy)) as c:
+        with TestClient(create_app(light_artifact_dir)) as c:
             assert c.get("/health").json()["detector_loaded"] is True
             assert gc.get_freeze_count() > 10_000
     finally:

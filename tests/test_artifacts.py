@@ -121,12 +121,12 @@ def test_every_learned_ranker_round_trips_through_the_trusted_format(learner):
     rng = np.random.default_rng(0)
     X = rng.random((200, len(CANDIDATE_FEATURES))).astype(np.float32)
     y = (X[:, 0] > 0.5).astype(int)
-    with threadpool_limits(1):  # as fit_ranker fits: OpenMP threads only spin on a tiny fit
+    with threadpool_limits(1):  # as fit_ranker fits: OpenMP threads only spin on a tiny fit (or predict)
         estimator = make_estimator(learner).fit(X, y)
-    model = RankingModel(name=learner, estimator=estimator)
-    back = model_files.load_model(model_files.dump_model(model), RankingModel)
-    # allclose: a forest sums its trees on threads, in any order
-    np.testing.assert_allclose(back.estimator.predict_proba(X), estimator.predict_proba(X), rtol=1e-12)
+        model = RankingModel(name=learner, estimator=estimator)
+        back = model_files.load_model(model_files.dump_model(model), RankingModel)
+        # allclose: a forest sums its trees on threads, in any order
+        np.testing.assert_allclose(back.estimator.predict_proba(X), estimator.predict_proba(X), rtol=1e-12)
 
 
 def test_no_code_unpickles_artifacts():

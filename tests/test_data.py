@@ -504,7 +504,7 @@ def test_scan_random_files_match_old_reader(tmp_path: Path) -> None:
     rng = np.random.default_rng(7)
     props = np.array(["categoryid", "888", "available", '"categoryid"', "790"])
     for trial in range(8):
-        n = 400
+        n = 200  # about 6 KB: over 100 blocks of 50 bytes a file
         prop = props[rng.integers(0, len(props), n)]
         value = np.where(rng.random(n) < 0.2, '"1,2 n3.000"', rng.integers(0, 50, n).astype(str))
         value = np.where(np.char.find(prop, "categoryid") >= 0, rng.integers(0, 50, n).astype(str), value)

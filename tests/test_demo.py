@@ -108,7 +108,8 @@ def _sorted(df: pd.DataFrame) -> pd.DataFrame:
 def test_same_seed_same_data_and_bytes(tmp_path: Path) -> None:
     a, b = generate(40_000, seed=7), generate(40_000, seed=7)
     for name in ("events", "item_properties", "category_tree", "labels", "lookalikes"):
-        pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name))
+        # exact: the same bits (and a categorical column compared as a whole, not value by value)
+        pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name), check_exact=True)
     assert a.info == b.info
     ia, ib = write_raw(a, tmp_path / "a"), write_raw(b, tmp_path / "b")
     assert ia["duplicates_injected"] == ib["duplicates_injected"]
@@ -474,8 +475,8 @@ def test_lookalikes_look_abnormal_by_volume_only(per_visitor: pd.DataFrame) -> N
 def test_bot_mix_alt_differs_and_is_deterministic() -> None:
     a = generate(40_000, seed=7, bot_mix="alt")
     b = generate(40_000, seed=7, bot_mix="alt")
-    pd.testing.assert_frame_equal(a.events, b.events)
-    pd.testing.assert_frame_equal(a.labels, b.labels)
+    pd.testing.assert_frame_equal(a.events, b.events, check_exact=True)
+    pd.testing.assert_frame_equal(a.labels, b.labels, check_exact=True)
     d = generate(40_000, seed=7)
     assert a.bot_mix == "alt" and d.bot_mix == "default"
     share_a = a.labels["kind"].value_counts(normalize=True)
@@ -541,7 +542,7 @@ def test_write_raw_full_properties(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     # The generated rows keep their order among the filler rows: the same categories, the same load.
     full_snaps = categories.read_category_files([full / n for n in ITEM_PROPERTY_FILES])
     small_snaps = categories.read_category_files([small / n for n in ITEM_PROPERTY_FILES])
-    pd.testing.assert_frame_equal(full_snaps, small_snaps)
-    pd.testing.assert_frame_equal(data.load_raw(full), data.load_raw(small))
+    pd.testing.assert_frame_equal(full_snaps, small_snaps, check_exact=True)
+    pd.testing.assert_frame_equal(data.load_raw(full), data.load_raw(small), check_exact=True)
     filler = pd.read_csv(full / ITEM_PROPERTY_FILES[1], dtype=str)
     assert filler["property"].nunique() > 100 and filler["value"].str.contains(" n").any()

@@ -97,16 +97,23 @@ def load_model(data: bytes, expected: type) -> Any:
     check_unzipped_size(data, expected)
     trusted = trusted_types()
     try:
-        untrusted = sio.get_untrusted_types(data=data)
-    except Exception as exc:  # a zip or schema skops cannot read: refuse, whatever the cause
-        raise ArtifactError(f"is not a readable skops model file ({type(exc).__name__})") from exc
-    unknown = sorted(set(untrusted) - set(trusted))
-    if unknown:
-        raise ArtifactError(f"holds types outside the trusted list: {', '.join(unknown)}")
-    try:
+        # loads audits the file's types against ``trusted`` before it builds anything; a separate
+        # get_untrusted_types first would parse the whole file twice on every successful load.
         obj = sio.loads(data, trusted=trusted)
     except Exception as exc:
-        raise ArtifactError(f"could not be loaded ({type(exc).__name__})") from exc
+        raise _refusal(data, trusted, exc) from exc
     if not isinstance(obj, expected):  # every detector is a subclass of the Detector base
         raise ArtifactError(f"holds a {type(obj).__name__}, expected {expected.__name__}")
     return obj
+
+
+def _refusal(data: bytes, trusted: list[str], exc: Exception) -> ArtifactError:
+    """Why skops refused or failed on ``data``: unreadable, types outside ``trusted``, or broken."""
+    try:
+        untrusted = sio.get_untrusted_types(data=data)
+    except Exception as read_exc:  # a zip or schema skops cannot read: refuse, whatever the cause
+        return ArtifactError(f"is not a readable skops model file ({type(read_exc).__name__})")
+    unknown = sorted(set(untrusted) - set(trusted))
+    if unknown:
+        return ArtifactError(f"holds types outside the trusted list: {', '.join(unknown)}")
+    return ArtifactError(f"could not be loaded ({type(exc).__name__})")
