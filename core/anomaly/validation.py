@@ -71,18 +71,47 @@ def numeric(s: pd.Series) -> np.ndarray:
     return s.to_numpy(np.float64, na_value=np.nan)
 
 
-def small_numeric_columns(df: pd.DataFrame) -> dict[Any, np.ndarray] | None:
-    """Every column of a small table of plain numpy numbers as float64 (``numeric`` of each, from
-    one pandas call instead of one per column); None for any other table.
+@dataclass(frozen=True)
+class FeatureMatrix:
+    """A feature table already in numpy: every row's visitorid and its 16 features as one float64
+    matrix (columns in USER_FEATURES order, column-major).
 
-    An API request's table: each column lookup costs about as much as checking the column.
+    What a small table is validated and scored as (``small_feature_matrix``), and what the API
+    builds from a request directly: each pandas column lookup costs about as much as checking the
+    column, so a table of a few rows is read once instead.
     """
+
+    visitorid: np.ndarray  # any numpy integer or float dtype
+    values: np.ndarray  # (n, 16) float64
+
+    def __len__(self) -> int:
+        """Number of rows."""
+        return len(self.values)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        """One column by name, as numpy."""
+        return self.visitorid if name == "visitorid" else self.values[:, _FEATURE_POS[name]]
+
+    def frame(self) -> pd.DataFrame:
+        """The table as a DataFrame: visitorid and the 16 features."""
+        return pd.DataFrame({"visitorid": self.visitorid, **dict(zip(USER_FEATURES, self.values.T))})
+
+
+_FEATURE_POS = {f: j for j, f in enumerate(USER_FEATURES)}
+_REQUIRED = ("visitorid", *USER_FEATURES)
+_COUNT_POS = np.array([_FEATURE_POS[c] for c in COUNT_FEATURES], np.int64)
+
+
+def small_feature_matrix(df: pd.DataFrame) -> FeatureMatrix | None:
+    """A small table of plain numpy numbers with every required column as a FeatureMatrix (one
+    pandas call instead of one per column); None for any other table."""
     if len(df) > SMALL_TABLE_ROWS or not df.columns.is_unique:
         return None
-    if not all(isinstance(t, np.dtype) and t.kind in "iuf" for t in df.dtypes):
+    pos = df.columns.get_indexer(_REQUIRED)
+    if (pos < 0).any() or not all(isinstance(t, np.dtype) and t.kind in "iuf" for t in df.dtypes):
         return None
-    A = np.ascontiguousarray(df.to_numpy(np.float64).T)
-    return dict(zip(df.columns, A))
+    values = np.asfortranarray(df.to_numpy(np.float64)[:, pos[1:]])
+    return FeatureMatrix(df.iloc[:, pos[0]].to_numpy(), values)
 
 
 def line_numbers(rows: np.ndarray) -> np.ndarray:
@@ -231,7 +260,7 @@ _NO_PROBLEMS = pd.DataFrame(
 class _Collector:
     """Accumulates problem rows per (column, kind), capped in detail, exact in counts."""
 
-    def __init__(self, n: int, ids: pd.Series | None) -> None:
+    def __init__(self, n: int, ids: pd.Series | np.ndarray | None) -> None:
         """n rows; ids: the visitorid cells shown next to each problem (None without the column)."""
         self.ids = ids
         self.unscorable = np.zeros(n, bool)
@@ -260,12 +289,20 @@ class _Collector:
                 {
                     "row": keep.astype(np.int64),
                     "line": line_numbers(keep),
-                    "visitorid": self.ids.iloc[keep].to_numpy(object) if self.ids is not None else None,
+                    "visitorid": self._ids_at(keep),
                     "column": col,
                     "problem": text,
                 }
             )
         )
+
+    def _ids_at(self, rows: np.ndarray) -> np.ndarray | None:
+        """The visitorid cells of some rows, as Python objects."""
+        if self.ids is None:
+            return None
+        if isinstance(self.ids, np.ndarray):
+            return self.ids[rows].astype(object)
+        return self.ids.iloc[rows].to_numpy(object)
 
     def table(self) -> pd.DataFrame:
         """The problem rows in file order, at most MAX_PROBLEM_ROWS."""
@@ -381,8 +418,18 @@ def _range_rules(v: dict[str, np.ndarray], found: _Collector) -> None:
         rule("p95_gap_s", "p95_single", ~(ev < 2) | (p95 == 0), np.where(np.isnan(ev), np.nan, p95))
 
 
-def _visitor_ids(raw: pd.Series, found: _Collector) -> None:
+def _has_repeats(ids: np.ndarray) -> bool:
+    """True when a value of a numpy integer array occurs more than once."""
+    srt = np.sort(ids, kind="stable")
+    return bool((srt[1:] == srt[:-1]).any())
+
+
+def _visitor_ids(raw: pd.Series | np.ndarray, found: _Collector) -> None:
     """Report ids that are not integers within int64 (the API's bounds too), and repeated ids."""
+    if isinstance(raw, np.ndarray):  # a FeatureMatrix's ids
+        if raw.dtype.kind == "i" and not _has_repeats(raw):
+            return  # integers up to int64 and no repeats: nothing to report
+        raw = pd.Series(raw)
     if _not_a_number_type(raw):
         whole, ok = np.zeros(len(raw), bool), np.zeros(len(raw), bool)
     else:
@@ -408,9 +455,7 @@ def _visitor_ids(raw: pd.Series, found: _Collector) -> None:
             ),
         )
     if _numpy_number(raw) == "i":  # ids as int64 (the API's): numpy finds repeats fastest
-        ids = raw.to_numpy()
-        srt = np.sort(ids, kind="stable")
-        if not (srt[1:] == srt[:-1]).any():
+        if not _has_repeats(raw.to_numpy()):
             return
     else:
         index = pd.Index(raw)
@@ -434,29 +479,72 @@ def _visitor_ids(raw: pd.Series, found: _Collector) -> None:
         found.add("visitorid", "duplicate", dup, dup_text)
 
 
-def validate_features(df: pd.DataFrame) -> FeatureValidation:
-    """Check a feature table (visitorid + 16 features) against every rule of the data contract."""
+def _checked_matrix(M: np.ndarray, found: _Collector) -> np.ndarray:
+    """``_checked_values`` of every column of a FeatureMatrix's values (NaN where unusable).
+
+    One pass over the whole matrix finds the columns with any finding; only those are checked
+    one by one (in column order, so the findings come in the order of the column-wise path).
+    """
+    bad = ~np.isfinite(M) | (M < 0)
+    counts = M[:, _COUNT_POS]
+    bad[:, _COUNT_POS] |= counts != np.round(counts)  # NaN counts are bad already
+    flagged = np.flatnonzero(bad.any(axis=0))
+    if not flagged.size:
+        return M
+    V = M.copy(order="F")
+    for j in flagged.tolist():  # only the columns with a finding
+        V[:, j] = _checked_values(M[:, j], "f", None, USER_FEATURES[j], found)  # integers checked as floats
+    return V
+
+
+def validate_features(df: pd.DataFrame | FeatureMatrix) -> FeatureValidation:
+    """Check a feature table (visitorid + 16 features) against every rule of the data contract.
+
+    A small table of plain numbers is checked as its FeatureMatrix (``small_feature_matrix``):
+    the same findings, from numpy in a few steps.
+    """
+    if isinstance(df, FeatureMatrix):
+        return _validate_matrix(df, [])
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"Expected a pandas DataFrame of user features, got {type(df).__name__}.")
     n = len(df)
-    required = ("visitorid",) + tuple(USER_FEATURES)
     cols = [str(c) for c in df.columns]
-    missing = [c for c in required if c not in cols]
-    extra = [c for c in cols if c not in required]
+    missing = [c for c in _REQUIRED if c not in cols]
+    extra = [c for c in cols if c not in _REQUIRED]
+    small = small_feature_matrix(df)
+    if small is not None:
+        return _validate_matrix(small, extra)
     vis = _column(df, "visitorid") if "visitorid" in df.columns else None
     found = _Collector(n, vis)
     scorable = np.zeros(n, bool) if missing else np.ones(n, bool)
     values: dict[str, np.ndarray] = {}
-    small = small_numeric_columns(df)
     for col in USER_FEATURES:
         if col in df.columns:
-            if small is not None:  # integers checked as floats: the same findings, whole numbers
-                values[col] = _checked_values(small[col], "f", None, col, found)
-            else:
-                values[col] = _basic_checks(_column(df, col), col, found)
+            values[col] = _basic_checks(_column(df, col), col, found)
             scorable &= ~np.isnan(values[col])
         else:
             values[col] = np.full(n, np.nan)
+    return _finish(n, missing, extra, values, vis, scorable, found)
+
+
+def _validate_matrix(fm: FeatureMatrix, extra: list[str]) -> FeatureValidation:
+    """validate_features of a table with every required column, read into a FeatureMatrix."""
+    found = _Collector(len(fm), fm.visitorid)
+    V = _checked_matrix(fm.values, found)
+    values = {col: V[:, j] for j, col in enumerate(USER_FEATURES)}
+    return _finish(len(fm), [], extra, values, fm.visitorid, ~np.isnan(V).any(axis=1), found)
+
+
+def _finish(
+    n: int,
+    missing: list[str],
+    extra: list[str],
+    values: dict[str, np.ndarray],
+    vis: pd.Series | np.ndarray | None,
+    scorable: np.ndarray,
+    found: _Collector,
+) -> FeatureValidation:
+    """The rules between columns and of the ids, after each column's own checks; the result."""
     if n:
         _range_rules(values, found)
         if vis is not None:
