@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -197,12 +199,21 @@ class FeatureValidation:
     n_rows: int
     missing_columns: list[str]
     extra_columns: list[str]
-    row_problems: pd.DataFrame
     scorable: np.ndarray
     problem_counts: dict[tuple[str, str], int] = field(default_factory=dict)
     first_examples: dict[tuple[str, str], str] = field(default_factory=dict)
     first_lines: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     truncated: bool = False
+    problem_parts: list[pd.DataFrame] = field(default_factory=list, repr=False)  # row_problems, unsorted
+
+    @cached_property
+    def row_problems(self) -> pd.DataFrame:
+        """One row per problem (row, line, visitorid, column, problem) in file order, at most
+        MAX_PROBLEM_ROWS; built when first read (a valid API request never reads it)."""
+        if not self.problem_parts:
+            return _NO_PROBLEMS.copy()
+        out = pd.concat(self.problem_parts, ignore_index=True).sort_values("row", kind="stable", ignore_index=True)
+        return out.iloc[:MAX_PROBLEM_ROWS].reset_index(drop=True)
 
     @property
     def ok(self) -> bool:
@@ -304,13 +315,6 @@ class _Collector:
             return self.ids[rows].astype(object)
         return self.ids.iloc[rows].to_numpy(object)
 
-    def table(self) -> pd.DataFrame:
-        """The problem rows in file order, at most MAX_PROBLEM_ROWS."""
-        if not self.parts:
-            return _NO_PROBLEMS.copy()  # a copy of one empty table: building one per API call costs more
-        out = pd.concat(self.parts, ignore_index=True).sort_values("row", kind="stable", ignore_index=True)
-        return out.iloc[:MAX_PROBLEM_ROWS].reset_index(drop=True)
-
 
 def _basic_checks(raw: pd.Series, col: str, found: _Collector) -> np.ndarray:
     """The column as float64 after reporting non-numbers, empties, infinities, negatives and
@@ -346,76 +350,82 @@ def _checked_values(vals: np.ndarray, kind: str, raw: pd.Series | None, col: str
     return np.where(bad, np.nan, vals) if bad.any() else vals
 
 
+# A block of rules between columns: the (column, kind) of each of its rules, and per row and rule
+# whether the rule holds (ok) and the value a message shows (NaN where an input is unusable).
+RuleBlock = tuple[tuple[tuple[str, str], ...], np.ndarray, np.ndarray]
+
+
+def _rule_blocks(v: dict[str, np.ndarray]) -> Iterator[RuleBlock]:
+    """Every rule between columns, in blocks of rules of the same shape (one numpy step checks a
+    block), in the order their problems are reported."""
+    ev = v["events"]
+    yield (("events", "events_min"),), (ev >= 1)[:, None], ev[:, None]
+    total = v["view"] + v["addtocart"] + v["transaction"]
+    no_total = np.isnan(total)
+    yield (("events", "event_sum"),), (no_total | (total == ev))[:, None], np.where(no_total, np.nan, ev)[:, None]
+    big = ev >= 1
+    evb = np.where(big, ev, np.nan)  # the bounds below need a valid events count
+    hi = evb + _tol(evb)
+    counts = np.column_stack([v["uniq_items"], v["uniq_cats"], v["n_sessions"]])
+    # uniq_cats has no lower bound: -inf holds for every usable value
+    ok = (counts >= np.array([1.0, -np.inf, 1.0])) & (counts <= hi[:, None])
+    keys = (("uniq_items", "uniq_items_range"), ("uniq_cats", "uniq_cats_range"), ("n_sessions", "n_sessions_range"))
+    yield keys, ok, np.where(big[:, None], counts, np.nan)
+    ratio = v["uniq_items"] / evb
+    uir = v["uniq_item_ratio"]
+    yield (
+        (("uniq_item_ratio", "uniq_item_ratio_eq"),),
+        _close(uir, ratio)[:, None],
+        np.where(np.isnan(ratio), np.nan, uir)[:, None],
+    )
+    shares = np.column_stack([v["night_share"], v["short_gap_share"]])
+    yield (("night_share", "share_range"), ("short_gap_share", "share_range")), shares <= 1 + REL_TOL, shares
+    rates = np.column_stack(
+        [v["addtocart"] / np.maximum(v["view"], 1), v["transaction"] / np.maximum(v["addtocart"], 1)]
+    )
+    given = np.column_stack([v["add_to_view_rate"], v["txn_to_cart_rate"]])
+    keys = (("add_to_view_rate", "add_rate_eq"), ("txn_to_cart_rate", "txn_rate_eq"))
+    yield keys, _close(given, rates), np.where(np.isnan(rates), np.nan, given)
+    epad = v["events_per_active_day"]
+    ok = (epad >= 1 - REL_TOL) & (epad <= hi)
+    yield (("events_per_active_day", "epad_range"),), ok[:, None], np.where(big, epad, np.nan)[:, None]
+    ns = np.where(v["n_sessions"] >= 1, v["n_sessions"], np.nan)
+    spd = v["sessions_per_day"]
+    ok = (spd > 0) & (spd <= ns + _tol(ns))
+    yield (("sessions_per_day", "spd_range"),), ok[:, None], np.where(np.isnan(ns), np.nan, spd)[:, None]
+    cap = np.log2(np.maximum(v["uniq_cats"], 1))
+    ok = v["cat_entropy"] <= cap + _tol(cap)
+    yield (("cat_entropy", "entropy_range"),), ok[:, None], np.where(np.isnan(cap), np.nan, v["cat_entropy"])[:, None]
+    p95 = v["p95_gap_s"]
+    yield (
+        (("p95_gap_s", "p95_single"),),
+        (~(ev < 2) | (p95 == 0))[:, None],
+        np.where(np.isnan(ev), np.nan, p95)[:, None],
+    )
+
+
+def _report_rules(block: RuleBlock, found: _Collector) -> None:
+    """Report the rows whose inputs are all usable (no NaN shown) but break a rule of the block."""
+    keys, ok, shown = block
+    broken = ~np.isnan(shown) & ~ok
+    for j in np.flatnonzero(broken.any(axis=0)).tolist():  # only the rules some row breaks
+        col, kind = keys[j]
+        values, tail = shown[:, j], _BROKEN[kind]
+        found.add(col, kind, broken[:, j], lambda k, c=col, x=values, t=tail: f"{c} = " + _as_text(x[k]) + t)
+
+
 def _range_rules(v: dict[str, np.ndarray], found: _Collector) -> None:
     """The relations between columns; each is checked only where its inputs are usable."""
-    ev = v["events"]
-
-    def rule(col: str, kind: str, ok: np.ndarray, shown: np.ndarray) -> None:
-        """Report the rows whose inputs are all usable (no NaN in shown or ok's inputs) but fail ok."""
-        broken = _BROKEN[kind]
-        found.add(col, kind, ~np.isnan(shown) & ~ok, lambda k: f"{col} = " + _as_text(shown[k]) + broken)
-
     with np.errstate(invalid="ignore", divide="ignore"):
-        rule("events", "events_min", ev >= 1, ev)
-        total = v["view"] + v["addtocart"] + v["transaction"]
-        rule("events", "event_sum", np.isnan(total) | (total == ev), np.where(np.isnan(total), np.nan, ev))
-        big = ev >= 1
-        evb = np.where(big, ev, np.nan)  # the bounds below need a valid events count
-        rule(
-            "uniq_items",
-            "uniq_items_range",
-            (v["uniq_items"] >= 1) & (v["uniq_items"] <= evb + _tol(evb)),
-            np.where(big, v["uniq_items"], np.nan),
-        )
-        rule("uniq_cats", "uniq_cats_range", v["uniq_cats"] <= evb + _tol(evb), np.where(big, v["uniq_cats"], np.nan))
-        rule(
-            "n_sessions",
-            "n_sessions_range",
-            (v["n_sessions"] >= 1) & (v["n_sessions"] <= evb + _tol(evb)),
-            np.where(big, v["n_sessions"], np.nan),
-        )
-        ratio = v["uniq_items"] / evb
-        rule(
-            "uniq_item_ratio",
-            "uniq_item_ratio_eq",
-            _close(v["uniq_item_ratio"], ratio),
-            np.where(np.isnan(ratio), np.nan, v["uniq_item_ratio"]),
-        )
-        for col in ("night_share", "short_gap_share"):
-            rule(col, "share_range", v[col] <= 1 + REL_TOL, v[col])
-        add_rate = v["addtocart"] / np.maximum(v["view"], 1)
-        rule(
-            "add_to_view_rate",
-            "add_rate_eq",
-            _close(v["add_to_view_rate"], add_rate),
-            np.where(np.isnan(add_rate), np.nan, v["add_to_view_rate"]),
-        )
-        txn_rate = v["transaction"] / np.maximum(v["addtocart"], 1)
-        rule(
-            "txn_to_cart_rate",
-            "txn_rate_eq",
-            _close(v["txn_to_cart_rate"], txn_rate),
-            np.where(np.isnan(txn_rate), np.nan, v["txn_to_cart_rate"]),
-        )
-        epad = v["events_per_active_day"]
-        rule(
-            "events_per_active_day",
-            "epad_range",
-            (epad >= 1 - REL_TOL) & (epad <= evb + _tol(evb)),
-            np.where(big, epad, np.nan),
-        )
-        ns = np.where(v["n_sessions"] >= 1, v["n_sessions"], np.nan)
-        spd = v["sessions_per_day"]
-        rule("sessions_per_day", "spd_range", (spd > 0) & (spd <= ns + _tol(ns)), np.where(np.isnan(ns), np.nan, spd))
-        cap = np.log2(np.maximum(v["uniq_cats"], 1))
-        rule(
-            "cat_entropy",
-            "entropy_range",
-            v["cat_entropy"] <= cap + _tol(cap),
-            np.where(np.isnan(cap), np.nan, v["cat_entropy"]),
-        )
-        p95 = v["p95_gap_s"]
-        rule("p95_gap_s", "p95_single", ~(ev < 2) | (p95 == 0), np.where(np.isnan(ev), np.nan, p95))
+        blocks = _rule_blocks(v)
+        if len(v["events"]) > SMALL_TABLE_ROWS:
+            for block in blocks:  # one block's arrays at a time
+                _report_rules(block, found)
+            return
+        # A small table (an API request): every rule of every row in one step.
+        parts = list(blocks)
+        keys = tuple(k for part in parts for k in part[0])
+        _report_rules((keys, np.hstack([p[1] for p in parts]), np.hstack([p[2] for p in parts])), found)
 
 
 def _has_repeats(ids: np.ndarray) -> bool:
@@ -554,10 +564,10 @@ def _finish(
         n_rows=n,
         missing_columns=missing,
         extra_columns=extra,
-        row_problems=found.table(),
         scorable=scorable,
         problem_counts=found.counts,
         first_examples=found.examples,
         first_lines=found.lines,
         truncated=sum(found.counts.values()) > MAX_PROBLEM_ROWS,
+        problem_parts=found.parts,
     )
