@@ -369,8 +369,8 @@ def _rule_blocks(v: dict[str, np.ndarray]) -> Iterator[RuleBlock]:
     counts = np.column_stack([v["uniq_items"], v["uniq_cats"], v["n_sessions"]])
     # uniq_cats has no lower bound: -inf holds for every usable value
     ok = (counts >= np.array([1.0, -np.inf, 1.0])) & (counts <= hi[:, None])
-    keys = (("uniq_items", "uniq_items_range"), ("uniq_cats", "uniq_cats_range"), ("n_sessions", "n_sessions_range"))
-    yield keys, ok, np.where(big[:, None], counts, np.nan)
+    ranges = (("uniq_items", "uniq_items_range"), ("uniq_cats", "uniq_cats_range"), ("n_sessions", "n_sessions_range"))
+    yield ranges, ok, np.where(big[:, None], counts, np.nan)
     ratio = v["uniq_items"] / evb
     uir = v["uniq_item_ratio"]
     yield (
@@ -384,8 +384,8 @@ def _rule_blocks(v: dict[str, np.ndarray]) -> Iterator[RuleBlock]:
         [v["addtocart"] / np.maximum(v["view"], 1), v["transaction"] / np.maximum(v["addtocart"], 1)]
     )
     given = np.column_stack([v["add_to_view_rate"], v["txn_to_cart_rate"]])
-    keys = (("add_to_view_rate", "add_rate_eq"), ("txn_to_cart_rate", "txn_rate_eq"))
-    yield keys, _close(given, rates), np.where(np.isnan(rates), np.nan, given)
+    equalities = (("add_to_view_rate", "add_rate_eq"), ("txn_to_cart_rate", "txn_rate_eq"))
+    yield equalities, _close(given, rates), np.where(np.isnan(rates), np.nan, given)
     epad = v["events_per_active_day"]
     ok = (epad >= 1 - REL_TOL) & (epad <= hi)
     yield (("events_per_active_day", "epad_range"),), ok[:, None], np.where(big, epad, np.nan)[:, None]
