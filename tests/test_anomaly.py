@@ -818,3 +818,7 @@ def test_small_feature_matrix_only_for_plain_number_tables_with_every_column(tra
     assert fm is not None and len(fm) == 5 and fm.values.flags.f_contiguous
     assert np.array_equal(fm.visitorid, t["visitorid"].to_numpy()) and fm.visitorid.dtype == t["visitorid"].dtype
     assert all(np.array_equal(fm[c], validation.numeric(t[c])) for c in USER_FEATURES)
+    with pytest.raises(DataError):  # a matrix of the wrong shape is never scored
+        validation.FeatureMatrix(fm.visitorid, fm.values[:, :15])
+    with pytest.raises(DataError):
+        validation.FeatureMatrix(fm.visitorid[:4], fm.values)

@@ -86,6 +86,14 @@ class FeatureMatrix:
     visitorid: np.ndarray  # any numpy integer or float dtype
     values: np.ndarray  # (n, 16) float64
 
+    def __post_init__(self) -> None:
+        """Refuse arrays of the wrong shape or type (a wrong matrix would be scored as if right)."""
+        shape, n_ids = self.values.shape, len(self.visitorid)
+        if self.values.dtype != np.float64 or shape != (n_ids, len(USER_FEATURES)) or self.visitorid.ndim != 1:
+            raise DataError(f"A FeatureMatrix needs {n_ids} ids and an ({n_ids}, 16) float64 matrix, got {shape}.")
+        if self.visitorid.dtype.kind not in "iuf":
+            raise DataError(f"A FeatureMatrix's visitor ids must be numbers, got {self.visitorid.dtype}.")
+
     def __len__(self) -> int:
         """Number of rows."""
         return len(self.values)
@@ -352,10 +360,10 @@ def _checked_values(vals: np.ndarray, kind: str, raw: pd.Series | None, col: str
 
 # A block of rules between columns: the (column, kind) of each of its rules, and per row and rule
 # whether the rule holds (ok) and the value a message shows (NaN where an input is unusable).
-RuleBlock = tuple[tuple[tuple[str, str], ...], np.ndarray, np.ndarray]
+_RuleBlock = tuple[tuple[tuple[str, str], ...], np.ndarray, np.ndarray]
 
 
-def _rule_blocks(v: dict[str, np.ndarray]) -> Iterator[RuleBlock]:
+def _rule_blocks(v: dict[str, np.ndarray]) -> Iterator[_RuleBlock]:
     """Every rule between columns, in blocks of rules of the same shape (one numpy step checks a
     block), in the order their problems are reported."""
     ev = v["events"]
@@ -404,7 +412,7 @@ def _rule_blocks(v: dict[str, np.ndarray]) -> Iterator[RuleBlock]:
     )
 
 
-def _report_rules(block: RuleBlock, found: _Collector) -> None:
+def _report_rules(block: _RuleBlock, found: _Collector) -> None:
     """Report the rows whose inputs are all usable (no NaN shown) but break a rule of the block."""
     keys, ok, shown = block
     broken = ~np.isnan(shown) & ~ok
