@@ -127,7 +127,9 @@ class RequestGuard:
         chunks: list[bytes] = []
         while True:
             try:
-                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+                # A timeout on this task, not wait_for's task per message: a request costs less.
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
             except TimeoutError:
                 detail = f"Request body not received within {self.body_timeout:g} s."
                 await send_json(send, 408, detail, {"Connection": "close"})
@@ -231,7 +233,8 @@ class ScoringGate:
                 return
             self.waiting += 1
             try:
-                await asyncio.wait_for(self.slots.acquire(), self.wait_s)
+                async with asyncio.timeout(self.wait_s):
+                    await self.slots.acquire()
             except TimeoutError:
                 await self._busy(scope, send)
                 return

@@ -94,6 +94,13 @@ class GuardedH11Protocol(H11Protocol):
             self._header_timer = self._arm(self._header_timer, self.header_timeout_s)
         self._follow_state()
 
+    def send_400_response(self, msg: str) -> None:
+        """A request h11 cannot parse: JSON with a request id, as every other answer, then closed
+        (uvicorn's own is plain text without the id)."""
+        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):  # no answer of ours has begun
+            self.transport.write(_raw_error(400, "Bad Request", msg))
+        self.transport.close()
+
     def pause_writing(self) -> None:
         """The client stopped reading: it has the send timeout to start again."""
         super().pause_writing()

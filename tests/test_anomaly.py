@@ -761,6 +761,8 @@ def _random_small_table(train_features: pd.DataFrame, rng: np.random.Generator) 
     validator refuses (NaN, inf, negatives, fractions, broken relations, repeated ids)."""
     n = int(rng.integers(1, 40))
     t = train_features.iloc[rng.integers(0, len(train_features), n)].reset_index(drop=True)
+    if rng.random() < 0.3:  # counts as floats (as a CSV may hold them): they may be fractional
+        t = t.astype({c: np.float64 for c in USER_FEATURES})
     t["visitorid"] = rng.permutation(t["visitorid"].to_numpy()) if rng.random() < 0.5 else t["visitorid"]
     if rng.random() < 0.3:
         t.loc[rng.integers(0, n), "visitorid"] = t["visitorid"].iloc[0]  # a repeated id
@@ -773,6 +775,9 @@ def _random_small_table(train_features: pd.DataFrame, rng: np.random.Generator) 
         if col not in floats and not isinstance(value, int):
             continue
         t.loc[row, col] = value
+    if rng.random() < 0.2:  # ids as floats, one of them perhaps no id at all
+        t["visitorid"] = t["visitorid"].astype(np.float64)
+        t.loc[rng.integers(0, n), "visitorid"] = [np.nan, 1.5, 2.0**64, 7.0][int(rng.integers(0, 4))]
     return t
 
 
@@ -784,13 +789,13 @@ def test_small_tables_validate_and_score_as_large_ones(train_features, detector,
     rng = np.random.default_rng(20)
     for _ in range(40):
         t = _random_small_table(train_features, rng)
-        assert validation.small_numeric_columns(t) is not None
+        assert validation.small_feature_matrix(t) is not None
         fast = validate_features(t)
         fast_scores = score_rows(t, fast.scorable, detector)
         fast_flags = flag_scores(fast_scores, None, detector, t)
         with monkeypatch.context() as m:
             m.setattr(validation, "SMALL_TABLE_ROWS", -1)
-            assert validation.small_numeric_columns(t) is None
+            assert validation.small_feature_matrix(t) is None
             slow = validate_features(t)
             slow_scores = score_rows(t, slow.scorable, detector)
             slow_flags = flag_scores(slow_scores, None, detector, t)
@@ -812,12 +817,20 @@ def test_small_tables_validate_and_score_as_large_ones(train_features, detector,
         assert np.array_equal(fast_scores[ok], np.array(alone, np.float64))
 
 
-def test_small_numeric_columns_only_for_plain_number_tables(train_features):
+def test_small_feature_matrix_only_for_plain_number_tables_with_every_column(train_features):
     from core.anomaly import validation
 
     t = train_features.iloc[:5].reset_index(drop=True)
-    assert validation.small_numeric_columns(t.assign(note="x")) is None  # text beside the numbers
-    assert validation.small_numeric_columns(t.astype({"events": object})) is None
-    assert validation.small_numeric_columns(pd.concat([t, t[["view"]]], axis=1)) is None  # a repeated name
-    cols = validation.small_numeric_columns(t)
-    assert cols is not None and all(np.array_equal(cols[c], validation.numeric(t[c])) for c in t.columns)
+    assert validation.small_feature_matrix(t.assign(note="x")) is None  # text beside the numbers
+    assert validation.small_feature_matrix(t.astype({"events": object})) is None
+    assert validation.small_feature_matrix(pd.concat([t, t[["view"]]], axis=1)) is None  # a repeated name
+    assert validation.small_feature_matrix(t.drop(columns="view")) is None  # a missing column
+    shuffled = t[list(reversed(t.columns))].assign(extra=1.5)  # any column order, extra numbers
+    fm = validation.small_feature_matrix(shuffled)
+    assert fm is not None and len(fm) == 5 and fm.values.flags.f_contiguous
+    assert np.array_equal(fm.visitorid, t["visitorid"].to_numpy()) and fm.visitorid.dtype == t["visitorid"].dtype
+    assert all(np.array_equal(fm[c], validation.numeric(t[c])) for c in USER_FEATURES)
+    with pytest.raises(DataError):  # a matrix of the wrong shape is never scored
+        validation.FeatureMatrix(fm.visitorid, fm.values[:, :15])
+    with pytest.raises(DataError):
+        validation.FeatureMatrix(fm.visitorid[:4], fm.values)

@@ -25,12 +25,12 @@ from api import deps
 from api.main import create_app
 from api.middleware import MAX_BODY_BYTES
 from api.routes import finite_or_none
-from api.schemas import MAX_TIMESTAMP_MS, MAX_USERS, UserFeatures
+from api.schemas import MAX_TIMESTAMP_MS, MAX_USERS, AnomalyRequest, UserFeatures
 from core.anomaly import batch
 from core.anomaly.detector import DETECTORS
 from core.anomaly.drift import MIN_DRIFT_ROWS
 from core.anomaly.policy import POLICY_NAME, policy_label
-from core.anomaly.scoring import score
+from core.anomaly.scoring import score, score_rows
 from core.anomaly.validation import validate_features
 from core.base.errors import DataError
 from core.base.schema import (
@@ -781,6 +781,41 @@ def test_anomaly_answer_is_the_dashboards_scoring_bit_for_bit(client, arts, n_us
         drift = batch.api_drift(rows, np.isfinite(scores), scores, det, arts.drift_reference)
         assert out["drift"] == json.loads(json.dumps(drift)), name
         assert (out["drift"] is None) == (n_users < MIN_DRIFT_ROWS)
+
+
+@needs_artifacts
+def test_a_requests_feature_matrix_is_the_dashboards_table_read_into_numpy(arts):
+    # The API builds the FeatureMatrix the validator reads a small table as, from the request
+    # itself (no DataFrame): the same ids and values to the bit, so the same findings and scores.
+    from api.routes import _features_matrix
+    from core.anomaly.validation import small_feature_matrix
+
+    features = arts.read_table(USER_FEATURES_FILE)
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        users = _api_users(features.sample(int(rng.integers(1, 30)), random_state=int(rng.integers(1 << 30))))
+        for u in users:  # some rows break rules between columns (the API's bounds allow that)
+            if rng.random() < 0.2:
+                u["events"] += 1
+            if rng.random() < 0.1:
+                u["uniq_item_ratio"] = 0.999
+        if len(users) > 1 and rng.random() < 0.3:
+            users[-1]["visitorid"] = users[0]["visitorid"]
+        body = AnomalyRequest.model_validate({"users": users})
+        got = _features_matrix(body)
+        want = small_feature_matrix(pd.DataFrame(users))
+        assert want is not None
+        assert got.visitorid.dtype == want.visitorid.dtype and np.array_equal(got.visitorid, want.visitorid)
+        assert np.array_equal(got.values, want.values) and got.values.flags.f_contiguous
+        a, b = validate_features(got), validate_features(pd.DataFrame(users))
+        pd.testing.assert_frame_equal(a.row_problems, b.row_problems)
+        assert a.messages() == b.messages() and np.array_equal(a.scorable, b.scorable)
+        for det in arts.detectors.values():
+            assert np.array_equal(
+                score_rows(got, a.scorable, det),
+                score_rows(pd.DataFrame(users), b.scorable, det),
+                equal_nan=True,
+            )
 
 
 @needs_artifacts

@@ -212,6 +212,17 @@ def test_content_length_with_transfer_encoding_is_400(base_url):
     assert answer.split(b"\r\n", 1)[0].split()[1] == b"400", answer[:200]
 
 
+def test_a_request_the_server_cannot_parse_is_400_json_with_a_request_id(base_url):
+    # uvicorn answers these itself, before the app: still JSON and an X-Request-ID, like every answer.
+    for raw in (b"NOT HTTP AT ALL\r\n\r\n", b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n"):
+        answer = _raw(base_url, raw)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.split(b"\r\n", 1)[0].split()[1] == b"400", answer[:200]
+        headers = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])
+        assert len(headers[b"x-request-id"]) == 32 and headers[b"content-type"] == b"application/json"
+        assert "Invalid HTTP request" in json.loads(body)["detail"]
+
+
 def test_stalled_connections_are_dropped(limited_url):
     host, port = limited_url.removeprefix("http://").split(":")
     stalled = []

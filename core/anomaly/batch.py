@@ -16,6 +16,7 @@ import pandas as pd
 from core.anomaly.detector import DETECTOR_FIT_CAP, Detector, fit_detector, fit_sample
 from core.anomaly.drift import MIN_DRIFT_ROWS, DriftReference, drift_report, frozen_share
 from core.anomaly.scoring import provenance
+from core.anomaly.validation import FeatureMatrix
 from core.base.json_ready import json_ready
 from core.base.schema import DEFAULT_SEED
 
@@ -75,7 +76,7 @@ def batch_drift(
 
 
 def api_drift(
-    features: pd.DataFrame,
+    features: pd.DataFrame | FeatureMatrix,
     scorable: np.ndarray,
     scores: np.ndarray,
     detector: Detector,
@@ -85,7 +86,8 @@ def api_drift(
     scorable users (a one-user request pays nothing for it)."""
     if int(np.count_nonzero(scorable)) < MIN_DRIFT_ROWS:
         return None
-    return json_ready(batch_drift(features, scorable, scores, detector, reference))
+    table = features.frame() if isinstance(features, FeatureMatrix) else features
+    return json_ready(batch_drift(table, scorable, scores, detector, reference))
 
 
 def output_constants(

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.anomaly.validation import FeatureMatrix
+
 DEFAULT_SHARES: np.ndarray = np.round(np.arange(0.01, 0.2001, 0.01), 2)
 # Above this share of all transactions held by flagged users, cleaning visibly hurts sales data.
 TXN_WARNING_SHARE = 0.05
@@ -24,18 +26,18 @@ def policy_label(protect_buyers: bool) -> str:
     return POLICY_NAME if protect_buyers else "flag buyers too"
 
 
-def bought(features: pd.DataFrame) -> np.ndarray:
+def bought(features: pd.DataFrame | FeatureMatrix) -> np.ndarray:
     """True for visitors with at least one transaction (a missing or non-numeric value is False)."""
     col = features["transaction"]
-    if isinstance(col, pd.Series) and isinstance(col.dtype, np.dtype) and col.dtype.kind in "iuf":  # numbers already
-        txn = col.to_numpy(np.float64)
+    if isinstance(col, (pd.Series, np.ndarray)) and isinstance(col.dtype, np.dtype) and col.dtype.kind in "iuf":
+        txn = np.asarray(col, np.float64)  # numbers already
     else:
         txn = pd.to_numeric(col, errors="coerce").to_numpy(np.float64)
     with np.errstate(invalid="ignore"):
         return np.nan_to_num(txn, nan=0.0) > 0
 
 
-def apply_policy(flags: np.ndarray, features: pd.DataFrame, protect_buyers: bool) -> np.ndarray:
+def apply_policy(flags: np.ndarray, features: pd.DataFrame | FeatureMatrix, protect_buyers: bool) -> np.ndarray:
     """Flags after the "keep visitors who bought" policy (unflag transaction > 0 when on)."""
     flags = np.asarray(flags, bool)
     if not protect_buyers:

@@ -15,13 +15,15 @@ import pandas as pd
 from core.anomaly.detector import Detector, why
 from core.anomaly.policy import DEFAULT_PROTECT_BUYERS, apply_policy, policy_label
 from core.anomaly.validation import (
+    FeatureMatrix,
     FeatureValidation,
     check_share,
     numeric,
-    small_numeric_columns,
+    small_feature_matrix,
     validate_features,
 )
 from core.base.errors import DataError
+from core.base.schema import USER_FEATURES
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +33,18 @@ SCORE_CHUNK_ROWS = 200_000
 EXPLAIN_BLOCK_ROWS = 100_000  # rows per block: bounds the temporary strings' memory
 
 
-def _scorable_matrix(df: pd.DataFrame, mask: np.ndarray, features: tuple[str, ...]) -> np.ndarray:
+def _scorable_matrix(df: pd.DataFrame | FeatureMatrix, mask: np.ndarray, features: tuple[str, ...]) -> np.ndarray:
     """The scorable rows' features as one float64 matrix (a single allocation).
 
     Column-major: it is filled column by column, faster than strided columns; the detector
     turns it into its own z matrix anyway.
     """
+    small = df if isinstance(df, FeatureMatrix) else small_feature_matrix(df)
     n_ok = int(mask.sum())
-    X = np.empty((n_ok, len(features)), np.float64, order="F")
     take_all = n_ok == len(df)
-    small = small_numeric_columns(df)
+    if small is not None and features == USER_FEATURES:  # the matrix is there already
+        return small.values if take_all else np.asfortranarray(small.values[mask])
+    X = np.empty((n_ok, len(features)), np.float64, order="F")
     for j, f in enumerate(features):
         if small is not None:
             vals = small[f]
@@ -81,7 +85,7 @@ def flags_and_threshold(
     scores: np.ndarray,
     share: float | None,
     detector: Detector,
-    features: pd.DataFrame,
+    features: pd.DataFrame | FeatureMatrix,
     *,
     protect_buyers: bool = DEFAULT_PROTECT_BUYERS,
 ) -> tuple[np.ndarray, float]:
@@ -128,7 +132,7 @@ def stamped(frame: pd.DataFrame, detector: Detector, protect_buyers: bool, thres
 
 
 def score_rows(
-    df: pd.DataFrame,
+    df: pd.DataFrame | FeatureMatrix,
     scorable: np.ndarray,
     detector: Detector,
     on_progress: Callable[[float], None] | None = None,

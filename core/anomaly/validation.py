@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -71,18 +73,55 @@ def numeric(s: pd.Series) -> np.ndarray:
     return s.to_numpy(np.float64, na_value=np.nan)
 
 
-def small_numeric_columns(df: pd.DataFrame) -> dict[Any, np.ndarray] | None:
-    """Every column of a small table of plain numpy numbers as float64 (``numeric`` of each, from
-    one pandas call instead of one per column); None for any other table.
+@dataclass(frozen=True)
+class FeatureMatrix:
+    """A feature table already in numpy: every row's visitorid and its 16 features as one float64
+    matrix (columns in USER_FEATURES order, column-major).
 
-    An API request's table: each column lookup costs about as much as checking the column.
+    What a small table is validated and scored as (``small_feature_matrix``), and what the API
+    builds from a request directly: each pandas column lookup costs about as much as checking the
+    column, so a table of a few rows is read once instead.
     """
+
+    visitorid: np.ndarray  # any numpy integer or float dtype
+    values: np.ndarray  # (n, 16) float64
+
+    def __post_init__(self) -> None:
+        """Refuse arrays of the wrong shape or type (a wrong matrix would be scored as if right)."""
+        shape, n_ids = self.values.shape, len(self.visitorid)
+        if self.values.dtype != np.float64 or shape != (n_ids, len(USER_FEATURES)) or self.visitorid.ndim != 1:
+            raise DataError(f"A FeatureMatrix needs {n_ids} ids and an ({n_ids}, 16) float64 matrix, got {shape}.")
+        if self.visitorid.dtype.kind not in "iuf":
+            raise DataError(f"A FeatureMatrix's visitor ids must be numbers, got {self.visitorid.dtype}.")
+
+    def __len__(self) -> int:
+        """Number of rows."""
+        return len(self.values)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        """One column by name, as numpy."""
+        return self.visitorid if name == "visitorid" else self.values[:, _FEATURE_POS[name]]
+
+    def frame(self) -> pd.DataFrame:
+        """The table as a DataFrame: visitorid and the 16 features."""
+        return pd.DataFrame({"visitorid": self.visitorid, **dict(zip(USER_FEATURES, self.values.T))})
+
+
+_FEATURE_POS = {f: j for j, f in enumerate(USER_FEATURES)}
+_REQUIRED = ("visitorid", *USER_FEATURES)
+_COUNT_POS = np.array([_FEATURE_POS[c] for c in COUNT_FEATURES], np.int64)
+
+
+def small_feature_matrix(df: pd.DataFrame) -> FeatureMatrix | None:
+    """A small table of plain numpy numbers with every required column as a FeatureMatrix (one
+    pandas call instead of one per column); None for any other table."""
     if len(df) > SMALL_TABLE_ROWS or not df.columns.is_unique:
         return None
-    if not all(isinstance(t, np.dtype) and t.kind in "iuf" for t in df.dtypes):
+    pos = df.columns.get_indexer(_REQUIRED)
+    if (pos < 0).any() or not all(isinstance(t, np.dtype) and t.kind in "iuf" for t in df.dtypes):
         return None
-    A = np.ascontiguousarray(df.to_numpy(np.float64).T)
-    return dict(zip(df.columns, A))
+    values = np.asfortranarray(df.to_numpy(np.float64)[:, pos[1:]])
+    return FeatureMatrix(df.iloc[:, pos[0]].to_numpy(), values)
 
 
 def line_numbers(rows: np.ndarray) -> np.ndarray:
@@ -168,12 +207,21 @@ class FeatureValidation:
     n_rows: int
     missing_columns: list[str]
     extra_columns: list[str]
-    row_problems: pd.DataFrame
     scorable: np.ndarray
     problem_counts: dict[tuple[str, str], int] = field(default_factory=dict)
     first_examples: dict[tuple[str, str], str] = field(default_factory=dict)
     first_lines: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     truncated: bool = False
+    problem_parts: list[pd.DataFrame] = field(default_factory=list, repr=False)  # row_problems, unsorted
+
+    @cached_property
+    def row_problems(self) -> pd.DataFrame:
+        """One row per problem (row, line, visitorid, column, problem) in file order, at most
+        MAX_PROBLEM_ROWS; built when first read (a valid API request never reads it)."""
+        if not self.problem_parts:
+            return _NO_PROBLEMS.copy()
+        out = pd.concat(self.problem_parts, ignore_index=True).sort_values("row", kind="stable", ignore_index=True)
+        return out.iloc[:MAX_PROBLEM_ROWS].reset_index(drop=True)
 
     @property
     def ok(self) -> bool:
@@ -231,7 +279,7 @@ _NO_PROBLEMS = pd.DataFrame(
 class _Collector:
     """Accumulates problem rows per (column, kind), capped in detail, exact in counts."""
 
-    def __init__(self, n: int, ids: pd.Series | None) -> None:
+    def __init__(self, n: int, ids: pd.Series | np.ndarray | None) -> None:
         """n rows; ids: the visitorid cells shown next to each problem (None without the column)."""
         self.ids = ids
         self.unscorable = np.zeros(n, bool)
@@ -260,19 +308,20 @@ class _Collector:
                 {
                     "row": keep.astype(np.int64),
                     "line": line_numbers(keep),
-                    "visitorid": self.ids.iloc[keep].to_numpy(object) if self.ids is not None else None,
+                    "visitorid": self._ids_at(keep),
                     "column": col,
                     "problem": text,
                 }
             )
         )
 
-    def table(self) -> pd.DataFrame:
-        """The problem rows in file order, at most MAX_PROBLEM_ROWS."""
-        if not self.parts:
-            return _NO_PROBLEMS.copy()  # a copy of one empty table: building one per API call costs more
-        out = pd.concat(self.parts, ignore_index=True).sort_values("row", kind="stable", ignore_index=True)
-        return out.iloc[:MAX_PROBLEM_ROWS].reset_index(drop=True)
+    def _ids_at(self, rows: np.ndarray) -> np.ndarray | None:
+        """The visitorid cells of some rows, as Python objects."""
+        if self.ids is None:
+            return None
+        if isinstance(self.ids, np.ndarray):
+            return self.ids[rows].astype(object)
+        return self.ids.iloc[rows].to_numpy(object)
 
 
 def _basic_checks(raw: pd.Series, col: str, found: _Collector) -> np.ndarray:
@@ -309,80 +358,96 @@ def _checked_values(vals: np.ndarray, kind: str, raw: pd.Series | None, col: str
     return np.where(bad, np.nan, vals) if bad.any() else vals
 
 
+# A block of rules between columns: the (column, kind) of each of its rules, and per row and rule
+# whether the rule holds (ok) and the value a message shows (NaN where an input is unusable).
+_RuleBlock = tuple[tuple[tuple[str, str], ...], np.ndarray, np.ndarray]
+
+
+def _rule_blocks(v: dict[str, np.ndarray]) -> Iterator[_RuleBlock]:
+    """Every rule between columns, in blocks of rules of the same shape (one numpy step checks a
+    block), in the order their problems are reported."""
+    ev = v["events"]
+    yield (("events", "events_min"),), (ev >= 1)[:, None], ev[:, None]
+    total = v["view"] + v["addtocart"] + v["transaction"]
+    no_total = np.isnan(total)
+    yield (("events", "event_sum"),), (no_total | (total == ev))[:, None], np.where(no_total, np.nan, ev)[:, None]
+    big = ev >= 1
+    evb = np.where(big, ev, np.nan)  # the bounds below need a valid events count
+    hi = evb + _tol(evb)
+    counts = np.column_stack([v["uniq_items"], v["uniq_cats"], v["n_sessions"]])
+    # uniq_cats has no lower bound: -inf holds for every usable value
+    ok = (counts >= np.array([1.0, -np.inf, 1.0])) & (counts <= hi[:, None])
+    ranges = (("uniq_items", "uniq_items_range"), ("uniq_cats", "uniq_cats_range"), ("n_sessions", "n_sessions_range"))
+    yield ranges, ok, np.where(big[:, None], counts, np.nan)
+    ratio = v["uniq_items"] / evb
+    uir = v["uniq_item_ratio"]
+    yield (
+        (("uniq_item_ratio", "uniq_item_ratio_eq"),),
+        _close(uir, ratio)[:, None],
+        np.where(np.isnan(ratio), np.nan, uir)[:, None],
+    )
+    shares = np.column_stack([v["night_share"], v["short_gap_share"]])
+    yield (("night_share", "share_range"), ("short_gap_share", "share_range")), shares <= 1 + REL_TOL, shares
+    rates = np.column_stack(
+        [v["addtocart"] / np.maximum(v["view"], 1), v["transaction"] / np.maximum(v["addtocart"], 1)]
+    )
+    given = np.column_stack([v["add_to_view_rate"], v["txn_to_cart_rate"]])
+    equalities = (("add_to_view_rate", "add_rate_eq"), ("txn_to_cart_rate", "txn_rate_eq"))
+    yield equalities, _close(given, rates), np.where(np.isnan(rates), np.nan, given)
+    epad = v["events_per_active_day"]
+    ok = (epad >= 1 - REL_TOL) & (epad <= hi)
+    yield (("events_per_active_day", "epad_range"),), ok[:, None], np.where(big, epad, np.nan)[:, None]
+    ns = np.where(v["n_sessions"] >= 1, v["n_sessions"], np.nan)
+    spd = v["sessions_per_day"]
+    ok = (spd > 0) & (spd <= ns + _tol(ns))
+    yield (("sessions_per_day", "spd_range"),), ok[:, None], np.where(np.isnan(ns), np.nan, spd)[:, None]
+    cap = np.log2(np.maximum(v["uniq_cats"], 1))
+    ok = v["cat_entropy"] <= cap + _tol(cap)
+    yield (("cat_entropy", "entropy_range"),), ok[:, None], np.where(np.isnan(cap), np.nan, v["cat_entropy"])[:, None]
+    p95 = v["p95_gap_s"]
+    yield (
+        (("p95_gap_s", "p95_single"),),
+        (~(ev < 2) | (p95 == 0))[:, None],
+        np.where(np.isnan(ev), np.nan, p95)[:, None],
+    )
+
+
+def _report_rules(block: _RuleBlock, found: _Collector) -> None:
+    """Report the rows whose inputs are all usable (no NaN shown) but break a rule of the block."""
+    keys, ok, shown = block
+    broken = ~np.isnan(shown) & ~ok
+    for j in np.flatnonzero(broken.any(axis=0)).tolist():  # only the rules some row breaks
+        col, kind = keys[j]
+        values, tail = shown[:, j], _BROKEN[kind]
+        found.add(col, kind, broken[:, j], lambda k, c=col, x=values, t=tail: f"{c} = " + _as_text(x[k]) + t)
+
+
 def _range_rules(v: dict[str, np.ndarray], found: _Collector) -> None:
     """The relations between columns; each is checked only where its inputs are usable."""
-    ev = v["events"]
-
-    def rule(col: str, kind: str, ok: np.ndarray, shown: np.ndarray) -> None:
-        """Report the rows whose inputs are all usable (no NaN in shown or ok's inputs) but fail ok."""
-        broken = _BROKEN[kind]
-        found.add(col, kind, ~np.isnan(shown) & ~ok, lambda k: f"{col} = " + _as_text(shown[k]) + broken)
-
     with np.errstate(invalid="ignore", divide="ignore"):
-        rule("events", "events_min", ev >= 1, ev)
-        total = v["view"] + v["addtocart"] + v["transaction"]
-        rule("events", "event_sum", np.isnan(total) | (total == ev), np.where(np.isnan(total), np.nan, ev))
-        big = ev >= 1
-        evb = np.where(big, ev, np.nan)  # the bounds below need a valid events count
-        rule(
-            "uniq_items",
-            "uniq_items_range",
-            (v["uniq_items"] >= 1) & (v["uniq_items"] <= evb + _tol(evb)),
-            np.where(big, v["uniq_items"], np.nan),
-        )
-        rule("uniq_cats", "uniq_cats_range", v["uniq_cats"] <= evb + _tol(evb), np.where(big, v["uniq_cats"], np.nan))
-        rule(
-            "n_sessions",
-            "n_sessions_range",
-            (v["n_sessions"] >= 1) & (v["n_sessions"] <= evb + _tol(evb)),
-            np.where(big, v["n_sessions"], np.nan),
-        )
-        ratio = v["uniq_items"] / evb
-        rule(
-            "uniq_item_ratio",
-            "uniq_item_ratio_eq",
-            _close(v["uniq_item_ratio"], ratio),
-            np.where(np.isnan(ratio), np.nan, v["uniq_item_ratio"]),
-        )
-        for col in ("night_share", "short_gap_share"):
-            rule(col, "share_range", v[col] <= 1 + REL_TOL, v[col])
-        add_rate = v["addtocart"] / np.maximum(v["view"], 1)
-        rule(
-            "add_to_view_rate",
-            "add_rate_eq",
-            _close(v["add_to_view_rate"], add_rate),
-            np.where(np.isnan(add_rate), np.nan, v["add_to_view_rate"]),
-        )
-        txn_rate = v["transaction"] / np.maximum(v["addtocart"], 1)
-        rule(
-            "txn_to_cart_rate",
-            "txn_rate_eq",
-            _close(v["txn_to_cart_rate"], txn_rate),
-            np.where(np.isnan(txn_rate), np.nan, v["txn_to_cart_rate"]),
-        )
-        epad = v["events_per_active_day"]
-        rule(
-            "events_per_active_day",
-            "epad_range",
-            (epad >= 1 - REL_TOL) & (epad <= evb + _tol(evb)),
-            np.where(big, epad, np.nan),
-        )
-        ns = np.where(v["n_sessions"] >= 1, v["n_sessions"], np.nan)
-        spd = v["sessions_per_day"]
-        rule("sessions_per_day", "spd_range", (spd > 0) & (spd <= ns + _tol(ns)), np.where(np.isnan(ns), np.nan, spd))
-        cap = np.log2(np.maximum(v["uniq_cats"], 1))
-        rule(
-            "cat_entropy",
-            "entropy_range",
-            v["cat_entropy"] <= cap + _tol(cap),
-            np.where(np.isnan(cap), np.nan, v["cat_entropy"]),
-        )
-        p95 = v["p95_gap_s"]
-        rule("p95_gap_s", "p95_single", ~(ev < 2) | (p95 == 0), np.where(np.isnan(ev), np.nan, p95))
+        blocks = _rule_blocks(v)
+        if len(v["events"]) > SMALL_TABLE_ROWS:
+            for block in blocks:  # one block's arrays at a time
+                _report_rules(block, found)
+            return
+        # A small table (an API request): every rule of every row in one step.
+        parts = list(blocks)
+        keys = tuple(k for part in parts for k in part[0])
+        _report_rules((keys, np.hstack([p[1] for p in parts]), np.hstack([p[2] for p in parts])), found)
 
 
-def _visitor_ids(raw: pd.Series, found: _Collector) -> None:
+def _has_repeats(ids: np.ndarray) -> bool:
+    """True when a value of a numpy integer array occurs more than once."""
+    srt = np.sort(ids, kind="stable")
+    return bool((srt[1:] == srt[:-1]).any())
+
+
+def _visitor_ids(raw: pd.Series | np.ndarray, found: _Collector) -> None:
     """Report ids that are not integers within int64 (the API's bounds too), and repeated ids."""
+    if isinstance(raw, np.ndarray):  # a FeatureMatrix's ids
+        if raw.dtype.kind == "i" and not _has_repeats(raw):
+            return  # integers up to int64 and no repeats: nothing to report
+        raw = pd.Series(raw)
     if _not_a_number_type(raw):
         whole, ok = np.zeros(len(raw), bool), np.zeros(len(raw), bool)
     else:
@@ -408,9 +473,7 @@ def _visitor_ids(raw: pd.Series, found: _Collector) -> None:
             ),
         )
     if _numpy_number(raw) == "i":  # ids as int64 (the API's): numpy finds repeats fastest
-        ids = raw.to_numpy()
-        srt = np.sort(ids, kind="stable")
-        if not (srt[1:] == srt[:-1]).any():
+        if not _has_repeats(raw.to_numpy()):
             return
     else:
         index = pd.Index(raw)
@@ -434,29 +497,72 @@ def _visitor_ids(raw: pd.Series, found: _Collector) -> None:
         found.add("visitorid", "duplicate", dup, dup_text)
 
 
-def validate_features(df: pd.DataFrame) -> FeatureValidation:
-    """Check a feature table (visitorid + 16 features) against every rule of the data contract."""
+def _checked_matrix(M: np.ndarray, found: _Collector) -> np.ndarray:
+    """``_checked_values`` of every column of a FeatureMatrix's values (NaN where unusable).
+
+    One pass over the whole matrix finds the columns with any finding; only those are checked
+    one by one (in column order, so the findings come in the order of the column-wise path).
+    """
+    bad = ~np.isfinite(M) | (M < 0)
+    counts = M[:, _COUNT_POS]
+    bad[:, _COUNT_POS] |= counts != np.round(counts)  # NaN counts are bad already
+    flagged = np.flatnonzero(bad.any(axis=0))
+    if not flagged.size:
+        return M
+    V = M.copy(order="F")
+    for j in flagged.tolist():  # only the columns with a finding
+        V[:, j] = _checked_values(M[:, j], "f", None, USER_FEATURES[j], found)  # integers checked as floats
+    return V
+
+
+def validate_features(df: pd.DataFrame | FeatureMatrix) -> FeatureValidation:
+    """Check a feature table (visitorid + 16 features) against every rule of the data contract.
+
+    A small table of plain numbers is checked as its FeatureMatrix (``small_feature_matrix``):
+    the same findings, from numpy in a few steps.
+    """
+    if isinstance(df, FeatureMatrix):
+        return _validate_matrix(df, [])
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"Expected a pandas DataFrame of user features, got {type(df).__name__}.")
     n = len(df)
-    required = ("visitorid",) + tuple(USER_FEATURES)
     cols = [str(c) for c in df.columns]
-    missing = [c for c in required if c not in cols]
-    extra = [c for c in cols if c not in required]
+    missing = [c for c in _REQUIRED if c not in cols]
+    extra = [c for c in cols if c not in _REQUIRED]
+    small = small_feature_matrix(df)
+    if small is not None:
+        return _validate_matrix(small, extra)
     vis = _column(df, "visitorid") if "visitorid" in df.columns else None
     found = _Collector(n, vis)
     scorable = np.zeros(n, bool) if missing else np.ones(n, bool)
     values: dict[str, np.ndarray] = {}
-    small = small_numeric_columns(df)
     for col in USER_FEATURES:
         if col in df.columns:
-            if small is not None:  # integers checked as floats: the same findings, whole numbers
-                values[col] = _checked_values(small[col], "f", None, col, found)
-            else:
-                values[col] = _basic_checks(_column(df, col), col, found)
+            values[col] = _basic_checks(_column(df, col), col, found)
             scorable &= ~np.isnan(values[col])
         else:
             values[col] = np.full(n, np.nan)
+    return _finish(n, missing, extra, values, vis, scorable, found)
+
+
+def _validate_matrix(fm: FeatureMatrix, extra: list[str]) -> FeatureValidation:
+    """validate_features of a table with every required column, read into a FeatureMatrix."""
+    found = _Collector(len(fm), fm.visitorid)
+    V = _checked_matrix(fm.values, found)
+    values = {col: V[:, j] for j, col in enumerate(USER_FEATURES)}
+    return _finish(len(fm), [], extra, values, fm.visitorid, ~np.isnan(V).any(axis=1), found)
+
+
+def _finish(
+    n: int,
+    missing: list[str],
+    extra: list[str],
+    values: dict[str, np.ndarray],
+    vis: pd.Series | np.ndarray | None,
+    scorable: np.ndarray,
+    found: _Collector,
+) -> FeatureValidation:
+    """The rules between columns and of the ids, after each column's own checks; the result."""
     if n:
         _range_rules(values, found)
         if vis is not None:
@@ -466,10 +572,10 @@ def validate_features(df: pd.DataFrame) -> FeatureValidation:
         n_rows=n,
         missing_columns=missing,
         extra_columns=extra,
-        row_problems=found.table(),
         scorable=scorable,
         problem_counts=found.counts,
         first_examples=found.examples,
         first_lines=found.lines,
         truncated=sum(found.counts.values()) > MAX_PROBLEM_ROWS,
+        problem_parts=found.parts,
     )
