@@ -280,7 +280,7 @@ def _build_into(
 ) -> dict[str, Any]:
     """Every stage, writing into the empty folder ``out``."""
     n_events = n_events or SCALES[scale]
-    timer = StageTimer(total=12)
+    timer = StageTimer(total=11)
 
     with timer.stage("load events"):
         inputs = load_inputs(raw_dir, events_file, n_events, seed)
@@ -299,14 +299,26 @@ def _build_into(
     with timer.stage("rare-label drop, raw cases"):
         raw_cases = engine_pkg.cases_from_candidates(cands)
 
-    # The same-population evaluation needs nothing from Task 1 and only the fitted detectors
-    # from Task 2 (for its last part, detector quality): it runs on a second thread from here,
-    # beside the detectors and the raw, cleaned and Markov runs (all only read the events,
-    # features and cases; numpy, pandas and scikit-learn release the GIL in their heavy loops),
-    # so the build uses both cores of a 2-core machine; every result is the same as one after
+    # A second thread runs, one after the other, the Markov run (single-threaded) and the
+    # same-population evaluation: neither needs anything from Task 2 but the evaluation's last
+    # part (detector quality), which waits for the build's fitted detectors. The main thread runs
+    # the detectors and the cleaned and raw runs beside them; their two-thread parts (detectors,
+    # forest fits and scoring) use the second core when the second thread is done, so neither
+    # core idles before the end. All only read the events, features and cases; numpy, pandas and
+    # scikit-learn release the GIL in their heavy loops; every result is the same as one after
     # the other.
     fitted: Future[tuple[dict[str, anomaly.Detector], dict[str, np.ndarray]]] = Future()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluation") as pool:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="beside") as pool:
+        markov = pool.submit(
+            _timed,
+            ranking.train_and_evaluate,
+            events,
+            seed=seed,
+            markov_top_n=MARKOV_TOP_N,
+            rankers=MARKOV_RANKERS,
+            source=f"raw events + Markov top-{MARKOV_TOP_N} candidates",
+            cases=raw_cases,
+        )
         evaluation = pool.submit(
             _timed, _honest_evaluation, events, inputs.labels, seed, share, out, features, raw_cases, fitted
         )
@@ -354,21 +366,9 @@ def _build_into(
         with timer.stage("task 1 on raw events"):
             raw_run = ranking.train_and_evaluate(events, seed=seed, source="raw events", cases=raw_cases)
 
-        # The Markov run (single-threaded) also starts beside the evaluation's last part, so
-        # the second core is not idle while the evaluation finishes.
-        release_memory()
-        with timer.stage("task 1 with Markov candidates"):
-            markov_run = ranking.train_and_evaluate(
-                events,
-                seed=seed,
-                markov_top_n=MARKOV_TOP_N,
-                rankers=MARKOV_RANKERS,
-                source=f"raw events + Markov top-{MARKOV_TOP_N} candidates",
-                cases=raw_cases,
-            )
-
         with timer.stage("rest of the honest evaluation"):
-            evaluation_seconds = evaluation.result()  # re-raises anything the evaluation raised
+            markov_run, markov_seconds = markov.result()  # re-raises anything the Markov run raised
+            _, evaluation_seconds = evaluation.result()  # and the evaluation
 
     release_memory()
 
@@ -397,9 +397,10 @@ def _build_into(
             sampled_clean=sampled_clean,
             served={"ranking_model": served_ranker, "detector": served_detector},
         )
+    timer.note({"stage": "task 1 with Markov candidates, on the second thread", "seconds": markov_seconds})
     timer.note(
         {
-            "stage": "honest evaluation, on its own thread (beside the detectors and the raw, cleaned and Markov runs)",
+            "stage": "honest evaluation, on the second thread after the Markov run",
             "seconds": evaluation_seconds,
         }
     )
@@ -556,11 +557,11 @@ def write_task1(
     return {**identity, "reason": served.serving["reason"]}
 
 
-def _timed(func: Any, *args: Any) -> float:
-    """Run func(*args); its wall seconds."""
+def _timed(func: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """func(*args, **kwargs) and its wall seconds."""
     start = time.perf_counter()
-    func(*args)
-    return round(time.perf_counter() - start, 2)
+    result = func(*args, **kwargs)
+    return result, round(time.perf_counter() - start, 2)
 
 
 def _honest_evaluation(
