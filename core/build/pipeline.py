@@ -7,7 +7,7 @@ import json
 import logging
 import tempfile
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -279,8 +279,11 @@ def _build_into(
     n_workers: int,
 ) -> dict[str, Any]:
     """Every stage, writing into the empty folder ``out``."""
+    from core.evaluation.detectors import detector_quality
+    from core.evaluation.run import honest_evaluation, write_reports
+
     n_events = n_events or SCALES[scale]
-    timer = StageTimer(total=11)
+    timer = StageTimer(total=12)
 
     with timer.stage("load events"):
         inputs = load_inputs(raw_dir, events_file, n_events, seed)
@@ -300,14 +303,12 @@ def _build_into(
         raw_cases = engine_pkg.cases_from_candidates(cands)
 
     # A second thread runs, one after the other, the Markov run (single-threaded) and the
-    # same-population evaluation: neither needs anything from Task 2 but the evaluation's last
-    # part (detector quality), which waits for the build's fitted detectors. The main thread runs
-    # the detectors and the cleaned and raw runs beside them; their two-thread parts (detectors,
-    # forest fits and scoring) use the second core when the second thread is done, so neither
-    # core idles before the end. All only read the events, features and cases; numpy, pandas and
-    # scikit-learn release the GIL in their heavy loops; every result is the same as one after
-    # the other.
-    fitted: Future[tuple[dict[str, anomaly.Detector], dict[str, np.ndarray]]] = Future()
+    # same-population evaluation, neither of which needs anything from Task 2. The main thread runs
+    # the detectors, the cleaned and raw runs and the detectors' quality report beside them; their
+    # two-thread parts (detectors, forest fits and scoring) use the second core when the second
+    # thread is done, so neither core idles before the end. All only read the events, features
+    # and cases; numpy, pandas and scikit-learn release the GIL in their heavy loops; every result
+    # is the same as one after the other.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="beside") as pool:
         markov = pool.submit(
             _timed,
@@ -320,30 +321,25 @@ def _build_into(
             cases=raw_cases,
         )
         evaluation = pool.submit(
-            _timed, _honest_evaluation, events, inputs.labels, seed, share, out, features, raw_cases, fitted
+            _timed, honest_evaluation, events, inputs.labels, seed, share, features=features, cases=raw_cases
         )
-        try:
-            with timer.stage("detectors and cleaning"):
-                t2 = detect_and_clean(
-                    events,
-                    inputs.labels,
-                    seed,
-                    share,
-                    fp,
-                    detector=detector,
-                    protect_buyers=protect_buyers,
-                    features=features,
-                )
-                fitted.set_result((t2["detectors"], t2["detector_scores"]))
-                served_detector = write_task2(out, t2)
-                clean = t2.pop("clean")  # the build's own reference only: freed after the cleaned run
-                committed = _commit_sample(clean, seed)
-                sampled_clean = len(committed) < len(clean)
-                data.write_events(committed, out / schema.CLEAN_EVENTS)
-                del committed
-        finally:
-            if not fitted.done():  # the evaluation must not wait for detectors that never come
-                fitted.set_exception(RuntimeError("the build stopped before its detectors were fitted"))
+        with timer.stage("detectors and cleaning"):
+            t2 = detect_and_clean(
+                events,
+                inputs.labels,
+                seed,
+                share,
+                fp,
+                detector=detector,
+                protect_buyers=protect_buyers,
+                features=features,
+            )
+            served_detector = write_task2(out, t2)
+            clean = t2.pop("clean")  # the build's own reference only: freed after the cleaned run
+            committed = _commit_sample(clean, seed)
+            sampled_clean = len(committed) < len(clean)
+            data.write_events(committed, out / schema.CLEAN_EVENTS)
+            del committed
 
         release_memory()
 
@@ -366,9 +362,16 @@ def _build_into(
         with timer.stage("task 1 on raw events"):
             raw_run = ranking.train_and_evaluate(events, seed=seed, source="raw events", cases=raw_cases)
 
+        with timer.stage("detector quality"):  # the build's detectors and their scores of every user
+            quality = detector_quality(
+                features, inputs.labels, share, seed, fitted=t2["detectors"], fitted_scores=t2["detector_scores"]
+            )
+
         with timer.stage("rest of the honest evaluation"):
             markov_run, markov_seconds = markov.result()  # re-raises anything the Markov run raised
-            _, evaluation_seconds = evaluation.result()  # and the evaluation
+            report, evaluation_seconds = evaluation.result()  # and the evaluation
+            write_reports(report, quality, out)
+            del report, quality
 
     release_memory()
 
@@ -562,27 +565,6 @@ def _timed(func: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
     start = time.perf_counter()
     result = func(*args, **kwargs)
     return result, round(time.perf_counter() - start, 2)
-
-
-def _honest_evaluation(
-    events: pd.DataFrame,
-    labels: pd.DataFrame | None,
-    seed: int,
-    share: float,
-    out: Path,
-    features: pd.DataFrame,
-    cases: tuple[pd.DataFrame, int, int],
-    fitted: Future[tuple[dict[str, anomaly.Detector], dict[str, np.ndarray]]],
-) -> None:
-    """The same-population evaluation (core.evaluation), on the build's features and cases; its
-    detector quality waits for the build's ``fitted`` detectors and their scores of every user."""
-    from core.evaluation.detectors import detector_quality
-    from core.evaluation.run import honest_evaluation, write_reports
-
-    report = honest_evaluation(events, labels, seed, share, features=features, cases=cases)
-    detectors, detector_scores = fitted.result()
-    quality = detector_quality(features, labels, share, seed, fitted=detectors, fitted_scores=detector_scores)
-    write_reports(report, quality, out)
 
 
 def _case_sample(cands: pd.DataFrame, max_rows: int) -> pd.DataFrame:

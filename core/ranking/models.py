@@ -90,8 +90,8 @@ def make_estimator(name: str, seed: int = DEFAULT_SEED):
         return HistGradientBoostingClassifier(random_state=seed)
     if name == "rf":
         # max_samples: each tree sees a 50% bootstrap, halving fit time with no loss the evaluation shows.
-        # 50 trees, not 100: half the full build's forest time; validation and test top1_all move by
-        # under a tenth of their bootstrap interval (docs/PERFORMANCE.md, "The whole build").
+        # 50 trees, not 100: half the full build's forest time, with validation and test top1_all
+        # well within their bootstrap noise (docs/PERFORMANCE.md, "The whole build").
         return RandomForestClassifier(
             n_estimators=50,
             max_depth=12,
