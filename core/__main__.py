@@ -184,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
 
             if args.detector not in DETECTORS:
                 raise ProjectError(f"--detector must be one of {sorted(DETECTORS)}, got {args.detector!r}")
+            from core.base.memory import BUILD_MMAP_THRESHOLD_BYTES, set_mmap_threshold
+
+            set_mmap_threshold(BUILD_MMAP_THRESHOLD_BYTES)  # this process only runs the build
             result = pipeline.build(
                 args.out,
                 raw_dir=args.raw_dir,

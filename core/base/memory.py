@@ -24,6 +24,11 @@ M_MMAP_THRESHOLD = -3  # glibc mallopt parameter (malloc.h)
 # Blocks from 1 MiB up are mmapped and unmapped on free: a column of 1.4M values is 11 MB.
 # Setting it also switches off glibc's dynamic threshold, which would otherwise rise to 32 MB.
 MMAP_THRESHOLD_BYTES = 1 << 20
+# The build (`python -m core build`, its own process) mmaps blocks from 8 MiB up: the columns of
+# the multi-million-row tables its two threads free go back to the OS instead of fragmenting the
+# heap (its peak RSS otherwise depends on which phases of the threads meet); 1 MiB, as above, would
+# page-fault every mid-size temporary (figures: docs/PERFORMANCE.md, "The whole build").
+BUILD_MMAP_THRESHOLD_BYTES = 8 << 20
 # "0" turns off every workaround that reaches below a public API: the glibc calls here and the
 # dashboard's Streamlit internals (dashboard/internals.py), e.g. to rule them out as a cause.
 WORKAROUNDS_ENV = "RECSYS_WORKAROUNDS"
@@ -52,8 +57,13 @@ def use_returning_allocators() -> None:
     table's memory goes back to the OS (idempotent; blocks allocated earlier keep their pool)."""
     if pa.default_memory_pool().backend_name != "system":
         pa.set_memory_pool(pa.system_memory_pool())
+    set_mmap_threshold(MMAP_THRESHOLD_BYTES)
+
+
+def set_mmap_threshold(nbytes: int) -> None:
+    """glibc mmaps blocks of ``nbytes`` and more and unmaps them on free (a fixed threshold)."""
     libc = _glibc() if workarounds_enabled() else None
-    if libc is not None and not libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES):
+    if libc is not None and not libc.mallopt(M_MMAP_THRESHOLD, nbytes):
         log.warning("mallopt(M_MMAP_THRESHOLD) failed; freed memory may stay with the process")
 
 

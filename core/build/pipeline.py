@@ -7,7 +7,7 @@ import json
 import logging
 import tempfile
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,7 +114,7 @@ def detect_and_clean(
 
     Every detector of the registry is fitted (each is selectable when serving); ``detector``
     names the one that scores and cleans here, with the "keep visitors who bought" policy when
-    ``protect_buyers``, through the same ``anomaly.apply_policy`` the dashboard and API use.
+    ``protect_buyers``, through the same ``apply_policy`` the dashboard and API use.
     ``features`` are the user features when the build already computed them.
     """
     features = user_features(events) if features is None else features
@@ -140,7 +140,7 @@ def detect_and_clean(
         label_source = "ground truth (demo generator labels)"
     else:
         truth = proxy_labels(features)
-        label_source = "proxy rule (anomaly.proxy_labels)"
+        label_source = "proxy rule (proxy_labels)"
     audit = audit_table(scores, truth, features["events"].to_numpy())
     audit["label_source"] = label_source
     audit["detector"] = detector
@@ -286,6 +286,9 @@ def _build_into(
     n_workers: int,
 ) -> dict[str, Any]:
     """Every stage, writing into the empty folder ``out``."""
+    from core.evaluation.detectors import detector_quality
+    from core.evaluation.run import honest_evaluation, write_reports
+
     n_events = n_events or SCALES[scale]
     timer = StageTimer(total=12)
 
@@ -306,39 +309,44 @@ def _build_into(
     with timer.stage("rare-label drop, raw cases"):
         raw_cases = engine_pkg.cases_from_candidates(cands)
 
-    # The same-population evaluation needs nothing from Task 1 and only the fitted detectors
-    # from Task 2 (for its last part, detector quality): it runs on a second thread from here,
-    # beside the detectors and the raw, cleaned and Markov runs (all only read the events,
-    # features and cases; numpy, pandas and scikit-learn release the GIL in their heavy loops),
-    # so the build uses both cores of a 2-core machine; every result is the same as one after
-    # the other.
-    fitted: Future[tuple[dict[str, Detector], dict[str, np.ndarray]]] = Future()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluation") as pool:
-        evaluation = pool.submit(
-            _timed, _honest_evaluation, events, inputs.labels, seed, share, out, features, raw_cases, fitted
+    # A second thread runs, one after the other, the Markov run (single-threaded) and the
+    # same-population evaluation, neither of which needs anything from Task 2. The main thread runs
+    # the detectors, the cleaned and raw runs and the detectors' quality report beside them; their
+    # two-thread parts (detectors, forest fits and scoring) use the second core when the second
+    # thread is done, so neither core idles before the end. All only read the events, features
+    # and cases; numpy, pandas and scikit-learn release the GIL in their heavy loops; every result
+    # is the same as one after the other.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="beside") as pool:
+        markov = pool.submit(
+            _timed,
+            train_and_evaluate,
+            events,
+            seed=seed,
+            markov_top_n=MARKOV_TOP_N,
+            rankers=MARKOV_RANKERS,
+            source=f"raw events + Markov top-{MARKOV_TOP_N} candidates",
+            cases=raw_cases,
         )
-        try:
-            with timer.stage("detectors and cleaning"):
-                t2 = detect_and_clean(
-                    events,
-                    inputs.labels,
-                    seed,
-                    share,
-                    fp,
-                    detector=detector,
-                    protect_buyers=protect_buyers,
-                    features=features,
-                )
-                fitted.set_result((t2["detectors"], t2["detector_scores"]))
-                served_detector = write_task2(out, t2)
-                clean = t2.pop("clean")  # the build's own reference only: freed after the cleaned run
-                committed = _commit_sample(clean, seed)
-                sampled_clean = len(committed) < len(clean)
-                data.write_events(committed, out / schema.CLEAN_EVENTS)
-                del committed
-        finally:
-            if not fitted.done():  # the evaluation must not wait for detectors that never come
-                fitted.set_exception(RuntimeError("the build stopped before its detectors were fitted"))
+        evaluation = pool.submit(
+            _timed, honest_evaluation, events, inputs.labels, seed, share, features=features, cases=raw_cases
+        )
+        with timer.stage("detectors and cleaning"):
+            t2 = detect_and_clean(
+                events,
+                inputs.labels,
+                seed,
+                share,
+                fp,
+                detector=detector,
+                protect_buyers=protect_buyers,
+                features=features,
+            )
+            served_detector = write_task2(out, t2)
+            clean = t2.pop("clean")  # the build's own reference only: freed after the cleaned run
+            committed = _commit_sample(clean, seed)
+            sampled_clean = len(committed) < len(clean)
+            data.write_events(committed, out / schema.CLEAN_EVENTS)
+            del committed
 
         release_memory()
 
@@ -361,21 +369,16 @@ def _build_into(
         with timer.stage("task 1 on raw events"):
             raw_run = train_and_evaluate(events, seed=seed, source="raw events", cases=raw_cases)
 
-        # The Markov run (single-threaded) also starts beside the evaluation's last part, so
-        # the second core is not idle while the evaluation finishes.
-        release_memory()
-        with timer.stage("task 1 with Markov candidates"):
-            markov_run = train_and_evaluate(
-                events,
-                seed=seed,
-                markov_top_n=MARKOV_TOP_N,
-                rankers=MARKOV_RANKERS,
-                source=f"raw events + Markov top-{MARKOV_TOP_N} candidates",
-                cases=raw_cases,
+        with timer.stage("detector quality"):  # the build's detectors and their scores of every user
+            quality = detector_quality(
+                features, inputs.labels, share, seed, fitted=t2["detectors"], fitted_scores=t2["detector_scores"]
             )
 
         with timer.stage("rest of the honest evaluation"):
-            evaluation_seconds = evaluation.result()  # re-raises anything the evaluation raised
+            markov_run, markov_seconds = markov.result()  # re-raises anything the Markov run raised
+            report, evaluation_seconds = evaluation.result()  # and the evaluation
+            write_reports(report, quality, out)
+            del report, quality
 
     release_memory()
 
@@ -404,9 +407,10 @@ def _build_into(
             sampled_clean=sampled_clean,
             served={"ranking_model": served_ranker, "detector": served_detector},
         )
+    timer.note({"stage": "task 1 with Markov candidates, on the second thread", "seconds": markov_seconds})
     timer.note(
         {
-            "stage": "honest evaluation, on its own thread (beside the detectors and the raw, cleaned and Markov runs)",
+            "stage": "honest evaluation, on the second thread after the Markov run",
             "seconds": evaluation_seconds,
         }
     )
@@ -437,7 +441,7 @@ def _validation_score(run: Any) -> float:
 
 @dataclass
 class ServedChoice:
-    """The served ranking model and the serving rule's record (ranking.serving_choice)."""
+    """The served ranking model and the serving rule's record (serving_choice)."""
 
     model: RankingModel
     serving: dict[str, Any]
@@ -445,7 +449,7 @@ class ServedChoice:
 
 
 def choose_served(raw_run: Any, markov_run: Any, seed: int = DEFAULT_SEED) -> ServedChoice:
-    """The served ranker by the serving rule (ranking.select), on validation only (never test).
+    """The served ranker by the serving rule (select), on validation only (never test).
 
     The best learned ranker of either run faces the raw run's best simple baseline. Both runs
     split the same raw-event cases with the same seed, so the validation cases are the same
@@ -563,32 +567,11 @@ def write_task1(
     return {**identity, "reason": served.serving["reason"]}
 
 
-def _timed(func: Any, *args: Any) -> float:
-    """Run func(*args); its wall seconds."""
+def _timed(func: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """func(*args, **kwargs) and its wall seconds."""
     start = time.perf_counter()
-    func(*args)
-    return round(time.perf_counter() - start, 2)
-
-
-def _honest_evaluation(
-    events: pd.DataFrame,
-    labels: pd.DataFrame | None,
-    seed: int,
-    share: float,
-    out: Path,
-    features: pd.DataFrame,
-    cases: tuple[pd.DataFrame, int, int],
-    fitted: Future[tuple[dict[str, Detector], dict[str, np.ndarray]]],
-) -> None:
-    """The same-population evaluation (core.evaluation), on the build's features and cases; its
-    detector quality waits for the build's ``fitted`` detectors and their scores of every user."""
-    from core.evaluation.detectors import detector_quality
-    from core.evaluation.run import honest_evaluation, write_reports
-
-    report = honest_evaluation(events, labels, seed, share, features=features, cases=cases)
-    detectors, detector_scores = fitted.result()
-    quality = detector_quality(features, labels, share, seed, fitted=detectors, fitted_scores=detector_scores)
-    write_reports(report, quality, out)
+    result = func(*args, **kwargs)
+    return result, round(time.perf_counter() - start, 2)
 
 
 def _case_sample(cands: pd.DataFrame, max_rows: int) -> pd.DataFrame:

@@ -161,7 +161,7 @@ def train_and_evaluate(
     top_n = markov_top_n if use_markov else 0
     fit_v, val_v = visitor_split(vis[~is_test], TEST_SIZE, seed + 1)
     in_val = np.isin(vis, val_v)  # validation visitors are training visitors, never test ones
-    fit_part = cands.loc[~is_test & ~in_val].reset_index(drop=True)
+    in_fit = ~is_test & ~in_val
     val_part = cands.loc[in_val].reset_index(drop=True)
     leakage["validation_visitors"] = int(len(val_v))
     leakage["validation_disjoint_from_test"] = bool(arrays.intersect(val_v, test_v).size == 0)
@@ -173,13 +173,23 @@ def train_and_evaluate(
         # row cap: the learners could not use more, and the extra rows would cost gigabytes.
         features = CANDIDATE_FEATURES + (MARKOV_FEATURE,)
         caps = [TRAIN_ROW_CAPS[r] for r in rankers if r in TRAIN_ROW_CAPS]
-        if caps and len(fit_part) > max(caps):
-            fit_part, presampled = cap_by_case(fit_part, max(caps), seed).reset_index(drop=True), True
+        if caps and int(in_fit.sum()) > max(caps):
+            # Whole cases sampled on their ids alone (as cap_by_case of the fit rows would), then
+            # only their rows taken whole: no copy of every fit row.
+            ids = pd.DataFrame({"case_id": cands["case_id"].to_numpy()[in_fit]}, index=np.flatnonzero(in_fit))
+            keep = cap_by_case(ids, max(caps), seed).index.to_numpy()
+            fit_part, presampled = cands.iloc[keep].reset_index(drop=True), True
+        else:
+            fit_part = cands.loc[in_fit].reset_index(drop=True)
         pairs = transition_pairs(cands.loc[~is_test, ["case_id", "visitorid", "is_last", "categoryid", "y"]])
         (fit_part, val_part), test, markov = _with_markov(
             pairs, [fit_part, val_part], test, top_n, seed, lookback, window_ms
         )
         lap("markov")
+    else:
+        # The fitting only reads the features, the label and the case ids of the fit rows (~3M
+        # of them at RetailRocket scale): the other columns are not copied.
+        fit_part = cands.loc[in_fit, [*features, "label", "case_id"]].reset_index(drop=True)
     lap("split")
     learned = [r for r in rankers if r in TRAIN_ROW_CAPS]
     refit_possible = not presampled and not (learned and all(cap_binds(r, len(fit_part)) for r in learned))
