@@ -240,7 +240,7 @@ class FeatureValidation:
             msgs.append(
                 f"Missing required column(s): {', '.join(self.missing_columns)}. Nothing can be "
                 f"scored: the table needs visitorid and all 16 features "
-                f"({', '.join(USER_FEATURES)}), e.g. as written by core.anomaly.user_features."
+                f"({', '.join(USER_FEATURES)}), e.g. as written by core.anomaly.features.user_features."
             )
         if self.extra_columns:
             msgs.append(f"Extra column(s) kept but not used for scoring: {', '.join(self.extra_columns)}.")
