@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import skip_or_fail
 
 from tests.test_api_server import running_server
 
@@ -270,8 +271,9 @@ def _connections_per_worker(port: int) -> Counter[str]:
     return Counter(re.findall(r"pid=(\d+)", out))
 
 
-@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) to see the sockets")
 def test_a_burst_of_connections_spreads_over_both_workers():
+    if shutil.which("ss") is None:  # .ci/run installs iproute2
+        skip_or_fail("needs ss (iproute2: apt-get install iproute2) to see the sockets")
     # One listening socket shared by the workers let the first to wake accept a whole burst:
     # 64 keep-alive clients all on one worker, the other idle. Each worker listens on its own
     # SO_REUSEPORT socket, and the kernel spreads the connections.

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from core.base.errors import DataError
+from core.ranking.serve import rank
 from core.userfiles import export as E
 from core.userfiles import uploads as U
 
@@ -235,9 +236,8 @@ def test_views_from_csv_text_errors(text, words):
 
 
 def test_views_feed_core_ranking_with_row_named_errors():
-    serve = pytest.importorskip("core.ranking.serve")
     good = E.views_from_csv_text("timestamp,categoryid\n1433152800000,12\n1433152860000,13\n1433152920000,12")
-    assert serve.rank(good, None, 2).ranking["categoryid"].tolist() == [12, 13]
+    assert rank(good, None, 2).ranking["categoryid"].tolist() == [12, 13]
     bad = E.views_from_csv_text("timestamp,categoryid\n1433152800000,12\n1433152860000,abc")
     with pytest.raises(DataError, match="row 1"):
-        serve.rank(bad, None, 2)
+        rank(bad, None, 2)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import altair as alt
 import pandas as pd
 import pytest
+from conftest import skip_or_fail
 
 from core.userfiles import report as R
 
@@ -36,9 +35,7 @@ def test_html_report_without_svg_renderer_embeds_specs_and_says_charts_need_a_cd
 
 def test_html_report_with_svg_renderer_is_self_contained():
     if not R.svg_renderer_available():  # requirements.txt pins vl-convert-python: CI must have it
-        if os.environ.get("CI") == "true":
-            pytest.fail("vl-convert-python is not installed (pip install -r requirements.txt)")
-        pytest.skip("vl-convert-python is not installed")
+        skip_or_fail("vl-convert-python is not installed (pip install -r requirements.txt)")
     page = R.html_report("T", _blocks())  # the default: inline SVG when the renderer is there
     assert page.count("<svg") == 1 and "</svg>" in page
     assert "<script" not in page and "need an internet connection" not in page

@@ -1,7 +1,7 @@
 """Tree ensembles evaluated for a few rows at a time, with exactly scikit-learn's results.
 
 scikit-learn's forests call each tree through joblib and its input checks: about 25 µs of
-overhead per tree, so 2.5 ms for a 100-tree forest on 5 rows (the API's /rank) and 10 ms for the
+overhead per tree, so over 1 ms for the 50-tree forest on 5 rows (the API's /rank) and 10 ms for the
 200-tree isolation forest of /anomaly. Here every tree of a fitted forest is packed once into flat
 node arrays, and all trees walk all rows together, one numpy step per tree level.
 
